@@ -1,0 +1,192 @@
+"""Frozen dataclasses that flow between layers.
+
+Collectors produce them, the engine assembles them into a `Snapshot` every tick, and the TUI and
+the headless stream consume them. Nothing here imports textual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, order=True)
+class ProcessKey:
+    """A process identity that survives PID reuse: pid plus start time in clock ticks since boot
+    (field 22 of /proc/PID/stat, the same value BPF derives from task->start_boottime)."""
+
+    pid: int
+    start_ticks: int
+
+
+class CollectorState(str, Enum):
+    RUNNING = "running"
+    UNAVAILABLE = "unavailable"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    name: str
+    state: CollectorState
+    reason: str = ""
+    detail: str = ""  # short measured figure for the header, e.g. "dropped 0"
+
+    @property
+    def running(self) -> bool:
+        return self.state is CollectorState.RUNNING
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """Share of elapsed time, in percent, over the last sampling interval."""
+
+    total: float
+    user: float
+    system: float
+    iowait: float
+
+
+@dataclass(frozen=True)
+class MemoryUsage:
+    total: int
+    used: int  # total - MemAvailable
+    available: int
+    percent: float
+    swap_total: int
+    swap_used: int
+    swap_percent: float
+
+
+@dataclass(frozen=True)
+class IoRate:
+    """Bytes per second for one device or interface over the last interval."""
+
+    name: str
+    read_per_s: float  # disks: read; interfaces: received
+    write_per_s: float  # disks: written; interfaces: sent
+
+
+@dataclass(frozen=True)
+class SystemMetrics:
+    timestamp: float
+    interval: float | None  # seconds since the previous sample; None for the first sample
+    cpu: CpuTimes | None  # None on the first sample: rates need two samples
+    cpu_per_core: tuple[float, ...]
+    memory: MemoryUsage
+    disks: tuple[IoRate, ...]
+    networks: tuple[IoRate, ...]
+    load_average: tuple[float, float, float]
+    uptime_s: float
+    process_count: int
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    """One process as shown in the process table. Columns that a capability fills stay None
+    (shown as "—") until its collector provides them."""
+
+    key: ProcessKey
+    ppid: int
+    user: str
+    name: str
+    exe: str
+    cmdline: tuple[str, ...]
+    cpu_percent: float | None  # None on the first sample of a process
+    memory_rss: int
+    threads: int
+    state: str
+    # Filled by later capabilities through `TickContext.annotate`.
+    risk: float | None = None
+    risk_reasons: tuple[str, ...] = ()
+    syscalls_per_s: float | None = None
+    syscall_counts: tuple[tuple[str, int], ...] = ()  # this tick, most frequent first
+    connections: int | None = None
+    net_rx_per_s: float | None = None
+    net_tx_per_s: float | None = None
+    container: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.key.pid
+
+
+@dataclass(frozen=True)
+class RiskInput:
+    """Risk points for one process from a source other than its syscalls, with the reason shown."""
+
+    key: ProcessKey
+    points: float
+    reason: str
+
+
+class Severity(str, Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+@runtime_checkable
+class StreamEvent(Protocol):
+    """Anything that goes to the headless JSON stream. `to_ecs` returns an Elastic Common Schema
+    object (nested dicts); the stream adds `@timestamp`/`host` when missing."""
+
+    def to_ecs(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A detection: what crossed a line, on which process, and why."""
+
+    timestamp: float
+    rule_id: str
+    title: str
+    severity: Severity
+    technique_id: str  # MITRE ATT&CK, e.g. "T1055.008"
+    technique_name: str
+    key: ProcessKey | None
+    process_name: str
+    reasons: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_ecs(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "event": {
+                "kind": "alert",
+                "module": "fluxtui",
+                "dataset": f"fluxtui.{self.rule_id.split('.')[0]}",
+                "action": self.rule_id,
+                "severity": _SEVERITY_NUMBER[self.severity],
+                "reason": "; ".join(self.reasons) or self.title,
+            },
+            "rule": {"id": self.rule_id, "name": self.title},
+            "threat": {
+                "framework": "MITRE ATT&CK",
+                "technique": {"id": self.technique_id, "name": self.technique_name},
+            },
+            "message": self.title,
+        }
+        if self.key is not None:
+            doc["process"] = {"pid": self.key.pid, "name": self.process_name}
+        if self.extra:
+            doc["fluxtui"] = {"alert": self.extra}
+        return doc
+
+
+_SEVERITY_NUMBER = {Severity.LOW: 21, Severity.MEDIUM: 47, Severity.HIGH: 73, Severity.CRITICAL: 99}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the UI shows for one tick. Immutable; the engine swaps in a new one each tick."""
+
+    sequence: int
+    metrics: SystemMetrics
+    processes: dict[ProcessKey, ProcessRow]
+    statuses: tuple[CollectorStatus, ...]
+    alerts: tuple[Alert, ...]  # most recent last, bounded
+    # Per-capability views keyed by component name (e.g. "connections"); each component documents
+    # the type it puts here.
+    views: dict[str, Any] = field(default_factory=dict)
