@@ -14,102 +14,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Iterable
 
 from fluxtui.collectors.metrics import MetricsCollector
 from fluxtui.collectors.processes import ProcessCollector
 from fluxtui.config import Config
-from fluxtui.events import (
-    Alert,
-    CollectorState,
-    CollectorStatus,
-    ProcessKey,
-    ProcessRow,
-    RiskInput,
-    Snapshot,
-    SystemMetrics,
-)
+from fluxtui.events import Alert, CollectorState, CollectorStatus, Snapshot
+from fluxtui.pipeline import Component, EventBus, TickContext
 
 log = logging.getLogger(__name__)
-
-Subscriber = Callable[[object], None]
-
-
-class EventBus:
-    """Fan-out of events to subscribers. `publish` is thread-safe and never blocks on the UI:
-    subscribers must only enqueue (the TUI's subscriber calls `App.post_message`)."""
-
-    def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
-        self._lock = threading.Lock()
-
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        with self._lock:
-            self._subscribers = [*self._subscribers, subscriber]
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._subscribers = [s for s in self._subscribers if s is not subscriber]
-
-        return unsubscribe
-
-    def publish(self, event: object) -> None:
-        for subscriber in self._subscribers:  # copy-on-write list: no lock needed to iterate
-            try:
-                subscriber(event)
-            except Exception:  # a broken subscriber must not break a collector thread
-                log.exception("event subscriber failed")
-
-
-class TickContext:
-    """What a component sees during one tick, and how it contributes to the snapshot."""
-
-    def __init__(self, now: float, interval: float | None, metrics: SystemMetrics,
-                 processes: dict[ProcessKey, ProcessRow], bus: EventBus) -> None:
-        self.now = now
-        self.interval = interval  # seconds since previous tick, None on the first
-        self.metrics = metrics
-        self.processes = processes  # read-only for components: use annotate()
-        self.bus = bus
-        self.annotations: dict[ProcessKey, dict[str, Any]] = {}
-        self.alerts: list[Alert] = []
-        self.views: dict[str, Any] = {}
-        self.risk_inputs: list[RiskInput] = []
-
-    def annotate(self, key: ProcessKey, **columns: Any) -> None:
-        """Fill ProcessRow columns (risk, syscalls_per_s, connections, ...) for one process."""
-        self.annotations.setdefault(key, {}).update(columns)
-
-    def add_risk(self, key: ProcessKey, points: float, reason: str) -> None:
-        """Report risk seen by a non-syscall source (e.g. a port scan); the risk scorer, which
-        runs after the producers, folds it into the process's score with the same decay."""
-        self.risk_inputs.append(RiskInput(key, points, reason))
-
-    def raise_alert(self, alert: Alert) -> None:
-        self.alerts.append(alert)
-        self.bus.publish(alert)
-
-    def set_view(self, name: str, view: Any) -> None:
-        self.views[name] = view
-
-
-class Component(Protocol):
-    """A capability plugged into the engine (syscalls, risk, guard, connections, ...).
-
-    `start` may spawn threads; it must not raise for a missing kernel feature but report it in
-    `status()`. `on_tick` runs on the engine's tick thread, in registration order, and must be
-    quick (drain maps, merge caches), never blocking on I/O that may hang."""
-
-    name: str
-
-    def start(self, bus: EventBus) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def status(self) -> CollectorStatus: ...
-
-    def on_tick(self, tick: TickContext) -> None: ...
 
 
 class Engine:

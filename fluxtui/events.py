@@ -7,7 +7,7 @@ the headless stream consume them. Nothing here imports textual.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -20,7 +20,7 @@ class ProcessKey:
     start_ticks: int
 
 
-class CollectorState(str, Enum):
+class CollectorState(StrEnum):
     RUNNING = "running"
     UNAVAILABLE = "unavailable"
     STOPPED = "stopped"
@@ -121,7 +121,7 @@ class RiskInput:
     reason: str
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
