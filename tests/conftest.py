@@ -6,7 +6,7 @@ from tests.kernel import IN_CI
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ARG001
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     """In CI a skipped test is a failed test: every kernel feature is there and must be used."""
     outcome = yield
     report = outcome.get_result()
