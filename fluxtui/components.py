@@ -7,9 +7,10 @@ come before the risk scorer that folds them into one score per process.
 from __future__ import annotations
 
 from fluxtui.config import Config
-from fluxtui.engine import Component
+from fluxtui.pipeline import Component
 
 
-def build_components(config: Config, privileged: bool) -> list[Component]:
+def build_components(config: Config, privileged: bool, interactive: bool) -> list[Component]:
+    """`privileged`: running as root; `interactive`: a person answers prompts (the TUI)."""
     components: list[Component] = []
     return components

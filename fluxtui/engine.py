@@ -42,20 +42,31 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
         self._failed: dict[str, str] = {}  # component name -> why it no longer runs
+        self._started: set[str] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, run_thread: bool = True) -> None:
+    def start(self) -> None:
+        """Start components and ticking on the engine thread; returns at once (a BPF compile
+        or a fanotify set-up must not delay the first frame)."""
+        self._thread = threading.Thread(target=self._run, name="fluxtui-engine", daemon=True)
+        self._thread.start()
+
+    def start_sync(self) -> Snapshot:
+        """Start components and take the first tick on the caller's thread (tests, benchmarks)."""
+        self._start_components()
+        return self.tick()
+
+    def _start_components(self) -> None:
         for component in self.components:
+            if self._stop.is_set():
+                return
             try:
                 component.start(self.bus)
             except Exception as exc:  # report, keep the rest working
                 log.exception("component %s failed to start", component.name)
                 self._failed[component.name] = f"failed to start: {exc}"
-        self.tick()
-        if run_thread:
-            self._thread = threading.Thread(target=self._run, name="fluxtui-engine", daemon=True)
-            self._thread.start()
+            self._started.add(component.name)
 
     def stop(self) -> None:
         self._stop.set()
@@ -66,6 +77,8 @@ class Engine:
                 component.stop()
 
     def _run(self) -> None:
+        self.tick()  # metrics and processes show while the kernel collectors start
+        self._start_components()
         interval = self.config.general.refresh_interval
         deadline = time.monotonic() + interval
         while not self._stop.wait(max(0.0, deadline - time.monotonic())):
@@ -91,7 +104,7 @@ class Engine:
             processes = self.processes.sample()
             ctx = TickContext(now, interval, metrics, processes, self.bus)
             for component in self.components:
-                if component.name in self._failed:
+                if component.name in self._failed or component.name not in self._started:
                     continue
                 try:
                     component.on_tick(ctx)
@@ -126,6 +139,8 @@ class Engine:
             reason = self._failed.get(component.name)
             if reason is not None:
                 out.append(CollectorStatus(component.name, CollectorState.UNAVAILABLE, reason))
+            elif component.name not in self._started:
+                out.append(CollectorStatus(component.name, CollectorState.STOPPED, "starting…"))
             else:
                 out.append(component.status())
         return tuple(out)

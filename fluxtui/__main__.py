@@ -1,0 +1,5 @@
+import sys
+
+from fluxtui.cli import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""Command line: the dashboard (default), the headless stream, or doctor."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from fluxtui.config import Config, ConfigError, config_from_env_or_file
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fluxtui",
+        description="Terminal dashboard for Linux host security. Run as root for the kernel "
+                    "collectors (eBPF syscalls, credential guard); without root it runs passive.",
+    )
+    parser.add_argument("command", nargs="?", choices=("doctor",),
+                        help="doctor: check which capabilities this machine offers")
+    parser.add_argument("--config", metavar="PATH",
+                        help="configuration file (default: /etc/fluxtui/config.yml if present)")
+    parser.add_argument("--theme", metavar="NAME",
+                        help="fluxtui-dark, fluxtui-light, fluxtui-contrast or a Textual theme")
+    parser.add_argument("--headless", action="store_true",
+                        help="no UI: print events to stdout (see --output)")
+    parser.add_argument("--output", choices=("json", "text"), default="json",
+                        help="headless output: JSON lines (Elastic Common Schema) or compact text")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="headless: exit 0 after this many seconds")
+    parser.add_argument("--log", metavar="PATH", help="write diagnostics to this file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.INFO,
+                            format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+    if args.timeout is not None and args.timeout <= 0:
+        print("fluxtui: --timeout: expected a positive number of seconds", file=sys.stderr)
+        return 2
+    try:
+        config = config_from_env_or_file(args.config)
+    except ConfigError as exc:
+        print(f"fluxtui: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "doctor":
+        from fluxtui.doctor import run_doctor
+
+        return run_doctor(config)
+    privileged = os.geteuid() == 0
+    if args.headless:
+        return run_headless(config, privileged, args.output, args.timeout)
+    return run_tui(config, privileged, args.theme)
+
+
+def run_headless(config: Config, privileged: bool, output: str, timeout: float | None) -> int:
+    from fluxtui.components import build_components
+    from fluxtui.engine import Engine
+    from fluxtui.headless import HeadlessRunner
+
+    engine = Engine(config, build_components(config, privileged, interactive=False))
+    return HeadlessRunner(engine, output).run(timeout)
+
+
+def run_tui(config: Config, privileged: bool, theme: str | None) -> int:
+    from fluxtui.components import build_components
+    from fluxtui.engine import Engine
+    from fluxtui.tui.app import FluxApp
+
+    engine = Engine(config, build_components(config, privileged, interactive=True))
+    result = FluxApp(engine, privileged, theme).run()
+    return 0 if result is None else int(result)

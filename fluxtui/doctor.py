@@ -1,0 +1,134 @@
+"""`fluxtui doctor`: which capabilities this machine offers, and how to fix what is missing."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fluxtui.config import Config
+
+FAN_CLASS_CONTENT = 0x04
+FAN_CLOEXEC = 0x01
+NETLINK_SOCK_DIAG = 4
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True  # an optional capability missing does not fail the doctor
+
+
+def check_root() -> Check:
+    if os.geteuid() == 0:
+        return Check("root", True, "running as root")
+    return Check("root", False, "not root: eBPF, fanotify and full /proc need it",
+                 "sudo fluxtui")
+
+
+def check_bcc() -> Check:
+    try:
+        import bcc  # noqa: F401
+    except ImportError as exc:
+        return Check("bcc", False, f"not importable: {exc}",
+                     "apt-get install python3-bpfcc, then make setup (links it into .venv)")
+    return Check("bcc", True, "importable")
+
+
+def headers_dir() -> Path:
+    return Path("/lib/modules") / os.uname().release / "build"
+
+
+def check_headers() -> Check:
+    build = headers_dir()
+    if (build / "include").is_dir():
+        return Check("kernel headers", True, f"{build} -> {build.resolve()}")
+    return Check("kernel headers", False, f"{build} missing",
+                 f"apt-get install linux-headers-{os.uname().release} "
+                 "(or make setup, which links the distribution's headers)")
+
+
+def check_tracefs() -> Check:
+    if Path("/sys/kernel/tracing/events/raw_syscalls").is_dir():
+        return Check("tracefs", True, "/sys/kernel/tracing mounted")
+    return Check("tracefs", False, "/sys/kernel/tracing not mounted",
+                 "mount -t tracefs nodev /sys/kernel/tracing")
+
+
+def check_bpf_load() -> Check:
+    if os.geteuid() != 0:
+        return Check("BPF load", False, "needs root", "sudo fluxtui doctor")
+    try:
+        from bcc import BPF
+    except ImportError:
+        return Check("BPF load", False, "bcc not importable", "see bcc above")
+    try:
+        program = BPF(text="int probe(void *ctx) { return 0; }")
+        program.load_func("probe", BPF.TRACEPOINT)
+        program.cleanup()
+    except Exception as exc:
+        return Check("BPF load", False, f"compile/load failed: {exc}",
+                     "check kernel headers and tracefs above")
+    return Check("BPF load", True, "compiled and loaded a tracepoint program")
+
+
+def check_fanotify() -> Check:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    fd = libc.fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, os.O_RDONLY)
+    if fd < 0:
+        err = ctypes.get_errno()
+        if err == errno.EPERM:
+            return Check("fanotify permission events", False, "needs root (CAP_SYS_ADMIN)",
+                         "sudo fluxtui")
+        return Check("fanotify permission events", False,
+                     f"fanotify_init failed: {os.strerror(err)}",
+                     "a kernel with CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y")
+    os.close(fd)
+    return Check("fanotify permission events", True, "FAN_CLASS_CONTENT group created")
+
+
+def check_sock_diag() -> Check:
+    try:
+        from pyroute2 import DiagSocket
+
+        with DiagSocket() as diag:
+            diag.bind()
+            count = len(diag.get_sock_stats(family=socket.AF_INET))
+    except Exception as exc:
+        return Check("netlink sock_diag", False, f"query failed: {exc}",
+                     "a kernel with CONFIG_INET_DIAG (modprobe inet_diag tcp_diag udp_diag)")
+    return Check("netlink sock_diag", True, f"answered ({count} IPv4 TCP sockets)")
+
+
+def check_journald() -> Check:
+    if Path("/run/systemd/journal/socket").exists():
+        return Check("journald", True, "/run/systemd/journal/socket present")
+    return Check("journald", False, "no systemd journal running: audit goes to SQLite and the "
+                 "JSON stream only", "run under systemd to also log to the journal",
+                 required=False)
+
+
+CHECKS: list[Callable[[], Check]] = [
+    check_root, check_bcc, check_headers, check_tracefs, check_bpf_load, check_fanotify,
+    check_sock_diag, check_journald,
+]
+
+
+def run_doctor(config: Config) -> int:
+    print(f"fluxtui doctor (config: {config.source})")
+    results = [check() for check in CHECKS]
+    width = max(len(r.name) for r in results)
+    for result in results:
+        mark = "ok     " if result.ok else "MISSING" if result.required else "absent "
+        print(f"  {mark} {result.name:<{width}}  {result.detail}")
+        if not result.ok and result.fix:
+            print(f"          {'':<{width}}  fix: {result.fix}")
+    return 0 if all(r.ok or not r.required for r in results) else 1

@@ -1,0 +1,175 @@
+"""The Textual application: reads engine snapshots on a timer, receives urgent items as messages."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections import deque
+from collections.abc import Iterable
+from functools import partial
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from fluxtui.collectors.process_control import ProcessGone, send_signal
+from fluxtui.engine import Engine
+from fluxtui.events import Snapshot
+from fluxtui.tui.dialogs import KillDialog
+from fluxtui.tui.panels import CpuPanel, History, IoPanel, MemoryPanel, StatusHeader
+from fluxtui.tui.process_table import COLUMNS, ProcessTable
+from fluxtui.tui.themes import bundled_themes
+
+
+class EventsPending(Message):
+    """Bus events are waiting in the app's inbox (posted once per batch, not per event)."""
+
+
+class ProcessCommands(Provider):
+    """Command palette entries for the process table."""
+
+    async def search(self, query: str) -> Hits:
+        app = self.app
+        assert isinstance(app, FluxApp)
+        matcher = self.matcher(query)
+        commands: list[tuple[str, object]] = [
+            (f"Sort processes by {label}", partial(app.process_table.sort_by, column_id))
+            for column_id, label, _ in COLUMNS
+        ]
+        commands += [
+            ("Toggle process tree view", app.process_table.action_toggle_tree),
+            ("Filter processes", app.process_table.action_start_filter),
+        ]
+        for text, callback in commands:
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), callback)  # type: ignore[arg-type]
+
+
+class FluxApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "fluxtui"
+    COMMANDS = App.COMMANDS | {ProcessCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("1", "show_tab('processes')", "Processes", show=False),
+    ]
+
+    def __init__(self, engine: Engine, privileged: bool, theme_name: str | None = None,
+                 start_engine: bool = True) -> None:
+        super().__init__()
+        self.engine = engine
+        self.privileged = privileged
+        self._theme_name = theme_name or engine.config.general.theme
+        self._start_engine = start_engine
+        refresh = engine.config.general.refresh_interval
+        self.history = History(round(engine.config.general.history_seconds / refresh))
+        self._seen_sequence = -1
+        self._inbox: deque[object] = deque()
+        self._inbox_lock = threading.Lock()
+        self._inbox_posted = False
+        self._unsubscribe = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(self.privileged, id="status-header")
+        with Horizontal(id="metrics"):
+            yield CpuPanel(self.history, id="cpu-panel")
+            yield MemoryPanel(id="memory-panel")
+            yield IoPanel(self.history, id="io-panel")
+        with TabbedContent(id="tabs", initial="processes"):
+            with TabPane("Processes [1]", id="processes"):
+                yield ProcessTable(id="process-table")
+        yield Footer()
+
+    @property
+    def process_table(self) -> ProcessTable:
+        return self.query_one(ProcessTable)
+
+    def on_mount(self) -> None:
+        for theme in bundled_themes():
+            self.register_theme(theme)
+        if self._theme_name in self.available_themes:
+            self.theme = self._theme_name
+        else:
+            self.notify(f"theme {self._theme_name!r} not found; using the default",
+                        severity="warning")
+        self._unsubscribe = self.engine.bus.subscribe(self._on_bus_event)
+        if self._start_engine:
+            self.engine.start()
+        interval = min(0.5, self.engine.config.general.refresh_interval)
+        self.set_interval(interval, self.refresh_from_engine)
+        self.call_after_refresh(self.refresh_from_engine)  # first frame: no waiting for a timer
+        self.process_table.table.focus()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._start_engine:
+            self.engine.stop()
+
+    # --- data flow ---------------------------------------------------------------------------
+
+    def refresh_from_engine(self) -> None:
+        snapshot = self.engine.snapshot
+        if snapshot is None or snapshot.sequence == self._seen_sequence:
+            return
+        self._seen_sequence = snapshot.sequence
+        self.show_snapshot(snapshot)
+
+    def show_snapshot(self, snapshot: Snapshot) -> None:
+        for widget in self._data_widgets():
+            widget.refresh_from(snapshot)  # type: ignore[attr-defined]
+
+    def _data_widgets(self) -> Iterable[object]:
+        return [w for w in self.query("*") if hasattr(w, "refresh_from")]
+
+    def _on_bus_event(self, event: object) -> None:
+        """Runs on collector threads: only enqueue, and post one wake-up per batch."""
+        if isinstance(event, Snapshot):
+            return
+        with self._inbox_lock:
+            self._inbox.append(event)
+            if self._inbox_posted:
+                return
+            self._inbox_posted = True
+        self.post_message(EventsPending())
+
+    def on_events_pending(self, _: EventsPending) -> None:
+        with self._inbox_lock:
+            events = list(self._inbox)
+            self._inbox.clear()
+            self._inbox_posted = False
+        handlers = [w for w in self.query("*") if hasattr(w, "handle_event")]
+        for event in events:
+            for widget in handlers:
+                widget.handle_event(event)  # type: ignore[attr-defined]
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    async def action_quit(self) -> None:
+        self.exit(0)
+
+    @on(ProcessTable.KillRequested)
+    def _confirm_kill(self, event: ProcessTable.KillRequested) -> None:
+        row = event.row
+
+        def done(choice: signal.Signals | None) -> None:
+            if choice is None:
+                return
+            try:
+                send_signal(row.key, choice)
+            except ProcessGone as exc:
+                self.notify(str(exc), severity="warning")
+            except PermissionError:
+                self.notify(f"not permitted to signal process {row.pid}", severity="error")
+            else:
+                self.notify(f"sent {choice.name} to {row.pid}")
+
+        self.push_screen(KillDialog(row), done)

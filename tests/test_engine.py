@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import time
+
+from fluxtui.config import Config
+from fluxtui.engine import Engine
+from fluxtui.events import (
+    Alert,
+    CollectorState,
+    CollectorStatus,
+    RiskInput,
+    Severity,
+    Snapshot,
+)
+from fluxtui.pipeline import EventBus, TickContext
+
+
+class Annotator:
+    name = "annotator"
+
+    def __init__(self) -> None:
+        self.started = False
+        self.inputs: list[RiskInput] = []
+
+    def start(self, bus: EventBus) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.started = False
+
+    def status(self) -> CollectorStatus:
+        return CollectorStatus(self.name, CollectorState.RUNNING, detail="dropped 0")
+
+    def on_tick(self, tick: TickContext) -> None:
+        key = next(iter(tick.processes))
+        tick.annotate(key, syscalls_per_s=42.0, risk=12.0)
+        tick.add_risk(key, 5.0, "test reason")
+        self.inputs = list(tick.risk_inputs)
+        tick.raise_alert(Alert(tick.now, "test.rule", "Test alert", Severity.LOW, "T0000",
+                               "Test", key, "proc"))
+        tick.set_view("annotator", {"seen": len(tick.processes)})
+
+
+class Broken(Annotator):
+    name = "broken"
+
+    def on_tick(self, tick: TickContext) -> None:
+        raise RuntimeError("kaput")
+
+
+class Unavailable(Annotator):
+    name = "unavailable"
+
+    def status(self) -> CollectorStatus:
+        return CollectorStatus(self.name, CollectorState.UNAVAILABLE, "needs root")
+
+
+def test_tick_merges_component_columns_alerts_and_views() -> None:
+    annotator = Annotator()
+    engine = Engine(Config(), [annotator])
+    published: list[object] = []
+    engine.bus.subscribe(published.append)
+    snapshot = engine.start_sync()
+    assert annotator.started
+    annotated = [r for r in snapshot.processes.values() if r.syscalls_per_s == 42.0]
+    assert len(annotated) == 1 and annotated[0].risk == 12.0
+    assert [a.rule_id for a in snapshot.alerts] == ["test.rule"]
+    assert snapshot.views["annotator"]["seen"] == len(snapshot.processes)
+    assert annotator.inputs[0].reason == "test reason"
+    assert any(isinstance(e, Alert) for e in published)
+    assert any(isinstance(e, Snapshot) for e in published)
+    engine.stop()
+    assert not annotator.started
+
+
+def test_a_failing_component_is_reported_and_the_rest_keeps_working() -> None:
+    engine = Engine(Config(), [Broken(), Annotator(), Unavailable()])
+    snapshot = engine.start_sync()
+    statuses = {s.name: s for s in snapshot.statuses}
+    assert statuses["broken"].state is CollectorState.UNAVAILABLE
+    assert "kaput" in statuses["broken"].reason
+    assert statuses["annotator"].running and statuses["annotator"].detail == "dropped 0"
+    assert statuses["unavailable"].reason == "needs root"
+    assert statuses["metrics"].running and statuses["processes"].running
+    second = engine.tick()
+    assert second.sequence == snapshot.sequence + 1
+    assert any(r.syscalls_per_s == 42.0 for r in second.processes.values())
+
+
+def test_alerts_are_bounded() -> None:
+    config = Config()
+    engine = Engine(config, [Annotator()])
+    engine.start_sync()
+    for _ in range(config.general.max_alerts + 5):
+        engine.tick()
+    assert len(engine.tick().alerts) == config.general.max_alerts
+
+
+def test_a_broken_subscriber_does_not_break_publishing() -> None:
+    bus = EventBus()
+    seen: list[object] = []
+
+    def broken(_: object) -> None:
+        raise ValueError("subscriber bug")
+
+    bus.subscribe(broken)
+    unsubscribe = bus.subscribe(seen.append)
+    bus.publish("x")
+    unsubscribe()
+    bus.publish("y")
+    assert seen == ["x"]
+
+
+def test_engine_thread_ticks_and_stops() -> None:
+    config = Config()
+    engine = Engine(config)
+    snapshots: list[Snapshot] = []
+    engine.bus.subscribe(lambda e: snapshots.append(e) if isinstance(e, Snapshot) else None)
+    engine.start()
+    try:
+        for _ in range(300):  # bounded wait for two ticks (1 s apart)
+            if len(snapshots) >= 2:
+                break
+            time.sleep(0.01)
+    finally:
+        engine.stop()
+    assert len(snapshots) >= 2
+    assert snapshots[1].metrics.cpu is not None

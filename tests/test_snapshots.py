@@ -1,0 +1,36 @@
+"""SVG snapshots of the main screen fed by a deterministic engine (fixed size, no live data).
+
+Update after an intended visual change with: .venv/bin/python -m pytest tests/test_snapshots.py
+--snapshot-update, then look at the SVGs before committing them."""
+
+from __future__ import annotations
+
+import pytest
+
+from fluxtui.tui import panels
+from fluxtui.tui.app import FluxApp
+from tests.fakes import StaticEngine, row, snapshot
+
+SIZE = (150, 42)
+
+
+@pytest.fixture(autouse=True)
+def fixed_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(panels, "host_identity", lambda: ("demo-host", "6.1.0-demo"))
+
+
+def test_main_screen_dark(snap_compare) -> None:
+    app = FluxApp(StaticEngine(snapshot()), privileged=True, theme_name="fluxtui-dark")
+    assert snap_compare(app, terminal_size=SIZE)
+
+
+def test_main_screen_passive_high_contrast(snap_compare) -> None:
+    snap = snapshot([row(1, "systemd", ppid=0, cpu=0.5, risk=3.0),
+                     row(77, "[bold]not markup[/bold]", cpu=91.0, risk=95.0)])
+    app = FluxApp(StaticEngine(snap), privileged=False, theme_name="fluxtui-contrast")
+    assert snap_compare(app, terminal_size=SIZE)
+
+
+def test_tree_view_light(snap_compare) -> None:
+    app = FluxApp(StaticEngine(snapshot()), privileged=True, theme_name="fluxtui-light")
+    assert snap_compare(app, press=["t"], terminal_size=SIZE)
