@@ -5,9 +5,6 @@ import signal
 import subprocess
 from pathlib import Path
 
-from rich.text import Text
-from textual.widgets import DataTable
-
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.config import Config
 from fluxtui.engine import Engine
@@ -26,9 +23,7 @@ def make_app(snap=None) -> FluxApp:
 
 
 def order(app: FluxApp) -> list[int]:
-    table = app.query_one("#process-datatable", DataTable)
-    return [int(str(table.coordinate_to_cell_key((i, 0)).row_key.value).split(":")[0])
-            for i in range(table.row_count)]
+    return [int(key.split(":")[0]) for key in app.process_table.table.keys]
 
 
 async def test_default_sort_is_cpu_and_s_cycles_columns() -> None:
@@ -73,7 +68,7 @@ async def test_filter_with_slash_and_escape_clears() -> None:
         assert sorted(order(app)) == [300, 301]
         await pilot.press("escape")
         assert sorted(order(app)) == [1, 200, 300, 301, 400]
-        assert app.focused is app.query_one("#process-datatable")
+        assert app.focused is app.process_table.table
 
 
 async def test_tree_view_toggle() -> None:
@@ -82,9 +77,8 @@ async def test_tree_view_toggle() -> None:
         await pilot.pause()
         await pilot.press("t")
         assert order(app) == [1, 400, 200, 300, 301]  # siblings by CPU, children under parents
-        table = app.query_one("#process-datatable", DataTable)
-        vim = table.get_cell(row_key(ProcessKey(301, 1301)), "name")
-        assert isinstance(vim, Text) and vim.plain.endswith("└─ vim")
+        vim = app.process_table.table.cell(row_key(ProcessKey(301, 1301)), "name")
+        assert vim.endswith("└─ vim")
         await pilot.press("t")
         assert order(app) == [301, 400, 300, 1, 200]
 
@@ -184,11 +178,8 @@ async def test_markup_and_escapes_in_a_process_name_are_shown_literally(tmp_path
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             await pilot.press("slash", *str(child.pid))
-            table = app.query_one("#process-datatable", DataTable)
-            cell = table.get_cell(row_key(mine.key), "name")
-            assert isinstance(cell, Text)
-            assert cell.plain == visible(mine.name) == "[b]x\\x1b[2Jy[i]"
-            assert not cell.spans  # no style came from the name
+            cell = app.process_table.table.cell(row_key(mine.key), "name")
+            assert cell == visible(mine.name) == "[b]x\\x1b[2Jy[i]"
             svg = app.export_screenshot()
             assert "[b]x\\x1b[2Jy[i]" in svg.replace("&#160;", " ")
     finally:

@@ -16,7 +16,11 @@ STATE_NAMES = {
     "R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped", "t": "tracing-stop",
     "Z": "zombie", "X": "dead", "I": "idle", "P": "parked", "W": "waking", "K": "wakekill",
 }
-IDENTITY_REFRESH_TICKS = 5
+# Identity (user, exe, cmdline) is re-read on exec (comm changes), when a component reports a
+# credential change (`forget_identity`), and otherwise once every this many ticks per process,
+# spread over ticks. Reading it costs three files through psutil: every tick would double the
+# cost of a tick.
+IDENTITY_REFRESH_TICKS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,10 @@ class ProcessCollector:
 
     def status(self) -> CollectorStatus:
         return CollectorStatus(self.name, CollectorState.RUNNING)
+
+    def forget_identity(self, key: ProcessKey) -> None:
+        """Re-read user, executable and command line at the next sample (e.g. after setuid)."""
+        self._identities.pop(key, None)
 
     def sample(self) -> dict[ProcessKey, ProcessRow]:
         now = time.monotonic()

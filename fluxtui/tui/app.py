@@ -37,8 +37,8 @@ class ProcessCommands(Provider):
         assert isinstance(app, FluxApp)
         matcher = self.matcher(query)
         commands: list[tuple[str, object]] = [
-            (f"Sort processes by {label}", partial(app.process_table.sort_by, column_id))
-            for column_id, label, _ in COLUMNS
+            (f"Sort processes by {column.label}", partial(app.process_table.sort_by, column.key))
+            for column in COLUMNS
         ]
         commands += [
             ("Toggle process tree view", app.process_table.action_toggle_tree),

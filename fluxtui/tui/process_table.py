@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Input
+from textual.widgets import Input
 
 from fluxtui.events import ProcessKey, ProcessRow, Snapshot
-from fluxtui.text import safe_text
+from fluxtui.text import visible
 from fluxtui.tui.format import DASH, human_bytes, human_rate, level_style, percent
+from fluxtui.tui.grid import Cell, Column, FastTable
 from fluxtui.tui.process_order import (
     SORT_VALUES,
     SortSpec,
@@ -25,57 +25,56 @@ from fluxtui.tui.process_order import (
     tree_order,
 )
 
-COLUMNS: list[tuple[str, str, int | None]] = [  # id, label, width (None: auto)
-    ("pid", "PID", 8),
-    ("user", "User", 10),
-    ("name", "Name", 28),
-    ("cpu", "CPU%", 6),
-    ("memory", "Mem", 7),
-    ("threads", "Thr", 4),
-    ("state", "State", 9),
-    ("risk", "Risk", 5),
-    ("syscalls", "Sys/s", 7),
-    ("top_syscalls", "Top syscalls", 22),
-    ("connections", "Conn", 5),
-    ("net_rx", "Rx/s", 8),
-    ("net_tx", "Tx/s", 8),
-    ("container", "Container", 12),
+COLUMNS: list[Column] = [
+    Column("pid", "PID", 8, right=True),
+    Column("user", "User", 10),
+    Column("name", "Name", 28),
+    Column("cpu", "CPU%", 6, right=True),
+    Column("memory", "Mem", 7, right=True),
+    Column("threads", "Thr", 4, right=True),
+    Column("state", "State", 9),
+    Column("risk", "Risk", 5, right=True),
+    Column("syscalls", "Sys/s", 7, right=True),
+    Column("top_syscalls", "Top syscalls", 22),
+    Column("connections", "Conn", 5, right=True),
+    Column("net_rx", "Rx/s", 8, right=True),
+    Column("net_tx", "Tx/s", 8, right=True),
+    Column("container", "Container", 12),
 ]
-COLUMN_IDS = [c[0] for c in COLUMNS]
+COLUMN_IDS = [c.key for c in COLUMNS]
 
 
 def row_key(key: ProcessKey) -> str:
     return f"{key.pid}:{key.start_ticks}"
 
 
-def _right(value: str, style: str = "") -> Text:
-    return Text(value, style=style, justify="right")
+def _alarm(value: float | None) -> str:
+    """Colour only what is worth a look (50/70/90%): a table of green is noise."""
+    return "" if value is None or value < 50 else level_style(value)
 
 
-def _number(value: float | None, fmt: str = "{:.0f}") -> Text:
-    return _right(DASH if value is None else fmt.format(value))
+def _number(value: float | None) -> Cell:
+    return (DASH if value is None else f"{value:.0f}", "")
 
 
-def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[object, ...]:
-    """The table cells of one process. Untrusted strings go through safe_text: never markup."""
-    risk_style = "" if row.risk is None else level_style(row.risk)
+def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[Cell, ...]:
+    """The table cells of one process. Untrusted strings are made visible, never markup."""
     top = ", ".join(f"{n}:{c}" for n, c in row.syscall_counts[:3]) if row.syscall_counts else DASH
-    name = Text(name_prefix, style="dim") + safe_text(row.name)
     return (
-        _right(str(row.pid)),
-        safe_text(row.user),
-        name,
-        _right(percent(row.cpu_percent)),
-        _right(human_bytes(row.memory_rss)),
+        (str(row.pid), ""),
+        (visible(row.user), ""),
+        (name_prefix + visible(row.name), ""),
+        (percent(row.cpu_percent), _alarm(row.cpu_percent)),
+        (human_bytes(row.memory_rss), ""),
         _number(row.threads),
-        Text(row.state),
-        _right(DASH if row.risk is None else f"{row.risk:.0f}", risk_style),
+        (row.state, ""),
+        (DASH if row.risk is None else f"{row.risk:.0f}", _alarm(row.risk)),
         _number(row.syscalls_per_s),
-        Text(top),
+        (top, ""),
         _number(row.connections),
-        _right(human_rate(row.net_rx_per_s)),
-        _right(human_rate(row.net_tx_per_s)),
-        safe_text(row.container[:12]) if row.container else Text(DASH),
+        (human_rate(row.net_rx_per_s), ""),
+        (human_rate(row.net_tx_per_s), ""),
+        (visible(row.container[:12]) if row.container else DASH, ""),
     )
 
 
@@ -98,7 +97,7 @@ class FilterInput(Input):
 
 
 class ProcessTable(Vertical):
-    """Filter input + DataTable. Posts `ProcessTable.Selected` on Enter."""
+    """Filter input + table. Posts `ProcessTable.Selected` on Enter."""
 
     BINDINGS = [
         Binding("slash", "start_filter", "Filter", id="filter"),
@@ -122,8 +121,8 @@ class ProcessTable(Vertical):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.state = TableState()
-        self._cells: dict[str, tuple[object, ...]] = {}
-        self._order: list[str] = []
+        self._shown: dict[str, tuple[ProcessRow, str, tuple[Cell, ...]]] = {}
+        self._labelled: SortSpec | None = None
         self._rows: dict[str, ProcessRow] = {}
         self._snapshot: Snapshot | None = None
 
@@ -131,15 +130,11 @@ class ProcessTable(Vertical):
         yield FilterInput(
             placeholder="filter: name, pid, user, command line (Enter keeps, Esc clears)",
             id="process-filter", classes="hidden")
-        table: DataTable[object] = DataTable(id="process-datatable", cursor_type="row",
-                                             zebra_stripes=True)
-        for column_id, label, width in COLUMNS:
-            table.add_column(label, key=column_id, width=width)
-        yield table
+        yield FastTable(COLUMNS, id="process-grid")
 
     @property
-    def table(self) -> DataTable[object]:
-        return self.query_one("#process-datatable", DataTable)
+    def table(self) -> FastTable:
+        return self.query_one("#process-grid", FastTable)
 
     # --- data --------------------------------------------------------------------------------
 
@@ -163,62 +158,31 @@ class ProcessTable(Vertical):
         return [(r, "") for r in sort_rows(rows, spec)]
 
     def _apply(self) -> None:
-        table = self.table
-        visible = self._visible()
-        new_order = [row_key(r.key) for r, _ in visible]
-        new_keys = set(new_order)
-        cursor_key = self.selected_key_str()
-        turned_over = len(new_keys - set(self._order))
-        if self._order and turned_over > len(new_order) // 2:
-            table.clear()
-            self._cells.clear()
-        else:
-            for gone in set(self._cells) - new_keys:
-                table.remove_row(gone)
-                del self._cells[gone]
-        for row, prefix in visible:
+        rows = []
+        shown: dict[str, tuple[ProcessRow, str, tuple[Cell, ...]]] = {}
+        for row, prefix in self._visible():
             key = row_key(row.key)
-            cells = render_cells(row, prefix)
-            before = self._cells.get(key)
-            if before is None:
-                table.add_row(*cells, key=key)
+            before = self._shown.get(key)
+            if before is not None and before[0] == row and before[1] == prefix:
+                cells = before[2]  # unchanged: the table keeps its cached strip
             else:
-                for column_id, old, new in zip(COLUMN_IDS, before, cells, strict=True):
-                    if old != new:
-                        table.update_cell(key, column_id, new)
-            self._cells[key] = cells
-        self._rows = {row_key(r.key): r for r, _ in visible}
-        if new_order != self._current_table_order():
-            rank = {key.split(":", 1)[0]: i for i, key in enumerate(new_order)}
-            table.sort("pid", key=lambda cell: rank[cell.plain])
-        self._order = new_order
-        if cursor_key in new_keys:
-            table.move_cursor(row=table.get_row_index(cursor_key), animate=False)
-        self._update_labels()
-
-    def _current_table_order(self) -> list[str]:
-        table = self.table
-        return [table.coordinate_to_cell_key((i, 0)).row_key.value or ""
-                for i in range(table.row_count)]
+                cells = render_cells(row, prefix)
+            shown[key] = (row, prefix, cells)
+            rows.append((key, cells))
+        self._shown = shown
+        self._rows = {key: entry[0] for key, entry in shown.items()}
+        self.table.set_rows(rows)
+        if self.current_sort() != self._labelled:
+            self._update_labels()
 
     def _update_labels(self) -> None:
-        spec = self.current_sort()
-        table = self.table
-        for column_id, label, _ in COLUMNS:
-            arrow = (" ▼" if spec.reverse else " ▲") if column_id == spec.column else ""
-            column = table.columns.get(column_id)  # type: ignore[call-overload]
-            if column is not None:
-                column.label = Text(label + arrow)
-        table.refresh()
+        spec = self._labelled = self.current_sort()
+        arrow = " ▼" if spec.reverse else " ▲"
+        self.table.set_labels({c.key: c.label + (arrow if c.key == spec.column else "")
+                               for c in COLUMNS})
 
     def selected_key_str(self) -> str | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # cursor outside the table after rows vanished
-            return None
+        return self.table.cursor_key
 
     def selected_row(self) -> ProcessRow | None:
         key = self.selected_key_str()
@@ -272,8 +236,6 @@ class ProcessTable(Vertical):
 
     def action_toggle_tree(self) -> None:
         self.state.tree = not self.state.tree
-        self.table.clear()
-        self._cells.clear()
         self._apply()
 
     def action_kill(self) -> None:
@@ -281,12 +243,12 @@ class ProcessTable(Vertical):
         if row is not None:
             self.post_message(self.KillRequested(row))
 
-    @on(DataTable.HeaderSelected, "#process-datatable")
-    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
-        self.sort_by(str(event.column_key.value))
+    @on(FastTable.HeaderClicked, "#process-grid")
+    def _header_clicked(self, event: FastTable.HeaderClicked) -> None:
+        self.sort_by(event.column)
 
-    @on(DataTable.RowSelected, "#process-datatable")
-    def _row_chosen(self, event: DataTable.RowSelected) -> None:
-        row = self._rows.get(str(event.row_key.value))
+    @on(FastTable.RowSelected, "#process-grid")
+    def _row_chosen(self, event: FastTable.RowSelected) -> None:
+        row = self._rows.get(event.key)
         if row is not None:
             self.post_message(self.Selected(row.key))

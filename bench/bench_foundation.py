@@ -1,0 +1,187 @@
+"""Foundation benchmarks (issue 2), each against a floor measured in the same run.
+
+1. One engine tick plus process-table update, median, with 1,000 extra processes.
+   Floor: `ps -e -o pid,user,comm,pcpu,rss,nlwp,stat` listing the same processes.
+2. The dashboard's own CPU at 1 Hz with 500 extra processes, in tmux.
+   Floor: `top -b -d 1` over the same processes and time.
+3. First frame after start: the real dashboard in tmux until its table shows.
+   Floor: a minimal Textual app showing one line, started the same way.
+
+Goals: (1) <= 50 ms median; (2) <= 5% of one core; (3) <= 1.0 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fluxtui.config import Config  # noqa: E402
+from fluxtui.engine import Engine  # noqa: E402
+from fluxtui.tui.app import FluxApp  # noqa: E402
+
+SOCKET = f"fluxtui-bench-{uuid.uuid4().hex[:8]}"
+
+
+def report(name: str, figure: float, floor: float, goal: float, unit: str,
+           goal_is_ratio: bool = False) -> bool:
+    ratio = figure / floor if floor else float("inf")
+    ok = (ratio if goal_is_ratio else figure) <= goal
+    goal_text = f"ratio <= {goal:g}" if goal_is_ratio else f"<= {goal:g} {unit}"
+    print(f"{name}: {figure:.2f} {unit} | floor {floor:.2f} {unit} | ratio {ratio:.2f} | "
+          f"goal {goal_text} | {'PASS' if ok else 'MISS'}")
+    return ok
+
+
+@contextmanager
+def extra_processes(count: int):  # noqa: ANN201
+    """`count` sleeping processes, killed on exit whatever happens (bounded: sleep 600)."""
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            children.append(subprocess.Popen(["sleep", "600"]))
+        time.sleep(0.5)
+        yield
+    finally:
+        for child in children:
+            child.kill()
+        for child in children:
+            child.wait(timeout=30)
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", "-L", SOCKET, "-f", "/dev/null", *args], capture_output=True,
+                          text=True, timeout=30, check=True).stdout
+
+
+def bench_tick(rounds: int = 25) -> bool:
+    with extra_processes(1000):
+        floor_times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            subprocess.run(["ps", "-e", "-o", "pid,user,comm,pcpu,rss,nlwp,stat"],
+                           capture_output=True, check=True, timeout=30)
+            floor_times.append(time.perf_counter() - start)
+
+        engine = Engine(Config())
+        engine.start_sync()
+        app = FluxApp(engine, privileged=True, start_engine=False)
+        times: list[float] = []
+        rows = 0
+
+        async def drive() -> None:
+            nonlocal rows
+            async with app.run_test(size=(160, 48)) as pilot:
+                await pilot.pause()
+                for _ in range(rounds):
+                    start = time.perf_counter()
+                    snapshot = engine.tick()
+                    app.show_snapshot(snapshot)
+                    await pilot.pause()  # let the table and panels render
+                    times.append(time.perf_counter() - start)
+                    rows = len(snapshot.processes)
+                    await asyncio.sleep(0.05)
+
+        asyncio.run(drive())
+    print(f"[tick] {rows} processes in the table, {rounds} rounds")
+    return report("engine tick + table update (median)", statistics.median(times) * 1000,
+                  statistics.median(floor_times) * 1000, 50, "ms")
+
+
+def start_in_tmux(command: str, session: str) -> None:
+    tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "48",
+         f"cd {REPO} && env -u COLUMNS -u LINES {command}")
+
+
+def pane_pid(session: str) -> int:
+    return int(tmux("display", "-p", "-t", session, "#{pane_pid}").strip())
+
+
+def wait_screen(session: str, needle: str, limit_s: float = 20.0) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit_s:
+        if needle in tmux("capture-pane", "-p", "-t", session):
+            return time.perf_counter() - start
+        time.sleep(0.01)
+    raise RuntimeError(f"{needle!r} did not appear within {limit_s} s")
+
+
+def fluxtui_command(config: Path) -> str:
+    return f"{sys.executable} -m fluxtui --config {config}"
+
+
+def bench_first_frame(config: Path, rounds: int = 5) -> bool:
+    minimal = config.parent / "minimal_app.py"
+    minimal.write_text("from textual.app import App\nfrom textual.widgets import Static\n"
+                       "class M(App):\n    def compose(self):\n        yield Static('READY')\n"
+                       "M().run()\n")
+    floors, figures = [], []
+    try:
+        for i in range(rounds):
+            start_in_tmux(f"{sys.executable} {minimal}", f"floor{i}")
+            floors.append(wait_screen(f"floor{i}", "READY"))
+            start_in_tmux(fluxtui_command(config), f"flux{i}")
+            figures.append(wait_screen(f"flux{i}", "PID"))
+            for session in (f"floor{i}", f"flux{i}"):
+                tmux("kill-session", "-t", session)
+    finally:
+        subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True, timeout=30)
+    return report("first frame (median)", statistics.median(figures),
+                  statistics.median(floors), 1.0, "s")
+
+
+def cpu_share(pid: int, seconds: float) -> float:
+    """CPU time of the process and its children over `seconds`, in % of one core."""
+    proc = psutil.Process(pid)
+
+    def total() -> float:
+        times = proc.cpu_times()
+        return times.user + times.system + sum(
+            c.cpu_times().user + c.cpu_times().system for c in proc.children(recursive=True))
+
+    before = total()
+    time.sleep(seconds)
+    return 100.0 * (total() - before) / seconds
+
+
+def bench_own_cpu(config: Path, seconds: float = 15.0) -> bool:
+    with extra_processes(500):
+        try:
+            start_in_tmux("top -b -d 1 > /dev/null", "top")
+            start_in_tmux(fluxtui_command(config), "flux")
+            wait_screen("flux", "PID")
+            time.sleep(3)  # past start-up
+            top_pid, flux_pid = pane_pid("top"), pane_pid("flux")
+            floor = cpu_share(top_pid, seconds)
+            figure = cpu_share(flux_pid, seconds)
+        finally:
+            subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True,
+                           timeout=30)
+    return report("dashboard CPU at 1 Hz, 500 extra processes", figure, floor, 5.0,
+                  "% of one core")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.yml"
+        # Only the foundation is measured here: kernel capabilities have their own benchmarks.
+        config.write_text("syscalls:\n  enabled: false\nguard:\n  enabled: false\n"
+                          "network:\n  enabled: false\n")
+        config.chmod(0o600)
+        results = [bench_tick(), bench_own_cpu(config), bench_first_frame(config)]
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""A fast table for live data: one cached Strip per row, rebuilt only when that row changes.
+
+Textual's DataTable re-renders every visible cell through Rich whenever any cell changes, which
+at one tick per second over a thousand processes costs more CPU than the rest of the dashboard.
+Here a row is a tuple of (text, style) cells, drawn as plain segments: no markup is ever parsed,
+so untrusted text stays literal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+Cell = tuple[str, str]  # text shown as is, Rich style string ("" for none)
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int
+    right: bool = False  # right-align (numbers)
+
+
+@lru_cache(maxsize=256)
+def parse_style(style: str) -> Style:
+    return Style.parse(style) if style else Style()
+
+
+def fit(text: str, width: int, right: bool) -> str:
+    """`text` cut or padded to exactly `width` cells; cut text ends with an ellipsis."""
+    length = cell_len(text)
+    if length > width:
+        return set_cell_size(text, width - 1) + "…" if width > 1 else set_cell_size(text, width)
+    padding = " " * (width - length)
+    return padding + text if right else text + padding
+
+
+class FastTable(ScrollView, can_focus=True):
+    COMPONENT_CLASSES = {"fast-table--header", "fast-table--cursor"}
+    DEFAULT_CSS = """
+    FastTable {
+        height: 1fr;
+        background: $surface;
+    }
+    FastTable > .fast-table--header {
+        text-style: bold;
+        background: $panel;
+        color: $foreground;
+    }
+    FastTable > .fast-table--cursor {
+        background: $primary 40%;
+    }
+    FastTable:focus > .fast-table--cursor {
+        background: $primary 70%;
+    }
+    """
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "jump(0)", "First", show=False),
+        Binding("end", "jump(-1)", "Last", show=False),
+        Binding("enter", "select", "Details", show=False),
+    ]
+
+    cursor_row: reactive[int] = reactive(0, always_update=True)
+
+    class RowSelected(Message):
+        def __init__(self, table: FastTable, key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> FastTable:
+            return self.table
+
+    class HeaderClicked(Message):
+        def __init__(self, table: FastTable, column: str) -> None:
+            super().__init__()
+            self.table = table
+            self.column = column
+
+        @property
+        def control(self) -> FastTable:
+            return self.table
+
+    def __init__(self, columns: Sequence[Column], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.columns = list(columns)
+        self.labels = {c.key: c.label for c in self.columns}
+        self.keys: list[str] = []
+        self._cells: dict[str, tuple[Cell, ...]] = {}
+        self._strips: dict[str, tuple[tuple[Cell, ...], Style, Strip]] = {}
+        self._total_width = sum(c.width + 1 for c in self.columns)
+
+    # --- data --------------------------------------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        return len(self.keys)
+
+    @property
+    def cursor_key(self) -> str | None:
+        if 0 <= self.cursor_row < len(self.keys):
+            return self.keys[self.cursor_row]
+        return None
+
+    def cell(self, key: str, column: str) -> str:
+        index = next(i for i, c in enumerate(self.columns) if c.key == column)
+        return self._cells[key][index][0]
+
+    def set_rows(self, rows: Sequence[tuple[str, tuple[Cell, ...]]]) -> None:
+        """Replace the rows; the cursor stays on the same key when it is still there."""
+        keep = self.cursor_key
+        self.keys = [key for key, _ in rows]
+        self._cells = dict(rows)
+        for gone in self._strips.keys() - self._cells.keys():
+            del self._strips[gone]
+        self.virtual_size = Size(self._total_width, len(self.keys) + 1)
+        if keep is not None and keep in self._cells:
+            self.cursor_row = self.keys.index(keep)
+        else:
+            self.cursor_row = min(self.cursor_row, max(0, len(self.keys) - 1))
+        self.refresh()
+
+    def set_labels(self, labels: dict[str, str]) -> None:
+        self.labels = {c.key: labels.get(c.key, c.label) for c in self.columns}
+        self.refresh(Region(0, 0, self.size.width, 1))
+
+    # --- drawing -----------------------------------------------------------------------------
+
+    def _row_strip(self, key: str, base: Style) -> Strip:
+        cells = self._cells[key]
+        cached = self._strips.get(key)
+        if cached is not None and cached[0] is cells and cached[1] == base:
+            return cached[2]
+        segments = []
+        for column, (text, style) in zip(self.columns, cells, strict=True):
+            segments.append(Segment(fit(text, column.width, column.right),
+                                    base + parse_style(style)))
+            segments.append(Segment(" ", base))
+        strip = Strip(segments, self._total_width)
+        self._strips[key] = (cells, base, strip)
+        return strip
+
+    def _header_strip(self) -> Strip:
+        style = self.get_component_rich_style("fast-table--header")
+        segments = []
+        for column in self.columns:
+            segments.append(Segment(fit(self.labels[column.key], column.width, column.right),
+                                    style))
+            segments.append(Segment(" ", style))
+        return Strip(segments, self._total_width)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        base = self.rich_style
+        if y == 0:
+            strip = self._header_strip()
+        else:
+            index = scroll_y + y - 1
+            if index >= len(self.keys):
+                return Strip.blank(width, base)
+            strip = self._row_strip(self.keys[index], base)
+            if index == self.cursor_row:
+                strip = strip.apply_style(self.get_component_rich_style("fast-table--cursor"))
+        return strip.crop_extend(scroll_x, scroll_x + width, base)
+
+    # --- cursor and mouse --------------------------------------------------------------------
+
+    def _page_rows(self) -> int:
+        return max(1, self.size.height - 2)
+
+    def watch_cursor_row(self, row: int) -> None:
+        top = int(self.scroll_y)
+        visible = max(1, self.size.height - 1)
+        if row < top:
+            self.scroll_to(y=row, animate=False)
+        elif row >= top + visible:
+            self.scroll_to(y=row - visible + 1, animate=False)
+        self.refresh()
+
+    def move_cursor_to(self, row: int) -> None:
+        if self.keys:
+            self.cursor_row = max(0, min(len(self.keys) - 1, row))
+
+    def action_cursor(self, delta: int) -> None:
+        self.move_cursor_to(self.cursor_row + delta)
+
+    def action_page(self, direction: int) -> None:
+        self.move_cursor_to(self.cursor_row + direction * self._page_rows())
+
+    def action_jump(self, row: int) -> None:
+        self.move_cursor_to(row if row >= 0 else len(self.keys) - 1)
+
+    def action_select(self) -> None:
+        key = self.cursor_key
+        if key is not None:
+            self.post_message(self.RowSelected(self, key))
+
+    def _column_at(self, x: int) -> str | None:
+        left = 0
+        for column in self.columns:
+            if left <= x < left + column.width + 1:
+                return column.key
+            left += column.width + 1
+        return None
+
+    def on_click(self, event: events.Click) -> None:
+        scroll_x, scroll_y = self.scroll_offset
+        if event.y == 0:
+            column = self._column_at(event.x + scroll_x)
+            if column is not None:
+                self.post_message(self.HeaderClicked(self, column))
+            return
+        index = scroll_y + event.y - 1
+        if 0 <= index < len(self.keys):
+            if index == self.cursor_row and event.chain >= 2:
+                self.action_select()
+            self.move_cursor_to(index)
