@@ -45,7 +45,7 @@ def report(name: str, figure: float, floor: float, goal: float, unit: str,
 
 
 @contextmanager
-def extra_processes(count: int):  # noqa: ANN201
+def extra_processes(count: int):
     """`count` sleeping processes, killed on exit whatever happens (bounded: sleep 600)."""
     children: list[subprocess.Popen[bytes]] = []
     try:
