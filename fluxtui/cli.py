@@ -70,5 +70,8 @@ def run_tui(config: Config, privileged: bool, theme: str | None) -> int:
     from fluxtui.tui.app import FluxApp
 
     engine = Engine(config, build_components(config, privileged, interactive=True))
+    # The guard's responder answers the kernel from a thread; a shorter GIL switch interval
+    # keeps a busy UI or engine thread from delaying an answer by up to 5 ms.
+    sys.setswitchinterval(0.001)
     result = FluxApp(engine, privileged, theme).run()
     return 0 if result is None else int(result)

@@ -6,11 +6,18 @@ come before the risk scorer that folds them into one score per process.
 
 from __future__ import annotations
 
+from fluxtui.capabilities.connections import ConnectionsComponent
+from fluxtui.capabilities.guard import GuardComponent
+from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
 from fluxtui.config import Config
 from fluxtui.pipeline import Component
 
 
 def build_components(config: Config, privileged: bool, interactive: bool) -> list[Component]:
     """`privileged`: running as root; `interactive`: a person answers prompts (the TUI)."""
-    components: list[Component] = []
+    components: list[Component] = [SyscallCapture(config)]
+    components.append(GuardComponent(config.guard, interactive=interactive))
+    if config.network.enabled:
+        components.append(ConnectionsComponent(config.network))
+    components.append(RiskScorer(config))  # last: folds every producer's risk inputs
     return components

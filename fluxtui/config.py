@@ -41,7 +41,24 @@ class GeneralConfig:
 @dataclass(frozen=True)
 class SyscallConfig:
     enabled: bool = True
-    ring_buffer_pages: int = field(default=64, metadata=_range(1, 4096))
+    ring_buffer_pages: int = field(default=64, metadata=_range(1, 4096))  # a power of two
+    count_map_entries: int = field(default=65536, metadata=_range(1024, 4194304))
+    event_queue_limit: int = field(default=10000, metadata=_range(100, 1000000))
+
+
+# Base weight of each syscall in a process's risk score (see fluxtui/detection/risk.py).
+DEFAULT_BASE_RISK_SCORES: dict[str, float] = {
+    "ptrace": 10, "process_vm_readv": 12, "process_vm_writev": 15,
+    "setuid": 8, "setgid": 6, "setreuid": 8, "setregid": 6, "setresuid": 8, "setresgid": 6,
+    "setfsuid": 6, "setfsgid": 4, "capset": 6,
+    "execve": 5, "execveat": 8,
+    "mount": 4, "umount2": 3, "pivot_root": 8, "chroot": 6, "unshare": 6, "setns": 6,
+    "openat": 1, "clone": 1, "clone3": 2,
+    "bpf": 8, "perf_event_open": 4, "memfd_create": 8, "userfaultfd": 5,
+    "kexec_load": 20, "kexec_file_load": 20,
+    "init_module": 15, "finit_module": 15, "delete_module": 10,
+    "iopl": 10, "ioperm": 10,
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,133 @@ class RiskConfig:
     decay_factor: float = field(default=0.9, metadata=_range(0, 1))
     decay_interval: float = field(default=10.0, metadata=_range(0.1, 3600))
     default_risk_score: float = field(default=0.0, metadata=_range(0, 100))
-    base_risk_scores: dict[str, float] = field(default_factory=dict)
+    base_risk_scores: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_BASE_RISK_SCORES), metadata=_range(0, 100))
+
+
+@dataclass(frozen=True)
+class AllowedProgram:
+    """A program allowed to read a credential group. `path` is the full executable path (a glob
+    such as /usr/lib/postgresql/*/bin/psql is accepted); the other fields narrow it further and
+    are ignored when empty: `uids`/`euids` like "0" or "1000-60000" or "0,1000-60000", `parent`
+    the full path of the parent's executable, `args` a glob on the arguments joined by spaces."""
+
+    path: str = ""
+    uids: str = ""
+    euids: str = ""
+    parent: str = ""
+    args: str = ""
+
+
+@dataclass(frozen=True)
+class CredentialGroup:
+    """Named glob patterns (relative to each home, or absolute for system files) and the
+    programs allowed to read them. `technique` is the MITRE ATT&CK id reported for an access."""
+
+    name: str = ""
+    technique: str = "T1552.001"
+    patterns: list[str] = field(default_factory=list)
+    allowed: list[AllowedProgram] = field(default_factory=list)
+
+
+def _group(name: str, technique: str, patterns: list[str], programs: list[str]
+           ) -> CredentialGroup:
+    return CredentialGroup(name, technique, patterns, [AllowedProgram(p) for p in programs])
+
+
+_SSH_CLIENTS = ["/usr/bin/ssh", "/usr/bin/scp", "/usr/bin/sftp", "/usr/bin/ssh-add",
+                "/usr/bin/ssh-agent", "/usr/bin/ssh-keygen", "/usr/bin/git", "/usr/bin/rsync",
+                "/usr/lib/openssh/ssh-sk-helper"]
+_GIT = ["/usr/bin/git", "/usr/lib/git-core/git", "/usr/lib/git-core/git-remote-http"]
+_CHROMIUM_DIRS = ["chromium", "google-chrome", "google-chrome-beta", "BraveSoftware/Brave-Browser",
+                  "microsoft-edge", "vivaldi"]
+
+# The credential catalogue, relative to each home. Interpreters (python, node, perl, ruby,
+# shells) are never listed: a script run by one would inherit the allowance.
+DEFAULT_GROUPS: tuple[CredentialGroup, ...] = (
+    _group("ssh-keys", "T1552.004",
+           [".ssh/id_*", ".ssh/*.pem", ".ssh/*.key", ".ssh/*_rsa", ".ssh/*_ecdsa",
+            ".ssh/*_ed25519", ".ssh/*_dsa", ".ssh/*_sk"], _SSH_CLIENTS),
+    _group("aws", "T1552.001",
+           [".aws/credentials", ".aws/config", ".aws/sso/cache/*.json", ".aws/cli/cache/*.json"],
+           ["/usr/bin/aws", "/usr/bin/terraform"]),
+    _group("gnupg", "T1552.004",
+           [".gnupg/private-keys-v1.d/*", ".gnupg/secring.gpg"],
+           ["/usr/bin/gpg", "/usr/bin/gpg2", "/usr/bin/gpg-agent", "/usr/bin/gpgsm",
+            "/usr/lib/gnupg/gpg-protect-tool"]),
+    _group("kube", "T1552.001", [".kube/config", ".kube/*.kubeconfig"],
+           ["/usr/bin/kubectl", "/usr/bin/helm", "/usr/bin/k9s"]),
+    _group("docker", "T1552.001", [".docker/config.json"],
+           ["/usr/bin/docker", "/usr/libexec/docker/cli-plugins/docker-compose",
+            "/usr/libexec/docker/cli-plugins/docker-buildx", "/usr/bin/podman",
+            "/usr/bin/skopeo", "/usr/bin/buildah"]),
+    _group("gcloud", "T1552.001",
+           [".config/gcloud/credentials.db", ".config/gcloud/access_tokens.db",
+            ".config/gcloud/application_default_credentials.json",
+            ".config/gcloud/legacy_credentials/*/adc.json",
+            ".config/gcloud/legacy_credentials/*/.boto"], ["/usr/bin/terraform"]),
+    _group("azure", "T1552.001",
+           [".azure/accessTokens.json", ".azure/msal_token_cache.*",
+            ".azure/service_principal_entries.*"], ["/usr/bin/terraform"]),
+    _group("git-credentials", "T1552.001", [".git-credentials", ".config/git/credentials"],
+           [*_GIT, "/usr/lib/git-core/git-credential-store"]),
+    _group("netrc", "T1552.001", [".netrc"],
+           ["/usr/bin/curl", "/usr/bin/wget", *_GIT, "/usr/bin/ftp", "/usr/bin/lftp",
+            "/usr/bin/fetchmail"]),
+    _group("pgpass", "T1552.001", [".pgpass"],
+           [f"/usr/lib/postgresql/*/bin/{tool}"
+            for tool in ("psql", "pg_dump", "pg_dumpall", "pg_restore", "pg_basebackup")]),
+    _group("mysql", "T1552.001", [".my.cnf", ".mylogin.cnf"],
+           ["/usr/bin/mysql", "/usr/bin/mariadb", "/usr/bin/mysqldump", "/usr/bin/mariadb-dump",
+            "/usr/bin/mysqladmin", "/usr/bin/mariadb-admin"]),
+    _group("vault", "T1552.001", [".vault-token"], ["/usr/bin/vault"]),
+    _group("pypi", "T1552.001", [".pypirc"], []),
+    _group("npm", "T1552.001", [".npmrc"], []),
+    _group("cargo", "T1552.001", [".cargo/credentials", ".cargo/credentials.toml"],
+           ["/usr/bin/cargo"]),
+    _group("github-cli", "T1552.001", [".config/gh/hosts.yml"], ["/usr/bin/gh"]),
+    _group("terraform", "T1552.001", [".terraform.d/credentials.tfrc.json"],
+           ["/usr/bin/terraform"]),
+    _group("rclone", "T1552.001", [".config/rclone/rclone.conf"], ["/usr/bin/rclone"]),
+    _group("s3cmd", "T1552.001", [".s3cfg"], []),
+    _group("password-store", "T1555", [".password-store/**/*.gpg"],
+           ["/usr/bin/gpg", "/usr/bin/gpg2", "/usr/bin/gpg-agent"]),
+    _group("keyrings", "T1555", [".local/share/keyrings/*.keyring"],
+           ["/usr/bin/gnome-keyring-daemon"]),
+    _group("firefox", "T1555.003",
+           [f"{root}/*/{name}"
+            for root in (".mozilla/firefox", "snap/firefox/common/.mozilla/firefox")
+            for name in ("logins.json", "key4.db", "key3.db", "signons.sqlite")],
+           ["/usr/lib/firefox-esr/firefox-esr", "/usr/lib/firefox/firefox"]),
+    _group("chromium-family", "T1555.003",
+           [f".config/{d}/*/Login Data*" for d in _CHROMIUM_DIRS] + [".config/opera/Login Data*"],
+           ["/usr/lib/chromium/chromium", "/opt/google/chrome/chrome",
+            "/opt/google/chrome-beta/chrome", "/opt/brave.com/brave/brave",
+            "/opt/microsoft/msedge/msedge", "/opt/vivaldi/vivaldi-bin",
+            "/usr/lib/x86_64-linux-gnu/opera/opera"]),
+)
+
+_SSHD = ["/usr/sbin/sshd", "/usr/lib/openssh/sshd-session", "/usr/lib/openssh/sshd-auth"]
+DEFAULT_SYSTEM_FILES: tuple[CredentialGroup, ...] = (
+    _group("shadow", "T1003.008",
+           ["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"],
+           [*_SSHD, "/usr/sbin/unix_chkpwd", "/usr/bin/sudo", "/usr/bin/su", "/usr/bin/login",
+            "/usr/bin/passwd", "/usr/bin/chage", "/usr/bin/chfn", "/usr/bin/chsh",
+            "/usr/bin/gpasswd", "/usr/bin/newgrp", "/usr/bin/expiry", "/usr/sbin/cron",
+            "/usr/sbin/atd", "/usr/lib/systemd/systemd", "/usr/lib/polkit-1/polkitd",
+            "/usr/lib/polkit-1/polkit-agent-helper-1", "/usr/sbin/gdm3", "/usr/sbin/lightdm",
+            *[f"/usr/sbin/{tool}" for tool in (
+                "useradd", "usermod", "userdel", "groupadd", "groupmod", "groupdel", "chpasswd",
+                "chgpasswd", "newusers", "pwck", "grpck", "vipw", "pwconv", "pwunconv",
+                "grpconv", "grpunconv")]]),
+    _group("ssh-host-keys", "T1552.004", ["/etc/ssh/ssh_host_*_key"],
+           [*_SSHD, "/usr/bin/ssh-keygen", "/usr/lib/openssh/ssh-keysign"]),
+)
+
+DEFAULT_EXCLUDE = ("*.pub", "authorized_keys", "authorized_keys2", "known_hosts",
+                   "known_hosts.old")
+DEFAULT_SYSTEM_DIRS = ("/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/bin",
+                       "/sbin", "/lib", "/lib64", "/opt")
 
 
 @dataclass(frozen=True)
@@ -61,14 +204,39 @@ class GuardConfig:
     homes: list[str] = field(default_factory=list)
     decision_timeout: float = field(default=30.0, metadata=_range(1, 3600))
     interaction_cap: float = field(default=120.0, metadata=_range(1, 3600))
+    interaction_pause: float = field(default=15.0, metadata=_range(1, 600))
     default_action: Literal["allow", "deny"] = "deny"
     rules_file: str = "/var/lib/fluxtui/rules.yml"
     audit_db: str = "/var/lib/fluxtui/audit.db"
+    journal: bool = True
+    groups: list[CredentialGroup] = field(default_factory=lambda: list(DEFAULT_GROUPS))
+    system_files: list[CredentialGroup] = field(
+        default_factory=lambda: list(DEFAULT_SYSTEM_FILES))
+    exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
+    unmarked_dirs: list[str] = field(default_factory=lambda: ["/etc"])
+    system_dirs: list[str] = field(default_factory=lambda: list(DEFAULT_SYSTEM_DIRS))
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
     enabled: bool = True
+    poll_interval: float = field(default=0.25, metadata=_range(0.05, 60))
+    connect_trace: bool = True
+    max_events_per_s: int = field(default=500, metadata=_range(1, 100000))
+    portscan_ports: int = field(default=30, metadata=_range(2, 65535))
+    portscan_hosts: int = field(default=30, metadata=_range(2, 1000000))
+    portscan_window: float = field(default=10.0, metadata=_range(0.1, 3600))
+    burst_connections: int = field(default=200, metadata=_range(2, 1000000))
+    burst_window: float = field(default=5.0, metadata=_range(0.1, 3600))
+    beacon_min_hits: int = field(default=6, metadata=_range(3, 10000))
+    beacon_max_jitter: float = field(default=0.1, metadata=_range(0, 1))
+    beacon_min_interval: float = field(default=2.0, metadata=_range(0.1, 86400))
+    beacon_max_interval: float = field(default=3600.0, metadata=_range(1, 86400))
+    listener_alerts: bool = True
+    portscan_risk: float = field(default=40.0, metadata=_range(0, 100))
+    burst_risk: float = field(default=20.0, metadata=_range(0, 100))
+    beacon_risk: float = field(default=30.0, metadata=_range(0, 100))
+    listener_risk: float = field(default=15.0, metadata=_range(0, 100))
 
 
 @dataclass(frozen=True)

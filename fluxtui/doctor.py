@@ -63,6 +63,24 @@ def check_tracefs() -> Check:
                  "mount -t tracefs nodev /sys/kernel/tracing")
 
 
+def check_btf() -> Check:
+    # The syscall collector reads kernel struct offsets from BTF: the installed headers may be
+    # older than the running kernel.
+    if Path("/sys/kernel/btf/vmlinux").exists():
+        return Check("kernel BTF", True, "/sys/kernel/btf/vmlinux present")
+    return Check("kernel BTF", False, "/sys/kernel/btf/vmlinux missing",
+                 "a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+
+
+def check_syscall_capture() -> Check:
+    from fluxtui.collectors.syscalls import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        return Check("syscall capture", True, "every prerequisite present")
+    return Check("syscall capture", False, reason, "see the checks above")
+
+
 def check_bpf_load() -> Check:
     if os.geteuid() != 0:
         return Check("BPF load", False, "needs root", "sudo fluxtui doctor")
@@ -117,7 +135,8 @@ def check_journald() -> Check:
 
 
 CHECKS: list[Callable[[], Check]] = [
-    check_root, check_bcc, check_headers, check_tracefs, check_bpf_load, check_fanotify,
+    check_root, check_bcc, check_headers, check_tracefs, check_btf, check_bpf_load,
+    check_syscall_capture, check_fanotify,
     check_sock_diag, check_journald,
 ]
 

@@ -17,7 +17,8 @@ def test_doctor_reports_every_capability_as_ok_on_this_machine() -> None:
     result = subprocess.run([sys.executable, "-m", "fluxtui", "doctor", "--config", "config.yml"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     lines = result.stdout.splitlines()
-    names = ["root", "bcc", "kernel headers", "tracefs", "BPF load",
+    names = ["root", "bcc", "kernel headers", "tracefs", "kernel BTF", "BPF load",
+             "syscall capture",
              "fanotify permission events", "netlink sock_diag", "journald"]
     for name in names:
         assert any(name in line for line in lines), result.stdout

@@ -36,14 +36,12 @@ def wait_for_screen(session: str, pattern: str, tries: int = 200) -> str:
     raise AssertionError(f"{pattern!r} never appeared; screen was:\n{screen}")
 
 
-def test_real_dashboard_in_tmux_shows_measured_figures_and_quits_cleanly(tmp_path: Path) -> None:
+def test_real_dashboard_in_tmux_shows_measured_figures_and_quits_cleanly(
+        tmp_path: Path, safe_config: Path) -> None:
     require(shutil.which("tmux") is not None, "tmux not installed (make setup installs it)")
     session = f"fluxtui-e2e-{uuid.uuid4().hex[:8]}"
     exit_file = tmp_path / "exit-code"
-    config = tmp_path / "config.yml"
-    # The guard protects temp homes only: an end-to-end run must not pause this machine's users.
-    config.write_text(f"guard:\n  homes: [{tmp_path}]\n")
-    config.chmod(0o600)
+    config = safe_config  # the guard protects an empty temp home: never this machine's users
     command = (f"cd {REPO} && env -u COLUMNS -u LINES {sys.executable} -m fluxtui "
                f"--config {config}; "
                f"echo $? > {exit_file}")

@@ -11,14 +11,14 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "fluxtui", "--config", "config.yml",
+def start(config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "fluxtui", "--config", str(config),
                              "--headless", *args], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_json_stream_is_ecs_and_exits_0_after_timeout() -> None:
-    proc = start("--output", "json", "--timeout", "2.5")
+def test_json_stream_is_ecs_and_exits_0_after_timeout(safe_config: Path) -> None:
+    proc = start(safe_config, "--output", "json", "--timeout", "2.5")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     docs = [json.loads(line) for line in out.splitlines()]
@@ -43,10 +43,10 @@ def test_json_stream_is_ecs_and_exits_0_after_timeout() -> None:
         assert field in entry
 
 
-def test_sigterm_and_sigint_end_the_stream_cleanly() -> None:
+def test_sigterm_and_sigint_end_the_stream_cleanly(safe_config: Path) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         # Unbuffered, so that what readline() leaves is still there for communicate().
-        proc = subprocess.Popen([sys.executable, "-m", "fluxtui", "--config", "config.yml",
+        proc = subprocess.Popen([sys.executable, "-m", "fluxtui", "--config", str(safe_config),
                                  "--headless"], cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, bufsize=0)
         assert proc.stdout is not None
@@ -60,8 +60,8 @@ def test_sigterm_and_sigint_end_the_stream_cleanly() -> None:
             json.loads(line)  # every line complete: nothing cut mid-object
 
 
-def test_text_output_is_compact() -> None:
-    proc = start("--output", "text", "--timeout", "2.2")
+def test_text_output_is_compact(safe_config: Path) -> None:
+    proc = start(safe_config, "--output", "text", "--timeout", "2.2")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     lines = out.splitlines()
@@ -69,9 +69,10 @@ def test_text_output_is_compact() -> None:
     assert any(" processes " in line for line in lines)
 
 
-def test_stream_survives_a_closed_reader() -> None:
+def test_stream_survives_a_closed_reader(safe_config: Path) -> None:
     result = subprocess.run(
-        f"{sys.executable} -m fluxtui --config config.yml --headless --timeout 3600 | head -n 1",
+        f"{sys.executable} -m fluxtui --config {safe_config} --headless --timeout 3600 "
+        "| head -n 1",
         shell=True, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert json.loads(result.stdout)["event"]["kind"] == "metric"
     assert "Traceback" not in result.stderr

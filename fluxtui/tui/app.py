@@ -14,13 +14,18 @@ from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.containers import Horizontal
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from fluxtui.collectors.process_control import ProcessGone, send_signal
 from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
+from fluxtui.tui.alerts import AlertsPane
+from fluxtui.tui.connections import ConnectionsPane
 from fluxtui.tui.dialogs import KillDialog
+from fluxtui.tui.guard_pane import PROMPT_BINDINGS, GuardHistory, GuardPane, GuardPromptKeys
 from fluxtui.tui.panels import CpuPanel, History, IoPanel, MemoryPanel, StatusHeader
+from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_table import COLUMNS, ProcessTable
 from fluxtui.tui.themes import bundled_themes
 
@@ -50,13 +55,17 @@ class ProcessCommands(Provider):
                 yield Hit(score, matcher.highlight(text), callback)  # type: ignore[arg-type]
 
 
-class FluxApp(App[int]):
+class FluxApp(GuardPromptKeys, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "fluxtui"
     COMMANDS = App.COMMANDS | {ProcessCommands}
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
         Binding("1", "show_tab('processes')", "Processes", show=False),
+        Binding("2", "show_tab('connections')", "Connections", show=False),
+        Binding("3", "show_tab('alerts')", "Alerts", show=False),
+        Binding("4", "show_tab('guard')", "Guard", show=False),
+        *PROMPT_BINDINGS,
     ]
 
     def __init__(self, engine: Engine, privileged: bool, theme_name: str | None = None,
@@ -83,6 +92,13 @@ class FluxApp(App[int]):
         with TabbedContent(id="tabs", initial="processes"):
             with TabPane("Processes [1]", id="processes"):
                 yield ProcessTable(id="process-table")
+            with TabPane("Connections [2]", id="connections"):
+                yield ConnectionsPane(self.engine, id="connections-pane")
+            with TabPane("Alerts [3]", id="alerts"):
+                yield AlertsPane(self.engine, id="alerts-pane")
+            with TabPane("Guard [4]", id="guard"):
+                yield GuardHistory(self.engine, id="guard-history")
+        yield GuardPane(self.engine)
         yield Footer()
 
     @property
@@ -124,8 +140,23 @@ class FluxApp(App[int]):
         for widget in self._data_widgets():
             widget.refresh_from(snapshot)  # type: ignore[attr-defined]
 
-    def _data_widgets(self) -> Iterable[object]:
-        return [w for w in self.query("*") if hasattr(w, "refresh_from")]
+    def _data_widgets(self) -> Iterable[Widget]:
+        """Widgets that show snapshots: all of them outside the tabs, and only those of the
+        active tab inside (a hidden table with thousands of rows is not worth updating)."""
+        tabs = self.query_one(TabbedContent)
+        active = tabs.active_pane
+        for widget in self.query("*"):
+            if not hasattr(widget, "refresh_from"):
+                continue
+            pane = next((a for a in widget.ancestors if isinstance(a, TabPane)), None)
+            if pane is None or pane is active:
+                yield widget
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self) -> None:
+        snapshot = self.engine.snapshot
+        if snapshot is not None:
+            self.show_snapshot(snapshot)
 
     def _on_bus_event(self, event: object) -> None:
         """Runs on collector threads: only enqueue, and post one wake-up per batch."""
@@ -155,6 +186,10 @@ class FluxApp(App[int]):
 
     async def action_quit(self) -> None:
         self.exit(0)
+
+    @on(ProcessTable.Selected)
+    def _show_process(self, event: ProcessTable.Selected) -> None:
+        self.push_screen(ProcessDetailScreen(self.engine, event.key))
 
     @on(ProcessTable.KillRequested)
     def _confirm_kill(self, event: ProcessTable.KillRequested) -> None:

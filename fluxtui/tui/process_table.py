@@ -39,7 +39,7 @@ COLUMNS: list[Column] = [
     Column("connections", "Conn", 5, right=True),
     Column("net_rx", "Rx/s", 8, right=True),
     Column("net_tx", "Tx/s", 8, right=True),
-    Column("container", "Container", 12),
+    Column("container", "Container", 19),
 ]
 COLUMN_IDS = [c.key for c in COLUMNS]
 
@@ -74,7 +74,7 @@ def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[Cell, ...]:
         _number(row.connections),
         (human_rate(row.net_rx_per_s), ""),
         (human_rate(row.net_tx_per_s), ""),
-        (visible(row.container[:12]) if row.container else DASH, ""),
+        (visible(row.container) if row.container else DASH, ""),
     )
 
 

@@ -1,0 +1,434 @@
+/* fluxtui's syscall capture, loaded by fluxtui/collectors/syscalls.py with BCC.
+ *
+ * raw_syscalls:sys_enter counts every syscall in the kernel, per process and syscall bigram
+ * (previous syscall of the same thread -> this one); nothing crosses to user space per syscall.
+ * A run of the same bigram is counted in the thread's own storage and added to the shared map
+ * when the run ends, so a tight loop costs no map update. User space drains the maps every tick
+ * (see "Draining" below). A ring buffer carries only high-signal events (exec, ptrace, set*id,
+ * mount, module loads, bpf, memfd_create, namespaces, process exit) with their arguments.
+ *
+ * Draining: two count maps sit in the `counts` array of maps and `config.gen` says which one is
+ * written. User space flips `gen`, then rewrites a slot of `counts`: an update of an array of
+ * maps returns only after every running BPF program has finished (synchronize_rcu), so nothing
+ * writes the old map any more and it is read and emptied without losing an increment.
+ *
+ * Compile-time sizes (-D): FX_COUNT_ENTRIES, FX_RINGBUF_PAGES; FX_HAVE_GROUP_DEAD when the
+ * kernel's sched_process_exit has that field. Everything else arrives through `config` and
+ * `syscall_desc` at run time.
+ */
+#include "fluxtui_events.h"
+
+#ifndef FX_COUNT_ENTRIES
+#define FX_COUNT_ENTRIES 65536
+#endif
+#ifndef FX_RINGBUF_PAGES
+#define FX_RINGBUF_PAGES 64
+#endif
+
+#define FX_TH_INIT 1
+#define FX_TH_CRED_PENDING 2
+
+struct fx_thread {
+    u64 start_ticks;            /* of the process (group leader), cached at the first syscall */
+    u64 run_count;              /* syscalls in the current run of one bigram, not yet in a map */
+    u64 cred_ids;               /* uid | gid << 32 when the last set*id call was entered */
+    u32 run_gen;
+    u16 prev;
+    u16 run_prev;
+    u16 run_nr;
+    u16 flags;
+    s32 cred_nr;
+};
+
+struct fx_exec_stash {
+    u32 valid;
+    u32 argc;
+    u32 flags;
+    s32 nr;
+    char argv[FX_MAX_ARGS][FX_ARG_LEN];
+};
+
+BPF_ARRAY(config, struct fx_config, 1);
+BPF_ARRAY(syscall_desc, u32, FX_MAX_NR);
+BPF_PERCPU_ARRAY(dropped, u64, FX_DROP_SLOTS);
+BPF_TASK_STORAGE(threads, struct fx_thread);
+BPF_TASK_STORAGE(exec_stash, struct fx_exec_stash);
+BPF_TABLE("hash", struct fx_count_key, u64, counts_a, FX_COUNT_ENTRIES);
+BPF_TABLE("hash", struct fx_count_key, u64, counts_b, FX_COUNT_ENTRIES);
+BPF_ARRAY_OF_MAPS(counts, "counts_a", 2);
+BPF_RINGBUF_OUTPUT(events, FX_RINGBUF_PAGES);
+
+static __always_inline void count_drop(u32 slot, u64 n)
+{
+    u64 *v = dropped.lookup(&slot);
+    if (v)
+        *v += n;                /* per-CPU slot: no other writer */
+}
+
+static __always_inline u64 read_u64(u64 base, u32 off)
+{
+    u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (void *)(base + off));
+    return v;
+}
+
+static __always_inline u32 read_u32(u64 base, u32 off)
+{
+    u32 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (void *)(base + off));
+    return v;
+}
+
+/* Start time of the current process in clock ticks, as in field 22 of /proc/PID/stat. */
+static __always_inline u64 process_start_ticks(struct fx_config *cfg)
+{
+    u64 leader = read_u64(bpf_get_current_task(), cfg->task_group_leader);
+    u64 boot_ns = read_u64(leader, cfg->task_start_boottime);
+    return boot_ns / cfg->ns_per_tick;     /* callers checked ns_per_tick != 0 */
+}
+
+static __always_inline void fill_header(struct fx_header *h, u32 kind, s32 nr, u64 start_ticks)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u64 uid_gid = bpf_get_current_uid_gid();
+    h->boot_ns = bpf_ktime_get_boot_ns();
+    h->start_ticks = start_ticks;
+    h->cgroup_id = bpf_get_current_cgroup_id();
+    h->tgid = pid_tgid >> 32;
+    h->tid = (u32)pid_tgid;
+    h->uid = (u32)uid_gid;
+    h->gid = uid_gid >> 32;
+    h->kind = kind;
+    h->nr = nr;
+    bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* Add the thread's pending run to the count map being written now. */
+static __always_inline void flush_run(struct fx_config *cfg, struct fx_thread *th, u32 tgid)
+{
+    u64 n = th->run_count;
+    th->run_count = 0;
+    if (!n)
+        return;
+    u32 gen = cfg->gen & 1;
+    void *map = counts.lookup(&gen);
+    if (!map) {
+        count_drop(FX_DROP_COUNTS, n);
+        return;
+    }
+    struct fx_count_key key = {};
+    key.tgid = tgid;
+    key.prev = th->run_prev;
+    key.nr = th->run_nr;
+    key.start_ticks = th->start_ticks;
+    u64 *v = bpf_map_lookup_elem(map, &key);
+    if (v) {
+        __sync_fetch_and_add(v, n);
+        return;
+    }
+    if (bpf_map_update_elem(map, &key, &n, BPF_NOEXIST) == 0)
+        return;
+    v = bpf_map_lookup_elem(map, &key);     /* another CPU inserted it first */
+    if (v) {
+        __sync_fetch_and_add(v, n);
+        return;
+    }
+    count_drop(FX_DROP_COUNTS, n);
+}
+
+/* After a set*id/capset call: report the change of real uid or gid it made, if any. */
+static __always_inline void check_cred(struct fx_thread *th)
+{
+    th->flags &= ~FX_TH_CRED_PENDING;
+    u64 now = bpf_get_current_uid_gid();
+    if (now == th->cred_ids)
+        return;
+    struct fx_syscall_event *ev = events.ringbuf_reserve(sizeof(struct fx_syscall_event));
+    if (!ev) {
+        count_drop(FX_DROP_EVENTS, 1);
+        return;
+    }
+    fill_header(&ev->h, FX_EV_CRED, th->cred_nr, th->start_ticks);
+    ev->args[0] = (u32)th->cred_ids;
+    ev->args[1] = th->cred_ids >> 32;
+    ev->args[2] = (u32)now;
+    ev->args[3] = now >> 32;
+    ev->args[4] = 0;
+    ev->args[5] = 0;
+    ev->aux[0] = 0;
+    ev->aux[1] = 0;
+    ev->str[0][0] = 0;
+    ev->str[1][0] = 0;
+    ev->str[2][0] = 0;
+    events.ringbuf_submit(ev, 0);
+}
+
+static __always_inline void emit_syscall(u64 *a, struct fx_thread *th, u16 nr, u32 desc)
+{
+    struct fx_syscall_event *ev = events.ringbuf_reserve(sizeof(struct fx_syscall_event));
+    if (!ev) {
+        count_drop(FX_DROP_EVENTS, 1);
+        return;
+    }
+    fill_header(&ev->h, FX_EV_SYSCALL, nr, th->start_ticks);
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        ev->args[i] = a[i];
+    ev->aux[0] = 0;
+    ev->aux[1] = 0;
+#pragma unroll
+    for (int i = 0; i < 3; i++) {
+        ev->str[i][0] = 0;
+        if (desc & (0x100 << i))
+            bpf_probe_read_user_str(ev->str[i], FX_STR_LEN, (void *)a[i]);
+    }
+    if ((desc & 0xFF) == FX_CAP_CAPSET) {
+        u32 data[6] = {};       /* struct __user_cap_data_struct[2] */
+        bpf_probe_read_user(data, sizeof(data), (void *)a[1]);
+        ev->aux[0] = data[0] | ((u64)data[3] << 32);
+        ev->aux[1] = data[1] | ((u64)data[4] << 32);
+    }
+    events.ringbuf_submit(ev, 0);
+}
+
+/* ptrace requests that take hold of or write into another process (or ask to be traced):
+ * TRACEME 0, POKETEXT 4, POKEDATA 5, POKEUSER 6, SETREGS 13, SETFPREGS 15, ATTACH 16,
+ * SETREGSET 0x4205, SEIZE 0x4206. */
+static __always_inline bool ptrace_wanted(u64 request)
+{
+    return request == 0 || request == 4 || request == 5 || request == 6 || request == 13 ||
+           request == 15 || request == 16 || request == 0x4205 || request == 0x4206;
+}
+
+/* bpf commands that load or attach a program: PROG_LOAD 5, PROG_ATTACH 8,
+ * RAW_TRACEPOINT_OPEN 17, LINK_CREATE 28. */
+static __always_inline bool bpf_cmd_wanted(u64 cmd)
+{
+    return cmd == 5 || cmd == 8 || cmd == 17 || cmd == 28;
+}
+
+static __always_inline void stash_argv(u64 *a, u16 nr, u32 desc)
+{
+    struct fx_exec_stash *st = exec_stash.task_storage_get(
+        bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!st)
+        return;                 /* counted as FX_DROP_ARGV when the exec succeeds */
+    u32 argv_arg = (desc >> 12) & 7;
+    u64 argv = argv_arg == 2 ? a[2] : a[1];
+    st->nr = nr;
+    st->flags = 0;
+    st->argc = 0;
+    u32 argc = 0;
+#pragma unroll
+    for (int i = 0; i < FX_MAX_ARGS; i++) {
+        u64 p = 0;
+        if (bpf_probe_read_user(&p, sizeof(p), (void *)(argv + i * sizeof(u64))) || !p)
+            break;
+        bpf_probe_read_user_str(st->argv[i], FX_ARG_LEN, (void *)p);
+        argc++;
+    }
+    if (argc == FX_MAX_ARGS) {
+        u64 p = 0;
+        bpf_probe_read_user(&p, sizeof(p), (void *)(argv + FX_MAX_ARGS * sizeof(u64)));
+        if (p)
+            st->flags |= FX_EXEC_ARGV_TRUNCATED;
+    }
+    st->argc = argc;
+    st->valid = 1;
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+    u32 zero = 0;
+    struct fx_config *cfg = config.lookup(&zero);
+    if (!cfg || !cfg->ns_per_tick)  /* not configured yet */
+        return 0;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (tgid == cfg->self_tgid)
+        return 0;
+    long id = args->id;
+    u16 nr = (id >= 0 && id < FX_MAX_NR) ? id : FX_NR_OTHER;
+
+    struct fx_thread *th = threads.task_storage_get(
+        bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!th) {
+        count_drop(FX_DROP_THREAD, 1);
+        return 0;
+    }
+    if (!(th->flags & FX_TH_INIT)) {
+        th->start_ticks = process_start_ticks(cfg);
+        th->prev = FX_NR_START;
+        th->flags = FX_TH_INIT;
+    }
+    if (th->flags & FX_TH_CRED_PENDING)
+        check_cred(th);
+
+    u16 prev = th->prev;
+    u32 gen = cfg->gen;
+    th->prev = nr;
+    if (th->run_count && th->run_gen == gen && th->run_prev == prev && th->run_nr == nr) {
+        th->run_count++;
+    } else {
+        flush_run(cfg, th, tgid);
+        th->run_prev = prev;
+        th->run_nr = nr;
+        th->run_gen = gen;
+        th->run_count = 1;
+    }
+
+    if (nr >= FX_MAX_NR)
+        return 0;
+    u32 idx = nr;
+    u32 *descp = syscall_desc.lookup(&idx);
+    if (!descp || !*descp)
+        return 0;
+    u32 desc = *descp;
+    u64 a[6];
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        a[i] = args->args[i];
+    u32 cls = desc & 0xFF;
+    if (cls == FX_CAP_EXEC) {
+        stash_argv(a, nr, desc);
+        return 0;
+    }
+    if (cls == FX_CAP_PTRACE && !ptrace_wanted(a[0]))
+        return 0;
+    if (cls == FX_CAP_BPF && !bpf_cmd_wanted(a[0]))
+        return 0;
+    emit_syscall(a, th, nr, desc);
+    if (cls == FX_CAP_CRED || cls == FX_CAP_CAPSET) {
+        th->flags |= FX_TH_CRED_PENDING;
+        th->cred_ids = bpf_get_current_uid_gid();
+        th->cred_nr = nr;
+    }
+    return 0;
+}
+
+/* Resolve the executable's path from its dentries, crossing mount points, leaf first. Step i
+ * writes exe[i]: a name, or "" when the step crossed a mount point; ev->exe_parts is the number
+ * of steps taken. Indexing by the step (not by a count of names) keeps the verifier's work
+ * linear in FX_PATH_PARTS. */
+static __always_inline void exe_path(struct fx_exec_event *ev, struct fx_config *cfg, u64 path)
+{
+    u64 dentry = read_u64(path, cfg->path_dentry);
+    u64 vfsmnt = read_u64(path, cfg->path_mnt);
+    u64 mnt = vfsmnt - cfg->mount_mnt;
+    ev->exe_parts = 0;
+    if (!dentry || !vfsmnt)
+        return;
+    for (int i = 0; i < FX_PATH_PARTS; i++) {
+        u64 root = read_u64(vfsmnt, cfg->vfsmount_mnt_root);
+        u64 parent = read_u64(dentry, cfg->dentry_d_parent);
+        if (dentry == root) {
+            u64 mnt_parent = read_u64(mnt, cfg->mount_mnt_parent);
+            if (mnt_parent == mnt)
+                return;         /* the root of the namespace, or of an internal mount */
+            ev->exe[i][0] = 0;
+            dentry = read_u64(mnt, cfg->mount_mnt_mountpoint);
+            mnt = mnt_parent;
+            vfsmnt = mnt + cfg->mount_mnt;
+            ev->exe_parts = i + 1;
+            continue;
+        }
+        u64 name = read_u64(dentry, cfg->dentry_d_name + cfg->qstr_name);
+        bpf_probe_read_kernel_str(ev->exe[i], FX_PART_LEN, (void *)name);
+        ev->exe_parts = i + 1;
+        if (dentry == parent)
+            return;             /* a pseudo file's own root: memfd, or a disconnected dentry */
+        dentry = parent;
+    }
+    ev->flags |= FX_EXEC_PATH_TRUNCATED;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u32 zero = 0;
+    struct fx_config *cfg = config.lookup(&zero);
+    if (!cfg || !cfg->ns_per_tick)  /* not configured yet */
+        return 0;
+    if ((u32)(bpf_get_current_pid_tgid() >> 32) == cfg->self_tgid)
+        return 0;
+    struct fx_exec_event *ev = events.ringbuf_reserve(sizeof(struct fx_exec_event));
+    if (!ev) {
+        count_drop(FX_DROP_EVENTS, 1);
+        return 0;
+    }
+    struct task_struct *btf_task = bpf_get_current_task_btf();
+    struct fx_thread *th = threads.task_storage_get(btf_task, 0, 0);
+    u64 start = (th && (th->flags & FX_TH_INIT)) ? th->start_ticks : process_start_ticks(cfg);
+    fill_header(&ev->h, FX_EV_EXEC, -1, start);
+    ev->old_tid = args->old_pid;
+    ev->flags = 0;
+    ev->pad = 0;
+    TP_DATA_LOC_READ_STR(ev->filename, filename, FX_FILENAME_LEN);
+
+    struct fx_exec_stash *st = exec_stash.task_storage_get(btf_task, 0, 0);
+    if (st && st->valid) {
+        bpf_probe_read_kernel(ev->argv, sizeof(ev->argv), st->argv);
+        ev->argc = st->argc;
+        ev->flags |= st->flags;
+        ev->exec_nr = st->nr;
+        st->valid = 0;
+    } else {
+        ev->argc = 0;
+        ev->flags |= FX_EXEC_NO_ARGV;
+        ev->exec_nr = -1;
+        count_drop(FX_DROP_ARGV, 1);
+    }
+
+    u64 task = bpf_get_current_task();
+    u64 parent = read_u64(task, cfg->task_real_parent);
+    ev->ppid = read_u32(parent, cfg->task_tgid);
+    bpf_probe_read_kernel_str(ev->parent_comm, FX_COMM_LEN, (void *)(parent + cfg->task_comm));
+    ev->euid = read_u32(read_u64(task, cfg->task_cred), cfg->cred_euid);
+    u64 exe_file = read_u64(read_u64(task, cfg->task_mm), cfg->mm_exe_file);
+    if (exe_file)
+        exe_path(ev, cfg, exe_file + cfg->file_f_path);
+    else
+        ev->exe_parts = 0;
+    events.ringbuf_submit(ev, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u32 zero = 0;
+    struct fx_config *cfg = config.lookup(&zero);
+    if (!cfg || !cfg->ns_per_tick)  /* not configured yet */
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tgid = pid_tgid >> 32;
+    if (tgid == cfg->self_tgid)
+        return 0;
+    struct fx_thread *th = threads.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    if (th) {
+        if (th->flags & FX_TH_CRED_PENDING)
+            check_cred(th);
+        flush_run(cfg, th, tgid);
+    }
+#ifdef FX_HAVE_GROUP_DEAD
+    if (!args->group_dead)
+        return 0;
+#else
+    if ((u32)pid_tgid != tgid)
+        return 0;
+#endif
+    struct fx_syscall_event *ev = events.ringbuf_reserve(sizeof(struct fx_syscall_event));
+    if (!ev) {
+        count_drop(FX_DROP_EVENTS, 1);
+        return 0;
+    }
+    u64 start = (th && (th->flags & FX_TH_INIT)) ? th->start_ticks : process_start_ticks(cfg);
+    fill_header(&ev->h, FX_EV_EXIT, -1, start);
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        ev->args[i] = 0;
+    ev->aux[0] = 0;
+    ev->aux[1] = 0;
+    ev->str[0][0] = 0;
+    ev->str[1][0] = 0;
+    ev->str[2][0] = 0;
+    events.ringbuf_submit(ev, 0);
+    return 0;
+}

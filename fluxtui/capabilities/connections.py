@@ -1,0 +1,538 @@
+"""The connections capability: every TCP/UDP socket with its owning processes, connection events,
+per-process connection counts and TCP byte rates, and network detections.
+
+A thread of its own ("fluxtui-connections") does the kernel work so the engine tick stays quick:
+- every `poll_interval` (never more than a fifth of its time: with many sockets the interval
+  grows) it dumps sock_diag, refreshes socket ownership and diffs the table against the previous
+  one: new sockets -> "opened"/"listening" events, vanished ones -> "closed";
+- in between it reads the kernel's close notifications (sock_diag destroy groups), which report
+  a socket's end at once with its final byte counters, including sockets opened and closed
+  between two queries ("short_lived": their owner was never observed, it is left unknown);
+- with root and bcc it drains the connect tracer (collectors/connect_trace.py): every TCP connect
+  attempt with its pid, which is what the port-scan/burst/beacon rules see. Without the tracer
+  they see the outgoing connections the queries and close notifications caught.
+
+`on_tick` only takes what the thread prepared: the table (`tick.set_view("connections",
+ConnectionsView)`), per-process columns, and the detections (alerts + risk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from fluxtui.collectors.connect_trace import ConnectAttempt, ConnectTracer, TracerUnavailable
+from fluxtui.collectors.connections import (
+    CONNECTED_STATES,
+    DestroyWatch,
+    SockDiag,
+    SocketEntry,
+    canonical_ip,
+)
+from fluxtui.collectors.socket_owners import Owner, SocketOwners
+from fluxtui.config import NetworkConfig
+from fluxtui.detection.netrules import Detection, NetRules, Observation
+from fluxtui.ecs import iso_time
+from fluxtui.events import CollectorState, CollectorStatus, ProcessKey
+from fluxtui.pipeline import EventBus, TickContext
+
+log = logging.getLogger(__name__)
+
+MAX_POLL_SHARE = 0.2  # the thread sleeps at least 4x as long as a query took
+TRACER_DRAIN_S = 0.1  # ring buffer drained at least this often
+RECENTLY_CLOSED = 65536  # cookies already reported closed (TIME-WAIT keeps the cookie)
+
+UDP_BYTES_NOTE = ("UDP: sock_diag has no per-socket byte counters, so sent/received and the "
+                  "process net rates count TCP only")
+POLL_NOTE = ("Sockets are listed every {interval:.2f} s; one opened and closed between two "
+             "listings appears only when it closes (kernel close notification), with its owner "
+             "unknown")
+POLL_NOTE_NO_CLOSE = ("Sockets are listed every {interval:.2f} s; one opened and closed between "
+                      "two listings is not seen")
+CLOSING_STATES = frozenset({"TIME-WAIT", "UNCONN"})
+
+
+class SocketRow(NamedTuple):
+    entry: SocketEntry
+    owners: tuple[Owner, ...] | None  # () held by no process; None unknown (no permission)
+
+
+@dataclass(frozen=True)
+class ConnectionsView:
+    """What `tick.set_view("connections", ...)` holds."""
+
+    timestamp: float  # of the query
+    rows: tuple[SocketRow, ...]
+    poll_interval: float  # seconds between the last two queries, measured
+    query_ms: float  # duration of the last query including ownership
+    notes: tuple[str, ...]  # limits and unavailable parts, for the user
+    unreadable_processes: int  # processes whose sockets' owners are unknown
+
+
+@dataclass(frozen=True)
+class ConnectionEvent:
+    """A socket opened, closed or started listening. In ECS, `source` is the local end and
+    `destination` the remote end."""
+
+    timestamp: float
+    action: Literal["opened", "closed", "listening"]
+    entry: SocketEntry
+    owners: tuple[Owner, ...] | None
+    short_lived: bool = False  # opened and closed between two queries: seen only at close
+    observed_by: str = "query"  # "query" (sock_diag dump) or "close-notification"
+
+    @property
+    def owner(self) -> Owner | None:
+        return self.owners[0] if self.owners else None
+
+    def to_ecs(self) -> dict[str, Any]:
+        e = self.entry
+        types = {"opened": ["connection", "start"], "closed": ["connection", "end"],
+                 "listening": ["start"]}[self.action]
+        doc: dict[str, Any] = {
+            "@timestamp": iso_time(self.timestamp),
+            "event": {"kind": "event", "module": "fluxtui", "dataset": "fluxtui.connections",
+                      "category": ["network"], "type": types,
+                      "action": {"opened": "connection-opened", "closed": "connection-closed",
+                                 "listening": "port-listening"}[self.action]},
+            "source": {"ip": e.local_addr, "port": e.local_port},
+            "network": {"transport": e.proto, "type": f"ipv{e.family}",
+                        "iana_number": "6" if e.proto == "tcp" else "17"},
+            "fluxtui": {"connection": {
+                "state": e.state, "inode": e.inode, "cookie": e.cookie,
+                "owner": _owner_status(self.owners),
+                "owners": [{"pid": o.pid, "name": o.name} for o in self.owners or ()],
+                "bytes_sent": e.bytes_sent, "bytes_received": e.bytes_received,
+                "rtt_ms": None if e.rtt_us is None else e.rtt_us / 1000,
+                "short_lived": self.short_lived, "observed_by": self.observed_by,
+            }},
+        }
+        if e.has_peer:
+            doc["destination"] = {"ip": e.remote_addr, "port": e.remote_port}
+        owner = self.owner
+        if owner is not None:
+            doc["process"] = {"pid": owner.pid, "name": owner.name}
+        if e.uid is not None:
+            doc["user"] = {"id": str(e.uid)}
+        return doc
+
+
+def _owner_status(owners: tuple[Owner, ...] | None) -> str:
+    if owners is None:
+        return "unknown"
+    return "known" if owners else "none"
+
+
+class _Shared(NamedTuple):
+    """What one query hands to the next tick."""
+
+    view: ConnectionsView
+    counts: dict[ProcessKey, int]  # sockets per readable process (0 included)
+    tcp_keys: frozenset[ProcessKey]  # processes holding at least one TCP socket
+
+
+class ConnectionsComponent:
+    name = "connections"
+
+    def __init__(self, config: NetworkConfig, proc: str = "/proc") -> None:
+        self.config = config
+        self._proc = proc
+        self._bus: EventBus | None = None
+        self._diag: SockDiag | None = None
+        self._destroy: DestroyWatch | None = None
+        self._tracer: ConnectTracer | None = None
+        self._owners = SocketOwners(proc)
+        self._rules = NetRules(config)
+        self._stop = threading.Event()
+        self.ready = threading.Event()  # set once the tracer is set up and a first listing done
+        self._wake_r, self._wake_w = -1, -1
+        self._thread: threading.Thread | None = None
+        self._unavailable = ""
+        self._notes: dict[str, str] = {}  # topic -> limit or unavailable part
+        # Worker state (only the worker thread touches it).
+        self._table: dict[int, SocketRow] = {}  # cookie -> row
+        self._closed_cookies: deque[int] = deque(maxlen=RECENTLY_CLOSED)
+        self._closed_set: set[int] = set()
+        self._counters: dict[int, tuple[int, int]] = {}  # cookie -> (sent, received)
+        # cookie -> the processes that last held it: after close() a socket lingers orphaned
+        # (inode 0) in FIN-WAIT/TIME-WAIT, and its close event still names who had it.
+        self._last_owners: dict[int, tuple[Owner, ...]] = {}
+        self._first_query_done = False
+        self._last_query_at: float | None = None
+        self._event_budget = (0, 0)  # (second, events published in it)
+        self._ephemeral = _ephemeral_range()
+        # Handed to on_tick under the lock.
+        self._lock = threading.Lock()
+        self._shared: _Shared | None = None
+        self._bytes: dict[ProcessKey, list[int]] = {}  # key -> [sent, received] since last tick
+        self._bytes_span = (None, None)  # (monotonic of first, of last query) since last tick
+        self._detections: list[Detection] = []
+        self._suppressed = 0
+        self._rates: dict[ProcessKey, tuple[float, float]] = {}
+        self._poll_ms = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, bus: EventBus) -> None:
+        self._bus = bus
+        try:
+            self._diag = SockDiag()
+        except OSError as exc:
+            self._unavailable = f"netlink sock_diag socket: {exc.strerror or exc}"
+            return
+        try:
+            self._destroy = DestroyWatch()
+        except OSError as exc:
+            self._notes["close"] = (f"kernel close notifications unavailable ({exc.strerror}): "
+                                    "closes are seen by the periodic listing only")
+        if not self.config.connect_trace:
+            self._notes["tracer"] = ("connect tracing off (network.connect_trace): detections "
+                                     "see only connections a listing or close catches")
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._thread = threading.Thread(target=self._run, name="fluxtui-connections",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for resource in (self._tracer, self._destroy, self._diag):
+            if resource is not None:
+                with contextlib.suppress(Exception):
+                    resource.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    @property
+    def tracing(self) -> bool:
+        """Whether connect attempts are traced (root, bcc, network.connect_trace)."""
+        return self._tracer is not None
+
+    def status(self) -> CollectorStatus:
+        if self._unavailable:
+            return CollectorStatus(self.name, CollectorState.UNAVAILABLE, self._unavailable)
+        if self._stop.is_set():
+            return CollectorStatus(self.name, CollectorState.STOPPED)
+        if self._thread is not None and not self._thread.is_alive():
+            return CollectorStatus(self.name, CollectorState.UNAVAILABLE,
+                                   "connections thread ended (see the log)")
+        shared = self._shared
+        count = 0 if shared is None else len(shared.view.rows)
+        detail = f"{count} sockets, query {self._poll_ms:.0f} ms"
+        if self._tracer is not None and self._tracer.dropped:
+            detail += f", connect events dropped {self._tracer.dropped}"
+        if self._destroy is not None and self._destroy.lost:
+            detail += f", close notifications lost {self._destroy.lost}+"
+        if self._suppressed:
+            detail += f", events suppressed {self._suppressed}"
+        return CollectorStatus(self.name, CollectorState.RUNNING, detail=detail)
+
+    # --- the worker thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        if self.config.connect_trace:
+            try:
+                self._tracer = ConnectTracer()
+            except TracerUnavailable as exc:
+                self._notes["tracer"] = (f"{exc}: detections see only connections a listing or "
+                                         "close notification catches")
+        next_query = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_query:
+                started = time.monotonic()
+                try:
+                    self._query()
+                except Exception:
+                    log.exception("connections query failed")
+                took = time.monotonic() - started
+                next_query = started + max(self.config.poll_interval, took / MAX_POLL_SHARE)
+                self.ready.set()
+            if self._tracer is not None:
+                self._on_attempts(self._tracer.drain())
+            wait = max(0.0, next_query - time.monotonic())
+            if self._tracer is not None:
+                wait = min(wait, TRACER_DRAIN_S)
+            readable = [self._wake_r] + ([self._destroy] if self._destroy is not None else [])
+            ready, _, _ = select.select(readable, [], [], wait)
+            if self._destroy is not None and self._destroy in ready:
+                self._on_destroyed(self._destroy.read())
+
+    def _query(self) -> None:
+        assert self._diag is not None
+        started = time.monotonic()
+        now = time.time()
+        entries, errors = self._diag.dump_all()
+        self._notes = {k: v for k, v in self._notes.items() if not k.startswith("dump-")}
+        for name, error in errors.items():
+            self._notes[f"dump-{name}"] = f"{name} sockets not listed: {error}"
+        self._owners.refresh(e.inode for e in entries)
+        owners_of = self._owners.owners
+        table: dict[int, SocketRow] = {}
+        for entry in entries:
+            table[entry.cookie] = SocketRow(entry, owners_of(entry.inode) if entry.inode else ())
+        last_owners = {}
+        for cookie, row in table.items():
+            if row.owners:
+                last_owners[cookie] = row.owners
+            elif cookie in self._last_owners:
+                last_owners[cookie] = self._last_owners[cookie]
+        self._last_owners = last_owners
+        self._diff(now, table)
+        self._rules.expire(now)  # here: NetRules is only ever touched by this thread
+        self._table = table
+        moved = self._account_bytes(table, first=not self._first_query_done)
+        self._first_query_done = True
+
+        readable = self._owners.readable()
+        counts = dict.fromkeys(readable, 0)
+        tcp_keys: set[ProcessKey] = set()
+        for row in table.values():
+            for owner in row.owners or ():
+                key = owner.key
+                counts[key] = counts.get(key, 0) + 1
+                if row.entry.proto == "tcp":
+                    tcp_keys.add(key)
+        finished = time.monotonic()
+        interval = 0.0 if self._last_query_at is None else started - self._last_query_at
+        self._last_query_at = started
+        poll_note = POLL_NOTE if self._destroy is not None else POLL_NOTE_NO_CLOSE
+        notes = [UDP_BYTES_NOTE, poll_note.format(interval=interval or self.config.poll_interval)]
+        notes += [self._notes[k] for k in sorted(self._notes)]
+        denied = self._owners.denied
+        if denied:
+            notes.append(f"owner unknown for sockets of {denied} processes whose /proc/PID/fd "
+                         "is not readable (run as root)")
+        view = ConnectionsView(timestamp=now, rows=tuple(table.values()), poll_interval=interval,
+                               query_ms=(finished - started) * 1000, notes=tuple(notes),
+                               unreadable_processes=denied)
+        with self._lock:  # bytes and the span they cover change together
+            self._merge_bytes_locked(moved)
+            self._shared = _Shared(view, counts, frozenset(tcp_keys))
+            first, _ = self._bytes_span
+            self._bytes_span = (first if first is not None else started, started)
+            self._poll_ms = view.query_ms
+
+    def _diff(self, now: float, table: dict[int, SocketRow]) -> None:
+        old = self._table
+        first = not self._first_query_done
+        listening_ports = {(r.entry.proto, r.entry.local_port) for r in table.values()
+                           if r.entry.state == "LISTEN"}
+        for cookie, row in table.items():
+            entry = row.entry
+            if first or cookie in self._closed_set or entry.state == "SYN-RECV":
+                # Start-up is the baseline, not news; a SYN-RECV request socket is replaced by a
+                # new socket (new cookie) once the handshake completes.
+                continue
+            before = old.get(cookie)
+            if before is not None:
+                if (entry.proto == "tcp" and entry.state in CLOSING_STATES
+                        and before.entry.state in CONNECTED_STATES):
+                    self._closed(ConnectionEvent(now, "closed", entry, self._owned_by(cookie,
+                                                                                     row)))
+                continue
+            if entry.listening:
+                self._publish(ConnectionEvent(now, "listening", entry, row.owners))
+                self._new_listener(now, row)
+            elif entry.state in CONNECTED_STATES:
+                self._publish(ConnectionEvent(now, "opened", entry, row.owners))
+                outgoing = (entry.state == "SYN-SENT"
+                            or (entry.proto, entry.local_port) not in listening_ports)
+                if outgoing and (self._tracer is None or entry.proto == "udp"):
+                    self._observe(now, row.owners, entry)
+            elif entry.has_peer:  # first seen already closed: it opened between two listings
+                self._closed(ConnectionEvent(now, "closed", entry, row.owners, short_lived=True))
+                if self._tracer is None and (entry.proto, entry.local_port) not in listening_ports:
+                    self._observe(now, row.owners, entry)
+            # else: a TCP socket bound but neither listening nor connected yet: no news.
+        for cookie, row in old.items():
+            # A TIME-WAIT entry expiring is not news: its connection's close was reported when
+            # it happened (or before fluxtui started).
+            if (cookie not in table and cookie not in self._closed_set
+                    and row.entry.state not in ("SYN-RECV", "TIME-WAIT")):
+                self._closed(ConnectionEvent(now, "closed", row.entry,
+                                             self._owned_by(cookie, row)))
+                self._last_owners.pop(cookie, None)
+
+    def _owned_by(self, cookie: int, row: SocketRow) -> tuple[Owner, ...] | None:
+        """Who holds the socket, or who held it last before closing it."""
+        return row.owners or self._last_owners.get(cookie, row.owners)
+
+    def _new_listener(self, now: float, row: SocketRow) -> None:
+        entry = row.entry
+        if entry.proto == "udp" and self._ephemeral[0] <= entry.local_port <= self._ephemeral[1]:
+            return  # an unconnected UDP client socket, not a service someone bound
+        owners = row.owners or ()
+        if not owners:
+            found = self._rules.listener(now, None, None, "unknown", entry.proto,
+                                         entry.local_addr, entry.local_port)
+        else:
+            found = []
+            for owner in owners:
+                found += self._rules.listener(now, owner.key, owner.pid, owner.name,
+                                              entry.proto, entry.local_addr, entry.local_port)
+        self._add_detections(found)
+
+    def _closed(self, event: ConnectionEvent) -> None:
+        cookie = event.entry.cookie
+        if len(self._closed_cookies) == self._closed_cookies.maxlen:
+            self._closed_set.discard(self._closed_cookies[0])
+        self._closed_cookies.append(cookie)
+        self._closed_set.add(cookie)
+        self._publish(event)
+
+    def _on_destroyed(self, entries: list[SocketEntry]) -> None:
+        now = time.time()
+        for entry in entries:
+            cookie = entry.cookie
+            if cookie in self._closed_set:
+                continue
+            row = self._table.pop(cookie, None)
+            if row is not None:
+                final = row.entry._replace(state=entry.state, bytes_sent=entry.bytes_sent,
+                                           bytes_received=entry.bytes_received,
+                                           rtt_us=entry.rtt_us)
+                owners = self._owned_by(cookie, row)
+                self._last_owners.pop(cookie, None)
+                self._account_final(cookie, final, owners)
+                self._closed(ConnectionEvent(now, "closed", final, owners,
+                                             observed_by="close-notification"))
+            elif entry.has_peer:
+                # Opened and closed between two listings: the file is gone, so its owner was
+                # never observed and stays unknown.
+                self._closed(ConnectionEvent(now, "closed", entry, None, short_lived=True,
+                                             observed_by="close-notification"))
+                if self._tracer is None and entry.proto == "tcp":
+                    self._observe(now, None, entry)
+            # else: a socket that never had a peer (failed connect, unbound): nothing to report.
+
+    def _on_attempts(self, attempts: list[ConnectAttempt]) -> None:
+        for a in attempts:
+            key = None if a.start_ticks is None else ProcessKey(a.pid, a.start_ticks)
+            obs = Observation(a.timestamp, key, a.pid, a.comm, "tcp", canonical_ip(a.remote_addr),
+                              a.remote_port)
+            self._add_detections(self._rules.connection(obs))
+
+    def _observe(self, now: float, owners: tuple[Owner, ...] | None, entry: SocketEntry) -> None:
+        owner = owners[0] if owners else None
+        obs = Observation(now, None if owner is None else owner.key,
+                          None if owner is None else owner.pid,
+                          "unknown" if owner is None else owner.name, entry.proto,
+                          canonical_ip(entry.remote_addr), entry.remote_port)
+        self._add_detections(self._rules.connection(obs))
+
+    def _add_detections(self, found: list[Detection]) -> None:
+        if found:
+            with self._lock:
+                self._detections.extend(found)
+
+    def _publish(self, event: ConnectionEvent) -> None:
+        second = int(event.timestamp)
+        window, used = self._event_budget
+        if window != second:
+            window, used = second, 0
+        if used >= self.config.max_events_per_s:
+            self._suppressed += 1
+            return
+        self._event_budget = (window, used + 1)
+        if self._bus is not None:
+            self._bus.publish(event)
+
+    # --- TCP byte counters -------------------------------------------------------------------
+
+    def _account_bytes(self, table: dict[int, SocketRow], first: bool
+                       ) -> dict[ProcessKey, list[int]]:
+        """Bytes moved since the previous query, per holding process. A socket not in the
+        previous query was created after it, so its whole count is new; at the first query the
+        counts are lifetime totals and only become the baseline."""
+        counters: dict[int, tuple[int, int]] = {}
+        moved: dict[ProcessKey, list[int]] = {}
+        for cookie, row in table.items():
+            entry = row.entry
+            if entry.bytes_sent is None or entry.bytes_received is None:
+                continue
+            now_counts = (entry.bytes_sent, entry.bytes_received)
+            counters[cookie] = now_counts
+            if first or not row.owners:
+                continue
+            before = self._counters.get(cookie, (0, 0))
+            sent = now_counts[0] - before[0]
+            received = now_counts[1] - before[1]
+            if sent or received:
+                for owner in row.owners:
+                    slot = moved.setdefault(owner.key, [0, 0])
+                    slot[0] += sent
+                    slot[1] += received
+        self._counters = counters
+        return moved
+
+    def _account_final(self, cookie: int, final: SocketEntry,
+                       owners: tuple[Owner, ...] | None) -> None:
+        before = self._counters.pop(cookie, None)
+        if (before is None or not owners or final.bytes_sent is None
+                or final.bytes_received is None):
+            return
+        sent, received = final.bytes_sent - before[0], final.bytes_received - before[1]
+        with self._lock:
+            self._merge_bytes_locked({o.key: [sent, received] for o in owners})
+
+    def _merge_bytes_locked(self, moved: dict[ProcessKey, list[int]]) -> None:
+        for key, (sent, received) in moved.items():
+            slot = self._bytes.setdefault(key, [0, 0])
+            slot[0] += sent
+            slot[1] += received
+
+    # --- the engine tick ---------------------------------------------------------------------
+
+    def on_tick(self, tick: TickContext) -> None:
+        moved: dict[ProcessKey, list[int]] = {}
+        with self._lock:
+            shared = self._shared
+            detections, self._detections = self._detections, []
+            first, last = self._bytes_span
+            span = None if first is None or last is None else last - first
+            if last is not None:  # a query since the last tick: close this accounting period
+                moved, self._bytes = self._bytes, {}
+                self._bytes_span = (last, None)
+        for detection in detections:
+            tick.raise_alert(detection.alert)
+            if detection.alert.key is not None and detection.points > 0:
+                tick.add_risk(detection.alert.key, detection.points, detection.alert.reasons[0])
+        if shared is None:
+            return
+        if span:  # a new query since the last tick: rates over the queries' own interval
+            self._rates = {key: (sent / span, received / span)
+                           for key, (sent, received) in moved.items()}
+        for key in tick.processes:
+            count = shared.counts.get(key)
+            if count is None:
+                continue  # fds not readable: unknown, left empty
+            columns: dict[str, Any] = {"connections": count}
+            if key in shared.tcp_keys or key in self._rates:
+                sent, received = self._rates.get(key, (0.0, 0.0))
+                columns["net_tx_per_s"] = sent
+                columns["net_rx_per_s"] = received
+            tick.annotate(key, **columns)
+        tick.set_view(self.name, shared.view)
+
+
+def _ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    try:
+        with open(path, encoding="ascii") as f:
+            low, high = f.read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return (32768, 60999)  # the kernel's default range

@@ -1,0 +1,351 @@
+"""The credential guard as an engine component (name "guard").
+
+`start` opens a fanotify permission group, marks the credential catalogue, and starts the
+responder (answers) and recorder (audit trail) threads. Without root, without fanotify permission
+events or with a bad catalogue it reports UNAVAILABLE with the reason and everything else keeps
+working. Each tick it puts a `GuardView` in `Snapshot.views["guard"]`.
+
+The UI talks to it through `pending()`, `answer()`, `hold()`, `set_mode()`/`toggle_mode()`,
+`rules()`/`delete_rule()` and `history()`; every call is thread-safe and never blocks on the
+kernel.
+
+Published on the bus: a `PromptView` when a prompt appears (to_ecs), `PromptsChanged` whenever
+the pending set changes (UI only), and a `GuardDecision` per answer (to_ecs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from fluxtui.collectors.fanotify import FanotifyError, FanotifyGroup
+from fluxtui.collectors.inotify import Inotify
+from fluxtui.collectors.proc_events import ProcEvents
+from fluxtui.config import GuardConfig
+from fluxtui.events import CollectorState, CollectorStatus
+from fluxtui.guard.catalogue import Catalogue, CatalogueError, build_catalogue
+from fluxtui.guard.events import PromptView
+from fluxtui.guard.marks import Marks, plan_marks
+from fluxtui.guard.recorder import Recorder
+from fluxtui.guard.responder import Responder, ResponderSettings
+from fluxtui.guard.rules import SCOPES, RuleBook, RulesFile, SavedRule, Scope
+from fluxtui.pipeline import EventBus, TickContext
+from fluxtui.store import AuditStore, AuditStoreError, JournalUnavailable, JournalWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GuardView:
+    """The guard's figures for the header and the Guard tab (measured, never estimated)."""
+
+    mode: str
+    pending: int  # prompts waiting for an answer
+    waiting_opens: int  # opens blocked in those prompts
+    allowed: int  # opens of protected files allowed since start
+    denied: int
+    errors: int
+    late: int  # answers written more than 10 ms after their deadline
+    protected_files: int
+    marked_dirs: int
+    problems: tuple[str, ...]
+    rules: int
+    rules_error: str | None
+    audit: str
+    journal: str
+    process_events: str
+    decisions_recorded: int  # changes whenever the history has something new
+
+
+def _fanotify_reason(exc: OSError) -> str:
+    if exc.errno == errno.EPERM:
+        return "needs root (fanotify permission events need CAP_SYS_ADMIN)"
+    if exc.errno == errno.EINVAL:
+        return ("this kernel has no fanotify permission events "
+                "(CONFIG_FANOTIFY_ACCESS_PERMISSIONS)")
+    if exc.errno == errno.ENOSYS:
+        return "this kernel has no fanotify (CONFIG_FANOTIFY)"
+    return f"fanotify unavailable: {exc.strerror or exc}"
+
+
+class GuardComponent:
+    name = "guard"
+
+    def __init__(self, config: GuardConfig, interactive: bool) -> None:
+        self.config = config
+        self.interactive = interactive
+        self._state = CollectorState.STOPPED
+        self._reason = "not started"
+        self._fan: FanotifyGroup | None = None
+        self._notify: Inotify | None = None
+        self._proc_events: ProcEvents | None = None
+        self._workers: ThreadPoolExecutor | None = None
+        self._responder: Responder | None = None
+        self._recorder: Recorder | None = None
+        self._store: AuditStore | None = None
+        self._journal: JournalWriter | None = None
+        self._catalogue: Catalogue | None = None
+        self._marks: Marks | None = None
+        self._book = RuleBook(RulesFile(config.rules_file))
+        self._notes: dict[str, str] = {}
+
+    # --- Component ------------------------------------------------------------------------------
+
+    def start(self, bus: EventBus) -> None:
+        if not self.config.enabled:
+            self._unavailable("disabled in config (guard.enabled: false)")
+            return
+        try:
+            self._catalogue = build_catalogue(self.config)
+        except CatalogueError as exc:
+            self._unavailable(f"config: {exc}")
+            return
+        try:
+            self._fan = FanotifyGroup.for_permissions()
+        except FanotifyError as exc:
+            self._unavailable(_fanotify_reason(exc))
+            return
+        try:
+            self._start_rest(bus)
+        except Exception as exc:
+            log.exception("guard failed to start")
+            self.stop()
+            self._unavailable(f"failed to start: {exc}")
+
+    def _start_rest(self, bus: EventBus) -> None:
+        assert self._fan is not None and self._catalogue is not None
+        catalogue = self._catalogue
+        try:
+            self._notify = Inotify()
+        except OSError as exc:
+            self._notes["watch"] = f"new credential directories need a restart: {exc}"
+        try:
+            self._proc_events = ProcEvents()
+            self._notes["process_events"] = "kernel process events"
+        except OSError as exc:
+            self._notes["process_events"] = (f"unavailable ({exc.strerror or exc}): each open "
+                                             "re-reads /proc")
+        self._marks = Marks(catalogue)
+        for _ in range(10):  # again while new watches appear (see Marks.apply); bounded
+            if not self._marks.apply(plan_marks(catalogue), self._fan, self._notify):
+                break
+        self._book.load()
+        if self._book.error:
+            log.warning("%s", self._book.error)
+        try:
+            self._store = AuditStore(self.config.audit_db)
+            self._notes["audit"] = self.config.audit_db
+        except AuditStoreError as exc:
+            self._notes["audit"] = f"unavailable: {exc}"
+        if self.config.journal:
+            try:
+                self._journal = JournalWriter()
+                self._notes["journal"] = f"journald ({self._journal.via})"
+            except JournalUnavailable as exc:
+                self._notes["journal"] = f"unavailable: {exc}"
+        else:
+            self._notes["journal"] = "off (guard.journal: false)"
+        self._recorder = Recorder(bus.publish, self._store, self._journal)
+        self._workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fluxtui-guard")
+        settings = ResponderSettings(
+            mode=self.config.mode, interactive=self.interactive,
+            decision_timeout=self.config.decision_timeout,
+            interaction_pause=self.config.interaction_pause,
+            interaction_cap=self.config.interaction_cap,
+            default_allow=self.config.default_action == "allow")
+        self._responder = Responder(catalogue, self._fan, self._marks, self._book, settings,
+                                    self._recorder, self._workers,
+                                    lambda: plan_marks(catalogue), self._notify,
+                                    self._proc_events)
+        self._recorder.start()
+        self._responder.start()
+        self._state = CollectorState.RUNNING
+        self._reason = ""
+
+    def _unavailable(self, reason: str) -> None:
+        self._state = CollectorState.UNAVAILABLE
+        self._reason = reason
+
+    def stop(self) -> None:
+        """Answer what is waiting (default action), release the kernel, flush the trail."""
+        if self._responder is not None:
+            self._responder.stop()
+            self._responder = None
+        if self._fan is not None:
+            self._fan.close()  # the kernel allows anything still waiting
+            self._fan = None
+        for closable in (self._notify, self._proc_events):
+            if closable is not None:
+                with contextlib.suppress(OSError):
+                    closable.close()
+        self._notify = None
+        self._proc_events = None
+        if self._workers is not None:
+            self._workers.shutdown(wait=True, cancel_futures=True)
+            self._workers = None
+        if self._recorder is not None:
+            self._recorder.stop()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self._state is CollectorState.RUNNING:
+            self._state = CollectorState.STOPPED
+            self._reason = "stopped"
+
+    def status(self) -> CollectorStatus:
+        if self._state is not CollectorState.RUNNING:
+            return CollectorStatus(self.name, self._state, self._reason)
+        view = self.view()
+        detail = f"{view.mode} · {view.pending} pending · {view.allowed} allowed · " \
+                 f"{view.denied} denied"
+        if view.rules_error:
+            detail += " · rules file refused"
+        if self._responder is not None and not self._responder.running:
+            return CollectorStatus(self.name, CollectorState.UNAVAILABLE,
+                                   self._responder.last_error or "responder stopped")
+        return CollectorStatus(self.name, self._state, "", detail)
+
+    def on_tick(self, tick: TickContext) -> None:
+        if self._state is CollectorState.RUNNING:
+            tick.set_view(self.name, self.view())
+
+    # --- for the UI -------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._state is CollectorState.RUNNING
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    def view(self) -> GuardView:
+        r = self._responder
+        rec = self._recorder
+        marks = self._marks
+        pending = r.views if r else ()
+        problems = tuple(marks.problems) if marks else ()
+        if r is not None and r.last_error:
+            problems = (*problems, r.last_error)
+        if rec is not None and rec.store_error:
+            problems = (*problems, rec.store_error)
+        if rec is not None and rec.journal_error:
+            problems = (*problems, rec.journal_error)
+        if "watch" in self._notes:
+            problems = (*problems, self._notes["watch"])
+        return GuardView(
+            mode=r.mode if r else self.config.mode, pending=len(pending),
+            waiting_opens=sum(p.requests for p in pending),
+            allowed=r.allowed if r else 0, denied=r.denied if r else 0,
+            errors=r.errors if r else 0, late=r.late if r else 0,
+            protected_files=len(marks.plan.files) if marks else 0,
+            marked_dirs=len(marks.marked_dirs) if marks else 0, problems=problems,
+            rules=len(self._book.saved()), rules_error=self._book.error,
+            audit=self._notes.get("audit", "not started"),
+            journal=self._notes.get("journal", "not started"),
+            process_events=self._notes.get("process_events", "not started"),
+            decisions_recorded=rec.recorded if rec else 0)
+
+    def pending(self) -> tuple[PromptView, ...]:
+        return self._responder.views if self._responder else ()
+
+    def answer(self, prompt_id: int, action: str, scope: str, label: str = "") -> None:
+        if action not in ("allow", "deny"):
+            raise ValueError(f"action must be allow or deny, not {action!r}")
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        if action == "deny" and scope not in ("once", "always"):
+            raise ValueError("a deny is given once or always")
+        if self._responder is not None:
+            scope_: Scope = scope  # type: ignore[assignment]
+            self._responder.answer(prompt_id, action == "allow", scope_,
+                                   label or f"{action} {scope}")
+
+    def hold(self, prompt_id: int) -> None:
+        if self._responder is not None:
+            self._responder.hold(prompt_id)
+
+    @property
+    def mode(self) -> str:
+        return self._responder.mode if self._responder else self.config.mode
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in ("enforce", "monitor"):
+            raise ValueError(f"mode must be enforce or monitor, not {mode!r}")
+        if self._responder is not None:
+            self._responder.set_mode(mode)
+
+    def toggle_mode(self) -> str:
+        """Switch enforce <-> monitor; returns the mode asked for (applied by the responder)."""
+        mode = "monitor" if self.mode == "enforce" else "enforce"
+        self.set_mode(mode)
+        return mode
+
+    def rules(self) -> list[SavedRule]:
+        return self._book.saved()
+
+    @property
+    def rules_error(self) -> str | None:
+        return self._book.error
+
+    @property
+    def rules_path(self) -> str:
+        return str(self._book.file.path)
+
+    def delete_rule(self, rule_id: str) -> bool:
+        """Forget an "always" rule now and rewrite the rules file in the background."""
+        if not self._book.delete(rule_id):
+            return False
+        if self._responder is not None:
+            self._responder.rules_changed()
+        if self._workers is not None:
+            self._workers.submit(self._book.persist)
+        else:
+            self._book.persist()
+        return True
+
+    def history(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Newest first: from the audit database, else from memory (this session)."""
+        if self._store is not None:
+            try:
+                return self._store.recent(limit, kind="file-access")
+            except AuditStoreError:
+                pass
+        if self._recorder is None:
+            return []
+        out = []
+        for d in reversed(self._recorder.recent):
+            r = d.requester
+            out.append({"ts": d.timestamp, "last_ts": d.last_timestamp or d.timestamp,
+                        "count": d.count, "outcome": d.outcome, "pid": r.pid, "user": r.user,
+                        "executable": r.exe, "target": d.file, "category": d.group,
+                        "decided_by": d.decided_by, "reason": d.reason,
+                        "latency_us": d.latency_us, "detail": {"technique": d.technique}})
+            if len(out) >= limit:
+                break
+        return out
+
+    # for tests and the benchmark
+    @property
+    def responder(self) -> Responder | None:
+        return self._responder
+
+    @property
+    def recorder(self) -> Recorder | None:
+        return self._recorder
+
+    @property
+    def marks(self) -> Marks | None:
+        return self._marks
+
+    def flush(self) -> None:
+        """Write out what the recorder holds now (tests)."""
+        if self._recorder is not None:
+            self._recorder.flush()

@@ -1,0 +1,246 @@
+"""Detections over observed connections: port scan, connection burst, beaconing, new listener.
+
+Input is only what was observed (a connect attempt the tracer saw, a connection or listener a
+sock_diag query or close notification reported); every address, port and time in an alert is one
+of those observations. Memory is bounded: windows drop old observations, and per-destination
+beacon state is kept for at most MAX_BEACON_KEYS destinations.
+
+MITRE ATT&CK mapping:
+- Port scan -> T1046 Network Service Discovery: enumerating the services listening on hosts.
+- Connection burst -> T1499 Endpoint Denial of Service: many connections in a short window is
+  the shape of a connection/state-exhaustion flood against a service (T1499's scope; T1498 is
+  about saturating the network link, which connection counts do not show).
+- Beaconing -> T1071 Application Layer Protocol: regular check-ins to one destination are how C2
+  implants poll their server over ordinary protocols. T1573 (Encrypted Channel) would need the
+  payload, and T1029 (Scheduled Transfer) is about exfiltration volume on a schedule; only the
+  timing is observed here.
+- New listener -> T1571 Non-Standard Port: ATT&CK has no technique for "opened a listening port";
+  a listener that appears on a running host is an inbound channel on a port the program chose
+  (bind shells, implants), which is what T1571 describes. T1205 (Traffic Signaling) would need
+  the knock sequence, which is not observed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from itertools import pairwise
+from statistics import fmean, pstdev
+from typing import NamedTuple
+
+from fluxtui.config import NetworkConfig
+from fluxtui.events import Alert, ProcessKey, Severity
+
+MAX_BEACON_KEYS = 20000
+MAX_WINDOW_EVENTS = 200000  # per process: a flood beyond this is already alerted
+
+
+class Observation(NamedTuple):
+    """One outgoing connection (attempt) of one process."""
+
+    timestamp: float
+    key: ProcessKey | None  # None: the process exited before it could be identified
+    pid: int | None
+    name: str
+    proto: str
+    remote_ip: str  # canonical: IPv4-mapped IPv6 folded to IPv4
+    remote_port: int
+
+
+class Detection(NamedTuple):
+    alert: Alert
+    points: float  # risk added to alert.key's process
+
+
+@dataclass
+class _Window:
+    """Outgoing connections of one process: within portscan_window (with distinct-port and
+    distinct-host counts) and, separately, their times within burst_window."""
+
+    scan: deque[tuple[float, str, int]] = field(default_factory=deque)
+    ports_of_host: dict[str, Counter[int]] = field(default_factory=dict)
+    hosts_on_port: dict[int, Counter[str]] = field(default_factory=dict)
+    burst: deque[tuple[float, str, int]] = field(default_factory=deque)
+    quiet_until: dict[str, float] = field(default_factory=dict)  # rule -> no re-alert before
+
+    def empty(self, now: float) -> bool:
+        return not self.scan and not self.burst and all(
+            t <= now for t in self.quiet_until.values())
+
+
+@dataclass
+class _Beacon:
+    times: deque[float]
+    alerted: bool = False
+
+
+def _owner_id(obs: Observation) -> tuple[object, ...]:
+    return (obs.key,) if obs.key is not None else ("pid", obs.pid, obs.name)
+
+
+class NetRules:
+    def __init__(self, config: NetworkConfig) -> None:
+        self.config = config
+        self._windows: dict[tuple[object, ...], _Window] = {}
+        self._beacons: OrderedDict[tuple[object, ...], _Beacon] = OrderedDict()
+        self._listeners_alerted: set[tuple[object, ...]] = set()
+
+    # --- connections -------------------------------------------------------------------------
+
+    def connection(self, obs: Observation) -> list[Detection]:
+        found: list[Detection] = []
+        owner = _owner_id(obs)
+        window = self._windows.setdefault(owner, _Window())
+        self._expire(window, obs.timestamp)
+        item = (obs.timestamp, obs.remote_ip, obs.remote_port)
+        if len(window.scan) < MAX_WINDOW_EVENTS:
+            window.scan.append(item)
+            window.ports_of_host.setdefault(obs.remote_ip, Counter())[obs.remote_port] += 1
+            window.hosts_on_port.setdefault(obs.remote_port, Counter())[obs.remote_ip] += 1
+        if len(window.burst) < MAX_WINDOW_EVENTS:
+            window.burst.append(item)
+        found += self._port_scan(obs, window)
+        found += self._burst(obs, window)
+        found += self._beacon(obs, owner)
+        return found
+
+    def _expire(self, window: _Window, now: float) -> None:
+        horizon = now - self.config.portscan_window
+        while window.scan and window.scan[0][0] < horizon:
+            _, ip, port = window.scan.popleft()
+            _decrement(window.ports_of_host, ip, port)
+            _decrement(window.hosts_on_port, port, ip)
+        horizon = now - self.config.burst_window
+        while window.burst and window.burst[0][0] < horizon:
+            window.burst.popleft()
+
+    @staticmethod
+    def _quiet(window: _Window, rule: str, now: float) -> bool:
+        return window.quiet_until.get(rule, 0.0) > now
+
+    def _port_scan(self, obs: Observation, window: _Window) -> list[Detection]:
+        cfg = self.config
+        if self._quiet(window, "port_scan", obs.timestamp):
+            return []
+        ports = window.ports_of_host.get(obs.remote_ip, Counter())
+        hosts = window.hosts_on_port.get(obs.remote_port, Counter())
+        if len(ports) >= cfg.portscan_ports:
+            target = f"{len(ports)} ports of {obs.remote_ip}"
+            extra = {"destination": {"ip": obs.remote_ip}, "ports": sorted(ports)[:1000],
+                     "distinct_ports": len(ports)}
+        elif len(hosts) >= cfg.portscan_hosts:
+            target = f"{len(hosts)} hosts on port {obs.remote_port}"
+            extra = {"destination": {"port": obs.remote_port}, "hosts": sorted(hosts)[:1000],
+                     "distinct_hosts": len(hosts)}
+        else:
+            return []
+        window.quiet_until["port_scan"] = obs.timestamp + cfg.portscan_window
+        reason = f"{obs.proto} connections to {target} within {cfg.portscan_window:g} s"
+        return [self._detection(obs, "network.port_scan", "Port scan", Severity.HIGH, "T1046",
+                                "Network Service Discovery", reason, extra, cfg.portscan_risk)]
+
+    def _burst(self, obs: Observation, window: _Window) -> list[Detection]:
+        cfg = self.config
+        if len(window.burst) < cfg.burst_connections or self._quiet(window, "burst",
+                                                                     obs.timestamp):
+            return []
+        window.quiet_until["burst"] = obs.timestamp + cfg.burst_window
+        destinations = Counter((ip, port) for _, ip, port in window.burst)
+        top = [{"ip": ip, "port": port, "count": n} for (ip, port), n in
+               destinations.most_common(5)]
+        reason = f"{len(window.burst)} connections within {cfg.burst_window:g} s"
+        return [self._detection(obs, "network.connection_burst", "Connection burst",
+                                Severity.MEDIUM, "T1499", "Endpoint Denial of Service", reason,
+                                {"connections": len(window.burst), "top_destinations": top},
+                                cfg.burst_risk)]
+
+    def _beacon(self, obs: Observation, owner: tuple[object, ...]) -> list[Detection]:
+        cfg = self.config
+        key = (*owner, obs.proto, obs.remote_ip, obs.remote_port)
+        beacon = self._beacons.get(key)
+        if beacon is None:
+            beacon = _Beacon(deque(maxlen=cfg.beacon_min_hits))
+            self._beacons[key] = beacon
+            while len(self._beacons) > MAX_BEACON_KEYS:
+                self._beacons.popitem(last=False)
+        else:
+            self._beacons.move_to_end(key)
+        if beacon.times and obs.timestamp - beacon.times[-1] > cfg.beacon_max_interval:
+            beacon.times.clear()
+            beacon.alerted = False
+        beacon.times.append(obs.timestamp)
+        if len(beacon.times) < cfg.beacon_min_hits:
+            return []
+        times = list(beacon.times)
+        intervals = [b - a for a, b in pairwise(times)]
+        mean = fmean(intervals)
+        regular = (cfg.beacon_min_interval <= mean <= cfg.beacon_max_interval
+                   and pstdev(intervals) <= cfg.beacon_max_jitter * mean)
+        if not regular:
+            beacon.alerted = False  # the pattern broke: a new regular run may alert again
+            return []
+        if beacon.alerted:
+            return []
+        beacon.alerted = True
+        jitter = pstdev(intervals) / mean
+        reason = (f"{len(times)} {obs.proto} connections to {obs.remote_ip}:{obs.remote_port} "
+                  f"every {mean:.1f} s (jitter {jitter:.0%})")
+        extra = {"destination": {"ip": obs.remote_ip, "port": obs.remote_port},
+                 "interval_s": round(mean, 3), "jitter": round(jitter, 4),
+                 "hits": len(times)}
+        return [self._detection(obs, "network.beaconing", "Beaconing", Severity.MEDIUM, "T1071",
+                                "Application Layer Protocol", reason, extra, cfg.beacon_risk)]
+
+    # --- listeners ---------------------------------------------------------------------------
+
+    def listener(self, timestamp: float, key: ProcessKey | None, pid: int | None, name: str,
+                 proto: str, local_ip: str, local_port: int) -> list[Detection]:
+        """A listening socket that appeared after start-up."""
+        if not self.config.listener_alerts:
+            return []
+        owner = (key,) if key is not None else ("pid", pid, name)
+        ident = (*owner, proto, local_port)
+        if ident in self._listeners_alerted:  # one alert per process and port (v4 + v6 binds)
+            return []
+        self._listeners_alerted.add(ident)
+        if len(self._listeners_alerted) > MAX_BEACON_KEYS:
+            self._listeners_alerted.clear()
+        loopback = local_ip.startswith("127.") or local_ip in ("::1", "::ffff:127.0.0.1")
+        where = "loopback only" if loopback else "reachable from other hosts"
+        reason = f"new {proto} listener on {local_ip}:{local_port} ({where})"
+        obs = Observation(timestamp, key, pid, name, proto, local_ip, local_port)
+        return [self._detection(obs, "network.new_listener", "New listening port",
+                                Severity.LOW if loopback else Severity.MEDIUM, "T1571",
+                                "Non-Standard Port", reason,
+                                {"source": {"ip": local_ip, "port": local_port},
+                                 "transport": proto}, self.config.listener_risk)]
+
+    # --- housekeeping ------------------------------------------------------------------------
+
+    def expire(self, now: float) -> None:
+        """Drop state of processes with nothing left in their window (call once per tick)."""
+        for owner in list(self._windows):
+            window = self._windows[owner]
+            self._expire(window, now)
+            if window.empty(now):
+                del self._windows[owner]
+
+    def _detection(self, obs: Observation, rule_id: str, title: str, severity: Severity,
+                   technique_id: str, technique_name: str, reason: str,
+                   extra: dict[str, object], points: float) -> Detection:
+        extra = {**extra, "pid": obs.pid}
+        alert = Alert(timestamp=obs.timestamp, rule_id=rule_id, title=title, severity=severity,
+                      technique_id=technique_id, technique_name=technique_name, key=obs.key,
+                      process_name=obs.name, reasons=(reason,), extra=extra)
+        return Detection(alert, points)
+
+
+def _decrement(table: dict, outer: object, inner: object) -> None:
+    counter = table.get(outer)
+    if counter is None:
+        return
+    counter[inner] -= 1
+    if counter[inner] <= 0:
+        del counter[inner]
+    if not counter:
+        del table[outer]

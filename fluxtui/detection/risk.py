@@ -1,0 +1,159 @@
+"""Risk score 0-100 per process, with the reasons that make it up. Nothing here imports textual.
+
+Three parts add up, capped at 100:
+- syscall mix: each syscall the process used contributes its base weight (`base_risk_scores`,
+  `default_risk_score` for the rest). How often it was called does not matter, that it was used
+  does: a process calling ptrace once and one calling it a million times are both "a process
+  that uses ptrace";
+- events: points from detection rules (ptrace attach, exec from /tmp, uid 0, ...) and from other
+  capabilities (`TickContext.add_risk`), each with its reason; the same reason adds up;
+- anomaly: 0 until an anomaly model is trained (a later issue), shown with that reason. Its
+  `anomaly_weight` applies once a model exists; until then it does not cap the other parts.
+Everything decays: every `decay_interval` seconds it is multiplied by `decay_factor` (applied
+continuously, so a value halfway through an interval has decayed by the square root).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from fluxtui.config import RiskConfig
+from fluxtui.events import ProcessKey
+
+MAX_REASONS = 5
+NEGLIGIBLE = 0.05  # points below which a contribution is forgotten
+NO_MODEL = "no model trained"
+
+
+@dataclass(frozen=True)
+class RiskScore:
+    score: float  # 0-100
+    reasons: tuple[str, ...]  # largest contributions first, "reason (+points)"
+    syscall_points: float
+    event_points: float
+    anomaly: float  # 0-100; 0 while no model is trained
+    anomaly_reason: str
+    technique_id: str = ""  # of the largest tagged event contribution
+    technique_name: str = ""
+
+
+ZERO = RiskScore(0.0, (), 0.0, 0.0, 0.0, NO_MODEL)
+
+
+@dataclass
+class _Contribution:
+    points: float
+    technique_id: str = ""
+    technique_name: str = ""
+
+
+@dataclass
+class _ProcessState:
+    updated: float
+    syscalls: dict[str, float] = field(default_factory=dict)  # name -> recency, 1 when used
+    events: dict[str, _Contribution] = field(default_factory=dict)  # reason -> points
+
+
+class RiskModel:
+    def __init__(self, config: RiskConfig) -> None:
+        self.config = config
+        self._state: dict[ProcessKey, _ProcessState] = {}
+
+    def weight(self, syscall: str) -> float:
+        return self.config.base_risk_scores.get(syscall, self.config.default_risk_score)
+
+    def _decay(self, elapsed: float) -> float:
+        if elapsed <= 0:
+            return 1.0
+        return float(self.config.decay_factor ** (elapsed / self.config.decay_interval))
+
+    def _at(self, key: ProcessKey, now: float, create: bool = True) -> _ProcessState | None:
+        state = self._state.get(key)
+        if state is None:
+            if not create:
+                return None
+            state = self._state[key] = _ProcessState(updated=now)
+            return state
+        factor = self._decay(now - state.updated)
+        if factor != 1.0:
+            state.syscalls = {name: v * factor for name, v in state.syscalls.items()
+                              if v * factor * self.weight(name) >= NEGLIGIBLE}
+            for reason in [r for r, c in state.events.items() if c.points * factor < NEGLIGIBLE]:
+                del state.events[reason]
+            for contribution in state.events.values():
+                contribution.points *= factor
+        state.updated = max(state.updated, now)
+        return state
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def observe_syscalls(self, key: ProcessKey, counts: Mapping[str, int], now: float) -> None:
+        """Syscalls the process made since the last observation (name -> calls)."""
+        used = [name for name, n in counts.items() if n > 0 and self.weight(name) > 0]
+        if not used:
+            return
+        state = self._at(key, now)
+        assert state is not None
+        for name in used:
+            state.syscalls[name] = 1.0
+
+    def add(self, key: ProcessKey, points: float, reason: str, now: float,
+            technique_id: str = "", technique_name: str = "") -> None:
+        if points <= 0:
+            return
+        state = self._at(key, now)
+        assert state is not None
+        existing = state.events.get(reason)
+        if existing is None:
+            state.events[reason] = _Contribution(points, technique_id, technique_name)
+        else:
+            existing.points += points
+
+    def forget(self, key: ProcessKey) -> None:
+        self._state.pop(key, None)
+
+    def retain(self, alive: Iterable[ProcessKey]) -> None:
+        """Drop every process not in `alive` (exited ones whose exit event was not seen)."""
+        keep = set(alive)
+        for key in [k for k in self._state if k not in keep]:
+            del self._state[key]
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._state
+
+    # --- output ------------------------------------------------------------------------------
+
+    def score(self, key: ProcessKey, now: float) -> RiskScore:
+        state = self._at(key, now, create=False)
+        if state is None:
+            return ZERO
+        parts: list[tuple[float, str]] = []
+        syscall_points = 0.0
+        for name, recency in state.syscalls.items():
+            points = self.weight(name) * recency
+            syscall_points += points
+            parts.append((points, f"uses {name}"))
+        event_points = 0.0
+        technique = ("", "")
+        top_event = 0.0
+        for reason, contribution in state.events.items():
+            event_points += contribution.points
+            parts.append((contribution.points, reason))
+            if contribution.technique_id and contribution.points > top_event:
+                top_event = contribution.points
+                technique = (contribution.technique_id, contribution.technique_name)
+        if not state.syscalls and not state.events:
+            del self._state[key]
+            return ZERO
+        # Without a model the anomaly part is a real 0 and its weight is not applied: a
+        # weighted blend with a missing input would only cap every score at 70.
+        score = min(100.0, syscall_points + event_points)
+        parts.sort(key=lambda p: -p[0])
+        reasons = tuple(f"{text} (+{points:.0f})" for points, text in parts[:MAX_REASONS]
+                        if points >= 0.5)
+        return RiskScore(round(score, 1), reasons, syscall_points, event_points, 0.0, NO_MODEL,
+                         *technique)

@@ -1,0 +1,241 @@
+"""What to mark: protected files, the directories that hold them, and the directories to watch.
+
+A plan is computed from the catalogue by reading the file system (`plan_marks`, safe to run on a
+worker thread); `Marks` applies the difference to a fanotify group and an inotify instance and
+remembers the inode of every file it marked, so that the same file opened through another path
+(a hard link, a bind mount) is still recognised.
+
+- Each protected file gets an inode mark (FAN_OPEN_PERM).
+- Each directory that holds protected files gets a directory mark with FAN_EVENT_ON_CHILD, so a
+  file replaced by rename or created later is covered at once (except `unmarked_dirs`).
+- Every directory on the way from a home to a pattern's directory, and the marked directories
+  themselves, are watched with inotify: a new credential directory or file leads to a re-plan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from fluxtui.collectors import inotify
+from fluxtui.collectors.fanotify import (
+    FAN_EVENT_ON_CHILD,
+    FAN_MARK_ONLYDIR,
+    FAN_OPEN_PERM,
+    FanotifyError,
+    FanotifyGroup,
+)
+from fluxtui.guard.catalogue import Catalogue, Group, has_glob
+
+MAX_WALK_DIRS = 4000  # bound on directories visited for "**" patterns
+MAX_DEPTH = 16
+WATCH_MASK = (inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN_MOVED_FROM
+              | inotify.IN_DELETE | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF
+              | inotify.IN_ONLYDIR)
+DIR_MARK_MASK = FAN_OPEN_PERM | FAN_EVENT_ON_CHILD
+
+
+@dataclass(frozen=True)
+class DirRule:
+    group: Group
+    glob: str  # file name glob for entries of the directory
+
+
+@dataclass
+class MarkPlan:
+    dirs: dict[str, tuple[DirRule, ...]] = field(default_factory=dict)  # real dir -> rules
+    files: dict[str, Group] = field(default_factory=dict)  # existing protected files
+    watch: set[str] = field(default_factory=set)
+    marked_dirs: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+    def match(self, path: str, catalogue: Catalogue) -> Group | None:
+        """The group of `path` (a real path) by its directory and name, or None."""
+        parent, _, name = path.rpartition("/")
+        rules = self.dirs.get(parent or "/")
+        if not rules or catalogue.excluded(name):
+            return None
+        for rule in rules:
+            if fnmatchcase(name, rule.glob):
+                return rule.group
+        return None
+
+
+def _isdir(path: str) -> bool:
+    try:
+        return os.path.isdir(path)
+    except OSError:
+        return False
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            return [e.name for e in it if e.is_dir(follow_symlinks=True)]
+    except OSError:
+        return []
+
+
+class _Planner:
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+        self.plan = MarkPlan()
+        self.rules: dict[str, list[DirRule]] = {}
+        self.walked = 0
+
+    def add_pattern(self, base: str, group: Group, parts: tuple[str, ...]) -> None:
+        self._walk(os.path.realpath(base), group, parts[:-1], parts[-1], 0, set())
+
+    def _walk(self, current: str, group: Group, dirs: tuple[str, ...], glob: str, depth: int,
+              seen: set[str]) -> None:
+        if depth > MAX_DEPTH or self.walked > MAX_WALK_DIRS:
+            self.plan.problems.append(f"stopped walking at {current}: too many directories")
+            return
+        self.walked += 1
+        self.plan.watch.add(current)
+        if not dirs:
+            self.rules.setdefault(current, [])
+            rule = DirRule(group, glob)
+            if rule not in self.rules[current]:
+                self.rules[current].append(rule)
+            return
+        head, rest = dirs[0], dirs[1:]
+        if head == "**":
+            key = f"{current}\0{len(rest)}"
+            if key in seen:  # a symlink loop or a repeated visit
+                return
+            seen.add(key)
+            self._walk(current, group, rest, glob, depth + 1, seen)
+            for name in _subdirs(current):
+                self._walk(os.path.realpath(os.path.join(current, name)), group, dirs, glob,
+                           depth + 1, seen)
+        elif has_glob(head):
+            for name in _subdirs(current):
+                if fnmatchcase(name, head):
+                    self._walk(os.path.realpath(os.path.join(current, name)), group, rest,
+                               glob, depth + 1, seen)
+        else:
+            nxt = os.path.join(current, head)
+            if _isdir(nxt):
+                self._walk(os.path.realpath(nxt), group, rest, glob, depth + 1, seen)
+
+    def finish(self) -> MarkPlan:
+        plan = self.plan
+        plan.dirs = {d: tuple(r) for d, r in self.rules.items()}
+        for directory, rules in plan.dirs.items():
+            if directory not in self.catalogue.unmarked_dirs:
+                plan.marked_dirs.add(directory)
+            try:
+                entries = list(os.scandir(directory))
+            except OSError as exc:
+                plan.problems.append(f"cannot list {directory}: {exc.strerror}")
+                continue
+            for entry in entries:
+                if self.catalogue.excluded(entry.name):
+                    continue
+                rule = next((r for r in rules if fnmatchcase(entry.name, r.glob)), None)
+                if rule is None:
+                    continue
+                try:
+                    if not entry.is_file(follow_symlinks=True):
+                        continue
+                except OSError:
+                    continue
+                plan.files.setdefault(os.path.realpath(entry.path), rule.group)
+        return plan
+
+
+def plan_marks(catalogue: Catalogue) -> MarkPlan:
+    planner = _Planner(catalogue)
+    for group in catalogue.groups:
+        bases = ("/",) if group.absolute else catalogue.homes
+        for base in bases:
+            for parts in group.patterns:
+                planner.add_pattern(base, group, parts)
+    return planner.finish()
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectedFile:
+    path: str
+    group: Group
+
+
+class Marks:
+    """The marks in place. Owned by the responder thread (single writer)."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+        self.plan = MarkPlan()
+        self.inodes: dict[tuple[int, int], ProtectedFile] = {}
+        self.marked_dirs: set[str] = set()
+        self.watches: dict[int, str] = {}  # inotify wd -> directory
+        self.problems: list[str] = []
+
+    def lookup(self, dev: int, ino: int, path_of: str | None) -> ProtectedFile | None:
+        found = self.inodes.get((dev, ino))
+        if found is not None or path_of is None:
+            return found
+        group = self.plan.match(path_of, self.catalogue)
+        return None if group is None else ProtectedFile(path_of, group)
+
+    def apply(self, plan: MarkPlan, fan: FanotifyGroup, notify: inotify.Inotify | None) -> bool:
+        """Swap in `plan` first (so events are matched against it at once), then add the marks
+        and watches it needs and forget the ones whose directories are gone. True when a new
+        watch was added: what was created in that directory between the plan's walk and the
+        watch went unseen, so the caller plans once more."""
+        added_watch = False
+        self.plan = plan
+        problems = list(plan.problems)
+        for directory in sorted(plan.marked_dirs - self.marked_dirs):
+            try:
+                fan.mark(directory, DIR_MARK_MASK, FAN_MARK_ONLYDIR)
+                self.marked_dirs.add(directory)
+            except FanotifyError as exc:
+                problems.append(str(exc))
+        for directory in sorted(self.marked_dirs - plan.marked_dirs):
+            # Gone or no longer a credential directory: remove the mark when the path is still
+            # there; a deleted directory took its mark with it.
+            with contextlib.suppress(FanotifyError):
+                fan.unmark(directory, DIR_MARK_MASK, FAN_MARK_ONLYDIR)
+            self.marked_dirs.discard(directory)
+        for path, group in plan.files.items():
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in self.inodes:
+                continue
+            try:
+                fan.mark(path, FAN_OPEN_PERM)
+            except FanotifyError as exc:
+                problems.append(str(exc))
+                continue
+            self.inodes[(st.st_dev, st.st_ino)] = ProtectedFile(path, group)
+        if notify is not None:
+            watched = set(self.watches.values())
+            for directory in sorted(plan.watch - watched):
+                try:
+                    self.watches[notify.add_watch(directory, WATCH_MASK)] = directory
+                    added_watch = True
+                except OSError as exc:
+                    problems.append(f"cannot watch {directory}: {exc.strerror}")
+        self.problems = problems
+        return added_watch
+
+    def forget_watch(self, wd: int) -> None:
+        self.watches.pop(wd, None)
+
+    def needs_replan(self, event: inotify.InotifyEvent) -> bool:
+        """Whether an inotify event may change the plan: a directory appeared or went, a file
+        named like a protected one appeared or went, or events were lost."""
+        if event.mask & (inotify.IN_Q_OVERFLOW | inotify.IN_IGNORED | inotify.IN_DELETE_SELF
+                         | inotify.IN_MOVE_SELF | inotify.IN_ISDIR):
+            return True
+        directory = self.watches.get(event.wd)
+        if directory is None:
+            return False
+        rules = self.plan.dirs.get(directory, ())
+        return any(fnmatchcase(event.name, r.glob) for r in rules)

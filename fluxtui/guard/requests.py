@@ -1,0 +1,124 @@
+"""The responder's working objects: a request (one open waiting for its answer), a prompt (the
+requests of one executable for one credential group), and what goes to the recorder after an
+answer was written (`Outcome`, or a `Fold` of repeated cached allowances)."""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+from fluxtui.events import ProcessKey
+from fluxtui.guard.catalogue import Group
+from fluxtui.guard.events import PromptView, Requester
+from fluxtui.guard.identity import ExeVerification, ProcessInfo
+from fluxtui.guard.marks import ProtectedFile
+from fluxtui.guard.processes import CachedProcess
+from fluxtui.guard.rules import Verdict
+
+
+class Request:
+    __slots__ = ("answered", "created", "deadline", "fd", "file", "group", "id",
+                 "paused_total", "paused_until", "pid", "proc", "t0", "verification")
+
+    def __init__(self, rid: int, fd: int, pid: int, proc: CachedProcess, file: str,
+                 group: Group, t0: int, deadline: float) -> None:
+        self.id = rid
+        self.fd = fd  # the event's fd: answered and closed exactly once (see `answered`)
+        self.pid = pid
+        self.proc = proc
+        self.file = file
+        self.group = group
+        self.t0 = t0  # time.monotonic_ns() when the event was read
+        self.created = time.time()
+        self.deadline = deadline  # time.monotonic()
+        self.paused_until = 0.0
+        self.paused_total = 0.0
+        self.verification: ExeVerification | None = None
+        self.answered = False
+        proc.waiting += 1
+
+
+class Prompt:
+    def __init__(self, prompt_id: int, first: Request, tree: tuple[tuple[int, str], ...]
+                 ) -> None:
+        self.id = prompt_id
+        self.requests = [first]
+        self.tree = tree
+        self.created = first.created
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return prompt_key(self.requests[0])
+
+
+def prompt_key(request: Request) -> tuple[str, str]:
+    """Requests queue together by (executable, credential group)."""
+    return (request.proc.info.exe, request.group.name)
+
+
+class Outcome(NamedTuple):
+    """One answer, as handed to the recorder after it was written to the kernel."""
+
+    ts: float
+    info: ProcessInfo | None
+    verification: ExeVerification | None
+    flags: tuple[str, ...]
+    path: str
+    group: Group
+    allowed: bool
+    decided_by: str
+    reason: str
+    latency_us: float
+    mode: str
+
+
+class Fold:
+    """Opens allowed from the verdict cache for one (process, file), counted together."""
+
+    __slots__ = ("count", "first", "flags", "info", "last", "max_latency_us", "protected",
+                 "verdict", "verification")
+
+    def __init__(self, info: ProcessInfo, verification: ExeVerification | None,
+                 flags: tuple[str, ...], protected: ProtectedFile, verdict: Verdict,
+                 ts: float, latency_us: float) -> None:
+        self.info = info
+        self.verification = verification
+        self.flags = flags
+        self.protected = protected
+        self.verdict = verdict
+        self.first = self.last = ts
+        self.count = 1
+        self.max_latency_us = latency_us
+
+    def add(self, ts: float, latency_us: float) -> None:
+        self.last = ts
+        self.count += 1
+        if latency_us > self.max_latency_us:
+            self.max_latency_us = latency_us
+
+
+class Sink:
+    """Where answers and prompt changes go (the recorder). Called on the responder thread:
+    must not block."""
+
+    def record(self, outcome: Outcome, urgent: bool = False) -> None: ...
+
+    def record_folds(self, folds: list[Fold], mode: str) -> None: ...
+
+    def prompts_changed(self, views: tuple[PromptView, ...]) -> None: ...
+
+
+def requester_of(info: ProcessInfo | None, verification: ExeVerification | None,
+                 flags: tuple[str, ...]) -> Requester:
+    if info is None:
+        return Requester(key=ProcessKey(0, 0), exe="", cmdline=(), uid=-1, euid=-1, user="",
+                         ppid=0, parent_exe="", sha256=None, package=None, verified=False,
+                         verification="not checked", flags=flags)
+    return Requester(
+        key=info.key, exe=info.exe, cmdline=info.cmdline, uid=info.uid, euid=info.euid,
+        user=info.user, ppid=info.ppid, parent_exe=info.parent_exe,
+        sha256=verification.sha256 if verification else None,
+        package=verification.package if verification else None,
+        verified=bool(verification and verification.verified),
+        verification=verification.summary() if verification else "not checked",
+        flags=flags)

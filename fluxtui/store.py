@@ -1,0 +1,222 @@
+"""The audit trail: an SQLite database (WAL) of what fluxtui decided or did, and journald output.
+
+`AuditStore` is generic: each record has a kind ("file-access", ...), an outcome, the process,
+a target (a file, a socket), who or what decided, a latency and a JSON `detail` for the rest.
+Records that repeat within one write batch may be folded into one row with a `count`.
+Nothing here imports textual.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,            -- seconds since the epoch, first occurrence
+    last_ts REAL NOT NULL,       -- last occurrence folded into this row
+    count INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    outcome TEXT NOT NULL,       -- allowed, denied, ...
+    pid INTEGER,
+    start_ticks INTEGER,
+    user TEXT,
+    executable TEXT,
+    target TEXT,
+    category TEXT,               -- e.g. the credential group
+    decided_by TEXT,             -- rule, keypress, timeout, ...
+    reason TEXT,
+    latency_us REAL,             -- the longest of the folded occurrences
+    detail TEXT NOT NULL         -- JSON object
+);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
+"""
+
+_COLUMNS = ("ts", "last_ts", "count", "kind", "outcome", "pid", "start_ticks", "user",
+            "executable", "target", "category", "decided_by", "reason", "latency_us", "detail")
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    ts: float
+    kind: str
+    outcome: str
+    pid: int | None = None
+    start_ticks: int | None = None
+    user: str = ""
+    executable: str = ""
+    target: str = ""
+    category: str = ""
+    decided_by: str = ""
+    reason: str = ""
+    latency_us: float | None = None
+    count: int = 1
+    last_ts: float | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def row(self) -> tuple[Any, ...]:
+        return (self.ts, self.last_ts if self.last_ts is not None else self.ts, self.count,
+                self.kind, self.outcome, self.pid, self.start_ticks, self.user, self.executable,
+                self.target, self.category, self.decided_by, self.reason, self.latency_us,
+                json.dumps(dict(self.detail), default=str))
+
+
+class AuditStoreError(Exception):
+    """The database cannot be opened or written; the message says why."""
+
+
+class AuditStore:
+    """One SQLite file in WAL mode, root-only (0600 in a 0700 directory when created here).
+    Each thread gets its own connection; writes are one transaction per batch."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.close(fd)
+            conn = self._connection()
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise AuditStoreError(f"audit database {self.path}: {exc}") from None
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def record(self, records: Iterable[AuditRecord]) -> int:
+        rows = [r.row() for r in records]
+        if not rows:
+            return 0
+        conn = self._connection()
+        try:
+            with conn:
+                conn.executemany(
+                    f"INSERT INTO audit ({', '.join(_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in _COLUMNS)})", rows)
+        except sqlite3.Error as exc:
+            raise AuditStoreError(f"audit database {self.path}: {exc}") from None
+        return len(rows)
+
+    def record_decision(self, record: AuditRecord) -> None:
+        self.record([record])
+
+    def recent(self, limit: int = 200, kind: str | None = None) -> list[dict[str, Any]]:
+        """The newest records first, as dicts (detail decoded)."""
+        query = "SELECT * FROM audit"
+        args: tuple[Any, ...] = ()
+        if kind is not None:
+            query += " WHERE kind = ?"
+            args = (kind,)
+        query += " ORDER BY id DESC LIMIT ?"
+        try:
+            rows = self._connection().execute(query, (*args, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise AuditStoreError(f"audit database {self.path}: {exc}") from None
+        out = []
+        for row in rows:
+            item = dict(row)
+            item["detail"] = json.loads(item["detail"] or "{}")
+            out.append(item)
+        return out
+
+    def journal_mode(self) -> str:
+        return str(self._connection().execute("PRAGMA journal_mode").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+
+# --- systemd journal -----------------------------------------------------------------------
+
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
+class JournalUnavailable(Exception):
+    """No journal to write to; the message says why."""
+
+
+def encode_journal_fields(fields: Mapping[str, Any]) -> bytes:
+    """The journald native protocol: KEY=value lines; a value holding a newline is sent as
+    KEY, newline, its length as 64-bit little endian, the bytes, newline."""
+    out = bytearray()
+    for key, value in fields.items():
+        if value is None:
+            continue
+        data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+        name = key.upper().encode("ascii")
+        if b"\n" in data:
+            out += name + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+        else:
+            out += name + b"=" + data + b"\n"
+    return bytes(out)
+
+
+class JournalWriter:
+    """Writes entries to the systemd journal: through python-systemd when importable, else over
+    the native socket. Raises JournalUnavailable when neither is there."""
+
+    def __init__(self, socket_path: str = JOURNAL_SOCKET, identifier: str = "fluxtui") -> None:
+        self.identifier = identifier
+        self._send: Any = None
+        self._sock: socket.socket | None = None
+        self._socket_path = socket_path
+        if socket_path == JOURNAL_SOCKET:
+            try:
+                from systemd import journal  # type: ignore[import-not-found]
+            except ImportError:
+                pass
+            else:
+                if os.path.exists(JOURNAL_SOCKET):
+                    self._send = journal.send
+                    self.via = "python-systemd"
+                    return
+        if not os.path.exists(socket_path):
+            raise JournalUnavailable(
+                f"no systemd journal running ({socket_path} does not exist)")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self.via = socket_path
+
+    def send(self, message: str, priority: int, **fields: Any) -> None:
+        if self._send is not None:
+            self._send(message, PRIORITY=priority, SYSLOG_IDENTIFIER=self.identifier,
+                       **{k.upper(): v for k, v in fields.items() if v is not None})
+            return
+        assert self._sock is not None
+        payload = encode_journal_fields({"MESSAGE": message, "PRIORITY": priority,
+                                         "SYSLOG_IDENTIFIER": self.identifier, **fields})
+        try:
+            self._sock.sendto(payload, self._socket_path)
+        except BlockingIOError:
+            raise JournalUnavailable("journal socket is full; entry dropped") from None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

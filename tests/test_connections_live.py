@@ -1,0 +1,173 @@
+"""The connections capability in a real engine: events on the bus with their owner, per-process
+columns, and a bounded loopback port scan that must raise the port-scan alert for the scanning
+pid (the connect tracer needs root and bcc)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from fluxtui.capabilities.connections import ConnectionEvent, ConnectionsComponent, ConnectionsView
+from fluxtui.collectors.procstat import read_start_ticks
+from fluxtui.config import Config, NetworkConfig
+from fluxtui.engine import Engine
+from fluxtui.events import Alert, ProcessKey, Snapshot
+from tests.kernel import require, require_bcc
+
+SCAN_PORTS = 300
+# Connects to SCAN_PORTS closed loopback ports, one at a time, then waits for stdin to close so
+# that the test can look the process up while it is alive.
+SCANNER = r"""
+import socket, sys
+first = int(sys.argv[1])
+for port in range(first, first + int(sys.argv[2])):
+    s = socket.socket()
+    s.settimeout(2)
+    s.connect_ex(("127.0.0.1", port))
+    s.close()
+print("done", flush=True)
+sys.stdin.read()
+"""
+
+
+class Harness:
+    def __init__(self, network: NetworkConfig) -> None:
+        self.component = ConnectionsComponent(network)
+        self.engine = Engine(Config(network=network), [self.component])
+        self.events: list[object] = []
+        self.engine.bus.subscribe(self._collect)
+
+    def _collect(self, event: object) -> None:
+        if not isinstance(event, Snapshot):
+            self.events.append(event)
+
+    def wait_for(self, found: Callable[[], object], ticks: int = 100) -> object:
+        """Tick until `found()` is truthy; bounded in count (and so in time)."""
+        for _ in range(ticks):
+            self.engine.tick()
+            value = found()
+            if value:
+                return value
+            time.sleep(0.1)
+        return found()
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    network = getattr(request, "param", NetworkConfig(poll_interval=0.1))
+    h = Harness(network)
+    h.engine.start_sync()
+    try:
+        assert h.component.ready.wait(60), "the connections thread never finished a listing"
+        h.engine.tick()
+        yield h
+    finally:
+        h.engine.stop()
+
+
+def free_port_range(count: int) -> int:
+    """A run of loopback ports nothing listens on (checked against the kernel's listing)."""
+    from fluxtui.collectors.connections import SockDiag
+
+    diag = SockDiag()
+    try:
+        used = {e.local_port for e in diag.dump_all()[0]}
+    finally:
+        diag.close()
+    for first in range(20000, 30000, count):
+        if not used & set(range(first, first + count)):
+            return first
+    raise AssertionError("no free port range")
+
+
+def test_events_columns_and_view(harness: Harness) -> None:
+    opened: list[socket.socket] = []
+    try:
+        listener = socket.socket()
+        opened.append(listener)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        opened.append(client)
+        server, _ = listener.accept()
+        opened.append(server)
+
+        def events_for(action: str) -> list[ConnectionEvent]:
+            return [e for e in harness.events if isinstance(e, ConnectionEvent)
+                    and e.action == action and port in (e.entry.local_port, e.entry.remote_port)]
+
+        assert harness.wait_for(lambda: events_for("listening") and len(events_for("opened")) == 2)
+        me = os.getpid()
+        for event in events_for("listening") + events_for("opened"):
+            assert [o.pid for o in event.owners or ()] == [me]
+            doc = event.to_ecs()
+            assert doc["process"]["pid"] == me and doc["event"]["category"] == ["network"]
+        assert any(isinstance(e, Alert) and e.rule_id == "network.new_listener"
+                   and e.key is not None and e.key.pid == me for e in harness.events)
+
+        payload = 2 * 1024 * 1024
+        client.sendall(b"x" * payload)
+        got = 0
+        server.settimeout(10)
+        while got < payload:
+            got += len(server.recv(1 << 16))
+
+        key = ProcessKey(me, read_start_ticks(me) or 0)
+
+        def my_row():
+            snap = harness.engine.snapshot
+            row = snap.processes.get(key) if snap else None
+            return row if row and row.net_rx_per_s and row.net_tx_per_s else None
+
+        row = harness.wait_for(my_row)
+        assert row is not None, "no TCP byte rate for this process"
+        assert row.connections is not None and row.connections >= 3
+
+        view = harness.engine.snapshot.views["connections"]
+        assert isinstance(view, ConnectionsView)
+        mine = [r for r in view.rows if r.entry.local_port == port and r.entry.state == "ESTAB"]
+        assert len(mine) == 1 and mine[0].entry.bytes_received >= payload
+
+        client.close()
+        server.close()
+        closed = harness.wait_for(lambda: len(events_for("closed")) >= 2)
+        assert closed
+        for event in events_for("closed"):
+            assert [o.pid for o in event.owners or ()] == [me]
+    finally:
+        for s in opened:
+            s.close()
+
+
+def test_loopback_port_scan_alerts_for_the_scanning_pid(harness: Harness) -> None:
+    require_bcc()
+    require(harness.component.tracing, "connect tracer did not start: "
+            + "; ".join(harness.engine.snapshot.views["connections"].notes))
+    first = free_port_range(SCAN_PORTS)
+    scanner = subprocess.Popen([sys.executable, "-c", SCANNER, str(first), str(SCAN_PORTS)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert scanner.stdout is not None and scanner.stdout.readline().strip() == "done"
+
+        def scan_alert() -> Alert | None:
+            return next((e for e in harness.events if isinstance(e, Alert)
+                         and e.rule_id == "network.port_scan"
+                         and e.extra.get("pid") == scanner.pid), None)
+
+        alert = harness.wait_for(scan_alert)
+        assert alert is not None, [getattr(e, "rule_id", e) for e in harness.events][-20:]
+        assert alert.key == ProcessKey(scanner.pid, read_start_ticks(scanner.pid))
+        assert alert.technique_id == "T1046"
+        assert set(alert.extra["ports"]) <= set(range(first, first + SCAN_PORTS))
+        assert alert.extra["distinct_ports"] >= harness.component.config.portscan_ports
+        snap = harness.engine.snapshot
+        assert any(a is alert for a in snap.alerts) or alert in snap.alerts
+    finally:
+        scanner.communicate(timeout=30)

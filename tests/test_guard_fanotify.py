@@ -1,0 +1,148 @@
+"""The kernel bindings: fanotify permission events, inotify, process events (real kernel).
+Only directories created by the test are marked."""
+
+from __future__ import annotations
+
+import os
+import select
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fluxtui.collectors import inotify
+from fluxtui.collectors.fanotify import (
+    FAN_EVENT_ON_CHILD,
+    FAN_MARK_ONLYDIR,
+    FAN_OPEN_PERM,
+    FanEvent,
+    FanotifyError,
+    FanotifyGroup,
+    parse_events,
+)
+from fluxtui.collectors.proc_events import PROC_EVENT_EXEC, PROC_EVENT_EXIT, ProcEvents
+from tests.guard_support import fanotify_fds, started
+from tests.kernel import require_root
+
+
+def _wait_event(group: FanotifyGroup, pid: int, timeout_s: float = 10.0) -> FanEvent:
+    """The first permission event of `pid`; other events are allowed."""
+    poller = select.poll()
+    poller.register(group.fd, select.POLLIN)
+    deadline = 0
+    while deadline < timeout_s * 10:
+        deadline += 1
+        if not poller.poll(100):
+            continue
+        for event in group.read_events():
+            if event.pid == pid:
+                return event
+            group.respond(event.fd, True)
+            os.close(event.fd)
+    raise AssertionError(f"no permission event from pid {pid}")
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    path = tmp_path / "secret"
+    path.write_text("top secret\n")
+    return path
+
+
+@pytest.fixture
+def perm_group(secret: Path):
+    require_root()
+    group = FanotifyGroup.for_permissions()
+    try:
+        group.mark(str(secret.parent), FAN_OPEN_PERM | FAN_EVENT_ON_CHILD, FAN_MARK_ONLYDIR)
+        yield group
+    finally:
+        group.close()
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("allow", [True, False])
+def test_open_waits_for_the_answer(perm_group: FanotifyGroup, secret: Path, allow: bool) -> None:
+    with started(["cat", str(secret)]) as proc:
+        event = _wait_event(perm_group, proc.pid)
+        try:
+            assert event.is_permission
+            assert os.readlink(f"/proc/self/fd/{event.fd}") == str(secret)
+            assert proc.poll() is None  # blocked until we answer
+            assert perm_group.respond(event.fd, allow)
+        finally:
+            os.close(event.fd)
+        out, err = proc.communicate(timeout=10)
+    if allow:
+        assert proc.returncode == 0 and out == b"top secret\n"
+    else:
+        assert proc.returncode == 1 and out == b""
+        assert b"Operation not permitted" in err
+
+
+@pytest.mark.kernel
+def test_closing_the_group_releases_waiting_opens(secret: Path) -> None:
+    """What the README promises if fluxtui is killed: the kernel lets waiting opens through."""
+    require_root()
+    group = FanotifyGroup.for_permissions()
+    try:
+        group.mark(str(secret.parent), FAN_OPEN_PERM | FAN_EVENT_ON_CHILD, FAN_MARK_ONLYDIR)
+        with started(["cat", str(secret)]) as proc:
+            event = _wait_event(group, proc.pid)
+            os.close(event.fd)
+            group.close()
+            out, _ = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and out == b"top secret\n"
+    finally:
+        group.close()
+
+
+@pytest.mark.kernel
+def test_group_fd_is_closed(secret: Path) -> None:
+    require_root()
+    before = fanotify_fds()
+    with FanotifyGroup.for_permissions() as group:
+        assert fanotify_fds() == before + 1
+        with pytest.raises(FanotifyError) as info:
+            group.mark(str(secret.parent / "missing"), FAN_OPEN_PERM)
+        assert "No such file" in str(info.value)
+    assert fanotify_fds() == before
+
+
+def test_parse_events_splits_a_read() -> None:
+    one = struct.pack("=IBBHQii", 24, 3, 0, 24, FAN_OPEN_PERM, 7, 1234)
+    two = struct.pack("=IBBHQii", 24, 3, 0, 24, FAN_OPEN_PERM, 8, 99)
+    assert parse_events(one + two) == [FanEvent(FAN_OPEN_PERM, 7, 1234),
+                                       FanEvent(FAN_OPEN_PERM, 8, 99)]
+    with pytest.raises(FanotifyError, match="metadata version 2"):
+        parse_events(struct.pack("=IBBHQii", 24, 2, 0, 24, 0, 7, 1))
+
+
+def test_inotify_reports_a_new_directory(tmp_path: Path) -> None:
+    with inotify.Inotify() as watcher:
+        wd = watcher.add_watch(str(tmp_path), inotify.IN_CREATE | inotify.IN_ONLYDIR)
+        (tmp_path / ".aws").mkdir()
+        events = watcher.read_events()
+    assert any(e.wd == wd and e.name == ".aws" and e.mask & inotify.IN_ISDIR for e in events)
+
+
+@pytest.mark.kernel
+def test_process_events_report_exec_and_exit() -> None:
+    require_root()
+    events = ProcEvents()
+    try:
+        proc = subprocess.Popen(["true"])
+        assert proc.wait(timeout=10) == 0
+        mine: set[int] = set()
+        poller = select.poll()
+        poller.register(events.fileno(), select.POLLIN)
+        for _ in range(50):
+            if not poller.poll(100):
+                continue
+            mine |= {e.what for e in events.drain() if e.tgid == proc.pid}
+            if {PROC_EVENT_EXEC, PROC_EVENT_EXIT} <= mine:
+                break
+        assert {PROC_EVENT_EXEC, PROC_EVENT_EXIT} <= mine
+    finally:
+        events.close()

@@ -1,0 +1,122 @@
+"""The network detections on sequences of observations (what the tracer or the sock_diag listing
+would report), with thresholds from NetworkConfig."""
+
+from __future__ import annotations
+
+from fluxtui.config import NetworkConfig
+from fluxtui.detection.netrules import NetRules, Observation
+from fluxtui.events import ProcessKey, Severity
+
+SCANNER = ProcessKey(4242, 777)
+OTHER = ProcessKey(5000, 888)
+CFG = NetworkConfig(portscan_ports=20, portscan_hosts=10, portscan_window=10.0,
+                    burst_connections=50, burst_window=5.0, beacon_min_hits=5,
+                    beacon_max_jitter=0.1, beacon_min_interval=2.0, beacon_max_interval=600.0)
+
+
+def obs(t: float, ip: str, port: int, key: ProcessKey = SCANNER) -> Observation:
+    return Observation(t, key, key.pid, "scanner", "tcp", ip, port)
+
+
+def rule_ids(found: list) -> list[str]:
+    return [d.alert.rule_id for d in found]
+
+
+def test_port_scan_fires_at_the_threshold_for_the_scanning_process() -> None:
+    rules = NetRules(CFG)
+    found = []
+    for i in range(19):
+        found += rules.connection(obs(100 + i * 0.01, "127.0.0.1", 1000 + i))
+    assert found == []
+    found = rules.connection(obs(100.5, "127.0.0.1", 2000))
+    assert rule_ids(found) == ["network.port_scan"]
+    alert = found[0].alert
+    assert alert.key == SCANNER and alert.technique_id == "T1046"
+    assert alert.severity is Severity.HIGH
+    assert alert.extra["distinct_ports"] == 20 and 2000 in alert.extra["ports"]
+    assert found[0].points == CFG.portscan_risk
+    # Once per window, not once per further port.
+    assert rules.connection(obs(100.6, "127.0.0.1", 2001)) == []
+
+
+def test_port_scan_counts_only_the_window() -> None:
+    rules = NetRules(CFG)
+    for i in range(15):
+        assert rules.connection(obs(i * 1.0, "10.0.0.1", 100 + i)) == []
+    # 15 s later the first ports are out of the 10 s window: 10 in window + 5 new = 15 < 20.
+    for i in range(5):
+        assert rules.connection(obs(15.0 + i * 0.1, "10.0.0.1", 500 + i)) == []
+
+
+def test_host_sweep_on_one_port() -> None:
+    rules = NetRules(CFG)
+    found = []
+    for i in range(10):
+        found += rules.connection(obs(1.0 + i * 0.1, f"10.0.0.{i + 1}", 22))
+    assert rule_ids(found) == ["network.port_scan"]
+    assert found[0].alert.extra["distinct_hosts"] == 10
+
+
+def test_processes_are_counted_separately() -> None:
+    rules = NetRules(CFG)
+    found = []
+    for i in range(19):
+        found += rules.connection(obs(1.0, "127.0.0.1", 1000 + i, key=SCANNER))
+        found += rules.connection(obs(1.0, "127.0.0.1", 3000 + i, key=OTHER))
+    assert found == []
+
+
+def test_connection_burst() -> None:
+    rules = NetRules(CFG)
+    found = []
+    for i in range(49):
+        found += rules.connection(obs(1.0 + i * 0.05, "192.0.2.10", 443))
+    assert found == []
+    found = rules.connection(obs(4.0, "192.0.2.10", 443))
+    assert rule_ids(found) == ["network.connection_burst"]
+    assert found[0].alert.extra["top_destinations"][0] == {"ip": "192.0.2.10", "port": 443,
+                                                            "count": 50}
+    assert found[0].alert.technique_id == "T1499"
+
+
+def test_beaconing_needs_regular_intervals() -> None:
+    rules = NetRules(CFG)
+    found = []
+    for t in (0.0, 30.0, 60.5, 90.0, 119.8):
+        found += rules.connection(obs(t, "203.0.113.5", 8443))
+    assert rule_ids(found) == ["network.beaconing"]
+    alert = found[0].alert
+    assert alert.technique_id == "T1071"
+    assert alert.extra["destination"] == {"ip": "203.0.113.5", "port": 8443}
+    assert 29 < alert.extra["interval_s"] < 31
+    # Still regular: no second alert for the same run.
+    assert rules.connection(obs(150.0, "203.0.113.5", 8443)) == []
+
+
+def test_irregular_or_too_fast_is_not_beaconing() -> None:
+    rules = NetRules(CFG)
+    for t in (0.0, 5.0, 40.0, 41.0, 90.0, 200.0):
+        assert "network.beaconing" not in rule_ids(rules.connection(obs(t, "203.0.113.6", 80)))
+    fast = NetRules(CFG)
+    for i in range(8):  # every 0.5 s: below beacon_min_interval
+        assert "network.beaconing" not in rule_ids(
+            fast.connection(obs(i * 0.5, "203.0.113.7", 80)))
+
+
+def test_new_listener_once_per_process_and_port() -> None:
+    rules = NetRules(CFG)
+    found = rules.listener(10.0, SCANNER, SCANNER.pid, "nc", "tcp", "0.0.0.0", 4444)
+    assert rule_ids(found) == ["network.new_listener"]
+    assert found[0].alert.severity is Severity.MEDIUM and found[0].alert.technique_id == "T1571"
+    assert rules.listener(10.0, SCANNER, SCANNER.pid, "nc", "tcp", "::", 4444) == []  # v6 bind
+    local = rules.listener(11.0, OTHER, OTHER.pid, "dev", "tcp", "127.0.0.1", 8000)
+    assert local[0].alert.severity is Severity.LOW
+    off = NetRules(NetworkConfig(listener_alerts=False))
+    assert off.listener(1.0, SCANNER, 1, "nc", "tcp", "0.0.0.0", 1) == []
+
+
+def test_state_is_dropped_when_windows_empty() -> None:
+    rules = NetRules(CFG)
+    rules.connection(obs(1.0, "10.0.0.1", 1))
+    rules.expire(100.0)
+    assert rules._windows == {}

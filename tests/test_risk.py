@@ -1,0 +1,252 @@
+"""Risk scoring: the syscall mix, events, decay, the threshold alert, and scoring without BPF."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from fluxtui.capabilities.syscall_risk import RiskScorer, RiskView, SyscallCapture, SyscallView
+from fluxtui.collectors.procstat import read_start_ticks
+from fluxtui.collectors.syscalls import DropCounts
+from fluxtui.config import Config, RiskConfig
+from fluxtui.detection.risk import NO_MODEL, RiskModel
+from fluxtui.detection.rules import Finding
+from fluxtui.engine import Engine
+from fluxtui.events import CollectorState, CollectorStatus, ProcessKey, ProcessRow, Severity
+from fluxtui.pipeline import EventBus, TickContext
+from tests.fakes import metrics, row
+
+KEY = ProcessKey(300, 1300)
+CFG = RiskConfig(risk_threshold=50, decay_factor=0.9, decay_interval=10,
+                 default_risk_score=0, base_risk_scores={"ptrace": 10, "execve": 5, "openat": 1})
+
+
+def test_syscall_mix_counts_use_not_frequency() -> None:
+    model = RiskModel(CFG)
+    model.observe_syscalls(KEY, {"ptrace": 1, "read": 100_000}, now=0)
+    other = ProcessKey(301, 1301)
+    model.observe_syscalls(other, {"ptrace": 1_000_000}, now=0)
+    assert model.score(KEY, 0).score == model.score(other, 0).score == 10
+    assert model.score(KEY, 0).reasons == ("uses ptrace (+10)",)
+    assert model.score(KEY, 0).syscall_points == 10
+
+
+def test_default_weight_applies_to_unlisted_syscalls() -> None:
+    model = RiskModel(dataclasses.replace(CFG, default_risk_score=2))
+    model.observe_syscalls(KEY, {"read": 5, "write": 5, "execve": 1}, now=0)
+    assert model.score(KEY, 0).score == 2 + 2 + 5
+
+
+def test_decay_is_the_configured_factor_per_interval() -> None:
+    model = RiskModel(CFG)
+    model.add(KEY, 40, "ptrace attach", now=100)
+    assert model.score(KEY, 100).score == 40
+    assert model.score(KEY, 110).score == pytest.approx(36.0, abs=0.05)
+    assert model.score(KEY, 120).score == pytest.approx(32.4, abs=0.05)
+    later = RiskModel(CFG)
+    later.add(KEY, 40, "ptrace attach", now=0)
+    assert later.score(KEY, 5).score == pytest.approx(40 * 0.9**0.5, abs=0.05)
+
+
+def test_syscall_use_decays_and_is_renewed_by_use() -> None:
+    model = RiskModel(CFG)
+    model.observe_syscalls(KEY, {"ptrace": 1}, now=0)
+    assert model.score(KEY, 10).score == pytest.approx(9.0, abs=0.05)
+    model.observe_syscalls(KEY, {"ptrace": 1}, now=10)
+    assert model.score(KEY, 10).score == 10
+
+
+def test_forgotten_when_negligible() -> None:
+    model = RiskModel(CFG)
+    model.add(KEY, 1, "small", now=0)
+    assert KEY in model
+    assert model.score(KEY, 10_000).score == 0
+    assert KEY not in model and len(model) == 0
+
+
+def test_events_add_up_per_reason_and_cap_at_100() -> None:
+    model = RiskModel(CFG)
+    for _ in range(3):
+        model.add(KEY, 30, "exec of /tmp/x", now=0, technique_id="T1059")
+    model.add(KEY, 20, "PTRACE_ATTACH of pid 9", now=0, technique_id="T1055.008")
+    score = model.score(KEY, 0)
+    assert score.score == 100 and score.event_points == 110
+    assert score.reasons[0] == "exec of /tmp/x (+90)"
+    assert score.technique_id == "T1059"  # the largest tagged contribution
+
+
+def test_reasons_are_the_top_five() -> None:
+    model = RiskModel(CFG)
+    for points in range(1, 9):
+        model.add(KEY, points, f"reason {points}", now=0)
+    assert model.score(KEY, 0).reasons == tuple(f"reason {p} (+{p})" for p in (8, 7, 6, 5, 4))
+
+
+def test_anomaly_is_a_real_zero_without_a_model() -> None:
+    model = RiskModel(CFG)
+    model.add(KEY, 60, "x", now=0)
+    score = model.score(KEY, 0)
+    assert (score.anomaly, score.anomaly_reason) == (0.0, NO_MODEL)
+    assert score.score == 60  # anomaly_weight is not applied to a missing model
+
+
+def test_forget_and_retain() -> None:
+    model = RiskModel(CFG)
+    other = ProcessKey(301, 1301)
+    model.add(KEY, 10, "a", now=0)
+    model.add(other, 10, "b", now=0)
+    model.retain([KEY])
+    assert other not in model and KEY in model
+    model.forget(KEY)
+    assert len(model) == 0
+
+
+def test_pid_reuse_does_not_inherit_risk() -> None:
+    model = RiskModel(CFG)
+    model.add(KEY, 80, "ptrace attach", now=0)
+    reused = ProcessKey(KEY.pid, KEY.start_ticks + 500)
+    assert model.score(reused, 0).score == 0
+
+
+# --- the component ---------------------------------------------------------------------------
+
+
+def _tick(now: float, rows: list[ProcessRow], views: dict[str, object] | None = None
+          ) -> TickContext:
+    tick = TickContext(now, 1.0, metrics(), {r.key: r for r in rows}, EventBus())
+    tick.views.update(views or {})
+    return tick
+
+
+def _scorer(tmp_path: Path, threshold: float = 50) -> RiskScorer:
+    config = Config(risk=dataclasses.replace(CFG, risk_threshold=threshold))
+    scorer = RiskScorer(config, proc=str(tmp_path))  # no /proc entries: no container reads
+    scorer.start(EventBus())
+    return scorer
+
+
+def test_threshold_alert_once_per_crossing(tmp_path: Path) -> None:
+    scorer = _scorer(tmp_path)
+    bash = row(300, "bash")
+    tick = _tick(0, [bash])
+    tick.add_risk(bash.key, 60, "port scan of 200 ports")
+    scorer.on_tick(tick)
+    assert [a.rule_id for a in tick.alerts] == ["risk.threshold"]
+    alert = tick.alerts[0]
+    assert alert.key == bash.key and alert.severity is Severity.MEDIUM
+    assert alert.reasons == ("port scan of 200 ports (+60)",)
+    assert tick.annotations[bash.key]["risk"] == 60
+    assert tick.annotations[bash.key]["risk_reasons"] == ("port scan of 200 ports (+60)",)
+    assert isinstance(tick.views["risk"], RiskView)
+
+    still = _tick(1, [bash])  # still above: no second alert
+    scorer.on_tick(still)
+    assert still.alerts == []
+    # 60 * 0.9**(t/10) < 40 (0.8 x threshold) after ~38.5 s: re-armed, then a new crossing alerts.
+    low = _tick(40, [bash])
+    scorer.on_tick(low)
+    assert low.alerts == [] and low.annotations[bash.key]["risk"] < 40
+    again = _tick(41, [bash])
+    again.add_risk(bash.key, 30, "port scan of 200 ports")
+    scorer.on_tick(again)
+    assert [a.rule_id for a in again.alerts] == ["risk.threshold"]
+
+
+def test_findings_and_counts_from_the_syscall_view(tmp_path: Path) -> None:
+    scorer = _scorer(tmp_path)
+    tracer = row(300, "tracer")
+    finding = Finding(tracer.key, "syscalls.ptrace_attach", "Ptrace attach", "PTRACE_ATTACH of "
+                      "pid 9", 40, ("T1055.008", "Ptrace"), Severity.HIGH)
+    view = SyscallView(window_s=1.0, counts={tracer.key: {"ptrace": 2, "wait4": 1}},
+                       bigrams={}, findings=(finding,), exited=(), events=1, total_syscalls=3,
+                       dropped=DropCounts(), dropped_total=DropCounts())
+    tick = _tick(0, [tracer], {SyscallCapture.name: view})
+    scorer.on_tick(tick)
+    score = scorer.explain(tracer.key)
+    assert score is not None and score.score == 50
+    assert score.reasons == ("PTRACE_ATTACH of pid 9 (+40)", "uses ptrace (+10)")
+    assert tick.alerts[0].technique_id == "T1055.008"
+
+
+def test_state_is_dropped_on_exit(tmp_path: Path) -> None:
+    scorer = _scorer(tmp_path)
+    short = row(300, "short")
+    tick = _tick(0, [short])
+    tick.add_risk(short.key, 10, "x")
+    scorer.on_tick(tick)
+    assert short.key in scorer.model
+    view = SyscallView(1.0, {}, {}, (), (short.key,), 1, 0, DropCounts(), DropCounts())
+    scorer.on_tick(_tick(1, [short], {SyscallCapture.name: view}))
+    assert short.key not in scorer.model
+
+
+def test_processes_that_left_the_table_are_dropped(tmp_path: Path) -> None:
+    scorer = _scorer(tmp_path)
+    gone = row(300, "gone")
+    tick = _tick(0, [gone])
+    tick.add_risk(gone.key, 10, "x")
+    scorer.on_tick(tick)
+    scorer.on_tick(_tick(1, []))
+    assert len(scorer.model) == 0
+
+
+def test_risk_of_a_process_not_yet_in_the_table_is_kept(tmp_path: Path) -> None:
+    """A process started between the table's sample and the drain keeps its findings."""
+    scorer = _scorer(tmp_path)
+    new = row(300, "new")
+    tick = _tick(0, [])
+    tick.add_risk(new.key, 45, "exec of /tmp/x")
+    scorer.on_tick(tick)
+    later = _tick(1, [new])
+    scorer.on_tick(later)
+    assert later.annotations[new.key]["risk"] == pytest.approx(45 * 0.9**0.1, abs=0.05)
+
+
+class _Producer:
+    """A capability that reports risk for one process, like the connections capability does."""
+
+    name = "producer"
+
+    def __init__(self, key: ProcessKey) -> None:
+        self.key = key
+
+    def start(self, bus: EventBus) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def status(self) -> CollectorStatus:
+        return CollectorStatus(self.name, CollectorState.RUNNING)
+
+    def on_tick(self, tick: TickContext) -> None:
+        tick.add_risk(self.key, 70, "connected to 300 hosts")
+
+
+def test_scoring_works_without_bpf() -> None:
+    config = Config(syscalls=dataclasses.replace(Config().syscalls, enabled=False))
+    me = ProcessKey(os.getpid(), read_start_ticks(os.getpid()) or 0)
+    engine = Engine(config, [SyscallCapture(config), _Producer(me), RiskScorer(config)])
+    try:
+        snapshot = engine.start_sync()
+    finally:
+        engine.stop()
+    statuses = {s.name: s for s in snapshot.statuses}
+    assert statuses["syscalls"].state is CollectorState.UNAVAILABLE
+    assert "syscalls.enabled: false" in statuses["syscalls"].reason
+    assert statuses["risk"].running
+    mine = snapshot.processes[me]
+    assert mine.risk == 70 and mine.risk_reasons == ("connected to 300 hosts (+70)",)
+    assert mine.syscalls_per_s is None  # not measured: the column stays empty
+    assert [a.rule_id for a in snapshot.alerts] == ["risk.threshold"]
+
+
+def test_ring_buffer_pages_must_be_a_power_of_two() -> None:
+    config = Config(syscalls=dataclasses.replace(Config().syscalls, ring_buffer_pages=48))
+    capture = SyscallCapture(config)
+    capture.start(EventBus())
+    status = capture.status()
+    assert status.state is CollectorState.UNAVAILABLE and "power of two" in status.reason
