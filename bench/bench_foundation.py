@@ -60,6 +60,22 @@ def extra_processes(count: int):
             child.wait(timeout=30)
 
 
+def stop_tmux() -> None:
+    """Kill every pane's process tree, then the server: a pane's `top -b` survives SIGHUP."""
+    try:
+        panes = tmux("list-panes", "-a", "-F", "#{pane_pid}").split()
+    except subprocess.CalledProcessError:
+        panes = []
+    for pid in panes:
+        try:
+            proc = psutil.Process(int(pid))
+            for child in [*proc.children(recursive=True), proc]:
+                child.kill()
+        except psutil.Error:
+            pass
+    subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True, timeout=30)
+
+
 def tmux(*args: str) -> str:
     return subprocess.run(["tmux", "-L", SOCKET, "-f", "/dev/null", *args], capture_output=True,
                           text=True, timeout=30, check=True).stdout
@@ -136,7 +152,7 @@ def bench_first_frame(config: Path, rounds: int = 5) -> bool:
             for session in (f"floor{i}", f"flux{i}"):
                 tmux("kill-session", "-t", session)
     finally:
-        subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True, timeout=30)
+        stop_tmux()
     return report("first frame (median)", statistics.median(figures),
                   statistics.median(floors), 1.0, "s")
 
@@ -166,8 +182,7 @@ def bench_own_cpu(config: Path, seconds: float = 15.0) -> bool:
             floor = cpu_share(top_pid, seconds)
             figure = cpu_share(flux_pid, seconds)
         finally:
-            subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True,
-                           timeout=30)
+            stop_tmux()
     return report("dashboard CPU at 1 Hz, 500 extra processes", figure, floor, 5.0,
                   "% of one core")
 

@@ -33,7 +33,7 @@ COLUMNS: list[Column] = [
     Column("memory", "Mem", 7, right=True),
     Column("threads", "Thr", 4, right=True),
     Column("state", "State", 9),
-    Column("risk", "Risk", 5, right=True),
+    Column("risk", "Risk", 6, right=True),
     Column("syscalls", "Sys/s", 7, right=True),
     Column("top_syscalls", "Top syscalls", 22),
     Column("connections", "Conn", 5, right=True),
