@@ -13,6 +13,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
@@ -143,8 +144,10 @@ class FluxApp(GuardPromptKeys, App[int]):
     def _data_widgets(self) -> Iterable[Widget]:
         """Widgets that show snapshots: all of them outside the tabs, and only those of the
         active tab inside (a hidden table with thousands of rows is not worth updating)."""
-        tabs = self.query_one(TabbedContent)
-        active = tabs.active_pane
+        try:
+            active = self.query_one(TabbedContent).active_pane
+        except NoMatches:  # the panes are not mounted yet
+            active = None
         for widget in self.query("*"):
             if not hasattr(widget, "refresh_from"):
                 continue

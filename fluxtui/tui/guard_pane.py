@@ -238,6 +238,7 @@ class GuardPane(Widget):
         if prompts and (not self._prompts or prompts[0].id != self._prompts[0].id):
             self._details = False
             self._notice = ""
+        was_showing = self.showing
         self._prompts = prompts
         self.set_class(bool(prompts), "-showing")
         if prompts and self._timer is None:
@@ -246,7 +247,9 @@ class GuardPane(Widget):
             self._timer.stop()
             self._timer = None
         self._render_prompt()
-        self.refresh_bindings()
+        if self.showing != was_showing:
+            # The prompt keys appear or go: the footer recomposes, which is costly every tick.
+            self.refresh_bindings()
 
     def _render_prompt(self) -> None:
         front = self.front
