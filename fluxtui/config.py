@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from fluxtui.files import UnsafeFileError, refuse_if_writable_by_others
+from fluxtui.files import UnsafeFileError, read_policy_file
 
 SYSTEM_CONFIG = Path("/etc/fluxtui/config.yml")
 
@@ -262,13 +262,11 @@ def load_config(path: Path | None) -> Config:
     if path is None:
         return Config()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_policy_file(path).decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    try:
-        refuse_if_writable_by_others(path)
     except UnsafeFileError as exc:
         raise ConfigError(str(exc)) from None
     return parse_config(text, str(path))
@@ -313,6 +311,8 @@ def _build(cls: type, node: yaml.Node, source: str, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     values: dict[str, Any] = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            _fail(source, key_node, prefix, "a setting name")
         name = key_node.value
         key = f"{prefix}.{name}" if prefix else str(name)
         if name not in fields:
@@ -387,7 +387,10 @@ _LOADER = yaml.SafeLoader("")
 def _scalar(node: yaml.Node, source: str, key: str, expected: str) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         _fail(source, node, key, expected)
-    return _LOADER.construct_object(node, deep=True)
+    try:
+        return _LOADER.construct_object(node, deep=True)
+    except yaml.YAMLError:  # an unknown tag such as !!python/name: never constructed
+        _fail(source, node, key, f"{expected} (tag {node.tag} is not accepted)")
 
 
 def config_from_env_or_file(explicit: str | None) -> Config:

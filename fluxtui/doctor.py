@@ -6,7 +6,6 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,16 +113,28 @@ def check_fanotify() -> Check:
 
 
 def check_sock_diag() -> Check:
-    try:
-        from pyroute2 import DiagSocket
+    from fluxtui.collectors.connections import DestroyWatch, SockDiag
 
-        with DiagSocket() as diag:
-            diag.bind()
-            count = len(diag.get_sock_stats(family=socket.AF_INET))
-    except Exception as exc:
-        return Check("netlink sock_diag", False, f"query failed: {exc}",
-                     "a kernel with CONFIG_INET_DIAG (modprobe inet_diag tcp_diag udp_diag)")
-    return Check("netlink sock_diag", True, f"answered ({count} IPv4 TCP sockets)")
+    try:
+        diag = SockDiag()
+    except OSError as exc:
+        return Check("netlink sock_diag", False, f"cannot open NETLINK_SOCK_DIAG: {exc.strerror}",
+                     "a kernel with CONFIG_INET_DIAG")
+    try:
+        entries, errors = diag.dump_all()
+    finally:
+        diag.close()
+    if errors:
+        failed = ", ".join(f"{query}: {why}" for query, why in sorted(errors.items()))
+        return Check("netlink sock_diag", False, f"some queries failed ({failed})",
+                     "modprobe inet_diag tcp_diag udp_diag")
+    try:
+        DestroyWatch().close()
+        closes = "close notifications available"
+    except OSError as exc:
+        closes = f"no close notifications ({exc.strerror}): short-lived sockets may be missed"
+    return Check("netlink sock_diag", True,
+                 f"TCP and UDP over IPv4 and IPv6 answered ({len(entries)} sockets); {closes}")
 
 
 def check_journald() -> Check:

@@ -40,6 +40,7 @@ class Engine:
         self._snapshot: Snapshot | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._starter: threading.Thread | None = None
         self._tick_lock = threading.Lock()
         self._failed: dict[str, str] = {}  # component name -> why it no longer runs
         self._started: set[str] = set()
@@ -72,15 +73,20 @@ class Engine:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._starter is not None:
+            self._starter.join(timeout=30)  # a BPF compile in progress finishes first
         for component in reversed(self.components):
             with contextlib.suppress(Exception):
                 component.stop()
 
     def _run(self) -> None:
-        self.tick()  # metrics and processes show while the kernel collectors start
-        self._start_components()
+        # Components start on their own thread (a BPF compile takes seconds) while metrics and
+        # processes keep ticking; each component joins the ticks once it has started.
+        self._starter = threading.Thread(target=self._start_components,
+                                         name="fluxtui-start", daemon=True)
+        self._starter.start()
         interval = self.config.general.refresh_interval
-        deadline = time.monotonic() + interval
+        deadline = time.monotonic()
         while not self._stop.wait(max(0.0, deadline - time.monotonic())):
             try:
                 self.tick()
@@ -96,10 +102,12 @@ class Engine:
     # --- the tick ----------------------------------------------------------------------------
 
     def tick(self) -> Snapshot:
+        newly_failed = []
         with self._tick_lock:
             now = time.time()
-            interval = None if self._last_tick is None else now - self._last_tick
-            self._last_tick = now
+            clock = time.monotonic()  # intervals: immune to wall-clock steps
+            interval = None if self._last_tick is None else clock - self._last_tick
+            self._last_tick = clock
             metrics = self.metrics.sample()
             processes = self.processes.sample()
             ctx = TickContext(now, interval, metrics, processes, self.bus)
@@ -111,6 +119,9 @@ class Engine:
                 except Exception as exc:
                     log.exception("component %s tick failed", component.name)
                     self._failed[component.name] = f"stopped after an error: {exc}"
+                    newly_failed.append(component)
+            for key in ctx.stale_identities:
+                self.processes.forget_identity(key)
             for key, columns in ctx.annotations.items():
                 row = processes.get(key)
                 if row is not None:
@@ -126,6 +137,9 @@ class Engine:
                 views=ctx.views,
             )
             self._snapshot = snapshot
+        for component in newly_failed:  # its threads must not run on unobserved
+            with contextlib.suppress(Exception):
+                component.stop()
         self.bus.publish(snapshot)
         return snapshot
 

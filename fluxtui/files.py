@@ -12,12 +12,7 @@ class UnsafeFileError(Exception):
     """A policy file that another user could have written."""
 
 
-def refuse_if_writable_by_others(path: Path) -> None:
-    """Raise UnsafeFileError when running as root and `path` is writable by group or others, or
-    owned by a user other than root (such a user could rewrite what root obeys)."""
-    if os.geteuid() != 0:
-        return
-    st = path.stat()
+def _refuse_unsafe(path: Path, st: os.stat_result) -> None:
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise UnsafeFileError(
             f"{path}: refused, writable by users other than its owner "
@@ -28,6 +23,34 @@ def refuse_if_writable_by_others(path: Path) -> None:
             f"{path}: refused, owned by uid {st.st_uid} but read by root; "
             f"fix with: chown root {path}"
         )
+    directory = path.resolve().parent
+    dst = directory.stat()
+    replaceable = dst.st_uid != 0 or dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if replaceable and not (dst.st_uid == 0 and dst.st_mode & stat.S_ISVTX):
+        raise UnsafeFileError(
+            f"{path}: refused, its directory {directory} lets users other than root replace it "
+            f"(owner uid {dst.st_uid}, mode {stat.filemode(dst.st_mode)})"
+        )
+
+
+def read_policy_file(path: Path) -> bytes:
+    """The content of a file root obeys (config, rules, model). The checks and the read use one
+    open file, so the content cannot be swapped between them. Running as root, the file must be
+    owned by root, not writable by group or others, in a directory only root can replace it in
+    (a root-owned sticky directory such as /tmp qualifies). Raises OSError or UnsafeFileError."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFileError(f"{path}: refused, not a regular file")
+        if os.geteuid() == 0:
+            _refuse_unsafe(path, st)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -19,6 +19,11 @@ from typing import Any, TextIO
 from fluxtui.ecs import host_fields, metrics_document, processes_document, with_envelope
 from fluxtui.engine import Engine
 from fluxtui.events import Snapshot, StreamEvent
+from fluxtui.text import visible
+
+# Events waiting for a slow reader of stdout. Past this many, further events are dropped and
+# counted (every metrics document says how many); snapshots never queue: only the latest waits.
+QUEUE_LIMIT = 10000
 
 
 def documents_for(event: object) -> list[dict[str, Any]]:
@@ -30,7 +35,9 @@ def documents_for(event: object) -> list[dict[str, Any]]:
 
 
 def text_line(doc: dict[str, Any]) -> str:
-    """A compact human-readable form of one document."""
+    """A compact human-readable form of one document. Every string from the documents may come
+    from another user (names, command lines, paths): control characters are made visible so
+    that nothing reaches the operator's terminal as an escape sequence."""
     event = doc.get("event", {})
     stamp = doc.get("@timestamp", "")[11:19]
     dataset = event.get("dataset", "")
@@ -44,13 +51,14 @@ def text_line(doc: dict[str, Any]) -> str:
         procs = doc["fluxtui"]["processes"]
         busiest = sorted((p for p in procs if p["cpu"]["pct"] is not None),
                          key=lambda p: p["cpu"]["pct"], reverse=True)[:3]
-        top = ", ".join(f"{p['name']!r}({p['pid']}) {p['cpu']['pct']:.1f}%" for p in busiest)
+        top = ", ".join(f"{visible(p['name'])}({p['pid']}) {p['cpu']['pct']:.1f}%"
+                        for p in busiest)
         return f"{stamp} processes {len(procs)} top cpu: {top}"
     kind = event.get("kind", "event")
     message = doc.get("message") or event.get("action") or dataset
     technique = doc.get("threat", {}).get("technique", {}).get("id")
-    tag = f" [{technique}]" if technique else ""
-    return f"{stamp} {kind}{tag} {message}"
+    tag = f" [{visible(str(technique))}]" if technique else ""
+    return f"{stamp} {visible(str(kind))}{tag} {visible(str(message))}"
 
 
 class HeadlessRunner:
@@ -59,15 +67,34 @@ class HeadlessRunner:
         self.output = output
         self.out = out
         self.host = host_fields()
-        self._queue: queue.Queue[object] = queue.Queue()
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_LIMIT)
+        self._latest: Snapshot | None = None
+        self._latest_lock = threading.Lock()
+        self._wake = threading.Event()
         self._stop = threading.Event()
+        self.dropped = 0
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()
+        self._wake.set()
+
+    def _enqueue(self, event: object) -> None:
+        """Runs on collector threads: never blocks, whatever stdout does."""
+        if isinstance(event, Snapshot):
+            with self._latest_lock:
+                self._latest = event
+        else:
+            try:
+                self._queue.put_nowait(event)
+            except queue.Full:
+                self.dropped += 1
+        self._wake.set()
 
     def _write(self, event: object) -> None:
         for doc in documents_for(event):
             doc = with_envelope(doc, self.host, time.time())
+            if doc["event"].get("dataset") == "fluxtui.metrics":
+                doc["fluxtui"]["stream"] = {"dropped_events": self.dropped}
             line = json.dumps(doc, default=str) if self.output == "json" else text_line(doc)
             self.out.write(line + "\n")
         self.out.flush()
@@ -77,23 +104,26 @@ class HeadlessRunner:
             try:
                 self._write(self._queue.get_nowait())
             except queue.Empty:
-                return
+                break
+        with self._latest_lock:
+            snapshot, self._latest = self._latest, None
+        if snapshot is not None:
+            self._write(snapshot)
 
     def run(self, timeout: float | None) -> int:
-        unsubscribe = self.engine.bus.subscribe(self._queue.put)
+        unsubscribe = self.engine.bus.subscribe(self._enqueue)
         previous = {sig: signal.signal(sig, self.request_stop)
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             self.engine.start()
             while not self._stop.is_set():
-                if deadline is not None and time.monotonic() >= deadline:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
                     break
-                try:
-                    event = self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                self._write(event)
+                self._wake.wait(0.1 if left is None else min(0.1, left))
+                self._wake.clear()
+                self._drain()
         except BrokenPipeError:
             return 0  # the reader went away (e.g. piped into head): not an error
         finally:

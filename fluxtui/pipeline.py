@@ -66,6 +66,7 @@ class TickContext:
         self.alerts: list[Alert] = []
         self.views: dict[str, Any] = {}
         self.risk_inputs: list[RiskInput] = []
+        self.stale_identities: list[ProcessKey] = []
 
     def annotate(self, key: ProcessKey, **columns: Any) -> None:
         """Fill ProcessRow columns (risk, syscalls_per_s, connections, ...) for one process."""
@@ -75,6 +76,11 @@ class TickContext:
         """Report risk seen by a non-syscall source (e.g. a port scan); the risk scorer, which
         runs after the producers, folds it into the process's score with the same decay."""
         self.risk_inputs.append(RiskInput(key, points, reason))
+
+    def identity_changed(self, key: ProcessKey) -> None:
+        """The process's credentials or executable changed (setuid, exec): its user, executable
+        and command line are re-read at the next tick instead of on the slow rotation."""
+        self.stale_identities.append(key)
 
     def raise_alert(self, alert: Alert) -> None:
         self.alerts.append(alert)

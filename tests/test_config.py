@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,39 @@ def test_cli_rejects_non_positive_timeout() -> None:
     result = run_cli("--headless", "--timeout", "0")
     assert result.returncode == 2
     assert "--timeout" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("general:\n  theme: !!python/name:os.system x\n", "general.theme: expected a string"),
+        ("general:\n  theme: !foo bar\n", "general.theme: expected a string"),
+        ("general:\n  ? [a]\n  : 1\n", "cfg.yml:2: general: expected a setting name"),
+    ],
+)
+def test_tags_and_odd_keys_get_the_one_line_error(text: str, expected: str) -> None:
+    assert expected in error_of(text)
+
+
+def test_root_refuses_config_in_a_directory_others_can_write(tmp_path: Path) -> None:
+    require_root()
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    path = directory / "config.yml"
+    path.write_text("general:\n  refresh_interval: 1\n")
+    path.chmod(0o600)
+    directory.chmod(0o777)  # anyone could replace the file
+    with pytest.raises(ConfigError, match="lets users other than root replace it"):
+        load_config(path)
+    directory.chmod(0o1777)  # sticky, root-owned: others cannot replace root's file
+    assert load_config(path).general.refresh_interval == 1.0
+
+
+def test_root_refuses_config_owned_by_another_user(tmp_path: Path) -> None:
+    require_root()
+    path = tmp_path / "config.yml"
+    path.write_text("general:\n  refresh_interval: 1\n")
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(ConfigError, match="owned by uid 65534"):
+        load_config(path)

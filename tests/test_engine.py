@@ -87,6 +87,49 @@ def test_a_failing_component_is_reported_and_the_rest_keeps_working() -> None:
     assert any(r.syscalls_per_s == 42.0 for r in second.processes.values())
 
 
+class Threaded(Annotator):
+    """A component with a thread of its own, which fails on its second tick."""
+
+    name = "threaded"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ticks = 0
+        self.stopped = False
+
+    def on_tick(self, tick: TickContext) -> None:
+        self.ticks += 1
+        if self.ticks == 2:
+            raise RuntimeError("broken on tick 2")
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_a_component_that_fails_is_stopped_and_not_ticked_again() -> None:
+    threaded = Threaded()
+    engine = Engine(Config(), [threaded])
+    engine.start_sync()
+    engine.tick()
+    engine.tick()
+    assert threaded.stopped and threaded.ticks == 2
+
+
+class Setuid(Annotator):
+    name = "setuid"
+
+    def on_tick(self, tick: TickContext) -> None:
+        for key in tick.processes:
+            tick.identity_changed(key)
+
+
+def test_components_can_ask_for_a_process_identity_to_be_read_again() -> None:
+    engine = Engine(Config(), [Setuid()])
+    engine.start_sync()
+    assert engine.processes._identities == {}  # forgotten after the tick: re-read next time
+    assert len(engine.tick().processes) > 0
+
+
 def test_alerts_are_bounded() -> None:
     config = Config()
     engine = Engine(config, [Annotator()])
@@ -118,7 +161,7 @@ def test_engine_thread_ticks_and_stops() -> None:
     engine.bus.subscribe(lambda e: snapshots.append(e) if isinstance(e, Snapshot) else None)
     engine.start()
     try:
-        for _ in range(300):  # bounded wait for two ticks (1 s apart)
+        for _ in range(3000):  # a bound, not a timing assertion: wait for two ticks
             if len(snapshots) >= 2:
                 break
             time.sleep(0.01)

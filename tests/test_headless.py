@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -7,6 +8,11 @@ import sys
 from pathlib import Path
 
 import psutil
+
+from fluxtui.ecs import metrics_document
+from fluxtui.headless import QUEUE_LIMIT, HeadlessRunner, text_line
+from tests import fakes
+from tests.fakes import StaticEngine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,11 +23,28 @@ def start(config: Path, *args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_json_stream_is_ecs_and_exits_0_after_timeout(safe_config: Path) -> None:
-    proc = start(safe_config, "--output", "json", "--timeout", "2.5")
-    out, err = proc.communicate(timeout=60)
+def read_documents(proc: subprocess.Popen[bytes], metrics_wanted: int) -> list[dict]:
+    """Lines until `metrics_wanted` metrics documents have arrived (bounded by the test's
+    timeout, not asserted on)."""
+    assert proc.stdout is not None
+    docs = []
+    while sum(d["event"]["dataset"] == "fluxtui.metrics" for d in docs) < metrics_wanted:
+        line = proc.stdout.readline()
+        assert line, "the stream ended early"
+        docs.append(json.loads(line))
+    return docs
+
+
+def test_json_stream_is_ecs(safe_config: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "fluxtui", "--config", str(safe_config),
+                             "--headless"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
+    try:
+        docs = read_documents(proc, 3)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    docs = [json.loads(line) for line in out.splitlines()]
     metrics = [d for d in docs if d["event"]["dataset"] == "fluxtui.metrics"]
     processes = [d for d in docs if d["event"]["dataset"] == "fluxtui.processes"]
     assert len(metrics) >= 2 and len(processes) >= 2
@@ -60,13 +83,46 @@ def test_sigterm_and_sigint_end_the_stream_cleanly(safe_config: Path) -> None:
             json.loads(line)  # every line complete: nothing cut mid-object
 
 
-def test_text_output_is_compact(safe_config: Path) -> None:
-    proc = start(safe_config, "--output", "text", "--timeout", "2.2")
-    out, err = proc.communicate(timeout=60)
+def test_timeout_ends_the_stream_with_exit_0(safe_config: Path) -> None:
+    proc = start(safe_config, "--output", "text", "--timeout", "1")
+    out, err = proc.communicate(timeout=60)  # the bound: it must end by itself
     assert proc.returncode == 0, err
-    lines = out.splitlines()
-    assert any(" metrics cpu " in line and " mem " in line for line in lines)
-    assert any(" processes " in line for line in lines)
+    assert any(" metrics " in line and " mem " in line for line in out.splitlines())
+
+
+def test_text_output_is_compact_and_shows_escapes_as_text() -> None:
+    metrics = metrics_document(fakes.metrics())
+    assert " metrics cpu 37.5% mem 37.5% load 0.42 procs 5" in text_line(metrics)
+    hostile = {"@timestamp": "2026-11-22T00:00:00.000Z",
+               "event": {"kind": "alert", "dataset": "fluxtui.syscalls"},
+               "threat": {"technique": {"id": "T1059"}},
+               "message": "exec of /tmp/x\x1b[2J\x1b]0;pwned\x07"}
+    line = text_line(hostile)
+    assert "\x1b" not in line and "\x07" not in line
+    assert "exec of /tmp/x\\x1b[2J\\x1b]0;pwned\\x07" in line
+    assert "alert [T1059]" in line
+
+
+def test_a_stalled_reader_never_makes_the_queue_grow_without_bound() -> None:
+    runner = HeadlessRunner(StaticEngine(fakes.snapshot()), "json", out=io.StringIO())
+    for index in range(QUEUE_LIMIT + 25):
+        runner._enqueue(index_event(index))
+    for sequence in range(1, 4):
+        runner._enqueue(fakes.snapshot(sequence=sequence))
+    assert runner.dropped == 25
+    assert runner._queue.qsize() == QUEUE_LIMIT
+    runner._drain()
+    lines = runner.out.getvalue().splitlines()
+    assert len(lines) == QUEUE_LIMIT + 2  # every queued event, then the latest snapshot only
+    assert json.loads(lines[-2])["fluxtui"]["stream"]["dropped_events"] == 25
+
+
+class index_event:
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def to_ecs(self) -> dict:
+        return {"event": {"kind": "event", "dataset": "test"}, "message": str(self.index)}
 
 
 def test_stream_survives_a_closed_reader(safe_config: Path) -> None:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
-import stat
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -30,7 +28,7 @@ from typing import Any, Literal
 import yaml
 
 from fluxtui.events import ProcessKey
-from fluxtui.files import UnsafeFileError, atomic_write, refuse_if_writable_by_others
+from fluxtui.files import UnsafeFileError, atomic_write, read_policy_file
 from fluxtui.guard.catalogue import Group
 from fluxtui.guard.identity import ExeVerification, ProcessInfo
 
@@ -115,27 +113,16 @@ class RulesFile:
         self.path = Path(path)
         self.refused: str | None = None  # once set, the file is never written
 
-    def _check_safe(self) -> None:
-        try:
-            refuse_if_writable_by_others(self.path)
-        except UnsafeFileError as exc:
-            raise RulesFileError(f"{exc}; the file was left untouched") from None
-        if os.geteuid() == 0:
-            st = os.stat(self.path.parent)
-            if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise RulesFileError(
-                    f"{self.path}: refused, its directory {self.path.parent} is writable by "
-                    f"users other than root; the file was left untouched")
-
     def load(self) -> list[SavedRule]:
         try:
             try:
-                raw = self.path.read_bytes()
+                raw = read_policy_file(self.path)
             except FileNotFoundError:
                 return []
             except OSError as exc:
                 raise RulesFileError(f"{self.path}: cannot read: {exc.strerror}") from None
-            self._check_safe()
+            except UnsafeFileError as exc:
+                raise RulesFileError(f"{exc}; the file was left untouched") from None
             try:
                 data = yaml.safe_load(raw.decode("utf-8"))
             except (UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -153,7 +140,10 @@ class RulesFile:
         if self.refused:
             raise RulesFileError(self.refused)
         if self.path.exists():
-            self._check_safe()
+            try:
+                read_policy_file(self.path)  # never overwrite a file that was refused
+            except UnsafeFileError as exc:
+                raise RulesFileError(f"{exc}; the file was left untouched") from None
         body = yaml.safe_dump({"version": RULES_VERSION, "rules": [asdict(r) for r in rules]},
                               sort_keys=False, allow_unicode=True)
         header = ("# fluxtui guard: \"always\" decisions, one per executable identity (path +\n"

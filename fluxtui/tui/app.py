@@ -113,7 +113,7 @@ class FluxApp(GuardPromptKeys, App[int]):
             self.theme = self._theme_name
         else:
             self.notify(f"theme {self._theme_name!r} not found; using the default",
-                        severity="warning")
+                        severity="warning", markup=False)
         self._unsubscribe = self.engine.bus.subscribe(self._on_bus_event)
         if self._start_engine:
             self.engine.start()

@@ -27,6 +27,12 @@ class History:
     def get(self, name: str) -> list[float]:
         return list(self.series.get(name, ()))
 
+    def retain(self, prefix: str, names: set[str]) -> None:
+        """Forget series of `prefix` whose name is gone (an interface or disk removed)."""
+        gone = [k for k in self.series if k.startswith(prefix) and k[len(prefix):] not in names]
+        for key in gone:
+            del self.series[key]
+
 
 def host_identity() -> tuple[str, str]:
     """Host name and kernel release."""
@@ -113,6 +119,7 @@ class MemoryPanel(Static):
 
 def _io_lines(text: Text, rates: tuple[IoRate, ...], history: History, prefix: str,
               labels: tuple[str, str], width: int) -> None:
+    history.retain(prefix, {rate.name for rate in rates})
     for rate in rates:
         total = rate.read_per_s + rate.write_per_s
         history.add(prefix + rate.name, total)
