@@ -13,6 +13,8 @@ struct connect_event {
     u16 dport;
     u8 daddr[16];
     char comm[16];
+    u32 uid;
+    u32 tid;
 };
 
 BPF_RINGBUF_OUTPUT(events, RING_PAGES);
@@ -30,8 +32,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
             __sync_fetch_and_add(count, 1);
         return 0;
     }
-    e->ts_ns = bpf_ktime_get_ns();
-    e->tgid = bpf_get_current_pid_tgid() >> 32;
+    // CLOCK_BOOTTIME, the clock of a process's start time in /proc/PID/stat.
+    e->ts_ns = bpf_ktime_get_boot_ns();
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    e->tgid = pid_tgid >> 32;
+    e->tid = (u32)pid_tgid;
     e->family = args->family;
     e->dport = args->dport;
     if (args->family == AF_INET) {
@@ -41,6 +46,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         __builtin_memcpy(e->daddr, args->daddr_v6, 16);
     }
     bpf_get_current_comm(e->comm, sizeof(e->comm));
+    e->uid = (u32)bpf_get_current_uid_gid();
     events.ringbuf_submit(e, 0);
     return 0;
 }

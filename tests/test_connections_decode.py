@@ -1,14 +1,24 @@
 """The sock_diag decoder on fixed bytes, laid out as linux/inet_diag.h and linux/tcp.h define them,
-and the ECS form of connection events. No kernel needed."""
+the ECS form of connection events, the tracer's process identification on a made-up /proc, and
+ConnectionsComponent's diffing, close handling and byte accounting on made-up socket tables. No
+kernel needed."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+import threading
 
 import pytest
 
-from fluxtui.capabilities.connections import ConnectionEvent
+from fluxtui.capabilities.connections import (
+    MAX_PENDING_DETECTIONS,
+    ConnectionEvent,
+    ConnectionsComponent,
+    SocketRow,
+)
+from fluxtui.collectors.connect_trace import identify
 from fluxtui.collectors.connections import (
     NLMSGHDR,
     SOCK_DIAG_BY_FAMILY,
@@ -20,7 +30,11 @@ from fluxtui.collectors.connections import (
     ipv4_mapped,
     iter_messages,
 )
+from fluxtui.collectors.procstat import CLOCK_TICKS
 from fluxtui.collectors.socket_owners import Owner
+from fluxtui.config import NetworkConfig
+from fluxtui.detection.netrules import NetRules
+from fluxtui.events import Alert, CollectorState, ProcessKey
 
 
 def diag_msg(family: int, state: int, sport: int, dport: int, src: bytes, dst: bytes,
@@ -147,3 +161,175 @@ def test_event_to_ecs() -> None:
     listener = entry._replace(state="LISTEN", remote_addr="::", remote_port=0)
     doc = ConnectionEvent(1.0, "listening", listener, ()).to_ecs()
     assert "destination" not in doc and doc["fluxtui"]["connection"]["owner"] == "none"
+
+
+def fake_process(proc, pid: int, comm: str, ppid: int, start_ticks: int,
+                 threads: dict[int, str] | None = None) -> None:
+    """A /proc/PID directory as proc_pid_stat(5) lays out stat: field 4 ppid, field 22 start."""
+    d = proc / str(pid)
+    (d / "task").mkdir(parents=True)
+    fields = ["S", str(ppid)] + ["0"] * 17 + [str(start_ticks), "0", "0"]
+    (d / "stat").write_text(f"{pid} ({comm}) {' '.join(fields)}\n")
+    (d / "statm").write_text("100 10 0 0 0 0 0\n")
+    for tid, name in (threads or {}).items():
+        (d / "task" / str(tid)).mkdir()
+        (d / "task" / str(tid) / "comm").write_text(name + "\n")
+
+
+def test_identify_rejects_a_reused_pid(tmp_path) -> None:
+    tick_ns = 1_000_000_000 // CLOCK_TICKS
+    event_ns = 5000 * tick_ns + 3
+    fake_process(tmp_path, 100, "nc", 7, 5000)  # started in the event's clock tick
+    fake_process(tmp_path, 101, "curl", 7, 5001)  # started after the event: pid reused
+    fake_process(tmp_path, 102, "bash", 7, 10)  # same start as before, other program
+    fake_process(tmp_path, 103, "python3", 9, 10, threads={104: "worker thread"})
+    stat = identify(100, 100, "nc", event_ns, str(tmp_path))
+    assert stat is not None and (stat.start_ticks, stat.ppid) == (5000, 7)
+    assert identify(101, 101, "curl", event_ns, str(tmp_path)) is None
+    assert identify(102, 102, "nc", event_ns, str(tmp_path)) is None
+    assert identify(105, 105, "nc", event_ns, str(tmp_path)) is None  # gone
+    named = identify(103, 104, "worker thread", event_ns, str(tmp_path))
+    assert named is not None and named.start_ticks == 10
+    assert identify(103, 104, "other", event_ns, str(tmp_path)) is None
+
+
+A = Owner(100, 11, "server")
+B = Owner(200, 22, "client")
+C = Owner(300, 33, "udpd")
+
+
+def sock(cookie: int, proto: str, state: str, lport: int, rport: int = 0,
+         sent: int | None = None, received: int | None = None, inode: int = 0) -> SocketEntry:
+    return SocketEntry(proto, 4, state, "0.0.0.0" if not rport else "10.0.0.1", lport,
+                       "10.0.0.5" if rport else "0.0.0.0", rport, 1000, inode or cookie + 5000,
+                       cookie, 0, 0, None, sent, received)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[ConnectionEvent] = []
+
+    def publish(self, event: object) -> None:
+        assert isinstance(event, ConnectionEvent)
+        self.events.append(event)
+
+    def take(self) -> list[tuple[str, int, str, bool]]:
+        out = [(e.action, e.entry.cookie, e.observed_by, e.short_lived) for e in self.events]
+        self.events.clear()
+        return out
+
+
+def listing(comp: ConnectionsComponent, now: float, rows: list[tuple[SocketEntry, tuple]]
+            ) -> dict[ProcessKey, list[int]]:
+    """What one query does with its table, without the kernel."""
+    table = {e.cookie: SocketRow(e, owners) for e, owners in rows}
+    comp._diff(now, table)
+    comp._table = table
+    moved = comp._account_bytes(table, first=not comp._first_query_done)
+    comp._first_query_done = True
+    return moved
+
+
+def alerts(comp: ConnectionsComponent) -> list[tuple[str, int]]:
+    out = [(d.alert.rule_id, d.alert.extra["source"]["port"]) for d in comp._detections]
+    comp._detections.clear()
+    return out
+
+
+def test_component_diff_close_and_bytes_on_made_up_tables() -> None:
+    comp = ConnectionsComponent(NetworkConfig(connect_trace=False))
+    bus = Recorder()
+    comp._bus = bus  # type: ignore[assignment]
+    listen_a = sock(1, "tcp", "LISTEN", 8080)
+    # 1. Start-up is the baseline: no events, byte counters only remembered.
+    moved = listing(comp, 100.0, [
+        (listen_a, (A,)),
+        (sock(2, "tcp", "ESTAB", 8080, 40001, sent=100, received=200), (A,)),
+    ])
+    assert bus.take() == [] and moved == {}
+    # 2. A new TCP listener and an outgoing connection are news; unconnected UDP sockets are
+    # not yet (a DNS client's and a service's look the same at first).
+    moved = listing(comp, 101.0, [
+        (listen_a, (A,)),
+        (sock(2, "tcp", "ESTAB", 8080, 40001, sent=150, received=260), (A,)),
+        (sock(3, "tcp", "LISTEN", 9090), (B,)),
+        (sock(4, "tcp", "ESTAB", 50000, 443, sent=10, received=20), (B,)),
+        (sock(5, "udp", "UNCONN", 40000), (B,)),
+        (sock(6, "udp", "UNCONN", 45000), (C,)),
+    ])
+    assert bus.take() == [("listening", 3, "query", False), ("opened", 4, "query", False)]
+    assert moved == {A.key: [50, 60], B.key: [10, 20]}
+    assert alerts(comp) == [("network.new_listener", 9090)]
+    # 3. The DNS client socket goes before it counts as listening: no event at all. The
+    # connection of A closes: one "closed".
+    moved = listing(comp, 102.0, [
+        (listen_a, (A,)),
+        (sock(3, "tcp", "LISTEN", 9090), (B,)),
+        (sock(4, "tcp", "ESTAB", 50000, 443, sent=10, received=20), (B,)),
+        (sock(6, "udp", "UNCONN", 45000), (C,)),
+    ])
+    assert bus.take() == [("closed", 2, "query", False)]
+    assert moved == {}
+    # 4. The UDP socket on an ephemeral port is still there, unconnected: a listener, alerted.
+    listing(comp, 103.0, [
+        (listen_a, (A,)),
+        (sock(3, "tcp", "LISTEN", 9090), (B,)),
+        (sock(4, "tcp", "ESTAB", 50000, 443, sent=10, received=20), (B,)),
+        (sock(6, "udp", "UNCONN", 45000), (C,)),
+    ])
+    assert bus.take() == [("listening", 6, "query", False)]
+    assert alerts(comp) == [("network.new_listener", 45000)]
+    # 5. The kernel reports connection 4 closed with its final counters: one "closed", the
+    # bytes since the last listing go to its owner. Reported again, or missing from the next
+    # listing: nothing more.
+    final = sock(4, "tcp", "UNCONN", 50000, 443, sent=40, received=70)._replace(uid=None)
+    comp._on_destroyed([final])
+    comp._on_destroyed([final])
+    assert bus.take() == [("closed", 4, "close-notification", False)]
+    assert comp._bytes == {B.key: [30, 50]}
+    # A socket opened and closed between two listings: seen only at its close, owner unknown.
+    comp._on_destroyed([sock(7, "tcp", "UNCONN", 50001, 22, sent=1, received=1)])
+    listing(comp, 104.0, [
+        (listen_a, (A,)),
+        (sock(3, "tcp", "LISTEN", 9090), (B,)),
+        (sock(6, "udp", "UNCONN", 45000), (C,)),
+    ])
+    events = list(bus.events)
+    assert bus.take() == [("closed", 7, "close-notification", True)]
+    assert events[0].owners is None
+    # 6. The listeners go: each reported closed once.
+    listing(comp, 105.0, [])
+    assert sorted(bus.take()) == [("closed", 1, "query", False), ("closed", 3, "query", False),
+                                  ("closed", 6, "query", False)]
+    listing(comp, 106.0, [])
+    assert bus.take() == []
+
+
+def test_stop_leaves_resources_of_a_thread_that_did_not_end() -> None:
+    comp = ConnectionsComponent(NetworkConfig(connect_trace=False))
+    comp.stop_timeout = 0.05
+    release = threading.Event()
+    comp._thread = threading.Thread(target=release.wait, args=(30,), daemon=True)
+    comp._thread.start()
+    comp._wake_r, comp._wake_w = os.pipe()
+    fds = (comp._wake_r, comp._wake_w)
+    try:
+        comp.stop()
+        for fd in fds:
+            os.fstat(fd)  # still open: the thread may still select() on it
+    finally:
+        release.set()
+        comp._thread.join(timeout=30)
+        for fd in fds:
+            os.close(fd)
+
+
+def test_pending_detections_are_bounded_and_drops_counted() -> None:
+    comp = ConnectionsComponent(NetworkConfig(connect_trace=False))
+    found = NetRules(NetworkConfig()).listener(1.0, A.key, A.pid, A.name, "tcp", "0.0.0.0", 1)
+    assert isinstance(found[0].alert, Alert)
+    comp._add_detections(found * (MAX_PENDING_DETECTIONS + 5))
+    assert len(comp._detections) == MAX_PENDING_DETECTIONS
+    status = comp.status()
+    assert status.state is CollectorState.RUNNING
+    assert "detections dropped 5" in status.detail

@@ -171,3 +171,28 @@ def test_loopback_port_scan_alerts_for_the_scanning_pid(harness: Harness) -> Non
         assert any(a is alert for a in snap.alerts) or alert in snap.alerts
     finally:
         scanner.communicate(timeout=30)
+
+
+def test_scan_from_one_process_per_port_alerts_for_the_user(harness: Harness) -> None:
+    """`for p in ...; do (connect to $p); done`: every connect comes from its own short-lived
+    subshell, so no single process reaches the threshold; the user's window does."""
+    require_bcc()
+    require(harness.component.tracing, "connect tracer did not start: "
+            + "; ".join(harness.engine.snapshot.views["connections"].notes))
+    count = 2 * harness.component.config.portscan_ports
+    first = free_port_range(count)
+    script = (f"for p in $(seq {first} {first + count - 1}); do "
+              "(exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; done")
+    subprocess.run(["bash", "-c", script], check=False, timeout=60)
+
+    def scan_alert() -> Alert | None:
+        return next((e for e in harness.events if isinstance(e, Alert)
+                     and e.rule_id == "network.port_scan" and e.process_name == "bash"
+                     and e.extra.get("aggregated_by") in ("user", "parent")), None)
+
+    alert = harness.wait_for(scan_alert)
+    assert alert is not None, [getattr(e, "rule_id", e) for e in harness.events][-20:]
+    assert alert.extra["processes"] >= 2
+    assert set(alert.extra["ports"]) & set(range(first, first + count))
+    if alert.extra["aggregated_by"] == "user":
+        assert alert.extra["uid"] == os.getuid()

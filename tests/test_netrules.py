@@ -120,3 +120,45 @@ def test_state_is_dropped_when_windows_empty() -> None:
     rules.connection(obs(1.0, "10.0.0.1", 1))
     rules.expire(100.0)
     assert rules._windows == {}
+
+
+def test_scan_spread_over_one_process_per_port_alerts_by_user_and_parent() -> None:
+    # `for p in ...; do nc -z host $p; done` / `xargs -P`: 1,000 processes, one port each.
+    rules = NetRules(CFG)
+    found = []
+    for i in range(1000):
+        key = ProcessKey(10000 + i, 5000 + i)
+        found += rules.connection(Observation(100.0 + i * 0.001, key, key.pid, "nc", "tcp",
+                                              "127.0.0.1", 1 + i, uid=1000, ppid=777))
+    assert sorted(rule_ids(found)) == ["network.connection_burst", "network.port_scan"]
+    scan = next(d for d in found if d.alert.rule_id == "network.port_scan")
+    # Fires at the threshold (the 20th port), names the user and the latest process.
+    assert scan.alert.key == ProcessKey(10019, 5019)
+    assert scan.alert.extra["aggregated_by"] == "user" and scan.alert.extra["uid"] == 1000
+    assert scan.alert.extra["processes"] == 20 and scan.alert.extra["distinct_ports"] == 20
+    assert "user 1000" in scan.alert.reasons[0] and "nc (pid 10019)" in scan.alert.reasons[0]
+    burst = next(d for d in found if d.alert.rule_id == "network.connection_burst")
+    assert burst.alert.extra["connections"] == 50 and burst.alert.extra["processes"] == 50
+
+
+def test_scan_spread_over_processes_alerts_by_parent_when_uid_unknown() -> None:
+    rules = NetRules(CFG)
+    found = []
+    for i in range(1000):
+        key = ProcessKey(20000 + i, 1 + i)
+        found += rules.connection(Observation(5.0 + i * 0.001, key, key.pid, "nc", "tcp",
+                                              "10.0.0.1", 1 + i, ppid=4321))
+    assert rule_ids(found).count("network.port_scan") == 1
+    scan = next(d for d in found if d.alert.rule_id == "network.port_scan")
+    assert scan.alert.extra["aggregated_by"] == "parent"
+    assert scan.alert.extra["parent_pid"] == 4321
+
+
+def test_one_process_scan_alerts_once_not_again_per_user() -> None:
+    rules = NetRules(CFG)
+    found = []
+    for i in range(40):
+        found += rules.connection(Observation(1.0 + i * 0.01, SCANNER, SCANNER.pid, "scanner",
+                                              "tcp", "127.0.0.1", 1000 + i, uid=0, ppid=1))
+    assert rule_ids(found) == ["network.port_scan"]
+    assert "aggregated_by" not in found[0].alert.extra

@@ -4,7 +4,10 @@ per-process connection counts and TCP byte rates, and network detections.
 A thread of its own ("fluxtui-connections") does the kernel work so the engine tick stays quick:
 - every `poll_interval` (never more than a fifth of its time: with many sockets the interval
   grows) it dumps sock_diag, refreshes socket ownership and diffs the table against the previous
-  one: new sockets -> "opened"/"listening" events, vanished ones -> "closed";
+  one: new sockets -> "opened"/"listening" events, vanished ones -> "closed". An unconnected UDP
+  socket is a client's (a DNS lookup with sendto) or a service's; which one is told by how long
+  it stays: still unconnected in UDP_LISTEN_LISTINGS listings in a row, it is "listening"
+  (whatever its port), and one that goes before that is not reported;
 - in between it reads the kernel's close notifications (sock_diag destroy groups), which report
   a socket's end at once with its final byte counters, including sockets opened and closed
   between two queries ("short_lived": their owner was never observed, it is left unknown);
@@ -48,6 +51,8 @@ log = logging.getLogger(__name__)
 MAX_POLL_SHARE = 0.2  # the thread sleeps at least 4x as long as a query took
 TRACER_DRAIN_S = 0.1  # ring buffer drained at least this often
 RECENTLY_CLOSED = 65536  # cookies already reported closed (TIME-WAIT keeps the cookie)
+UDP_LISTEN_LISTINGS = 3  # an unconnected UDP socket in this many listings is a listener
+MAX_PENDING_DETECTIONS = 10000  # detections waiting for the next tick; beyond: dropped, counted
 
 UDP_BYTES_NOTE = ("UDP: sock_diag has no per-socket byte counters, so sent/received and the "
                   "process net rates count TCP only")
@@ -140,6 +145,7 @@ class _Shared(NamedTuple):
 
 class ConnectionsComponent:
     name = "connections"
+    stop_timeout = 10.0  # seconds stop() waits for the thread
 
     def __init__(self, config: NetworkConfig, proc: str = "/proc") -> None:
         self.config = config
@@ -160,6 +166,7 @@ class ConnectionsComponent:
         self._table: dict[int, SocketRow] = {}  # cookie -> row
         self._closed_cookies: deque[int] = deque(maxlen=RECENTLY_CLOSED)
         self._closed_set: set[int] = set()
+        self._udp_pending: dict[int, int] = {}  # cookie -> listings seen unconnected, unreported
         self._counters: dict[int, tuple[int, int]] = {}  # cookie -> (sent, received)
         # cookie -> the processes that last held it: after close() a socket lingers orphaned
         # (inode 0) in FIN-WAIT/TIME-WAIT, and its close event still names who had it.
@@ -167,13 +174,13 @@ class ConnectionsComponent:
         self._first_query_done = False
         self._last_query_at: float | None = None
         self._event_budget = (0, 0)  # (second, events published in it)
-        self._ephemeral = _ephemeral_range()
         # Handed to on_tick under the lock.
         self._lock = threading.Lock()
         self._shared: _Shared | None = None
         self._bytes: dict[ProcessKey, list[int]] = {}  # key -> [sent, received] since last tick
         self._bytes_span = (None, None)  # (monotonic of first, of last query) since last tick
-        self._detections: list[Detection] = []
+        self._detections: deque[Detection] = deque(maxlen=MAX_PENDING_DETECTIONS)
+        self._detections_dropped = 0  # oldest pending detections dropped by the bound
         self._suppressed = 0
         self._rates: dict[ProcessKey, tuple[float, float]] = {}
         self._poll_ms = 0.0
@@ -206,7 +213,13 @@ class ConnectionsComponent:
             with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"x")
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=self.stop_timeout)
+            if self._thread.is_alive():
+                # Closing what the thread still uses could make it read a reused fd; it is a
+                # daemon thread, so leaving it (and its sockets) to process exit is safe.
+                log.warning("connections thread did not stop within %g s; its sockets stay open",
+                            self.stop_timeout)
+                return
         for resource in (self._tracer, self._destroy, self._diag):
             if resource is not None:
                 with contextlib.suppress(Exception):
@@ -238,6 +251,8 @@ class ConnectionsComponent:
             detail += f", close notifications lost {self._destroy.lost}+"
         if self._suppressed:
             detail += f", events suppressed {self._suppressed}"
+        if self._detections_dropped:
+            detail += f", detections dropped {self._detections_dropped}"
         return CollectorStatus(self.name, CollectorState.RUNNING, detail=detail)
 
     # --- the worker thread -------------------------------------------------------------------
@@ -338,12 +353,21 @@ class ConnectionsComponent:
                 # new socket (new cookie) once the handshake completes.
                 continue
             before = old.get(cookie)
-            if before is not None:
+            seen = self._udp_pending.get(cookie)
+            if before is not None and seen is None:
                 if (entry.proto == "tcp" and entry.state in CLOSING_STATES
                         and before.entry.state in CONNECTED_STATES):
                     self._closed(ConnectionEvent(now, "closed", entry, self._owned_by(cookie,
                                                                                      row)))
                 continue
+            udp_unconnected = entry.proto == "udp" and entry.listening
+            if udp_unconnected:
+                seen = (seen or 0) + 1
+                if seen < UDP_LISTEN_LISTINGS:
+                    self._udp_pending[cookie] = seen
+                    continue
+            if seen is not None:
+                del self._udp_pending[cookie]
             if entry.listening:
                 self._publish(ConnectionEvent(now, "listening", entry, row.owners))
                 self._new_listener(now, row)
@@ -358,10 +382,14 @@ class ConnectionsComponent:
                 if self._tracer is None and (entry.proto, entry.local_port) not in listening_ports:
                     self._observe(now, row.owners, entry)
             # else: a TCP socket bound but neither listening nor connected yet: no news.
+        # A client socket gone before it counted as listening: never reported, so no close either.
+        unreported = {c for c in self._udp_pending if c not in table}
+        for cookie in unreported:
+            del self._udp_pending[cookie]
         for cookie, row in old.items():
             # A TIME-WAIT entry expiring is not news: its connection's close was reported when
             # it happened (or before fluxtui started).
-            if (cookie not in table and cookie not in self._closed_set
+            if (cookie not in table and cookie not in self._closed_set and cookie not in unreported
                     and row.entry.state not in ("SYN-RECV", "TIME-WAIT")):
                 self._closed(ConnectionEvent(now, "closed", row.entry,
                                              self._owned_by(cookie, row)))
@@ -373,8 +401,6 @@ class ConnectionsComponent:
 
     def _new_listener(self, now: float, row: SocketRow) -> None:
         entry = row.entry
-        if entry.proto == "udp" and self._ephemeral[0] <= entry.local_port <= self._ephemeral[1]:
-            return  # an unconnected UDP client socket, not a service someone bound
         owners = row.owners or ()
         if not owners:
             found = self._rules.listener(now, None, None, "unknown", entry.proto,
@@ -401,6 +427,8 @@ class ConnectionsComponent:
             if cookie in self._closed_set:
                 continue
             row = self._table.pop(cookie, None)
+            if self._udp_pending.pop(cookie, None) is not None:
+                continue  # never reported opened or listening: its close is no news either
             if row is not None:
                 final = row.entry._replace(state=entry.state, bytes_sent=entry.bytes_sent,
                                            bytes_received=entry.bytes_received,
@@ -423,7 +451,7 @@ class ConnectionsComponent:
         for a in attempts:
             key = None if a.start_ticks is None else ProcessKey(a.pid, a.start_ticks)
             obs = Observation(a.timestamp, key, a.pid, a.comm, "tcp", canonical_ip(a.remote_addr),
-                              a.remote_port)
+                              a.remote_port, uid=a.uid, ppid=a.ppid)
             self._add_detections(self._rules.connection(obs))
 
     def _observe(self, now: float, owners: tuple[Owner, ...] | None, entry: SocketEntry) -> None:
@@ -431,12 +459,14 @@ class ConnectionsComponent:
         obs = Observation(now, None if owner is None else owner.key,
                           None if owner is None else owner.pid,
                           "unknown" if owner is None else owner.name, entry.proto,
-                          canonical_ip(entry.remote_addr), entry.remote_port)
+                          canonical_ip(entry.remote_addr), entry.remote_port, uid=entry.uid)
         self._add_detections(self._rules.connection(obs))
 
     def _add_detections(self, found: list[Detection]) -> None:
         if found:
             with self._lock:
+                room = MAX_PENDING_DETECTIONS - len(self._detections)
+                self._detections_dropped += max(0, len(found) - room)
                 self._detections.extend(found)
 
     def _publish(self, event: ConnectionEvent) -> None:
@@ -501,7 +531,8 @@ class ConnectionsComponent:
         moved: dict[ProcessKey, list[int]] = {}
         with self._lock:
             shared = self._shared
-            detections, self._detections = self._detections, []
+            detections = list(self._detections)
+            self._detections.clear()
             first, last = self._bytes_span
             span = None if first is None or last is None else last - first
             if last is not None:  # a query since the last tick: close this accounting period
@@ -528,11 +559,3 @@ class ConnectionsComponent:
             tick.annotate(key, **columns)
         tick.set_view(self.name, shared.view)
 
-
-def _ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
-    try:
-        with open(path, encoding="ascii") as f:
-            low, high = f.read().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return (32768, 60999)  # the kernel's default range

@@ -8,8 +8,10 @@ already set: that is the observation, filtered in the kernel to this one transit
 
 Only tracepoint fields are read (their layout comes from tracefs at load time), never kernel
 structs: the installed kernel headers may not match the running kernel. The process's start time
-is therefore read from /proc when the ring buffer is drained; a process that exited before that
-has no `ProcessKey` (pid and comm are still reported).
+is therefore read from /proc when the ring buffer is drained (up to ~100 ms later). By then the
+pid may belong to another process: the /proc entry is taken only if its comm is the event's and
+it started no later than the event (`identify`). Otherwise, or when the process has exited, the
+attempt has no `ProcessKey` (pid, comm and uid are still reported).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from typing import NamedTuple
 
 from fluxtui.collectors.bpf_loader import compile_program
-from fluxtui.collectors.procstat import read_start_ticks
+from fluxtui.collectors.procstat import CLOCK_TICKS, ProcStat, read_stat
 
 
 class _Event(ctypes.Structure):
@@ -32,17 +34,45 @@ class _Event(ctypes.Structure):
         ("dport", ctypes.c_uint16),
         ("daddr", ctypes.c_uint8 * 16),
         ("comm", ctypes.c_char * 16),
+        ("uid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
     ]
 
 
 class ConnectAttempt(NamedTuple):
     timestamp: float  # epoch seconds
     pid: int
-    start_ticks: int | None  # None: the process exited before it could be read
+    start_ticks: int | None  # None: the process could not be identified (see `identify`)
+    ppid: int | None  # parent pid, None with start_ticks
+    uid: int
     comm: str
     family: int  # 4 or 6
     remote_addr: str  # an AF_INET6 socket's IPv4-mapped destination stays ::ffff:a.b.c.d
     remote_port: int
+
+
+def identify(pid: int, tid: int, comm: str, event_boot_ns: int, proc: str = "/proc"
+             ) -> ProcStat | None:
+    """The /proc stat of the process that made an event, or None when the pid now belongs to
+    another process (other comm, or started after the event) or to none. The event's comm is
+    the thread's: a named thread matches through its /proc/PID/task/TID/comm."""
+    stat = read_stat(pid, proc)
+    if stat is None:
+        return None
+    if stat.comm != comm and _thread_comm(pid, tid, proc) != comm:
+        return None
+    # start_ticks is rounded down to a clock tick, so "<=" holds for the event's own process.
+    if stat.start_ticks * 1_000_000_000 // CLOCK_TICKS > event_boot_ns:
+        return None
+    return stat
+
+
+def _thread_comm(pid: int, tid: int, proc: str) -> str | None:
+    try:
+        with open(f"{proc}/{pid}/task/{tid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode("utf-8", "replace")
+    except OSError:
+        return None
 
 
 class TracerUnavailable(Exception):
@@ -64,8 +94,8 @@ class ConnectTracer:
             raise TracerUnavailable(f"eBPF program failed to load: {exc}") from None
         self._proc = proc
         self._pending: list[ConnectAttempt] = []
-        # bpf_ktime_get_ns is CLOCK_MONOTONIC, like time.monotonic on Linux.
-        self._epoch_offset = time.time() - time.monotonic()
+        # Event times are CLOCK_BOOTTIME (bpf_ktime_get_boot_ns).
+        self._epoch_offset = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
         self._bpf[b"events"].open_ring_buffer(self._on_event)
 
     def _on_event(self, _ctx: object, data: int, _size: int) -> None:
@@ -78,11 +108,15 @@ class ConnectTracer:
         else:
             addr = socket.inet_ntop(socket.AF_INET6, raw)
         pid = event.tgid
+        comm = event.comm.decode("utf-8", "replace")
+        stat = identify(pid, event.tid, comm, event.ts_ns, self._proc)
         self._pending.append(ConnectAttempt(
             timestamp=self._epoch_offset + event.ts_ns / 1e9,
             pid=pid,
-            start_ticks=read_start_ticks(pid, self._proc),
-            comm=event.comm.decode("utf-8", "replace"),
+            start_ticks=None if stat is None else stat.start_ticks,
+            ppid=None if stat is None else stat.ppid,
+            uid=event.uid,
+            comm=comm,
             family=family,
             remote_addr=addr,
             remote_port=event.dport,

@@ -75,7 +75,6 @@ class SocketOwners:
         self._index: dict[int, list[Owner]] = {}  # socket inode -> processes holding it
         self._unresolvable: set[int] = set()
         self._round = 0
-        self.last_full_pass = False  # whether the last refresh had to read every process
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -133,7 +132,6 @@ class SocketOwners:
                 else:
                     pending.append((pid, owner, fd_count))
         unresolved = wanted_set - self._index.keys() - self._unresolvable
-        self.last_full_pass = bool(unresolved) and bool(pending)
         if unresolved:
             for pid, owner, fd_count in pending:
                 self._rescan(pid, owner, fd_count)

@@ -5,6 +5,11 @@ sock_diag query or close notification reported); every address, port and time in
 of those observations. Memory is bounded: windows drop old observations, and per-destination
 beacon state is kept for at most MAX_BEACON_KEYS destinations.
 
+Port-scan and burst windows are kept per process and also per user (uid) and per parent process:
+a scan that starts one short-lived process per port (`for p in ...; do nc -z host $p; done`,
+`xargs -P`) spreads over many processes but not over many users or parents. Such an alert names
+the user or parent and the latest process; its risk goes to that latest process.
+
 MITRE ATT&CK mapping:
 - Port scan -> T1046 Network Service Discovery: enumerating the services listening on hosts.
 - Connection burst -> T1499 Endpoint Denial of Service: many connections in a short window is
@@ -45,6 +50,8 @@ class Observation(NamedTuple):
     proto: str
     remote_ip: str  # canonical: IPv4-mapped IPv6 folded to IPv4
     remote_port: int
+    uid: int | None = None  # None: not known (close notification)
+    ppid: int | None = None  # parent pid, None when not known
 
 
 class Detection(NamedTuple):
@@ -52,16 +59,21 @@ class Detection(NamedTuple):
     points: float  # risk added to alert.key's process
 
 
+_Item = tuple[float, str, int, tuple[object, ...]]
+
+
 @dataclass
 class _Window:
-    """Outgoing connections of one process: within portscan_window (with distinct-port and
-    distinct-host counts) and, separately, their times within burst_window."""
+    """Outgoing connections of one process, user or parent: within portscan_window (with
+    distinct-port, distinct-host and per-process counts) and, separately, within burst_window.
+    Items are (time, remote ip, remote port, process id)."""
 
-    scan: deque[tuple[float, str, int]] = field(default_factory=deque)
+    scan: deque[_Item] = field(default_factory=deque)
     ports_of_host: dict[str, Counter[int]] = field(default_factory=dict)
     hosts_on_port: dict[int, Counter[str]] = field(default_factory=dict)
-    burst: deque[tuple[float, str, int]] = field(default_factory=deque)
+    burst: deque[_Item] = field(default_factory=deque)
     quiet_until: dict[str, float] = field(default_factory=dict)  # rule -> no re-alert before
+    processes: Counter[tuple[object, ...]] = field(default_factory=Counter)  # in the scan window
 
     def empty(self, now: float) -> bool:
         return not self.scan and not self.burst and all(
@@ -78,6 +90,16 @@ def _owner_id(obs: Observation) -> tuple[object, ...]:
     return (obs.key,) if obs.key is not None else ("pid", obs.pid, obs.name)
 
 
+def _windows_of(obs: Observation) -> list[tuple[object, ...]]:
+    """The windows an observation counts in: its process first, then its user and parent."""
+    ids = [_owner_id(obs)]
+    if obs.uid is not None:
+        ids.append(("uid", obs.uid))
+    if obs.ppid is not None and obs.ppid > 0:
+        ids.append(("ppid", obs.ppid))
+    return ids
+
+
 class NetRules:
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config
@@ -88,28 +110,44 @@ class NetRules:
     # --- connections -------------------------------------------------------------------------
 
     def connection(self, obs: Observation) -> list[Detection]:
-        found: list[Detection] = []
         owner = _owner_id(obs)
-        window = self._windows.setdefault(owner, _Window())
-        self._expire(window, obs.timestamp)
-        item = (obs.timestamp, obs.remote_ip, obs.remote_port)
-        if len(window.scan) < MAX_WINDOW_EVENTS:
-            window.scan.append(item)
-            window.ports_of_host.setdefault(obs.remote_ip, Counter())[obs.remote_port] += 1
-            window.hosts_on_port.setdefault(obs.remote_port, Counter())[obs.remote_ip] += 1
-        if len(window.burst) < MAX_WINDOW_EVENTS:
-            window.burst.append(item)
-        found += self._port_scan(obs, window)
-        found += self._burst(obs, window)
+        item = (obs.timestamp, obs.remote_ip, obs.remote_port, owner)
+        windows: list[tuple[tuple[object, ...], _Window]] = []
+        for ident in _windows_of(obs):
+            window = self._windows.setdefault(ident, _Window())
+            self._expire(window, obs.timestamp)
+            if len(window.scan) < MAX_WINDOW_EVENTS:
+                window.scan.append(item)
+                window.ports_of_host.setdefault(obs.remote_ip, Counter())[obs.remote_port] += 1
+                window.hosts_on_port.setdefault(obs.remote_port, Counter())[obs.remote_ip] += 1
+                window.processes[owner] += 1
+            if len(window.burst) < MAX_WINDOW_EVENTS:
+                window.burst.append(item)
+            windows.append((ident, window))
+        found: list[Detection] = []
+        for rule, check in (("port_scan", self._port_scan), ("burst", self._burst)):
+            # One alert per rule and observation, from the narrowest window that fires; the
+            # others are quiet for as long, so the same activity is not reported twice.
+            for ident, window in windows:
+                detection = check(obs, ident, window)
+                if detection is not None:
+                    until = window.quiet_until[rule]
+                    for _, other in windows:
+                        other.quiet_until[rule] = max(other.quiet_until.get(rule, 0.0), until)
+                    found.append(detection)
+                    break
         found += self._beacon(obs, owner)
         return found
 
     def _expire(self, window: _Window, now: float) -> None:
         horizon = now - self.config.portscan_window
         while window.scan and window.scan[0][0] < horizon:
-            _, ip, port = window.scan.popleft()
+            _, ip, port, owner = window.scan.popleft()
             _decrement(window.ports_of_host, ip, port)
             _decrement(window.hosts_on_port, port, ip)
+            window.processes[owner] -= 1
+            if window.processes[owner] <= 0:
+                del window.processes[owner]
         horizon = now - self.config.burst_window
         while window.burst and window.burst[0][0] < horizon:
             window.burst.popleft()
@@ -118,10 +156,11 @@ class NetRules:
     def _quiet(window: _Window, rule: str, now: float) -> bool:
         return window.quiet_until.get(rule, 0.0) > now
 
-    def _port_scan(self, obs: Observation, window: _Window) -> list[Detection]:
+    def _port_scan(self, obs: Observation, ident: tuple[object, ...], window: _Window
+                   ) -> Detection | None:
         cfg = self.config
         if self._quiet(window, "port_scan", obs.timestamp):
-            return []
+            return None
         ports = window.ports_of_host.get(obs.remote_ip, Counter())
         hosts = window.hosts_on_port.get(obs.remote_port, Counter())
         if len(ports) >= cfg.portscan_ports:
@@ -133,26 +172,30 @@ class NetRules:
             extra = {"destination": {"port": obs.remote_port}, "hosts": sorted(hosts)[:1000],
                      "distinct_hosts": len(hosts)}
         else:
-            return []
+            return None
         window.quiet_until["port_scan"] = obs.timestamp + cfg.portscan_window
-        reason = f"{obs.proto} connections to {target} within {cfg.portscan_window:g} s"
-        return [self._detection(obs, "network.port_scan", "Port scan", Severity.HIGH, "T1046",
-                                "Network Service Discovery", reason, extra, cfg.portscan_risk)]
+        by, extra = _aggregate(obs, ident, len(window.processes), extra)
+        reason = f"{obs.proto} connections to {target} within {cfg.portscan_window:g} s{by}"
+        return self._detection(obs, "network.port_scan", "Port scan", Severity.HIGH, "T1046",
+                               "Network Service Discovery", reason, extra, cfg.portscan_risk)
 
-    def _burst(self, obs: Observation, window: _Window) -> list[Detection]:
+    def _burst(self, obs: Observation, ident: tuple[object, ...], window: _Window
+               ) -> Detection | None:
         cfg = self.config
         if len(window.burst) < cfg.burst_connections or self._quiet(window, "burst",
                                                                      obs.timestamp):
-            return []
+            return None
         window.quiet_until["burst"] = obs.timestamp + cfg.burst_window
-        destinations = Counter((ip, port) for _, ip, port in window.burst)
+        destinations = Counter((ip, port) for _, ip, port, _ in window.burst)
         top = [{"ip": ip, "port": port, "count": n} for (ip, port), n in
                destinations.most_common(5)]
-        reason = f"{len(window.burst)} connections within {cfg.burst_window:g} s"
-        return [self._detection(obs, "network.connection_burst", "Connection burst",
-                                Severity.MEDIUM, "T1499", "Endpoint Denial of Service", reason,
-                                {"connections": len(window.burst), "top_destinations": top},
-                                cfg.burst_risk)]
+        processes = len({owner for *_, owner in window.burst})
+        by, extra = _aggregate(obs, ident, processes,
+                               {"connections": len(window.burst), "top_destinations": top})
+        reason = f"{len(window.burst)} connections within {cfg.burst_window:g} s{by}"
+        return self._detection(obs, "network.connection_burst", "Connection burst",
+                               Severity.MEDIUM, "T1499", "Endpoint Denial of Service", reason,
+                               extra, cfg.burst_risk)
 
     def _beacon(self, obs: Observation, owner: tuple[object, ...]) -> list[Detection]:
         cfg = self.config
@@ -233,6 +276,20 @@ class NetRules:
                       technique_id=technique_id, technique_name=technique_name, key=obs.key,
                       process_name=obs.name, reasons=(reason,), extra=extra)
         return Detection(alert, points)
+
+
+def _aggregate(obs: Observation, ident: tuple[object, ...], processes: int,
+               extra: dict[str, object]) -> tuple[str, dict[str, object]]:
+    """For a user or parent window: the reason's suffix naming it and the latest process, and
+    the alert's extra fields."""
+    if ident[0] not in ("uid", "ppid"):
+        return "", extra
+    kind, value = ident
+    who = f"user {value}" if kind == "uid" else f"children of pid {value}"
+    latest = f"{obs.name} (pid {obs.pid})" if obs.pid is not None else obs.name
+    suffix = f" by {who} from {processes} processes, latest {latest}"
+    return suffix, {**extra, "aggregated_by": "user" if kind == "uid" else "parent",
+                    "uid" if kind == "uid" else "parent_pid": value, "processes": processes}
 
 
 def _decrement(table: dict, outer: object, inner: object) -> None:
