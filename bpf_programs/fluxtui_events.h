@@ -10,6 +10,8 @@
 #include <linux/types.h>
 
 #define FX_MAX_NR 1024          /* syscall numbers at or above this are counted as FX_NR_OTHER */
+/* A 32-bit syscall (TS_COMPAT: int 0x80 or a 32-bit process on a 64-bit kernel) is counted as
+ * FX_MAX_NR + its 32-bit number, so it never passes for the 64-bit syscall of that number. */
 #define FX_NR_OTHER 0xFFFE      /* out-of-range or negative syscall number */
 #define FX_NR_START 0xFFFF      /* "previous syscall" of a thread's first traced syscall */
 
@@ -51,6 +53,8 @@
 #define FX_EXEC_NO_ARGV 1       /* argv could not be captured */
 #define FX_EXEC_ARGV_TRUNCATED 2 /* more than FX_MAX_ARGS arguments */
 #define FX_EXEC_PATH_TRUNCATED 4 /* the executable's path needs more than FX_PATH_PARTS steps */
+#define FX_EXEC_NAME_TRUNCATED 8 /* a name of the path is longer than FX_PART_LEN - 1 bytes
+                                   (bit i of cut_parts says which step) */
 
 /* Run-time configuration, one element of the `config` array, written by user space. Offsets of
  * kernel structure members come from the running kernel's BTF, not from the headers BCC
@@ -78,7 +82,9 @@ struct fx_config {
     __u32 mount_mnt_parent;
     __u32 mount_mnt_mountpoint;
     __u32 vfsmount_mnt_root;
-    __u32 pad;
+    __u32 qstr_len;
+    __u32 task_thread_status;   /* task_struct.thread_info.status (x86) */
+    __u32 compat_mask;          /* TS_COMPAT in that status; 0 when this kernel has none */
 };
 
 /* Key of the count maps: one entry per process and syscall bigram. Per-syscall counts are the
@@ -119,7 +125,7 @@ struct fx_exec_event {
     __u32 flags;                /* FX_EXEC_* */
     __u32 exe_parts;            /* entries of exe filled, leaf first ("" = a mount crossing) */
     __s32 exec_nr;              /* execve or execveat */
-    __u32 pad;
+    __u32 cut_parts;            /* bit i: the name in exe[i] was cut to FX_PART_LEN - 1 bytes */
     char parent_comm[FX_COMM_LEN];
     char filename[FX_FILENAME_LEN];         /* as passed to exec */
     char argv[FX_MAX_ARGS][FX_ARG_LEN];

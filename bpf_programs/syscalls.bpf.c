@@ -12,6 +12,10 @@
  * maps returns only after every running BPF program has finished (synchronize_rcu), so nothing
  * writes the old map any more and it is read and emptied without losing an increment.
  *
+ * A 32-bit syscall (TS_COMPAT in the thread's status: int 0x80, or a 32-bit program) is counted
+ * as FX_MAX_NR + its 32-bit number and looked up in `compat_desc`, never taken for the 64-bit
+ * syscall with the same number.
+ *
  * Compile-time sizes (-D): FX_COUNT_ENTRIES, FX_RINGBUF_PAGES; FX_HAVE_GROUP_DEAD when the
  * kernel's sched_process_exit has that field. Everything else arrives through `config` and
  * `syscall_desc` at run time.
@@ -50,6 +54,7 @@ struct fx_exec_stash {
 
 BPF_ARRAY(config, struct fx_config, 1);
 BPF_ARRAY(syscall_desc, u32, FX_MAX_NR);
+BPF_ARRAY(compat_desc, u32, FX_MAX_NR);    /* 32-bit numbers to emit: nonzero = emit */
 BPF_PERCPU_ARRAY(dropped, u64, FX_DROP_SLOTS);
 BPF_TASK_STORAGE(threads, struct fx_thread);
 BPF_TASK_STORAGE(exec_stash, struct fx_exec_stash);
@@ -247,7 +252,9 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     if (tgid == cfg->self_tgid)
         return 0;
     long id = args->id;
-    u16 nr = (id >= 0 && id < FX_MAX_NR) ? id : FX_NR_OTHER;
+    bool compat = cfg->compat_mask &&
+        (read_u32(bpf_get_current_task(), cfg->task_thread_status) & cfg->compat_mask);
+    u16 nr = (id >= 0 && id < FX_MAX_NR) ? id + (compat ? FX_MAX_NR : 0) : FX_NR_OTHER;
 
     struct fx_thread *th = threads.task_storage_get(
         bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -276,10 +283,10 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         th->run_count = 1;
     }
 
-    if (nr >= FX_MAX_NR)
+    if (nr == FX_NR_OTHER)
         return 0;
-    u32 idx = nr;
-    u32 *descp = syscall_desc.lookup(&idx);
+    u32 idx = compat ? nr - FX_MAX_NR : nr;
+    u32 *descp = compat ? compat_desc.lookup(&idx) : syscall_desc.lookup(&idx);
     if (!descp || !*descp)
         return 0;
     u32 desc = *descp;
@@ -287,6 +294,10 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 #pragma unroll
     for (int i = 0; i < 6; i++)
         a[i] = args->args[i];
+    if (compat) {               /* the arguments as the 32-bit call passed them, no strings */
+        emit_syscall(a, th, nr, FX_CAP_EVENT);
+        return 0;
+    }
     u32 cls = desc & 0xFF;
     if (cls == FX_CAP_EXEC) {
         stash_argv(a, nr, desc);
@@ -315,6 +326,7 @@ static __always_inline void exe_path(struct fx_exec_event *ev, struct fx_config 
     u64 vfsmnt = read_u64(path, cfg->path_mnt);
     u64 mnt = vfsmnt - cfg->mount_mnt;
     ev->exe_parts = 0;
+    ev->cut_parts = 0;
     if (!dentry || !vfsmnt)
         return;
     for (int i = 0; i < FX_PATH_PARTS; i++) {
@@ -333,6 +345,10 @@ static __always_inline void exe_path(struct fx_exec_event *ev, struct fx_config 
         }
         u64 name = read_u64(dentry, cfg->dentry_d_name + cfg->qstr_name);
         bpf_probe_read_kernel_str(ev->exe[i], FX_PART_LEN, (void *)name);
+        if (read_u32(dentry, cfg->dentry_d_name + cfg->qstr_len) >= FX_PART_LEN) {
+            ev->flags |= FX_EXEC_NAME_TRUNCATED;
+            ev->cut_parts |= 1u << i;
+        }
         ev->exe_parts = i + 1;
         if (dentry == parent)
             return;             /* a pseudo file's own root: memfd, or a disconnected dentry */
@@ -360,7 +376,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     fill_header(&ev->h, FX_EV_EXEC, -1, start);
     ev->old_tid = args->old_pid;
     ev->flags = 0;
-    ev->pad = 0;
+    ev->cut_parts = 0;
     TP_DATA_LOC_READ_STR(ev->filename, filename, FX_FILENAME_LEN);
 
     struct fx_exec_stash *st = exec_stash.task_storage_get(btf_task, 0, 0);

@@ -53,6 +53,8 @@ DEFAULT_BASE_RISK_SCORES: dict[str, float] = {
     "setfsuid": 6, "setfsgid": 4, "capset": 6,
     "execve": 5, "execveat": 8,
     "mount": 4, "umount2": 3, "pivot_root": 8, "chroot": 6, "unshare": 6, "setns": 6,
+    "fsopen": 4, "fsmount": 4, "move_mount": 4, "open_tree": 3, "mount_setattr": 3,
+    "open_by_handle_at": 8,
     "openat": 1, "clone": 1, "clone3": 2,
     "bpf": 8, "perf_event_open": 4, "memfd_create": 8, "userfaultfd": 5,
     "kexec_load": 20, "kexec_file_load": 20,

@@ -99,6 +99,23 @@ async def test_a_new_alert_goes_on_top() -> None:
         assert pane.shown == tuple(reversed(ALERTS))
 
 
+async def test_a_new_alert_does_not_move_the_selection_to_another_alert() -> None:
+    engine = StaticEngine(with_alerts(ALERTS))
+    app = Harness(engine)
+    async with app.run_test(size=(200, 20)) as pilot:
+        pane = app.query_one(AlertsPane)
+        pane.table.focus()
+        await pilot.press("down")  # onto the older alert (row 1)
+        assert pane.selected_alert() is ALERTS[0]
+        newer = alert(9, 302, "nc", "T1611", "Namespace or mount change inside a container")
+        engine.current = with_alerts((*ALERTS, newer))
+        app.refresh_now()
+        await pilot.pause()
+        assert pane.shown[0] is newer
+        assert pane.selected_alert() is ALERTS[0]
+        assert pane.table.cursor_row == 2
+
+
 async def test_enter_opens_the_process_detail_and_escape_closes_it(tmp_path: Path) -> None:
     rows = [row(300, "bash"), row(301, "tracer")]
     snap = with_alerts(ALERTS, rows)

@@ -98,8 +98,13 @@ def test_fake_proc_tree_and_cache(tmp_path: Path) -> None:
     assert cache.get(key) == ContainerInfo("docker", A)  # cached per process identity
     cache.refresh(key)
     assert cache.get(key) is None
+    (proc / "42" / "cgroup").write_text((FIXTURES / "docker_systemd_v2.txt").read_text())
+    cache.retain({key})
+    assert cache.get(key) is None  # kept: still the cached answer
     cache.retain(set())
-    assert cache.get(ProcessKey(42, 778)) is None  # another process with the same pid
+    assert cache.get(key) == ContainerInfo("docker", A)  # dropped: read again
+    # Another process with the same pid (other start time) learns nothing from this cgroup file.
+    assert cache.get(ProcessKey(42, 778)) is None
 
 
 def test_cgroup_id_index_maps_inode_numbers_to_paths(tmp_path: Path) -> None:

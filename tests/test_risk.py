@@ -67,15 +67,32 @@ def test_forgotten_when_negligible() -> None:
     assert KEY not in model and len(model) == 0
 
 
-def test_events_add_up_per_reason_and_cap_at_100() -> None:
+def test_a_repeated_reason_counts_once_and_the_total_caps_at_100() -> None:
     model = RiskModel(CFG)
     for _ in range(3):
         model.add(KEY, 30, "exec of /tmp/x", now=0, technique_id="T1059")
     model.add(KEY, 20, "PTRACE_ATTACH of pid 9", now=0, technique_id="T1055.008")
     score = model.score(KEY, 0)
-    assert score.score == 100 and score.event_points == 110
-    assert score.reasons[0] == "exec of /tmp/x (+90)"
+    assert score.event_points == 50
+    assert score.reasons[0] == "exec of /tmp/x (+30)"
     assert score.technique_id == "T1059"  # the largest tagged contribution
+    for i in range(4):
+        model.add(KEY, 30, f"reason {i}", now=0)
+    assert model.score(KEY, 0).score == 100
+
+
+def test_a_group_counts_once_at_its_largest_recent_value() -> None:
+    """A busy normal program calling memfd_create with a new name each time stays at one
+    memfd_create's points; a repeat after decay renews the value, it does not add to it."""
+    model = RiskModel(CFG)
+    for i in range(1000):
+        model.add(KEY, 10, f"memfd_create('buf{i}')", now=0, group="syscalls.memfd_create")
+    score = model.score(KEY, 0)
+    assert score.score == 10 and score.reasons == ("memfd_create('buf999') (+10)",)
+    model.add(KEY, 10, "memfd_create('late')", now=10, group="syscalls.memfd_create")
+    assert model.score(KEY, 10).score == 10
+    model.add(KEY, 40, "bigger", now=10, group="syscalls.memfd_create")
+    assert model.score(KEY, 10).reasons == ("bigger (+40)",)
 
 
 def test_reasons_are_the_top_five() -> None:
@@ -114,8 +131,21 @@ def test_pid_reuse_does_not_inherit_risk() -> None:
 # --- the component ---------------------------------------------------------------------------
 
 
-def _tick(now: float, rows: list[ProcessRow], views: dict[str, object] | None = None
-          ) -> TickContext:
+class _Clock:
+    """The scorer's monotonic clock, set by `_tick` to the tick's time unless told otherwise."""
+
+    value = 0.0
+
+    def __call__(self) -> float:
+        return self.value
+
+
+CLOCK = _Clock()
+
+
+def _tick(now: float, rows: list[ProcessRow], views: dict[str, object] | None = None,
+          monotonic: float | None = None) -> TickContext:
+    CLOCK.value = now if monotonic is None else monotonic
     tick = TickContext(now, 1.0, metrics(), {r.key: r for r in rows}, EventBus())
     tick.views.update(views or {})
     return tick
@@ -123,9 +153,56 @@ def _tick(now: float, rows: list[ProcessRow], views: dict[str, object] | None = 
 
 def _scorer(tmp_path: Path, threshold: float = 50) -> RiskScorer:
     config = Config(risk=dataclasses.replace(CFG, risk_threshold=threshold))
-    scorer = RiskScorer(config, proc=str(tmp_path))  # no /proc entries: no container reads
+    scorer = RiskScorer(config, proc=str(tmp_path), clock=CLOCK)  # no /proc: no container reads
     scorer.start(EventBus())
     return scorer
+
+
+def test_decay_follows_the_monotonic_clock_not_the_wall_clock(tmp_path: Path) -> None:
+    """A wall-clock step (NTP, a suspended VM's catch-up) neither decays nor freezes scores;
+    alerts still carry the wall-clock time."""
+    scorer = _scorer(tmp_path)
+    proc = row(300, "p")
+    first = _tick(1_800_000_000.0, [proc], monotonic=50.0)
+    first.add_risk(proc.key, 60, "x")
+    scorer.on_tick(first)
+    assert first.alerts[0].timestamp == 1_800_000_000.0
+    jumped = _tick(1_800_000_000.0 + 86_400, [proc], monotonic=51.0)
+    scorer.on_tick(jumped)
+    assert jumped.annotations[proc.key]["risk"] == pytest.approx(60 * 0.9**0.1, abs=0.05)
+    back = _tick(1_700_000_000.0, [proc], monotonic=61.0)
+    scorer.on_tick(back)
+    assert back.annotations[proc.key]["risk"] == pytest.approx(60 * 0.9**1.1, abs=0.05)
+
+
+def test_repeated_findings_of_one_rule_count_once(tmp_path: Path) -> None:
+    scorer = _scorer(tmp_path, threshold=100)
+    busy = row(300, "busy")
+    findings = tuple(Finding(busy.key, "syscalls.memfd_create", "Anonymous memory file created",
+                             f"memfd_create('buf{i}')", 10, ("T1620", "Reflective")) for i in
+                     range(50))
+    view = SyscallView(1.0, {}, {}, findings, (), 50, 0, DropCounts(), DropCounts())
+    for t in range(3):
+        tick = _tick(t, [busy], {SyscallCapture.name: view})
+        scorer.on_tick(tick)
+    score = scorer.explain(busy.key)
+    assert score is not None and score.event_points == pytest.approx(10, abs=0.05)
+
+
+def test_an_exit_of_a_process_still_in_the_table_keeps_its_state(tmp_path: Path) -> None:
+    """Without group_dead the main thread's exit looks like the process's: the key is still in
+    the table, so its risk stays until it leaves the table."""
+    scorer = _scorer(tmp_path)
+    proc = row(300, "threads")
+    tick = _tick(0, [proc])
+    tick.add_risk(proc.key, 30, "x")
+    scorer.on_tick(tick)
+    view = SyscallView(1.0, {}, {}, (), (proc.key,), 1, 0, DropCounts(), DropCounts())
+    still = _tick(1, [proc], {SyscallCapture.name: view})
+    scorer.on_tick(still)
+    assert proc.key in scorer.model and still.annotations[proc.key]["risk"] > 29
+    scorer.on_tick(_tick(2, []))
+    assert proc.key not in scorer.model
 
 
 def test_threshold_alert_once_per_crossing(tmp_path: Path) -> None:
@@ -150,7 +227,7 @@ def test_threshold_alert_once_per_crossing(tmp_path: Path) -> None:
     scorer.on_tick(low)
     assert low.alerts == [] and low.annotations[bash.key]["risk"] < 40
     again = _tick(41, [bash])
-    again.add_risk(bash.key, 30, "port scan of 200 ports")
+    again.add_risk(bash.key, 60, "port scan of 200 ports")  # renewed at its full value
     scorer.on_tick(again)
     assert [a.rule_id for a in again.alerts] == ["risk.threshold"]
 
@@ -179,7 +256,7 @@ def test_state_is_dropped_on_exit(tmp_path: Path) -> None:
     scorer.on_tick(tick)
     assert short.key in scorer.model
     view = SyscallView(1.0, {}, {}, (), (short.key,), 1, 0, DropCounts(), DropCounts())
-    scorer.on_tick(_tick(1, [short], {SyscallCapture.name: view}))
+    scorer.on_tick(_tick(1, [], {SyscallCapture.name: view}))  # exited, and gone from /proc
     assert short.key not in scorer.model
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import ctypes as ct
 import json
 import os
+import platform
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,7 +48,7 @@ DEFINES = ["FX_MAX_NR", "FX_NR_OTHER", "FX_NR_START", "FX_COMM_LEN", "FX_STR_LEN
            "FX_EV_SYSCALL", "FX_EV_EXEC", "FX_EV_EXIT", "FX_EV_CRED", "FX_CAP_EVENT",
            "FX_CAP_EXEC", "FX_CAP_CRED", "FX_CAP_CAPSET", "FX_CAP_PTRACE", "FX_CAP_BPF",
            "FX_DROP_SLOTS", "FX_EXEC_NO_ARGV",
-           "FX_EXEC_ARGV_TRUNCATED", "FX_EXEC_PATH_TRUNCATED"]
+           "FX_EXEC_ARGV_TRUNCATED", "FX_EXEC_PATH_TRUNCATED", "FX_EXEC_NAME_TRUNCATED"]
 
 
 def test_header_layout_matches_the_ctypes_mirrors(tmp_path: Path) -> None:
@@ -99,6 +102,64 @@ def test_decode_exec_event() -> None:
     assert doc["process"]["executable"] == "/tmp/x/true"
     assert doc["process"]["parent"] == {"pid": 41, "name": "bash"}
     assert doc["event"]["action"] == "exec" and doc["event"]["type"] == ["start"]
+
+
+def test_decode_a_truncated_path_never_invents_an_absolute_one() -> None:
+    ev = sc.ExecEventC()
+    ev.h.kind, ev.h.tgid = sc.FX_EV_EXEC, 42
+    ev.exe_parts = sc.FX_PATH_PARTS
+    long_name = b"n" * (sc.FX_PART_LEN - 1)  # what the kernel side keeps of a longer name
+    ev.exe[0].value = long_name
+    for i in range(1, sc.FX_PATH_PARTS):
+        ev.exe[i].value = b"d"
+    ev.flags = sc.FX_EXEC_PATH_TRUNCATED | sc.FX_EXEC_NAME_TRUNCATED
+    ev.cut_parts = 1
+    decoded = sc.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
+    assert decoded is not None
+    leaf = long_name.decode() + "\u2026"
+    assert decoded.exe == "\u2026/" + "d/" * (sc.FX_PATH_PARTS - 1) + leaf
+    assert decoded.flags == ("path truncated", "name truncated")
+    assert decoded.name == leaf
+    ev.flags, ev.cut_parts, ev.exe_parts = 0, 0, 2  # a name of exactly 47 bytes is not cut
+    assert sc.decode_event(bytes(ev), _table()).exe == "/d/" + long_name.decode()
+
+
+class _FakeBpf:
+    def __init__(self) -> None:
+        self.cleaned = False
+
+    def cleanup(self) -> None:
+        self.cleaned = True
+
+
+def test_close_does_not_free_the_bpf_object_under_a_running_poller() -> None:
+    collector = sc.SyscallCollector(self_pid=1)
+    collector.join_timeout_s = 0.01
+    fake = _FakeBpf()
+    release = threading.Event()
+    poller = threading.Thread(target=release.wait, args=(10,), daemon=True)
+    poller.start()
+    collector._bpf, collector._poller = fake, poller
+    try:
+        collector.close()
+        assert not fake.cleaned and not collector.running
+        with pytest.raises(RuntimeError):
+            collector.drain()
+    finally:
+        release.set()
+        poller.join(timeout=10)
+    stopped = sc.SyscallCollector(self_pid=1)
+    stopped._bpf = fake
+    stopped.close()
+    assert fake.cleaned
+
+
+def test_compat_numbers_are_named_apart() -> None:
+    table = sc.SyscallTable({20: "writev"}, {20: "getpid"})
+    assert table.name(20) == "writev"
+    assert table.name(sc.FX_MAX_NR + 20) == "compat:getpid"
+    assert table.name(sc.FX_MAX_NR + 999) == "compat:syscall_999"
+    assert table.numbers == {"writev": 20} and table.compat_numbers == {"getpid": 20}
 
 
 def test_decode_syscall_cred_and_exit_events() -> None:
@@ -178,7 +239,9 @@ def test_btf_reader_finds_members_through_anonymous_unions_and_typedefs() -> Non
 def test_running_kernel_btf_has_every_member_the_program_reads() -> None:
     require(sc.BTF_PATH.exists(), f"no kernel BTF at {sc.BTF_PATH}")
     offsets = sc.kernel_offsets(sc.Btf.load())
-    assert set(offsets) == set(sc.BTF_MEMBERS)
+    assert set(offsets) == set(sc.BTF_MEMBERS) | {"task_thread_status", "compat_mask"}
+    if platform.machine() == "x86_64":  # thread_info is the first member of task_struct
+        assert offsets["compat_mask"] == sc.TS_COMPAT and offsets["task_thread_status"] > 0
     assert offsets["path_mnt"] == 0 and offsets["path_dentry"] == 8  # struct path {mnt; dentry}
 
 
@@ -398,6 +461,7 @@ def test_idle_sleep_raises_nothing(engine: Engine) -> None:
         key = ProcessKey(sleeper.pid, read_start_ticks(sleeper.pid) or -1)
         for _ in range(5):
             snapshot = ticker.tick()
+            assert [a for a in snapshot.alerts if a.key == key] == []
             time.sleep(0.1)
         ticker.until(lambda s: any(e.key == key and e.kind == "exec" for e in ticker.events))
         snapshot = ticker.until(lambda s: key in s.processes)
@@ -413,6 +477,7 @@ def test_idle_sleep_raises_nothing(engine: Engine) -> None:
     ("memfd_exec", "T1620", "syscalls.exec_memfd"),
     ("uid_change", "T1548.001", "syscalls.uid_root"),
     ("module_attempt", "T1547.006", "syscalls.module_load"),
+    ("vm_write", "T1055", "syscalls.process_vm_write"),
 ])
 def test_workload_raises_its_tagged_alert(engine: Engine, binaries: dict[str, str],
                                           workload: str, technique: str, rule: str) -> None:
@@ -426,6 +491,88 @@ def test_workload_raises_its_tagged_alert(engine: Engine, binaries: dict[str, st
                if e.kind == "exec" and e.exe == binaries[workload])
     ticker.until(lambda s: bool(ticker.alerts(pid, technique)))
     assert ticker.alerts(pid, technique)[0].rule_id == rule
+
+
+RENAMED_PARENT = """
+import ctypes, subprocess, sys
+ctypes.CDLL(None).prctl(15, b"bash", 0, 0, 0)  # PR_SET_NAME: comm is now "bash"
+sys.exit(subprocess.run(["/bin/sh", "-c", "exit 0"]).returncode)
+"""
+
+
+def test_a_parent_renamed_bash_does_not_hide_a_shell_spawn(engine: Engine) -> None:
+    ticker = Ticker(engine)
+    parent = subprocess.Popen([sys.executable, "-c", RENAMED_PARENT])
+    assert parent.wait(timeout=30) == 0
+
+    def shell_alerts() -> list[Alert]:
+        assert ticker.snapshot is not None
+        return [a for a in ticker.snapshot.alerts if a.rule_id == "syscalls.shell_spawn"
+                and a.extra.get("parent_pid") == parent.pid]
+    ticker.until(lambda s: bool(shell_alerts()))
+    found = shell_alerts()[0]
+    assert found.extra["parent_name"] == "bash"
+    assert found.extra["parent_executable"] == os.path.realpath(sys.executable)
+
+
+def test_new_mount_api_is_captured(engine: Engine, binaries: dict[str, str]) -> None:
+    ticker = Ticker(engine)
+    assert subprocess.run([binaries["vm_write"]], timeout=30).returncode == 0
+    ticker.until(lambda s: any(e.syscall == "fsopen" and e.strings[0] == "tmpfs"
+                               for e in ticker.events))
+
+
+def test_deep_path_exec_from_tmp_is_caught_and_never_shown_as_absolute(engine: Engine) -> None:
+    """Deeper than the kernel side walks, with a leaf name longer than it keeps: the exec is
+    still an exec from /tmp (by its filename), the cut is reported, and the path reads "…/"."""
+    ticker = Ticker(engine)
+    workdir = tempfile.mkdtemp(prefix="fluxtui-deep-", dir="/tmp")
+    try:
+        deep = os.path.join(os.path.realpath(workdir), *["d"] * (sc.FX_PATH_PARTS + 4))
+        os.makedirs(deep)
+        leaf = "t" * (sc.FX_PART_LEN + 10)
+        binary = shutil.copy("/bin/true", os.path.join(deep, leaf))
+        proc = subprocess.Popen([binary])
+        assert proc.wait(timeout=10) == 0
+    finally:
+        shutil.rmtree(workdir)
+    ticker.until(lambda s: bool(ticker.alerts(proc.pid, "T1564"))
+                 and bool(ticker.alerts(proc.pid, "T1059")))
+    assert ticker.alerts(proc.pid, "T1059")[0].reasons == (f"exec of {binary}",)
+    assert ticker.alerts(proc.pid, "T1564")[0].reasons[0].startswith("path truncated:")
+    ev = next(e for e in ticker.events if e.kind == "exec" and e.key.pid == proc.pid)
+    assert ev.exe.startswith("\u2026/d/") and not ev.exe.startswith("/")
+    assert ev.exe.endswith("/" + "t" * (sc.FX_PART_LEN - 1) + "\u2026")
+    assert set(ev.flags) >= {"path truncated", "name truncated"}
+
+
+N_COMPAT, M_NATIVE = 700, 300
+
+
+def test_32_bit_syscalls_are_counted_apart_and_reported(engine: Engine,
+                                                        binaries: dict[str, str]) -> None:
+    """int 0x80 from a 64-bit program: 32-bit getpid (20) is counted as compat:getpid, never
+    as the 64-bit syscall 20 (writev); a 32-bit ptrace is reported as such."""
+    require(platform.machine() == "x86_64", "the 32-bit interface test is for x86_64")
+    ticker = Ticker(engine)
+    proc = subprocess.run([binaries["compat_syscalls"], str(N_COMPAT), str(M_NATIVE)],
+                          timeout=30)
+    require(proc.returncode != 3, "this kernel has no 32-bit syscall interface (IA32 emulation)")
+    assert proc.returncode == 0
+    ticker.until(lambda s: any(e.kind == "exec" and e.exe == binaries["compat_syscalls"]
+                               for e in ticker.events))
+    key = next(e.key for e in ticker.events
+               if e.kind == "exec" and e.exe == binaries["compat_syscalls"])
+    ticker.until_exited(key)
+    counts = ticker.counts[key]
+    assert counts["compat:getpid"] == N_COMPAT
+    assert counts["getppid"] == M_NATIVE
+    assert counts["compat:ptrace"] == 1
+    assert "writev" not in counts and "msync" not in counts  # 20 and 26 in the 64-bit table
+    ptrace = [e for e in ticker.events if e.key == key and e.kind == "syscall"]
+    assert [(e.syscall, e.args[:2]) for e in ptrace] == [("compat:ptrace", (2, 0x3FFFFFFF))]
+    ticker.until(lambda s: any(a.key == key and a.rule_id == "syscalls.compat_syscall"
+                               for a in s.alerts))
 
 
 def test_status_tells_drops_and_own_pid(engine: Engine) -> None:

@@ -15,10 +15,14 @@ Nothing here imports textual.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.collectors.syscalls import (
     CollectorUnavailable,
     DropCounts,
@@ -87,6 +91,8 @@ class SyscallCapture:
         self._last: dict[ProcessKey, tuple[tuple[str, int], ...]] = {}
         self._alerted: set[tuple[ProcessKey, str]] = set()
         self._containers = ContainerCache(proc, CgroupIdIndex())
+        self._proc = proc
+        self._exe: dict[int, tuple[ProcessKey, str]] = {}  # pid -> key, exe of its last exec
         self._rate = 0.0
         self._dropped = DropCounts()
 
@@ -182,6 +188,9 @@ class SyscallCapture:
                           syscall_counts=last[key])
 
         findings, exited = self._handle_events(drain.events, tick)
+        # Without group_dead a main thread's exit looks like the process's: a key still in the
+        # table keeps its state (it goes when it leaves the table).
+        gone = {k for k in exited if k not in tick.processes}
 
         with self._lock:
             self._last = last
@@ -194,12 +203,14 @@ class SyscallCapture:
             # buffer) go when they leave the process table.
             alive = set(tick.processes)
             seen = alive | {e.key for e in drain.events}
-            for key in [k for k in self._totals if k not in alive or k in exited]:
+            for key in [k for k in self._totals if k not in alive or k in gone]:
                 del self._totals[key]
-            for key in [k for k in self._recent if k not in seen or k in exited]:
+            for key in [k for k in self._recent if k not in seen or k in gone]:
                 del self._recent[key]
-        self._alerted = {(k, r) for k, r in self._alerted if k in seen and k not in exited}
-        self._containers.retain(alive - set(exited))
+        self._alerted = {(k, r) for k, r in self._alerted if k in seen and k not in gone}
+        self._containers.retain(alive - gone)
+        self._exe = {pid: (k, exe) for pid, (k, exe) in self._exe.items()
+                     if k in seen and k not in gone}
 
         tick.set_view(self.name, SyscallView(
             window_s=window, counts=counts, bigrams=bigrams, findings=tuple(findings),
@@ -214,8 +225,11 @@ class SyscallCapture:
             if event.kind == "exit":
                 exited.append(event.key)
                 continue
+            parent_exe = ""
             if event.kind == "exec":
                 self._containers.refresh(event.key)
+                parent_exe = self._parent_exe(event.ppid)
+                self._exe[event.key.pid] = (event.key, event.exe)
             container: ContainerInfo | None = None
             if event.kind == "syscall" and event.syscall in CONTAINER_ESCAPE_SYSCALLS:
                 container = self._containers.get(event.key, event.cgroup_id)
@@ -223,13 +237,26 @@ class SyscallCapture:
                 self._recent.setdefault(event.key, deque(maxlen=RECENT_EVENTS)).append(event)
             if self._bus is not None:
                 self._bus.publish(event)
-            for finding in evaluate(event, EventContext(container)):
+            for finding in evaluate(event, EventContext(container, parent_exe)):
                 findings.append(finding)
                 once = (finding.key, finding.rule_id)
                 if finding.raises_alert and once not in self._alerted:
                     self._alerted.add(once)
                     tick.raise_alert(self._alert(finding, event, tick))
         return findings, exited
+
+    def _parent_exe(self, ppid: int) -> str:
+        """The executable of the parent: from its own last exec event when that is still the
+        process with this pid, else /proc/PPID/exe (a forked child that did not exec runs its
+        parent's program); "" when neither is known. Never the comm, which anyone can set."""
+        known = self._exe.get(ppid)
+        if known is not None and known[1] and read_start_ticks(ppid, self._proc) in (
+                None, known[0].start_ticks):
+            return known[1]
+        try:
+            return os.readlink(f"{self._proc}/{ppid}/exe").removesuffix(" (deleted)")
+        except OSError:
+            return ""
 
     @staticmethod
     def _alert(finding: Finding, event: KernelEvent, tick: TickContext) -> Alert:
@@ -253,9 +280,11 @@ class SyscallCapture:
 class RiskScorer:
     name = "risk"
 
-    def __init__(self, config: Config, proc: str = "/proc") -> None:
+    def __init__(self, config: Config, proc: str = "/proc",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.model = RiskModel(config.risk)
+        self._clock = clock  # decay runs on this; tick.now (wall clock) stamps alerts
         self._containers = ContainerCache(proc, CgroupIdIndex())
         self._above: set[ProcessKey] = set()
         self._scores: dict[ProcessKey, RiskScore] = {}
@@ -284,7 +313,7 @@ class RiskScorer:
     # --- the tick ----------------------------------------------------------------------------
 
     def on_tick(self, tick: TickContext) -> None:
-        now = tick.now
+        now = self._clock()
         threshold = self.config.risk.risk_threshold
         seen: set[ProcessKey] = set(tick.processes)
         view = tick.views.get(SyscallCapture.name)
@@ -294,9 +323,11 @@ class RiskScorer:
                 self.model.observe_syscalls(key, named, now)
                 seen.add(key)
             for f in view.findings:
-                self.model.add(f.key, f.points, f.reason, now, *f.technique)
+                self.model.add(f.key, f.points, f.reason, now, *f.technique, group=f.rule_id)
                 seen.add(f.key)
-            exited = set(view.exited)
+            # Without group_dead a main thread's exit looks like the process's: a key still in
+            # the table is kept (retain drops it once it has really gone).
+            exited = {k for k in view.exited if k not in tick.processes}
         for item in tick.risk_inputs:
             self.model.add(item.key, item.points, item.reason, now)
             seen.add(item.key)
@@ -312,7 +343,7 @@ class RiskScorer:
                           container=container.label if container else None)
             if score.score >= threshold and score.score > 0 and key not in self._above:
                 self._above.add(key)
-                tick.raise_alert(self._alert(key, row.name, score, threshold, now))
+                tick.raise_alert(self._alert(key, row.name, score, threshold, tick.now))
             elif score.score < threshold * REARM_FRACTION:
                 self._above.discard(key)
 

@@ -53,6 +53,7 @@ FX_EV_SYSCALL, FX_EV_EXEC, FX_EV_EXIT, FX_EV_CRED = 1, 2, 3, 4
 FX_CAP_EVENT, FX_CAP_EXEC, FX_CAP_CRED, FX_CAP_CAPSET, FX_CAP_PTRACE, FX_CAP_BPF = 1, 2, 3, 4, 5, 6
 FX_DROP_SLOTS = 4
 FX_EXEC_NO_ARGV, FX_EXEC_ARGV_TRUNCATED, FX_EXEC_PATH_TRUNCATED = 1, 2, 4
+FX_EXEC_NAME_TRUNCATED = 8
 
 
 class Config(ct.Structure):
@@ -61,7 +62,8 @@ class Config(ct.Structure):
             "task_group_leader", "task_start_boottime", "task_real_parent", "task_tgid",
             "task_comm", "task_mm", "task_cred", "cred_euid", "mm_exe_file", "file_f_path",
             "path_mnt", "path_dentry", "dentry_d_parent", "dentry_d_name", "qstr_name",
-            "mount_mnt", "mount_mnt_parent", "mount_mnt_mountpoint", "vfsmount_mnt_root", "pad",
+            "mount_mnt", "mount_mnt_parent", "mount_mnt_mountpoint", "vfsmount_mnt_root",
+            "qstr_len", "task_thread_status", "compat_mask",
         )
     ]
 
@@ -88,7 +90,7 @@ class ExecEventC(ct.Structure):
     _fields_ = [
         ("h", Header), ("ppid", ct.c_uint32), ("old_tid", ct.c_uint32), ("euid", ct.c_uint32),
         ("argc", ct.c_uint32), ("flags", ct.c_uint32), ("exe_parts", ct.c_uint32),
-        ("exec_nr", ct.c_int32), ("pad", ct.c_uint32),
+        ("exec_nr", ct.c_int32), ("cut_parts", ct.c_uint32),
         ("parent_comm", ct.c_char * FX_COMM_LEN), ("filename", ct.c_char * FX_FILENAME_LEN),
         ("argv", (ct.c_char * FX_ARG_LEN) * FX_MAX_ARGS),
         ("exe", (ct.c_char * FX_PART_LEN) * FX_PATH_PARTS),
@@ -112,6 +114,7 @@ BTF_MEMBERS = {
     "dentry_d_parent": ("dentry", "d_parent"),
     "dentry_d_name": ("dentry", "d_name"),
     "qstr_name": ("qstr", "name"),
+    "qstr_len": ("qstr", "len"),
     "mount_mnt": ("mount", "mnt"),
     "mount_mnt_parent": ("mount", "mnt_parent"),
     "mount_mnt_mountpoint": ("mount", "mnt_mountpoint"),
@@ -136,12 +139,32 @@ CAPTURE: dict[str, int] = {
     "memfd_create": FX_CAP_EVENT | 0b001 << 8,
     "unshare": FX_CAP_EVENT,
     "setns": FX_CAP_EVENT,
+    "process_vm_writev": FX_CAP_EVENT,
+    # The new mount API and file handles: as able to change mounts or reach outside a
+    # container's root as mount/pivot_root are.
+    "fsopen": FX_CAP_EVENT | 0b001 << 8,
+    "fsmount": FX_CAP_EVENT,
+    "move_mount": FX_CAP_EVENT | 0b010 << 8,
+    "open_tree": FX_CAP_EVENT | 0b010 << 8,
+    "mount_setattr": FX_CAP_EVENT | 0b010 << 8,
+    "open_by_handle_at": FX_CAP_EVENT,
 }
 
-DROP_NAMES = ("counts", "events", "thread_state", "argv")
+# 32-bit (compat) syscalls emitted as events, by their 32-bit names: the high-signal calls above.
+# A 64-bit program has no reason to make them through int 0x80, which bypasses filters and
+# tools that only know the 64-bit numbers. execve is left out: its exec event is reported anyway.
+COMPAT_CAPTURE = frozenset({
+    "ptrace", "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
+    "setuid32", "setgid32", "setreuid32", "setregid32", "setresuid32", "setresgid32", "capset",
+    "mount", "umount", "umount2", "pivot_root", "chroot", "init_module", "finit_module", "bpf",
+    "memfd_create", "unshare", "setns", "process_vm_writev", "fsopen", "fsmount", "move_mount",
+    "open_tree", "mount_setattr", "open_by_handle_at",
+})
+COMPAT_PREFIX = "compat:"
+
+ELLIPSIS = "\u2026"  # marks a path or a path component that was cut
 
 
-# BCC's compiler (LLVM) is not thread-safe: two BPF() calls at once in one process crash it.
 class CollectorUnavailable(Exception):
     """Why the syscall collector cannot run here, phrased for the header and `fluxtui doctor`."""
 
@@ -213,8 +236,25 @@ class Btf:
         return None
 
 
+TS_COMPAT = 0x0002  # arch/x86/include/asm/thread_info.h: a 32-bit syscall is running
+
+
 def kernel_offsets(btf: Btf) -> dict[str, int]:
-    return {name: btf.member_offset(*where) for name, where in BTF_MEMBERS.items()}
+    offsets = {name: btf.member_offset(*where) for name, where in BTF_MEMBERS.items()}
+    offsets.update(compat_offsets(btf))
+    return offsets
+
+
+def compat_offsets(btf: Btf) -> dict[str, int]:
+    """Where TS_COMPAT lives (x86_64 only); compat_mask 0 turns 32-bit detection off."""
+    if platform.machine() != "x86_64":
+        return {"task_thread_status": 0, "compat_mask": 0}
+    try:
+        status = (btf.member_offset("task_struct", "thread_info")
+                  + btf.member_offset("thread_info", "status"))
+    except KeyError:
+        return {"task_thread_status": 0, "compat_mask": 0}
+    return {"task_thread_status": status, "compat_mask": TS_COMPAT}
 
 
 # --- syscall names ---------------------------------------------------------------------------
@@ -223,17 +263,23 @@ _UNISTD = re.compile(r"^#define\s+__NR_(\w+)\s+(\d+)\s*$", re.MULTILINE)
 
 
 class SyscallTable:
-    """Syscall number <-> name for the running architecture."""
+    """Syscall number <-> name for the running architecture; 32-bit (compat) syscalls, counted
+    as FX_MAX_NR + their number, are named "compat:<32-bit name>"."""
 
-    def __init__(self, names: dict[int, str]) -> None:
+    def __init__(self, names: dict[int, str], compat: dict[int, str] | None = None) -> None:
         self.names = names
         self.numbers = {name: nr for nr, name in names.items()}
+        self.compat = compat or {}
+        self.compat_numbers = {name: nr for nr, name in self.compat.items()}
 
     def name(self, nr: int) -> str:
         if nr == FX_NR_OTHER:
             return "(out of range)"
         if nr == FX_NR_START:
             return "(start)"
+        if FX_MAX_NR <= nr < 2 * FX_MAX_NR:
+            nr -= FX_MAX_NR
+            return COMPAT_PREFIX + (self.compat.get(nr) or f"syscall_{nr}")
         return self.names.get(nr) or f"syscall_{nr}"
 
     @classmethod
@@ -243,17 +289,24 @@ class SyscallTable:
         from bcc import syscall as bcc_syscall  # imports libbcc: only where bcc is installed
 
         names = {int(nr): raw.decode() for nr, raw in bcc_syscall.syscalls.items()}
+        compat: dict[int, str] = {}
         if platform.machine() == "x86_64":
-            for header in (Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"),
-                           Path("/usr/include/asm/unistd_64.h")):
-                try:
-                    text = header.read_text(encoding="ascii", errors="replace")
-                except OSError:
-                    continue
-                for name, nr in _UNISTD.findall(text):
-                    names.setdefault(int(nr), name)
-                break
-        return cls(names)
+            for name, nr in _unistd("unistd_64.h"):
+                names.setdefault(nr, name)
+            compat = dict((nr, name) for name, nr in _unistd("unistd_32.h"))
+        return cls(names, compat)
+
+
+def _unistd(header: str) -> list[tuple[str, int]]:
+    """(name, number) from the first <asm/HEADER> installed, [] when none is."""
+    for path in (Path("/usr/include/x86_64-linux-gnu/asm") / header,
+                 Path("/usr/include/asm") / header):
+        try:
+            text = path.read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        return [(name, int(nr)) for name, nr in _UNISTD.findall(text)]
+    return []
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -366,11 +419,11 @@ def describe_syscall(name: str, args: tuple[int, ...], strings: tuple[str, str, 
         request = PTRACE_REQUESTS.get(a[0], str(a[0]))
         return f"ptrace({request}, pid {_signed(a[1])})"
     if name in ("setuid", "setgid"):
-        return f"{name}({_signed32(a[0])})"
+        return f"{name}({signed32(a[0])})"
     if name in ("setreuid", "setregid"):
-        return f"{name}({_signed32(a[0])}, {_signed32(a[1])})"
+        return f"{name}({signed32(a[0])}, {signed32(a[1])})"
     if name in ("setresuid", "setresgid"):
-        return f"{name}({_signed32(a[0])}, {_signed32(a[1])}, {_signed32(a[2])})"
+        return f"{name}({signed32(a[0])}, {signed32(a[1])}, {signed32(a[2])})"
     if name == "capset":
         return f"capset(effective={aux[0]:#x}, permitted={aux[1]:#x})"
     if name == "mount":
@@ -384,7 +437,7 @@ def describe_syscall(name: str, args: tuple[int, ...], strings: tuple[str, str, 
     if name == "init_module":
         return f"init_module({a[1]} bytes, params {strings[2]!r})"
     if name == "finit_module":
-        return f"finit_module(fd {_signed32(a[0])}, params {strings[1]!r})"
+        return f"finit_module(fd {signed32(a[0])}, params {strings[1]!r})"
     if name == "memfd_create":
         return f"memfd_create({strings[0]!r})"
     if name == "bpf":
@@ -392,7 +445,19 @@ def describe_syscall(name: str, args: tuple[int, ...], strings: tuple[str, str, 
     if name == "unshare":
         return f"unshare(flags {a[0]:#x})"
     if name == "setns":
-        return f"setns(fd {_signed32(a[0])}, nstype {a[1]:#x})"
+        return f"setns(fd {signed32(a[0])}, nstype {a[1]:#x})"
+    if name == "process_vm_writev":
+        return f"process_vm_writev(pid {signed32(a[0])}, {a[4]} remote iovecs)"
+    if name == "fsopen":
+        return f"fsopen({strings[0]!r})"
+    if name == "fsmount":
+        return f"fsmount(fd {signed32(a[0])}, flags {a[1]:#x})"
+    if name == "move_mount":
+        return f"move_mount(fd {signed32(a[0])}, {strings[1]!r}, flags {a[4]:#x})"
+    if name in ("open_tree", "mount_setattr"):
+        return f"{name}(fd {signed32(a[0])}, {strings[1]!r}, flags {a[2]:#x})"
+    if name == "open_by_handle_at":
+        return f"open_by_handle_at(mount fd {signed32(a[0])}, flags {a[2]:#x})"
     return f"{name}({', '.join(hex(x) for x in a)})"
 
 
@@ -400,9 +465,29 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _signed32(value: int) -> int:
+def signed32(value: int) -> int:
+    """A 32-bit syscall argument (pid, fd, uid) as the signed number it is."""
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _exe_path(ev: ExecEventC) -> str:
+    """The executable's path from its steps (leaf first). A path cut at FX_PATH_PARTS steps
+    reads "…/a/b", never "/a/b" (a made-up absolute path); a name cut at FX_PART_LEN - 1 bytes
+    ends with "…"."""
+    parts = []
+    for i in range(min(ev.exe_parts, FX_PATH_PARTS)):
+        raw = ev.exe[i].value
+        if not raw:
+            continue  # "" marks a mount crossing
+        name = _text(raw)
+        if ev.cut_parts >> i & 1:
+            name += ELLIPSIS
+        parts.append(name)
+    if not parts:
+        return ""
+    path = "/".join(reversed(parts))
+    return f"{ELLIPSIS}/{path}" if ev.flags & FX_EXEC_PATH_TRUNCATED else f"/{path}"
 
 
 def decode_event(raw: bytes, table: SyscallTable | None,
@@ -424,18 +509,17 @@ def decode_event(raw: bytes, table: SyscallTable | None,
         if len(raw) < ct.sizeof(ExecEventC):
             return None
         ev = ExecEventC.from_buffer_copy(raw[: ct.sizeof(ExecEventC)])
-        steps = (ev.exe[i].value for i in range(min(ev.exe_parts, FX_PATH_PARTS)))
-        parts = [_text(step) for step in steps if step]  # "" marks a mount crossing
         flags = [name for bit, name in ((FX_EXEC_NO_ARGV, "no argv"),
                                         (FX_EXEC_ARGV_TRUNCATED, "argv truncated"),
-                                        (FX_EXEC_PATH_TRUNCATED, "path truncated"))
+                                        (FX_EXEC_PATH_TRUNCATED, "path truncated"),
+                                        (FX_EXEC_NAME_TRUNCATED, "name truncated"))
                  if ev.flags & bit]
         syscall = table.name(ev.exec_nr) if table is not None and ev.exec_nr >= 0 else ""
         return KernelEvent(
             kind="exec", syscall=syscall, nr=ev.exec_nr,
             filename=_text(ev.filename),
             argv=tuple(_text(ev.argv[i].value) for i in range(min(ev.argc, FX_MAX_ARGS))),
-            exe="/" + "/".join(reversed(parts)) if parts else "",
+            exe=_exe_path(ev),
             ppid=ev.ppid, parent_comm=_text(ev.parent_comm), euid=ev.euid,
             flags=tuple(flags), **common,
         )
@@ -551,6 +635,8 @@ class SyscallCollector:
         self._queue_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._bpf_lock = threading.Lock()  # drain and close: the BPF object is not freed mid-use
+        self.join_timeout_s = 2.0
         self._last_drain = time.monotonic()
         self._dropped_before = DropCounts()
 
@@ -584,7 +670,8 @@ class SyscallCollector:
             self.close()
             raise CollectorUnavailable(f"BPF maps could not be set up: {exc}") from None
         self._last_drain = time.monotonic()
-        self._poller = threading.Thread(target=self._poll, name="fluxtui-syscalls", daemon=True)
+        self._poller = threading.Thread(target=self._poll, args=(self._bpf,),
+                                        name="fluxtui-syscalls", daemon=True)
         self._poller.start()
 
     def _configure(self, offsets: dict[str, int]) -> None:
@@ -597,6 +684,11 @@ class SyscallCollector:
             nr = self.table.numbers.get(name)
             if nr is not None and nr < FX_MAX_NR:
                 desc[ct.c_int(nr)] = ct.c_uint32(value)
+        compat_desc = self._bpf[b"compat_desc"]
+        for name in COMPAT_CAPTURE:
+            nr = self.table.compat_numbers.get(name)
+            if nr is not None and nr < FX_MAX_NR:
+                compat_desc[ct.c_int(nr)] = ct.c_uint32(FX_CAP_EVENT)
         cfg = self._config
         cfg.self_tgid = self.self_pid
         cfg.gen = self._gen
@@ -611,14 +703,19 @@ class SyscallCollector:
 
     def close(self) -> None:
         self._stop.set()
-        if self._poller is not None:
-            self._poller.join(timeout=2)
-            self._poller = None
-        if self._bpf is not None:
-            try:
-                self._bpf.cleanup()
-            finally:
-                self._bpf = None
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.join(timeout=self.join_timeout_s)
+        with self._bpf_lock:
+            bpf, self._bpf = self._bpf, None
+            if bpf is None:
+                return
+            if poller is not None and poller.is_alive():
+                # Freeing the ring buffer under a running poll would crash the process; the
+                # program stays loaded until the thread ends and the object is collected.
+                log.warning("syscall ring buffer poller did not stop; BPF object not cleaned up")
+                return
+            bpf.cleanup()
 
     @property
     def running(self) -> bool:
@@ -626,10 +723,10 @@ class SyscallCollector:
 
     # --- ring buffer -------------------------------------------------------------------------
 
-    def _poll(self) -> None:
+    def _poll(self, bpf: Any) -> None:
         while not self._stop.is_set():
             try:
-                self._bpf.ring_buffer_poll(timeout=100)
+                bpf.ring_buffer_poll(timeout=100)
             except Exception:
                 log.exception("ring buffer poll failed")
                 self._stop.wait(0.5)
@@ -651,8 +748,12 @@ class SyscallCollector:
     def drain(self) -> Drain:
         """Counts since the previous drain (none lost: see "Draining" in syscalls.bpf.c) and
         the events received meanwhile."""
-        if self._bpf is None:
-            raise RuntimeError("collector not started")
+        with self._bpf_lock:
+            if self._bpf is None:
+                raise RuntimeError("collector not started")
+            return self._drain()
+
+    def _drain(self) -> Drain:
         old = self._gen
         self._gen = old ^ 1
         self._config.gen = self._gen

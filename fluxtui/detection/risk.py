@@ -6,11 +6,15 @@ Three parts add up, capped at 100:
   does: a process calling ptrace once and one calling it a million times are both "a process
   that uses ptrace";
 - events: points from detection rules (ptrace attach, exec from /tmp, uid 0, ...) and from other
-  capabilities (`TickContext.add_risk`), each with its reason; the same reason adds up;
+  capabilities (`TickContext.add_risk`), each with its reason. The same principle holds: a kind
+  of event (a rule, or a reason) counts once, at its largest recent value, however often it
+  happens, so a busy normal program repeating memfd_create or bpf(PROG_LOAD) does not climb;
 - anomaly: 0 until an anomaly model is trained (a later issue), shown with that reason. Its
   `anomaly_weight` applies once a model exists; until then it does not cap the other parts.
 Everything decays: every `decay_interval` seconds it is multiplied by `decay_factor` (applied
-continuously, so a value halfway through an interval has decayed by the square root).
+continuously, so a value halfway through an interval has decayed by the square root). `now` is a
+monotonic clock (time.monotonic() in the scorer), so a wall-clock step does not decay or freeze
+scores.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ ZERO = RiskScore(0.0, (), 0.0, 0.0, 0.0, NO_MODEL)
 @dataclass
 class _Contribution:
     points: float
+    reason: str
     technique_id: str = ""
     technique_name: str = ""
 
@@ -52,7 +57,7 @@ class _Contribution:
 class _ProcessState:
     updated: float
     syscalls: dict[str, float] = field(default_factory=dict)  # name -> recency, 1 when used
-    events: dict[str, _Contribution] = field(default_factory=dict)  # reason -> points
+    events: dict[str, _Contribution] = field(default_factory=dict)  # group -> largest
 
 
 class RiskModel:
@@ -99,16 +104,17 @@ class RiskModel:
             state.syscalls[name] = 1.0
 
     def add(self, key: ProcessKey, points: float, reason: str, now: float,
-            technique_id: str = "", technique_name: str = "") -> None:
+            technique_id: str = "", technique_name: str = "", group: str = "") -> None:
+        """Points for one event. Events of one `group` (default: the reason) count once: the
+        largest (after decay) is kept, with its reason."""
         if points <= 0:
             return
         state = self._at(key, now)
         assert state is not None
-        existing = state.events.get(reason)
-        if existing is None:
-            state.events[reason] = _Contribution(points, technique_id, technique_name)
-        else:
-            existing.points += points
+        existing = state.events.get(group or reason)
+        if existing is None or points >= existing.points:
+            state.events[group or reason] = _Contribution(points, reason, technique_id,
+                                                          technique_name)
 
     def forget(self, key: ProcessKey) -> None:
         self._state.pop(key, None)
@@ -140,9 +146,9 @@ class RiskModel:
         event_points = 0.0
         technique = ("", "")
         top_event = 0.0
-        for reason, contribution in state.events.items():
+        for contribution in state.events.values():
             event_points += contribution.points
-            parts.append((contribution.points, reason))
+            parts.append((contribution.points, contribution.reason))
             if contribution.technique_id and contribution.points > top_event:
                 top_event = contribution.points
                 technique = (contribution.technique_id, contribution.technique_name)

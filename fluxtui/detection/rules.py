@@ -12,7 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxtui.collectors.syscalls import KernelEvent
+from fluxtui.collectors.syscalls import (
+    COMPAT_PREFIX,
+    FX_MAX_NR,
+    FX_PATH_PARTS,
+    KernelEvent,
+    signed32,
+)
 from fluxtui.detection.containers import ContainerInfo
 from fluxtui.events import ProcessKey, Severity
 from fluxtui.text import visible
@@ -20,7 +26,9 @@ from fluxtui.text import visible
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
 WORLD_WRITABLE_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/")
 CONTAINER_ESCAPE_SYSCALLS = frozenset({"mount", "umount2", "pivot_root", "chroot", "setns",
-                                       "unshare", "init_module", "finit_module"})
+                                       "unshare", "init_module", "finit_module",
+                                       "fsopen", "fsmount", "move_mount", "open_tree",
+                                       "mount_setattr", "open_by_handle_at"})
 
 PTRACE_ATTACH = {16: "PTRACE_ATTACH", 0x4206: "PTRACE_SEIZE"}
 PTRACE_WRITE = {4: "PTRACE_POKETEXT", 5: "PTRACE_POKEDATA", 6: "PTRACE_POKEUSER",
@@ -29,6 +37,8 @@ PTRACE_TRACEME = 0
 BPF_PROG_LOAD = 5
 
 T_PTRACE = ("T1055.008", "Process Injection: Ptrace System Calls")
+T_INJECTION = ("T1055", "Process Injection")
+T_HIDE = ("T1564", "Hide Artifacts")
 T_SHELL = ("T1059.004", "Command and Scripting Interpreter: Unix Shell")
 T_INTERPRETER = ("T1059", "Command and Scripting Interpreter")
 T_REFLECTIVE = ("T1620", "Reflective Code Loading")
@@ -59,6 +69,9 @@ class Finding:
 @dataclass(frozen=True)
 class EventContext:
     container: ContainerInfo | None = None
+    # For an exec: the parent's executable path ("" when unknown). The parent's comm is never
+    # used to decide anything: any process can rename itself (prctl PR_SET_NAME).
+    parent_exe: str = ""
 
 
 Rule = Callable[[KernelEvent, EventContext], list[Finding]]
@@ -71,15 +84,10 @@ def _finding(ev: KernelEvent, rule: str, title: str, reason: str, points: float,
                    severity, {"event": ev.describe(), **extra})
 
 
-def _signed32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
 def rule_ptrace(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     if ev.kind != "syscall" or ev.syscall != "ptrace":
         return []
-    request, target = ev.args[0], _signed32(ev.args[1])
+    request, target = ev.args[0], signed32(ev.args[1])
     if request == PTRACE_TRACEME:
         return [_finding(ev, "ptrace_traceme", "Process asked to be traced",
                          "PTRACE_TRACEME", 10, T_PTRACE)]
@@ -96,25 +104,41 @@ def rule_ptrace(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     return []
 
 
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
 def rule_exec(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     if ev.kind != "exec":
         return []
     found: list[Finding] = []
     path = ev.exe or ev.filename
-    base = path.rsplit("/", 1)[-1]
+    base = _basename(path)
+    # The resolved path may be cut ("…/a/b"); the path as passed to exec, when absolute, still
+    # names the directory it was started from.
+    paths = [p for p in (ev.exe, ev.filename) if p.startswith("/")]
+    writable = next((p for p in paths if p.startswith(WORLD_WRITABLE_DIRS)), None)
     if ev.exe.count("/") == 1 and base.startswith("memfd:"):
         found.append(_finding(ev, "exec_memfd", "Program executed from memory (memfd)",
                               f"exec of {path} (an anonymous memory file)", 50, T_REFLECTIVE,
                               Severity.HIGH, executable=path))
-    elif path.startswith(WORLD_WRITABLE_DIRS):
+    elif writable is not None:
         found.append(_finding(ev, "exec_tmp", "Program executed from a world-writable directory",
-                              f"exec of {path}", 30, T_INTERPRETER, Severity.MEDIUM,
-                              executable=path))
-    if base in SHELLS and ev.parent_comm not in SHELLS:
+                              f"exec of {writable}", 30, T_INTERPRETER, Severity.MEDIUM,
+                              executable=writable))
+    if "path truncated" in ev.flags:
+        found.append(_finding(ev, "exec_deep_path", "Program executed from a very deep path",
+                              f"path truncated: exec of {path} (more than {FX_PATH_PARTS} "
+                              "directories deep, which hides where it lives)", 20, T_HIDE,
+                              Severity.MEDIUM, executable=path, filename=ev.filename))
+    names = {_basename(p) for p in (ev.exe, ev.filename, ev.argv[0] if ev.argv else "") if p}
+    parent = _basename(ctx.parent_exe)
+    if names & SHELLS and parent not in SHELLS:
+        shown = ctx.parent_exe or f"an unknown executable (comm {ev.parent_comm!r})"
         found.append(_finding(ev, "shell_spawn", "Shell started by a program that is not a shell",
-                              f"shell {path} started by {ev.parent_comm} (pid {ev.ppid})", 10,
+                              f"shell {path} started by {shown} (pid {ev.ppid})", 10,
                               T_SHELL, Severity.LOW, parent_pid=ev.ppid,
-                              parent_name=ev.parent_comm))
+                              parent_name=ev.parent_comm, parent_executable=ctx.parent_exe))
     if ev.euid == 0 and ev.uid != 0:
         found.append(_finding(ev, "exec_setuid_root", "Root gained by a set-user-ID program",
                               f"uid {ev.uid} runs {path} as root (set-user-ID)", 10, T_SETUID))
@@ -133,6 +157,17 @@ def rule_credentials(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
         return [_finding(ev, "gid_root", "Process changed its group to root",
                          f"{ev.syscall}: gid {old_gid} → 0", 10, T_SETUID)]
     return []
+
+
+def rule_process_vm_write(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
+    if ev.kind != "syscall" or ev.syscall != "process_vm_writev":
+        return []
+    target = signed32(ev.args[0])
+    if target in (ev.key.pid, ev.tid):
+        return []
+    return [_finding(ev, "process_vm_write", "Memory written into another process",
+                     f"process_vm_writev into pid {target}", 50, T_INJECTION,
+                     Severity.CRITICAL, target_pid=target)]
 
 
 def rule_module(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
@@ -168,8 +203,19 @@ def rule_bpf_load(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     return [_finding(ev, "bpf_prog_load", "BPF program loaded", "bpf(BPF_PROG_LOAD)", 10)]
 
 
-RULES: tuple[Rule, ...] = (rule_ptrace, rule_exec, rule_credentials, rule_module,
-                           rule_container_escape, rule_memfd_create, rule_bpf_load)
+def rule_compat_syscall(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
+    """A high-signal syscall made through the 32-bit interface (only those are sent)."""
+    if ev.kind != "syscall" or not ev.syscall.startswith(COMPAT_PREFIX):
+        return []
+    return [_finding(ev, "compat_syscall", "32-bit syscall interface used",
+                     f"32-bit syscall interface used: {ev.syscall.removeprefix(COMPAT_PREFIX)} "
+                     "(int 0x80 or a 32-bit program)", 20, severity=Severity.MEDIUM,
+                     compat_nr=ev.nr - FX_MAX_NR)]
+
+
+RULES: tuple[Rule, ...] = (rule_ptrace, rule_process_vm_write, rule_exec, rule_credentials,
+                           rule_module, rule_container_escape, rule_memfd_create, rule_bpf_load,
+                           rule_compat_syscall)
 
 
 def evaluate(ev: KernelEvent, ctx: EventContext | None = None) -> list[Finding]:

@@ -85,6 +85,7 @@ class AlertsPane(Widget):
         if (len(alerts) == len(self._shown)
                 and (not alerts or alerts[-1] is self._shown[0])):
             return
+        selected = self.selected_alert()
         self._shown = tuple(reversed(alerts))
         table = self.table
         cursor = table.cursor_row
@@ -92,7 +93,10 @@ class AlertsPane(Widget):
         for i, alert in enumerate(self._shown):
             table.add_row(*alert_cells(alert), key=str(i))
         if self._shown:
-            table.move_cursor(row=min(cursor, len(self._shown) - 1))
+            # New alerts go on top: the cursor stays on the alert it was on, not on its row.
+            same = next((i for i, a in enumerate(self._shown) if a is selected), None)
+            table.move_cursor(row=same if same is not None
+                              else min(cursor, len(self._shown) - 1))
         counts = {s: 0 for s in Severity}
         for alert in alerts:
             counts[alert.severity] += 1
