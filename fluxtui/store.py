@@ -74,12 +74,17 @@ class AuditStoreError(Exception):
     """The database cannot be opened or written; the message says why."""
 
 
+MAX_AUDIT_ROWS = 1_000_000  # retention: older rows are deleted as new ones come in
+
+
 class AuditStore:
     """One SQLite file in WAL mode, root-only (0600 in a 0700 directory when created here).
-    Each thread gets its own connection; writes are one transaction per batch."""
+    Each thread gets its own connection; writes are one transaction per batch. Keeps the newest
+    `max_rows` rows (retention), so the file cannot grow without bound."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_rows: int = MAX_AUDIT_ROWS) -> None:
         self.path = Path(path)
+        self.max_rows = max_rows
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -115,6 +120,8 @@ class AuditStore:
                 conn.executemany(
                     f"INSERT INTO audit ({', '.join(_COLUMNS)}) "
                     f"VALUES ({', '.join('?' for _ in _COLUMNS)})", rows)
+                conn.execute("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?",
+                             (self.max_rows,))
         except sqlite3.Error as exc:
             raise AuditStoreError(f"audit database {self.path}: {exc}") from None
         return len(rows)

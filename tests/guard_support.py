@@ -123,3 +123,13 @@ def started(argv: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[bytes]]
         if proc.returncode is None:
             with suppress(subprocess.TimeoutExpired, ValueError):
                 proc.communicate(timeout=10)
+
+
+def kernel_marked_inodes(fan_fd: int) -> set[int]:
+    """The inode numbers the kernel holds marks for in this fanotify group (its fdinfo)."""
+    inodes = set()
+    with open(f"/proc/self/fdinfo/{fan_fd}") as f:
+        for line in f:
+            if line.startswith("fanotify ino:"):
+                inodes.add(int(line.split()[1].split(":")[1], 16))
+    return inodes

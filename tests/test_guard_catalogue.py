@@ -143,16 +143,18 @@ def test_id_ranges() -> None:
     assert 12345 in IdRanges.parse("", "k")
 
 
-def test_homes_come_from_the_password_database() -> None:
-    uid_min, uid_max = read_login_defs()
-    homes = homes_from_passwd()
-    expected = {e.pw_dir for e in pwd.getpwall()
-                if e.pw_uid == 0 or uid_min <= e.pw_uid <= uid_max}
-    assert set(homes) == expected
-    system_user = next((e for e in pwd.getpwall() if 0 < e.pw_uid < uid_min), None)
-    if system_user is not None and system_user.pw_dir not in expected:
-        assert system_user.pw_dir not in homes
-    assert pwd.getpwuid(0).pw_dir in homes
+def test_homes_come_from_the_password_database(tmp_path: Path) -> None:
+    def user(name: str, uid: int) -> pwd.struct_passwd:
+        return pwd.struct_passwd((name, "x", uid, uid, "", f"/home/{name}", "/bin/sh"))
+
+    defs = tmp_path / "login.defs"
+    defs.write_text("# comment\nUID_MIN\t 2000\nUID_MAX 3000\nUID_MIN_BAD x\n")
+    assert read_login_defs(str(defs)) == (2000, 3000)
+    assert read_login_defs(str(tmp_path / "missing")) == (1000, 60000)
+    entries = [user("root", 0), user("daemon", 1), user("low", 1999), user("alice", 2000),
+               user("bob", 3000), user("high", 3001), user("nobody", 65534)]
+    assert homes_from_passwd(entries, str(defs)) == ["/home/root", "/home/alice", "/home/bob"]
+    assert pwd.getpwuid(0).pw_dir in homes_from_passwd()  # the real database
 
 
 def test_usable_homes_never_include_the_root_directory(tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ stops the guard, which closes its fanotify fd, even when it fails (see guard_sup
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import resource
 import shutil
 import signal
 import sqlite3
@@ -19,14 +21,17 @@ import pytest
 import fluxtui.capabilities.guard as guard_module
 import fluxtui.guard.responder as responder_module
 from fluxtui.capabilities.guard import GuardComponent
+from fluxtui.collectors.fanotify import FAN_Q_OVERFLOW, FanEvent, FanotifyGroup
 from fluxtui.events import CollectorState
 from fluxtui.guard.events import GuardDecision, PromptView
+from fluxtui.guard.identity import ExeKey
 from fluxtui.pipeline import EventBus
 from tests.guard_support import (
     SSH_KEYGEN,
     Home,
     fanotify_fds,
     guard_config,
+    kernel_marked_inodes,
     make_home,
     require_guard_kernel,
     run,
@@ -46,8 +51,14 @@ def home(tmp_path: Path) -> Home:
 
 
 def _decisions(guard: GuardComponent, events: list[object]) -> list[GuardDecision]:
-    guard.flush()
-    return [e for e in events if isinstance(e, GuardDecision)]
+    """The decisions published so far. The kernel is answered before a decision is published,
+    so a reader can finish before its decision is out: wait (bounded) for at least one."""
+
+    def published() -> list[GuardDecision]:
+        guard.flush()
+        return [e for e in events if isinstance(e, GuardDecision)]
+
+    return wait_for(published)
 
 
 def _public_key(home: Home) -> bytes:
@@ -140,7 +151,7 @@ def test_credential_directory_created_after_start_is_picked_up(home: Home,
         kube = home.root / ".kube"
         kube.mkdir()
         assert guard.marks is not None
-        wait_for(lambda: str(kube) in guard.marks.marked_dirs)
+        wait_for(lambda: str(kube) in guard.marks.marked_paths())
         config = kube / "config"
         config.write_text("token: secret\n")
         cat = run(["cat", str(config)])
@@ -149,11 +160,28 @@ def test_credential_directory_created_after_start_is_picked_up(home: Home,
         # Deeper: a new Firefox profile under directories that did not exist at start.
         profile = home.root / ".mozilla" / "firefox" / "abcd.default"
         profile.mkdir(parents=True)
-        wait_for(lambda: str(profile) in guard.marks.marked_dirs)
+        wait_for(lambda: str(profile) in guard.marks.marked_paths())
         (profile / "logins.json").write_text("{}")
         assert run(["cat", str(profile / "logins.json")]).returncode == 1
         (profile / "prefs.js").write_text("ok")
         assert run(["cat", str(profile / "prefs.js")]).returncode == 0
+
+
+def test_a_credential_directory_replaced_at_the_same_path_is_marked_and_watched(
+        home: Home, tmp_path: Path) -> None:
+    with running_guard(guard_config(home, tmp_path / "state")) as (guard, _):
+        assert guard.marks is not None and guard._fan is not None
+        old = home.ssh.stat().st_ino
+        home.ssh.rename(home.root / ".ssh.bak")
+        home.ssh.mkdir(mode=0o700)
+        new = home.ssh.stat().st_ino
+        wait_for(lambda: new in kernel_marked_inodes(guard._fan.fd)
+                 and old not in kernel_marked_inodes(guard._fan.fd))
+        created = home.ssh / "id_new"
+        created.write_text("new key\n")
+        wait_for(lambda: str(created) in guard.marks.plan.files)  # the new dir is watched
+        cat = run(["cat", str(created)], timeout=10)
+        assert cat.returncode == 1 and cat.stdout == b""
 
 
 def test_other_path_to_the_same_file_is_protected(home: Home, tmp_path: Path) -> None:
@@ -241,7 +269,8 @@ def test_monitor_mode_allows_and_logs(home: Home, tmp_path: Path) -> None:
 def test_our_own_process_is_allowed_at_once(home: Home, tmp_path: Path) -> None:
     with running_guard(guard_config(home, tmp_path / "state")) as (guard, events):
         assert home.key.read_bytes().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
-        assert _decisions(guard, events) == []
+        guard.flush()
+        assert [e for e in events if isinstance(e, GuardDecision)] == []
 
 
 @pytest.mark.parametrize(("default", "code"), [("deny", 1), ("allow", 0)])
@@ -286,6 +315,18 @@ def test_prompt_groups_requests_and_answers_them_together(home: Home, tmp_path: 
         assert outs == [home.key.read_bytes()] * 2
         prompts = [e for e in events if isinstance(e, PromptView)]
         assert prompts and prompts[0].to_ecs()["event"]["outcome"] == "unknown"
+
+
+def test_requests_of_another_user_get_their_own_prompt(home: Home, tmp_path: Path) -> None:
+    def other_real_user() -> None:  # still able to read the key (euid 0), but not the same
+        os.setresuid(65534, 0, 0)
+
+    with running_guard(guard_config(home, tmp_path / "state"), interactive=True) as (guard, _):
+        with started(["cat", str(home.key)]), \
+                started(["cat", str(home.key)], preexec_fn=other_real_user):
+            wait_for(lambda: sum(p.requests for p in guard.pending()) == 2)
+            assert len(guard.pending()) == 2
+            assert {p.requester.uid for p in guard.pending()} == {0, 65534}
 
 
 def test_always_rule_survives_a_restart_and_bad_rules_files_are_refused(
@@ -333,6 +374,137 @@ def test_errors_fail_closed_and_are_reported(home: Home, tmp_path: Path,
     assert decision.decided_by == "error" and "simulated failure" in decision.reason
 
 
+def test_an_error_in_the_loop_does_not_stop_the_responder(home: Home, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    original = responder_module.Responder._on_fanotify
+    calls = []
+
+    def fails_once(self: responder_module.Responder) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated loop failure")
+        original(self)
+
+    monkeypatch.setattr(responder_module.Responder, "_on_fanotify", fails_once)
+    with running_guard(guard_config(home, tmp_path / "state")) as (guard, _):
+        cat = run(["cat", str(home.key)], timeout=10)
+        assert cat.returncode == 1 and cat.stdout == b""
+        assert guard.status().state is CollectorState.RUNNING
+        assert "simulated loop failure" in " ".join(guard.view().problems)
+
+
+def test_a_dead_responder_releases_every_waiting_open(home: Home, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def always_fails(self: responder_module.Responder) -> None:
+        raise RuntimeError("simulated persistent failure")
+
+    monkeypatch.setattr(responder_module.Responder, "_on_fanotify", always_fails)
+    with running_guard(guard_config(home, tmp_path / "state")) as (guard, _):
+        # Nobody answers any more: the group is closed, the kernel lets the open through.
+        cat = run(["cat", str(home.key)], timeout=10)
+        assert cat.returncode == 0
+        status = wait_for(lambda: guard.status().state is CollectorState.UNAVAILABLE
+                          and guard.status())
+        assert "repeated errors" in status.reason
+
+
+def test_too_many_waiting_requests_are_denied_at_once(home: Home, tmp_path: Path) -> None:
+    with running_guard(guard_config(home, tmp_path / "state"), interactive=True) as (guard,
+                                                                                       events):
+        assert guard._responder is not None
+        guard._responder.max_pending = 1
+        with started(["cat", str(home.key)]):
+            wait_for(guard.pending)
+            cat = run(["cat", str(home.key)], timeout=10)
+            assert cat.returncode == 1 and cat.stdout == b""
+            assert len(guard.pending()) == 1 and guard.pending()[0].requests == 1
+        decided_by = [d.decided_by for d in _decisions(guard, events)]
+    assert decided_by.count("overload") == 1
+
+
+def test_fd_limit_is_raised_to_the_hard_limit(home: Home, tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 1024), hard))
+        with running_guard(guard_config(home, tmp_path / "state")):
+            now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    limit = hard
+    if hard == resource.RLIM_INFINITY:
+        limit = int(Path("/proc/sys/fs/nr_open").read_text())
+    assert now == limit
+
+
+def test_a_queue_overflow_is_counted_and_reported(home: Home, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    original = FanotifyGroup.read_events
+    injected = []
+
+    def with_overflow(self: FanotifyGroup) -> list[FanEvent]:
+        events = original(self)
+        if events and not injected:
+            injected.append(1)
+            return [FanEvent(FAN_Q_OVERFLOW, -1, 0), *events]
+        return events
+
+    monkeypatch.setattr(FanotifyGroup, "read_events", with_overflow)
+    with running_guard(guard_config(home, tmp_path / "state")) as (guard, _):
+        assert run(["cat", str(home.key)], timeout=10).returncode == 1
+        view = guard.view()
+    assert view.errors == 1 and any("overflowed 1 time" in p for p in view.problems)
+
+
+def test_a_verification_of_another_file_is_not_applied(home: Home, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    real = responder_module.verify_executable
+    calls = []
+
+    def first_for_another_file(pid: int, exe: str, system_dirs: tuple[str, ...]) -> object:
+        calls.append(pid)
+        verification = real(pid, exe, system_dirs)
+        if len(calls) > 1:
+            return verification
+        # As if the process had run ssh-keygen, a program allowed to read keys, by the time
+        # its executable was hashed.
+        keygen = os.stat(SSH_KEYGEN)
+        return dataclasses.replace(real(os.getpid(), sys.executable, system_dirs),
+                                   path=SSH_KEYGEN, key=ExeKey.of(keygen), package="openssh",
+                                   package_match=True, system_dir=True, problems=())
+
+    monkeypatch.setattr(responder_module, "verify_executable", first_for_another_file)
+    with running_guard(guard_config(home, tmp_path / "state")) as (guard, events):
+        cat = run(["cat", str(home.key)], timeout=10)
+        assert cat.returncode == 1 and cat.stdout == b""
+        decision = _decisions(guard, events)[-1]
+    assert len(calls) == 2 and decision.decided_by == "headless"
+
+
+def test_cached_allowances_are_answered_through_the_group(home: Home, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    original = FanotifyGroup.respond
+    answers: list[bool] = []
+
+    def counted(self: FanotifyGroup, event_fd: int, allow: bool) -> bool:
+        answers.append(allow)
+        return original(self, event_fd, allow)
+
+    monkeypatch.setattr(FanotifyGroup, "respond", counted)
+    script = f"for i in 1 2 3 4; do exec 3<{home.key}; exec 3<&-; done; echo read"
+    with running_guard(guard_config(home, tmp_path / "state"), interactive=True) as (guard, _):
+        with started(["bash", "-c", script]) as bash:
+            prompt = wait_for(guard.pending)[0]
+            guard.answer(prompt.id, "allow", "process", "test: allow this process")
+            out, _err = bash.communicate(timeout=10)
+        assert out == b"read\n"
+        responder = guard._responder
+        assert responder is not None
+        assert responder.allowed == 4  # the last ones from the verdict cache
+        assert answers.count(True) == responder.allowed + responder.passed
+
+
 def test_unavailable_without_root_and_the_fd_is_always_closed(home: Home,
                                                               tmp_path: Path) -> None:
     repo = str(Path(__file__).resolve().parents[1])
@@ -350,7 +522,9 @@ def test_unavailable_without_root_and_the_fd_is_always_closed(home: Home,
 
     before = fanotify_fds()
     guard = GuardComponent(guard_config(home, tmp_path / "state"), interactive=False)
-    guard.start(EventBus())
-    assert guard.status().state is CollectorState.RUNNING and fanotify_fds() == before + 1
-    guard.stop()
+    try:
+        guard.start(EventBus())
+        assert guard.status().state is CollectorState.RUNNING and fanotify_fds() == before + 1
+    finally:
+        guard.stop()
     assert fanotify_fds() == before

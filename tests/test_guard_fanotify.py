@@ -4,6 +4,7 @@ Only directories created by the test are marked."""
 from __future__ import annotations
 
 import os
+import resource
 import select
 import struct
 import subprocess
@@ -16,13 +17,17 @@ from fluxtui.collectors.fanotify import (
     FAN_EVENT_ON_CHILD,
     FAN_MARK_ONLYDIR,
     FAN_OPEN_PERM,
+    FAN_UNLIMITED_QUEUE,
     FanEvent,
     FanotifyError,
     FanotifyGroup,
     parse_events,
 )
 from fluxtui.collectors.proc_events import PROC_EVENT_EXEC, PROC_EVENT_EXIT, ProcEvents
-from tests.guard_support import fanotify_fds, started
+from fluxtui.config import GuardConfig
+from fluxtui.guard.catalogue import build_catalogue
+from fluxtui.guard.marks import MarkPlan, Marks, ProtectedFile
+from tests.guard_support import fanotify_fds, kernel_marked_inodes, started
 from tests.kernel import require_root
 
 
@@ -59,6 +64,83 @@ def perm_group(secret: Path):
         yield group
     finally:
         group.close()
+
+
+@pytest.mark.kernel
+def test_out_of_fds_the_event_is_denied_by_the_kernel_and_counted(perm_group: FanotifyGroup,
+                                                                   secret: Path) -> None:
+    with started(["sh", "-c", f"read _ && exec cat {secret}"], stdin=subprocess.PIPE) as cat:
+        assert cat.stdin is not None
+        poller = select.poll()
+        poller.register(perm_group.fd, select.POLLIN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no fd is free
+            cat.stdin.write(b"go\n")
+            cat.stdin.flush()
+            assert poller.poll(10_000)
+            assert perm_group.read_events() == []
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert perm_group.unreadable == 1
+        out, err = cat.communicate(timeout=10)
+    assert cat.returncode == 1 and out == b"" and b"Operation not permitted" in err
+
+
+@pytest.mark.kernel
+def test_marks_follow_the_plan_even_when_an_inode_number_comes_back(tmp_path: Path) -> None:
+    require_root()
+    catalogue = build_catalogue(GuardConfig(homes=[str(tmp_path)], system_files=[]))
+    old, new = tmp_path / "old-secret", tmp_path / "new-secret"
+    old.write_text("gone\n")
+    new.write_text("secret\n")
+    group = catalogue.groups[0]
+    marks = Marks(catalogue)
+    st = new.stat()
+    # As if the inode number of `new` had belonged to a file marked earlier and since deleted.
+    marks.inodes[(st.st_dev, st.st_ino)] = ProtectedFile(str(old), group)
+    with FanotifyGroup.for_permissions() as fan:
+        try:
+            marks.apply(MarkPlan(files={str(new): group}), fan, None)
+            assert st.st_ino in kernel_marked_inodes(fan.fd)
+            assert marks.inodes == {(st.st_dev, st.st_ino): ProtectedFile(str(new), group)}
+            marks.apply(MarkPlan(), fan, None)
+            assert marks.inodes == {}
+        finally:
+            marks.close()
+
+
+@pytest.mark.kernel
+def test_a_directory_replaced_at_the_same_path_is_marked_and_the_old_one_unmarked(
+        tmp_path: Path) -> None:
+    require_root()
+    catalogue = build_catalogue(GuardConfig(homes=[str(tmp_path)], system_files=[]))
+    ssh = tmp_path / ".ssh"
+    ssh.mkdir()
+    marks = Marks(catalogue)
+    with FanotifyGroup.for_permissions() as fan:
+        try:
+            marks.apply(MarkPlan(marked_dirs={str(ssh)}), fan, None)
+            old_ino = ssh.stat().st_ino
+            assert old_ino in kernel_marked_inodes(fan.fd)
+            ssh.rename(tmp_path / ".ssh.bak")
+            ssh.mkdir()
+            marks.apply(MarkPlan(marked_dirs={str(ssh)}), fan, None)
+            marked = kernel_marked_inodes(fan.fd)
+            assert ssh.stat().st_ino in marked and old_ino not in marked
+            assert marks.marked_paths() == {str(ssh)} and len(marks.marked_dirs) == 1
+        finally:
+            marks.close()
+
+
+@pytest.mark.kernel
+def test_the_permission_queue_is_unlimited() -> None:
+    require_root()
+    with FanotifyGroup.for_permissions() as fan, open(f"/proc/self/fdinfo/{fan.fd}") as f:
+        line = next(x for x in f if x.startswith("fanotify flags:"))
+    assert int(line.split()[1].split(":")[1], 16) & FAN_UNLIMITED_QUEUE
 
 
 @pytest.mark.kernel

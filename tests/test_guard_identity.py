@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.guard.identity import (
     PackageClaim,
     dpkg_owner,
+    mapping_flags,
     process_flags,
     read_process,
     usrmerge_aliases,
@@ -151,3 +153,51 @@ def test_memfd_executable_is_flagged() -> None:
         wait_for(lambda: _exec_done(proc.pid, "/memfd:"), timeout=10)
         info, status = _info(proc.pid)
     assert "memfd executable" in process_flags(info, status)
+
+
+HIDING_LIBRARY = r"""
+#include <string.h>
+extern char **environ;
+/* Runs before main: blank LD_PRELOAD=... in the original environment block, so that
+   /proc/PID/environ no longer shows it. */
+__attribute__((constructor)) static void hide(void) {
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, "LD_PRELOAD=", 11) == 0)
+            memset(*e, 'X', strlen(*e));
+}
+"""
+
+
+@pytest.mark.kernel
+def test_preloaded_library_that_hides_its_variable_is_flagged(tmp_path: Path) -> None:
+    require_root()
+    require(shutil.which("gcc") is not None, "gcc missing")
+    source = tmp_path / "hide.c"
+    source.write_text(HIDING_LIBRARY)
+    library = tmp_path / "libhide.so"
+    build = subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)],
+                           capture_output=True, timeout=60, check=False)
+    assert build.returncode == 0, build.stderr
+    env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(library)}
+    with started([SLEEP, "30"], env=env) as proc:
+        wait_for(lambda: _exec_done(proc.pid, SLEEP))
+        with open(f"/proc/{proc.pid}/environ", "rb") as f:
+            assert b"LD_PRELOAD=" not in f.read()  # hidden indeed
+        info, status = _info(proc.pid)
+    flags = process_flags(info, status)
+    assert "LD_PRELOAD set" not in flags
+    assert f"code mapped from outside the system directories: {library}" in flags
+
+
+def test_mapping_flags_from_a_maps_text() -> None:
+    maps = (b"55d0-55d1 r-xp 00000000 08:01 12 /usr/bin/sleep\n"
+            b"7f00-7f01 r-xp 00000000 08:01 13 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
+            b"7f02-7f03 r--p 00000000 08:01 14 /home/u/data.bin\n"
+            b"7f04-7f05 r-xp 00000000 08:01 15 /home/u/lib with space.so\n"
+            b"7f06-7f07 r-xp 00000000 00:01 16 /memfd:x (deleted)\n"
+            b"7f08-7f09 r-xp 00000000 08:01 17 /usr/lib/old.so (deleted)\n"
+            b"7f0a-7f0b r-xp 00000000 00:00 0 [vdso]\n")
+    assert mapping_flags(maps, "/usr/bin/sleep", ("/usr/bin", "/usr/lib")) == [
+        "code mapped from outside the system directories: /home/u/lib with space.so",
+        "memfd code mapped: /memfd:x (deleted)",
+        "deleted file mapped as code: /usr/lib/old.so (deleted)"]

@@ -120,3 +120,13 @@ def test_no_journal_is_reported_with_the_reason(tmp_path: Path) -> None:
 
 def test_encoding_of_plain_fields() -> None:
     assert encode_journal_fields({"a": "x", "b": 2}) == b"A=x\nB=2\n"
+
+
+def test_only_the_newest_rows_are_kept(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.db", max_rows=3)
+    try:
+        store.record([_record(i) for i in range(4)])
+        store.record_decision(_record(4))
+        assert [r["pid"] for r in store.recent(10)] == [104, 103, 102]
+    finally:
+        store.close()

@@ -281,9 +281,13 @@ class ConnectionsComponent:
             wait = max(0.0, next_query - time.monotonic())
             if self._tracer is not None:
                 wait = min(wait, TRACER_DRAIN_S)
-            readable = [self._wake_r] + ([self._destroy] if self._destroy is not None else [])
-            ready, _, _ = select.select(readable, [], [], wait)
-            if self._destroy is not None and self._destroy in ready:
+            # poll, not select: the guard raises the fd limit, and select fails on fds > 1023.
+            poller = select.poll()
+            poller.register(self._wake_r, select.POLLIN)
+            if self._destroy is not None:
+                poller.register(self._destroy.fileno(), select.POLLIN)
+            ready = {fd for fd, _ in poller.poll(wait * 1000)}
+            if self._destroy is not None and self._destroy.fileno() in ready:
                 self._on_destroyed(self._destroy.read())
 
     def _query(self) -> None:

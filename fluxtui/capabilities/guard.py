@@ -31,7 +31,7 @@ from fluxtui.guard.catalogue import Catalogue, CatalogueError, build_catalogue
 from fluxtui.guard.events import PromptView
 from fluxtui.guard.marks import Marks, plan_marks
 from fluxtui.guard.recorder import Recorder
-from fluxtui.guard.responder import Responder, ResponderSettings
+from fluxtui.guard.responder import Responder, ResponderSettings, raise_fd_limit
 from fluxtui.guard.rules import SCOPES, RuleBook, RulesFile, SavedRule, Scope
 from fluxtui.pipeline import EventBus, TickContext
 from fluxtui.store import AuditStore, AuditStoreError, JournalUnavailable, JournalWriter
@@ -129,6 +129,9 @@ class GuardComponent:
         except OSError as exc:
             self._notes["process_events"] = (f"unavailable ({exc.strerror or exc}): each open "
                                              "re-reads /proc")
+        limit_problem = raise_fd_limit()
+        if limit_problem:
+            self._notes["fd_limit"] = limit_problem
         self._marks = Marks(catalogue)
         for _ in range(10):  # again while new watches appear (see Marks.apply); bounded
             if not self._marks.apply(plan_marks(catalogue), self._fan, self._notify):
@@ -178,6 +181,8 @@ class GuardComponent:
         if self._fan is not None:
             self._fan.close()  # the kernel allows anything still waiting
             self._fan = None
+        if self._marks is not None:
+            self._marks.close()
         for closable in (self._notify, self._proc_events):
             if closable is not None:
                 with contextlib.suppress(OSError):
@@ -240,6 +245,8 @@ class GuardComponent:
             problems = (*problems, rec.journal_error)
         if "watch" in self._notes:
             problems = (*problems, self._notes["watch"])
+        if "fd_limit" in self._notes:
+            problems = (*problems, self._notes["fd_limit"])
         return GuardView(
             mode=r.mode if r else self.config.mode, pending=len(pending),
             waiting_opens=sum(p.requests for p in pending),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import struct
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ _METADATA = struct.Struct("=IBBHQii")
 # struct fanotify_response { __s32 fd; __u32 response; }
 RESPONSE = struct.Struct("=iI")
 
-READ_SIZE = 64 * _METADATA.size * 16
+READ_BATCH = 256  # events per read; a read that returns fewer emptied the queue
+READ_SIZE = READ_BATCH * _METADATA.size
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
@@ -100,12 +102,16 @@ class FanotifyGroup:
             err = ctypes.get_errno()
             raise FanotifyError(err, f"fanotify_init: {os.strerror(err)}")
         self.fd: int = fd
+        # Events the kernel could not hand over because no fd could be opened for them
+        # (EMFILE/ENFILE): it answered (denied) them itself.
+        self.unreadable = 0
 
     @classmethod
     def for_permissions(cls) -> FanotifyGroup:
         """A content-class group for permission events, non-blocking, with event fds opened
-        read-only so the responder can fstat and name the file."""
-        return cls(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK,
+        read-only so the responder can fstat and name the file. The queue is unlimited: an
+        overflow would drop permission events unanswered by us."""
+        return cls(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE,
                    os.O_RDONLY | os.O_LARGEFILE | os.O_CLOEXEC)
 
     def mark(self, path: str, mask: int, flags: int = 0) -> None:
@@ -114,20 +120,37 @@ class FanotifyGroup:
     def unmark(self, path: str, mask: int, flags: int = 0) -> None:
         self._mark(FAN_MARK_REMOVE | flags, mask, path)
 
-    def _mark(self, flags: int, mask: int, path: str) -> None:
+    def mark_fd(self, fd: int, mask: int, flags: int = 0, name: str = "") -> None:
+        """Mark the object open on `fd` (not a path: it stays right when the path is renamed)."""
+        self._mark(FAN_MARK_ADD | flags, mask, name, fd)
+
+    def unmark_fd(self, fd: int, mask: int, flags: int = 0, name: str = "") -> None:
+        self._mark(FAN_MARK_REMOVE | flags, mask, name, fd)
+
+    def _mark(self, flags: int, mask: int, path: str, fd: int | None = None) -> None:
         if self.fd < 0:
             raise FanotifyError(9, "fanotify group is closed")
-        rc = _libc.fanotify_mark(self.fd, flags, mask, AT_FDCWD, os.fsencode(path))
+        if fd is None:
+            rc = _libc.fanotify_mark(self.fd, flags, mask, AT_FDCWD, os.fsencode(path))
+        else:
+            rc = _libc.fanotify_mark(self.fd, flags, mask, fd, None)
         if rc < 0:
             err = ctypes.get_errno()
             raise FanotifyError(err, f"fanotify_mark {path}: {os.strerror(err)}", path)
 
     def read_events(self) -> list[FanEvent]:
-        """The events queued now; [] when none (the fd is non-blocking)."""
+        """The events queued now; [] when none (the fd is non-blocking). When the kernel cannot
+        open an fd for an event (EMFILE/ENFILE) it denies that event itself: counted in
+        `unreadable`, and [] is returned (the next read goes on with the queue)."""
         try:
             buf = os.read(self.fd, READ_SIZE)
         except BlockingIOError:
             return []
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self.unreadable += 1
+                return []
+            raise
         return parse_events(buf)
 
     def respond(self, event_fd: int, allow: bool) -> bool:
@@ -150,7 +173,3 @@ class FanotifyGroup:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def close_event_fd(event: FanEvent) -> None:
-    if event.fd >= 0:
-        os.close(event.fd)

@@ -59,6 +59,11 @@ class Inotify:
             raise OSError(err, f"inotify_add_watch {path}: {os.strerror(err)}", path)
         return int(wd)
 
+    def rm_watch(self, wd: int) -> None:
+        if _libc.inotify_rm_watch(self.fd, wd) < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"inotify_rm_watch: {os.strerror(err)}")
+
     def read_events(self) -> list[InotifyEvent]:
         try:
             buf = os.read(self.fd, 64 * 1024)

@@ -161,11 +161,13 @@ def read_login_defs(path: str = "/etc/login.defs") -> tuple[int, int]:
     return values["UID_MIN"], values["UID_MAX"]
 
 
-def homes_from_passwd() -> list[str]:
-    """Root's home and the home of every regular user (UID_MIN..UID_MAX), existing ones only."""
-    uid_min, uid_max = read_login_defs()
+def homes_from_passwd(entries: list[pwd.struct_passwd] | None = None,
+                      login_defs: str = "/etc/login.defs") -> list[str]:
+    """Root's home and the home of every regular user (UID_MIN..UID_MAX), existing ones only.
+    `entries`: the password database (all of it by default)."""
+    uid_min, uid_max = read_login_defs(login_defs)
     homes: list[str] = []
-    for entry in pwd.getpwall():
+    for entry in pwd.getpwall() if entries is None else entries:
         if entry.pw_uid == 0 or uid_min <= entry.pw_uid <= uid_max:
             homes.append(entry.pw_dir)
     return homes

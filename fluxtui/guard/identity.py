@@ -2,7 +2,11 @@
 
 - `read_process` reads /proc once for a process: its ProcessKey (pid + start time), executable,
   user, parent, command line and injection flags (LD_PRELOAD / LD_LIBRARY_PATH / LD_AUDIT in its
-  environment, being traced, a deleted or memfd executable).
+  environment, being traced, a deleted or memfd executable, and code mapped from a file outside
+  the system directories, a deleted file or a memfd: an injected library that rewrote its own
+  environment still shows in /proc/PID/maps).
+  Limit: the maps are read when the process is identified; a library it loads later (dlopen) is
+  not seen while its verdict stays cached (until its exec, uid change or a tracer).
 - `verify_executable` hashes the executable (sha256, and md5 for dpkg in the same pass), asks the
   package manager who owns the path and whether the content still matches its database, and
   checks that it lives in a root-owned system directory. It is slow the first time; callers cache
@@ -22,11 +26,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from fluxtui.collectors.procstat import parse_stat
+from fluxtui.config import DEFAULT_SYSTEM_DIRS
 from fluxtui.events import ProcessKey
 
 DPKG_INFO = "/var/lib/dpkg/info"
 INJECTION_VARIABLES = (b"LD_PRELOAD", b"LD_LIBRARY_PATH", b"LD_AUDIT")
 SUBPROCESS_TIMEOUT = 10.0
+MAPS_LIMIT = 16 << 20  # bytes of /proc/PID/maps read at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +152,30 @@ def environment_flags(environ: bytes) -> list[str]:
     return flags
 
 
-def read_process(pid: int, dir_fd: int, status: bytes) -> ProcessInfo:
+def mapping_flags(maps: bytes, exe: str, system_dirs: tuple[str, ...]) -> list[str]:
+    """Executable mappings (/proc/PID/maps) of files other than the executable itself that do
+    not come from a system directory, or are deleted, or are memfds."""
+    flags: list[str] = []
+    seen = {exe, exe.removesuffix(" (deleted)")}
+    for line in maps.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 6 or b"x" not in parts[1]:
+            continue
+        path = parts[5].decode("utf-8", "replace")
+        if not path.startswith("/") or path in seen:
+            continue  # [vdso] and the like, or already flagged
+        seen.add(path)
+        if path.startswith("/memfd:"):
+            flags.append(f"memfd code mapped: {path}")
+        elif path.endswith(" (deleted)"):
+            flags.append(f"deleted file mapped as code: {path}")
+        elif not any(path.startswith(d + "/") for d in system_dirs):
+            flags.append(f"code mapped from outside the system directories: {path}")
+    return flags
+
+
+def read_process(pid: int, dir_fd: int, status: bytes,
+                 system_dirs: tuple[str, ...] = DEFAULT_SYSTEM_DIRS) -> ProcessInfo:
     """Everything the policy needs about `pid`, read through `dir_fd` (an open /proc/PID)."""
     try:
         st = parse_stat(pid, _read_at(dir_fd, "stat", 4096))
@@ -157,6 +186,7 @@ def read_process(pid: int, dir_fd: int, status: bytes) -> ProcessInfo:
             exe, exe_key = "", None
         environ = _read_at(dir_fd, "environ")
         cmdline = _read_at(dir_fd, "cmdline")
+        maps = _read_at(dir_fd, "maps", MAPS_LIMIT)
     except (ProcessLookupError, FileNotFoundError, ValueError) as exc:
         raise ProcessGone(str(exc)) from None
     uids = status_field(status, b"Uid").split()
@@ -170,7 +200,9 @@ def read_process(pid: int, dir_fd: int, status: bytes) -> ProcessInfo:
     return ProcessInfo(
         key=ProcessKey(pid, st.start_ticks), exe=exe, exe_key=exe_key, comm=st.comm, uid=uid,
         euid=euid, user=user_name(uid), ppid=st.ppid, parent_exe=parent_exe, cmdline=args,
-        env_flags=tuple(environment_flags(environ) + exe_flags(exe)))
+        env_flags=tuple(environment_flags(environ) + exe_flags(exe)
+                        + mapping_flags(maps, exe, system_dirs)
+                        + (["memory map too large to check"] if len(maps) >= MAPS_LIMIT else [])))
 
 
 def process_flags(info: ProcessInfo, status: bytes) -> tuple[str, ...]:

@@ -163,14 +163,24 @@ class ProtectedFile:
     group: Group
 
 
+@dataclass(slots=True)
+class MarkedDir:
+    path: str  # where it was when last planned
+    fd: int
+    ident: tuple[int, int]
+
+
 class Marks:
     """The marks in place. Owned by the responder thread (single writer)."""
 
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
         self.plan = MarkPlan()
-        self.inodes: dict[tuple[int, int], ProtectedFile] = {}
-        self.marked_dirs: set[str] = set()
+        self.inodes: dict[tuple[int, int], ProtectedFile] = {}  # the planned files, now
+        # Marked directories by identity (st_dev, st_ino), not by path: a directory renamed
+        # away keeps no mark, a new one at the same path gets one. Each holds an fd to its
+        # directory (to unmark it wherever it went); closed by `close`.
+        self.marked_dirs: dict[tuple[int, int], MarkedDir] = {}
         self.watches: dict[int, str] = {}  # inotify wd -> directory
         self.problems: list[str] = []
 
@@ -189,31 +199,47 @@ class Marks:
         added_watch = False
         self.plan = plan
         problems = list(plan.problems)
-        for directory in sorted(plan.marked_dirs - self.marked_dirs):
+        planned: set[tuple[int, int]] = set()
+        for directory in sorted(plan.marked_dirs):
             try:
-                fan.mark(directory, DIR_MARK_MASK, FAN_MARK_ONLYDIR)
-                self.marked_dirs.add(directory)
-            except FanotifyError as exc:
+                st = os.stat(directory)
+            except OSError:
+                continue  # gone since the plan: the re-plan that follows sees it
+            ident = (st.st_dev, st.st_ino)
+            planned.add(ident)
+            if ident in self.marked_dirs:
+                self.marked_dirs[ident].path = directory
+                continue
+            try:
+                marked = self._mark_dir(directory, fan)
+            except (OSError, FanotifyError) as exc:
                 problems.append(str(exc))
-        for directory in sorted(self.marked_dirs - plan.marked_dirs):
-            # Gone or no longer a credential directory: remove the mark when the path is still
-            # there; a deleted directory took its mark with it.
+                continue
+            self.marked_dirs[marked.ident] = marked
+            planned.add(marked.ident)
+        for ident in [i for i in self.marked_dirs if i not in planned]:
+            # Renamed away, deleted or no longer a credential directory: unmark it through
+            # its fd, wherever it is now (a deleted directory took its mark with it).
+            marked = self.marked_dirs.pop(ident)
             with contextlib.suppress(FanotifyError):
-                fan.unmark(directory, DIR_MARK_MASK, FAN_MARK_ONLYDIR)
-            self.marked_dirs.discard(directory)
+                fan.unmark_fd(marked.fd, DIR_MARK_MASK, FAN_MARK_ONLYDIR, marked.path)
+            os.close(marked.fd)
+        # Rebuilt from the plan every time: an inode number seen before may now belong to
+        # another file (inode reuse), so every planned file is marked again (adding an existing
+        # mark is harmless) and files no longer planned are forgotten.
+        inodes: dict[tuple[int, int], ProtectedFile] = {}
         for path, group in plan.files.items():
             try:
                 st = os.stat(path)
             except OSError:
-                continue
-            if (st.st_dev, st.st_ino) in self.inodes:
                 continue
             try:
                 fan.mark(path, FAN_OPEN_PERM)
             except FanotifyError as exc:
                 problems.append(str(exc))
                 continue
-            self.inodes[(st.st_dev, st.st_ino)] = ProtectedFile(path, group)
+            inodes[(st.st_dev, st.st_ino)] = ProtectedFile(path, group)
+        self.inodes = inodes
         if notify is not None:
             watched = set(self.watches.values())
             for directory in sorted(plan.watch - watched):
@@ -224,6 +250,30 @@ class Marks:
                     problems.append(f"cannot watch {directory}: {exc.strerror}")
         self.problems = problems
         return added_watch
+
+    @staticmethod
+    def _mark_dir(directory: str, fan: FanotifyGroup) -> MarkedDir:
+        # Opened before it is marked (opening a marked directory itself raises no event, as
+        # the mask has no FAN_ONDIR), then marked through the fd: the identity is that of the
+        # directory marked, even if the path changes meanwhile.
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            st = os.fstat(fd)
+            fan.mark_fd(fd, DIR_MARK_MASK, FAN_MARK_ONLYDIR, directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        return MarkedDir(directory, fd, (st.st_dev, st.st_ino))
+
+    def marked_paths(self) -> set[str]:
+        return {m.path for m in tuple(self.marked_dirs.values())}
+
+    def close(self) -> None:
+        """Close the directory fds (the marks go with the fanotify group)."""
+        for marked in self.marked_dirs.values():
+            with contextlib.suppress(OSError):
+                os.close(marked.fd)
+        self.marked_dirs.clear()
 
     def forget_watch(self, wd: int) -> None:
         self.watches.pop(wd, None)

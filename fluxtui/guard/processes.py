@@ -24,6 +24,7 @@ from fluxtui.collectors.proc_events import (
     ProcEvents,
     ProcEventsLost,
 )
+from fluxtui.config import DEFAULT_SYSTEM_DIRS
 from fluxtui.guard.identity import (
     ExeKey,
     ExeVerification,
@@ -109,8 +110,10 @@ def task_tracer(dir_fd: int) -> int:
 
 
 class ProcessCache:
-    def __init__(self, proc_events: ProcEvents | None) -> None:
+    def __init__(self, proc_events: ProcEvents | None,
+                 system_dirs: tuple[str, ...] = DEFAULT_SYSTEM_DIRS) -> None:
         self.proc_events = proc_events
+        self.system_dirs = system_dirs
         self.entries: dict[int, CachedProcess] = {}
 
     def get(self, pid: int) -> CachedProcess | None:
@@ -149,7 +152,7 @@ class ProcessCache:
             return None
         try:
             status = os.pread(status_fd, 4096, 0)
-            info = read_process(pid, dir_fd, status)
+            info = read_process(pid, dir_fd, status, self.system_dirs)
             traced_by = task_tracer(dir_fd)
         except (ProcessGone, ProcessLookupError):
             os.close(status_fd)

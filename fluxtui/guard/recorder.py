@@ -144,12 +144,6 @@ class Recorder(Sink):
             self.journal_error = f"journal write failed: {exc}"
 
 
-def fold(outcomes: list[Outcome]) -> list[GuardDecision]:
-    groups: dict[tuple[Any, ...], list[Outcome]] = {}
-    group_outcomes(outcomes, groups)
-    return decisions_of(groups)
-
-
 def group_outcomes(outcomes: list[Outcome], groups: dict[tuple[Any, ...], list[Outcome]]
                    ) -> None:
     for o in outcomes:

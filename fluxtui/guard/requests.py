@@ -47,13 +47,17 @@ class Prompt:
         self.created = first.created
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> tuple[object, ...]:
         return prompt_key(self.requests[0])
 
 
-def prompt_key(request: Request) -> tuple[str, str]:
-    """Requests queue together by (executable, credential group)."""
-    return (request.proc.info.exe, request.group.name)
+def prompt_key(request: Request) -> tuple[object, ...]:
+    """Requests queue together, and so get one answer, only when the prompt shown for the
+    first says all that differs between them: the same executable (by identity: device, inode,
+    size, times, and path), the same credential group, the same real and effective user and the
+    same flags (injection variables, tracer)."""
+    info = request.proc.info
+    return (info.exe_key, info.exe, request.group.name, info.uid, info.euid, request.proc.flags)
 
 
 class Outcome(NamedTuple):

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import math
 import os
+import resource
 import select
 import threading
 import time
@@ -36,13 +37,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fluxtui.collectors.fanotify import (
-    FAN_ALLOW,
     FAN_OPEN_PERM,
-    RESPONSE,
+    FAN_Q_OVERFLOW,
+    READ_BATCH,
     FanEvent,
     FanotifyGroup,
 )
-from fluxtui.collectors.inotify import Inotify
+from fluxtui.collectors.inotify import IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, Inotify
 from fluxtui.collectors.proc_events import ProcEvents
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.guard.catalogue import Catalogue, Group
@@ -80,7 +81,11 @@ REPLAN_DELAY = 0.25  # seconds: new files in marked directories are re-planned i
 HOUSEKEEPING_INTERVAL = 1.0
 SWEEP_INTERVAL = 10.0
 RECORD_INTERVAL = 0.1  # seconds between hand-overs of folded cached allowances
-FULL_BATCH = 256  # a read with fewer events than this emptied the queue
+MAX_PENDING = 1000  # waiting requests at most; beyond, opens are denied at once (reported)
+FDS_PER_WAITER = 4  # event fd, pidfd, and what identifying and verifying it may hold open
+FD_RESERVE = 64  # fds kept free for everything else (audit database, journal, /proc reads)
+MAX_VERIFY_ATTEMPTS = 3  # an executable that changes on every attempt fails closed
+MAX_CONSECUTIVE_ERRORS = 100  # then the loop gives up and closes the group (releasing all)
 LATE_TOLERANCE = 0.010  # seconds: an answer later than deadline + this counts as late
 PRIORITY_BOOST = -4  # nice value of the responder thread (auditd's default boost is 4)
 
@@ -112,13 +117,12 @@ class Responder:
         self.proc_events = proc_events
         self.mode = settings.mode
         self.own_pid = os.getpid()
-        self._fan_fd = fan.fd
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._inbox: list[tuple[Any, ...]] = []
         self._inbox_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._procs = ProcessCache(proc_events)
+        self._procs = ProcessCache(proc_events, catalogue.system_dirs)
         self._verified: dict[ExeKey, ExeVerification] = {}
         self._verifying: dict[ExeKey, list[Request]] = {}
         self._prompts: dict[int, Prompt] = {}
@@ -148,7 +152,10 @@ class Responder:
         self.errors = 0
         self.late = 0  # answers written after their deadline + LATE_TOLERANCE
         self.max_lateness = 0.0
+        self.overflows = 0  # queue overflow events (the kernel dropped events)
+        self.overloaded = 0  # opens denied because too many requests were waiting
         self.last_error = ""
+        self.max_pending = pending_cap()
         self.views: tuple[PromptView, ...] = ()
 
     # --- thread-safe API ------------------------------------------------------------------
@@ -203,20 +210,32 @@ class Responder:
         fan_fd = self.fan.fd
         self._main.register(fan_fd, poll_in)
         self._main.register(self._poller.fileno(), poll_in)
+        failures = 0
         try:
             while not self._stopping:
-                timeout = self._on_timers()
-                for ready, _ in self._main.poll(timeout / 1000.0):
-                    if ready == fan_fd:
-                        self._on_fanotify()
-                    else:
-                        self._on_control()
-        except Exception as exc:  # keep answering: the kernel waits on us
-            log.exception("guard responder failed")
-            self.last_error = f"responder stopped after an error: {exc}"
-            self.errors += 1
+                try:
+                    timeout = self._on_timers()
+                    for ready, _ in self._main.poll(timeout / 1000.0):
+                        if ready == fan_fd:
+                            self._on_fanotify()
+                        else:
+                            self._on_control()
+                    failures = 0
+                except Exception as exc:  # keep answering: the kernel waits on us
+                    log.exception("guard responder: error in its loop")
+                    self.errors += 1
+                    failures += 1
+                    self.last_error = f"responder error: {type(exc).__name__}: {exc}"
+                    if failures >= MAX_CONSECUTIVE_ERRORS:
+                        self.last_error = f"responder stopped after repeated errors: {exc}"
+                        break
         finally:
-            self._shutdown()
+            try:
+                self._shutdown()
+            finally:
+                # Without us nobody answers: closing the group makes the kernel allow every
+                # waiting open and drop the marks, so no process stays blocked.
+                self.fan.close()
 
     def _on_control(self) -> None:
         for fd, _mask in self._poller.poll(0):
@@ -273,7 +292,13 @@ class Responder:
 
     def _on_fanotify(self) -> None:
         for _ in range(16):  # then let the other fds have a turn
+            unreadable = self.fan.unreadable
             events = self.fan.read_events()
+            if self.fan.unreadable != unreadable:
+                self.denied += 1
+                self.errors += 1
+                self.last_error = (f"{self.fan.unreadable} open(s) denied by the kernel: "
+                                   "fluxtui is out of file descriptors")
             if not events:
                 return
             if self.proc_events is not None and self._proc_ready.poll(0):
@@ -285,13 +310,18 @@ class Responder:
             # A stream of opens must not delay the answers that are due.
             if self._due is not None and time.monotonic() >= self._due:
                 self._expire(time.monotonic())
-            if len(events) < FULL_BATCH:
+            if len(events) < READ_BATCH:
                 return  # the queue was drained; poll() says when more arrive
 
     def _handle(self, event: FanEvent, now_wall: float) -> None:
         t0 = time.monotonic_ns()
         fd = event.fd
         if fd < 0:
+            if event.mask & FAN_Q_OVERFLOW:
+                self.overflows += 1
+                self.errors += 1
+                self.last_error = (f"fanotify queue overflowed {self.overflows} time(s): "
+                                   "events were lost")
             return
         if not event.mask & FAN_OPEN_PERM or event.pid == self.own_pid:
             self._write(fd, True)
@@ -323,6 +353,16 @@ class Responder:
                 self._record(proc.info, proc.verification, proc.flags, protected.path,
                              protected.group, True, "monitor",
                              "monitor mode: every access is allowed and logged", t0)
+                return
+            if self._pending() >= self.max_pending:
+                answered = True
+                self._write(fd, False)
+                self.overloaded += 1
+                self.last_error = (f"{self.overloaded} open(s) denied: more than "
+                                   f"{self.max_pending} requests were waiting")
+                self._record(proc.info, proc.verification, proc.flags, protected.path,
+                             protected.group, False, "overload",
+                             f"denied: {self.max_pending} requests already waiting", t0)
                 return
             request = Request(self._new_id(), fd, event.pid, proc, protected.path,
                                protected.group, t0,
@@ -359,12 +399,7 @@ class Responder:
         if verdict.allow is not True or version != self.book.version \
                 or flags is not proc.flags or verdict.valid_until <= time.monotonic():
             return False
-        try:
-            os.write(self._fan_fd, RESPONSE.pack(fd, FAN_ALLOW))
-        except FileNotFoundError:
-            pass  # the opener was killed meanwhile
-        finally:
-            os.close(fd)
+        self._write(fd, True)
         self.allowed += 1
         latency_us = (time.monotonic_ns() - t0) / 1000.0
         key = (proc, protected.path)
@@ -376,6 +411,10 @@ class Responder:
         else:
             fold.add(now_wall, latency_us)
         return True
+
+    def _pending(self) -> int:
+        return sum(len(p.requests) for p in self._prompts.values()) + \
+            sum(len(rs) for rs in self._verifying.values())
 
     def _decide(self, request: Request) -> None:
         proc = request.proc
@@ -459,16 +498,19 @@ class Responder:
         waiting.append(request)
         self._watch_pid(request.pid)
         if len(waiting) == 1:
-            future = self.workers.submit(verify_executable, request.pid, request.proc.info.exe,
-                                         self.catalogue.system_dirs)
-
-            def done(f: Future[ExeVerification], key: ExeKey = key) -> None:
-                self._post(("verified", key, f))
-
-            future.add_done_callback(done)
+            self._submit_verification(key, request, 1)
         self._update_due()
 
-    def _on_verified(self, key: ExeKey, future: Future[ExeVerification]) -> None:
+    def _submit_verification(self, key: ExeKey, request: Request, attempt: int) -> None:
+        future = self.workers.submit(verify_executable, request.pid, request.proc.info.exe,
+                                     self.catalogue.system_dirs)
+
+        def done(f: Future[ExeVerification]) -> None:
+            self._post(("verified", key, f, attempt))
+
+        future.add_done_callback(done)
+
+    def _on_verified(self, key: ExeKey, future: Future[ExeVerification], attempt: int) -> None:
         waiting = self._verifying.pop(key, [])
         try:
             verification = future.result()
@@ -481,6 +523,21 @@ class Responder:
             return
         if verification.key == key:
             self._verified[key] = verification
+        else:
+            # What was hashed is not the file these processes were identified with (it changed
+            # meanwhile): apply it only to those that run exactly that file now, verify again
+            # for the others.
+            self._verified[verification.key] = verification  # right for that file
+            others = [r for r in waiting if current_exe_key(r.pid) != verification.key]
+            waiting = [r for r in waiting if r not in others]
+            if others and attempt < MAX_VERIFY_ATTEMPTS:
+                self._verifying[key] = others
+                self._submit_verification(key, others[0], attempt + 1)
+            else:
+                for request in others:
+                    self._unwatch_if_idle(request.pid, request)
+                    self._finish(request, False, "error", "failed closed: the executable "
+                                 "kept changing while it was verified")
         for request in waiting:
             request.verification = request.proc.verification = verification
             self._unwatch_if_idle(request.pid, request)
@@ -673,7 +730,7 @@ class Responder:
             if kind == "stop":
                 self._stopping = True
             elif kind == "verified":
-                self._on_verified(message[1], message[2])
+                self._on_verified(message[1], message[2], message[3])
             elif kind == "answer":
                 self._on_answer(*message[1:])
             elif kind == "hold":
@@ -704,11 +761,17 @@ class Responder:
         later = False
         for event in self.notify.read_events():
             if self.marks.needs_replan(event):
-                if event.mask & 0x40000000 or event.wd not in self.marks.watches:
+                if event.mask & IN_ISDIR or event.wd not in self.marks.watches:
                     now_dir = True  # a directory came or went: re-plan at once
                 else:
                     later = True
-            if event.mask & 0x00008000:  # IN_IGNORED: the watch is gone
+            if event.mask & IN_IGNORED:  # the watch is gone
+                self.marks.forget_watch(event.wd)
+            elif event.mask & IN_MOVE_SELF:
+                # The watch follows the directory to its new name: drop it, so the re-plan
+                # watches whatever is at the planned path now.
+                with contextlib.suppress(OSError):
+                    self.notify.rm_watch(event.wd)
                 self.marks.forget_watch(event.wd)
         if now_dir:
             self._replan_at = None
@@ -770,3 +833,39 @@ class Responder:
         self._procs.close()
         self._poller.close()
         self._main.close()
+
+
+def pending_cap() -> int:
+    """How many requests may wait at once: each holds fds, and running out of them would make
+    the kernel deny every open it cannot hand over (see FanotifyGroup.read_events)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_PENDING
+    return max(1, min(MAX_PENDING, (soft - FD_RESERVE) // FDS_PER_WAITER))
+
+
+def raise_fd_limit() -> str:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (waiting opens each hold fds). Returns a
+    problem to report, or ""."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        try:
+            with open("/proc/sys/fs/nr_open") as f:
+                hard = int(f.read())
+        except (OSError, ValueError) as exc:
+            return f"cannot read /proc/sys/fs/nr_open: {exc}"
+    if soft != resource.RLIM_INFINITY and soft >= hard:
+        return ""
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(
+            resource.RLIMIT_NOFILE)[1]))
+    except (OSError, ValueError) as exc:
+        return f"cannot raise the open file limit to {hard}: {exc}"
+    return ""
+
+
+def current_exe_key(pid: int) -> ExeKey | None:
+    try:
+        return ExeKey.of(os.stat(f"/proc/{pid}/exe"))
+    except OSError:
+        return None

@@ -7,7 +7,9 @@ process tree up to init, the file and its group, the verification (package, hash
 seconds left before the default action; the number of other requests waiting is in its title.
 
 Keys (PROMPT_BINDINGS, installed by the app at screen level and forwarded to the pane; they are
-active only while a prompt is showing):
+active only while a prompt is showing). The decision keys (a d A D m p S) are ignored for
+KEY_GRACE seconds after the prompt in front changes, so a key meant for something else cannot
+answer a prompt that just appeared; the pane says so meanwhile.
 
     a  allow once            d  deny once
     A  allow always          D  deny always      ("always": this executable + this group)
@@ -26,6 +28,7 @@ Every untrusted string (paths, command lines, user names) is shown through `safe
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -34,6 +37,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
@@ -45,6 +49,8 @@ from fluxtui.events import Snapshot
 from fluxtui.guard.events import GuardDecision, PromptsChanged, PromptView
 from fluxtui.text import visible
 from fluxtui.tui.rules_screen import RulesScreen
+
+log = logging.getLogger(__name__)
 
 # (key, action name on the pane, label, shown in the footer)
 _PROMPT_KEYS: list[tuple[str, str, str, bool]] = [
@@ -66,6 +72,8 @@ PROMPT_BINDINGS: list[Binding] = [
 ]
 """Install these at screen (or app) level together with `GuardPromptKeys`; they call
 `GuardPane.run_prompt_action(name)`."""
+
+KEY_GRACE = 1.0  # seconds during which decision keys are ignored after the front prompt changes
 
 # action name -> (action, scope, label written to the audit trail)
 _DECISIONS: dict[str, tuple[str, str, str]] = {
@@ -113,7 +121,7 @@ def _age(ts: float) -> str:
 
 
 def render_prompt(view: PromptView, others: int, now: float, details: bool,
-                  notice: str = "") -> Text:
+                  notice: str = "", keys_ready: bool = True) -> Text:
     """The prompt as Rich Text; untrusted strings are made visible, never parsed."""
     r = view.requester
     remaining = view.remaining(now)
@@ -169,9 +177,11 @@ def render_prompt(view: PromptView, others: int, now: float, details: bool,
         row("sha256", (r.sha256 or "(not hashed)")[:16] + "…")
     if notice:
         out.append(visible(notice) + "\n", style="bold yellow")
+    if not keys_ready:
+        out.append(f"New prompt: decision keys act in {KEY_GRACE:.0f} s\n", style="bold yellow")
     out.append("[a] allow once  [d] deny once  [A] allow always  [D] deny always  "
                "[m] 5 min  [p] process  [S] session  [x] details  [R] rules  [M] mode",
-               style="reverse")
+               style="reverse" if keys_ready else "dim")
     return out
 
 
@@ -204,6 +214,7 @@ class GuardPane(Widget):
         self._notice = ""
         self._prompts: tuple[PromptView, ...] = ()
         self._timer: Timer | None = None
+        self._keys_from = 0.0  # time.monotonic() from which decision keys act
         self._body = Static(id="guard-prompt-body")
 
     def compose(self) -> ComposeResult:
@@ -238,6 +249,7 @@ class GuardPane(Widget):
         if prompts and (not self._prompts or prompts[0].id != self._prompts[0].id):
             self._details = False
             self._notice = ""
+            self._keys_from = time.monotonic() + KEY_GRACE
         was_showing = self.showing
         self._prompts = prompts
         self.set_class(bool(prompts), "-showing")
@@ -258,7 +270,7 @@ class GuardPane(Widget):
             body.update("")
             return
         body.update(render_prompt(front, len(self._prompts) - 1, time.monotonic(),
-                                  self._details, self._notice))
+                                  self._details, self._notice, self.accepts_keys))
 
     def rendered_text(self) -> str:
         """The prompt as plain text (tests, captures)."""
@@ -266,7 +278,12 @@ class GuardPane(Widget):
         if front is None:
             return ""
         return render_prompt(front, len(self._prompts) - 1, time.monotonic(), self._details,
-                             self._notice).plain
+                             self._notice, self.accepts_keys).plain
+
+    @property
+    def accepts_keys(self) -> bool:
+        """Whether decision keys act now (not within KEY_GRACE of the front prompt changing)."""
+        return self.front is not None and time.monotonic() >= self._keys_from
 
     # --- actions ----------------------------------------------------------------------------------
 
@@ -278,6 +295,10 @@ class GuardPane(Widget):
     def _decide(self, name: str) -> None:
         guard, front = self.guard, self.front
         if guard is None or front is None:
+            return
+        if not self.accepts_keys:
+            self._notice = "key ignored: this prompt has just appeared"
+            self._render_prompt()
             return
         action, scope, label = _DECISIONS[name]
         if scope == "always" and guard.rules_error:
@@ -334,6 +355,14 @@ _HISTORY_COLUMNS = (("time", "Time"), ("outcome", "Outcome"), ("program", "Progr
                     ("reason", "Reason"))
 
 
+class _TimeCell(Text):
+    """The time column: shown as HH:MM:SS, ordered by (timestamp, row id)."""
+
+    def __init__(self, shown: str, order: tuple[float, int]) -> None:
+        super().__init__(shown)
+        self.order = order
+
+
 class GuardHistory(Vertical):
     """For the Guard tab: mode and counters, then every decision (newest first)."""
 
@@ -361,6 +390,9 @@ class GuardHistory(Vertical):
         self.engine = engine
         self.limit = limit
         self._seen: int | None = None
+        self._loading = False
+        self._again = False
+        self._shown: dict[str, tuple[Any, Any]] = {}  # row key -> (count, last_ts) shown
         self._summary_widget = Static(id="guard-summary")
         self._table: DataTable[Any] = DataTable(id="guard-history-table", cursor_type="row",
                                                 zebra_stripes=True)
@@ -415,21 +447,73 @@ class GuardHistory(Vertical):
         t.append("[M] enforce/monitor  [R] rules", style="dim")
         return t
 
+    class Loaded(Message):
+        """The history, read off the UI thread."""
+
+        def __init__(self, items: list[dict[str, Any]]) -> None:
+            super().__init__()
+            self.items = items
+
     def reload(self) -> None:
+        """Read the history (SQLite) on a worker thread; the rows are applied when it is back.
+        One read at a time: a reload asked for meanwhile runs when it is done."""
         guard = self.guard
         if guard is None or not self._table.columns:
             return
+        if self._loading:
+            self._again = True
+            return
+        self._loading = True
+        limit = self.limit
+
+        def load() -> None:
+            try:
+                items = guard.history(limit)
+            except Exception as exc:  # reported, the table keeps what it shows
+                log.warning("guard history: %s", exc)
+                items = None
+            self.post_message(self.Loaded(items if items is not None else []))
+
+        self.run_worker(load, thread=True, group="guard-history", exit_on_error=False)
+
+    def on_guard_history_loaded(self, message: GuardHistory.Loaded) -> None:
+        message.stop()
+        self._loading = False
+        self.apply_rows(message.items)
+        if self._again:
+            self._again = False
+            self.reload()
+
+    def apply_rows(self, items: list[dict[str, Any]]) -> None:
+        """Bring the table to `items` (newest first) by row id: rows that left are removed,
+        new rows added, changed ones (a fold counted more) updated; untouched rows stay."""
         table = self._table
-        selected = None
-        if table.row_count and table.cursor_row >= 0:
-            selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-        table.clear()
-        for index, item in enumerate(guard.history(self.limit)):
-            key = str(item.get("id", f"mem-{index}-{item['ts']}"))
-            table.add_row(*self._cells(item), key=key)
-        if selected is not None:
-            with contextlib.suppress(RowDoesNotExist):  # it left the window: keep the cursor
-                table.move_cursor(row=table.get_row_index(selected))
+        wanted: dict[str, dict[str, Any]] = {}
+        for index, item in enumerate(items):
+            wanted[str(item.get("id", f"mem-{index}-{item['ts']}"))] = item
+        present = {str(k.value) for k in table.rows}
+        for key in present - wanted.keys():
+            table.remove_row(key)
+        added = False
+        for key, item in wanted.items():
+            cells = self._cells(item)
+            if key not in present:
+                table.add_row(*cells, key=key)
+                added = True
+            elif self._shown.get(key) != (item.get("count"), item.get("last_ts")):
+                for (column, _label), value in zip(_HISTORY_COLUMNS, cells, strict=True):
+                    table.update_cell(key, column, value)
+            self._shown[key] = (item.get("count"), item.get("last_ts"))
+        for key in set(self._shown) - wanted.keys():
+            del self._shown[key]
+        if added:  # new rows went to the bottom: newest first again, the cursor stays put
+            selected = None
+            if table.row_count and table.cursor_row >= 0:
+                selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            table.sort("time", key=lambda cell: cell.order, reverse=True)
+            if selected is not None:
+                with contextlib.suppress(RowDoesNotExist):
+                    table.move_cursor(row=table.get_row_index(selected))
 
     @staticmethod
     def _cells(item: dict[str, Any]) -> tuple[Any, ...]:
@@ -444,7 +528,7 @@ class GuardHistory(Vertical):
         else:
             latency_text = f"{latency:.0f} µs"
         return (
-            _age(item["ts"]),
+            _TimeCell(_age(item["ts"]), (item["ts"], item.get("id") or 0)),
             Text(item["outcome"], style="green" if allowed else "bold red"),
             Text(visible(item.get("executable") or "?")),
             str(item.get("pid") or ""),
