@@ -113,8 +113,14 @@ def test_audit_trail_holds_every_request(home: Home, tmp_path: Path) -> None:
     with running_guard(guard_config(home, state)) as (guard, _events):
         run(["cat", str(home.key)])
         run([SSH_KEYGEN, "-y", "-f", str(home.key)])
-        guard.flush()
-        history = guard.history()
+
+        def both_recorded() -> list[dict[str, object]]:
+            # The kernel is answered first, the decision recorded after: wait (bounded).
+            guard.flush()
+            history = guard.history()
+            return history if len(history) >= 2 else []
+
+        history = wait_for(both_recorded)
     assert [h["outcome"] for h in history[:2]] == ["allowed", "denied"]  # newest first
     with sqlite3.connect(state / "audit.db") as db:
         rows = db.execute("SELECT outcome, executable, target, category, decided_by, "
