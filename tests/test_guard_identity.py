@@ -181,8 +181,12 @@ def test_preloaded_library_that_hides_its_variable_is_flagged(tmp_path: Path) ->
     env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(library)}
     with started([SLEEP, "30"], env=env) as proc:
         wait_for(lambda: _exec_done(proc.pid, SLEEP))
-        with open(f"/proc/{proc.pid}/environ", "rb") as f:
-            assert b"LD_PRELOAD=" not in f.read()  # hidden indeed
+
+        def hidden() -> bool:  # the constructor runs a moment after the exec
+            with open(f"/proc/{proc.pid}/environ", "rb") as f:
+                return b"LD_PRELOAD=" not in f.read()
+
+        wait_for(hidden)
         info, status = _info(proc.pid)
     flags = process_flags(info, status)
     assert "LD_PRELOAD set" not in flags
