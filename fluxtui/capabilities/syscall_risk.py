@@ -226,6 +226,8 @@ class SyscallCapture:
                 exited.append(event.key)
                 continue
             parent_exe = ""
+            if event.kind in ("exec", "cred"):
+                tick.identity_changed(event.key)  # the User column follows setuid at once
             if event.kind == "exec":
                 self._containers.refresh(event.key)
                 parent_exe = self._parent_exe(event.ppid)
