@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from collections import deque
@@ -139,7 +140,9 @@ class FluxApp(GuardPromptKeys, App[int]):
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
         for widget in self._data_widgets():
-            widget.refresh_from(snapshot)  # type: ignore[attr-defined]
+            # NoMatches: its children are not mounted yet (first frames); the next tick shows it.
+            with contextlib.suppress(NoMatches):
+                widget.refresh_from(snapshot)  # type: ignore[attr-defined]
 
     def _data_widgets(self) -> Iterable[Widget]:
         """Widgets that show snapshots: all of them outside the tabs, and only those of the
