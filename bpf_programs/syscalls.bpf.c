@@ -141,23 +141,20 @@ static __always_inline void flush_run(struct fx_config *cfg, struct fx_thread *t
     count_drop(FX_DROP_COUNTS, n);
 }
 
-/* After a set*id/capset call: report the change of real uid or gid it made, if any. */
-static __always_inline void check_cred(struct fx_thread *th)
+/* An event with up to four integer arguments and no strings (cred changes, process exit). */
+static __always_inline void emit_plain(u32 kind, s32 nr, u64 start_ticks,
+                                       u64 a0, u64 a1, u64 a2, u64 a3)
 {
-    th->flags &= ~FX_TH_CRED_PENDING;
-    u64 now = bpf_get_current_uid_gid();
-    if (now == th->cred_ids)
-        return;
     struct fx_syscall_event *ev = events.ringbuf_reserve(sizeof(struct fx_syscall_event));
     if (!ev) {
         count_drop(FX_DROP_EVENTS, 1);
         return;
     }
-    fill_header(&ev->h, FX_EV_CRED, th->cred_nr, th->start_ticks);
-    ev->args[0] = (u32)th->cred_ids;
-    ev->args[1] = th->cred_ids >> 32;
-    ev->args[2] = (u32)now;
-    ev->args[3] = now >> 32;
+    fill_header(&ev->h, kind, nr, start_ticks);
+    ev->args[0] = a0;
+    ev->args[1] = a1;
+    ev->args[2] = a2;
+    ev->args[3] = a3;
     ev->args[4] = 0;
     ev->args[5] = 0;
     ev->aux[0] = 0;
@@ -166,6 +163,17 @@ static __always_inline void check_cred(struct fx_thread *th)
     ev->str[1][0] = 0;
     ev->str[2][0] = 0;
     events.ringbuf_submit(ev, 0);
+}
+
+/* After a set*id/capset call: report the change of real uid or gid it made, if any. */
+static __always_inline void check_cred(struct fx_thread *th)
+{
+    th->flags &= ~FX_TH_CRED_PENDING;
+    u64 now = bpf_get_current_uid_gid();
+    if (now == th->cred_ids)
+        return;
+    emit_plain(FX_EV_CRED, th->cred_nr, th->start_ticks, (u32)th->cred_ids,
+               th->cred_ids >> 32, (u32)now, now >> 32);
 }
 
 static __always_inline void emit_syscall(u64 *a, struct fx_thread *th, u16 nr, u32 desc)
@@ -430,21 +438,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     if ((u32)pid_tgid != tgid)
         return 0;
 #endif
-    struct fx_syscall_event *ev = events.ringbuf_reserve(sizeof(struct fx_syscall_event));
-    if (!ev) {
-        count_drop(FX_DROP_EVENTS, 1);
-        return 0;
-    }
     u64 start = (th && (th->flags & FX_TH_INIT)) ? th->start_ticks : process_start_ticks(cfg);
-    fill_header(&ev->h, FX_EV_EXIT, -1, start);
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        ev->args[i] = 0;
-    ev->aux[0] = 0;
-    ev->aux[1] = 0;
-    ev->str[0][0] = 0;
-    ev->str[1][0] = 0;
-    ev->str[2][0] = 0;
-    events.ringbuf_submit(ev, 0);
+    emit_plain(FX_EV_EXIT, -1, start, 0, 0, 0, 0);
     return 0;
 }

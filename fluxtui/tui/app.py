@@ -84,6 +84,8 @@ class FluxApp(GuardPromptKeys, App[int]):
         self._inbox_lock = threading.Lock()
         self._inbox_posted = False
         self._unsubscribe = None
+        self._snapshot_widgets: list[tuple[Widget, TabPane | None]] = []
+        self._event_widgets: list[Widget] = []
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(self.privileged, id="status-header")
@@ -115,6 +117,7 @@ class FluxApp(GuardPromptKeys, App[int]):
         else:
             self.notify(f"theme {self._theme_name!r} not found; using the default",
                         severity="warning", markup=False)
+        self._collect_widgets()
         self._unsubscribe = self.engine.bus.subscribe(self._on_bus_event)
         if self._start_engine:
             self.engine.start()
@@ -151,12 +154,17 @@ class FluxApp(GuardPromptKeys, App[int]):
             active = self.query_one(TabbedContent).active_pane
         except NoMatches:  # the panes are not mounted yet
             active = None
-        for widget in self.query("*"):
-            if not hasattr(widget, "refresh_from"):
-                continue
-            pane = next((a for a in widget.ancestors if isinstance(a, TabPane)), None)
+        for widget, pane in self._snapshot_widgets:
             if pane is None or pane is active:
                 yield widget
+
+    def _collect_widgets(self) -> None:
+        """The widgets that take snapshots and bus events, found once: the main screen's
+        widgets are fixed after compose, so the UI loop does not walk the DOM on every tick."""
+        self._snapshot_widgets = [
+            (w, next((a for a in w.ancestors if isinstance(a, TabPane)), None))
+            for w in self.query("*") if hasattr(w, "refresh_from")]
+        self._event_widgets = [w for w in self.query("*") if hasattr(w, "handle_event")]
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self) -> None:
@@ -180,9 +188,8 @@ class FluxApp(GuardPromptKeys, App[int]):
             events = list(self._inbox)
             self._inbox.clear()
             self._inbox_posted = False
-        handlers = [w for w in self.query("*") if hasattr(w, "handle_event")]
         for event in events:
-            for widget in handlers:
+            for widget in self._event_widgets:
                 widget.handle_event(event)  # type: ignore[attr-defined]
 
     # --- actions -----------------------------------------------------------------------------
