@@ -121,6 +121,16 @@ class RiskInput:
     reason: str
 
 
+@dataclass(frozen=True)
+class AnomalyInput:
+    """The anomaly model's verdict on one process's latest window: `score` 0-100 (0 = like
+    training, 100 = far outside it) and the reasons that name what deviated."""
+
+    key: ProcessKey
+    score: float
+    reasons: tuple[str, ...]
+
+
 class Severity(StrEnum):
     LOW = "low"
     MEDIUM = "medium"

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from fluxtui.events import (
     Alert,
+    AnomalyInput,
     CollectorStatus,
     ProcessKey,
     ProcessRow,
@@ -66,6 +67,8 @@ class TickContext:
         self.alerts: list[Alert] = []
         self.views: dict[str, Any] = {}
         self.risk_inputs: list[RiskInput] = []
+        self.anomalies: dict[ProcessKey, AnomalyInput] = {}
+        self.anomaly_model: str = ""  # why there is no anomaly verdict ("" when a model ran)
         self.stale_identities: list[ProcessKey] = []
 
     def annotate(self, key: ProcessKey, **columns: Any) -> None:
@@ -76,6 +79,11 @@ class TickContext:
         """Report risk seen by a non-syscall source (e.g. a port scan); the risk scorer, which
         runs after the producers, folds it into the process's score with the same decay."""
         self.risk_inputs.append(RiskInput(key, points, reason))
+
+    def set_anomaly(self, verdict: AnomalyInput) -> None:
+        """The anomaly model's verdict for one process this tick; the risk scorer, which runs
+        after it, enters it into the score with `risk.anomaly_weight`."""
+        self.anomalies[verdict.key] = verdict
 
     def identity_changed(self, key: ProcessKey) -> None:
         """The process's credentials or executable changed (setuid, exec): its user, executable
