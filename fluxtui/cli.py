@@ -1,4 +1,4 @@
-"""Command line: the dashboard (default), the headless stream, or doctor."""
+"""Command line: the dashboard (default), the headless stream, doctor, or evaluate."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Terminal dashboard for Linux host security. Run as root for the kernel "
                     "collectors (eBPF syscalls, credential guard); without root it runs passive.",
     )
-    parser.add_argument("command", nargs="?", choices=("doctor",),
-                        help="doctor: check which capabilities this machine offers")
+    parser.add_argument("command", nargs="?", choices=("doctor", "evaluate"),
+                        help="doctor: check which capabilities this machine offers; "
+                             "evaluate: run the labelled scenarios of demo/ and score detection")
     parser.add_argument("--config", metavar="PATH",
                         help="configuration file (default: /etc/fluxtui/config.yml if present)")
     parser.add_argument("--theme", metavar="NAME",
@@ -29,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="headless: exit 0 after this many seconds")
     parser.add_argument("--log", metavar="PATH", help="write diagnostics to this file")
+    evaluate = parser.add_argument_group("evaluate")
+    evaluate.add_argument("--json", metavar="PATH", help="also write the table as JSON here")
+    evaluate.add_argument("--scenario", metavar="NAME", nargs="+", action="extend",
+                          help="run only these scenarios (default: all)")
+    evaluate.add_argument("--training-runs", type=int, default=1, metavar="N",
+                          help="benign rounds recorded to train the model first (0: none)")
+    evaluate.add_argument("--demo-dir", metavar="DIR", help="scenarios (default: demo/)")
     return parser
 
 
@@ -49,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from fluxtui.doctor import run_doctor
 
         return run_doctor(config)
+    if args.command == "evaluate":
+        from fluxtui.evaluation.command import run_evaluate
+
+        return run_evaluate(config, args.scenario, args.json, args.training_runs, args.demo_dir)
     privileged = os.geteuid() == 0
     if args.headless:
         return run_headless(config, privileged, args.output, args.timeout)

@@ -13,7 +13,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 
 kernel=$(uname -r)
-wanted=(python3-venv python3-bpfcc tmux strace iproute2 gcc libc6-dev openssh-client git)
+# gdb, curl, perl, util-linux (unshare, nsenter, setpriv) and procps: the scenarios of `fluxtui evaluate`.
+wanted=(python3-venv python3-bpfcc tmux strace iproute2 gcc libc6-dev openssh-client git gdb curl perl util-linux procps)
 # Prefer the running kernel's own headers package; fall back to the distribution's meta package.
 if [ ! -e "/lib/modules/$kernel/build/include" ]; then
     if apt-cache show "linux-headers-$kernel" >/dev/null 2>&1; then
@@ -34,7 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     # A package the running kernel has no candidate for must not stop the rest.
-    apt-get install -y -qq "${missing[@]}" >/dev/null || apt-get install -y -qq python3-venv python3-bpfcc tmux strace iproute2 gcc libc6-dev openssh-client git >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null || apt-get install -y -qq python3-venv python3-bpfcc tmux strace iproute2 gcc libc6-dev openssh-client git gdb curl perl util-linux procps >/dev/null
 fi
 
 # The running kernel may have no headers package of its own (custom VM kernels): link the

@@ -1,0 +1,72 @@
+# Sourced by every scenario script in demo/. The scripts run under `fluxtui evaluate` (and the
+# demo mode), which set the environment below; they refuse to run anywhere else, so a scenario
+# can never touch a real home's credentials.
+#
+#   HOME                 a decoy home made by fluxtui (it holds the marker .fluxtui-decoy)
+#   FLUX_WORK            this scenario's own temporary directory (also the working directory)
+#   FLUX_SHM, FLUX_VARTMP  this scenario's own directories under /dev/shm and /var/tmp
+#   FLUX_PORT            a free TCP port on 127.0.0.1 for this scenario
+#   FLUX_SUPPORT_PROCS   cgroup.procs of the scenario's "support" cgroup (optional): helpers
+#                        started with `support` (listeners, servers, victims) go there, so that
+#                        the evaluation tells the actor apart from the stage it acts on
+#   FLUX_PYTHON          the Python that runs fluxtui (has pytest), for the benign pytest run
+#
+# Exit codes: 0 the scenario ran (an attack counts as run when it was attempted, even if the
+# guard or the kernel refused it), 77 a tool it needs is missing, anything else a failure.
+set -euo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
+
+die() { echo "scenario: $*" >&2; exit 1; }
+
+[ -f "${HOME:-/nonexistent}/.fluxtui-decoy" ] \
+    || die "HOME is not a fluxtui decoy home: run scenarios through 'fluxtui evaluate'"
+for var in FLUX_WORK FLUX_SHM FLUX_VARTMP FLUX_PORT; do
+    [ -n "${!var:-}" ] || die "$var is not set: run scenarios through 'fluxtui evaluate'"
+done
+WORK=$FLUX_WORK
+PORT=$FLUX_PORT
+cd "$WORK"
+
+# need TOOL...: exit 77 (skipped) unless every tool is on PATH.
+need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || { echo "scenario: needs $tool" >&2; exit 77; }
+    done
+}
+
+# support CMD ARGS...: start a helper in the background, in the support cgroup when there is
+# one; its pid is in $! afterwards. Helpers are killed on exit (and by fluxtui in any case).
+SUPPORT_PIDS=()
+support() {
+    (
+        if [ -n "${FLUX_SUPPORT_PROCS:-}" ]; then echo "$BASHPID" > "$FLUX_SUPPORT_PROCS"; fi
+        exec "$@"
+    ) &
+    SUPPORT_PIDS+=("$!")
+}
+stop_support() {
+    local pid
+    for pid in "${SUPPORT_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${SUPPORT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    SUPPORT_PIDS=()
+}
+trap stop_support EXIT
+
+# wait_file PATH: wait (at most 10 s) until PATH exists.
+wait_file() {
+    local i
+    for i in $(seq 200); do [ -e "$1" ] && return 0; sleep 0.05; done
+    die "timed out waiting for $1"
+}
+
+# wait_port PORT: wait (at most 10 s) until something listens on 127.0.0.1:PORT.
+wait_port() {
+    local i
+    for i in $(seq 200); do
+        if : 2>/dev/null <>"/dev/tcp/127.0.0.1/$1"; then return 0; fi
+        sleep 0.05
+    done
+    die "timed out waiting for a listener on 127.0.0.1:$1"
+}
