@@ -158,3 +158,43 @@ def test_the_table_and_the_json_say_the_same() -> None:
     assert doc["summary"]["detection"]["rules"]["hits"] == 1
     assert doc["summary"]["detection"]["model"] == {"unavailable": "no anomaly module"}
     assert doc["scenarios"][1]["verdict"] == {"rules": None, "model": None, "both": None}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lifetime:
+    key: ProcessKey
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessExit:  # the shape of the engine's final record of an exited process
+    lifetime: _Lifetime
+    risk: float
+    reasons: tuple[str, ...]
+    anomaly: float
+    anomaly_reason: str
+
+
+def test_a_final_record_scores_a_process_that_never_lived_through_a_tick(
+        tmp_path: Path) -> None:
+    obs = observer(tmp_path)
+    quick, modelled = ProcessKey(40, 1), ProcessKey(41, 1)
+    obs(exec_event(quick, ACTOR_ID))
+    obs(exec_event(modelled, ACTOR_ID))
+    obs(ProcessExit(_Lifetime(quick, "gdb"), 62.0, ("ptrace attach (+40)",), 0.0, ""))
+    obs(ProcessExit(_Lifetime(modelled, "python3"), 30.0, (), 70.0, "ptrace never seen"))
+    seen = obs.end().processes
+    assert (seen[quick].final, seen[quick].rules, seen[quick].model) == (62.0, 62.0, 0.0)
+    # With an anomaly part the record does not say what the rules alone made: not guessed.
+    assert (seen[modelled].final, seen[modelled].rules, seen[modelled].model) == (30.0, 0.0, 70.0)
+    assert seen[modelled].model_reason == "ptrace never seen"
+
+
+def test_a_threshold_alert_gives_the_parts_of_the_score_that_crossed(tmp_path: Path) -> None:
+    obs = observer(tmp_path)
+    key = ProcessKey(50, 1)
+    obs(exec_event(key, ACTOR_ID))
+    obs(alert(key, "risk.threshold", Severity.MEDIUM, "T1055.008", score=58.0,
+              syscall_points=10.0, event_points=40.0, anomaly=26.0))
+    record = obs.end().processes[key]
+    assert (record.final, record.rules, record.model) == (58.0, 50.0, 26.0)

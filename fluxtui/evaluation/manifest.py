@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ def technique_fits(alert_technique: str, fits: tuple[str, ...]) -> bool:
 def default_demo_dir() -> Path | None:
     """demo/ next to the package (a checkout), or the installed copy; None when neither."""
     candidates = [Path(__file__).resolve().parents[2] / "demo",
+                  Path(sys.prefix) / "share" / "fluxtui" / "demo",
                   Path("/usr/local/share/fluxtui/demo"), Path("/usr/share/fluxtui/demo")]
     return next((c for c in candidates if (c / MANIFEST_NAME).is_file()), None)
 

@@ -143,6 +143,8 @@ class Observer:
                 self._snapshot(event)
             elif isinstance(event, GuardDecision):
                 self._decision(event)
+            elif type(event).__name__ == "ProcessExit":
+                self._exit(event)
 
     def role(self, key: ProcessKey) -> str | None:
         if key in self._roles:
@@ -210,6 +212,30 @@ class Observer:
         self._pending.append(item)
         return True
 
+    def _exit(self, event: Any) -> None:
+        """A process's final record (whole-life score), where the engine publishes one. It has
+        the combined score and the anomaly part but not the rules' part: that is exact only
+        when the anomaly part is 0 (else the threshold alert, when there is one, gives it)."""
+        lifetime = getattr(event, "lifetime", None)
+        key = getattr(lifetime, "key", None)
+        if not isinstance(key, ProcessKey):
+            return
+        role = self.role(key)
+        if role not in ("actor", "support"):
+            return
+        record = self._record(key, role)
+        if not record.name:
+            record.name = visible(str(getattr(lifetime, "name", "")))
+        risk, anomaly = float(getattr(event, "risk", 0.0)), float(getattr(event, "anomaly", 0.0))
+        if risk > record.final:
+            record.final = risk
+            record.reasons = tuple(getattr(event, "reasons", ()))
+        if anomaly >= record.model and anomaly > 0:
+            record.model_reason = str(getattr(event, "anomaly_reason", ""))
+        record.model = max(record.model, anomaly)
+        if anomaly <= 0:
+            record.rules = max(record.rules, risk)
+
     def _alert(self, alert: Alert, final: bool = False) -> None:
         assert self._active is not None
         if alert.key is not None and self._unknown(alert.key, alert, final):
@@ -232,7 +258,11 @@ class Observer:
             self._active.unattributed.append(record)
         elif role in ("actor", "support"):
             self._active.alerts.append(record)
-            self._record(alert.key, role)
+            process = self._record(alert.key, role)
+            if record.rules_part is not None:  # the parts when the score crossed
+                process.rules = max(process.rules, record.rules_part)
+                process.model = max(process.model, record.model_part or 0.0)
+                process.final = max(process.final, float(extra.get("score", 0) or 0))
 
     def _decision(self, decision: GuardDecision, final: bool = False) -> None:
         assert self._active is not None

@@ -79,7 +79,13 @@ def evaluation_config(config: Config, decoy: DecoyHome) -> Config:
         config.guard, homes=[str(decoy.home)], system_files=[],
         rules_file=str(decoy.state / "rules.yml"), audit_db=str(decoy.state / "audit.db"),
         journal=False)
-    return dataclasses.replace(config, guard=guard)
+    config = dataclasses.replace(config, guard=guard)
+    anomaly = getattr(config, "anomaly", None)
+    if dataclasses.is_dataclass(anomaly) and hasattr(anomaly, "retrain_interval"):
+        # Retraining during the evaluation would learn from the attacks being measured.
+        config = dataclasses.replace(config, anomaly=dataclasses.replace(  # type: ignore[call-arg]
+            anomaly, retrain_interval=0))
+    return config
 
 
 def build_engine(config: Config, plugin: AnomalyPlugin, model: Any = None,
@@ -88,7 +94,10 @@ def build_engine(config: Config, plugin: AnomalyPlugin, model: Any = None,
 
     components = build_components(config, privileged=True, interactive=False)
     if plugin.available:
-        mine = plugin.component_class(config, model=model, recorder=recorder)
+        try:  # load=False: never the model on disk, only the one trained here (or none)
+            mine = plugin.component_class(config, model=model, recorder=recorder, load=False)
+        except TypeError:
+            mine = plugin.component_class(config, model=model, recorder=recorder)
         at = next((i for i, c in enumerate(components)
                    if isinstance(c, plugin.component_class)), None)
         if at is not None:  # the product's own (with the model on disk) is replaced
