@@ -61,11 +61,31 @@ class AnomalyPlugin:
         try:
             from fluxtui.capabilities.anomaly import AnomalyComponent
             from fluxtui.detection.anomaly import fit_models
+        except ModuleNotFoundError as exc:
+            if exc.name in ("fluxtui.capabilities.anomaly", "fluxtui.detection.anomaly"):
+                self.reason = "no anomaly module"
+            else:
+                self.reason = f"the anomaly module failed to import: {exc}"
+            return
         except ImportError as exc:
-            self.reason = f"no anomaly module ({exc.name or exc})"
+            self.reason = f"the anomaly module failed to import: {exc}"
             return
         self.component_class = AnomalyComponent
         self.fit = fit_models
+
+    def fit_windows(self, windows: list[Any]) -> Any:
+        """Fit on recorded windows, with the syscall names for the model's reasons when the
+        module offers them (else its reasons name syscall numbers)."""
+        assert self.fit is not None
+        try:
+            from fluxtui.detection.anomaly.fitjob import syscall_names
+        except ImportError:
+            return self.fit(windows)
+        try:
+            names = syscall_names()
+        except Exception:  # no bcc table here: numbers it is
+            return self.fit(windows)
+        return self.fit(windows, names=names)  # type: ignore[call-arg]
 
     @property
     def available(self) -> bool:
@@ -268,9 +288,8 @@ def _train(cfg: Config, plugin: AnomalyPlugin, run: RunSandbox, observer: Observ
                 ran += result.ran
     line = (f"trained on {len(windows)} windows recorded on this host during "
             f"{ran} benign runs")
-    assert plugin.fit is not None
     try:
-        model = plugin.fit(list(windows))
+        model = plugin.fit_windows(list(windows))
     except Exception as exc:  # a model that cannot be fitted is reported, not fatal
         return None, f"training failed: {exc}", line
     return model, "", line
