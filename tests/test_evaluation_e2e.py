@@ -38,10 +38,10 @@ def test_evaluate_attributes_alerts_and_guard_decisions_to_the_scenarios_process
     assert any(p["role"] == "actor" and p["name"].startswith("python3")
                for p in module["processes"])
     # The guard's answers, to the scenario's own readers only, on the decoy home.
-    (denied,) = by_name["cred-read-python"]["guard"]
-    assert denied.startswith("denied /usr/bin/python3") and "/home/.aws/credentials" in denied
-    (allowed,) = by_name["ssh-keygen-own-key"]["guard"]
-    assert allowed.startswith("allowed /usr/bin/ssh-keygen")
+    (read,) = by_name["cred-read-python"]["guard"]
+    assert " /usr/bin/python3" in read and "/home/.aws/credentials" in read
+    (own,) = by_name["ssh-keygen-own-key"]["guard"]
+    assert own.startswith("allowed /usr/bin/ssh-keygen")
     # Measured, not assumed: the model is unavailable until the anomaly module exists.
     table = out.getvalue()
     assert "module-load-python" in table and "detection rate" in table
