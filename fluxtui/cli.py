@@ -150,11 +150,11 @@ def run_headless(config: Config, privileged: bool, output: str, timeout: float |
     except OutputError as exc:
         print(f"fluxtui: {exc}", file=sys.stderr)
         return 2
-    for note in outputs.notes:
-        print(f"fluxtui: {note}", file=sys.stderr)
     engine = Engine(config, build_components(config, privileged, interactive=False))
     try:
         with serving_metrics(engine, prometheus):
+            for note in outputs.notes:  # once it is sure to run
+                print(f"fluxtui: {note}", file=sys.stderr)
             return HeadlessRunner(engine, output, outputs.out, outputs.sinks).run(timeout)
     except MetricsUnavailable as exc:
         print(f"fluxtui: --prometheus: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ test_only=(
     openssh-client     # tests/guard_support.py: ssh-keygen, a packaged program the guard verifies
     iproute2           # bench/bench_connections.py: `ss` is the floor the benchmark compares with
     prometheus         # tests/test_prometheus_server.py: a real Prometheus scrapes fluxtui
+    systemd            # tests/test_service_unit.py: systemd-analyze verify / security --offline
 )
 # More test-only tools go here, each with the test that uses it, when such a test lands: gdb (a
 # real debugger as a ptrace workload), docker.io or podman (container tests), auditd (audit
