@@ -23,11 +23,12 @@ test_only=(
     iproute2           # bench/bench_connections.py: `ss` is the floor the benchmark compares with
     prometheus         # tests/test_prometheus_server.py: a real Prometheus scrapes fluxtui
     systemd            # tests/test_service_unit.py: systemd-analyze verify / security --offline
+    gdb                # a real debugger as a ptrace workload (issue 14; no test uses it yet)
 )
-# More test-only tools go here, each with the test that uses it, when such a test lands: gdb (a
-# real debugger as a ptrace workload), docker.io or podman (container tests), auditd (audit
-# tests), chromium (page screenshots), openssh-server (a login workload), busybox-static (a shell
-# in a container image). No test uses them yet, so none is installed.
+# More test-only tools go here, each with the test that uses it, when such a test lands:
+# docker.io or podman (container tests), auditd (audit tests), chromium (page screenshots),
+# openssh-server (a login workload), busybox-static (a shell in a container image). No test uses
+# them yet, so none is installed.
 bash "$here/apt_install.sh" "${test_only[@]}"
 
 # Debian enables the packaged Prometheus service; tests start their own on loopback.
