@@ -159,6 +159,9 @@ def run_headless(config: Config, privileged: bool, output: str, timeout: float |
     except MetricsUnavailable as exc:
         print(f"fluxtui: --prometheus: {exc}", file=sys.stderr)
         return 2
+    except (OutputError, OSError) as exc:  # the stream file: disk full, rotation refused
+        print(f"fluxtui: writing the stream failed: {exc}", file=sys.stderr)
+        return 1
     finally:
         outputs.close()
 

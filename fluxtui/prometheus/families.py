@@ -78,8 +78,8 @@ def host_families(snapshot: Snapshot) -> Iterator[Metric]:
     swap.add_metric(["used"], m.memory.swap_used)
     yield swap
     load = GaugeMetricFamily("fluxtui_load_average", "Load average", labels=["period"])
-    for period, value in zip(("1m", "5m", "15m"), m.load_average, strict=True):
-        load.add_metric([period], value)
+    for period, average in zip(("1m", "5m", "15m"), m.load_average, strict=True):
+        load.add_metric([period], average)
     yield load
     if m.interval is not None:  # rates need two samples
         disks = GaugeMetricFamily("fluxtui_disk_bytes_per_second",
