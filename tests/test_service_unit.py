@@ -17,7 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -144,7 +144,7 @@ def metrics(port: int) -> dict[str, float] | None:
     return out
 
 
-def stream_docs(path: Path) -> list[dict[str, object]]:
+def stream_docs(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
@@ -216,18 +216,18 @@ def test_the_units_command_with_its_capabilities_and_a_read_only_home(tmp_path: 
         cat = subprocess.run(["cat", str(key)], capture_output=True, timeout=60)
         assert cat.returncode == 1 and b"Operation not permitted" in cat.stderr
 
-        def denial() -> dict[str, object] | None:
+        def denial() -> dict[str, Any] | None:
             return next((d for d in stream_docs(stream)
-                         if d["event"].get("dataset") == "fluxtui.guard"  # type: ignore[union-attr]
-                         and d.get("file", {}).get("path") == str(key)), None)  # type: ignore[union-attr]
+                         if d["event"].get("dataset") == "fluxtui.guard"
+                         and d.get("file", {}).get("path") == str(key)), None)
 
         decision = wait_for("the guard decision in the stream file", denial)
-        assert decision["event"]["outcome"] == "failure"  # type: ignore[index]
+        assert decision["event"]["outcome"] == "failure"
 
         def other_users_exe() -> str | None:
             for doc in reversed(stream_docs(stream)):
-                if doc["event"].get("dataset") == "fluxtui.processes":  # type: ignore[union-attr]
-                    for p in doc["fluxtui"]["processes"]:  # type: ignore[index]
+                if doc["event"].get("dataset") == "fluxtui.processes":
+                    for p in doc["fluxtui"]["processes"]:
                         if p["pid"] == other.pid:
                             return p["executable"] or ""
             return None
