@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from fluxtui.stream_outputs import StreamSettings
 
 # Flags that only the headless mode reads: given to the dashboard or doctor they are an error
-# (exit 2), never silently ignored. Their defaults are applied in `headless_defaults`.
+# (exit 2), never silently ignored. Their defaults are applied in `main`, so that "not given"
+# stays visible here.
 HEADLESS_ONLY = ("output", "timeout", "stream_file", "stream_max_mb", "stream_backups",
                  "no_journal")
 STREAM_MAX_MB = 100.0
