@@ -15,7 +15,8 @@ if [ ! -x "$fluxtui" ]; then
 fi
 install -d -m 0755 "$unit_dir"
 install -d -m 0700 "$config_dir"
-sed "s|@FLUXTUI@|$fluxtui|g" "$repo/packaging/fluxtui.service" > "$unit_dir/fluxtui.service.tmp"
+sed -e "s|@FLUXTUI@|$fluxtui|g" -e "s|/etc/fluxtui/config.yml|$config_dir/config.yml|g" \
+    "$repo/packaging/fluxtui.service" > "$unit_dir/fluxtui.service.tmp"
 chmod 0644 "$unit_dir/fluxtui.service.tmp"
 mv "$unit_dir/fluxtui.service.tmp" "$unit_dir/fluxtui.service"
 echo "install-service: wrote $unit_dir/fluxtui.service (ExecStart $fluxtui)"

@@ -100,7 +100,8 @@ def test_install_script_writes_the_unit_and_a_private_config(tmp_path: Path) -> 
                             timeout=60)
     assert result.returncode == 0, result.stderr
     unit = (units / "fluxtui.service").read_text()
-    assert "@FLUXTUI@" not in unit and f"ExecStart={FLUXTUI} --headless" in unit
+    assert "@FLUXTUI@" not in unit
+    assert f"ExecStart={FLUXTUI} --headless --config {configs}/config.yml " in unit
     assert (configs / "config.yml").stat().st_mode & 0o777 == 0o600
     assert (configs / "config.yml").read_text() == (REPO / "config.yml").read_text()
     # An existing configuration is never overwritten.
