@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 # Flags that only the headless mode reads: given to the dashboard or doctor they are an error
 # (exit 2), never silently ignored. Their defaults are applied in `main`, so that "not given"
 # stays visible here.
-HEADLESS_ONLY = ("output", "timeout", "stream_file", "stream_max_mb", "stream_backups",
-                 "no_journal")
+HEADLESS_ONLY = ("output", "timeout", "stream_file", "stream_max_mb", "stream_backups")
 STREAM_MAX_MB = 100.0
 STREAM_BACKUPS = 5
 
@@ -68,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stream-backups", type=int, metavar="N",
                         help=f"headless: rotated files kept as PATH.1 ... PATH.N "
                              f"(default {STREAM_BACKUPS})")
-    parser.add_argument("--no-journal", action="store_true", default=None,
-                        help="headless: do not send alerts to the systemd journal (sent by "
-                             "default when one runs)")
+    parser.add_argument("--no-journal", action="store_true",
+                        help="do not send alerts to the systemd journal (sent by default when "
+                             "one runs)")
     parser.add_argument("--prometheus", metavar="ADDR:PORT",
                         help="serve Prometheus metrics on http://ADDR:PORT/metrics "
                              "(ADDR defaults to 127.0.0.1; dashboard and headless)")
@@ -136,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             alerts_to_journal=not args.no_journal)
         return run_headless(config, privileged, stream.output, args.timeout, stream,
                             prometheus=args.prometheus)
-    return run_tui(config, privileged, args.theme, prometheus=args.prometheus)
+    return run_tui(config, privileged, args.theme, prometheus=args.prometheus,
+                   journal=not args.no_journal)
 
 
 def run_headless(config: Config, privileged: bool, output: str, timeout: float | None,
@@ -168,9 +168,10 @@ def run_headless(config: Config, privileged: bool, output: str, timeout: float |
 
 
 def run_tui(config: Config, privileged: bool, theme: str | None,
-            prometheus: str | None = None) -> int:
+            prometheus: str | None = None, journal: bool = True) -> int:
     from fluxtui.components import build_components
     from fluxtui.engine import Engine
+    from fluxtui.journal_alerts import AlertJournal
     from fluxtui.tui.app import FluxApp
 
     engine = Engine(config, build_components(config, privileged, interactive=True))
@@ -179,7 +180,12 @@ def run_tui(config: Config, privileged: bool, theme: str | None,
     sys.setswitchinterval(0.001)
     try:
         with serving_metrics(engine, prometheus):
-            result = FluxApp(engine, privileged, theme).run()
+            alerts = AlertJournal.if_running(engine.bus) if journal else None
+            try:
+                result = FluxApp(engine, privileged, theme).run()
+            finally:
+                if alerts is not None:
+                    alerts.stop()
     except MetricsUnavailable as exc:
         print(f"fluxtui: --prometheus: {exc}", file=sys.stderr)
         return 2

@@ -71,7 +71,6 @@ def test_version_is_the_installed_package_version() -> None:
     (["--timeout", "5"], "--timeout"),
     (["--stream-file", "/tmp/never-written"], "--stream-file"),
     (["--stream-max-mb", "1", "--stream-backups", "2"], "--stream-max-mb, --stream-backups"),
-    (["--no-journal"], "--no-journal"),
 ])
 def test_headless_only_flags_are_an_error_for_the_dashboard(flags: list[str], named: str) -> None:
     line = one_line_error(run_cli(*flags))

@@ -12,6 +12,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import pytest
 from fluxtui.config import Config
 from fluxtui.events import Alert, ProcessKey, Severity
 from fluxtui.headless import HeadlessRunner
+from fluxtui.journal_alerts import QUEUE_LIMIT, AlertJournal
+from fluxtui.pipeline import EventBus
 from fluxtui.store import JournalWriter
 from fluxtui.stream_outputs import (
     JournalDocuments,
@@ -229,3 +232,39 @@ def test_a_journal_that_went_away_drops_and_counts(journal: tuple[str, socket.so
     os.unlink(path)
     sink(alert().to_ecs())
     assert sink.sent == 0 and sink.dropped == 1 and sink.last_error
+
+
+def test_dashboard_alerts_reach_the_journal_from_their_own_thread(
+        journal: tuple[str, socket.socket], tmp_path: Path) -> None:
+    path, server = journal
+    bus = EventBus()
+    alerts = AlertJournal.if_running(bus, path)
+    assert alerts is not None
+    bus.publish(alert(Severity.HIGH))
+    bus.publish(fakes.snapshot())  # not an alert: not sent
+    alerts.stop()  # sends what is queued first
+    (entry,) = received(server)
+    assert entry["PRIORITY"] == "3" and entry["FLUXTUI_RULE"] == "syscalls.process_vm_write"
+    doc = json.loads(entry["FLUXTUI_ECS"])
+    assert doc["@timestamp"].endswith("Z") and doc["host"]["hostname"]
+    assert AlertJournal.if_running(bus, str(tmp_path / "none")) is None
+
+
+def test_a_stalled_journal_never_holds_up_the_publisher(
+        journal: tuple[str, socket.socket]) -> None:
+    path, _ = journal
+    release = threading.Event()
+
+    class Stalled(JournalDocuments):
+        def __call__(self, doc: dict[str, object]) -> None:
+            release.wait(60)
+
+    alerts = AlertJournal(EventBus(), Stalled(JournalWriter(path), alerts_only=True))
+    alerts.start()
+    try:
+        for _ in range(QUEUE_LIMIT + 50):  # returns at once although nothing is sent
+            alerts.bus.publish(alert())
+        assert alerts.dropped >= 49  # the thread may have taken one before it stalled
+    finally:
+        release.set()
+        alerts.stop()
