@@ -70,7 +70,7 @@ def test_a_broken_unit_fails_verification(tmp_path: Path) -> None:
 
 def test_hardening_exposure_stays_under_the_threshold(tmp_path: Path) -> None:
     """systemd's own exposure score (0 safest, 10 unprotected; the threshold is in tenths):
-    5.4 at the time of writing; CAP_SYS_ADMIN, which fanotify
+    5.2 at the time of writing; CAP_SYS_ADMIN, which fanotify
     permission events need, is most of what remains."""
     result = subprocess.run([systemd_analyze(), "security", "--offline=true", "--threshold=60",
                              str(installed_unit(tmp_path))], capture_output=True, text=True,
