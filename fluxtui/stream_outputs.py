@@ -6,8 +6,8 @@ it is renamed to PATH.1 (PATH.1 to PATH.2, ... up to `backups`; the oldest is de
 PATH is started, the scheme log shippers (Filebeat, Vector, Fluent Bit) follow by inode.
 
 `JournalDocuments` sends stream documents to the journal, one entry each: the headless mode
-sends alerts there whenever a journal runs, and with `--output journal` every event document
-(not the per-tick metric and state documents).
+sends alerts there whenever a journal runs, and with `--output journal` also guard and socket
+events (not the per-tick documents, syscall events or exits, which would flood it).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any, TextIO, cast
 from fluxtui.config import Config
 from fluxtui.store import JOURNAL_SOCKET, JournalUnavailable, JournalWriter
 
+# Event datasets that --output journal sends besides alerts (see JournalDocuments).
+JOURNAL_DATASETS = frozenset({"fluxtui.guard", "fluxtui.connections"})
 # journald priorities (syslog levels)
 CRITICAL, ERROR, WARNING, NOTICE, INFO = 2, 3, 4, 5, 6
 
@@ -128,8 +130,10 @@ def journal_message(doc: dict[str, Any]) -> str:
 class JournalDocuments:
     """Sends stream documents to the journal as they are written (on the headless writer
     thread, never on a publisher's). `alerts_only` sends alerts and nothing else; otherwise
-    every event document goes except the per-tick metric and state documents, which would
-    flood the journal (scrape them with --prometheus or read them from the stream).
+    alerts and the event datasets in `JOURNAL_DATASETS` (guard decisions and prompts, socket
+    events, which their collectors rate-limit). The rest stays out of the journal: per-tick
+    metric and state documents, every exec and high-signal syscall, process exits; they would
+    flood it (scrape figures with --prometheus, keep the full stream in a --stream-file).
     `skip_datasets` names datasets that reach the journal by another way (the guard writes its
     own decisions when `guard.journal` is on). Each entry carries the ECS document as
     FLUXTUI_ECS (JSON) and its rule, technique and dataset as fields; entries the journal
@@ -147,9 +151,11 @@ class JournalDocuments:
     def wanted(self, doc: dict[str, Any]) -> bool:
         event = doc.get("event", {})
         kind = event.get("kind")
-        if self.alerts_only:
-            return kind == "alert"
-        return kind in ("alert", "event") and event.get("dataset") not in self.skip_datasets
+        if kind == "alert":
+            return True
+        dataset = event.get("dataset")
+        return (not self.alerts_only and kind == "event" and dataset in JOURNAL_DATASETS
+                and dataset not in self.skip_datasets)
 
     def __call__(self, doc: dict[str, Any]) -> None:
         if not self.wanted(doc):

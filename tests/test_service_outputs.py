@@ -191,7 +191,7 @@ def test_alerts_reach_the_journal_with_priority_fields_and_the_ecs_document(
     assert sink.sent == 1 and sink.dropped == 0
 
 
-def test_every_event_but_metrics_with_output_journal_and_no_stdout(
+def test_output_journal_sends_alerts_and_socket_events_and_nothing_to_stdout(
         journal: tuple[str, socket.socket]) -> None:
     path, server = journal
     outputs = open_outputs(Config(), StreamSettings(output="journal", journal_socket=path))
@@ -203,11 +203,13 @@ def test_every_event_but_metrics_with_output_journal_and_no_stdout(
     guard_doc = {"event": {"kind": "event", "dataset": "fluxtui.guard"}, "message": "denied"}
     conn_doc = {"event": {"kind": "event", "dataset": "fluxtui.connections",
                           "action": "connection-opened"}}
-    for doc in (guard_doc, conn_doc):
+    exec_doc = {"event": {"kind": "event", "dataset": "fluxtui.syscalls", "action": "exec"}}
+    for doc in (guard_doc, conn_doc, exec_doc):
         outputs.sinks[0](doc)
     outputs.close()
     entries = received(server)
-    # The guard writes its own decisions to the journal (guard.journal: true): not twice.
+    # The guard writes its own decisions to the journal (guard.journal: true): not twice; every
+    # exec on the host would flood it.
     assert [e["FLUXTUI_DATASET"] for e in entries] == ["fluxtui.syscalls", "fluxtui.connections"]
     assert entries[0]["PRIORITY"] == "4"
     assert entries[1]["MESSAGE"] == "fluxtui.connections: connection-opened"
