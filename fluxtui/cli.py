@@ -18,6 +18,7 @@ from fluxtui.config import Config, ConfigError, config_from_env_or_file
 
 if TYPE_CHECKING:
     from fluxtui.engine import Engine
+    from fluxtui.prometheus import PrometheusExporter
     from fluxtui.stream_outputs import StreamSettings
 
 # Flags that only the headless mode reads: given to the dashboard or doctor they are an error
@@ -153,10 +154,15 @@ def run_headless(config: Config, privileged: bool, output: str, timeout: float |
         return 2
     engine = Engine(config, build_components(config, privileged, interactive=False))
     try:
-        with serving_metrics(engine, prometheus):
+        with serving_metrics(engine, prometheus) as exporter:
             for note in outputs.notes:  # once it is sure to run
                 print(f"fluxtui: {note}", file=sys.stderr)
-            return HeadlessRunner(engine, output, outputs.out, outputs.sinks).run(timeout)
+            runner = HeadlessRunner(engine, output, outputs.out, outputs.sinks)
+            if exporter is not None:
+                exporter.count_drops("stream", lambda: runner.dropped)
+                for sink in outputs.journal_sinks():  # at most one
+                    exporter.count_drops("journal", sink.dropped_count)
+            return runner.run(timeout)
     except MetricsUnavailable as exc:
         print(f"fluxtui: --prometheus: {exc}", file=sys.stderr)
         return 2
@@ -179,8 +185,10 @@ def run_tui(config: Config, privileged: bool, theme: str | None,
     # keeps a busy UI or engine thread from delaying an answer by up to 5 ms.
     sys.setswitchinterval(0.001)
     try:
-        with serving_metrics(engine, prometheus):
+        with serving_metrics(engine, prometheus) as exporter:
             alerts = AlertJournal.if_running(engine.bus) if journal else None
+            if alerts is not None and exporter is not None:
+                exporter.count_drops("journal", lambda: alerts.dropped + alerts.sink.dropped)
             try:
                 result = FluxApp(engine, privileged, theme).run()
             finally:
@@ -197,11 +205,11 @@ class MetricsUnavailable(Exception):
 
 
 @contextlib.contextmanager
-def serving_metrics(engine: Engine, listen: str | None) -> Iterator[None]:
-    """Serves /metrics from the engine's bus while the block runs (nothing when `listen` is
-    None). The endpoint is up before the engine starts, so no event is missed."""
+def serving_metrics(engine: Engine, listen: str | None) -> Iterator[PrometheusExporter | None]:
+    """Serves /metrics from the engine's bus while the block runs (nothing, and None, when
+    `listen` is None). The endpoint is up before the engine starts, so no event is missed."""
     if listen is None:
-        yield
+        yield None
         return
     from fluxtui.prometheus import ListenAddressError, PrometheusExporter, parse_listen_address
 
@@ -211,6 +219,6 @@ def serving_metrics(engine: Engine, listen: str | None) -> Iterator[None]:
     except ListenAddressError as exc:
         raise MetricsUnavailable(str(exc)) from None
     try:
-        yield
+        yield exporter
     finally:
         exporter.stop()

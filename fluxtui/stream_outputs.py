@@ -148,6 +148,9 @@ class JournalDocuments:
         self.dropped = 0
         self.last_error = ""
 
+    def dropped_count(self) -> int:
+        return self.dropped
+
     def wanted(self, doc: dict[str, Any]) -> bool:
         event = doc.get("event", {})
         kind = event.get("kind")
@@ -200,12 +203,14 @@ class HeadlessOutputs:
     sinks: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # for stderr, one line each
 
+    def journal_sinks(self) -> list[JournalDocuments]:
+        return [sink for sink in self.sinks if isinstance(sink, JournalDocuments)]
+
     def close(self) -> None:
         if self.out is not sys.stdout:
             self.out.close()
-        for sink in self.sinks:
-            if isinstance(sink, JournalDocuments):
-                sink.close()
+        for sink in self.journal_sinks():
+            sink.close()
 
 
 def open_outputs(config: Config, settings: StreamSettings) -> HeadlessOutputs:

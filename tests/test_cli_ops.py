@@ -146,6 +146,7 @@ def test_headless_serves_metrics_and_refuses_a_taken_port(quiet_config: Path) ->
             time.sleep(0.1)
         assert text and "fluxtui_engine_ticks_total" in text
         assert 'fluxtui_collector_up{collector="processes"} 1.0' in text
+        assert 'fluxtui_output_dropped_total{output="stream"} 0.0' in text
         taken = run_cli("--config", str(quiet_config), "--headless", "--prometheus", str(port))
         assert one_line_error(taken) == (
             f"fluxtui: --prometheus: cannot listen on 127.0.0.1:{port}: Address already in use")

@@ -89,6 +89,16 @@ def test_real_engine_host_metrics_and_an_alert_published_on_its_bus(
     assert not any(name.startswith("fluxtui_process_risk") for name, _ in after)
 
 
+def test_output_drop_counts_are_read_at_scrape_time(exporter: PrometheusExporter) -> None:
+    dropped = [0]
+    exporter.count_drops("stream", lambda: dropped[0])
+    assert series(scrape(exporter), "fluxtui_output_dropped_total") == {
+        (("output", "stream"),): 0}
+    dropped[0] = 12
+    assert series(scrape(exporter), "fluxtui_output_dropped_total") == {
+        (("output", "stream"),): 12}
+
+
 def test_stopped_exporter_no_longer_counts(engine: Engine) -> None:
     exporter = PrometheusExporter(engine.bus, "127.0.0.1", 0)
     exporter.start()

@@ -15,7 +15,12 @@ from importlib.metadata import PackageNotFoundError, version
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from fluxtui.pipeline import EventBus
@@ -67,12 +72,21 @@ class _SnapshotCollector(Collector):
     def __init__(self, counters: BusCounters, top_n: int) -> None:
         self.counters = counters
         self.top_n = top_n
+        self.drops: dict[str, Callable[[], int]] = {}
 
     def collect(self) -> Iterator[Metric]:
         info = InfoMetricFamily("fluxtui_build", "The fluxtui version serving these metrics")
         info.add_metric([], {"version": _version()})
         yield info
         yield from self.counters.families()
+        if self.drops:
+            dropped = CounterMetricFamily(
+                "fluxtui_output_dropped", "Documents an output could not take and dropped "
+                "(stream: the headless queue for a slow reader; journal: entries refused or "
+                "queued past the limit)", labels=["output"])
+            for output, read in sorted(self.drops.items()):
+                dropped.add_metric([output], read())
+            yield dropped
         snapshot = self.counters.latest
         yield GaugeMetricFamily("fluxtui_snapshot_available",
                                 "1 once the engine has taken its first snapshot",
@@ -92,10 +106,16 @@ class PrometheusExporter:
         self.requested_port = port
         self.counters = BusCounters()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_SnapshotCollector(self.counters, top_n))
+        self._collector = _SnapshotCollector(self.counters, top_n)
+        self.registry.register(self._collector)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
+
+    def count_drops(self, output: str, read: Callable[[], int]) -> None:
+        """Export `read()` (a running count, read at scrape time) as
+        fluxtui_output_dropped_total{output=...}."""
+        self._collector.drops[output] = read
 
     @property
     def port(self) -> int:
