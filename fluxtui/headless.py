@@ -66,7 +66,7 @@ class HeadlessRunner:
     def __init__(self, engine: Engine, output: str, out: TextIO = sys.stdout,
                  sinks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> None:
         self.engine = engine
-        self.sinks = tuple(sinks)  # also get every document (journal); output "journal": only they
+        self.sinks = tuple(sinks)  # every document also goes to these; output "journal": only
         self.output = output
         self.out = out
         self.host = host_fields()
