@@ -186,3 +186,12 @@ def test_dashboard_serves_metrics_while_it_runs(tmp_path: Path, quiet_config: Pa
         assert scrape(port) is None  # the endpoint went with the dashboard
     finally:
         subprocess.run(["tmux", "-L", server, "kill-server"], capture_output=True, timeout=30)
+
+
+def test_doctor_advice_for_bcc_names_the_venv_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fluxtui.doctor import check_bcc
+
+    monkeypatch.setitem(sys.modules, "bcc", None)  # import bcc raises ImportError
+    check = check_bcc()
+    assert not check.ok
+    assert "python3-bpfcc" in check.fix and "--system-site-packages" in check.fix
