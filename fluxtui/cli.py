@@ -1,13 +1,41 @@
-"""Command line: the dashboard (default), the headless stream, doctor, or evaluate."""
+"""Command line: the dashboard (default), the headless stream, doctor, or evaluate.
+
+The configuration is the file given with --config, else the one named by the FLUXTUI_CONFIG
+environment variable, else /etc/fluxtui/config.yml when present, else the built-in defaults.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from fluxtui.config import Config, ConfigError, config_from_env_or_file
+
+if TYPE_CHECKING:
+    from fluxtui.engine import Engine
+    from fluxtui.prometheus import PrometheusExporter
+    from fluxtui.stream_outputs import StreamSettings
+
+# Flags that only the headless mode reads: given to the dashboard or doctor they are an error
+# (exit 2), never silently ignored. Their defaults are applied in `main`, so that "not given"
+# stays visible here.
+HEADLESS_ONLY = ("output", "timeout", "stream_file", "stream_max_mb", "stream_backups")
+STREAM_MAX_MB = 100.0
+STREAM_BACKUPS = 5
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fluxtui")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,16 +47,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("command", nargs="?", choices=("doctor", "evaluate"),
                         help="doctor: check which capabilities this machine offers; "
                              "evaluate: run the labelled scenarios of demo/ and score detection")
+    parser.add_argument("--version", action="version", version=f"fluxtui {package_version()}")
     parser.add_argument("--config", metavar="PATH",
-                        help="configuration file (default: /etc/fluxtui/config.yml if present)")
+                        help="configuration file (default: $FLUXTUI_CONFIG, else "
+                             "/etc/fluxtui/config.yml if present, else built-in defaults)")
     parser.add_argument("--theme", metavar="NAME",
                         help="fluxtui-dark, fluxtui-light, fluxtui-contrast or a Textual theme")
     parser.add_argument("--headless", action="store_true",
                         help="no UI: print events to stdout (see --output)")
-    parser.add_argument("--output", choices=("json", "text"), default="json",
-                        help="headless output: JSON lines (Elastic Common Schema) or compact text")
+    parser.add_argument("--output", choices=("json", "text", "journal"),
+                        help="headless output: JSON lines (Elastic Common Schema, the default), "
+                             "compact text, or journal (each event as a systemd journal entry)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="headless: exit 0 after this many seconds")
+    parser.add_argument("--stream-file", metavar="PATH",
+                        help="headless: write the stream to this file (created 0600) instead "
+                             "of stdout, rotated by size")
+    parser.add_argument("--stream-max-mb", type=float, metavar="MB",
+                        help=f"headless: rotate the stream file past this size "
+                             f"(default {STREAM_MAX_MB:g})")
+    parser.add_argument("--stream-backups", type=int, metavar="N",
+                        help=f"headless: rotated files kept as PATH.1 ... PATH.N "
+                             f"(default {STREAM_BACKUPS})")
+    parser.add_argument("--no-journal", action="store_true",
+                        help="do not send alerts to the systemd journal (sent by default when "
+                             "one runs)")
+    parser.add_argument("--prometheus", metavar="ADDR:PORT",
+                        help="serve Prometheus metrics on http://ADDR:PORT/metrics "
+                             "(ADDR defaults to 127.0.0.1; dashboard and headless)")
     parser.add_argument("--log", metavar="PATH", help="write diagnostics to this file")
     evaluate = parser.add_argument_group("evaluate")
     evaluate.add_argument("--json", metavar="PATH", help="also write the table as JSON here")
@@ -40,8 +86,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def usage_error(args: argparse.Namespace) -> str | None:
+    """One line saying what is wrong with flags that parse but do not fit together."""
+    if not args.headless:
+        given = [f"--{name.replace('_', '-')}" for name in HEADLESS_ONLY
+                 if getattr(args, name) is not None]
+        if given:
+            mode = "doctor" if args.command == "doctor" else "the dashboard"
+            return f"{', '.join(given)}: only with --headless (not for {mode})"
+    if args.command == "doctor" and args.prometheus is not None:
+        return "--prometheus: not for doctor"
+    if args.stream_file is not None and args.output == "journal":
+        return "--stream-file and --output journal: choose one"
+    if args.stream_max_mb is not None and args.stream_max_mb <= 0:
+        return "--stream-max-mb: expected a positive size in megabytes"
+    if args.stream_backups is not None and args.stream_backups < 0:
+        return "--stream-backups: expected 0 or more"
+    if args.prometheus is not None:
+        from fluxtui.prometheus import ListenAddressError, parse_listen_address
+
+        try:
+            parse_listen_address(args.prometheus)
+        except ListenAddressError as exc:
+            return f"--prometheus: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problem = usage_error(args)
+    if problem is not None:
+        print(f"fluxtui: {problem}", file=sys.stderr)
+        return 2
     if args.log:
         logging.basicConfig(filename=args.log, level=logging.INFO,
                             format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
@@ -63,27 +139,98 @@ def main(argv: list[str] | None = None) -> int:
         return run_evaluate(config, args.scenario, args.json, args.training_runs, args.demo_dir)
     privileged = os.geteuid() == 0
     if args.headless:
-        return run_headless(config, privileged, args.output, args.timeout)
-    return run_tui(config, privileged, args.theme)
+        from fluxtui.stream_outputs import StreamSettings
+
+        stream = StreamSettings(
+            output=args.output or "json", file=args.stream_file,
+            max_bytes=int((args.stream_max_mb or STREAM_MAX_MB) * 1024 * 1024),
+            backups=STREAM_BACKUPS if args.stream_backups is None else args.stream_backups,
+            alerts_to_journal=not args.no_journal)
+        return run_headless(config, privileged, stream.output, args.timeout, stream,
+                            prometheus=args.prometheus)
+    return run_tui(config, privileged, args.theme, prometheus=args.prometheus,
+                   journal=not args.no_journal)
 
 
-def run_headless(config: Config, privileged: bool, output: str, timeout: float | None) -> int:
+def run_headless(config: Config, privileged: bool, output: str, timeout: float | None,
+                 stream: StreamSettings | None = None, prometheus: str | None = None) -> int:
     from fluxtui.components import build_components
     from fluxtui.engine import Engine
     from fluxtui.headless import HeadlessRunner
+    from fluxtui.stream_outputs import OutputError, StreamSettings, open_outputs
 
+    try:
+        outputs = open_outputs(config, stream or StreamSettings(output=output))
+    except OutputError as exc:
+        print(f"fluxtui: {exc}", file=sys.stderr)
+        return 2
     engine = Engine(config, build_components(config, privileged, interactive=False))
-    return HeadlessRunner(engine, output).run(timeout)
+    try:
+        with serving_metrics(engine, prometheus) as exporter:
+            for note in outputs.notes:  # once it is sure to run
+                print(f"fluxtui: {note}", file=sys.stderr)
+            runner = HeadlessRunner(engine, output, outputs.out, outputs.sinks)
+            if exporter is not None:
+                exporter.count_drops("stream", lambda: runner.dropped)
+                for sink in outputs.journal_sinks():  # at most one
+                    exporter.count_drops("journal", sink.dropped_count)
+            return runner.run(timeout)
+    except MetricsUnavailable as exc:
+        print(f"fluxtui: --prometheus: {exc}", file=sys.stderr)
+        return 2
+    except (OutputError, OSError) as exc:  # the stream file: disk full, rotation refused
+        print(f"fluxtui: writing the stream failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        outputs.close()
 
 
-def run_tui(config: Config, privileged: bool, theme: str | None) -> int:
+def run_tui(config: Config, privileged: bool, theme: str | None,
+            prometheus: str | None = None, journal: bool = True) -> int:
     from fluxtui.components import build_components
     from fluxtui.engine import Engine
+    from fluxtui.journal_alerts import AlertJournal
     from fluxtui.tui.app import FluxApp
 
     engine = Engine(config, build_components(config, privileged, interactive=True))
     # The guard's responder answers the kernel from a thread; a shorter GIL switch interval
     # keeps a busy UI or engine thread from delaying an answer by up to 5 ms.
     sys.setswitchinterval(0.001)
-    result = FluxApp(engine, privileged, theme).run()
+    try:
+        with serving_metrics(engine, prometheus) as exporter:
+            alerts = AlertJournal.if_running(engine.bus) if journal else None
+            if alerts is not None and exporter is not None:
+                exporter.count_drops("journal", lambda: alerts.dropped + alerts.sink.dropped)
+            try:
+                result = FluxApp(engine, privileged, theme).run()
+            finally:
+                if alerts is not None:
+                    alerts.stop()
+    except MetricsUnavailable as exc:
+        print(f"fluxtui: --prometheus: {exc}", file=sys.stderr)
+        return 2
     return 0 if result is None else int(result)
+
+
+class MetricsUnavailable(Exception):
+    """The Prometheus endpoint could not be started (address in use, not permitted)."""
+
+
+@contextlib.contextmanager
+def serving_metrics(engine: Engine, listen: str | None) -> Iterator[PrometheusExporter | None]:
+    """Serves /metrics from the engine's bus while the block runs (nothing, and None, when
+    `listen` is None). The endpoint is up before the engine starts, so no event is missed."""
+    if listen is None:
+        yield None
+        return
+    from fluxtui.prometheus import ListenAddressError, PrometheusExporter, parse_listen_address
+
+    exporter = PrometheusExporter(engine.bus, *parse_listen_address(listen))
+    try:
+        exporter.start()
+    except ListenAddressError as exc:
+        raise MetricsUnavailable(str(exc)) from None
+    try:
+        yield exporter
+    finally:
+        exporter.stop()

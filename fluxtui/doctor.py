@@ -38,7 +38,8 @@ def check_bcc() -> Check:
         import bcc  # noqa: F401
     except ImportError as exc:
         return Check("bcc", False, f"not importable: {exc}",
-                     "apt-get install python3-bpfcc, then make setup (links it into .venv)")
+                     "apt-get install python3-bpfcc; in a virtual environment, create it with "
+                     "`python3 -m venv --system-site-packages` (make setup links bcc into .venv)")
     return Check("bcc", True, "importable")
 
 

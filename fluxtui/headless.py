@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from fluxtui.ecs import host_fields, metrics_document, processes_document, with_envelope
@@ -62,8 +63,10 @@ def text_line(doc: dict[str, Any]) -> str:
 
 
 class HeadlessRunner:
-    def __init__(self, engine: Engine, output: str, out: TextIO = sys.stdout) -> None:
+    def __init__(self, engine: Engine, output: str, out: TextIO = sys.stdout,
+                 sinks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> None:
         self.engine = engine
+        self.sinks = tuple(sinks)  # every document also goes to these; output "journal": only
         self.output = output
         self.out = out
         self.host = host_fields()
@@ -95,6 +98,10 @@ class HeadlessRunner:
             doc = with_envelope(doc, self.host, time.time())
             if doc["event"].get("dataset") == "fluxtui.metrics":
                 doc["fluxtui"]["stream"] = {"dropped_events": self.dropped}
+            for sink in self.sinks:
+                sink(doc)
+            if self.output == "journal":
+                continue
             line = json.dumps(doc, default=str) if self.output == "json" else text_line(doc)
             self.out.write(line + "\n")
         self.out.flush()

@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# OS set-up for fluxtui's kernel collectors. Idempotent: a few quick checks when nothing is missing.
-# Without root it does nothing: fluxtui then runs in passive mode.
+# OS set-up for running fluxtui (`make run`): only what the product needs on the user's machine.
+# Packages that only the tests or benchmarks use are installed by scripts/setup_test_os.sh.
+# Idempotent: a few quick checks when nothing is missing. Without root it does nothing: fluxtui
+# then runs in passive mode.
 set -euo pipefail
+here=$(dirname "$0")
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup: not root, skipping OS packages and kernel set-up (fluxtui will run passive)"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup: no apt-get here; install python3-venv, python3-bpfcc (bcc), kernel headers, tmux, strace by hand"
+    echo "setup: no apt-get here; install python3-venv, python3-bpfcc (bcc) and kernel headers by hand"
     exit 0
 fi
 
 kernel=$(uname -r)
-# gdb, curl, perl, util-linux (unshare, nsenter, setpriv) and procps: the scenarios of `fluxtui evaluate`.
-wanted=(python3-venv python3-bpfcc tmux strace iproute2 gcc libc6-dev openssh-client git gdb curl perl util-linux procps)
+# python3-venv: the virtual environment; python3-bpfcc: bcc, which compiles and loads the eBPF
+# programs (it brings its own clang); the kernel headers: bcc compiles against them.
+product=(python3-venv python3-bpfcc)
+wanted=("${product[@]}")
 # Prefer the running kernel's own headers package; fall back to the distribution's meta package.
 if [ ! -e "/lib/modules/$kernel/build/include" ]; then
     if apt-cache show "linux-headers-$kernel" >/dev/null 2>&1; then
@@ -26,17 +31,8 @@ if [ ! -e "/lib/modules/$kernel/build/include" ]; then
     fi
 fi
 
-missing=()
-for pkg in "${wanted[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "setup: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # A package the running kernel has no candidate for must not stop the rest.
-    apt-get install -y -qq "${missing[@]}" >/dev/null || apt-get install -y -qq python3-venv python3-bpfcc tmux strace iproute2 gcc libc6-dev openssh-client git gdb curl perl util-linux procps >/dev/null
-fi
+# A headers package the running kernel has no candidate for must not stop the rest.
+bash "$here/apt_install.sh" "${wanted[@]}" || bash "$here/apt_install.sh" "${product[@]}"
 
 # The running kernel may have no headers package of its own (custom VM kernels): link the
 # distribution's newest headers as its build (arch) and source (common) trees.
