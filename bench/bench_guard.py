@@ -43,7 +43,8 @@ from fluxtui.config import GuardConfig
 from fluxtui.events import CollectorState
 from fluxtui.guard.catalogue import build_catalogue
 from fluxtui.guard.marks import Marks, plan_marks
-from fluxtui.guard.responder import LATE_TOLERANCE, PRIORITY_BOOST
+from fluxtui.guard.answers import LATE_TOLERANCE
+from fluxtui.guard.loop import PRIORITY_BOOST
 from fluxtui.guard.rules import RuleBook, RulesFile, SavedRule
 from fluxtui.pipeline import EventBus
 

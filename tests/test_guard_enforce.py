@@ -20,6 +20,7 @@ import pytest
 
 import fluxtui.capabilities.guard as guard_module
 import fluxtui.guard.responder as responder_module
+import fluxtui.guard.verifier as verifier_module
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.collectors.fanotify import FAN_Q_OVERFLOW, FanEvent, FanotifyGroup
 from fluxtui.events import CollectorState
@@ -371,7 +372,7 @@ def test_errors_fail_closed_and_are_reported(home: Home, tmp_path: Path,
     def broken(*_: object, **__: object) -> object:
         raise OSError("simulated failure while hashing")
 
-    monkeypatch.setattr(responder_module, "verify_executable", broken)
+    monkeypatch.setattr(verifier_module, "verify_executable", broken)
     config = guard_config(home, tmp_path / "state", default_action="allow")
     with running_guard(config) as (guard, events):
         cat = run(["cat", str(home.key)])
@@ -464,7 +465,7 @@ def test_a_queue_overflow_is_counted_and_reported(home: Home, tmp_path: Path,
 
 def test_a_verification_of_another_file_is_not_applied(home: Home, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    real = responder_module.verify_executable
+    real = verifier_module.verify_executable
     calls = []
 
     def first_for_another_file(pid: int, exe: str, system_dirs: tuple[str, ...]) -> object:
@@ -479,7 +480,7 @@ def test_a_verification_of_another_file_is_not_applied(home: Home, tmp_path: Pat
                                    path=SSH_KEYGEN, key=ExeKey.of(keygen), package="openssh",
                                    package_match=True, system_dir=True, problems=())
 
-    monkeypatch.setattr(responder_module, "verify_executable", first_for_another_file)
+    monkeypatch.setattr(verifier_module, "verify_executable", first_for_another_file)
     with running_guard(guard_config(home, tmp_path / "state")) as (guard, events):
         cat = run(["cat", str(home.key)], timeout=10)
         assert cat.returncode == 1 and cat.stdout == b""

@@ -29,9 +29,10 @@ from fluxtui.config import GuardConfig
 from fluxtui.events import CollectorState, CollectorStatus
 from fluxtui.guard.catalogue import Catalogue, CatalogueError, build_catalogue
 from fluxtui.guard.events import PromptView
+from fluxtui.guard.limits import raise_fd_limit
 from fluxtui.guard.marks import Marks, plan_marks
 from fluxtui.guard.recorder import Recorder
-from fluxtui.guard.responder import Responder, ResponderSettings, raise_fd_limit
+from fluxtui.guard.responder import Responder, ResponderSettings
 from fluxtui.guard.rules import SCOPES, RuleBook, RulesFile, SavedRule, Scope
 from fluxtui.pipeline import EventBus, TickContext
 from fluxtui.store import AuditStore, AuditStoreError, JournalUnavailable, JournalWriter
