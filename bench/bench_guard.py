@@ -41,10 +41,10 @@ from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.collectors.fanotify import FanotifyGroup
 from fluxtui.config import GuardConfig
 from fluxtui.events import CollectorState
-from fluxtui.guard.catalogue import build_catalogue
-from fluxtui.guard.marks import Marks, plan_marks
 from fluxtui.guard.answers import LATE_TOLERANCE
+from fluxtui.guard.catalogue import build_catalogue
 from fluxtui.guard.loop import PRIORITY_BOOST
+from fluxtui.guard.marks import Marks, plan_marks
 from fluxtui.guard.rules import RuleBook, RulesFile, SavedRule
 from fluxtui.pipeline import EventBus
 
