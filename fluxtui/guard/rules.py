@@ -20,7 +20,6 @@ import hashlib
 import math
 import re
 import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -235,8 +234,8 @@ class RuleBook:
 
 
 def evaluate(group: Group, proc: ProcessInfo, verification: ExeVerification,
-             flags: tuple[str, ...], book: RuleBook, now: float | None = None) -> Verdict:
-    now = time.monotonic() if now is None else now
+             flags: tuple[str, ...], book: RuleBook, now: float) -> Verdict:
+    """`now`: the responder's clock (monotonic), the one temporary rules expire on."""
     saved, temp = book.lookup(group.name, verification.path, verification.sha256, proc.key, now)
     if saved is not None and saved.action == "deny":
         return Verdict(False, "rule", f"always deny rule {saved.id}")
