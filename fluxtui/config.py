@@ -210,6 +210,7 @@ class GuardConfig:
     default_action: Literal["allow", "deny"] = "deny"
     rules_file: str = "/var/lib/fluxtui/rules.yml"
     audit_db: str = "/var/lib/fluxtui/audit.db"
+    state_file: str = "/var/lib/fluxtui/protected-inodes.json"
     journal: bool = True
     groups: list[CredentialGroup] = field(default_factory=lambda: list(DEFAULT_GROUPS))
     system_files: list[CredentialGroup] = field(

@@ -62,6 +62,7 @@ def guard_config(home: Home, state: Path, **overrides: Any) -> GuardConfig:
     state.mkdir(exist_ok=True)
     config = GuardConfig(homes=[str(home.root)], system_files=[],
                          rules_file=str(state / "rules.yml"), audit_db=str(state / "audit.db"),
+                         state_file=str(state / "protected-inodes.json"),
                          decision_timeout=20.0, journal=False)
     return replace(config, **overrides)
 

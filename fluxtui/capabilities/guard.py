@@ -133,10 +133,13 @@ class GuardComponent:
         limit_problem = raise_fd_limit()
         if limit_problem:
             self._notes["fd_limit"] = limit_problem
-        self._marks = Marks(catalogue)
+        self._marks = Marks(catalogue, self.config.state_file)
+        self._marks.protected.restore(self._fan)
         for _ in range(10):  # again while new watches appear (see Marks.apply); bounded
             if not self._marks.apply(plan_marks(catalogue), self._fan, self._notify):
                 break
+        protected = self._marks.protected
+        protected.save(protected.state())
         self._book.load()
         if self._book.error:
             log.warning("%s", self._book.error)
@@ -244,6 +247,8 @@ class GuardComponent:
             problems = (*problems, rec.store_error)
         if rec is not None and rec.journal_error:
             problems = (*problems, rec.journal_error)
+        if marks is not None and marks.protected.save_error:
+            problems = (*problems, marks.protected.save_error)
         if "watch" in self._notes:
             problems = (*problems, self._notes["watch"])
         if "fd_limit" in self._notes:

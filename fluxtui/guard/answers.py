@@ -61,16 +61,18 @@ class Answers:
             self.max_lateness = max(self.max_lateness, now - request.deadline)
         self.record(request.proc.info, request.verification,
                     request.proc.flags if flags is None else flags, request.file,
-                    request.group, allow, decided_by, reason, request.t0, urgent)
+                    request.group, allow, decided_by, reason, request.t0, urgent,
+                    request.credential)
         return True
 
     def record(self, info: ProcessInfo | None, verification: ExeVerification | None,
                flags: tuple[str, ...], path: str, group: Group, allow: bool, decided_by: str,
-               reason: str, t0: int, urgent: bool = False) -> None:
+               reason: str, t0: int, urgent: bool = False, credential: str = "") -> None:
         if allow:
             self.allowed += 1
         else:
             self.denied += 1
         latency_us = (time.monotonic_ns() - t0) / 1000.0
         self.sink.record(Outcome(time.time(), info, verification, flags, path, group, allow,
-                                 decided_by, reason, latency_us, self.mode()), urgent)
+                                 decided_by, reason, latency_us, self.mode(), credential),
+                         urgent)

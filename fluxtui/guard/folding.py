@@ -3,7 +3,7 @@ recorder in batches, so the common case (a program re-reading its key) costs no 
 
 from __future__ import annotations
 
-from fluxtui.guard.marks import ProtectedFile
+from fluxtui.guard.inodes import ProtectedFile
 from fluxtui.guard.processes import CachedProcess
 from fluxtui.guard.requests import Fold
 from fluxtui.guard.rules import Verdict

@@ -28,6 +28,9 @@ from fluxtui.collectors.fanotify import (
     FanotifyGroup,
 )
 from fluxtui.guard.catalogue import Catalogue, Group, has_glob
+from fluxtui.guard.inodes import ProtectedFile, ProtectedInodes
+
+__all__ = ["MarkPlan", "Marks", "ProtectedFile", "plan_marks"]
 
 MAX_WALK_DIRS = 4000  # bound on directories visited for "**" patterns
 MAX_DEPTH = 16
@@ -157,12 +160,6 @@ def plan_marks(catalogue: Catalogue) -> MarkPlan:
     return planner.finish()
 
 
-@dataclass(frozen=True, slots=True)
-class ProtectedFile:
-    path: str
-    group: Group
-
-
 @dataclass(slots=True)
 class MarkedDir:
     path: str  # where it was when last planned
@@ -173,16 +170,21 @@ class MarkedDir:
 class Marks:
     """The marks in place. Owned by the responder thread (single writer)."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, state_path: str | None = None) -> None:
         self.catalogue = catalogue
         self.plan = MarkPlan()
-        self.inodes: dict[tuple[int, int], ProtectedFile] = {}  # the planned files, now
+        # Every inode that is or was a planned credential, by identity (see guard.inodes).
+        self.protected = ProtectedInodes(catalogue, state_path)
         # Marked directories by identity (st_dev, st_ino), not by path: a directory renamed
         # away keeps no mark, a new one at the same path gets one. Each holds an fd to its
         # directory (to unmark it wherever it went); closed by `close`.
         self.marked_dirs: dict[tuple[int, int], MarkedDir] = {}
         self.watches: dict[int, str] = {}  # inotify wd -> directory
         self.problems: list[str] = []
+
+    @property
+    def inodes(self) -> dict[tuple[int, int], ProtectedFile]:
+        return self.protected.inodes
 
     def lookup(self, dev: int, ino: int, path_of: str | None) -> ProtectedFile | None:
         found = self.inodes.get((dev, ino))
@@ -224,22 +226,15 @@ class Marks:
             with contextlib.suppress(FanotifyError):
                 fan.unmark_fd(marked.fd, DIR_MARK_MASK, FAN_MARK_ONLYDIR, marked.path)
             os.close(marked.fd)
-        # Rebuilt from the plan every time: an inode number seen before may now belong to
-        # another file (inode reuse), so every planned file is marked again (adding an existing
-        # mark is harmless) and files no longer planned are forgotten.
-        inodes: dict[tuple[int, int], ProtectedFile] = {}
+        # Planned files are protected by inode from now on; an inode keeps its protection
+        # when it leaves the plan (renamed, linked, replaced) until its last link is gone.
+        self.protected.problems = []
         for path, group in plan.files.items():
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            try:
-                fan.mark(path, FAN_OPEN_PERM)
-            except FanotifyError as exc:
-                problems.append(str(exc))
-                continue
-            inodes[(st.st_dev, st.st_ino)] = ProtectedFile(path, group)
-        self.inodes = inodes
+            problem = self.protected.track_path(path, group, fan)
+            if problem:
+                problems.append(problem)
+        self.protected.prune()
+        problems += self.protected.problems
         if notify is not None:
             watched = set(self.watches.values())
             for directory in sorted(plan.watch - watched):

@@ -148,7 +148,7 @@ def group_outcomes(outcomes: list[Outcome], groups: dict[tuple[Any, ...], list[O
                    ) -> None:
     for o in outcomes:
         key = (o.info.key if o.info else None, o.path, o.allowed, o.decided_by, o.reason,
-               o.flags)
+               o.flags, o.credential)
         groups.setdefault(key, []).append(o)
 
 
@@ -162,7 +162,8 @@ def decisions_of(groups: dict[tuple[Any, ...], list[Outcome]]) -> list[GuardDeci
             decided_by=first.decided_by, reason=first.reason,
             requester=requester_of(first.info, _verification(same), first.flags),
             latency_us=max(o.latency_us for o in same), mode=first.mode, count=len(same),
-            last_timestamp=same[-1].ts if len(same) > 1 else None))
+            last_timestamp=same[-1].ts if len(same) > 1 else None,
+            credential=first.credential))
     decisions.sort(key=lambda d: d.timestamp)
     return decisions
 
@@ -175,7 +176,8 @@ def decision_of_fold(fold: Fold, mode: str) -> GuardDecision:
         reason=fold.verdict.reason,
         requester=requester_of(fold.info, fold.verification, fold.flags),
         latency_us=fold.max_latency_us, mode=mode, count=fold.count,
-        last_timestamp=fold.last if fold.count > 1 else None)
+        last_timestamp=fold.last if fold.count > 1 else None,
+        credential=fold.protected.credential)
 
 
 def _verification(outcomes: list[Outcome]) -> Any:
@@ -192,4 +194,5 @@ def audit_record(d: GuardDecision) -> AuditRecord:
         detail={"technique": d.technique, "mode": d.mode, "uid": r.uid, "euid": r.euid,
                 "cmdline": list(r.cmdline), "ppid": r.ppid, "parent_exe": r.parent_exe,
                 "sha256": r.sha256, "package": r.package, "verified": r.verified,
-                "verification": r.verification, "flags": list(r.flags)})
+                "verification": r.verification, "flags": list(r.flags),
+                "credential": d.credential or d.file})

@@ -11,22 +11,23 @@ from fluxtui.events import ProcessKey
 from fluxtui.guard.catalogue import Group
 from fluxtui.guard.events import PromptView, Requester
 from fluxtui.guard.identity import ExeVerification, ProcessInfo
-from fluxtui.guard.marks import ProtectedFile
+from fluxtui.guard.inodes import ProtectedFile
 from fluxtui.guard.processes import CachedProcess
 from fluxtui.guard.rules import Verdict
 
 
 class Request:
-    __slots__ = ("answered", "created", "deadline", "fd", "file", "group", "id",
+    __slots__ = ("answered", "created", "credential", "deadline", "fd", "file", "group", "id",
                  "paused_total", "paused_until", "pid", "proc", "t0", "verification")
 
     def __init__(self, rid: int, fd: int, pid: int, proc: CachedProcess, file: str,
-                 group: Group, t0: int, deadline: float) -> None:
+                 group: Group, t0: int, deadline: float, credential: str = "") -> None:
         self.id = rid
         self.fd = fd  # the event's fd: answered and closed exactly once (see `answered`)
         self.pid = pid
         self.proc = proc
-        self.file = file
+        self.file = file  # the name the open came through
+        self.credential = credential  # the path it is protected as, when that differs
         self.group = group
         self.t0 = t0  # time.monotonic_ns() when the event was read
         self.created = time.time()
@@ -74,6 +75,7 @@ class Outcome(NamedTuple):
     reason: str
     latency_us: float
     mode: str
+    credential: str = ""  # the path the file is protected as, when it was opened by another
 
 
 class Fold:

@@ -221,16 +221,12 @@ class Responder:
         request: Request | None = None
         answered = False
         try:
-            st = os.fstat(fd)
-            protected = self.marks.inodes.get((st.st_dev, st.st_ino))
+            protected = self._protected(fd)
             if protected is None:
-                protected = self.marks.lookup(st.st_dev, st.st_ino,
-                                              os.readlink(f"/proc/self/fd/{fd}"))
-                if protected is None:
-                    self.passed += 1
-                    answered = True
-                    self._answers.write(fd, True)
-                    return
+                self.passed += 1
+                answered = True
+                self._answers.write(fd, True)
+                return
             proc = self._procs.get(event.pid) or self._procs.lookup(event.pid)
             if proc is not None and self._cached_allow(proc, protected, fd, t0, now_wall):
                 return
@@ -242,8 +238,9 @@ class Responder:
                 answered = True
                 self._answers.write(fd, True)
                 self._answers.record(proc.info, proc.verification, proc.flags, protected.path,
-                             protected.group, True, "monitor",
-                             "monitor mode: every access is allowed and logged", t0)
+                                     protected.group, True, "monitor",
+                                     "monitor mode: every access is allowed and logged", t0,
+                                     credential=protected.credential)
                 return
             if self._pending() >= self.max_pending:
                 answered = True
@@ -257,7 +254,8 @@ class Responder:
                 return
             request = Request(self._new_id(), fd, event.pid, proc, protected.path,
                               protected.group, t0,
-                              self.clock() + self.settings.decision_timeout)
+                              self.clock() + self.settings.decision_timeout,
+                              protected.credential)
             verification = self._waiting.known(proc.info.exe_key)
             if verification is None:
                 self._waiting.verify(request)
@@ -276,6 +274,27 @@ class Responder:
                 if protected is not None:
                     self._answers.record(None, None, (), protected.path, protected.group, False,
                                  "error", reason, t0)
+
+    def _protected(self, fd: int) -> ProtectedFile | None:
+        """The credential open on `fd`, by inode first (whatever name it has now), else by its
+        name in a marked directory (a file no plan listed yet: protected by inode at once).
+        The path is the one the open came through."""
+        st = os.fstat(fd)
+        seen = os.readlink(f"/proc/self/fd/{fd}")
+        protected = self.marks.inodes.get((st.st_dev, st.st_ino))
+        if protected is not None:
+            return protected.seen_as(seen)
+        protected = self.marks.lookup(st.st_dev, st.st_ino, seen)
+        if protected is not None:
+            self.marks.protected.track_fd(fd, protected, self.fan)
+            self._save_state()
+        return protected
+
+    def _save_state(self) -> None:
+        """Hand the protected inodes to a worker to write (never on this thread)."""
+        protected = self.marks.protected
+        if protected.dirty:
+            self.workers.submit(protected.save, protected.state())
 
     def _cached_allow(self, proc: CachedProcess, protected: ProtectedFile, fd: int, t0: int,
                       now_wall: float) -> bool:
@@ -336,6 +355,7 @@ class Responder:
         error = self._replanner.on_plan(future)
         if error:
             self._error(error)
+        self._save_state()
 
     def _on_rules(self) -> None:
         for proc in self._procs.entries.values():
@@ -358,6 +378,8 @@ class Responder:
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
             self._procs.sweep()
+            self.marks.protected.prune()
+            self._save_state()
 
     def _shutdown(self) -> None:
         """Answer everything still waiting (default action), then release what we hold."""
