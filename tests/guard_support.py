@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -134,3 +135,27 @@ def kernel_marked_inodes(fan_fd: int) -> set[int]:
             if line.startswith("fanotify ino:"):
                 inodes.add(int(line.split()[1].split(":")[1], 16))
     return inodes
+
+
+NOBODY = 65534
+
+
+@contextmanager
+def user_home(uid: int = NOBODY) -> Iterator[Home]:
+    """A temporary home owned by an unprivileged user (the owner of the key is the attacker),
+    under a directory that user can reach; removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="fluxtui-guard-"))
+    try:
+        base.chmod(0o755)
+        home = make_home(base)
+        for path in [home.root, *home.root.rglob("*")]:
+            os.chown(path, uid, uid, follow_symlinks=False)
+        yield home
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def as_user(argv: list[str], uid: int = NOBODY, timeout: float = 30.0, **kwargs: Any
+            ) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(argv, capture_output=True, timeout=timeout, check=False, user=uid,
+                          group=uid, extra_groups=[], cwd="/", **kwargs)

@@ -31,6 +31,7 @@ from fluxtui.guard.catalogue import Catalogue, CatalogueError, build_catalogue
 from fluxtui.guard.events import PromptView
 from fluxtui.guard.limits import raise_fd_limit
 from fluxtui.guard.marks import Marks, plan_marks
+from fluxtui.guard.namespaces import reference
 from fluxtui.guard.recorder import Recorder
 from fluxtui.guard.responder import Responder, ResponderSettings
 from fluxtui.guard.rules import SCOPES, RuleBook, RulesFile, SavedRule, Scope
@@ -130,6 +131,8 @@ class GuardComponent:
         except OSError as exc:
             self._notes["process_events"] = (f"unavailable ({exc.strerror or exc}): each open "
                                              "re-reads /proc")
+        if reference().note:
+            self._notes["namespaces"] = reference().note
         limit_problem = raise_fd_limit()
         if limit_problem:
             self._notes["fd_limit"] = limit_problem
@@ -249,6 +252,8 @@ class GuardComponent:
             problems = (*problems, rec.journal_error)
         if marks is not None and marks.protected.save_error:
             problems = (*problems, marks.protected.save_error)
+        if "namespaces" in self._notes:
+            problems = (*problems, self._notes["namespaces"])
         if "watch" in self._notes:
             problems = (*problems, self._notes["watch"])
         if "fd_limit" in self._notes:

@@ -85,6 +85,7 @@ class ProcessInfo:
     parent_exe: str
     cmdline: tuple[str, ...]
     env_flags: tuple[str, ...]  # fixed at exec: injection variables, deleted/memfd executable
+    foreign_ns: str = ""  # why its namespaces are not init's ("" when they are)
 
     @property
     def pid(self) -> int:

@@ -107,7 +107,7 @@ class Responder:
         self._procs = ProcessCache(proc_events, catalogue.system_dirs)
         self._waiting = Waiting(self._loop, self._answers, settings, sink, book, workers,
                                 catalogue.system_dirs, self._decide, self._procs.forget,
-                                self._error)
+                                self._error, self._proceed)
         self._replanner = Replanner(marks, fan, notify, workers, planner, self._loop.post,
                                     self._timers)
         self._folds = Folds()
@@ -256,12 +256,7 @@ class Responder:
                               protected.group, t0,
                               self.clock() + self.settings.decision_timeout,
                               protected.credential)
-            verification = self._waiting.known(proc.info.exe_key)
-            if verification is None:
-                self._waiting.verify(request)
-                return
-            request.verification = proc.verification = verification
-            self._decide(request)
+            self._proceed(request)
         except Exception as exc:
             log.exception("guard: error while handling an open")
             self.errors += 1
@@ -314,6 +309,20 @@ class Responder:
         if self._folds.add(proc, protected, flags, verdict, now_wall, latency_us):
             self._timers.set_once("record", self.clock() + RECORD_INTERVAL)
         return True
+
+    def _proceed(self, request: Request) -> None:
+        """Check the namespaces of a process outside init's (once per process), verify its
+        executable (once per file), then decide."""
+        proc = request.proc
+        if proc.ns_flags is None:
+            self._waiting.check_namespaces(request)
+            return
+        verification = self._waiting.known(proc.info.exe_key)
+        if verification is None:
+            self._waiting.verify(request)
+            return
+        request.verification = proc.verification = verification
+        self._decide(request)
 
     def _pending(self) -> int:
         return self._waiting.count()

@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from fluxtui.events import ProcessKey
 from fluxtui.guard.identity import ExeKey, ExeVerification, verify_executable
+from fluxtui.guard.namespaces import namespace_problems
 from fluxtui.guard.prompts import split
 from fluxtui.guard.requests import Request
 
@@ -25,7 +27,10 @@ class Verifier:
         self.system_dirs = system_dirs
         self.post = post
         self.verified: dict[ExeKey, ExeVerification] = {}
-        self.waiting: dict[ExeKey, list[Request]] = {}
+        self.waiting: dict[ExeKey | ProcessKey, list[Request]] = {}
+        # Namespace checks read the user's own view of the file system: their own pool, so a
+        # check that hangs (a FUSE file system) cannot hold up executable verification.
+        self.ns_workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fluxtui-ns")
 
     def known(self, key: ExeKey | None) -> ExeVerification | None:
         return self.verified.get(key) if key is not None else None
@@ -39,6 +44,33 @@ class Verifier:
         waiting.append(request)
         if len(waiting) == 1:
             self._submit(key, request, 1)
+
+    def wait_namespaces(self, request: Request) -> None:
+        """Queue `request` until its process's namespaces are checked (one job per process);
+        the result comes back as ("namespaces", process key, future)."""
+        key = request.proc.info.key
+        waiting = self.waiting.setdefault(key, [])
+        waiting.append(request)
+        if len(waiting) == 1:
+            future = self.ns_workers.submit(namespace_problems, request.pid,
+                                            request.proc.info.foreign_ns)
+            future.add_done_callback(lambda f: self.post(("namespaces", key, f)))
+
+    def on_namespaces(self, key: ProcessKey, future: Future[tuple[str, ...]]
+                      ) -> tuple[list[Request], list[tuple[Request, str]]]:
+        """(requests whose process is now checked, requests that failed closed)."""
+        waiting = self.waiting.pop(key, [])
+        try:
+            flags = future.result()
+        except Exception as exc:
+            return [], [(r, f"failed closed: its namespaces could not be checked: {exc}")
+                        for r in waiting]
+        for request in waiting:
+            request.proc.namespaces_checked(flags)
+        return waiting, []
+
+    def close(self) -> None:
+        self.ns_workers.shutdown(wait=False, cancel_futures=True)
 
     def _submit(self, key: ExeKey, request: Request, attempt: int) -> None:
         future = self.workers.submit(verify_executable, request.pid, request.proc.info.exe,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from fluxtui.events import ProcessKey
 from fluxtui.guard.answers import Answers
 from fluxtui.guard.events import PromptView
 from fluxtui.guard.identity import ExeKey, ExeVerification
@@ -33,7 +34,8 @@ class Waiting:
     def __init__(self, loop: EventLoop, answers: Answers, settings: ResponderSettings,
                  sink: Sink, book: RuleBook, workers: ThreadPoolExecutor,
                  system_dirs: tuple[str, ...], decide: Callable[[Request], None],
-                 on_exit: Callable[[int], None], on_error: Callable[[str], None]) -> None:
+                 on_exit: Callable[[int], None], on_error: Callable[[str], None],
+                 proceed: Callable[[Request], None]) -> None:
         self.loop = loop
         self.clock = loop.clock
         self.timers = loop.timers
@@ -43,6 +45,7 @@ class Waiting:
         self.book = book
         self.workers = workers
         self.decide = decide
+        self.proceed = proceed  # the next step for a request whose namespaces were checked
         self.exited = on_exit
         self.on_error = on_error
         self.prompts = PromptQueue()
@@ -51,6 +54,7 @@ class Waiting:
         self.views: tuple[PromptView, ...] = ()
         loop.on_timer("deadline", self.expire)
         loop.on_message("verified", self.on_verified)
+        loop.on_message("namespaces", self.on_namespaces)
         loop.on_message("answer", self.answer)
         loop.on_message("hold", self.hold)
 
@@ -95,6 +99,25 @@ class Waiting:
             return
         self.verifier.wait(request)
         self.pids.watch(request.pid)
+        self.update_due()
+
+    def check_namespaces(self, request: Request) -> None:
+        self.verifier.wait_namespaces(request)
+        self.pids.watch(request.pid)
+        self.update_due()
+
+    def on_namespaces(self, key: ProcessKey, future: Future[tuple[str, ...]]) -> None:
+        ready, failed = self.verifier.on_namespaces(key, future)
+        for request, reason in failed:
+            self.finish(request, False, "error", reason)
+        for request in ready:
+            self._unwatch_if_idle(request.pid, request)
+            try:
+                self.proceed(request)
+            except Exception as exc:
+                log.exception("guard: error after the namespace check")
+                self.on_error(f"error after the namespace check: {exc}")
+                self.finish(request, False, "error", f"failed closed after an error: {exc}")
         self.update_due()
 
     def on_verified(self, key: ExeKey, future: Future[ExeVerification], attempt: int) -> None:
@@ -173,6 +196,7 @@ class Waiting:
                         "fluxtui stopped: default action")
         self.views = ()
         self.pids.close()
+        self.verifier.close()
 
     # --- waiting processes that exit ------------------------------------------------------------
 
