@@ -23,6 +23,7 @@ import fluxtui.guard.responder as responder_module
 import fluxtui.guard.verifier as verifier_module
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.collectors.fanotify import FAN_Q_OVERFLOW, FanEvent, FanotifyGroup
+from fluxtui.config import AllowedProgram, CredentialGroup
 from fluxtui.events import CollectorState
 from fluxtui.guard.events import GuardDecision, PromptView
 from fluxtui.guard.identity import ExeKey
@@ -231,9 +232,10 @@ def test_allowed_program_under_strace_is_not_auto_allowed(home: Home, tmp_path: 
 def test_tracer_attached_later_to_a_verified_process_is_seen(
         home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         process_events: bool) -> None:
-    """git (allowed for ssh-keys, verified) opens the key, is cached as allowed; then strace
-    attaches to that same process; its next open must not ride on the cached allowance. With
-    kernel process events (the fast path) and without them (re-read /proc on each open)."""
+    """git (listed for ssh-keys in this test's catalogue, verified) opens the key, is cached as
+    allowed; then strace attaches to that same process; its next open must not ride on the
+    cached allowance. With kernel process events (the fast path) and without them (re-read
+    /proc on each open). (The default lists no longer name git: it reads any named file.)"""
     git = shutil.which("git")
     if git is None or shutil.which("strace") is None:
         pytest.fail("git and strace are needed (make setup installs them)")
@@ -242,7 +244,10 @@ def test_tracer_attached_later_to_a_verified_process_is_seen(
             raise OSError(93, "Protocol not supported")
 
         monkeypatch.setattr(guard_module, "ProcEvents", unavailable)
-    with running_guard(guard_config(home, tmp_path / "state")) as (guard, events):
+    groups = [CredentialGroup("ssh-keys", "T1552.004", [".ssh/id_*"],
+                              [AllowedProgram(os.path.realpath(git))])]
+    with running_guard(guard_config(home, tmp_path / "state", groups=groups)) as (guard,
+                                                                                   events):
         assert (guard.view().process_events == "kernel process events") == process_events
 
         def git_decisions() -> list[GuardDecision]:

@@ -248,7 +248,7 @@ def evaluate(group: Group, proc: ProcessInfo, verification: ExeVerification,
     if saved is not None:
         return Verdict(True, "rule", f"always allow rule {saved.id}")
     program = group.allowed_program(proc.exe, proc.uid, proc.euid, proc.parent_exe,
-                                    proc.cmdline[1:])
+                                    proc.cmdline)
     if program is not None:
         if verification.verified:
             return Verdict(True, "catalogue", f"{group.name} allows {program.describe()}")
