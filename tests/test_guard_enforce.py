@@ -473,7 +473,8 @@ def test_a_verification_of_another_file_is_not_applied(home: Home, tmp_path: Pat
     real = verifier_module.verify_executable
     calls = []
 
-    def first_for_another_file(pid: int, exe: str, system_dirs: tuple[str, ...]) -> object:
+    def first_for_another_file(pid: int, exe: str, system_dirs: tuple[str, ...],
+                               **kwargs: object) -> object:
         calls.append(pid)
         verification = real(pid, exe, system_dirs)
         if len(calls) > 1:

@@ -10,7 +10,10 @@ The UI talks to it through `pending()`, `answer()`, `hold()`, `set_mode()`/`togg
 kernel.
 
 Published on the bus: a `PromptView` when a prompt appears (to_ecs), `PromptsChanged` whenever
-the pending set changes (UI only), and a `GuardDecision` per answer (to_ecs).
+the pending set changes (UI only), and a `GuardDecision` per answer (to_ecs). Each tick, every
+read of a credential by a reader the policy does not allow (unverified, unlisted or flagged; in
+monitor mode as in enforce mode) adds `unverified_reader_risk` to the reader's risk and raises
+one `guard.unverified_credential_read` alert per process and group (ATT&CK T1552 / T1555).
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from fluxtui.collectors.fanotify import FanotifyError, FanotifyGroup
 from fluxtui.collectors.inotify import Inotify
 from fluxtui.collectors.proc_events import ProcEvents
 from fluxtui.config import GuardConfig
-from fluxtui.events import CollectorState, CollectorStatus
+from fluxtui.events import Alert, CollectorState, CollectorStatus, ProcessKey, Severity
 from fluxtui.guard.catalogue import Catalogue, CatalogueError, build_catalogue
-from fluxtui.guard.events import PromptView
+from fluxtui.guard.events import TECHNIQUE_NAMES, GuardDecision, PromptView
 from fluxtui.guard.limits import raise_fd_limit
 from fluxtui.guard.marks import Marks, plan_marks
 from fluxtui.guard.namespaces import reference
@@ -39,6 +42,8 @@ from fluxtui.pipeline import EventBus, TickContext
 from fluxtui.store import AuditStore, AuditStoreError, JournalUnavailable, JournalWriter
 
 log = logging.getLogger(__name__)
+
+MAX_ALERTED = 4096  # (process, group) pairs alerted on, remembered at most
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class GuardComponent:
         self._marks: Marks | None = None
         self._book = RuleBook(RulesFile(config.rules_file))
         self._notes: dict[str, str] = {}
+        self._alerted: set[tuple[ProcessKey, str]] = set()
 
     # --- Component ------------------------------------------------------------------------------
 
@@ -227,6 +233,37 @@ class GuardComponent:
     def on_tick(self, tick: TickContext) -> None:
         if self._state is CollectorState.RUNNING:
             tick.set_view(self.name, self.view())
+        if self._recorder is not None:
+            findings = self._recorder.findings
+            while findings:
+                self._finding(tick, findings.popleft())
+
+    def _finding(self, tick: TickContext, d: GuardDecision) -> None:
+        """A credential read by a reader the policy does not allow (unverified, unlisted or
+        flagged): risk for the reader, and one alert per process and group."""
+        r = d.requester
+        verb = "read" if d.allowed else "tried to read"
+        why = r.verification if not r.verified else (
+            "flagged: " + ", ".join(r.flags) if r.flags else "verified, but not listed for it")
+        reason = f"{verb} {d.group} credential {d.file} ({why})"
+        tick.add_risk(r.key, self.config.unverified_reader_risk, reason)
+        seen = (r.key, d.group)
+        if seen in self._alerted:
+            return
+        if len(self._alerted) >= MAX_ALERTED:
+            self._alerted.clear()
+        self._alerted.add(seen)
+        tick.raise_alert(Alert(
+            timestamp=d.timestamp, rule_id="guard.unverified_credential_read",
+            title="Credential read by a program not allowed to read it" if d.allowed
+            else "Credential read attempted by a program not allowed to read it",
+            severity=Severity.HIGH if r.flags else Severity.MEDIUM,
+            technique_id=d.technique,
+            technique_name=TECHNIQUE_NAMES.get(d.technique, d.technique),
+            key=r.key, process_name=r.exe.rsplit("/", 1)[-1] or "?",
+            reasons=(reason, f"decided by {d.decided_by}: {d.reason}"),
+            extra={"file": d.file, "group": d.group, "mode": d.mode,
+                   "credential": d.credential or d.file}))
 
     # --- for the UI -------------------------------------------------------------------------------
 

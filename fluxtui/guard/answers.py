@@ -52,7 +52,10 @@ class Answers:
         if request.answered:
             return False
         request.answered = True
-        self.write(request.fd, allow)
+        if request.released:
+            allow = True  # what the kernel was told when the request came in
+        else:
+            self.write(request.fd, allow)
         request.proc.release()
         now = self.clock()
         if now > request.deadline + LATE_TOLERANCE:
@@ -62,17 +65,19 @@ class Answers:
         self.record(request.proc.info, request.verification,
                     request.proc.flags if flags is None else flags, request.file,
                     request.group, allow, decided_by, reason, request.t0, urgent,
-                    request.credential)
+                    request.credential, request.vetted)
         return True
 
     def record(self, info: ProcessInfo | None, verification: ExeVerification | None,
                flags: tuple[str, ...], path: str, group: Group, allow: bool, decided_by: str,
-               reason: str, t0: int, urgent: bool = False, credential: str = "") -> None:
+               reason: str, t0: int, urgent: bool = False, credential: str = "",
+               vetted: bool = False) -> None:
         if allow:
             self.allowed += 1
         else:
             self.denied += 1
         latency_us = (time.monotonic_ns() - t0) / 1000.0
         self.sink.record(Outcome(time.time(), info, verification, flags, path, group, allow,
-                                 decided_by, reason, latency_us, self.mode(), credential),
+                                 decided_by, reason, latency_us, self.mode(), credential,
+                                 vetted),
                          urgent)

@@ -111,6 +111,7 @@ class GuardDecision:
     count: int = 1
     last_timestamp: float | None = None
     credential: str = ""  # the path the file is protected as, when opened through another name
+    vetted: bool = False  # the policy (verified listed program, rule) or the user allows it
 
     @property
     def outcome(self) -> str:

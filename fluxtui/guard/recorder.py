@@ -25,6 +25,7 @@ from fluxtui.store import AuditRecord, AuditStore, AuditStoreError, JournalWrite
 log = logging.getLogger(__name__)
 
 HISTORY_IN_MEMORY = 1000
+FINDINGS_KEPT = 1000  # findings waiting for the next tick at most
 CHUNK = 256  # outcomes folded between two GIL hand-overs
 
 
@@ -48,6 +49,9 @@ class Recorder(Sink):
         self.opens = 0  # opens those decisions cover
         self.store_error: str | None = None
         self.journal_error: str | None = None
+        # Reads (allowed or refused) by a reader that is not verified or is flagged: findings
+        # for the risk score (T1552), taken by the component at each tick.
+        self.findings: deque[GuardDecision] = deque(maxlen=FINDINGS_KEPT)
 
     # --- Sink (called on the responder thread; must not block) ---------------------------------
 
@@ -123,6 +127,8 @@ class Recorder(Sink):
         for decision in decisions:
             self.publish(decision)
             self._journal(decision)
+            if is_finding(decision):
+                self.findings.append(decision)
         self.recent.extend(decisions)
         self.recorded += len(decisions)
         self.opens += sum(d.count for d in decisions)
@@ -144,11 +150,18 @@ class Recorder(Sink):
             self.journal_error = f"journal write failed: {exc}"
 
 
+def is_finding(d: GuardDecision) -> bool:
+    """A credential read by a program the policy does not allow (not a verified listed
+    program, no rule, no answer allowing it), whatever the answer: in monitor mode the read
+    went through, in enforce mode the attempt is the finding."""
+    return bool(d.requester.key.pid) and not d.vetted
+
+
 def group_outcomes(outcomes: list[Outcome], groups: dict[tuple[Any, ...], list[Outcome]]
                    ) -> None:
     for o in outcomes:
         key = (o.info.key if o.info else None, o.path, o.allowed, o.decided_by, o.reason,
-               o.flags, o.credential)
+               o.flags, o.credential, o.vetted)
         groups.setdefault(key, []).append(o)
 
 
@@ -163,7 +176,7 @@ def decisions_of(groups: dict[tuple[Any, ...], list[Outcome]]) -> list[GuardDeci
             requester=requester_of(first.info, _verification(same), first.flags),
             latency_us=max(o.latency_us for o in same), mode=first.mode, count=len(same),
             last_timestamp=same[-1].ts if len(same) > 1 else None,
-            credential=first.credential))
+            credential=first.credential, vetted=first.vetted))
     decisions.sort(key=lambda d: d.timestamp)
     return decisions
 
@@ -177,7 +190,7 @@ def decision_of_fold(fold: Fold, mode: str) -> GuardDecision:
         requester=requester_of(fold.info, fold.verification, fold.flags),
         latency_us=fold.max_latency_us, mode=mode, count=fold.count,
         last_timestamp=fold.last if fold.count > 1 else None,
-        credential=fold.protected.credential)
+        credential=fold.protected.credential, vetted=True)
 
 
 def _verification(outcomes: list[Outcome]) -> Any:
@@ -195,4 +208,4 @@ def audit_record(d: GuardDecision) -> AuditRecord:
                 "cmdline": list(r.cmdline), "ppid": r.ppid, "parent_exe": r.parent_exe,
                 "sha256": r.sha256, "package": r.package, "verified": r.verified,
                 "verification": r.verification, "flags": list(r.flags),
-                "credential": d.credential or d.file})
+                "credential": d.credential or d.file, "vetted": d.vetted})

@@ -18,7 +18,8 @@ from fluxtui.guard.rules import Verdict
 
 class Request:
     __slots__ = ("answered", "created", "credential", "deadline", "fd", "file", "group", "id",
-                 "paused_total", "paused_until", "pid", "proc", "t0", "verification")
+                 "paused_total", "paused_until", "pid", "proc", "released", "t0",
+                 "verification", "vetted")
 
     def __init__(self, rid: int, fd: int, pid: int, proc: CachedProcess, file: str,
                  group: Group, t0: int, deadline: float, credential: str = "") -> None:
@@ -36,6 +37,12 @@ class Request:
         self.paused_total = 0.0
         self.verification: ExeVerification | None = None
         self.answered = False
+        # Monitor mode: the kernel was told "allow" at once; the request only waits for its
+        # executable's verification before it is recorded.
+        self.released = False
+        # The policy (a verified listed program, a rule) or the user allows this reader: a read
+        # that is not vetted is a finding for the risk score.
+        self.vetted = False
         proc.waiting += 1
 
 
@@ -76,6 +83,7 @@ class Outcome(NamedTuple):
     latency_us: float
     mode: str
     credential: str = ""  # the path the file is protected as, when it was opened by another
+    vetted: bool = False  # the policy or the user allows this reader (see Request.vetted)
 
 
 class Fold:

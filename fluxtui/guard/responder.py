@@ -235,12 +235,16 @@ class Responder:
                 self._answers.write(fd, False)
                 return
             if self.mode == "monitor":
+                # Allowed at once; recorded once the reader is verified (off this thread), so
+                # that an unverified reader is a finding in monitor mode too.
                 answered = True
                 self._answers.write(fd, True)
-                self._answers.record(proc.info, proc.verification, proc.flags, protected.path,
-                                     protected.group, True, "monitor",
-                                     "monitor mode: every access is allowed and logged", t0,
-                                     credential=protected.credential)
+                request = Request(self._new_id(), -1, event.pid, proc, protected.path,
+                                  protected.group, t0,
+                                  self.clock() + self.settings.decision_timeout,
+                                  protected.credential)
+                request.released = True
+                self._proceed(request)
                 return
             if self._pending() >= self.max_pending:
                 answered = True
@@ -341,6 +345,7 @@ class Responder:
         else:
             verdict = evaluate(request.group, proc.info, verification, flags, self.book, now)
             proc.verdicts[request.group.name] = (version, flags, verdict)
+        request.vetted = verdict.allow is True
         if self.mode == "monitor":
             self._waiting.finish(request, True, "monitor", "monitor mode: every access is allowed "
                          f"and logged (enforce: {verdict.reason})", flags)

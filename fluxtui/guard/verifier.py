@@ -74,7 +74,7 @@ class Verifier:
 
     def _submit(self, key: ExeKey, request: Request, attempt: int) -> None:
         future = self.workers.submit(verify_executable, request.pid, request.proc.info.exe,
-                                     self.system_dirs)
+                                     self.system_dirs, expected=request.proc.info.exe_key)
 
         def done(f: Future[ExeVerification]) -> None:
             self.post(("verified", key, f, attempt))

@@ -156,6 +156,8 @@ class Waiting:
         if rule is not None:
             self.workers.submit(self.book.persist)
             reason = f"{label} (rule {rule.id})"
+        for request in prompt.requests:
+            request.vetted = allow
         self.finish_all(prompt.requests, allow, "keypress", reason, urgent=True)
         self.publish()
         self.update_due()
@@ -211,7 +213,7 @@ class Waiting:
         kernel has already dropped them) and take its prompt away."""
 
         def gone(r: Request) -> bool:
-            return r.pid == pid
+            return r.pid == pid and not r.released  # a released one only waits to be recorded
 
         prompted = self.prompts.take(gone)
         self.finish_all(prompted, False, "process-exit", "the process exited while waiting",
