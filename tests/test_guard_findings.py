@@ -78,7 +78,8 @@ def test_an_unlisted_reader_is_a_finding_and_a_listed_verified_one_is_not(
 
 def test_one_alert_per_process_and_group_but_risk_for_each_read(home: Home,
                                                                 tmp_path: Path) -> None:
-    script = f"for _ in range(2):\n    try: open({str(home.aws)!r}).read()\n    except OSError: pass"
+    script = (f"for _ in range(2):\n    try: open({str(home.aws)!r}).read()\n"
+              "    except OSError: pass")
     with running_guard(guard_config(home, tmp_path / "state", mode="monitor",
                                     unverified_reader_risk=25.0)) as (guard, events):
         assert run([sys.executable, "-c", script]).returncode == 0
