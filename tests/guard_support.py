@@ -159,3 +159,54 @@ def as_user(argv: list[str], uid: int = NOBODY, timeout: float = 30.0, **kwargs:
             ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(argv, capture_output=True, timeout=timeout, check=False, user=uid,
                           group=uid, extra_groups=[], cwd="/", **kwargs)
+
+
+def kernel_marks(fan_fd: int) -> dict[int, tuple[int, int]]:
+    """inode number -> (mask, ignored mask) of the inode marks this group holds (its fdinfo)."""
+    marks: dict[int, tuple[int, int]] = {}
+    with open(f"/proc/self/fdinfo/{fan_fd}") as f:
+        for line in f:
+            if not line.startswith("fanotify ino:"):
+                continue
+            fields = dict(part.split(":", 1) for part in line.split()[1:])
+            marks[int(fields["ino"], 16)] = (int(fields["mask"], 16),
+                                             int(fields.get("ignored_mask", "0"), 16))
+    return marks
+
+
+# A reader for the window measurements: it renames (or links) a file onto a credential name,
+# then opens the new name in a loop until the kernel refuses it (or 5 s pass), and prints what
+# it saw as JSON: the opens that went through, the microseconds from the rename to the end of
+# the last one that went through (the window actually used), and to the refusal (which also
+# holds the time the guard took to answer that open).
+WINDOW_READER = r"""
+import json, os, sys, time
+how, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
+if how == "mkdir":
+    os.mkdir(os.path.dirname(dst))
+t0 = time.perf_counter_ns()
+(os.link if how == "link" else os.rename)(src, dst)
+opens = 0
+refused = False
+last = t0
+while time.perf_counter_ns() - t0 < 5e9:
+    try:
+        fd = os.open(dst, os.O_RDONLY)
+    except PermissionError:
+        refused = True
+        break
+    os.close(fd)
+    last = time.perf_counter_ns()
+    opens += 1
+print(json.dumps({"opens": opens, "refused": refused,
+                  "open_until_us": (last - t0) / 1000,
+                  "window_us": (time.perf_counter_ns() - t0) / 1000}))
+"""
+
+
+def measure_window(how: str, src: Path, dst: Path) -> dict[str, Any]:
+    import json
+    import sys
+    result = run([sys.executable, "-c", WINDOW_READER, how, str(src), str(dst)], timeout=30)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))

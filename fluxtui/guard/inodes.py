@@ -17,6 +17,7 @@ would otherwise wait on itself).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -25,7 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fluxtui.collectors.fanotify import FAN_OPEN_PERM, FanotifyError, FanotifyGroup
+from fluxtui.collectors.fanotify import (
+    FAN_MARK_IGNORED_MASK,
+    FAN_MARK_IGNORED_SURV_MODIFY,
+    FAN_OPEN_PERM,
+    FanotifyError,
+    FanotifyGroup,
+)
 from fluxtui.collectors.file_handles import FileHandle, handle_of_fd, mount_point, open_by_handle
 from fluxtui.files import UnsafeFileError, atomic_write, read_policy_file
 from fluxtui.guard.catalogue import Catalogue, Group
@@ -58,21 +65,13 @@ class Tracked:
     mount: str  # where its file system was mounted when it was seen (to open the handle)
 
 
-def identity_of_path(path: str) -> tuple[tuple[int, int], FileHandle, int] | None:
-    """((dev, ino), handle, st_nlink) of a regular file, through O_PATH (no open event)."""
-    try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        return (st.st_dev, st.st_ino), handle_of_fd(fd), st.st_nlink
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+def protect_inode(path: str, fan: FanotifyGroup) -> None:
+    """Put the permission mark on the inode at `path` (an O_PATH fd's /proc/self/fd link), its
+    ignore mark (if it had one as a non-credential) removed first: an ignored mask wins over
+    the mask, so a credential must never keep one."""
+    with contextlib.suppress(FanotifyError):
+        fan.unmark(path, FAN_OPEN_PERM, FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY)
+    fan.mark(path, FAN_OPEN_PERM)
 
 
 class ProtectedInodes:
@@ -89,6 +88,23 @@ class ProtectedInodes:
     def get(self, dev: int, ino: int) -> ProtectedFile | None:
         return self.inodes.get((dev, ino))
 
+    def protects(self, fd: int, key: tuple[int, int]) -> bool:
+        """Whether the file open on `fd` (its (dev, ino) is `key`) is a protected inode. An
+        entry whose handle differs belongs to a file that is gone (its inode number reused):
+        it is forgotten here."""
+        tracked = self.tracked.get(key)
+        if tracked is None:
+            return False
+        try:
+            same = handle_of_fd(fd).key == tracked.handle.key
+        except OSError:
+            return True  # cannot tell: treat it as protected (never ignored)
+        if not same:
+            del self.tracked[key]
+            self.inodes.pop(key, None)
+            self.dirty = True
+        return same
+
     def __len__(self) -> int:
         return len(self.inodes)
 
@@ -97,15 +113,22 @@ class ProtectedInodes:
     def track_path(self, path: str, group: Group, fan: FanotifyGroup) -> str | None:
         """Protect the file at `path` (a planned credential) by inode; returns a problem, or
         None (also when the file went away meanwhile: the re-plan that follows sees it)."""
-        found = identity_of_path(path)
-        if found is None:
-            return None
-        key, handle, _nlink = found
-        old = self.tracked.get(key)
         try:
-            fan.mark(path, FAN_OPEN_PERM)  # again: harmless when it is there already
-        except FanotifyError as exc:
-            return str(exc)
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            key = (st.st_dev, st.st_ino)
+            handle = handle_of_fd(fd)
+            protect_inode(f"/proc/self/fd/{fd}", fan)  # again: harmless when it is there
+        except (OSError, FanotifyError) as exc:
+            return f"cannot protect {path}: {exc}"
+        finally:
+            os.close(fd)
+        old = self.tracked.get(key)
         if old is None or old.handle.key != handle.key:
             # New, or an inode number that belonged to a file now gone (another generation).
             self._add(key, ProtectedFile(path, group), handle)
@@ -118,7 +141,7 @@ class ProtectedInodes:
         key = (st.st_dev, st.st_ino)
         if key in self.tracked:
             return
-        fan.mark_fd(fd, FAN_OPEN_PERM, 0, protected.path)
+        protect_inode(f"/proc/self/fd/{fd}", fan)
         self._add(key, protected, handle_of_fd(fd))
 
     def _add(self, key: tuple[int, int], protected: ProtectedFile, handle: FileHandle) -> None:
@@ -231,7 +254,7 @@ class ProtectedInodes:
                 st = os.fstat(fd)
                 if st.st_nlink == 0:
                     continue
-                fan.mark(f"/proc/self/fd/{fd}", FAN_OPEN_PERM)
+                protect_inode(f"/proc/self/fd/{fd}", fan)
                 key = (st.st_dev, st.st_ino)
                 self.tracked[key] = t
                 self.inodes[key] = t.protected

@@ -6,12 +6,20 @@ batched for REPLAN_DELAY."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from fluxtui.collectors.fanotify import FanotifyGroup
-from fluxtui.collectors.inotify import IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, Inotify
+from fluxtui.collectors.inotify import (
+    IN_CREATE,
+    IN_IGNORED,
+    IN_ISDIR,
+    IN_MOVE_SELF,
+    IN_MOVED_TO,
+    Inotify,
+)
 from fluxtui.guard.marks import MarkPlan, Marks
 from fluxtui.guard.timers import Timers
 
@@ -38,6 +46,15 @@ class Replanner:
         now_dir = False
         later = False
         for event in self.notify.read_events():
+            directory = self.marks.watches.get(event.wd)
+            if directory is not None and event.mask & (IN_CREATE | IN_MOVED_TO) and event.name:
+                # At once, before any re-plan: the window in which a renamed, linked or new
+                # file (or directory) is not yet protected is this loop's latency.
+                if event.mask & IN_ISDIR:
+                    self.marks.adopt_dir(os.path.join(directory, event.name), self.fan,
+                                         self.notify)
+                else:
+                    self.marks.on_new_entry(directory, event.name, self.fan)
             if self.marks.needs_replan(event):
                 if event.mask & IN_ISDIR or event.wd not in self.marks.watches:
                     now_dir = True  # a directory came or went: re-plan at once

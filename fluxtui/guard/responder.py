@@ -287,6 +287,9 @@ class Responder:
         if protected is not None:
             self.marks.protected.track_fd(fd, protected, self.fan)
             self._save_state()
+        elif self.marks.ignorable(seen):
+            # Not a credential, by name or by inode: its next opens never reach us.
+            self.marks.ignores.ignore_fd(fd, (st.st_dev, st.st_ino), seen, self.fan)
         return protected
 
     def _save_state(self) -> None:
