@@ -182,9 +182,9 @@ def kernel_marks(fan_fd: int) -> dict[int, tuple[int, int]]:
 WINDOW_READER = r"""
 import json, os, sys, time
 how, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
-if how == "mkdir":
-    os.mkdir(os.path.dirname(dst))
 t0 = time.perf_counter_ns()
+if how == "mkdir":  # a new credential directory, filled by rename at once
+    os.mkdir(os.path.dirname(dst))
 (os.link if how == "link" else os.rename)(src, dst)
 opens = 0
 refused = False

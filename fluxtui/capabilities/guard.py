@@ -43,6 +43,7 @@ from fluxtui.store import AuditStore, AuditStoreError, JournalUnavailable, Journ
 
 log = logging.getLogger(__name__)
 
+RELEASED_REASON = "released unanswered when fluxtui stopped"
 MAX_ALERTED = 4096  # (process, group) pairs alerted on, remembered at most
 
 
@@ -157,6 +158,15 @@ class GuardComponent:
             self._notes["audit"] = self.config.audit_db
         except AuditStoreError as exc:
             self._notes["audit"] = f"unavailable: {exc}"
+        if self._store is not None:
+            try:
+                released = self._store.release_pending(RELEASED_REASON)
+            except AuditStoreError as exc:
+                self._notes["audit"] += f" (pending requests of the last run not read: {exc})"
+            else:
+                if released:
+                    self._notes["audit"] += (f" ({released} request(s) released unanswered "
+                                             "when fluxtui last stopped)")
         if self.config.journal:
             try:
                 self._journal = JournalWriter()

@@ -65,13 +65,14 @@ class Answers:
         self.record(request.proc.info, request.verification,
                     request.proc.flags if flags is None else flags, request.file,
                     request.group, allow, decided_by, reason, request.t0, urgent,
-                    request.credential, request.vetted)
+                    request.credential, request.vetted,
+                    request.id if request.noted else 0)
         return True
 
     def record(self, info: ProcessInfo | None, verification: ExeVerification | None,
                flags: tuple[str, ...], path: str, group: Group, allow: bool, decided_by: str,
                reason: str, t0: int, urgent: bool = False, credential: str = "",
-               vetted: bool = False) -> None:
+               vetted: bool = False, request_id: int = 0) -> None:
         if allow:
             self.allowed += 1
         else:
@@ -79,5 +80,5 @@ class Answers:
         latency_us = (time.monotonic_ns() - t0) / 1000.0
         self.sink.record(Outcome(time.time(), info, verification, flags, path, group, allow,
                                  decided_by, reason, latency_us, self.mode(), credential,
-                                 vetted),
+                                 vetted, request_id),
                          urgent)

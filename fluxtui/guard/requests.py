@@ -18,7 +18,7 @@ from fluxtui.guard.rules import Verdict
 
 class Request:
     __slots__ = ("answered", "created", "credential", "deadline", "fd", "file", "group", "id",
-                 "paused_total", "paused_until", "pid", "proc", "released", "t0",
+                 "noted", "paused_total", "paused_until", "pid", "proc", "released", "t0",
                  "verification", "vetted")
 
     def __init__(self, rid: int, fd: int, pid: int, proc: CachedProcess, file: str,
@@ -43,6 +43,7 @@ class Request:
         # The policy (a verified listed program, a rule) or the user allows this reader: a read
         # that is not vetted is a finding for the risk score.
         self.vetted = False
+        self.noted = False  # recorded as pending (see Sink.pending)
         proc.waiting += 1
 
 
@@ -84,6 +85,20 @@ class Outcome(NamedTuple):
     mode: str
     credential: str = ""  # the path the file is protected as, when it was opened by another
     vetted: bool = False  # the policy or the user allows this reader (see Request.vetted)
+    request_id: int = 0  # the request's id when it was recorded as pending, else 0
+
+
+class PendingNote(NamedTuple):
+    """A request that waits (verification, prompt): recorded as pending, so that if fluxtui is
+    killed the kernel's release of it (it allows every waiting open) is known at next start."""
+
+    request_id: int
+    ts: float
+    info: ProcessInfo
+    path: str
+    group: Group
+    credential: str
+    mode: str
 
 
 class Fold:
@@ -120,6 +135,8 @@ class Sink:
     def record_folds(self, folds: list[Fold], mode: str) -> None: ...
 
     def prompts_changed(self, views: tuple[PromptView, ...]) -> None: ...
+
+    def pending(self, note: PendingNote) -> None: ...
 
 
 def requester_of(info: ProcessInfo | None, verification: ExeVerification | None,

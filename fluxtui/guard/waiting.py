@@ -20,7 +20,7 @@ from fluxtui.guard.identity import ExeKey, ExeVerification
 from fluxtui.guard.loop import EventLoop
 from fluxtui.guard.pidwatch import PidWatch
 from fluxtui.guard.prompts import PromptQueue, remember_answer
-from fluxtui.guard.requests import Request, Sink
+from fluxtui.guard.requests import PendingNote, Request, Sink
 from fluxtui.guard.rules import RuleBook, Scope
 from fluxtui.guard.verifier import Verifier
 
@@ -76,6 +76,16 @@ class Waiting:
         for r in requests:
             self.finish(r, allow, decided_by, reason, urgent=urgent)
 
+    def _note(self, request: Request) -> None:
+        """Record a request that starts waiting as pending (once; the recorder writes it on its
+        own thread). Monitor-mode requests were answered already: nothing is pending."""
+        if request.noted or request.released:
+            return
+        request.noted = True
+        self.sink.pending(PendingNote(request.id, request.created, request.proc.info,
+                                      request.file, request.group, request.credential,
+                                      self.answers.mode()))
+
     def update_due(self) -> None:
         deadlines = [r.deadline for r in self.prompts.requests()]
         deadlines += [r.deadline for r in self.verifier.requests()]
@@ -99,11 +109,13 @@ class Waiting:
             return
         self.verifier.wait(request)
         self.pids.watch(request.pid)
+        self._note(request)
         self.update_due()
 
     def check_namespaces(self, request: Request) -> None:
         self.verifier.wait_namespaces(request)
         self.pids.watch(request.pid)
+        self._note(request)
         self.update_due()
 
     def on_namespaces(self, key: ProcessKey, future: Future[tuple[str, ...]]) -> None:
@@ -139,6 +151,7 @@ class Waiting:
     def prompt(self, request: Request) -> None:
         self.prompts.add(request)
         self.pids.watch(request.pid)
+        self._note(request)
         self.publish()
         self.update_due()
 
