@@ -146,3 +146,60 @@ def _exe_of(pid: int) -> str:
         return os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return ""
+
+
+def test_devices_that_cannot_be_compared_are_not_auto_allowed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On btrfs subvolumes (and overlays) the device /proc/PID/maps reports is not the one the
+    file's stat reports: the (device, inode) comparison would mean nothing, so it is a flag."""
+    import fluxtui.guard.namespaces as namespaces
+
+    real = namespaces._mappings
+
+    def other_device(maps: bytes) -> dict[str, tuple[str, int]]:
+        return {path: (area, device + 1) for path, (area, device) in real(maps).items()}
+
+    monkeypatch.setattr(namespaces, "_mappings", other_device)
+    problems = namespace_problems(os.getpid(), "runs in another mount namespace", init_root="")
+    assert problems and all("cannot be compared" in p for p in problems)
+
+
+def test_a_fifo_as_ld_so_preload_is_a_flag_and_does_not_block(tmp_path: Path) -> None:
+    require_guard_kernel()
+    require(shutil.which("unshare") is not None, "unshare missing (util-linux)")
+    with user_home() as home:
+        work = home.root / "work"
+        work.mkdir()
+        os.chown(work, NOBODY, NOBODY)
+        script = ('set -e; mkdir -p "$W/etc"; cp -r /etc/. "$W/etc/" 2>/dev/null || true; '
+                  'rm -f "$W/etc/ld.so.preload"; mkfifo "$W/etc/ld.so.preload"; '
+                  'mount --bind "$W/etc" /etc; exec sleep 30')
+        with running_process_as_user(["unshare", "-Urm", "sh", "-c", script],
+                                     {"W": str(work), "PATH": "/usr/bin:/bin"}) as pid:
+            problems = namespace_problems(pid, "runs in another user namespace")
+    assert "runs in another user namespace: its /etc/ld.so.preload is not a regular file" \
+        in problems
+
+
+class running_process_as_user:
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.argv = argv
+        self.env = env
+
+    def __enter__(self) -> int:
+        import subprocess
+        self.proc = subprocess.Popen(self.argv, user=NOBODY, group=NOBODY, extra_groups=[],
+                                     cwd="/", env=self.env, start_new_session=True)
+        # The sleep runs in the namespaces once sh has exec'd it (same pid).
+        wait_for(lambda: _exe_of(self.proc.pid) == "/usr/bin/sleep", timeout=30)
+        return self.proc.pid
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def test_every_mapping_of_a_live_process_is_checked_including_non_pie_ones() -> None:
+    """This interpreter maps its executable at a fixed low address (maps pads the range to 8
+    digits, map_files does not): every one of its files matches itself."""
+    assert namespace_problems(os.getpid(), "runs in another mount namespace", init_root="") == ()

@@ -100,7 +100,12 @@ def _mappings(maps: bytes) -> dict[str, tuple[str, int]]:
             device = os.makedev(int(major, 16), int(minor, 16))
         except ValueError:
             continue
-        out[path] = (parts[0].decode(), device)
+        start, _, end = parts[0].partition(b"-")
+        try:  # map_files names carry no leading zeros (/proc/PID/maps pads to 8 digits)
+            area = f"{int(start, 16):x}-{int(end, 16):x}"
+        except ValueError:
+            continue
+        out[path] = (area, device)
     return out
 
 
