@@ -124,3 +124,25 @@ def test_a_file_renamed_or_linked_onto_a_credential_name_loses_its_ignore_mark(
               f"from the {how} to the end of the last open that went through: median "
               f"{statistics.median(used):.0f}, max {max(used):.0f}; to the first refused "
               f"open: median {statistics.median(windows):.0f}, max {max(windows):.0f}")
+
+
+def test_a_home_full_of_files_cannot_use_up_the_marks_that_protect_keys(
+        home: Home, tmp_path: Path) -> None:
+    """An infostealer fills the home with files so that their ignore marks exhaust the kernel's
+    marks: the ignore marks have a budget, and a key created afterwards is still protected by
+    inode (it stays protected when renamed away)."""
+    with running_guard(guard_config(home, tmp_path / "state")) as (guard, _):
+        marks = guard.marks
+        assert marks is not None and marks.ignores.budget > 0
+        marks.ignores.budget = 3
+        for n in range(10):
+            (home.root / f"filler-{n}").write_text("x\n")
+        wait_for(lambda: marks.ignores.full)
+        assert len(marks.ignores.ignored) <= 3
+        new_key = home.ssh / "id_new"
+        new_key.write_text("a key made after the filler\n")
+        wait_for(lambda: (new_key.stat().st_dev, new_key.stat().st_ino) in marks.inodes)
+        moved = home.root / "stolen"
+        new_key.rename(moved)
+        cat = run(["cat", str(moved)])
+        assert cat.returncode == 1 and EPERM in cat.stderr

@@ -33,11 +33,24 @@ from fluxtui.collectors.fanotify import (
 )
 
 MAX_IGNORED = 8192  # inodes with an ignore mark at most (each holds a kernel mark)
+MAX_USER_MARKS = "/proc/sys/fs/fanotify/max_user_marks"
+
+
+def ignore_budget(path: str = MAX_USER_MARKS) -> int:
+    """Ignore marks allowed: at most a quarter of the kernel's per-user mark limit, so that a
+    home filled with files can never use up the marks that protect credentials."""
+    try:
+        with open(path) as f:
+            limit = int(f.read())
+    except (OSError, ValueError):
+        return MAX_IGNORED // 4
+    return max(0, min(MAX_IGNORED, limit // 4))
 IGNORE_FLAGS = FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY
 
 
 class IgnoreMarks:
-    def __init__(self) -> None:
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = ignore_budget() if budget is None else budget
         self.ignored: dict[tuple[int, int], str] = {}  # (dev, ino) -> name when ignored
         self.full = False  # the bound was reached: later files are not ignored (cost only)
 
@@ -46,7 +59,7 @@ class IgnoreMarks:
         """Ignore the inode open on `fd` (the caller checked that it is no credential)."""
         # Marked again even when the table lists it: the table is bookkeeping for the bound,
         # and an inode number can come back for another file.
-        if key not in self.ignored and len(self.ignored) >= MAX_IGNORED:
+        if key not in self.ignored and len(self.ignored) >= self.budget:
             self.full = True
             return
         try:
