@@ -136,7 +136,10 @@ _SSH = AllowedProgram("/usr/bin/ssh", deny_args=[
 _KEYGEN_NOARG = "ABHKLQUXceghiklopquvy"
 _KEYGEN = AllowedProgram("/usr/bin/ssh-keygen", deny_args=[
     _short(_KEYGEN_NOARG.replace("i", ""), "i"),  # -i: prints a converted PRIVATE key
-    _short(_KEYGEN_NOARG, "[Dw]")])  # -D / -w: load a library of the caller's choice
+    _short(_KEYGEN_NOARG, "[Dw]"),  # -D / -w: load a library of the caller's choice
+    # -F / -R / -H treat the file named by -f as known_hosts: print its lines, or rewrite it
+    # through a temporary copy under a name that is no credential.
+    _short(_KEYGEN_NOARG, "[FR]"), _short(_KEYGEN_NOARG.replace("H", ""), "H")])
 _SSHD_NOARG = "46DGQRTdeiqrtV"
 _SSHD = [AllowedProgram(path, deny_args=[
     _short(_SSHD_NOARG, "f"),  # -f FILE: read as sshd_config, its lines echoed in errors
