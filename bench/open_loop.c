@@ -1,9 +1,10 @@
 /* open_loop: open and close one file N times, timing each open().
  *
  * The benchmark's reader: an exec'd binary that a guard rule allows (or, copied elsewhere,
- * one that no rule allows). Usage: open_loop PATH N [DURATION_S]
+ * one that no rule allows). Usage: open_loop PATH N [DURATION_S [close]]
  * Stops after N opens or when DURATION_S has passed. Writes one native uint32 per open (its
- * latency in nanoseconds; failed opens included) to stdout, and "opens O failures F
+ * latency in nanoseconds, of open() alone, or of open() + close() with "close"; failed opens
+ * included) to stdout, and "opens O failures F
  * elapsed_ns E" to stderr. Exit status 0, or 2 on bad usage.
  */
 #include <fcntl.h>
@@ -26,6 +27,7 @@ int main(int argc, char **argv) {
     }
     long n = strtol(argv[2], NULL, 10);
     double duration = argc > 3 ? strtod(argv[3], NULL) : 60.0;
+    int with_close = argc > 4 && argv[4][0] == 'c';
     if (n <= 0 || n > 10000000 || duration <= 0) {
         fprintf(stderr, "N or DURATION_S out of range\n");
         return 2;
@@ -43,6 +45,7 @@ int main(int argc, char **argv) {
             failures++;
         else
             close(fd);
+        if (with_close) t1 = now_ns();
         uint64_t d = t1 - t0;
         lat[done++] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
         if (t1 > end) break;

@@ -79,13 +79,17 @@ class AllowedProgram:
     """A program allowed to read a credential group. `path` is the full executable path (a glob
     such as /usr/lib/postgresql/*/bin/psql is accepted); the other fields narrow it further and
     are ignored when empty: `uids`/`euids` like "0" or "1000-60000" or "0,1000-60000", `parent`
-    the full path of the parent's executable, `args` a glob on the arguments joined by spaces."""
+    the full path of the parent's executable, `args` a glob on the arguments joined by spaces,
+    `deny_args` Python regular expressions searched in the whole command line (argv[0]
+    included) joined by NUL characters: when one is found the program is not allowed (so
+    `(?:^|\\0)-F` finds an argument that starts with -F)."""
 
     path: str = ""
     uids: str = ""
     euids: str = ""
     parent: str = ""
     args: str = ""
+    deny_args: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -99,15 +103,54 @@ class CredentialGroup:
     allowed: list[AllowedProgram] = field(default_factory=list)
 
 
-def _group(name: str, technique: str, patterns: list[str], programs: list[str]
-           ) -> CredentialGroup:
-    return CredentialGroup(name, technique, patterns, [AllowedProgram(p) for p in programs])
+def _group(name: str, technique: str, patterns: list[str],
+           programs: list[str | AllowedProgram]) -> CredentialGroup:
+    return CredentialGroup(name, technique, patterns,
+                           [p if isinstance(p, AllowedProgram) else AllowedProgram(p)
+                            for p in programs])
 
 
-_SSH_CLIENTS = ["/usr/bin/ssh", "/usr/bin/scp", "/usr/bin/sftp", "/usr/bin/ssh-add",
-                "/usr/bin/ssh-agent", "/usr/bin/ssh-keygen", "/usr/bin/git", "/usr/bin/rsync",
-                "/usr/lib/openssh/ssh-sk-helper"]
-_GIT = ["/usr/bin/git", "/usr/lib/git-core/git", "/usr/lib/git-core/git-remote-http"]
+def _short(flags: str, option: str) -> str:
+    """A regex finding short option `option` in any argument, alone or after a cluster of
+    `flags` (the options that take no value), the way getopt reads it."""
+    return f"(?:^|\\0)-[{flags}]*{option}"
+
+
+# Which programs are listed, and why (config.yml says the same next to each entry): a program
+# is listed for a credential only where it reads that credential to use it (authenticate,
+# sign) and `deny_args` excludes every form that prints, copies or sends a named file. Where
+# no such limit is reliable the program is not listed and its reads are asked about:
+# general file readers (git, scp, sftp, rsync, curl, wget, ftp clients, gpg, psql, mysql, the
+# cloud and container CLIs), programs whose interface prints the secret (aws configure get,
+# kubectl config view --raw, gh auth token, vault print token, git credential fill, rclone
+# config show, terraform console's file()), and ssh-add (it sends the private key to whatever
+# agent socket SSH_AUTH_SOCK names, which any process of the user can point at its own).
+_SSH_NOARG = "1246AaCfGgKkMNnqsTtVvXxYy"  # ssh's options without a value
+_SSH = AllowedProgram("/usr/bin/ssh", deny_args=[
+    _short(_SSH_NOARG, "F"),  # -F FILE: read as ssh_config, its lines echoed in errors
+    _short(_SSH_NOARG, "I"),  # -I: a PKCS#11 library of the caller's choice
+    # -o Include (echoes the file), AddKeysToAgent + IdentityAgent (hand the private key to an
+    # agent socket of the caller's choice), providers (libraries of the caller's choice).
+    _short(_SSH_NOARG, "o") + r"\0?[\s=]*(?i:include|addkeystoagent|identityagent"
+    r"|securitykeyprovider|pkcs11provider)"])
+_KEYGEN_NOARG = "ABHKLQUXceghiklopquvy"
+_KEYGEN = AllowedProgram("/usr/bin/ssh-keygen", deny_args=[
+    _short(_KEYGEN_NOARG.replace("i", ""), "i"),  # -i: prints a converted PRIVATE key
+    _short(_KEYGEN_NOARG, "[Dw]"),  # -D / -w: load a library of the caller's choice
+    # -F / -R / -H treat the file named by -f as known_hosts: print its lines, or rewrite it
+    # through a temporary copy under a name that is no credential.
+    _short(_KEYGEN_NOARG, "[FR]"), _short(_KEYGEN_NOARG.replace("H", ""), "H")])
+_SSHD_NOARG = "46DGQRTdeiqrtV"
+_SSHD = [AllowedProgram(path, deny_args=[
+    _short(_SSHD_NOARG, "f"),  # -f FILE: read as sshd_config, its lines echoed in errors
+    _short(_SSHD_NOARG, "o") + r"\0?[\s=]*(?i:include)"])
+    for path in ("/usr/sbin/sshd", "/usr/lib/openssh/sshd-session", "/usr/lib/openssh/sshd-auth")]
+_SUDO = AllowedProgram("/usr/bin/sudo", deny_args=[
+    "(?:^|/)sudoedit(?:\\0|$)", _short("ABbEHiKklNnPSsVv", "e"), "\\0--edit(?:\\0|=|$)"])
+_BROWSER_DENY = [  # a browser told to open, print or serve a file of the caller's choice
+    "(?i)file:", "(?i)view-source:", "(?:^|\\0)--?headless", "(?:^|\\0)--?remote-debugging",
+    "(?:^|\\0)--?remote-allow", "(?:^|\\0)--?marionette", "(?:^|\\0)--?screenshot",
+    "(?:^|\\0)--?dump-dom", "(?:^|\\0)--?print-to-pdf", "(?:^|\\0)--?remote(?:\\0|=|$)"]
 _CHROMIUM_DIRS = ["chromium", "google-chrome", "google-chrome-beta", "BraveSoftware/Brave-Browser",
                   "microsoft-edge", "vivaldi"]
 
@@ -116,81 +159,66 @@ _CHROMIUM_DIRS = ["chromium", "google-chrome", "google-chrome-beta", "BraveSoftw
 DEFAULT_GROUPS: tuple[CredentialGroup, ...] = (
     _group("ssh-keys", "T1552.004",
            [".ssh/id_*", ".ssh/*.pem", ".ssh/*.key", ".ssh/*_rsa", ".ssh/*_ecdsa",
-            ".ssh/*_ed25519", ".ssh/*_dsa", ".ssh/*_sk"], _SSH_CLIENTS),
+            ".ssh/*_ed25519", ".ssh/*_dsa", ".ssh/*_sk"], [_SSH, _KEYGEN]),
     _group("aws", "T1552.001",
            [".aws/credentials", ".aws/config", ".aws/sso/cache/*.json", ".aws/cli/cache/*.json"],
-           ["/usr/bin/aws", "/usr/bin/terraform"]),
+           []),
+    # GnuPG 2.1+: only the agent reads private keys; gpg and gpgsm ask it.
     _group("gnupg", "T1552.004",
-           [".gnupg/private-keys-v1.d/*", ".gnupg/secring.gpg"],
-           ["/usr/bin/gpg", "/usr/bin/gpg2", "/usr/bin/gpg-agent", "/usr/bin/gpgsm",
-            "/usr/lib/gnupg/gpg-protect-tool"]),
-    _group("kube", "T1552.001", [".kube/config", ".kube/*.kubeconfig"],
-           ["/usr/bin/kubectl", "/usr/bin/helm", "/usr/bin/k9s"]),
-    _group("docker", "T1552.001", [".docker/config.json"],
-           ["/usr/bin/docker", "/usr/libexec/docker/cli-plugins/docker-compose",
-            "/usr/libexec/docker/cli-plugins/docker-buildx", "/usr/bin/podman",
-            "/usr/bin/skopeo", "/usr/bin/buildah"]),
+           [".gnupg/private-keys-v1.d/*", ".gnupg/secring.gpg"], ["/usr/bin/gpg-agent"]),
+    _group("kube", "T1552.001", [".kube/config", ".kube/*.kubeconfig"], []),
+    _group("docker", "T1552.001", [".docker/config.json"], []),
     _group("gcloud", "T1552.001",
            [".config/gcloud/credentials.db", ".config/gcloud/access_tokens.db",
             ".config/gcloud/application_default_credentials.json",
             ".config/gcloud/legacy_credentials/*/adc.json",
-            ".config/gcloud/legacy_credentials/*/.boto"], ["/usr/bin/terraform"]),
+            ".config/gcloud/legacy_credentials/*/.boto"], []),
     _group("azure", "T1552.001",
            [".azure/accessTokens.json", ".azure/msal_token_cache.*",
-            ".azure/service_principal_entries.*"], ["/usr/bin/terraform"]),
-    _group("git-credentials", "T1552.001", [".git-credentials", ".config/git/credentials"],
-           [*_GIT, "/usr/lib/git-core/git-credential-store"]),
-    _group("netrc", "T1552.001", [".netrc"],
-           ["/usr/bin/curl", "/usr/bin/wget", *_GIT, "/usr/bin/ftp", "/usr/bin/lftp",
-            "/usr/bin/fetchmail"]),
-    _group("pgpass", "T1552.001", [".pgpass"],
-           [f"/usr/lib/postgresql/*/bin/{tool}"
-            for tool in ("psql", "pg_dump", "pg_dumpall", "pg_restore", "pg_basebackup")]),
-    _group("mysql", "T1552.001", [".my.cnf", ".mylogin.cnf"],
-           ["/usr/bin/mysql", "/usr/bin/mariadb", "/usr/bin/mysqldump", "/usr/bin/mariadb-dump",
-            "/usr/bin/mysqladmin", "/usr/bin/mariadb-admin"]),
-    _group("vault", "T1552.001", [".vault-token"], ["/usr/bin/vault"]),
+            ".azure/service_principal_entries.*"], []),
+    _group("git-credentials", "T1552.001", [".git-credentials", ".config/git/credentials"], []),
+    _group("netrc", "T1552.001", [".netrc"], []),
+    _group("pgpass", "T1552.001", [".pgpass"], []),
+    _group("mysql", "T1552.001", [".my.cnf", ".mylogin.cnf"], []),
+    _group("vault", "T1552.001", [".vault-token"], []),
     _group("pypi", "T1552.001", [".pypirc"], []),
     _group("npm", "T1552.001", [".npmrc"], []),
-    _group("cargo", "T1552.001", [".cargo/credentials", ".cargo/credentials.toml"],
-           ["/usr/bin/cargo"]),
-    _group("github-cli", "T1552.001", [".config/gh/hosts.yml"], ["/usr/bin/gh"]),
-    _group("terraform", "T1552.001", [".terraform.d/credentials.tfrc.json"],
-           ["/usr/bin/terraform"]),
-    _group("rclone", "T1552.001", [".config/rclone/rclone.conf"], ["/usr/bin/rclone"]),
+    _group("cargo", "T1552.001", [".cargo/credentials", ".cargo/credentials.toml"], []),
+    _group("github-cli", "T1552.001", [".config/gh/hosts.yml"], []),
+    _group("terraform", "T1552.001", [".terraform.d/credentials.tfrc.json"], []),
+    _group("rclone", "T1552.001", [".config/rclone/rclone.conf"], []),
     _group("s3cmd", "T1552.001", [".s3cfg"], []),
-    _group("password-store", "T1555", [".password-store/**/*.gpg"],
-           ["/usr/bin/gpg", "/usr/bin/gpg2", "/usr/bin/gpg-agent"]),
+    _group("password-store", "T1555", [".password-store/**/*.gpg"], []),
     _group("keyrings", "T1555", [".local/share/keyrings/*.keyring"],
            ["/usr/bin/gnome-keyring-daemon"]),
     _group("firefox", "T1555.003",
            [f"{root}/*/{name}"
             for root in (".mozilla/firefox", "snap/firefox/common/.mozilla/firefox")
             for name in ("logins.json", "key4.db", "key3.db", "signons.sqlite")],
-           ["/usr/lib/firefox-esr/firefox-esr", "/usr/lib/firefox/firefox"]),
+           [AllowedProgram(p, deny_args=_BROWSER_DENY)
+            for p in ("/usr/lib/firefox-esr/firefox-esr", "/usr/lib/firefox/firefox")]),
     _group("chromium-family", "T1555.003",
            [f".config/{d}/*/Login Data*" for d in _CHROMIUM_DIRS] + [".config/opera/Login Data*"],
-           ["/usr/lib/chromium/chromium", "/opt/google/chrome/chrome",
-            "/opt/google/chrome-beta/chrome", "/opt/brave.com/brave/brave",
-            "/opt/microsoft/msedge/msedge", "/opt/vivaldi/vivaldi-bin",
-            "/usr/lib/x86_64-linux-gnu/opera/opera"]),
+           [AllowedProgram(p, deny_args=_BROWSER_DENY) for p in (
+               "/usr/lib/chromium/chromium", "/opt/google/chrome/chrome",
+               "/opt/google/chrome-beta/chrome", "/opt/brave.com/brave/brave",
+               "/opt/microsoft/msedge/msedge", "/opt/vivaldi/vivaldi-bin",
+               "/usr/lib/x86_64-linux-gnu/opera/opera")]),
 )
 
-_SSHD = ["/usr/sbin/sshd", "/usr/lib/openssh/sshd-session", "/usr/lib/openssh/sshd-auth"]
 DEFAULT_SYSTEM_FILES: tuple[CredentialGroup, ...] = (
     _group("shadow", "T1003.008",
            ["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"],
-           [*_SSHD, "/usr/sbin/unix_chkpwd", "/usr/bin/sudo", "/usr/bin/su", "/usr/bin/login",
+           [*_SSHD, _SUDO, "/usr/sbin/unix_chkpwd", "/usr/bin/su", "/usr/bin/login",
             "/usr/bin/passwd", "/usr/bin/chage", "/usr/bin/chfn", "/usr/bin/chsh",
             "/usr/bin/gpasswd", "/usr/bin/newgrp", "/usr/bin/expiry", "/usr/sbin/cron",
             "/usr/sbin/atd", "/usr/lib/systemd/systemd", "/usr/lib/polkit-1/polkitd",
             "/usr/lib/polkit-1/polkit-agent-helper-1", "/usr/sbin/gdm3", "/usr/sbin/lightdm",
             *[f"/usr/sbin/{tool}" for tool in (
                 "useradd", "usermod", "userdel", "groupadd", "groupmod", "groupdel", "chpasswd",
-                "chgpasswd", "newusers", "pwck", "grpck", "vipw", "pwconv", "pwunconv",
-                "grpconv", "grpunconv")]]),
+                "chgpasswd", "newusers", "pwconv", "pwunconv", "grpconv", "grpunconv")]]),
     _group("ssh-host-keys", "T1552.004", ["/etc/ssh/ssh_host_*_key"],
-           [*_SSHD, "/usr/bin/ssh-keygen", "/usr/lib/openssh/ssh-keysign"]),
+           [*_SSHD, _KEYGEN, "/usr/lib/openssh/ssh-keysign"]),
 )
 
 DEFAULT_EXCLUDE = ("*.pub", "authorized_keys", "authorized_keys2", "known_hosts",
@@ -210,6 +238,8 @@ class GuardConfig:
     default_action: Literal["allow", "deny"] = "deny"
     rules_file: str = "/var/lib/fluxtui/rules.yml"
     audit_db: str = "/var/lib/fluxtui/audit.db"
+    state_file: str = "/var/lib/fluxtui/protected-inodes.json"
+    unverified_reader_risk: float = field(default=40.0, metadata=_range(0, 100))
     journal: bool = True
     groups: list[CredentialGroup] = field(default_factory=lambda: list(DEFAULT_GROUPS))
     system_files: list[CredentialGroup] = field(

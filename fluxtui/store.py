@@ -148,6 +148,40 @@ class AuditStore:
             out.append(item)
         return out
 
+    # --- requests waiting for an answer (the guard) ----------------------------------------------
+
+    PENDING = "file-access-pending"
+
+    def resolve_pending(self, session: str, request_ids: Iterable[int]) -> None:
+        """Forget the pending rows of requests that got their answer."""
+        ids = list(request_ids)
+        if not ids:
+            return
+        conn = self._connection()
+        try:
+            with conn:
+                conn.executemany(
+                    "DELETE FROM audit WHERE kind = ? AND json_extract(detail, '$.session') = ? "
+                    "AND json_extract(detail, '$.request') = ?",
+                    [(self.PENDING, session, i) for i in ids])
+        except sqlite3.Error as exc:
+            raise AuditStoreError(f"audit database {self.path}: {exc}") from None
+
+    def release_pending(self, reason: str) -> int:
+        """At start: the requests still pending were released by the kernel when the previous
+        fluxtui stopped without answering them (killed): record them as such. Returns how
+        many."""
+        conn = self._connection()
+        try:
+            with conn:
+                cur = conn.execute(
+                    "UPDATE audit SET kind = 'file-access', outcome = 'released', "
+                    "decided_by = 'fluxtui-stopped', reason = ? WHERE kind = ?",
+                    (reason, self.PENDING))
+                return cur.rowcount
+        except sqlite3.Error as exc:
+            raise AuditStoreError(f"audit database {self.path}: {exc}") from None
+
     def journal_mode(self) -> str:
         return str(self._connection().execute("PRAGMA journal_mode").fetchone()[0])
 

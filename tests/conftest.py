@@ -26,6 +26,7 @@ def safe_config(tmp_path_factory: pytest.TempPathFactory):
     path = directory / "config.yml"
     path.write_text(f"guard:\n  homes: [{home}]\n  system_files: []\n"
                     f"  rules_file: {directory / 'rules.yml'}\n"
-                    f"  audit_db: {directory / 'audit.db'}\n")
+                    f"  audit_db: {directory / 'audit.db'}\n"
+                    f"  state_file: {directory / 'protected-inodes.json'}\n")
     path.chmod(0o600)
     return path

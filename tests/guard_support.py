@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -62,6 +63,7 @@ def guard_config(home: Home, state: Path, **overrides: Any) -> GuardConfig:
     state.mkdir(exist_ok=True)
     config = GuardConfig(homes=[str(home.root)], system_files=[],
                          rules_file=str(state / "rules.yml"), audit_db=str(state / "audit.db"),
+                         state_file=str(state / "protected-inodes.json"),
                          decision_timeout=20.0, journal=False)
     return replace(config, **overrides)
 
@@ -133,3 +135,78 @@ def kernel_marked_inodes(fan_fd: int) -> set[int]:
             if line.startswith("fanotify ino:"):
                 inodes.add(int(line.split()[1].split(":")[1], 16))
     return inodes
+
+
+NOBODY = 65534
+
+
+@contextmanager
+def user_home(uid: int = NOBODY) -> Iterator[Home]:
+    """A temporary home owned by an unprivileged user (the owner of the key is the attacker),
+    under a directory that user can reach; removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="fluxtui-guard-"))
+    try:
+        base.chmod(0o755)
+        home = make_home(base)
+        for path in [home.root, *home.root.rglob("*")]:
+            os.chown(path, uid, uid, follow_symlinks=False)
+        yield home
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def as_user(argv: list[str], uid: int = NOBODY, timeout: float = 30.0, **kwargs: Any
+            ) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(argv, capture_output=True, timeout=timeout, check=False, user=uid,
+                          group=uid, extra_groups=[], cwd="/", **kwargs)
+
+
+def kernel_marks(fan_fd: int) -> dict[int, tuple[int, int]]:
+    """inode number -> (mask, ignored mask) of the inode marks this group holds (its fdinfo)."""
+    marks: dict[int, tuple[int, int]] = {}
+    with open(f"/proc/self/fdinfo/{fan_fd}") as f:
+        for line in f:
+            if not line.startswith("fanotify ino:"):
+                continue
+            fields = dict(part.split(":", 1) for part in line.split()[1:])
+            marks[int(fields["ino"], 16)] = (int(fields["mask"], 16),
+                                             int(fields.get("ignored_mask", "0"), 16))
+    return marks
+
+
+# A reader for the window measurements: it renames (or links) a file onto a credential name,
+# then opens the new name in a loop until the kernel refuses it (or 5 s pass), and prints what
+# it saw as JSON: the opens that went through, the microseconds from the rename to the end of
+# the last one that went through (the window actually used), and to the refusal (which also
+# holds the time the guard took to answer that open).
+WINDOW_READER = r"""
+import json, os, sys, time
+how, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
+t0 = time.perf_counter_ns()
+if how == "mkdir":  # a new credential directory, filled by rename at once
+    os.mkdir(os.path.dirname(dst))
+(os.link if how == "link" else os.rename)(src, dst)
+opens = 0
+refused = False
+last = t0
+while time.perf_counter_ns() - t0 < 5e9:
+    try:
+        fd = os.open(dst, os.O_RDONLY)
+    except PermissionError:
+        refused = True
+        break
+    os.close(fd)
+    last = time.perf_counter_ns()
+    opens += 1
+print(json.dumps({"opens": opens, "refused": refused,
+                  "open_until_us": (last - t0) / 1000,
+                  "window_us": (time.perf_counter_ns() - t0) / 1000}))
+"""
+
+
+def measure_window(how: str, src: Path, dst: Path) -> dict[str, Any]:
+    import json
+    import sys
+    result = run([sys.executable, "-c", WINDOW_READER, how, str(src), str(dst)], timeout=30)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))

@@ -20,8 +20,10 @@ import pytest
 
 import fluxtui.capabilities.guard as guard_module
 import fluxtui.guard.responder as responder_module
+import fluxtui.guard.verifier as verifier_module
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.collectors.fanotify import FAN_Q_OVERFLOW, FanEvent, FanotifyGroup
+from fluxtui.config import AllowedProgram, CredentialGroup
 from fluxtui.events import CollectorState
 from fluxtui.guard.events import GuardDecision, PromptView
 from fluxtui.guard.identity import ExeKey
@@ -230,9 +232,10 @@ def test_allowed_program_under_strace_is_not_auto_allowed(home: Home, tmp_path: 
 def test_tracer_attached_later_to_a_verified_process_is_seen(
         home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         process_events: bool) -> None:
-    """git (allowed for ssh-keys, verified) opens the key, is cached as allowed; then strace
-    attaches to that same process; its next open must not ride on the cached allowance. With
-    kernel process events (the fast path) and without them (re-read /proc on each open)."""
+    """git (listed for ssh-keys in this test's catalogue, verified) opens the key, is cached as
+    allowed; then strace attaches to that same process; its next open must not ride on the
+    cached allowance. With kernel process events (the fast path) and without them (re-read
+    /proc on each open). (The default lists no longer name git: it reads any named file.)"""
     git = shutil.which("git")
     if git is None or shutil.which("strace") is None:
         pytest.fail("git and strace are needed (make setup installs them)")
@@ -241,7 +244,10 @@ def test_tracer_attached_later_to_a_verified_process_is_seen(
             raise OSError(93, "Protocol not supported")
 
         monkeypatch.setattr(guard_module, "ProcEvents", unavailable)
-    with running_guard(guard_config(home, tmp_path / "state")) as (guard, events):
+    groups = [CredentialGroup("ssh-keys", "T1552.004", [".ssh/id_*"],
+                              [AllowedProgram(os.path.realpath(git))])]
+    with running_guard(guard_config(home, tmp_path / "state", groups=groups)) as (guard,
+                                                                                   events):
         assert (guard.view().process_events == "kernel process events") == process_events
 
         def git_decisions() -> list[GuardDecision]:
@@ -371,7 +377,7 @@ def test_errors_fail_closed_and_are_reported(home: Home, tmp_path: Path,
     def broken(*_: object, **__: object) -> object:
         raise OSError("simulated failure while hashing")
 
-    monkeypatch.setattr(responder_module, "verify_executable", broken)
+    monkeypatch.setattr(verifier_module, "verify_executable", broken)
     config = guard_config(home, tmp_path / "state", default_action="allow")
     with running_guard(config) as (guard, events):
         cat = run(["cat", str(home.key)])
@@ -464,10 +470,11 @@ def test_a_queue_overflow_is_counted_and_reported(home: Home, tmp_path: Path,
 
 def test_a_verification_of_another_file_is_not_applied(home: Home, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    real = responder_module.verify_executable
+    real = verifier_module.verify_executable
     calls = []
 
-    def first_for_another_file(pid: int, exe: str, system_dirs: tuple[str, ...]) -> object:
+    def first_for_another_file(pid: int, exe: str, system_dirs: tuple[str, ...],
+                               **kwargs: object) -> object:
         calls.append(pid)
         verification = real(pid, exe, system_dirs)
         if len(calls) > 1:
@@ -479,7 +486,7 @@ def test_a_verification_of_another_file_is_not_applied(home: Home, tmp_path: Pat
                                    path=SSH_KEYGEN, key=ExeKey.of(keygen), package="openssh",
                                    package_match=True, system_dir=True, problems=())
 
-    monkeypatch.setattr(responder_module, "verify_executable", first_for_another_file)
+    monkeypatch.setattr(verifier_module, "verify_executable", first_for_another_file)
     with running_guard(guard_config(home, tmp_path / "state")) as (guard, events):
         cat = run(["cat", str(home.key)], timeout=10)
         assert cat.returncode == 1 and cat.stdout == b""

@@ -23,10 +23,12 @@ from fluxtui.collectors.fanotify import (
     FanotifyGroup,
     parse_events,
 )
+from fluxtui.collectors.file_handles import FileHandle
 from fluxtui.collectors.proc_events import PROC_EVENT_EXEC, PROC_EVENT_EXIT, ProcEvents
 from fluxtui.config import GuardConfig
 from fluxtui.guard.catalogue import build_catalogue
-from fluxtui.guard.marks import MarkPlan, Marks, ProtectedFile
+from fluxtui.guard.inodes import ProtectedFile, Tracked
+from fluxtui.guard.marks import MarkPlan, Marks
 from tests.guard_support import fanotify_fds, kernel_marked_inodes, started
 from tests.kernel import require_root
 
@@ -90,7 +92,8 @@ def test_out_of_fds_the_event_is_denied_by_the_kernel_and_counted(perm_group: Fa
 
 
 @pytest.mark.kernel
-def test_marks_follow_the_plan_even_when_an_inode_number_comes_back(tmp_path: Path) -> None:
+def test_an_inode_stays_protected_off_the_plan_until_its_last_link_and_reuse_is_told_apart(
+        tmp_path: Path) -> None:
     require_root()
     catalogue = build_catalogue(GuardConfig(homes=[str(tmp_path)], system_files=[]))
     old, new = tmp_path / "old-secret", tmp_path / "new-secret"
@@ -99,14 +102,27 @@ def test_marks_follow_the_plan_even_when_an_inode_number_comes_back(tmp_path: Pa
     group = catalogue.groups[0]
     marks = Marks(catalogue)
     st = new.stat()
-    # As if the inode number of `new` had belonged to a file marked earlier and since deleted.
-    marks.inodes[(st.st_dev, st.st_ino)] = ProtectedFile(str(old), group)
+    # As if the inode number of `new` had belonged to a file protected earlier and since
+    # deleted: same (dev, ino), another generation, so another handle.
+    stale = Tracked(ProtectedFile(str(old), group), FileHandle(1, b"\0" * 8, 0), "/")
+    marks.protected.tracked[(st.st_dev, st.st_ino)] = stale
+    marks.protected.inodes[(st.st_dev, st.st_ino)] = stale.protected
     with FanotifyGroup.for_permissions() as fan:
         try:
             marks.apply(MarkPlan(files={str(new): group}), fan, None)
             assert st.st_ino in kernel_marked_inodes(fan.fd)
             assert marks.inodes == {(st.st_dev, st.st_ino): ProtectedFile(str(new), group)}
-            marks.apply(MarkPlan(), fan, None)
+            moved = tmp_path / "elsewhere.pub"
+            new.rename(moved)
+            marks.apply(MarkPlan(), fan, None)  # no longer planned: still protected by inode
+            assert marks.inodes == {(st.st_dev, st.st_ino): ProtectedFile(str(new), group)}
+            link = tmp_path / "link"
+            os.link(moved, link)
+            moved.unlink()
+            marks.apply(MarkPlan(), fan, None)  # one link left
+            assert (st.st_dev, st.st_ino) in marks.inodes
+            link.unlink()
+            marks.apply(MarkPlan(), fan, None)  # the last link is gone
             assert marks.inodes == {}
         finally:
             marks.close()

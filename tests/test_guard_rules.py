@@ -26,6 +26,7 @@ from fluxtui.guard.rules import (
 from tests.kernel import require_root
 
 SHA = "ab" * 32
+NOW = 1000.0  # the responder's monotonic clock, injected: never the uptime
 KEY = ExeKey(1, 2, 3, 4, 5)
 
 
@@ -69,23 +70,25 @@ def _rule(action: str = "allow", path: str = "/usr/bin/ssh-keygen", sha: str = S
 def test_catalogue_program_allows_only_when_verified(tmp_path: Path) -> None:
     book = _book(tmp_path)
     group = _group()
-    verdict = evaluate(group, _proc(), _verification(), (), book)
+    verdict = evaluate(group, _proc(), _verification(), (), book, now=NOW)
     assert verdict.allow is True and verdict.decided_by == "catalogue"
-    unverified = evaluate(group, _proc(), _verification(verified=False), (), book)
+    unverified = evaluate(group, _proc(), _verification(verified=False), (), book, now=NOW)
     assert unverified.allow is None and "no package owns it" in unverified.reason
-    other = evaluate(group, _proc("/usr/bin/cat"), _verification("/usr/bin/cat"), (), book)
+    other = evaluate(group, _proc("/usr/bin/cat"), _verification("/usr/bin/cat"), (), book,
+                     now=NOW)
     assert other.allow is None and other.decided_by == "no-rule"
 
 
 def test_flags_block_every_allow_but_not_a_deny(tmp_path: Path) -> None:
     book = _book(tmp_path)
     group = _group()
-    flagged = evaluate(group, _proc(), _verification(), ("LD_PRELOAD set",), book)
+    flagged = evaluate(group, _proc(), _verification(), ("LD_PRELOAD set",), book, now=NOW)
     assert flagged.allow is None and "LD_PRELOAD set" in flagged.reason
     book.add_saved(_rule("allow"))
-    assert evaluate(group, _proc(), _verification(), ("traced by pid 9",), book).allow is None
+    traced = ("traced by pid 9",)
+    assert evaluate(group, _proc(), _verification(), traced, book, now=NOW).allow is None
     book.add_saved(_rule("deny"))
-    assert evaluate(group, _proc(), _verification(), ("traced by pid 9",), book).allow is False
+    assert evaluate(group, _proc(), _verification(), traced, book, now=NOW).allow is False
 
 
 def test_always_rules_are_scoped_to_path_hash_and_group(tmp_path: Path) -> None:
@@ -93,17 +96,18 @@ def test_always_rules_are_scoped_to_path_hash_and_group(tmp_path: Path) -> None:
     group = _group()
     book.add_saved(_rule("allow", "/opt/tool", SHA))
     tool = _proc("/opt/tool")
-    assert evaluate(group, tool, _verification("/opt/tool", False), (), book).allow is True
+    assert evaluate(group, tool, _verification("/opt/tool", False), (), book, now=NOW).allow is True
     other_hash = _verification("/opt/tool", False, sha="cd" * 32)
-    assert evaluate(group, tool, other_hash, (), book).allow is None  # upgraded: ask again
+    # upgraded: ask again
+    assert evaluate(group, tool, other_hash, (), book, now=NOW).allow is None
     aws = replace(group, name="aws")
-    assert evaluate(aws, tool, _verification("/opt/tool", False), (), book).allow is None
+    assert evaluate(aws, tool, _verification("/opt/tool", False), (), book, now=NOW).allow is None
 
 
 def test_deny_rule_beats_the_catalogue(tmp_path: Path) -> None:
     book = _book(tmp_path)
     book.add_saved(_rule("deny"))
-    verdict = evaluate(_group(), _proc(), _verification(), (), book)
+    verdict = evaluate(_group(), _proc(), _verification(), (), book, now=NOW)
     assert verdict.allow is False and verdict.decided_by == "rule"
 
 
@@ -116,9 +120,11 @@ def test_temporary_rules(tmp_path: Path) -> None:
     assert evaluate(group, proc, ver, (), book, now=1000.0).allow is True
     assert evaluate(group, proc, ver, (), book, now=1000.0 + FIVE_MINUTES + 1).allow is None
     book.add_temp(TempRule("process", "ssh-keys", "/opt/tool", SHA, proc.key, math.inf))
-    assert evaluate(group, proc, ver, (), book).allow is True
+    later = 1000.0 + FIVE_MINUTES + 1  # the 5 minutes are over; the process rule remains
+    assert evaluate(group, proc, ver, (), book, now=later).allow is True
     reused_pid = replace(proc, key=ProcessKey(proc.key.pid, proc.key.start_ticks + 1))
-    assert evaluate(group, reused_pid, ver, (), book).allow is None  # PID reuse inherits nothing
+    # PID reuse inherits nothing
+    assert evaluate(group, reused_pid, ver, (), book, now=later).allow is None
     book.expire(1000.0 + FIVE_MINUTES + 1, alive=set())  # 5 min over, process gone
     assert book.temporary() == []
 
@@ -129,7 +135,7 @@ def test_temporary_rules(tmp_path: Path) -> None:
 def test_program_narrowing(tmp_path: Path, uids: str, parent: str, args: str,
                            allowed: bool) -> None:
     group = _group(uids=uids, parent=parent, args=args)
-    verdict = evaluate(group, _proc(), _verification(), (), _book(tmp_path))
+    verdict = evaluate(group, _proc(), _verification(), (), _book(tmp_path), now=NOW)
     assert (verdict.allow is True) == allowed
 
 

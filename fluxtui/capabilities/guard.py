@@ -10,7 +10,10 @@ The UI talks to it through `pending()`, `answer()`, `hold()`, `set_mode()`/`togg
 kernel.
 
 Published on the bus: a `PromptView` when a prompt appears (to_ecs), `PromptsChanged` whenever
-the pending set changes (UI only), and a `GuardDecision` per answer (to_ecs).
+the pending set changes (UI only), and a `GuardDecision` per answer (to_ecs). Each tick, every
+read of a credential by a reader the policy does not allow (unverified, unlisted or flagged; in
+monitor mode as in enforce mode) adds `unverified_reader_risk` to the reader's risk and raises
+one `guard.unverified_credential_read` alert per process and group (ATT&CK T1552 / T1555).
 """
 
 from __future__ import annotations
@@ -26,17 +29,22 @@ from fluxtui.collectors.fanotify import FanotifyError, FanotifyGroup
 from fluxtui.collectors.inotify import Inotify
 from fluxtui.collectors.proc_events import ProcEvents
 from fluxtui.config import GuardConfig
-from fluxtui.events import CollectorState, CollectorStatus
+from fluxtui.events import Alert, CollectorState, CollectorStatus, ProcessKey, Severity
 from fluxtui.guard.catalogue import Catalogue, CatalogueError, build_catalogue
-from fluxtui.guard.events import PromptView
+from fluxtui.guard.events import TECHNIQUE_NAMES, GuardDecision, PromptView
+from fluxtui.guard.limits import raise_fd_limit
 from fluxtui.guard.marks import Marks, plan_marks
+from fluxtui.guard.namespaces import reference
 from fluxtui.guard.recorder import Recorder
-from fluxtui.guard.responder import Responder, ResponderSettings, raise_fd_limit
+from fluxtui.guard.responder import Responder, ResponderSettings
 from fluxtui.guard.rules import SCOPES, RuleBook, RulesFile, SavedRule, Scope
 from fluxtui.pipeline import EventBus, TickContext
 from fluxtui.store import AuditStore, AuditStoreError, JournalUnavailable, JournalWriter
 
 log = logging.getLogger(__name__)
+
+RELEASED_REASON = "released unanswered when fluxtui stopped"
+MAX_ALERTED = 4096  # (process, group) pairs alerted on, remembered at most
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,7 @@ class GuardComponent:
         self._marks: Marks | None = None
         self._book = RuleBook(RulesFile(config.rules_file))
         self._notes: dict[str, str] = {}
+        self._alerted: set[tuple[ProcessKey, str]] = set()
 
     # --- Component ------------------------------------------------------------------------------
 
@@ -129,13 +138,18 @@ class GuardComponent:
         except OSError as exc:
             self._notes["process_events"] = (f"unavailable ({exc.strerror or exc}): each open "
                                              "re-reads /proc")
+        if reference().note:
+            self._notes["namespaces"] = reference().note
         limit_problem = raise_fd_limit()
         if limit_problem:
             self._notes["fd_limit"] = limit_problem
-        self._marks = Marks(catalogue)
+        self._marks = Marks(catalogue, self.config.state_file)
+        self._marks.protected.restore(self._fan)
         for _ in range(10):  # again while new watches appear (see Marks.apply); bounded
             if not self._marks.apply(plan_marks(catalogue), self._fan, self._notify):
                 break
+        protected = self._marks.protected
+        protected.save(protected.state())
         self._book.load()
         if self._book.error:
             log.warning("%s", self._book.error)
@@ -144,6 +158,15 @@ class GuardComponent:
             self._notes["audit"] = self.config.audit_db
         except AuditStoreError as exc:
             self._notes["audit"] = f"unavailable: {exc}"
+        if self._store is not None:
+            try:
+                released = self._store.release_pending(RELEASED_REASON)
+            except AuditStoreError as exc:
+                self._notes["audit"] += f" (pending requests of the last run not read: {exc})"
+            else:
+                if released:
+                    self._notes["audit"] += (f" ({released} request(s) released unanswered "
+                                             "when fluxtui last stopped)")
         if self.config.journal:
             try:
                 self._journal = JournalWriter()
@@ -220,6 +243,37 @@ class GuardComponent:
     def on_tick(self, tick: TickContext) -> None:
         if self._state is CollectorState.RUNNING:
             tick.set_view(self.name, self.view())
+        if self._recorder is not None:
+            findings = self._recorder.findings
+            while findings:
+                self._finding(tick, findings.popleft())
+
+    def _finding(self, tick: TickContext, d: GuardDecision) -> None:
+        """A credential read by a reader the policy does not allow (unverified, unlisted or
+        flagged): risk for the reader, and one alert per process and group."""
+        r = d.requester
+        verb = "read" if d.allowed else "tried to read"
+        why = r.verification if not r.verified else (
+            "flagged: " + ", ".join(r.flags) if r.flags else "verified, but not listed for it")
+        reason = f"{verb} {d.group} credential {d.file} ({why})"
+        tick.add_risk(r.key, self.config.unverified_reader_risk, reason)
+        seen = (r.key, d.group)
+        if seen in self._alerted:
+            return
+        if len(self._alerted) >= MAX_ALERTED:
+            self._alerted.clear()
+        self._alerted.add(seen)
+        tick.raise_alert(Alert(
+            timestamp=d.timestamp, rule_id="guard.unverified_credential_read",
+            title="Credential read by a program not allowed to read it" if d.allowed
+            else "Credential read attempted by a program not allowed to read it",
+            severity=Severity.HIGH if r.flags else Severity.MEDIUM,
+            technique_id=d.technique,
+            technique_name=TECHNIQUE_NAMES.get(d.technique, d.technique),
+            key=r.key, process_name=r.exe.rsplit("/", 1)[-1] or "?",
+            reasons=(reason, f"decided by {d.decided_by}: {d.reason}"),
+            extra={"file": d.file, "group": d.group, "mode": d.mode,
+                   "credential": d.credential or d.file}))
 
     # --- for the UI -------------------------------------------------------------------------------
 
@@ -243,6 +297,10 @@ class GuardComponent:
             problems = (*problems, rec.store_error)
         if rec is not None and rec.journal_error:
             problems = (*problems, rec.journal_error)
+        if marks is not None and marks.protected.save_error:
+            problems = (*problems, marks.protected.save_error)
+        if "namespaces" in self._notes:
+            problems = (*problems, self._notes["namespaces"])
         if "watch" in self._notes:
             problems = (*problems, self._notes["watch"])
         if "fd_limit" in self._notes:

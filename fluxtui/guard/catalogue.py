@@ -65,6 +65,7 @@ class ProgramRule:
     euids: IdRanges
     parent: str
     args: str
+    deny_args: tuple[re.Pattern[str], ...] = ()
 
     @classmethod
     def compile(cls, entry: AllowedProgram, key: str) -> ProgramRule:
@@ -72,23 +73,44 @@ class ProgramRule:
             raise CatalogueError(f"{key}.path: expected a full executable path, got "
                                  f"{entry.path!r}")
         path = entry.path if has_glob(entry.path) else os.path.realpath(entry.path)
+        deny: list[re.Pattern[str]] = []
+        for index, pattern in enumerate(entry.deny_args):
+            try:
+                deny.append(re.compile(pattern))
+            except re.error as exc:
+                raise CatalogueError(f"{key}.deny_args[{index}]: not a regular expression: "
+                                     f"{exc}") from None
         return cls(path, IdRanges.parse(entry.uids, f"{key}.uids"),
-                   IdRanges.parse(entry.euids, f"{key}.euids"), entry.parent, entry.args)
+                   IdRanges.parse(entry.euids, f"{key}.euids"), entry.parent, entry.args,
+                   tuple(deny))
+
+    def denied_by(self, argv: tuple[str, ...]) -> str | None:
+        """The deny_args pattern found in the command line, or None."""
+        if not self.deny_args:
+            return None
+        line = "\0".join(argv)
+        return next((p.pattern for p in self.deny_args if p.search(line)), None)
 
     def matches(self, exe: str, uid: int, euid: int, parent_exe: str,
-                args: tuple[str, ...]) -> bool:
+                argv: tuple[str, ...]) -> bool:
+        """`argv`: the whole command line, argv[0] included."""
+        args = argv[1:]
         if not (exe == self.path or (has_glob(self.path) and fnmatchcase(exe, self.path))):
             return False
         if uid not in self.uids or euid not in self.euids:
             return False
         if self.parent and not fnmatchcase(parent_exe, self.parent):
             return False
-        return not self.args or fnmatchcase(" ".join(args), self.args)
+        if self.args and not fnmatchcase(" ".join(args), self.args):
+            return False
+        return self.denied_by(argv) is None
 
     def describe(self) -> str:
         extra = [f"{name} {value}" for name, value in (
             ("uids", str(self.uids)), ("euids", str(self.euids)), ("parent", self.parent),
             ("args", self.args)) if value]
+        if self.deny_args:
+            extra.append(f"{len(self.deny_args)} argument forms excluded")
         return self.path + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -101,9 +123,9 @@ class Group:
     absolute: bool  # system files: patterns are absolute, not relative to homes
 
     def allowed_program(self, exe: str, uid: int, euid: int, parent_exe: str,
-                        args: tuple[str, ...]) -> ProgramRule | None:
+                        argv: tuple[str, ...]) -> ProgramRule | None:
         for rule in self.programs:
-            if rule.matches(exe, uid, euid, parent_exe, args):
+            if rule.matches(exe, uid, euid, parent_exe, argv):
                 return rule
         return None
 

@@ -110,6 +110,8 @@ class GuardDecision:
     mode: str
     count: int = 1
     last_timestamp: float | None = None
+    credential: str = ""  # the path the file is protected as, when opened through another name
+    vetted: bool = False  # the policy (verified listed program, rule) or the user allows it
 
     @property
     def outcome(self) -> str:
@@ -126,8 +128,9 @@ class GuardDecision:
                       "module": "fluxtui", "dataset": "fluxtui.guard",
                       "reason": self.reason,
                       "duration": int(self.latency_us * 1000)},
-            "message": f"{self.outcome} {r.exe or '?'} (pid {r.pid}) to read {self.file}: "
-                       f"{self.reason}",
+            "message": f"{self.outcome} {r.exe or '?'} (pid {r.pid}) to read {self.file}"
+                       + (f" (protected as {self.credential})" if self.credential else "")
+                       + f": {self.reason}",
             "file": {"path": self.file},
             "process": _process(r),
             "user": {"id": str(r.uid), "name": r.user},
@@ -137,7 +140,8 @@ class GuardDecision:
                                   "mode": self.mode, "count": self.count,
                                   "verified": r.verified, "verification": r.verification,
                                   "flags": list(r.flags), "package": r.package,
-                                  "latency_us": round(self.latency_us, 1)}},
+                                  "latency_us": round(self.latency_us, 1),
+                                  "credential": self.credential or self.file}},
         }
 
 

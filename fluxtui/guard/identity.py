@@ -85,6 +85,7 @@ class ProcessInfo:
     parent_exe: str
     cmdline: tuple[str, ...]
     env_flags: tuple[str, ...]  # fixed at exec: injection variables, deleted/memfd executable
+    foreign_ns: str = ""  # why its namespaces are not init's ("" when they are)
 
     @property
     def pid(self) -> int:
@@ -369,13 +370,29 @@ def package_owner(path: str) -> PackageClaim | None:
     return dpkg_owner(path) or rpm_owner(path)
 
 
+def open_executable(pid: int, exe: str, expected: ExeKey | None) -> int:
+    """An fd on the executable `pid` runs: through /proc/PID/exe, or, once the process has
+    exited (monitor mode records reads after the fact), through its path when the file there
+    is still the very one it ran (`expected`: device, inode, size and times)."""
+    try:
+        return os.open(f"/proc/{pid}/exe", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        if expected is None or exe.endswith(" (deleted)"):
+            raise
+    fd = os.open(exe, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    if ExeKey.of(os.fstat(fd)) != expected:
+        os.close(fd)
+        raise ProcessGone(f"pid {pid} exited and {exe} is no longer the file it ran")
+    return fd
+
+
 def verify_executable(pid: int, exe: str, system_dirs: tuple[str, ...],
-                      owner: Callable[[str], PackageClaim | None] = package_owner
-                      ) -> ExeVerification:
+                      owner: Callable[[str], PackageClaim | None] = package_owner,
+                      expected: ExeKey | None = None) -> ExeVerification:
     """Hash and verify the executable that `pid` runs (read through /proc/PID/exe, so the file
-    hashed is the one mapped, even when its path was replaced since). `owner` asks the package
-    database who owns a path."""
-    fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY | os.O_CLOEXEC)
+    hashed is the one mapped, even when its path was replaced since; see `open_executable`).
+    `owner` asks the package database who owns a path."""
+    fd = open_executable(pid, exe, expected)
     try:
         st = os.fstat(fd)
         key = ExeKey.of(st)

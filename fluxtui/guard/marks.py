@@ -28,6 +28,10 @@ from fluxtui.collectors.fanotify import (
     FanotifyGroup,
 )
 from fluxtui.guard.catalogue import Catalogue, Group, has_glob
+from fluxtui.guard.ignores import IgnoreMarks
+from fluxtui.guard.inodes import ProtectedFile, ProtectedInodes
+
+__all__ = ["MarkPlan", "Marks", "ProtectedFile", "plan_marks"]
 
 MAX_WALK_DIRS = 4000  # bound on directories visited for "**" patterns
 MAX_DEPTH = 16
@@ -49,6 +53,7 @@ class MarkPlan:
     files: dict[str, Group] = field(default_factory=dict)  # existing protected files
     watch: set[str] = field(default_factory=set)
     marked_dirs: set[str] = field(default_factory=set)
+    others: list[str] = field(default_factory=list)  # non-credential files in marked dirs
     problems: list[str] = field(default_factory=list)
 
     def match(self, path: str, catalogue: Catalogue) -> Group | None:
@@ -132,11 +137,15 @@ class _Planner:
             except OSError as exc:
                 plan.problems.append(f"cannot list {directory}: {exc.strerror}")
                 continue
+            marked = directory in plan.marked_dirs and directory in self.catalogue.homes
             for entry in entries:
-                if self.catalogue.excluded(entry.name):
-                    continue
-                rule = next((r for r in rules if fnmatchcase(entry.name, r.glob)), None)
+                rule = None
+                if not self.catalogue.excluded(entry.name):
+                    rule = next((r for r in rules if fnmatchcase(entry.name, r.glob)), None)
                 if rule is None:
+                    with contextlib.suppress(OSError):
+                        if marked and entry.is_file(follow_symlinks=False):
+                            plan.others.append(entry.path)
                     continue
                 try:
                     if not entry.is_file(follow_symlinks=True):
@@ -157,12 +166,6 @@ def plan_marks(catalogue: Catalogue) -> MarkPlan:
     return planner.finish()
 
 
-@dataclass(frozen=True, slots=True)
-class ProtectedFile:
-    path: str
-    group: Group
-
-
 @dataclass(slots=True)
 class MarkedDir:
     path: str  # where it was when last planned
@@ -173,16 +176,22 @@ class MarkedDir:
 class Marks:
     """The marks in place. Owned by the responder thread (single writer)."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, state_path: str | None = None) -> None:
         self.catalogue = catalogue
         self.plan = MarkPlan()
-        self.inodes: dict[tuple[int, int], ProtectedFile] = {}  # the planned files, now
+        # Every inode that is or was a planned credential, by identity (see guard.inodes).
+        self.protected = ProtectedInodes(catalogue, state_path)
+        self.ignores = IgnoreMarks()  # the other files of marked directories (guard.ignores)
         # Marked directories by identity (st_dev, st_ino), not by path: a directory renamed
         # away keeps no mark, a new one at the same path gets one. Each holds an fd to its
         # directory (to unmark it wherever it went); closed by `close`.
         self.marked_dirs: dict[tuple[int, int], MarkedDir] = {}
         self.watches: dict[int, str] = {}  # inotify wd -> directory
         self.problems: list[str] = []
+
+    @property
+    def inodes(self) -> dict[tuple[int, int], ProtectedFile]:
+        return self.protected.inodes
 
     def lookup(self, dev: int, ino: int, path_of: str | None) -> ProtectedFile | None:
         found = self.inodes.get((dev, ino))
@@ -224,22 +233,18 @@ class Marks:
             with contextlib.suppress(FanotifyError):
                 fan.unmark_fd(marked.fd, DIR_MARK_MASK, FAN_MARK_ONLYDIR, marked.path)
             os.close(marked.fd)
-        # Rebuilt from the plan every time: an inode number seen before may now belong to
-        # another file (inode reuse), so every planned file is marked again (adding an existing
-        # mark is harmless) and files no longer planned are forgotten.
-        inodes: dict[tuple[int, int], ProtectedFile] = {}
+        # Planned files are protected by inode from now on; an inode keeps its protection
+        # when it leaves the plan (renamed, linked, replaced) until its last link is gone.
+        self.protected.problems = []
         for path, group in plan.files.items():
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            try:
-                fan.mark(path, FAN_OPEN_PERM)
-            except FanotifyError as exc:
-                problems.append(str(exc))
-                continue
-            inodes[(st.st_dev, st.st_ino)] = ProtectedFile(path, group)
-        self.inodes = inodes
+            problem = self.protected.track_path(path, group, fan)
+            if problem:
+                problems.append(problem)
+        self.protected.prune()
+        problems += self.protected.problems
+        for path in plan.others:
+            if self.ignorable(path):
+                self.ignores.ignore_path(path, fan, self.protected.protects)
         if notify is not None:
             watched = set(self.watches.values())
             for directory in sorted(plan.watch - watched):
@@ -264,6 +269,93 @@ class Marks:
             os.close(fd)
             raise
         return MarkedDir(directory, fd, (st.st_dev, st.st_ino))
+
+    # --- at once, on an inotify event (before the re-plan that follows) -----------------------
+
+    def on_new_entry(self, directory: str, name: str, fan: FanotifyGroup) -> None:
+        """A file appeared in a marked directory (created, renamed or linked there): a
+        credential name is protected at once (its ignore mark, if any, removed), any other
+        name is ignored (unless its inode is a protected one)."""
+        path = os.path.join(directory, name)
+        group = self.plan.match(path, self.catalogue)
+        if group is not None:
+            self.protected.track_path(path, group, fan)
+        elif self.ignorable(path):
+            self.ignores.ignore_path(path, fan, self.protected.protects)
+
+    def ignorable(self, path: str) -> bool:
+        """Whether the file at `path` (by name) may get an ignore mark: it is a child of a home
+        (never of a directory that holds credentials: there a rename onto a credential name
+        would leave it unprotected until inotify reports it, measured at up to hundreds of
+        opens under load), its name matches no credential pattern, and it does not contain
+        one either (`.netrc.tmp`, the way tools write a credential before renaming it)."""
+        parent, _, name = path.rpartition("/")
+        if parent not in self.catalogue.homes or parent not in self.plan.marked_dirs:
+            return False
+        return not any(fnmatchcase(name, f"*{rule.glob}*")
+                       for rule in self.plan.dirs.get(parent, ()))
+
+    def adopt_dir(self, path: str, fan: FanotifyGroup, notify: inotify.Inotify | None,
+                  depth: int = 0) -> None:
+        """A directory appeared (created or renamed) where a credential pattern expects one:
+        mark and watch it now, protect the credentials already in it, and go down the
+        directories it already holds, instead of waiting for the re-plan on a worker (which
+        still follows). Patterns with ** are left to the re-plan."""
+        rules, on_the_way = self._expected(path)
+        if (not rules and not on_the_way) or depth > MAX_DEPTH:
+            return
+        if notify is not None and path not in self.watches.values():
+            with contextlib.suppress(OSError):
+                self.watches[notify.add_watch(path, WATCH_MASK)] = path
+        if rules:
+            current = self.plan.dirs.get(path, ())
+            self.plan.dirs[path] = tuple(dict.fromkeys((*current, *rules)))
+            if path not in self.catalogue.unmarked_dirs:
+                self.plan.marked_dirs.add(path)
+                try:
+                    marked = self._mark_dir(path, fan)
+                except (OSError, FanotifyError):
+                    return
+                if marked.ident in self.marked_dirs:
+                    os.close(marked.fd)
+                else:
+                    self.marked_dirs[marked.ident] = marked
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_dir:
+                self.adopt_dir(entry.path, fan, notify, depth + 1)
+            elif rules:
+                self.on_new_entry(path, entry.name, fan)
+
+    def _expected(self, path: str) -> tuple[tuple[DirRule, ...], bool]:
+        """(rules if `path` is a directory a home pattern names, whether it lies on the way to
+        one)."""
+        rules: list[DirRule] = []
+        on_the_way = False
+        for home in self.catalogue.homes:
+            if not path.startswith(home + "/"):
+                continue
+            rel = tuple(path[len(home) + 1:].split("/"))
+            for group in self.catalogue.groups:
+                if group.absolute:
+                    continue
+                for parts in group.patterns:
+                    dirs = parts[:-1]
+                    if "**" in dirs or len(rel) > len(dirs):
+                        continue
+                    if all(fnmatchcase(r, d) for r, d in zip(rel, dirs, strict=False)):
+                        if len(rel) == len(dirs):
+                            rules.append(DirRule(group, parts[-1]))
+                        else:
+                            on_the_way = True
+        return tuple(rules), on_the_way
 
     def marked_paths(self) -> set[str]:
         return {m.path for m in tuple(self.marked_dirs.values())}

@@ -14,6 +14,7 @@ Owned by the responder thread; not thread-safe.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 
 from fluxtui.collectors.proc_events import (
@@ -35,6 +36,7 @@ from fluxtui.guard.identity import (
     status_field,
     tracer_pid,
 )
+from fluxtui.guard.namespaces import foreign_namespace
 from fluxtui.guard.rules import Verdict
 
 MAX_CACHED_PROCESSES = 256  # two fds each
@@ -46,8 +48,8 @@ class CachedProcess:
     `waiting` counts its requests still waiting for an answer: the fds stay open until then
     even when the entry has left the cache."""
 
-    __slots__ = ("cached", "dir_fd", "flags", "info", "status", "status_fd", "traced_by",
-                 "verdicts", "verification", "waiting")
+    __slots__ = ("cached", "dir_fd", "flags", "info", "ns_flags", "status", "status_fd",
+                 "traced_by", "verdicts", "verification", "waiting")
 
     def __init__(self, dir_fd: int, status_fd: int, info: ProcessInfo, status: bytes,
                  traced_by: int) -> None:
@@ -61,17 +63,25 @@ class CachedProcess:
         self.verification: ExeVerification | None = None
         self.waiting = 0
         self.cached = True
+        # A process in another namespace is checked on a worker (see guard.namespaces): None
+        # until then, and no verdict is given before it.
+        self.ns_flags: tuple[str, ...] | None = None if info.foreign_ns else ()
         self.refresh(status)
 
     def refresh(self, status: bytes) -> None:
         """A fresh /proc/PID/status: recompute the flags (keeping the same tuple object when
         they did not change, so cached verdicts stay valid)."""
         self.status = status
-        flags = process_flags(self.info, status)
+        flags = process_flags(self.info, status) + (self.ns_flags or ())
         if self.traced_by and not any(f.startswith("traced") for f in flags):
             flags = (*flags, f"traced by pid {self.traced_by}")
         if flags != self.flags:
             self.flags = flags
+
+    def namespaces_checked(self, flags: tuple[str, ...]) -> None:
+        self.ns_flags = flags
+        self.refresh(self.status)
+        self.verdicts.clear()
 
     def traced(self, tracer: int) -> None:
         self.traced_by = tracer
@@ -153,6 +163,7 @@ class ProcessCache:
         try:
             status = os.pread(status_fd, 4096, 0)
             info = read_process(pid, dir_fd, status, self.system_dirs)
+            info = dataclasses.replace(info, foreign_ns=foreign_namespace(dir_fd))
             traced_by = task_tracer(dir_fd)
         except (ProcessGone, ProcessLookupError):
             os.close(status_fd)

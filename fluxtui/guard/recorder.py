@@ -12,6 +12,7 @@ so a busy reader cannot flood the disk, the journal or the UI; every open is sti
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -19,12 +20,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fluxtui.guard.events import GuardDecision, PromptsChanged, PromptView
-from fluxtui.guard.requests import Fold, Outcome, Sink, requester_of
+from fluxtui.guard.requests import Fold, Outcome, PendingNote, Sink, requester_of
 from fluxtui.store import AuditRecord, AuditStore, AuditStoreError, JournalWriter
 
 log = logging.getLogger(__name__)
 
 HISTORY_IN_MEMORY = 1000
+FINDINGS_KEPT = 1000  # findings waiting for the next tick at most
 CHUNK = 256  # outcomes folded between two GIL hand-overs
 
 
@@ -48,6 +50,14 @@ class Recorder(Sink):
         self.opens = 0  # opens those decisions cover
         self.store_error: str | None = None
         self.journal_error: str | None = None
+        # Reads (allowed or refused) by a reader that is not verified or is flagged: findings
+        # for the risk score (T1552), taken by the component at each tick.
+        self.findings: deque[GuardDecision] = deque(maxlen=FINDINGS_KEPT)
+        # Pending requests: noted by the responder, written here; ids written and not yet
+        # answered (their rows are deleted when the answer is recorded).
+        self._notes: deque[PendingNote] = deque()
+        self._written: set[int] = set()
+        self.session = f"{os.getpid()}-{time.time_ns()}"
 
     # --- Sink (called on the responder thread; must not block) ---------------------------------
 
@@ -58,6 +68,10 @@ class Recorder(Sink):
 
     def record_folds(self, folds: list[Fold], mode: str) -> None:
         self._folds.append((folds, mode))
+
+    def pending(self, note: PendingNote) -> None:
+        self._notes.append(note)
+        self._wake.set()  # written at once: a kill -9 may come any time
 
     def prompts_changed(self, views: tuple[PromptView, ...]) -> None:
         self._views = views
@@ -101,16 +115,22 @@ class Recorder(Sink):
             self._announced &= {v.id for v in views}
             self.publish(PromptsChanged(views))
         count = len(self._items)
+        # Taken after the count: the note of every outcome counted is in by now.
+        notes = [self._notes.popleft() for _ in range(len(self._notes))]
         folded = [self._folds.popleft() for _ in range(len(self._folds))]
-        if not count and not folded:
+        if not count and not folded and not notes:
             return
         groups: dict[tuple[Any, ...], list[Outcome]] = {}
+        answered: set[int] = set()
         while count > 0:
-            chunk = min(count, CHUNK)
-            group_outcomes([self._items.popleft() for _ in range(chunk)], groups)
-            count -= chunk
+            chunk = [self._items.popleft() for _ in range(min(count, CHUNK))]
+            answered.update(o.request_id for o in chunk if o.request_id)
+            group_outcomes(chunk, groups)
+            count -= len(chunk)
             if count:
                 time.sleep(0)  # let the responder take the GIL between chunks
+        self._write_pending([n for n in notes if n.request_id not in answered],
+                            answered & self._written)
         decisions = decisions_of(groups)
         decisions += [decision_of_fold(f, mode) for folds, mode in folded for f in folds]
         decisions.sort(key=lambda d: d.timestamp)
@@ -123,9 +143,23 @@ class Recorder(Sink):
         for decision in decisions:
             self.publish(decision)
             self._journal(decision)
+            if is_finding(decision):
+                self.findings.append(decision)
         self.recent.extend(decisions)
         self.recorded += len(decisions)
         self.opens += sum(d.count for d in decisions)
+
+    def _write_pending(self, notes: list[PendingNote], resolved: set[int]) -> None:
+        if self.store is None or not (notes or resolved):
+            return
+        try:
+            self.store.record(pending_record(n, self.session) for n in notes)
+            self.store.resolve_pending(self.session, resolved)
+        except AuditStoreError as exc:
+            self.store_error = str(exc)
+            return
+        self._written.update(n.request_id for n in notes)
+        self._written -= resolved
 
     def _journal(self, d: GuardDecision) -> None:
         if self.journal is None:
@@ -144,11 +178,18 @@ class Recorder(Sink):
             self.journal_error = f"journal write failed: {exc}"
 
 
+def is_finding(d: GuardDecision) -> bool:
+    """A credential read by a program the policy does not allow (not a verified listed
+    program, no rule, no answer allowing it), whatever the answer: in monitor mode the read
+    went through, in enforce mode the attempt is the finding."""
+    return bool(d.requester.key.pid) and not d.vetted
+
+
 def group_outcomes(outcomes: list[Outcome], groups: dict[tuple[Any, ...], list[Outcome]]
                    ) -> None:
     for o in outcomes:
         key = (o.info.key if o.info else None, o.path, o.allowed, o.decided_by, o.reason,
-               o.flags)
+               o.flags, o.credential, o.vetted)
         groups.setdefault(key, []).append(o)
 
 
@@ -162,7 +203,8 @@ def decisions_of(groups: dict[tuple[Any, ...], list[Outcome]]) -> list[GuardDeci
             decided_by=first.decided_by, reason=first.reason,
             requester=requester_of(first.info, _verification(same), first.flags),
             latency_us=max(o.latency_us for o in same), mode=first.mode, count=len(same),
-            last_timestamp=same[-1].ts if len(same) > 1 else None))
+            last_timestamp=same[-1].ts if len(same) > 1 else None,
+            credential=first.credential, vetted=first.vetted))
     decisions.sort(key=lambda d: d.timestamp)
     return decisions
 
@@ -175,11 +217,24 @@ def decision_of_fold(fold: Fold, mode: str) -> GuardDecision:
         reason=fold.verdict.reason,
         requester=requester_of(fold.info, fold.verification, fold.flags),
         latency_us=fold.max_latency_us, mode=mode, count=fold.count,
-        last_timestamp=fold.last if fold.count > 1 else None)
+        last_timestamp=fold.last if fold.count > 1 else None,
+        credential=fold.protected.credential, vetted=True)
 
 
 def _verification(outcomes: list[Outcome]) -> Any:
     return next((o.verification for o in outcomes if o.verification is not None), None)
+
+
+def pending_record(n: PendingNote, session: str) -> AuditRecord:
+    info = n.info
+    return AuditRecord(
+        ts=n.ts, kind=AuditStore.PENDING, outcome="pending", pid=info.pid,
+        start_ticks=info.key.start_ticks, user=info.user, executable=info.exe, target=n.path,
+        category=n.group.name, decided_by="", reason="waiting for an answer",
+        detail={"session": session, "request": n.request_id, "technique": n.group.technique,
+                "mode": n.mode, "uid": info.uid, "cmdline": list(info.cmdline),
+                "ppid": info.ppid, "parent_exe": info.parent_exe,
+                "credential": n.credential or n.path})
 
 
 def audit_record(d: GuardDecision) -> AuditRecord:
@@ -192,4 +247,5 @@ def audit_record(d: GuardDecision) -> AuditRecord:
         detail={"technique": d.technique, "mode": d.mode, "uid": r.uid, "euid": r.euid,
                 "cmdline": list(r.cmdline), "ppid": r.ppid, "parent_exe": r.parent_exe,
                 "sha256": r.sha256, "package": r.package, "verified": r.verified,
-                "verification": r.verification, "flags": list(r.flags)})
+                "verification": r.verification, "flags": list(r.flags),
+                "credential": d.credential or d.file, "vetted": d.vetted})

@@ -11,22 +11,24 @@ from fluxtui.events import ProcessKey
 from fluxtui.guard.catalogue import Group
 from fluxtui.guard.events import PromptView, Requester
 from fluxtui.guard.identity import ExeVerification, ProcessInfo
-from fluxtui.guard.marks import ProtectedFile
+from fluxtui.guard.inodes import ProtectedFile
 from fluxtui.guard.processes import CachedProcess
 from fluxtui.guard.rules import Verdict
 
 
 class Request:
-    __slots__ = ("answered", "created", "deadline", "fd", "file", "group", "id",
-                 "paused_total", "paused_until", "pid", "proc", "t0", "verification")
+    __slots__ = ("answered", "created", "credential", "deadline", "fd", "file", "group", "id",
+                 "noted", "paused_total", "paused_until", "pid", "proc", "released", "t0",
+                 "verification", "vetted")
 
     def __init__(self, rid: int, fd: int, pid: int, proc: CachedProcess, file: str,
-                 group: Group, t0: int, deadline: float) -> None:
+                 group: Group, t0: int, deadline: float, credential: str = "") -> None:
         self.id = rid
         self.fd = fd  # the event's fd: answered and closed exactly once (see `answered`)
         self.pid = pid
         self.proc = proc
-        self.file = file
+        self.file = file  # the name the open came through
+        self.credential = credential  # the path it is protected as, when that differs
         self.group = group
         self.t0 = t0  # time.monotonic_ns() when the event was read
         self.created = time.time()
@@ -35,6 +37,13 @@ class Request:
         self.paused_total = 0.0
         self.verification: ExeVerification | None = None
         self.answered = False
+        # Monitor mode: the kernel was told "allow" at once; the request only waits for its
+        # executable's verification before it is recorded.
+        self.released = False
+        # The policy (a verified listed program, a rule) or the user allows this reader: a read
+        # that is not vetted is a finding for the risk score.
+        self.vetted = False
+        self.noted = False  # recorded as pending (see Sink.pending)
         proc.waiting += 1
 
 
@@ -74,6 +83,22 @@ class Outcome(NamedTuple):
     reason: str
     latency_us: float
     mode: str
+    credential: str = ""  # the path the file is protected as, when it was opened by another
+    vetted: bool = False  # the policy or the user allows this reader (see Request.vetted)
+    request_id: int = 0  # the request's id when it was recorded as pending, else 0
+
+
+class PendingNote(NamedTuple):
+    """A request that waits (verification, prompt): recorded as pending, so that if fluxtui is
+    killed the kernel's release of it (it allows every waiting open) is known at next start."""
+
+    request_id: int
+    ts: float
+    info: ProcessInfo
+    path: str
+    group: Group
+    credential: str
+    mode: str
 
 
 class Fold:
@@ -110,6 +135,8 @@ class Sink:
     def record_folds(self, folds: list[Fold], mode: str) -> None: ...
 
     def prompts_changed(self, views: tuple[PromptView, ...]) -> None: ...
+
+    def pending(self, note: PendingNote) -> None: ...
 
 
 def requester_of(info: ProcessInfo | None, verification: ExeVerification | None,

@@ -20,7 +20,6 @@ import hashlib
 import math
 import re
 import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -235,8 +234,8 @@ class RuleBook:
 
 
 def evaluate(group: Group, proc: ProcessInfo, verification: ExeVerification,
-             flags: tuple[str, ...], book: RuleBook, now: float | None = None) -> Verdict:
-    now = time.monotonic() if now is None else now
+             flags: tuple[str, ...], book: RuleBook, now: float) -> Verdict:
+    """`now`: the responder's clock (monotonic), the one temporary rules expire on."""
     saved, temp = book.lookup(group.name, verification.path, verification.sha256, proc.key, now)
     if saved is not None and saved.action == "deny":
         return Verdict(False, "rule", f"always deny rule {saved.id}")
@@ -249,7 +248,7 @@ def evaluate(group: Group, proc: ProcessInfo, verification: ExeVerification,
     if saved is not None:
         return Verdict(True, "rule", f"always allow rule {saved.id}")
     program = group.allowed_program(proc.exe, proc.uid, proc.euid, proc.parent_exe,
-                                    proc.cmdline[1:])
+                                    proc.cmdline)
     if program is not None:
         if verification.verified:
             return Verdict(True, "catalogue", f"{group.name} allows {program.describe()}")
