@@ -32,6 +32,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -295,6 +296,7 @@ class PromptScreen(ModalScreen[None]):
     BINDINGS = [Binding(key, f"prompt('{action}')", label.capitalize(), show=False,
                         id=f"guard.{action}") for key, action, label in PROMPT_KEYS] + [
         Binding("M", "mode", "Mode", show=False, id="guard.mode"),
+        Binding("q", "app.quit", "Quit", show=False),  # a modal hides the app's bindings
     ]
 
     def __init__(self, state: PromptState) -> None:
@@ -321,7 +323,7 @@ class PromptScreen(ModalScreen[None]):
 
     def show(self) -> None:
         front = self.state.front
-        if front is None:
+        if front is None or not self._body_ready():
             return
         now = self.state.clock()
         ready = self.state.accepts_keys
@@ -331,6 +333,15 @@ class PromptScreen(ModalScreen[None]):
             render_body(front, self.state.prompts[1:], now, self.state.details,
                         self.state.notice, ready))
         self.query_one("#prompt-keys", Static).update(render_keys(front, ready))
+
+    def _body_ready(self) -> bool:
+        """False until the children are mounted (the app may ask to show right after the
+        push)."""
+        try:
+            self.query_one("#prompt-keys", Static)
+        except NoMatches:
+            return False
+        return True
 
     def action_prompt(self, name: str) -> None:
         state = self.state
