@@ -230,6 +230,8 @@ class FluxApp(App[int]):
     def sync_prompt(self) -> None:
         """Bring the prompt to the front when a request is new, whatever screen is open; close
         it when nothing waits (the screen underneath is shown again)."""
+        if not self.screen_stack:  # shutting down
+            return
         new = self.prompt.update()
         top = self.screen
         if self.prompt.showing:
