@@ -9,7 +9,8 @@ from typing import Any
 from textual.command import CommandList, CommandPalette
 
 
-async def until(pilot: Any, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+async def until(pilot: Any, condition: Callable[[], Any], timeout: float = 10.0,
+                message: Callable[[], str] | None = None) -> Any:
     """Let the app run until `condition()` is truthy; fails after `timeout` seconds (a bound
     for a broken app, not a pause: a working app returns at the first true check)."""
     end = time.monotonic() + timeout
@@ -18,7 +19,8 @@ async def until(pilot: Any, condition: Callable[[], Any], timeout: float = 10.0)
         if value:
             return value
         if time.monotonic() > end:
-            raise AssertionError(f"condition not met within {timeout} s")
+            detail = f": {message()}" if message is not None else ""
+            raise AssertionError(f"condition not met within {timeout} s{detail}")
         await pilot.pause(0.02)
 
 

@@ -192,13 +192,14 @@ class FluxApp(App[int]):
         snapshot = self.engine.snapshot
         if snapshot is not None:
             self.show_snapshot(snapshot)
-        self.focus_tab(str(event.pane.id))
 
     def focus_tab(self, tab: str) -> None:
         """Focus the tab's main table, so that its keys work at once and the footer shows
-        them."""
+        them. Set at once (not deferred): were the old pane's table left focused while it is
+        hidden, Textual would move the focus to another pane and switch the tab back."""
         with contextlib.suppress(NoMatches):
-            self.screen_stack[0].query_one(MAIN_WIDGET[tab]).focus()
+            screen = self.screen_stack[0]
+            screen.set_focus(screen.query_one(MAIN_WIDGET[tab]))
 
     def _on_bus_event(self, event: object) -> None:
         """Runs on collector threads: only enqueue, and post one wake-up per batch."""
@@ -251,10 +252,8 @@ class FluxApp(App[int]):
 
     def action_show_tab(self, tab: str) -> None:
         tabs = self.screen_stack[0].query_one(TabbedContent)
-        if tabs.active == tab:
-            self.focus_tab(tab)
-        else:
-            tabs.active = tab  # focus follows in _tab_shown
+        tabs.active = tab
+        self.focus_tab(tab)
 
     def run_on_processes(self, action: object) -> None:
         self.action_show_tab("processes")

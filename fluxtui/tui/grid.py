@@ -43,11 +43,18 @@ class Column:
         return max(self.width, cell_len(self.label) + ARROW_ROOM)
 
 
-def layout_widths(columns: Sequence[Column], available: int) -> list[int]:
-    """Each column's width: its minimum, plus a share of what is left for growing columns.
-    With less room than the minimums, the table scrolls sideways instead of cutting headers."""
+def layout_widths(columns: Sequence[Column], available: int,
+                  wanted: Mapping[str, int] | None = None) -> list[int]:
+    """Each column's width: its minimum; then what `wanted` asks for a column (the longest
+    text it holds, e.g. names in a deep tree) as far as the room allows; then a share of what is
+    left for growing columns. With less room than the minimums, the table scrolls sideways
+    instead of cutting headers."""
     widths = [c.min_width for c in columns]
     spare = available - sum(w + 1 for w in widths)
+    for i, column in enumerate(columns):
+        extra = min(max(0, spare), max(0, (wanted or {}).get(column.key, 0) - widths[i]))
+        widths[i] += extra
+        spare -= extra
     weights = sum(c.grow for c in columns)
     if spare <= 0 or not weights:
         return widths
@@ -148,6 +155,7 @@ class FastTable(ScrollView, can_focus=True):
         self._strips: dict[str, tuple[tuple[Cell, ...], Style, Strip]] = {}
         self.widths = [c.min_width for c in self.columns]
         self._total_width = sum(w + 1 for w in self.widths)
+        self._wanted: dict[str, int] = {}
 
     # --- data --------------------------------------------------------------------------------
 
@@ -189,8 +197,14 @@ class FastTable(ScrollView, can_focus=True):
         self._strips.clear()  # cells name theme colours
         self.refresh()
 
+    def want_width(self, column: str, width: int) -> None:
+        """Ask for `column` to be at least `width` wide where the room allows (0: no wish)."""
+        if self._wanted.get(column, 0) != width:
+            self._wanted[column] = width
+            self._relayout()
+
     def _relayout(self) -> None:
-        widths = layout_widths(self.columns, self.scrollable_content_region.width)
+        widths = layout_widths(self.columns, self.scrollable_content_region.width, self._wanted)
         if widths != self.widths:
             self.widths = widths
             self._total_width = sum(w + 1 for w in widths)
@@ -248,9 +262,10 @@ class FastTable(ScrollView, can_focus=True):
             if index >= len(self.keys):
                 return Strip.blank(width, base)
             if index == self.cursor_row:
+                fill = base + self.get_component_rich_style("fast-table--cursor")
                 strip = self._cursor_strip(self.keys[index], base)
-            else:
-                strip = self._row_strip(self.keys[index], base)
+                return strip.crop_extend(scroll_x, scroll_x + width, fill)
+            strip = self._row_strip(self.keys[index], base)
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
     # --- cursor and mouse --------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -174,6 +175,10 @@ class ProcessTable(Vertical):
             rows.append((key, cells))
         self._shown = shown
         self._rows = {key: entry[0] for key, entry in shown.items()}
+        # A tree's names need room for their depth: as much as the deepest one, room allowing.
+        deepest = (max((cell_len(cells[2][0]) for _, cells in rows), default=0)
+                   if self.state.tree else 0)
+        self.table.want_width("name", deepest)
         self.table.set_rows(rows)
         if self.current_sort() != self._labelled:
             self._update_labels()
