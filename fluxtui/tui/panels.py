@@ -176,6 +176,7 @@ class CpuPanel(Static):
                 text.append(f"{index:>3} ")
                 text.append(bar(value, bar_width), style=level_style(value, level))
                 text.append(f" {value:5.1f}%\n")
+        text.rstrip()
         self.update(text)
 
 
