@@ -10,6 +10,7 @@ import pytest
 from rich.color import ColorSystem
 from rich.segment import Segment
 from textual.app import App, ComposeResult
+from textual.color import Color
 from textual.widgets import DataTable, Footer
 
 from fluxtui.events import Alert, CollectorState, CollectorStatus, ProcessKey, Severity
@@ -277,3 +278,33 @@ async def test_at_200x60_the_extra_room_goes_to_the_tables() -> None:
         await until(pilot, lambda: table.row_count == 60)
         await pilot.pause()
         assert table.size.height - 1 >= 60 - 25  # the panels stay bounded
+
+
+async def test_monitor_mode_is_shown_in_the_warning_colour_in_the_header() -> None:
+    from fluxtui.capabilities.guard import GuardView
+
+    def guard_view(mode: str) -> GuardView:
+        return GuardView(mode=mode, pending=0, waiting_opens=0, allowed=0, denied=0, errors=0,
+                         late=0, protected_files=3, marked_dirs=1, problems=(), rules=0,
+                         rules_error=None, audit="", journal="", process_events="",
+                         decisions_recorded=0)
+
+    statuses = (CollectorStatus("guard", CollectorState.RUNNING, "", "monitor · 0 pending"),)
+    for mode in ("monitor", "enforce"):
+        snap = dataclasses.replace(snapshot(), statuses=statuses,
+                                   views={"guard": guard_view(mode)})
+        app = FluxApp(StaticEngine(snap), privileged=True)
+        async with app.run_test(size=(160, 40)) as pilot:
+            header = app.query_one("#status-header")
+            await until(pilot, lambda h=header: "guard" in str(h.render()))
+            content = header.render()
+            plain = str(content)
+            start = plain.index("● guard")
+            colors = {getattr(span.style, "foreground", None)
+                      for span in content.spans  # type: ignore[attr-defined]
+                      if span.start <= start < span.end}
+            theme = app.current_theme
+            wanted = Color.parse(theme.warning if mode == "monitor" else theme.success)
+            assert wanted in colors, (mode, colors)
+            if mode == "monitor":
+                assert "GUARD: MONITOR" in plain

@@ -131,8 +131,10 @@ class StatusHeader(Static):
             name = status.name if wide else SHORT_NAMES.get(status.name, status.name)
             if running:
                 detail = f" ({visible(status.detail)})" if wide and status.detail else ""
-                second.add(f"● {name}{detail}", f"● {name}", style=level["success"],
-                           keep_going=True)
+                # Monitor mode lets every read through: a warning, not a green light.
+                style = level["warning"] if status.name == "guard" and mode == "monitor" \
+                    else level["success"]
+                second.add(f"● {name}{detail}", f"● {name}", style=style, keep_going=True)
             else:
                 reason = f": {visible(status.reason or status.state.value)}" if wide else ""
                 second.add(f"✗ {name}{reason}", f"✗ {name}", style=level["error"],
