@@ -308,3 +308,15 @@ async def test_monitor_mode_is_shown_in_the_warning_colour_in_the_header() -> No
             assert wanted in colors, (mode, colors)
             if mode == "monitor":
                 assert "GUARD: MONITOR" in plain
+
+
+@pytest.mark.parametrize("width", [80, 100, 160, 200])
+async def test_the_header_names_every_collector_at_any_width(width: int) -> None:
+    long = tuple(dataclasses.replace(s, detail=s.detail * 3) for s in STATUSES)
+    app = FluxApp(StaticEngine(full_snapshot(long)), privileged=True)
+    async with app.run_test(size=(width, 30)) as pilot:
+        header = app.query_one("#status-header")
+        await until(pilot, lambda: "risk" in str(header.render()))
+        second = str(header.render()).splitlines()[1]
+        assert len(second) <= width
+        assert second.count("●") + second.count("✗") == len(STATUSES), second

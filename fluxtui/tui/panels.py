@@ -22,7 +22,6 @@ from fluxtui.tui.format import bar, duration, human_bytes, level_style, sparklin
 from fluxtui.tui.themes import level_colors
 
 COMPACT_HEIGHT = 32  # terminal rows below which the panels are compact
-WIDE_HEADER = 120  # columns from which the header shows collectors' details
 
 SHORT_NAMES = {"processes": "procs", "syscalls": "sysc", "connections": "conn",
                "metrics": "metr"}
@@ -124,22 +123,35 @@ class StatusHeader(Static):
         first.add(f"{m.process_count} procs")
         first.add(f"kernel {self.kernel}")
         text.append("\n")
-        wide = width >= WIDE_HEADER
-        second = Line(text, width)
-        for status in snapshot.statuses:
-            running = status.state is CollectorState.RUNNING
-            name = status.name if wide else SHORT_NAMES.get(status.name, status.name)
-            if running:
-                detail = f" ({visible(status.detail)})" if wide and status.detail else ""
-                # Monitor mode lets every read through: a warning, not a green light.
-                style = level["warning"] if status.name == "guard" and mode == "monitor" \
-                    else level["success"]
-                second.add(f"● {name}{detail}", f"● {name}", style=style, keep_going=True)
-            else:
-                reason = f": {visible(status.reason or status.state.value)}" if wide else ""
-                second.add(f"✗ {name}{reason}", f"✗ {name}", style=level["error"],
-                           keep_going=True)
+        text.append_text(self._statuses(snapshot, width, mode, level))
         self.update(text)
+
+
+    @staticmethod
+    def _statuses(snapshot: Snapshot, width: int, mode: str | None,
+                  level: Mapping[str, str]) -> Text:
+        """Every collector on one line: with details (and reasons) when they all fit, else
+        names only, else abbreviated names."""
+        for detailed, short in ((True, False), (False, False), (False, True)):
+            text = Text(no_wrap=True, overflow="crop")
+            line = Line(text, width)
+            fits = True
+            for status in snapshot.statuses:
+                name = SHORT_NAMES.get(status.name, status.name) if short else status.name
+                if status.state is CollectorState.RUNNING:
+                    detail = f" ({visible(status.detail)})" if detailed and status.detail \
+                        else ""
+                    # Monitor mode lets every read through: a warning, not a green light.
+                    style = level["warning"] if status.name == "guard" and mode == "monitor" \
+                        else level["success"]
+                    fits = line.add(f"● {name}{detail}", style=style) and fits
+                else:
+                    reason = f": {visible(status.reason or status.state.value)}" if detailed \
+                        else ""
+                    fits = line.add(f"✗ {name}{reason}", style=level["error"]) and fits
+            if fits:
+                return text
+        return text
 
 
 class CpuPanel(Static):
