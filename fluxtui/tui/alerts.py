@@ -188,8 +188,8 @@ class AlertsPane(Widget):
             counts[alert.severity] += 1
         summary = ", ".join(f"{n} {s.value}" for s, n in reversed(counts.items()) if n)
         self.query_one("#alerts-summary", Static).update(
-            f"{len(self._alerts)} alerts ({summary}) in {len(groups)} rows "
-            "(repeats of a rule on one executable folded); Enter: process details"
+            f"Enter: details · {len(self._alerts)} alerts ({summary}) in {len(groups)} rows "
+            "(repeats of a rule on one executable folded)"
             if self._alerts else "no alerts yet")
 
     def handle_event(self, event: object) -> None:
