@@ -419,6 +419,7 @@ async def test_a_flagged_program_gets_one_flag_line_no_lasting_allow_and_its_key
                 assert front is not None and len(front.requester.flags) >= 14
                 screen = app.screen
                 assert isinstance(screen, PromptScreen)
+                await until(pilot, lambda: screen.query("#prompt-keys"))
                 keys = screen.query_one("#prompt-keys")
                 head = screen.query_one("#prompt-head")
                 await until(pilot, lambda: keys.region.height > 0)
@@ -435,6 +436,11 @@ async def test_a_flagged_program_gets_one_flag_line_no_lasting_allow_and_its_key
                 await pilot.press("x")  # every flag
                 await until(pilot, lambda: state.details)
                 assert state.rendered_text().count("outside the system directories") >= 14
+                await until(pilot, lambda: "outside the system" in str(
+                    screen.query_one("#prompt-body").render()))
+                # All flags shown: the body scrolls, the countdown and the keys stay on screen.
+                assert keys.region.height > 0 and keys.region.bottom <= 24
+                assert head.region.height == 1 and head.region.y >= 0
                 await decide(pilot, state, "d")
                 await finish(cat)
             assert cat.returncode == 1

@@ -288,7 +288,7 @@ class PromptScreen(ModalScreen[None]):
         padding: 0 1;
     }
     PromptScreen #prompt-head { height: 1; }
-    PromptScreen #prompt-scroll { height: auto; max-height: 1fr; }
+    PromptScreen #prompt-scroll { height: auto; }
     PromptScreen #prompt-body { height: auto; }
     PromptScreen #prompt-keys { height: auto; }
     """
@@ -332,13 +332,29 @@ class PromptScreen(ModalScreen[None]):
         self.query_one("#prompt-body", Static).update(
             render_body(front, self.state.prompts[1:], now, self.state.details,
                         self.state.notice, ready))
-        self.query_one("#prompt-keys", Static).update(render_keys(front, ready))
+        keys = render_keys(front, ready)
+        self.query_one("#prompt-keys", Static).update(keys)
+        self._fit(keys)
+
+    def _fit(self, keys: Text) -> None:
+        """The body scrolls in what is left once the countdown line, the key line and the
+        border have their rows: those two are always on screen, at 80x24 too."""
+        width = max(10, self.size.width - 4)  # border and padding
+        key_rows = max(1, len(keys.wrap(self.app.console, width)))
+        room = max(2, self.size.height - 2 - 1 - key_rows)
+        scroll = self.query_one("#prompt-scroll")
+        if scroll.styles.max_height != room:
+            scroll.styles.max_height = room
+
+    def on_resize(self) -> None:
+        self.show()
 
     def _body_ready(self) -> bool:
         """False until the children are mounted (the app may ask to show right after the
         push)."""
         try:
-            self.query_one("#prompt-keys", Static)
+            for part in ("#prompt-head", "#prompt-body", "#prompt-keys", "#prompt-scroll"):
+                self.query_one(part)
         except NoMatches:
             return False
         return True
