@@ -199,6 +199,9 @@ async def test_number_keys_focus_the_tab_table_so_its_keys_work_at_once() -> Non
         assert "connections.sort" in footer_keys and "sort" not in footer_keys
         await pilot.press("3")
         await until(pilot, lambda: app.focused is app.query_one("#alerts-table"))
+        shown = {b.binding.description for b in app.screen.active_bindings.values()
+                 if b.binding.show}
+        assert "Details" in shown  # Enter on an alert
         await pilot.press("4")
         await until(pilot, lambda: app.focused is app.query_one("#guard-history-table"))
         await pilot.press("1")

@@ -95,6 +95,12 @@ def alert_cells(group: AlertGroup, variables: dict[str, str] | None = None
     )
 
 
+class AlertsTable(DataTable[Text]):
+    """The alerts table; its Enter (open the process's details) is shown in the footer."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Details", id="alerts.details")]
+
+
 class AlertsPane(Widget):
     """Contract with the app: `refresh_from(snapshot)` on the refresh timer; `handle_event` for
     bus events (alerts also arrive in the snapshot of the same tick, so it ignores them)."""
@@ -115,8 +121,8 @@ class AlertsPane(Widget):
 
     def compose(self) -> ComposeResult:
         yield Static("no alerts yet", id="alerts-summary")
-        table: DataTable[Text] = DataTable(cursor_type="row", zebra_stripes=True,
-                                           id="alerts-table")
+        table: DataTable[Text] = AlertsTable(cursor_type="row", zebra_stripes=True,
+                                             id="alerts-table")
         for key, label, width in COLUMNS:
             table.add_column(label, width=width, key=key)
         yield table
