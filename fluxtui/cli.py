@@ -187,6 +187,12 @@ def run_headless(config: Config, privileged: bool, output: str, timeout: float |
 
 def run_tui(config: Config, privileged: bool, theme: str | None,
             prometheus: str | None = None, journal: bool = True) -> int:
+    from fluxtui.tui.themes import theme_error
+
+    problem = theme_error(theme or config.general.theme)  # before any collector or the UI
+    if problem:
+        print(f"fluxtui: {problem}", file=sys.stderr)
+        return 2
     from fluxtui.components import build_components
     from fluxtui.engine import Engine
     from fluxtui.journal_alerts import AlertJournal

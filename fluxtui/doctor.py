@@ -57,7 +57,12 @@ def check_headers() -> Check:
 
 
 def check_tracefs() -> Check:
-    if Path("/sys/kernel/tracing/events/raw_syscalls").is_dir():
+    try:
+        mounted = Path("/sys/kernel/tracing/events/raw_syscalls").is_dir()
+    except PermissionError:
+        return Check("tracefs", False, "cannot look into /sys/kernel/tracing: needs root",
+                     "sudo fluxtui doctor")
+    if mounted:
         return Check("tracefs", True, "/sys/kernel/tracing mounted")
     return Check("tracefs", False, "/sys/kernel/tracing not mounted",
                  "mount -t tracefs nodev /sys/kernel/tracing")
@@ -153,9 +158,21 @@ CHECKS: list[Callable[[], Check]] = [
 ]
 
 
+def run_check(check: Callable[[], Check]) -> Check:
+    """One check; an error it did not foresee is reported as its result, so that every check
+    is printed (as a non-root user, much of /sys and /proc is closed)."""
+    try:
+        return check()
+    except Exception as exc:
+        name = check.__name__.removeprefix("check_").replace("_", " ")
+        why = "needs root" if isinstance(exc, PermissionError) else "failed"
+        return Check(name, False, f"{why}: {type(exc).__name__}: {exc}",
+                     "sudo fluxtui doctor" if isinstance(exc, PermissionError) else "")
+
+
 def run_doctor(config: Config) -> int:
     print(f"fluxtui doctor (config: {config.source})")
-    results = [check() for check in CHECKS]
+    results = [run_check(check) for check in CHECKS]
     width = max(len(r.name) for r in results)
     for result in results:
         mark = "ok     " if result.ok else "MISSING" if result.required else "absent "

@@ -81,7 +81,7 @@ async def test_alerts_newest_first_with_untrusted_text_shown_literally() -> None
         assert [r[1] for r in rows] == ["high", "low"]
         newest = rows[0]
         assert newest[3] == "301 [bold red]evil[/] \\x1b[31mx\\x07"
-        assert newest[5] == "PTRACE_ATTACH of pid 400; [bold red]evil[/] \\x1b[31mx\\x07"
+        assert newest[7] == "PTRACE_ATTACH of pid 400; [bold red]evil[/] \\x1b[31mx\\x07"
         assert newest[0] == time.strftime("%H:%M:%S", time.localtime(ALERTS[1].timestamp))
         assert "2 alerts (1 high, 1 low)" in str(pane.query_one("#alerts-summary").render())
 
@@ -160,3 +160,43 @@ async def test_detail_of_an_exited_process_says_so(tmp_path: Path) -> None:
         shown = text_of(app.screen)  # type: ignore[arg-type]
         assert "pid 999: no longer in the process table (exited)" in shown
         assert "no score" in shown
+
+
+async def test_repeats_of_a_rule_on_one_executable_fold_into_one_row_with_count() -> None:
+    repeats = tuple(alert(10 + i, 500 + i, "curl", "T1105", "Download tool")
+                    for i in range(4))
+    other = alert(20, 600, "wget", "T1105", "Download tool")
+    rows = [row(500 + i, "curl") for i in range(4)] + [row(600, "wget")]
+    engine = StaticEngine(with_alerts((*repeats, other), rows))
+    app = Harness(engine)
+    async with app.run_test(size=(200, 20)):
+        pane = app.query_one(AlertsPane)
+        shown = plain_rows(pane)
+        assert len(shown) == 2  # four curl alerts in one row, wget in its own
+        curl = next(r for r in shown if "curl" in r[3])
+        assert curl[4] == "4"
+        assert curl[5] == time.strftime("%H:%M:%S", time.localtime(repeats[0].timestamp))
+        assert curl[0] == time.strftime("%H:%M:%S", time.localtime(repeats[-1].timestamp))
+        assert curl[3] == "503 curl"  # the latest process
+        assert "5 alerts" in str(pane.query_one("#alerts-summary").render())
+
+
+async def test_alert_and_reason_columns_take_the_width_of_a_large_terminal() -> None:
+    engine = StaticEngine(with_alerts(ALERTS))
+    app = Harness(engine)
+    async with app.run_test(size=(200, 20)) as pilot:
+        pane = app.query_one(AlertsPane)
+        narrow = {k: pane.table.columns[k].width for k in ("title", "reasons")}  # type: ignore[index]
+        await pilot.resize_terminal(260, 20)
+        await until_true(pilot, lambda: pane.table.columns["reasons"].width  # type: ignore[index]
+                         > narrow["reasons"])
+        assert pane.table.columns["title"].width > narrow["title"]  # type: ignore[index]
+        assert pane.table.columns["title"].width > 44  # type: ignore[index]
+
+
+async def until_true(pilot, condition, tries: int = 200) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(tries):  # bounded: waits for the app, never for a fixed time
+        if condition():
+            return
+        await pilot.pause()
+    raise AssertionError("condition not met")

@@ -1,18 +1,25 @@
-"""The real `fluxtui` in tmux: real figures on screen, `q` quits with exit code 0."""
+"""The real `fluxtui` in tmux: real figures on screen, `q` quits with exit code 0; a real read
+of a decoy key in a temporary home blocked by the guard, its prompt over the open details
+window, answered with `d` (the reader gets EPERM)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+import pytest
 
 from fluxtui.tui.format import human_bytes
+from tests.guard_support import make_home, started
 from tests.kernel import require
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +56,7 @@ def test_real_dashboard_in_tmux_shows_measured_figures_and_quits_cleanly(
     try:
         screen = wait_for_screen(session, r"CPU\s+\d+\.\d%")
         total = human_bytes(psutil.virtual_memory().total)
-        assert re.search(rf"Mem\s+\S+ / {re.escape(total)}", screen), screen
+        assert re.search(rf"\S+ / {re.escape(total)}", screen), screen
         assert re.search(r"│\s+0 [█░]+\s+\d+\.\d%", screen), screen  # per-core bar
         assert "fluxtui" in screen and "PID" in screen
         tmux("send-keys", "-t", session, "q")
@@ -60,3 +67,103 @@ def test_real_dashboard_in_tmux_shows_measured_figures_and_quits_cleanly(
         assert exit_file.read_text().strip() == "0"
     finally:
         subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True, timeout=30)
+
+
+# --- the credential prompt in the real app -------------------------------------------------------
+
+def guarded_config(tmp_path: Path, home: Path) -> Path:
+    """A config whose guard protects only the temporary `home` (a decoy key in it)."""
+    config = tmp_path / "config.yml"
+    config.write_text(f"guard:\n  homes: [{home}]\n  system_files: []\n"
+                      f"  rules_file: {tmp_path / 'rules.yml'}\n"
+                      f"  audit_db: {tmp_path / 'audit.db'}\n")
+    config.chmod(0o600)
+    return config
+
+
+@contextmanager
+def dashboard(tmp_path: Path, config: Path, size: tuple[int, int]) -> Iterator[str]:
+    session = f"fluxtui-e2e-{uuid.uuid4().hex[:8]}"
+    command = (f"cd {REPO} && env -u COLUMNS -u LINES {sys.executable} -m fluxtui "
+               f"--config {config} --log {tmp_path / 'fluxtui.log'}; "
+               f"echo $? > {tmp_path / 'exit-code'}; sleep 30")
+    tmux("new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), command)
+    try:
+        wait_for_screen(session, r"PID\s+User")
+        # The guard is running (components start in the background: a BPF compile first).
+        wait_for_screen(session, r"● guard", tries=1200)
+        yield session
+    finally:
+        subprocess.run(["tmux", "-L", SOCKET, "kill-session", "-t", session],
+                       capture_output=True, timeout=30)
+
+
+def screen_without(session: str, text: str, tries: int = 200) -> str:
+    screen = ""
+    for _ in range(tries):  # bounded: 200 x 0.1 s
+        screen = tmux("capture-pane", "-p", "-t", session)
+        if text not in screen:
+            return screen
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never went away; screen was:\n{screen}")
+
+
+def require_guard() -> None:
+    require(os.geteuid() == 0, "needs root (fanotify permission events)")
+    require(shutil.which("tmux") is not None, "tmux not installed (make setup installs it)")
+    require(shutil.which("ssh-keygen") is not None, "ssh-keygen missing")
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_prompt_comes_over_the_open_details_and_d_denies_the_read(
+        tmp_path: Path, size: tuple[int, int]) -> None:
+    require_guard()
+    home = make_home(tmp_path)
+    with dashboard(tmp_path, guarded_config(tmp_path, home.root), size) as session:
+        tmux("send-keys", "-t", session, "Enter")
+        wait_for_screen(session, "Esc closes")  # the details window is open
+        with started(["cat", str(home.key)]) as reader:
+            screen = wait_for_screen(session, r"CREDENTIAL ACCESS")
+            assert "[d] deny" in screen and re.search(r"deny in\s+\d+ s", screen), screen
+            assert "/usr/bin/cat" in screen and "ssh-keys" in screen, screen
+            screen_without(session, "decision keys act in")  # the first second has passed
+            assert reader.poll() is None  # still blocked in open()
+            tmux("send-keys", "-t", session, "d")
+            _, err = reader.communicate(timeout=15)
+        assert reader.returncode == 1 and b"Operation not permitted" in err
+        screen = screen_without(session, "CREDENTIAL ACCESS")
+        assert "Esc closes" in screen  # the details window is back underneath
+        tmux("send-keys", "-t", session, "Escape")
+        screen_without(session, "Esc closes")
+        tmux("send-keys", "-t", session, "q")
+        for _ in range(100):
+            if (tmp_path / "exit-code").exists():
+                break
+            time.sleep(0.1)
+        assert (tmp_path / "exit-code").read_text().strip() == "0"
+
+
+@pytest.mark.kernel
+def test_a_flagged_program_keeps_its_key_line_on_an_80x24_screen(tmp_path: Path) -> None:
+    require_guard()
+    home = make_home(tmp_path)
+    libraries = []
+    for i in range(14):  # a harmless library, mapped from outside the system directories
+        copy = tmp_path / f"libharmless{i}.so"
+        shutil.copy("/lib/x86_64-linux-gnu/libz.so.1", copy)
+        libraries.append(str(copy))
+    env = {**os.environ, "LD_PRELOAD": ":".join(libraries)}
+    with dashboard(tmp_path, guarded_config(tmp_path, home.root), (80, 24)) as session:
+        with started(["cat", str(home.key)], env=env) as reader:
+            screen = wait_for_screen(session, r"\[a\] allow once")
+            assert re.search(r"\d+ flags:", screen) and "(x: all)" in screen, screen
+            assert re.search(r"deny in\s+\d+ s", screen), screen
+            assert "[A]" not in screen and "[S]" not in screen  # no lasting allow offered
+            screen_without(session, "decision keys act in")
+            tmux("send-keys", "-t", session, "A")
+            wait_for_screen(session, "not offered")
+            assert reader.poll() is None
+            tmux("send-keys", "-t", session, "d")
+            _, err = reader.communicate(timeout=15)
+        assert reader.returncode == 1 and b"Operation not permitted" in err

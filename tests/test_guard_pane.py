@@ -1,80 +1,36 @@
-"""The prompt pane, the history and the rules screen through Textual's Pilot, with real blocked
-processes on the real kernel (only a temporary home is marked).
-
-The harness app does what the main app does: installs PROMPT_BINDINGS at app level with the
-GuardPromptKeys forwarding, refreshes widgets from engine snapshots on a timer, and hands every
-bus event to `handle_event` on the UI thread (posted as a message, never call_from_thread).
+"""The credential prompt, the Guard tab and the rules screen in the real app (FluxApp) through
+Textual's Pilot, with real blocked processes on the real kernel (only a temporary home is
+marked). The engine's components are started by the test; the app ticks the engine on a timer
+(as the engine thread would) and receives every bus event as the real app does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
-from textual.app import App, ComposeResult
-from textual.message import Message
-from textual.widgets import DataTable, Footer
+from textual.command import CommandPalette
+from textual.widgets import DataTable, Input
 
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.config import Config, GuardConfig
 from fluxtui.engine import Engine
-from fluxtui.events import Snapshot
-from fluxtui.tui.guard_pane import PROMPT_BINDINGS, GuardHistory, GuardPane, GuardPromptKeys
+from fluxtui.tui.app import FluxApp
+from fluxtui.tui.dialogs import ConfirmScreen, KillDialog
+from fluxtui.tui.guard_prompt import PromptScreen, PromptState
+from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.rules_screen import RulesScreen
 from tests.guard_support import Home, guard_config, make_home, require_guard_kernel, started
+from tests.tui_support import until
 
 pytestmark = pytest.mark.kernel
-
-
-class BusEvent(Message):
-    def __init__(self, event: object) -> None:
-        super().__init__()
-        self.event = event
-
-
-class Harness(GuardPromptKeys, App[None]):
-    BINDINGS = PROMPT_BINDINGS
-
-    def __init__(self, engine: Engine) -> None:
-        super().__init__()
-        self.engine = engine
-        self._unsubscribe = None
-
-    def compose(self) -> ComposeResult:
-        yield GuardHistory(self.engine)
-        yield GuardPane(self.engine)
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self._unsubscribe = self.engine.bus.subscribe(self._on_bus)
-        self.set_interval(0.1, self._refresh)
-
-    def on_unmount(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-
-    def _on_bus(self, event: object) -> None:  # collector threads: only post
-        if not isinstance(event, Snapshot):
-            self.post_message(BusEvent(event))
-
-    def _widgets(self) -> list[GuardPane | GuardHistory]:
-        return [*self.query(GuardPane), *self.query(GuardHistory)]  # none while tearing down
-
-    def on_bus_event(self, message: BusEvent) -> None:
-        for widget in self._widgets():
-            widget.handle_event(message.event)
-
-    def _refresh(self) -> None:
-        snapshot = self.engine.tick()
-        for widget in self._widgets():
-            widget.refresh_from(snapshot)
 
 
 @pytest.fixture
@@ -96,23 +52,21 @@ def guarded_engine(config: GuardConfig) -> Iterator[tuple[Engine, GuardComponent
 
 
 @asynccontextmanager
-async def app_for(engine: Engine) -> AsyncIterator[tuple[Harness, object]]:
-    app = Harness(engine)
-    async with app.run_test(size=(130, 45)) as pilot:
+async def app_for(engine: Engine, size: tuple[int, int] = (130, 45)
+                  ) -> AsyncIterator[tuple[FluxApp, object]]:
+    app = FluxApp(engine, privileged=True, start_engine=False)
+    async with app.run_test(size=size) as pilot:
+        app.set_interval(0.1, engine.tick)  # the engine thread's job in the real app
         yield app, pilot
 
 
-async def until(pilot: object, condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await pilot.pause(0.05)  # type: ignore[attr-defined]
+def prompt_in_front(app: FluxApp) -> bool:
+    return isinstance(app.screen, PromptScreen) and app.prompt.showing
 
 
-async def decide(pilot, pane: GuardPane, key: str) -> None:  # type: ignore[no-untyped-def]
-    """Press a decision key once the pane takes them (not right after the prompt changed)."""
-    await until(pilot, lambda: pane.accepts_keys)
+async def decide(pilot, state: PromptState, key: str) -> None:  # type: ignore[no-untyped-def]
+    """Press a decision key once the prompt takes them (not right after it came to front)."""
+    await until(pilot, lambda: state.accepts_keys)
     await pilot.press(key)
 
 
@@ -125,30 +79,27 @@ async def test_allow_once_and_deny_once(home: Home, tmp_path: Path, key: str, co
                                         ) -> None:
     with guarded_engine(guard_config(home, tmp_path / "state")) as (engine, guard):
         async with app_for(engine) as (app, pilot):
-            pane = app.query_one(GuardPane)
-            assert not pane.showing and not pane.has_class("-showing")
-            assert app.check_action("guard_prompt", ("allow_once",)) is False
+            state = app.prompt
+            assert not state.showing and not isinstance(app.screen, PromptScreen)
             with started(["cat", str(home.key)]) as cat:
-                await until(pilot, lambda: pane.showing)
-                assert pane.has_class("-showing")
-                await until(pilot, lambda: pane.region.height > 3)  # laid out on screen
-                assert app.check_action("guard_prompt", ("allow_once",)) is True
-                text = pane.rendered_text()
+                await until(pilot, lambda: prompt_in_front(app))
+                text = state.rendered_text()
                 assert "/usr/bin/cat" in text and str(home.key) in text
                 assert "ssh-keys" in text and "deny in" in text
                 assert f"pid {cat.pid}" in text and "verified: dpkg package coreutils" in text
                 assert cat.poll() is None  # really blocked in open()
-                await decide(pilot, pane, key)
+                await decide(pilot, state, key)
                 out, err = await finish(cat)
-                await until(pilot, lambda: not pane.showing)
+                await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
             assert cat.returncode == code
             if code == 0:
                 assert out == home.key.read_bytes()
             else:
                 assert out == b"" and b"Operation not permitted" in err
             guard.flush()
-            await until(pilot, lambda: app.query_one(DataTable).row_count >= 1)
+            await pilot.press("4")
             history = app.query_one("#guard-history-table", DataTable)
+            await until(pilot, lambda: history.row_count >= 1)
             first = [str(c) for c in history.get_row_at(0)]
             assert ("allowed" if code == 0 else "denied") in first
             assert "keypress" in first and str(home.key) in first
@@ -159,10 +110,9 @@ async def test_always_rule_survives_an_engine_restart_and_rules_screen_deletes_i
     config = guard_config(home, tmp_path / "state")
     with guarded_engine(config) as (engine, guard):
         async with app_for(engine) as (app, pilot):
-            pane = app.query_one(GuardPane)
             with started(["cat", str(home.key)]) as cat:
-                await until(pilot, lambda: pane.showing)
-                await decide(pilot, pane, "A")
+                await until(pilot, lambda: prompt_in_front(app))
+                await decide(pilot, app.prompt, "A")
                 out, _ = await finish(cat)
             assert cat.returncode == 0 and out == home.key.read_bytes()
     rules_file = tmp_path / "state" / "rules.yml"
@@ -170,131 +120,161 @@ async def test_always_rule_survives_an_engine_restart_and_rules_screen_deletes_i
 
     with guarded_engine(config) as (engine, guard):  # a new engine reads the rule back
         async with app_for(engine) as (app, pilot):
-            pane = app.query_one(GuardPane)
             with started(["cat", str(home.key)]) as cat:
                 out, _ = await finish(cat)
             assert cat.returncode == 0 and out == home.key.read_bytes()
-            assert not pane.showing  # no prompt: the rule answered
+            assert not app.prompt.showing  # no prompt: the rule answered
             [rule] = guard.rules()
             assert rule.group == "ssh-keys" and rule.executable == "/usr/bin/cat"
 
-            app.query_one("#guard-history-table", DataTable).focus()
-            await pilot.press("R")  # the Guard tab's key
+            await pilot.press("4")  # the Guard tab: its table has the focus, R is its key
+            await pilot.press("R")
             await until(pilot, lambda: isinstance(app.screen, RulesScreen))
             screen = app.screen
             assert isinstance(screen, RulesScreen)
             assert screen.query_one(DataTable).row_count == 1
+            await pilot.press("x")  # asks first
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("n")
+            await until(pilot, lambda: app.screen is screen)
+            assert guard.rules() == [rule]
             await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
             await until(pilot, lambda: screen.query_one(DataTable).row_count == 0)
             await until(pilot, lambda: rule.id not in rules_file.read_text())
             await pilot.press("escape")
 
             with started(["cat", str(home.key)]) as cat:  # asked again now
-                await until(pilot, lambda: pane.showing)
+                await until(pilot, lambda: prompt_in_front(app))
                 await pilot.press("R")  # the rules screen from the prompt
                 await until(pilot, lambda: isinstance(app.screen, RulesScreen))
-                # Under the modal the prompt is hidden: its keys do nothing ("d" is not a
-                # deny here), and the countdown was paused by the key.
-                assert app.check_action("guard_prompt", ("deny_once",)) is False
+                # Under the rules screen the prompt's keys do nothing ("d" is not a deny
+                # here), and the countdown was paused by the key.
                 await pilot.press("d")
-                await pilot.pause(0.2)
-                assert cat.poll() is None and pane.showing
                 await until(pilot, lambda: guard.pending()[0].pause_left
                             < config.interaction_cap)
+                assert cat.poll() is None and app.prompt.showing
                 await pilot.press("escape")
-                await until(pilot, lambda: not isinstance(app.screen, RulesScreen))
-                await decide(pilot, pane, "d")
+                await until(pilot, lambda: prompt_in_front(app))
+                await decide(pilot, app.prompt, "d")
                 await finish(cat)
             assert cat.returncode == 1
 
 
-async def test_timeout_applies_the_default_and_the_pane_hides(home: Home, tmp_path: Path
-                                                              ) -> None:
+async def test_timeout_applies_the_default_and_the_prompt_closes(home: Home, tmp_path: Path
+                                                                 ) -> None:
     config = guard_config(home, tmp_path / "state", decision_timeout=2.0)
     with guarded_engine(config) as (engine, _guard):
         async with app_for(engine) as (app, pilot):
-            pane = app.query_one(GuardPane)
             with started(["cat", str(home.key)]) as cat:
-                await until(pilot, lambda: pane.showing)
-                front = pane.front
+                await until(pilot, lambda: prompt_in_front(app))
+                front = app.prompt.front
                 assert front is not None and front.default_action == "deny"
-                assert "deny in" in pane.rendered_text()
+                assert "deny in" in app.prompt.rendered_text()
                 out, _ = await finish(cat)  # nobody presses a key
-                await until(pilot, lambda: not pane.showing)
+                await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
             assert cat.returncode == 1 and out == b""
 
 
 async def test_process_that_exits_takes_its_prompt_away(home: Home, tmp_path: Path) -> None:
     with guarded_engine(guard_config(home, tmp_path / "state")) as (engine, _guard):
         async with app_for(engine) as (app, pilot):
-            pane = app.query_one(GuardPane)
             with started(["cat", str(home.key)]) as cat:
-                await until(pilot, lambda: pane.showing)
+                await until(pilot, lambda: prompt_in_front(app))
                 os.kill(cat.pid, signal.SIGKILL)
                 await finish(cat)
-                await until(pilot, lambda: not pane.showing)
-            assert app.check_action("guard_prompt", ("allow_once",)) is False
+                await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
+            assert not app.prompt.showing
 
 
-async def test_details_pause_the_countdown_and_queue_is_shown(home: Home, tmp_path: Path
-                                                              ) -> None:
+async def test_details_pause_the_countdown_and_the_queue_shows_every_request(
+        home: Home, tmp_path: Path) -> None:
     config = guard_config(home, tmp_path / "state", decision_timeout=10.0,
                           interaction_pause=5.0, interaction_cap=5.0)
     with guarded_engine(config) as (engine, _guard):
         async with app_for(engine) as (app, pilot):
-            pane = app.query_one(GuardPane)
+            state = app.prompt
             with started(["cat", str(home.key)]) as cat, \
                     started(["cp", str(home.aws), str(tmp_path / "copy")]) as cp:
-                await until(pilot, lambda: len(pane._prompts) == 2)
-                before = pane.front
-                assert before is not None and "1 more waiting" in pane.rendered_text()
+                await until(pilot, lambda: len(state.prompts) == 2)
+                before = state.front
+                assert before is not None
+                text = state.rendered_text()
+                assert "+1 waiting" in text and "Queue" in text
+                other = state.prompts[1]
+                # The waiting request: its time left, program and file.
+                assert f"{other.requester.exe} → {other.files[0]}" in text
+                await until(pilot, lambda: state.accepts_keys)
                 await pilot.press("x")
-                await until(pilot, lambda: pane.front is not None
-                            and pane.front.deadline > before.deadline)
-                capped = pane.front
+                await until(pilot, lambda: state.front is not None
+                            and state.front.deadline > before.deadline)
+                capped = state.front
                 assert capped is not None
-                assert "paused" in pane.rendered_text() and "Tree" in pane.rendered_text()
+                assert "paused" in state.rendered_text() and "Tree" in state.rendered_text()
                 # The cap equals one pause: the first key used it all, a second one adds nothing.
                 assert capped.pause_left == 0.0
-                await pilot.press("x")
-                await pilot.press("x")  # nothing left to extend
-                await pilot.pause(0.2)
-                assert pane.front is not None and pane.front.deadline == capped.deadline
                 first_group = capped.group
-                await decide(pilot, pane, "d")  # the front prompt goes; the other moves up
-                await until(pilot, lambda: len(pane._prompts) == 1)
-                assert pane.front is not None
-                assert {first_group, pane.front.group} == {"ssh-keys", "aws"}
-                await decide(pilot, pane, "d")
+                await decide(pilot, state, "d")  # the front prompt goes; the other moves up
+                await until(pilot, lambda: len(state.prompts) == 1)
+                assert state.front is not None
+                assert {first_group, state.front.group} == {"ssh-keys", "aws"}
+                await decide(pilot, state, "d")
                 await finish(cat)
                 await finish(cp)
             assert cat.returncode == 1 and cp.returncode == 1
 
 
+async def test_one_key_denies_every_waiting_request(home: Home, tmp_path: Path) -> None:
+    with guarded_engine(guard_config(home, tmp_path / "state")) as (engine, guard):
+        async with app_for(engine) as (app, pilot):
+            state = app.prompt
+            with started(["cat", str(home.key)]) as cat, \
+                    started(["cp", str(home.aws), str(tmp_path / "copy")]) as cp, \
+                    started(["head", str(home.key)]) as head:
+                await until(pilot, lambda: len(state.prompts) == 3)
+                assert "[N] deny all waiting" in state.rendered_text()
+                await decide(pilot, state, "N")
+                results = [await finish(p) for p in (cat, cp, head)]
+                await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
+            assert [p.returncode for p in (cat, cp, head)] == [1, 1, 1]
+            assert all(b"Operation not permitted" in err for _, err in results)
+            assert guard.pending() == ()
+
+
 async def test_untrusted_command_line_is_shown_literally(home: Home, tmp_path: Path) -> None:
-    evil = "\x1b[2J\x1b]0;owned\x07[bold red]markup[/]"
+    evil = "\x1b[2J\x1b]0;owned\x07[bold red]markup[/]\r\xff"
     with guarded_engine(guard_config(home, tmp_path / "state")) as (engine, _guard):
         async with app_for(engine) as (app, pilot):
-            pane = app.query_one(GuardPane)
             with started(["cat", str(home.key), evil]) as cat:
-                await until(pilot, lambda: pane.showing)
-                text = pane.rendered_text()
-                assert "\\x1b[2J\\x1b]0;owned\\x07[bold red]markup[/]" in text
-                assert "\x1b" not in text
-                await decide(pilot, pane, "d")
+                await until(pilot, lambda: prompt_in_front(app))
+                text = app.prompt.rendered_text()
+                assert "\\x1b[2J\\x1b]0;owned\\x07[bold red]markup[/]\\x0d" in text
+                assert "\x1b" not in text and "\r" not in text
+                await decide(pilot, app.prompt, "d")
                 await finish(cat)
 
 
-async def test_mode_toggle_from_the_prompt_allows_what_waits(home: Home, tmp_path: Path
-                                                             ) -> None:
+async def test_monitor_mode_from_the_prompt_never_lets_the_waiting_read_through(
+        home: Home, tmp_path: Path) -> None:
     with guarded_engine(guard_config(home, tmp_path / "state")) as (engine, guard):
         async with app_for(engine) as (app, pilot):
-            pane = app.query_one(GuardPane)
             with started(["cat", str(home.key)]) as cat:
-                await until(pilot, lambda: pane.showing)
+                await until(pilot, lambda: prompt_in_front(app))
+                await until(pilot, lambda: app.prompt.accepts_keys)
                 await pilot.press("M")
-                out, _ = await finish(cat)
-            assert cat.returncode == 0 and out == home.key.read_bytes()
+                await until(pilot, lambda: "mode switch refused" in app.prompt.rendered_text())
+                assert guard.mode == "enforce" and cat.poll() is None
+                assert len(guard.pending()) == 1
+                await decide(pilot, app.prompt, "d")
+                await finish(cat)
+            assert cat.returncode == 1
+            # With nothing waiting, M on the Guard tab asks first, then switches.
+            await pilot.press("4")
+            await pilot.press("M")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            assert guard.mode == "enforce"
+            await pilot.press("y")
             await until(pilot, lambda: guard.mode == "monitor")
 
 
@@ -302,16 +282,15 @@ async def test_a_decision_key_right_after_a_prompt_appears_is_ignored(home: Home
                                                                       tmp_path: Path) -> None:
     with guarded_engine(guard_config(home, tmp_path / "state")) as (engine, guard):
         async with app_for(engine) as (app, pilot):
-            pane = app.query_one(GuardPane)
+            state = app.prompt
             with started(["cat", str(home.key)]) as cat:
-                await until(pilot, lambda: pane.showing)
-                assert not pane.accepts_keys
-                assert "decision keys act in" in pane.rendered_text()
+                await until(pilot, lambda: prompt_in_front(app))
+                assert not state.accepts_keys
+                assert "decision keys act in" in state.rendered_text()
                 await pilot.press("a")  # meant for something else: must not allow
-                await pilot.pause(0.1)
+                await until(pilot, lambda: "key ignored" in state.rendered_text())
                 assert cat.poll() is None and len(guard.pending()) == 1
-                assert "key ignored" in pane.rendered_text()
-                await decide(pilot, pane, "d")
+                await decide(pilot, state, "d")
                 out, _ = await finish(cat)
             assert cat.returncode == 1 and out == b""
 
@@ -328,12 +307,12 @@ async def test_history_is_read_off_the_ui_thread_and_updated_by_row(home: Home, 
 
         guard.history = history  # type: ignore[method-assign]
         async with app_for(engine) as (app, pilot):
-            pane = app.query_one(GuardPane)
+            await pilot.press("4")
             table = app.query_one("#guard-history-table", DataTable)
             for expected in (1, 2):
                 with started(["cat", str(home.key)]) as cat:
-                    await until(pilot, lambda: pane.showing)
-                    await decide(pilot, pane, "d")
+                    await until(pilot, lambda: prompt_in_front(app))
+                    await decide(pilot, app.prompt, "d")
                     await finish(cat)
                 guard.flush()
                 await until(pilot, lambda n=expected: table.row_count == n)
@@ -344,3 +323,124 @@ async def test_history_is_read_off_the_ui_thread_and_updated_by_row(home: Home, 
             assert int(str(table.coordinate_to_cell_key((0, 0)).row_key.value)) > int(
                 str(first_key.value))
         assert threads and threading.main_thread().name not in threads
+
+
+# --- the prompt comes to the front whatever is open --------------------------------------------
+
+async def open_details(app: FluxApp, pilot) -> object:  # type: ignore[no-untyped-def]
+    await pilot.press("enter")
+    return await until(pilot, lambda: isinstance(app.screen, ProcessDetailScreen)
+                       and app.screen)
+
+
+async def open_kill_dialog(app: FluxApp, pilot) -> object:  # type: ignore[no-untyped-def]
+    await pilot.press("k")
+    return await until(pilot, lambda: isinstance(app.screen, KillDialog) and app.screen)
+
+
+async def open_rules(app: FluxApp, pilot) -> object:  # type: ignore[no-untyped-def]
+    await pilot.press("4", "R")
+    return await until(pilot, lambda: isinstance(app.screen, RulesScreen) and app.screen)
+
+
+async def open_palette(app: FluxApp, pilot) -> object:  # type: ignore[no-untyped-def]
+    await pilot.press("ctrl+p")
+    return await until(pilot, lambda: isinstance(app.screen, CommandPalette) and app.screen)
+
+
+async def open_filter(app: FluxApp, pilot) -> object:  # type: ignore[no-untyped-def]
+    await pilot.press("slash")
+    return await until(pilot, lambda: isinstance(app.focused, Input) and app.screen)
+
+
+@pytest.mark.parametrize("opener", [open_details, open_kill_dialog, open_rules, open_palette,
+                                    open_filter], ids=lambda f: f.__name__)
+async def test_a_new_prompt_comes_in_front_of_whatever_is_open_and_takes_its_keys(
+        home: Home, tmp_path: Path, opener) -> None:  # type: ignore[no-untyped-def]
+    with guarded_engine(guard_config(home, tmp_path / "state")) as (engine, guard):
+        async with app_for(engine) as (app, pilot):
+            await until(pilot, lambda: app.process_table.table.row_count > 0)
+            under = await opener(app, pilot)
+            focused = app.focused
+            with started(["cat", str(home.key)]) as cat:
+                await until(pilot, lambda: prompt_in_front(app))
+                # Typed into whatever was open a moment ago: never answers the new prompt.
+                await pilot.press("a")
+                assert cat.poll() is None and len(guard.pending()) == 1
+                await decide(pilot, app.prompt, "d")
+                out, err = await finish(cat)
+                await until(pilot, lambda: app.screen is under)  # restored underneath
+            assert cat.returncode == 1 and out == b"" and b"Operation not permitted" in err
+            if isinstance(focused, Input):
+                assert app.focused is focused
+                assert app.process_table.state.filter == ""  # no prompt key typed into it
+
+
+async def test_q_with_requests_waiting_says_what_happens_and_asks(home: Home, tmp_path: Path
+                                                                  ) -> None:
+    with guarded_engine(guard_config(home, tmp_path / "state")) as (engine, _guard):
+        async with app_for(engine) as (app, pilot):
+            with started(["cat", str(home.key)]) as cat:
+                await until(pilot, lambda: prompt_in_front(app))
+                await pilot.press("q")
+                screen = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen)
+                                     and app.screen)
+                shown = " ".join(str(label.render()) for label in screen.query("Label"))
+                assert "1 credential request(s) waiting" in shown
+                assert "1 will be denied" in shown
+                await pilot.press("n")
+                await until(pilot, lambda: prompt_in_front(app))
+                assert app.is_running and cat.poll() is None
+                await decide(pilot, app.prompt, "d")
+                await finish(cat)
+
+
+def preload_libraries(tmp_path: Path, count: int) -> str:
+    """`count` copies of a harmless system library outside the system directories."""
+    directory = tmp_path / "preload"
+    directory.mkdir()
+    paths = []
+    for i in range(count):
+        target = directory / f"libharmless{i}.so"
+        shutil.copy("/lib/x86_64-linux-gnu/libz.so.1", target)
+        paths.append(str(target))
+    return ":".join(paths)
+
+
+async def test_a_flagged_program_gets_one_flag_line_no_lasting_allow_and_its_keys_on_screen(
+        home: Home, tmp_path: Path) -> None:
+    env = {**os.environ, "LD_PRELOAD": preload_libraries(tmp_path, 14)}
+    with guarded_engine(guard_config(home, tmp_path / "state")) as (engine, guard):
+        async with app_for(engine, size=(80, 24)) as (app, pilot):
+            state = app.prompt
+            with started(["cat", str(home.key)], env=env) as cat:
+                await until(pilot, lambda: prompt_in_front(app))
+                front = state.front
+                assert front is not None and len(front.requester.flags) >= 14
+                screen = app.screen
+                assert isinstance(screen, PromptScreen)
+                await until(pilot, lambda: screen.query("#prompt-keys"))
+                keys = screen.query_one("#prompt-keys")
+                head = screen.query_one("#prompt-head")
+                await until(pilot, lambda: keys.region.height > 0)
+                # The key line and the countdown are on the 80x24 screen.
+                assert keys.region.bottom <= 24 and head.region.y >= 0
+                text = state.rendered_text()
+                assert f"{len(front.requester.flags)} flags:" in text and "(x: all)" in text
+                assert "[A]" not in text and "[m]" not in text and "[S]" not in text
+                assert "[p]" not in text and "[a] allow once" in text
+                await until(pilot, lambda: state.accepts_keys)
+                await pilot.press("A")  # not offered: says why, answers nothing
+                await until(pilot, lambda: "not offered" in state.rendered_text())
+                assert cat.poll() is None and len(guard.pending()) == 1
+                await pilot.press("x")  # every flag
+                await until(pilot, lambda: state.details)
+                assert state.rendered_text().count("outside the system directories") >= 14
+                await until(pilot, lambda: "outside the system" in str(
+                    screen.query_one("#prompt-body").render()))
+                # All flags shown: the body scrolls, the countdown and the keys stay on screen.
+                assert keys.region.height > 0 and keys.region.bottom <= 24
+                assert head.region.height == 1 and head.region.y >= 0
+                await decide(pilot, state, "d")
+                await finish(cat)
+            assert cat.returncode == 1

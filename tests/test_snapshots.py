@@ -34,3 +34,16 @@ def test_main_screen_passive_high_contrast(snap_compare) -> None:
 def test_tree_view_light(snap_compare) -> None:
     app = FluxApp(StaticEngine(snapshot()), privileged=True, theme_name="fluxtui-light")
     assert snap_compare(app, press=["t"], terminal_size=SIZE)
+
+
+TAB_KEYS = {"processes": "1", "connections": "2", "alerts": "3", "guard": "4"}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("tab", list(TAB_KEYS))
+def test_each_tab(snap_compare, tab: str, size: tuple[int, int]) -> None:
+    from tests.test_tui_loop import STATUSES, full_snapshot
+
+    app = FluxApp(StaticEngine(full_snapshot(STATUSES)), privileged=True,
+                  theme_name="fluxtui-dark")
+    assert snap_compare(app, press=[TAB_KEYS[tab]], terminal_size=size)

@@ -14,6 +14,7 @@ from fluxtui.tui.app import FluxApp
 from fluxtui.tui.dialogs import KillDialog
 from fluxtui.tui.process_table import ProcessTable, row_key
 from tests.fakes import StaticEngine, row, snapshot
+from tests.tui_support import run_palette_command, until
 
 SIZE = (160, 48)
 
@@ -51,11 +52,7 @@ async def test_command_palette_sorts_by_name() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await pilot.press("ctrl+p")
-        await pilot.press(*"Sort processes by Name")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
-        await pilot.pause()
+        await run_palette_command(pilot, app, "Sort processes by Name")
         assert app.process_table.current_sort().column == "name"
         assert order(app) == [300, 400, 200, 1, 301]  # bash postgres sshd systemd vim
 
@@ -152,16 +149,8 @@ async def test_theme_from_option_and_switch_from_command_palette() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.theme == "fluxtui-light"
-        await pilot.press("ctrl+p")
-        await pilot.press(*"theme")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
-        await pilot.pause(0.3)
-        await pilot.press(*"fluxtui-contrast")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
-        await pilot.pause()
-        assert app.theme == "fluxtui-contrast"
+        await run_palette_command(pilot, app, "Theme: fluxtui-contrast")
+        await until(pilot, lambda: app.theme == "fluxtui-contrast")
 
 
 async def test_markup_and_escapes_in_a_process_name_are_shown_literally(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ text with control characters made visible.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,31 +18,87 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from fluxtui.engine import Engine
-from fluxtui.events import Alert, Severity, Snapshot
+from fluxtui.events import Alert, ProcessKey, Severity, Snapshot
 from fluxtui.text import safe_text
 from fluxtui.tui.format import DASH
 from fluxtui.tui.process_detail import ProcessDetailScreen
 
 SEVERITY_STYLE = {
     Severity.LOW: "dim",
-    Severity.MEDIUM: "yellow",
-    Severity.HIGH: "bold red",
-    Severity.CRITICAL: "bold reverse red",
+    Severity.MEDIUM: "$warning",
+    Severity.HIGH: "bold $error",
+    Severity.CRITICAL: "bold reverse $error",
 }
-COLUMNS = (("time", "Time", 8), ("severity", "Severity", 8), ("technique", "Technique", 10),
-           ("process", "Process", 22), ("title", "Alert", 44), ("reasons", "Reasons", 60))
+SEVERITY_ORDER = {s: i for i, s in enumerate(Severity)}
+COLUMNS = (("time", "Last", 8), ("severity", "Severity", 8), ("technique", "Technique", 10),
+           ("process", "Process", 22), ("count", "Count", 5), ("first", "First", 8),
+           ("title", "Alert", 40), ("reasons", "Reasons", 50))
+GROWING = {"process": 1, "title": 2, "reasons": 3}  # shares of the width left over
 
 
-def alert_cells(alert: Alert) -> tuple[Text, ...]:
+@dataclass(frozen=True)
+class AlertGroup:
+    """Repeats of one rule on one executable, folded into one row."""
+
+    alerts: tuple[Alert, ...]  # oldest first
+
+    @property
+    def last(self) -> Alert:
+        return self.alerts[-1]
+
+    @property
+    def first(self) -> Alert:
+        return self.alerts[0]
+
+    @property
+    def severity(self) -> Severity:
+        return max((a.severity for a in self.alerts), key=SEVERITY_ORDER.__getitem__)
+
+
+def fold(alerts: tuple[Alert, ...], executables: dict[ProcessKey, str]) -> list[AlertGroup]:
+    """Group alerts by (rule, executable) — the executable from the process table, else the
+    process name — newest group first, each group's alerts oldest first."""
+    groups: dict[tuple[str, str], list[Alert]] = {}
+    for alert in alerts:
+        exe = executables.get(alert.key) if alert.key is not None else None
+        groups.setdefault((alert.rule_id, exe or alert.process_name), []).append(alert)
+    folded = [AlertGroup(tuple(members)) for members in groups.values()]
+    folded.sort(key=lambda g: g.last.timestamp, reverse=True)
+    return folded
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def _style(style: str, variables: dict[str, str]) -> str:
+    for name, value in variables.items():
+        style = style.replace(f"${name}", value)
+    return style
+
+
+def alert_cells(group: AlertGroup, variables: dict[str, str] | None = None
+                ) -> tuple[Text, ...]:
+    alert = group.last
     process = f"{alert.key.pid} {alert.process_name}" if alert.key else alert.process_name
+    colors = variables or {"warning": "yellow", "error": "red"}
+    count = len(group.alerts)
     return (
-        Text(time.strftime("%H:%M:%S", time.localtime(alert.timestamp))),
-        Text(alert.severity.value, style=SEVERITY_STYLE[alert.severity]),
+        Text(_clock(alert.timestamp)),
+        Text(group.severity.value, style=_style(SEVERITY_STYLE[group.severity], colors)),
         safe_text(alert.technique_id or DASH),
         safe_text(process),
+        Text(str(count), style="bold" if count > 1 else "", justify="right"),
+        Text(_clock(group.first.timestamp) if count > 1 else DASH),
         safe_text(alert.title),
         safe_text("; ".join(alert.reasons) or DASH),
     )
+
+
+class AlertsTable(DataTable[Text]):
+    """The alerts table; its Enter (open the process's details) is shown in the footer."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Details", id="alerts.details")]
 
 
 class AlertsPane(Widget):
@@ -53,23 +110,22 @@ class AlertsPane(Widget):
     AlertsPane > #alerts-summary { height: 1; padding: 0 1; color: $text-muted; }
     AlertsPane > DataTable { height: 1fr; }
     """
-    BINDINGS = [Binding("enter", "open_process", "Process detail", id="alerts.open_process")]
+    BINDINGS = [Binding("enter", "open_process", "Details", id="alerts.open_process")]
 
     def __init__(self, engine: Engine, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.engine = engine
-        self._shown: tuple[Alert, ...] = ()  # newest first, as in the table
+        self._alerts: tuple[Alert, ...] = ()
+        self._groups: list[AlertGroup] = []  # newest first, as in the table
+        self._width = 0
 
     def compose(self) -> ComposeResult:
         yield Static("no alerts yet", id="alerts-summary")
-        table: DataTable[Text] = DataTable(cursor_type="row", zebra_stripes=True,
-                                           id="alerts-table")
+        table: DataTable[Text] = AlertsTable(cursor_type="row", zebra_stripes=True,
+                                             id="alerts-table")
         for key, label, width in COLUMNS:
             table.add_column(label, width=width, key=key)
         yield table
-
-    def on_show(self) -> None:
-        self.table.focus()  # shown (its tab opened): arrows and Enter go to the alerts
 
     @property
     def table(self) -> DataTable[Text]:
@@ -77,41 +133,79 @@ class AlertsPane(Widget):
 
     @property
     def shown(self) -> tuple[Alert, ...]:
-        """The alerts in table order (newest first)."""
-        return self._shown
+        """The newest alert of each row, in table order (newest first)."""
+        return tuple(g.last for g in self._groups)
+
+    @property
+    def groups(self) -> list[AlertGroup]:
+        return list(self._groups)
+
+    def on_resize(self) -> None:
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Alert, Reasons and Process take the width a large terminal gives."""
+        width = self.size.width
+        if not width or width == self._width or not self.table.columns:
+            return
+        self._width = width
+        fixed = sum(w + 2 for _, _, w in COLUMNS)  # DataTable pads each cell by one each side
+        spare = max(0, width - fixed - 2)
+        total = sum(GROWING.values())
+        for key, _label, base in COLUMNS:
+            column = self.table.columns.get(key)  # type: ignore[call-overload]
+            if column is not None:
+                column.width = base + spare * GROWING.get(key, 0) // total
+                column.auto_width = False
+        self.table.refresh(layout=True)
+        self._rebuild(force=True)
 
     def refresh_from(self, snapshot: Snapshot) -> None:
         alerts = snapshot.alerts
-        if (len(alerts) == len(self._shown)
-                and (not alerts or alerts[-1] is self._shown[0])):
+        if (len(alerts) == len(self._alerts)
+                and (not alerts or alerts[-1] is self._alerts[-1])):
+            return
+        self._alerts = alerts
+        self._executables = {k: r.exe for k, r in snapshot.processes.items()}
+        self._rebuild()
+
+    def _rebuild(self, force: bool = False) -> None:
+        if not hasattr(self, "_executables"):
             return
         selected = self.selected_alert()
-        self._shown = tuple(reversed(alerts))
+        selected_group = next((g for g in self._groups if selected in g.alerts), None)
+        groups = fold(self._alerts, self._executables)
         table = self.table
         cursor = table.cursor_row
+        self._groups = groups
         table.clear()
-        for i, alert in enumerate(self._shown):
-            table.add_row(*alert_cells(alert), key=str(i))
-        if self._shown:
-            # New alerts go on top: the cursor stays on the alert it was on, not on its row.
-            same = next((i for i, a in enumerate(self._shown) if a is selected), None)
-            table.move_cursor(row=same if same is not None
-                              else min(cursor, len(self._shown) - 1))
+        variables = self.app.theme_variables
+        for i, group in enumerate(groups):
+            table.add_row(*alert_cells(group, variables), key=str(i))
+        if groups:
+            # New alerts go on top: the cursor stays on the row it was on, not on its index.
+            same = None
+            if selected_group is not None:
+                anchor = selected_group.first
+                same = next((i for i, g in enumerate(groups) if anchor in g.alerts), None)
+            table.move_cursor(row=same if same is not None else min(cursor, len(groups) - 1))
         counts = {s: 0 for s in Severity}
-        for alert in alerts:
+        for alert in self._alerts:
             counts[alert.severity] += 1
         summary = ", ".join(f"{n} {s.value}" for s, n in reversed(counts.items()) if n)
         self.query_one("#alerts-summary", Static).update(
-            f"{len(alerts)} alerts ({summary}); Enter: process detail" if alerts
-            else "no alerts yet")
+            f"Enter: details · {len(self._alerts)} alerts ({summary}) in {len(groups)} rows "
+            "(repeats of a rule on one executable folded)"
+            if self._alerts else "no alerts yet")
 
     def handle_event(self, event: object) -> None:
         """Alerts reach the table through the snapshot of the tick that raised them."""
 
     def selected_alert(self) -> Alert | None:
+        """The newest alert of the selected row."""
         row = self.table.cursor_row
-        if 0 <= row < len(self._shown):
-            return self._shown[row]
+        if 0 <= row < len(self._groups):
+            return self._groups[row].last
         return None
 
     def action_open_process(self) -> None:

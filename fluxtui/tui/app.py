@@ -12,7 +12,7 @@ from functools import partial
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
@@ -22,52 +22,76 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from fluxtui.collectors.process_control import ProcessGone, send_signal
 from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
+from fluxtui.guard.events import GuardDecision, PromptsChanged, PromptView
 from fluxtui.tui.alerts import AlertsPane
 from fluxtui.tui.connections import ConnectionsPane
-from fluxtui.tui.dialogs import KillDialog
-from fluxtui.tui.guard_pane import PROMPT_BINDINGS, GuardHistory, GuardPane, GuardPromptKeys
+from fluxtui.tui.dialogs import ConfirmScreen, KillDialog
+from fluxtui.tui.guard_pane import GuardHistory, switch_mode
+from fluxtui.tui.guard_prompt import PromptScreen, PromptState, guard_of
 from fluxtui.tui.panels import CpuPanel, History, IoPanel, MemoryPanel, StatusHeader
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_table import COLUMNS, ProcessTable
+from fluxtui.tui.rules_screen import RulesScreen
 from fluxtui.tui.themes import bundled_themes
+
+TABS = {"processes": "Processes", "connections": "Connections", "alerts": "Alerts",
+        "guard": "Guard"}
+# The widget that takes the keys when its tab is shown.
+MAIN_WIDGET = {"processes": "#process-grid", "connections": "#conn-table",
+               "alerts": "#alerts-table", "guard": "#guard-history-table"}
 
 
 class EventsPending(Message):
     """Bus events are waiting in the app's inbox (posted once per batch, not per event)."""
 
 
-class ProcessCommands(Provider):
-    """Command palette entries for the process table."""
+class FluxCommands(Provider):
+    """fluxtui's own commands in the palette, listed before anything is typed."""
 
-    async def search(self, query: str) -> Hits:
+    def commands(self) -> list[tuple[str, object, str]]:
         app = self.app
         assert isinstance(app, FluxApp)
+        table = app.process_table
+        out: list[tuple[str, object, str]] = [
+            (f"Show {label} tab", partial(app.action_show_tab, tab), f"key {i}")
+            for i, (tab, label) in enumerate(TABS.items(), 1)]
+        out += [(f"Sort processes by {column.label}", partial(app.sort_processes, column.key),
+                 "again on the same column reverses") for column in COLUMNS]
+        out += [
+            ("Toggle process tree view", partial(app.run_on_processes, table.action_toggle_tree),
+             "key t"),
+            ("Filter processes", partial(app.run_on_processes, table.action_start_filter),
+             "key /"),
+            ("Guard: switch enforce / monitor", app.action_guard_mode, "asks first"),
+            ("Guard: always rules", app.action_guard_rules, "list and delete rules"),
+        ]
+        out += [(f"Theme: {theme.name}", partial(setattr, app, "theme", theme.name), "")
+                for theme in bundled_themes()]
+        return out
+
+    async def discover(self) -> Hits:
+        for text, callback, help_text in self.commands():
+            yield DiscoveryHit(text, callback, help=help_text)  # type: ignore[arg-type]
+
+    async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        commands: list[tuple[str, object]] = [
-            (f"Sort processes by {column.label}", partial(app.process_table.sort_by, column.key))
-            for column in COLUMNS
-        ]
-        commands += [
-            ("Toggle process tree view", app.process_table.action_toggle_tree),
-            ("Filter processes", app.process_table.action_start_filter),
-        ]
-        for text, callback in commands:
+        for text, callback, help_text in self.commands():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), callback)  # type: ignore[arg-type]
+                yield Hit(score, matcher.highlight(text), callback,  # type: ignore[arg-type]
+                          help=help_text)
 
 
-class FluxApp(GuardPromptKeys, App[int]):
+class FluxApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "fluxtui"
-    COMMANDS = App.COMMANDS | {ProcessCommands}
+    COMMANDS = App.COMMANDS | {FluxCommands}
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
         Binding("1", "show_tab('processes')", "Processes", show=False),
         Binding("2", "show_tab('connections')", "Connections", show=False),
         Binding("3", "show_tab('alerts')", "Alerts", show=False),
         Binding("4", "show_tab('guard')", "Guard", show=False),
-        *PROMPT_BINDINGS,
     ]
 
     def __init__(self, engine: Engine, privileged: bool, theme_name: str | None = None,
@@ -86,6 +110,7 @@ class FluxApp(GuardPromptKeys, App[int]):
         self._unsubscribe = None
         self._snapshot_widgets: list[tuple[Widget, TabPane | None]] = []
         self._event_widgets: list[Widget] = []
+        self.prompt = PromptState(engine)
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(self.privileged, id="status-header")
@@ -102,21 +127,16 @@ class FluxApp(GuardPromptKeys, App[int]):
                 yield AlertsPane(self.engine, id="alerts-pane")
             with TabPane("Guard [4]", id="guard"):
                 yield GuardHistory(self.engine, id="guard-history")
-        yield GuardPane(self.engine)
         yield Footer()
 
     @property
     def process_table(self) -> ProcessTable:
-        return self.query_one(ProcessTable)
+        return self.screen_stack[0].query_one(ProcessTable)
 
     def on_mount(self) -> None:
         for theme in bundled_themes():
             self.register_theme(theme)
-        if self._theme_name in self.available_themes:
-            self.theme = self._theme_name
-        else:
-            self.notify(f"theme {self._theme_name!r} not found; using the default",
-                        severity="warning", markup=False)
+        self.theme = self._theme_name  # checked before start (cli): unknown is an error
         self._collect_widgets()
         self._unsubscribe = self.engine.bus.subscribe(self._on_bus_event)
         if self._start_engine:
@@ -140,6 +160,7 @@ class FluxApp(GuardPromptKeys, App[int]):
             return
         self._seen_sequence = snapshot.sequence
         self.show_snapshot(snapshot)
+        self.sync_prompt()
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
         for widget in self._data_widgets():
@@ -167,10 +188,18 @@ class FluxApp(GuardPromptKeys, App[int]):
         self._event_widgets = [w for w in self.query("*") if hasattr(w, "handle_event")]
 
     @on(TabbedContent.TabActivated)
-    def _tab_shown(self) -> None:
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
         snapshot = self.engine.snapshot
         if snapshot is not None:
             self.show_snapshot(snapshot)
+
+    def focus_tab(self, tab: str) -> None:
+        """Focus the tab's main table, so that its keys work at once and the footer shows
+        them. Set at once (not deferred): were the old pane's table left focused while it is
+        hidden, Textual would move the focus to another pane and switch the tab back."""
+        with contextlib.suppress(NoMatches):
+            screen = self.screen_stack[0]
+            screen.set_focus(screen.query_one(MAIN_WIDGET[tab]))
 
     def _on_bus_event(self, event: object) -> None:
         """Runs on collector threads: only enqueue, and post one wake-up per batch."""
@@ -188,17 +217,85 @@ class FluxApp(GuardPromptKeys, App[int]):
             events = list(self._inbox)
             self._inbox.clear()
             self._inbox_posted = False
+        prompts_changed = False
         for event in events:
+            if isinstance(event, PromptsChanged | PromptView | GuardDecision):
+                prompts_changed = True
             for widget in self._event_widgets:
                 widget.handle_event(event)  # type: ignore[attr-defined]
+        if prompts_changed:
+            self.sync_prompt()
+
+    # --- the credential prompt -----------------------------------------------------------------
+
+    def sync_prompt(self) -> None:
+        """Bring the prompt to the front when a request is new, whatever screen is open; close
+        it when nothing waits (the screen underneath is shown again)."""
+        if not self.screen_stack:  # shutting down
+            return
+        new = self.prompt.update()
+        top = self.screen
+        if self.prompt.showing:
+            if not isinstance(top, PromptScreen) and (new or not self._prompt_in_stack()):
+                self.push_screen(PromptScreen(self.prompt))
+            elif isinstance(top, PromptScreen):
+                if new:
+                    self.prompt.restart_grace()
+                top.show()
+        elif isinstance(top, PromptScreen):
+            top.dismiss(None)
+
+    def _prompt_in_stack(self) -> bool:
+        return any(isinstance(s, PromptScreen) for s in self.screen_stack)
 
     # --- actions -----------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        tabs = self.screen_stack[0].query_one(TabbedContent)
+        tabs.active = tab
+        self.focus_tab(tab)
+
+    def run_on_processes(self, action: object) -> None:
+        self.action_show_tab("processes")
+        self.call_after_refresh(action)  # type: ignore[arg-type]
+
+    def sort_processes(self, column: str) -> None:
+        self.action_show_tab("processes")
+        self.process_table.sort_by(column)
+
+    def action_guard_mode(self) -> None:
+        guard = guard_of(self.engine)
+        if guard is None:
+            self.notify("the credential guard is not running", severity="warning")
+        else:
+            switch_mode(self, guard)
+
+    def action_guard_rules(self) -> None:
+        guard = guard_of(self.engine)
+        if guard is None:
+            self.notify("the credential guard is not running", severity="warning")
+        else:
+            self.push_screen(RulesScreen(guard))
 
     async def action_quit(self) -> None:
-        self.exit(0)
+        waiting = self.prompt.prompts
+        if not waiting:
+            self.exit(0)
+            return
+        outcomes: dict[str, int] = {}
+        for prompt in waiting:
+            action = prompt.default_action
+            outcomes[action] = outcomes.get(action, 0) + prompt.requests
+        detail = ", ".join(f"{n} will be {'allowed' if action == 'allow' else 'denied'}"
+                           for action, n in outcomes.items())
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.exit(0)
+
+        self.push_screen(ConfirmScreen(
+            f"Quit with {sum(outcomes.values())} credential request(s) waiting?",
+            f"They get the default action: {detail}.", "quit"), done)
 
     @on(ProcessTable.Selected)
     def _show_process(self, event: ProcessTable.Selected) -> None:

@@ -111,9 +111,11 @@ class ConnectionsPane(Widget):
     ConnectionsPane #conn-alerts { height: auto; max-height: 3; padding: 0 1; }
     ConnectionsPane #conn-filter { display: none; }
     ConnectionsPane #conn-filter.visible { display: block; }
-    ConnectionsPane #conn-table { height: 1fr; }
-    ConnectionsPane #conn-notes { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
-    ConnectionsPane #conn-events { height: 8; border-top: solid $primary-darken-2; }
+    ConnectionsPane #conn-table { height: 3fr; min-height: 4; }
+    ConnectionsPane #conn-notes { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
+    ConnectionsPane #conn-events {
+        height: 1fr; min-height: 2; max-height: 8; border-top: solid $primary-darken-2;
+    }
     """
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort", id="connections.sort"),

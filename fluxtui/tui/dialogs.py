@@ -1,4 +1,4 @@
-"""Confirmation dialog for terminating or killing a process."""
+"""Confirmation dialogs: terminating a process, and a yes/no question."""
 
 from __future__ import annotations
 
@@ -35,9 +35,11 @@ class KillDialog(ModalScreen[signal.Signals | None]):
             yield Label(Text(f"Terminate process {row.pid}?", style="bold"))
             yield Label(Text(f"{visible(row.name)} (user {visible(row.user)})"))
             yield Label(Text(command[:200], style="dim"))
+            yield Label(Text("y: SIGTERM (asks it to exit)   K: SIGKILL (ends it at once)   "
+                             "Esc: cancel"), id="kill-keys")
             with Horizontal(id="kill-buttons"):
-                yield Button("Terminate (SIGTERM) [y]", id="terminate", variant="warning")
-                yield Button("Kill (SIGKILL) [K]", id="kill", variant="error")
+                yield Button("SIGTERM [y]", id="terminate", variant="warning")
+                yield Button("SIGKILL [K]", id="kill", variant="error")
                 yield Button("Cancel [Esc]", id="cancel")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -52,3 +54,36 @@ class KillDialog(ModalScreen[signal.Signals | None]):
 
     def action_kill(self) -> None:
         self.dismiss(signal.SIGKILL)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A question answered with y (yes) or n / Escape (no)."""
+
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > #confirm-box {
+        width: 70; max-width: 100%; height: auto; border: thick $warning;
+        background: $surface; padding: 1 2;
+    }
+    ConfirmScreen #confirm-keys { margin-top: 1; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str, detail: str = "", yes: str = "yes") -> None:
+        super().__init__()
+        self.question = question
+        self.detail = detail
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Label(Text(self.question, style="bold"), id="confirm-question")
+            if self.detail:
+                yield Label(Text(self.detail))
+            yield Label(Text(f"y: {self.yes}   n / Esc: cancel", style="bold"), id="confirm-keys")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 SPARK = "▁▂▃▄▅▆▇█"
 DASH = "—"  # a value no collector provides (yet)
@@ -47,15 +47,19 @@ def sparkline(values: Sequence[float], width: int, ceiling: float | None = None)
     return "".join(SPARK[min(last, max(0, round(v / top * last)))] for v in tail)
 
 
-def level_style(value: float) -> str:
-    """Colour thresholds at 50/70/90 percent."""
+_ANSI_LEVELS = {"success": "green", "warning": "yellow", "error": "red"}
+
+
+def level_style(value: float, colors: Mapping[str, str] = _ANSI_LEVELS) -> str:
+    """Colour thresholds at 50/70/90 percent, in `colors` (the theme's success, warning and
+    error: fixed ANSI colours are unreadable on a light background)."""
     if value >= 90:
-        return "bold red"
+        return f"bold {colors['error']}"
     if value >= 70:
-        return "dark_orange"
+        return f"bold {colors['warning']}"
     if value >= 50:
-        return "yellow"
-    return "green"
+        return colors["warning"]
+    return colors["success"]
 
 
 def bar(value: float, width: int) -> str:

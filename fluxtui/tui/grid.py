@@ -8,7 +8,8 @@ so untrusted text stays literal.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,17 +27,60 @@ from textual.strip import Strip
 Cell = tuple[str, str]  # text shown as is, Rich style string ("" for none)
 
 
+ARROW_ROOM = 2  # " ▼": every header keeps room for the sort arrow
+
+
 @dataclass(frozen=True)
 class Column:
     key: str
     label: str
-    width: int
+    width: int  # the narrowest it gets (never narrower than its header and arrow)
     right: bool = False  # right-align (numbers)
+    grow: int = 0  # share of the width left over (0: fixed)
+
+    @property
+    def min_width(self) -> int:
+        return max(self.width, cell_len(self.label) + ARROW_ROOM)
+
+
+def layout_widths(columns: Sequence[Column], available: int,
+                  wanted: Mapping[str, int] | None = None) -> list[int]:
+    """Each column's width: its minimum; then what `wanted` asks for a column (the longest
+    text it holds, e.g. names in a deep tree) as far as the room allows; then a share of what is
+    left for growing columns. With less room than the minimums, the table scrolls sideways
+    instead of cutting headers."""
+    widths = [c.min_width for c in columns]
+    spare = available - sum(w + 1 for w in widths)
+    for i, column in enumerate(columns):
+        extra = min(max(0, spare), max(0, (wanted or {}).get(column.key, 0) - widths[i]))
+        widths[i] += extra
+        spare -= extra
+    weights = sum(c.grow for c in columns)
+    if spare <= 0 or not weights:
+        return widths
+    given = 0
+    growing = [i for i, c in enumerate(columns) if c.grow]
+    for i in growing:
+        share = spare * columns[i].grow // weights
+        widths[i] += share
+        given += share
+    widths[growing[0]] += spare - given  # rounding left-over to the first
+    return widths
 
 
 @lru_cache(maxsize=256)
 def parse_style(style: str) -> Style:
     return Style.parse(style) if style else Style()
+
+
+_VARIABLE = re.compile(r"\$([a-z][a-z0-9-]*)")
+
+
+def resolve_style(style: str, variables: Mapping[str, str]) -> Style:
+    """A cell style; `$name` words are the theme's colours (`bold $error`)."""
+    if "$" in style:
+        style = _VARIABLE.sub(lambda m: variables.get(m.group(1), "default"), style)
+    return parse_style(style)
 
 
 def fit(text: str, width: int, right: bool) -> str:
@@ -61,10 +105,13 @@ class FastTable(ScrollView, can_focus=True):
         color: $foreground;
     }
     FastTable > .fast-table--cursor {
-        background: $primary 40%;
+        background: $block-cursor-background 70%;
+        color: $block-cursor-foreground;
     }
     FastTable:focus > .fast-table--cursor {
-        background: $primary 70%;
+        background: $block-cursor-background;
+        color: $block-cursor-foreground;
+        text-style: $block-cursor-text-style;
     }
     """
     BINDINGS = [
@@ -74,7 +121,7 @@ class FastTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "jump(0)", "First", show=False),
         Binding("end", "jump(-1)", "Last", show=False),
-        Binding("enter", "select", "Details", show=False),
+        Binding("enter", "select", "Details", id="details"),
     ]
 
     cursor_row: reactive[int] = reactive(0, always_update=True)
@@ -106,7 +153,9 @@ class FastTable(ScrollView, can_focus=True):
         self.keys: list[str] = []
         self._cells: dict[str, tuple[Cell, ...]] = {}
         self._strips: dict[str, tuple[tuple[Cell, ...], Style, Strip]] = {}
-        self._total_width = sum(c.width + 1 for c in self.columns)
+        self.widths = [c.min_width for c in self.columns]
+        self._total_width = sum(w + 1 for w in self.widths)
+        self._wanted: dict[str, int] = {}
 
     # --- data --------------------------------------------------------------------------------
 
@@ -138,6 +187,31 @@ class FastTable(ScrollView, can_focus=True):
             self.cursor_row = min(self.cursor_row, max(0, len(self.keys) - 1))
         self.refresh()
 
+    def on_resize(self) -> None:
+        self._relayout()
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, _theme: object) -> None:
+        self._strips.clear()  # cells name theme colours
+        self.refresh()
+
+    def want_width(self, column: str, width: int) -> None:
+        """Ask for `column` to be at least `width` wide where the room allows (0: no wish)."""
+        if self._wanted.get(column, 0) != width:
+            self._wanted[column] = width
+            self._relayout()
+
+    def _relayout(self) -> None:
+        widths = layout_widths(self.columns, self.scrollable_content_region.width, self._wanted)
+        if widths != self.widths:
+            self.widths = widths
+            self._total_width = sum(w + 1 for w in widths)
+            self._strips.clear()
+            self.virtual_size = Size(self._total_width, len(self.keys) + 1)
+            self.refresh()
+
     def set_labels(self, labels: dict[str, str]) -> None:
         self.labels = {c.key: labels.get(c.key, c.label) for c in self.columns}
         self.refresh(Region(0, 0, self.size.width, 1))
@@ -150,20 +224,30 @@ class FastTable(ScrollView, can_focus=True):
         if cached is not None and cached[0] is cells and cached[1] == base:
             return cached[2]
         segments = []
-        for column, (text, style) in zip(self.columns, cells, strict=True):
-            segments.append(Segment(fit(text, column.width, column.right),
-                                    base + parse_style(style)))
+        for column, width, (text, style) in zip(self.columns, self.widths, cells, strict=True):
+            segments.append(Segment(fit(text, width, column.right),
+                                    base + resolve_style(style, self.app.theme_variables)))
             segments.append(Segment(" ", base))
         strip = Strip(segments, self._total_width)
         self._strips[key] = (cells, base, strip)
         return strip
 
+    def _cursor_strip(self, key: str, base: Style) -> Strip:
+        """The selected row: the cursor's colours win over the cells' own (an alarm colour on
+        the cursor's background could be unreadable), so the selection shows in every theme."""
+        cursor = base + self.get_component_rich_style("fast-table--cursor")
+        segments = []
+        for column, width, (text, _style) in zip(self.columns, self.widths, self._cells[key],
+                                                 strict=True):
+            segments.append(Segment(fit(text, width, column.right), cursor))
+            segments.append(Segment(" ", cursor))
+        return Strip(segments, self._total_width)
+
     def _header_strip(self) -> Strip:
         style = self.get_component_rich_style("fast-table--header")
         segments = []
-        for column in self.columns:
-            segments.append(Segment(fit(self.labels[column.key], column.width, column.right),
-                                    style))
+        for column, width in zip(self.columns, self.widths, strict=True):
+            segments.append(Segment(fit(self.labels[column.key], width, column.right), style))
             segments.append(Segment(" ", style))
         return Strip(segments, self._total_width)
 
@@ -177,9 +261,11 @@ class FastTable(ScrollView, can_focus=True):
             index = scroll_y + y - 1
             if index >= len(self.keys):
                 return Strip.blank(width, base)
-            strip = self._row_strip(self.keys[index], base)
             if index == self.cursor_row:
-                strip = strip.apply_style(self.get_component_rich_style("fast-table--cursor"))
+                fill = base + self.get_component_rich_style("fast-table--cursor")
+                strip = self._cursor_strip(self.keys[index], base)
+                return strip.crop_extend(scroll_x, scroll_x + width, fill)
+            strip = self._row_strip(self.keys[index], base)
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
     # --- cursor and mouse --------------------------------------------------------------------
@@ -216,11 +302,19 @@ class FastTable(ScrollView, can_focus=True):
 
     def _column_at(self, x: int) -> str | None:
         left = 0
-        for column in self.columns:
-            if left <= x < left + column.width + 1:
+        for column, width in zip(self.columns, self.widths, strict=True):
+            if left <= x < left + width + 1:
                 return column.key
-            left += column.width + 1
+            left += width + 1
         return None
+
+    def scroll_home_keep(self) -> None:
+        """Show the top of the order; the cursor stays on its row when that row is on the first
+        page, else it goes to the first row."""
+        if self.cursor_row >= max(1, self.size.height - 1):
+            self.cursor_row = 0
+        self.scroll_to(y=0, animate=False)
+        self.refresh()
 
     def on_click(self, event: events.Click) -> None:
         scroll_x, scroll_y = self.scroll_offset

@@ -1,17 +1,30 @@
-"""The header and the system metric panels (CPU, memory, disk and network I/O)."""
+"""The header and the system metric panels (CPU, memory, disk and network I/O).
+
+Every line is built from parts that are either shown whole or left out: a number is never cut
+in the middle to fit a narrow panel (at 80 columns the less important parts go first). Below
+COMPACT_HEIGHT rows the panels show three lines each, so that the tables keep the screen.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 from collections import deque
+from collections.abc import Mapping
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
 from fluxtui.events import CollectorState, IoRate, Snapshot
 from fluxtui.text import visible
-from fluxtui.tui.format import bar, duration, human_bytes, human_rate, level_style, sparkline
+from fluxtui.tui.format import bar, duration, human_bytes, level_style, sparkline
+from fluxtui.tui.themes import level_colors
+
+COMPACT_HEIGHT = 32  # terminal rows below which the panels are compact
+
+SHORT_NAMES = {"processes": "procs", "syscalls": "sysc", "connections": "conn",
+               "metrics": "metr"}
 
 
 class History:
@@ -39,8 +52,50 @@ def host_identity() -> tuple[str, str]:
     return socket.gethostname(), os.uname().release
 
 
+class Line:
+    """One line of at most `width` cells, built from parts that are shown whole or not at all."""
+
+    def __init__(self, text: Text, width: int) -> None:
+        self.text = text
+        self.width = width
+        self.left = width
+        self.full = False
+
+    def add(self, *choices: str, style: str = "", gap: str = " ", keep_going: bool = False
+            ) -> bool:
+        """Append the first of `choices` that fits (after `gap` unless the line is empty).
+        Once nothing fits, later parts are left out too so that the order keeps its meaning,
+        unless `keep_going` (independent items, such as one per collector)."""
+        if self.full and not keep_going:
+            return False
+        sep = gap if self.left != self.width else ""
+        for part in choices:
+            need = cell_len(sep + part)
+            if need <= self.left:
+                self.text.append(sep)
+                self.text.append(part, style=style)
+                self.left -= need
+                return True
+        self.full = True
+        return False
+
+
+def _width_of(widget: Static, fallback: int) -> int:
+    width = widget.content_region.width or widget.size.width
+    return width if width > 0 else fallback
+
+
+def compact(widget: Static) -> bool:
+    return widget.app.size.height < COMPACT_HEIGHT
+
+
+def colors(widget: Static) -> Mapping[str, str]:
+    return level_colors(widget.app.current_theme)
+
+
 class StatusHeader(Static):
-    """Host, kernel, privilege mode and every collector's status."""
+    """Host, kernel, privilege mode and every collector's status (names abbreviated and details
+    left out when narrow; a collector that is not running always shows with its ✗)."""
 
     def __init__(self, privileged: bool, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -49,26 +104,54 @@ class StatusHeader(Static):
 
     def refresh_from(self, snapshot: Snapshot) -> None:
         m = snapshot.metrics
-        line = Text()
-        line.append(" fluxtui ", style="bold reverse")
-        line.append(f"  {visible(self.host)}  kernel {self.kernel}  ")
+        width = _width_of(self, 80)
+        level = colors(self)
+        text = Text(no_wrap=True, overflow="crop")
+        first = Line(text, width)
+        first.add(" fluxtui ", style="bold reverse")
+        first.add(visible(self.host)[:24])
         if self.privileged:
-            line.append(" ROOT ", style="bold black on green")
+            first.add(" ROOT ", style=f"bold black on {level['success']}")
         else:
-            line.append(" PASSIVE: not root, kernel collectors off ", style="bold black on yellow")
-        load = " ".join(f"{v:.2f}" for v in m.load_average)
-        line.append(f"  up {duration(m.uptime_s)}  load {load}  {m.process_count} procs\n")
-        for status in snapshot.statuses:
-            if status.state is CollectorState.RUNNING:
-                line.append(" ● ", style="green")
-                line.append(status.name)
-                if status.detail:
-                    line.append(f" ({visible(status.detail)})", style="dim")
-            else:
-                line.append(" ✗ ", style="red")
-                line.append(f"{status.name}: {visible(status.reason or status.state.value)}",
-                            style="dim")
-        self.update(line)
+            first.add(" PASSIVE: not root ", style=f"bold black on {level['warning']}")
+        guard = snapshot.views.get("guard")
+        mode = getattr(guard, "mode", None)
+        if mode == "monitor":
+            first.add(" GUARD: MONITOR ", style=f"bold black on {level['warning']}")
+        first.add(f"up {duration(m.uptime_s)}")
+        first.add("load " + " ".join(f"{v:.2f}" for v in m.load_average))
+        first.add(f"{m.process_count} procs")
+        first.add(f"kernel {self.kernel}")
+        text.append("\n")
+        text.append_text(self._statuses(snapshot, width, mode, level))
+        self.update(text)
+
+
+    @staticmethod
+    def _statuses(snapshot: Snapshot, width: int, mode: str | None,
+                  level: Mapping[str, str]) -> Text:
+        """Every collector on one line: with details (and reasons) when they all fit, else
+        names only, else abbreviated names."""
+        for detailed, short in ((True, False), (False, False), (False, True)):
+            text = Text(no_wrap=True, overflow="crop")
+            line = Line(text, width)
+            fits = True
+            for status in snapshot.statuses:
+                name = SHORT_NAMES.get(status.name, status.name) if short else status.name
+                if status.state is CollectorState.RUNNING:
+                    detail = f" ({visible(status.detail)})" if detailed and status.detail \
+                        else ""
+                    # Monitor mode lets every read through: a warning, not a green light.
+                    style = level["warning"] if status.name == "guard" and mode == "monitor" \
+                        else level["success"]
+                    fits = line.add(f"● {name}{detail}", style=style) and fits
+                else:
+                    reason = f": {visible(status.reason or status.state.value)}" if detailed \
+                        else ""
+                    fits = line.add(f"✗ {name}{reason}", style=level["error"]) and fits
+            if fits:
+                return text
+        return text
 
 
 class CpuPanel(Static):
@@ -78,57 +161,84 @@ class CpuPanel(Static):
 
     def refresh_from(self, snapshot: Snapshot) -> None:
         m = snapshot.metrics
-        width = max(10, self.size.width - 2)
-        text = Text()
+        width = _width_of(self, 28)
+        level = colors(self)
+        small = compact(self)
+        text = Text(no_wrap=True, overflow="crop")
         if m.cpu is None:
-            text.append("CPU  measuring (rates need two samples)…\n", style="dim")
+            Line(text, width).add("CPU measuring…", style="dim")
+            text.append("\n")
         else:
             self.history.add("cpu", m.cpu.total)
-            text.append("CPU ", style="bold")
-            text.append(f"{m.cpu.total:5.1f}%", style=level_style(m.cpu.total))
-            text.append(f"  usr {m.cpu.user:4.1f}  sys {m.cpu.system:4.1f}  "
-                        f"iow {m.cpu.iowait:4.1f}\n")
+            line = Line(text, width)
+            line.add("CPU", style="bold")
+            line.add(f"{m.cpu.total:.1f}%", style=level_style(m.cpu.total, level))
+            line.add(f"usr {m.cpu.user:.1f}")
+            line.add(f"sys {m.cpu.system:.1f}")
+            line.add(f"iow {m.cpu.iowait:.1f}")
+            text.append("\n")
             text.append(sparkline(self.history.get("cpu"), width, 100.0) + "\n",
-                        style=level_style(m.cpu.total))
-        bar_width = max(4, width - 12)
-        for index, value in enumerate(m.cpu_per_core):
-            text.append(f"{index:>3} ")
-            text.append(bar(value, bar_width), style=level_style(value))
-            text.append(f" {value:5.1f}%\n")
+                        style=level_style(m.cpu.total, level))
+        if small:  # one line for every core, as many as fit
+            line = Line(text, width)
+            for index, value in enumerate(m.cpu_per_core):
+                line.add(f"{index}:{value:.0f}%", style=level_style(value, level), gap="  ")
+            text.append("\n")
+        else:
+            bar_width = max(4, width - 12)
+            for index, value in enumerate(m.cpu_per_core[:8]):
+                text.append(f"{index:>3} ")
+                text.append(bar(value, bar_width), style=level_style(value, level))
+                text.append(f" {value:5.1f}%\n")
+        text.rstrip()
         self.update(text)
 
 
 class MemoryPanel(Static):
     def refresh_from(self, snapshot: Snapshot) -> None:
         mem = snapshot.metrics.memory
-        width = max(4, self.size.width - 2)
-        text = Text()
-        text.append("Mem  ", style="bold")
-        text.append(f"{human_bytes(mem.used)} / {human_bytes(mem.total)}  ")
-        text.append(f"{mem.percent:.1f}%\n", style=level_style(mem.percent))
-        text.append(bar(mem.percent, width) + "\n", style=level_style(mem.percent))
-        text.append(f"avail {human_bytes(mem.available)}\n", style="dim")
-        text.append("Swap ", style="bold")
+        width = _width_of(self, 12)
+        level = colors(self)
+        text = Text(no_wrap=True, overflow="crop")
+        line = Line(text, width)
+        line.add("Mem", style="bold")
+        line.add(f"{mem.percent:.1f}%", style=level_style(mem.percent, level))
+        text.append("\n")
+        Line(text, width).add(f"{human_bytes(mem.used)} / {human_bytes(mem.total)}",
+                              f"{human_bytes(mem.used)}/{human_bytes(mem.total)}")
+        text.append("\n")
+        if not compact(self):
+            text.append(bar(mem.percent, width) + "\n", style=level_style(mem.percent, level))
+            Line(text, width).add(f"avail {human_bytes(mem.available)}", style="dim")
+            text.append("\n")
+        line = Line(text, width)
+        line.add("Swap", style="bold")
         if mem.swap_total:
-            text.append(f"{human_bytes(mem.swap_used)} / {human_bytes(mem.swap_total)}  ")
-            text.append(f"{mem.swap_percent:.1f}%\n", style=level_style(mem.swap_percent))
+            line.add(f"{mem.swap_percent:.1f}%", style=level_style(mem.swap_percent, level))
+            line.add(f"{human_bytes(mem.swap_used)}/{human_bytes(mem.swap_total)}")
         else:
-            text.append("none configured\n", style="dim")
+            line.add("none", style="dim")
         self.update(text)
 
 
+def _rate(value: float) -> str:
+    return human_bytes(value)  # the panel's title says "per second"
+
+
 def _io_lines(text: Text, rates: tuple[IoRate, ...], history: History, prefix: str,
-              labels: tuple[str, str], width: int) -> None:
+              arrows: tuple[str, str], width: int, limit: int, spark_style: str) -> None:
     history.retain(prefix, {rate.name for rate in rates})
     for rate in rates:
-        total = rate.read_per_s + rate.write_per_s
-        history.add(prefix + rate.name, total)
-        text.append(f"{visible(rate.name)[:10]:<10} ", style="bold")
-        text.append(f"{labels[0]} {human_rate(rate.read_per_s):>9} "
-                    f"{labels[1]} {human_rate(rate.write_per_s):>9} ")
-        spark_width = max(0, width - 36)
-        if spark_width:
-            text.append(sparkline(history.get(prefix + rate.name), spark_width), style="cyan")
+        history.add(prefix + rate.name, rate.read_per_s + rate.write_per_s)
+    busiest = sorted(rates, key=lambda r: r.read_per_s + r.write_per_s, reverse=True)
+    for rate in busiest[:limit]:
+        line = Line(text, width)
+        line.add(f"{visible(rate.name)[:8]:<8}", style="bold")
+        line.add(f"{arrows[0]}{_rate(rate.read_per_s):>7}")
+        line.add(f"{arrows[1]}{_rate(rate.write_per_s):>7}")
+        spark = width - 27
+        if spark > 3:
+            line.add(sparkline(history.get(prefix + rate.name), spark), style=spark_style)
         text.append("\n")
 
 
@@ -137,20 +247,30 @@ class IoPanel(Static):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.history = history
 
+    def on_mount(self) -> None:
+        self.border_title = "I/O per second"
+
     def refresh_from(self, snapshot: Snapshot) -> None:
         m = snapshot.metrics
-        width = max(20, self.size.width - 2)
-        text = Text()
-        text.append("Disk I/O\n", style="bold underline")
+        width = _width_of(self, 28)
+        small = compact(self)
+        spark_style = self.app.current_theme.accent or "cyan"
+        text = Text(no_wrap=True, overflow="crop")
         if m.interval is None:
-            text.append("measuring…\n", style="dim")
-        elif not m.disks:
-            text.append("no physical disk found in /sys/block\n", style="dim")
-        _io_lines(text, m.disks, self.history, "disk:", ("R", "W"), width)
-        text.append("Network\n", style="bold underline")
-        if m.interval is None:
-            text.append("measuring…\n", style="dim")
-        elif not m.networks:
-            text.append("no interface other than loopback\n", style="dim")
-        _io_lines(text, m.networks, self.history, "net:", ("↓", "↑"), width)
-        self.update(text)
+            Line(text, width).add("measuring…", style="dim")
+            self.update(text)
+            return
+        if small:  # the busiest three of disks and interfaces
+            _io_lines(text, m.disks, self.history, "disk:", ("R", "W"), width, 1, spark_style)
+            _io_lines(text, m.networks, self.history, "net:", ("↓", "↑"), width, 2, spark_style)
+        else:
+            text.append("Disk\n", style="bold underline")
+            if not m.disks:
+                text.append("no physical disk in /sys/block\n", style="dim")
+            _io_lines(text, m.disks, self.history, "disk:", ("R", "W"), width, 4, spark_style)
+            text.append("Network\n", style="bold underline")
+            if not m.networks:
+                text.append("no interface but loopback\n", style="dim")
+            _io_lines(text, m.networks, self.history, "net:", ("↓", "↑"), width, 4,
+                      spark_style)
+        self.update(text.rstrip() or text)

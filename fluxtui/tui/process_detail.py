@@ -44,6 +44,7 @@ class ProcessDetailScreen(ModalScreen[None]):
     }
     """
     BINDINGS = [Binding("escape", "close", "Close", id="process_detail.close")]
+    # Rows are cut at the window's edge, never wrapped past it: untrusted text is one line.
 
     def __init__(self, engine: Engine, key: ProcessKey) -> None:
         super().__init__()
@@ -55,7 +56,9 @@ class ProcessDetailScreen(ModalScreen[None]):
             yield Static(id="detail-body")
 
     def on_mount(self) -> None:
-        self.query_one(VerticalScroll).border_title = f"Process {self.key.pid}"
+        box = self.query_one(VerticalScroll)
+        box.border_title = f"Process {self.key.pid}"
+        box.border_subtitle = "Esc closes  ↑↓ scroll"
         self.update_view()
         self.set_interval(1.0, self.update_view)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -24,22 +25,25 @@ from fluxtui.tui.process_order import (
     sort_rows,
     tree_order,
 )
+from fluxtui.tui.themes import TOKEN_LEVELS
 
+# Ordered so that at 80 columns PID, User, Name, Risk, CPU, memory and state are on screen;
+# the extra width of a larger terminal goes to the names and the syscall list.
 COLUMNS: list[Column] = [
-    Column("pid", "PID", 8, right=True),
-    Column("user", "User", 10),
-    Column("name", "Name", 28),
-    Column("cpu", "CPU%", 6, right=True),
+    Column("pid", "PID", 7, right=True),
+    Column("user", "User", 8),
+    Column("name", "Name", 16, grow=3),
+    Column("risk", "Risk", 5, right=True),
+    Column("cpu", "CPU%", 5, right=True),
     Column("memory", "Mem", 7, right=True),
     Column("threads", "Thr", 4, right=True),
-    Column("state", "State", 9),
-    Column("risk", "Risk", 6, right=True),
-    Column("syscalls", "Sys/s", 7, right=True),
-    Column("top_syscalls", "Top syscalls", 22),
-    Column("connections", "Conn", 5, right=True),
+    Column("state", "State", 8),
+    Column("syscalls", "Sys/s", 6, right=True),
+    Column("top_syscalls", "Top syscalls", 22, grow=2),
+    Column("connections", "Conn", 4, right=True),
     Column("net_rx", "Rx/s", 8, right=True),
     Column("net_tx", "Tx/s", 8, right=True),
-    Column("container", "Container", 19),
+    Column("container", "Container", 12, grow=1),
 ]
 COLUMN_IDS = [c.key for c in COLUMNS]
 
@@ -50,7 +54,7 @@ def row_key(key: ProcessKey) -> str:
 
 def _alarm(value: float | None) -> str:
     """Colour only what is worth a look (50/70/90%): a table of green is noise."""
-    return "" if value is None or value < 50 else level_style(value)
+    return "" if value is None or value < 50 else level_style(value, TOKEN_LEVELS)
 
 
 def _number(value: float | None) -> Cell:
@@ -64,11 +68,11 @@ def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[Cell, ...]:
         (str(row.pid), ""),
         (visible(row.user), ""),
         (name_prefix + visible(row.name), ""),
+        (DASH if row.risk is None else f"{row.risk:.0f}", _alarm(row.risk)),
         (percent(row.cpu_percent), _alarm(row.cpu_percent)),
         (human_bytes(row.memory_rss), ""),
         _number(row.threads),
-        (row.state, ""),
-        (DASH if row.risk is None else f"{row.risk:.0f}", _alarm(row.risk)),
+        (row.state, "dim" if getattr(row, "exited_at", None) is not None else ""),
         _number(row.syscalls_per_s),
         (top, ""),
         _number(row.connections),
@@ -171,6 +175,10 @@ class ProcessTable(Vertical):
             rows.append((key, cells))
         self._shown = shown
         self._rows = {key: entry[0] for key, entry in shown.items()}
+        # A tree's names need room for their depth: as much as the deepest one, room allowing.
+        deepest = (max((cell_len(cells[2][0]) for _, cells in rows), default=0)
+                   if self.state.tree else 0)
+        self.table.want_width("name", deepest)
         self.table.set_rows(rows)
         if self.current_sort() != self._labelled:
             self._update_labels()
@@ -224,6 +232,7 @@ class ProcessTable(Vertical):
                        else column not in ("pid", "user", "name", "state", "container"))
         self.state.sort = SortSpec(column, reverse)
         self._apply()
+        self.table.scroll_home_keep()  # a new order is read from its top
 
     def action_next_sort(self) -> None:
         current = self.current_sort().column

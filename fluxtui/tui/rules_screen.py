@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.text import visible
+from fluxtui.tui.dialogs import ConfirmScreen
 
 _COLUMNS = (("id", "Rule"), ("action", "Action"), ("group", "Group"),
             ("executable", "Executable"), ("sha256", "sha256"), ("created", "Created"),
@@ -90,9 +91,16 @@ class RulesScreen(ModalScreen[None]):
         rule_id = self.selected_rule_id()
         if rule_id is None:
             return
-        if self.guard.delete_rule(rule_id):
-            self.notify(f"deleted rule {rule_id}")
-        self.reload()
+        rule = next((r for r in self.guard.rules() if r.id == rule_id), None)
+        what = (f"{rule.action} {visible(rule.group)} for {visible(rule.executable)}"
+                if rule is not None else rule_id)
+
+        def done(yes: bool | None) -> None:
+            if yes and self.guard.delete_rule(rule_id):
+                self.notify(f"deleted rule {rule_id}", markup=False)
+            self.reload()
+
+        self.app.push_screen(ConfirmScreen(f"Delete rule {rule_id}?", what, "delete"), done)
 
     def action_close(self) -> None:
         self.dismiss(None)

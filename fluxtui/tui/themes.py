@@ -34,3 +34,43 @@ def bundled_themes() -> list[Theme]:
         if files:
             return [load_theme(f) for f in files]
     return []
+
+
+def theme_error(name: str) -> str | None:
+    """Why `name` cannot be used as the theme (None: it can): checked before the UI starts."""
+    from textual.theme import BUILTIN_THEMES
+
+    known = sorted({t.name for t in bundled_themes()} | set(BUILTIN_THEMES))
+    if name in known:
+        return None
+    return f"unknown theme {name!r}; available: {', '.join(known)}"
+
+
+# Severity levels in the colours of the theme in use; the ANSI names are for themes that do
+# not define them (Textual's own), as Textual itself falls back.
+DEFAULT_LEVELS = {"success": "green", "warning": "yellow", "error": "red"}
+TOKEN_LEVELS = {"success": "$success", "warning": "$warning", "error": "$error"}
+
+
+def level_colors(theme: Theme | None) -> dict[str, str]:
+    if theme is None:
+        return dict(DEFAULT_LEVELS)
+    return {name: getattr(theme, name) or fallback for name, fallback in DEFAULT_LEVELS.items()}
+
+
+def _luminance(hex_color: str) -> float:
+    from textual.color import Color
+
+    color = Color.parse(hex_color)
+
+    def channel(value: int) -> float:
+        v = value / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(color.r) + 0.7152 * channel(color.g) + 0.0722 * channel(color.b)
+
+
+def contrast_ratio(first: str, second: str) -> float:
+    """WCAG 2 contrast ratio of two colours (1 to 21; AA for text is 4.5)."""
+    light, dark = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
