@@ -197,7 +197,9 @@ def read_process(pid: int, dir_fd: int, status: bytes,
         parent_exe = os.readlink(f"/proc/{st.ppid}/exe") if st.ppid > 0 else ""
     except OSError:
         parent_exe = ""
-    args = tuple(a.decode("utf-8", "replace") for a in cmdline.rstrip(b"\0").split(b"\0") if a)
+    # surrogateescape: undecodable bytes survive and are shown as \xNN, as in the process table
+    args = tuple(a.decode("utf-8", "surrogateescape")
+                 for a in cmdline.rstrip(b"\0").split(b"\0") if a)
     return ProcessInfo(
         key=ProcessKey(pid, st.start_ticks), exe=exe, exe_key=exe_key, comm=st.comm, uid=uid,
         euid=euid, user=user_name(uid), ppid=st.ppid, parent_exe=parent_exe, cmdline=args,
