@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fluxtui.collectors.syscalls import KernelEvent
+from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.detection.containers import ContainerInfo
 from fluxtui.detection.rules import EventContext, Finding, evaluate
 from fluxtui.events import ProcessKey, Severity

@@ -26,6 +26,11 @@ from pathlib import Path
 import pytest
 
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture, SyscallView
+from fluxtui.collectors import bpf_structs as bs
+from fluxtui.collectors import btf as kbtf
+from fluxtui.collectors import event_decoder as dec
+from fluxtui.collectors import kernel_event as ke
+from fluxtui.collectors import syscall_table as st
 from fluxtui.collectors import syscalls as sc
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.config import Config
@@ -41,8 +46,8 @@ MAX_TICKS = 60  # every wait below is bounded by this many ticks (0.05 s apart)
 
 # --- layout and decoding (gcc, no root) ------------------------------------------------------
 
-MIRRORS = {"fx_config": sc.Config, "fx_count_key": sc.CountKey, "fx_header": sc.Header,
-           "fx_syscall_event": sc.SyscallEventC, "fx_exec_event": sc.ExecEventC}
+MIRRORS = {"fx_config": bs.Config, "fx_count_key": bs.CountKey, "fx_header": bs.Header,
+           "fx_syscall_event": bs.SyscallEventC, "fx_exec_event": bs.ExecEventC}
 DEFINES = ["FX_MAX_NR", "FX_NR_OTHER", "FX_NR_START", "FX_COMM_LEN", "FX_STR_LEN",
            "FX_FILENAME_LEN", "FX_MAX_ARGS", "FX_ARG_LEN", "FX_PATH_PARTS", "FX_PART_LEN",
            "FX_EV_SYSCALL", "FX_EV_EXEC", "FX_EV_EXIT", "FX_EV_CRED", "FX_CAP_EVENT",
@@ -66,7 +71,7 @@ def test_header_layout_matches_the_ctypes_mirrors(tmp_path: Path) -> None:
             expected.append(f"{cname}.{field} {desc.offset} {desc.size}")
     for name in DEFINES:
         lines.append(f'printf("{name} %lld\\n", (long long)({name}));')
-        expected.append(f"{name} {getattr(sc, name)}")
+        expected.append(f"{name} {getattr(bs, name)}")
     lines.append("return 0; }")
     source = tmp_path / "layout.c"
     source.write_text("\n".join(lines))
@@ -75,14 +80,14 @@ def test_header_layout_matches_the_ctypes_mirrors(tmp_path: Path) -> None:
     assert out.stdout.splitlines() == expected
 
 
-def _table() -> sc.SyscallTable:
-    return sc.SyscallTable({59: "execve", 101: "ptrace", 117: "setresuid", 165: "mount"})
+def _table() -> st.SyscallTable:
+    return st.SyscallTable({59: "execve", 101: "ptrace", 117: "setresuid", 165: "mount"})
 
 
 def test_decode_exec_event() -> None:
-    ev = sc.ExecEventC()
+    ev = bs.ExecEventC()
     ev.h.boot_ns, ev.h.start_ticks, ev.h.tgid, ev.h.tid = 5_000_000_000, 777, 42, 43
-    ev.h.uid, ev.h.gid, ev.h.kind, ev.h.nr, ev.h.comm = 1000, 100, sc.FX_EV_EXEC, -1, b"true"
+    ev.h.uid, ev.h.gid, ev.h.kind, ev.h.nr, ev.h.comm = 1000, 100, bs.FX_EV_EXEC, -1, b"true"
     ev.ppid, ev.old_tid, ev.euid, ev.exec_nr = 41, 43, 0, 59
     ev.filename = b"./true"
     ev.argc = 2
@@ -90,10 +95,10 @@ def test_decode_exec_event() -> None:
     ev.exe_parts = 4  # leaf first; "" marks the crossing into the tmpfs mounted on /tmp
     for i, part in enumerate([b"true", b"x", b"", b"tmp"]):
         ev.exe[i].value = part
-    ev.flags = sc.FX_EXEC_ARGV_TRUNCATED
+    ev.flags = bs.FX_EXEC_ARGV_TRUNCATED
     ev.parent_comm = b"bash"
-    decoded = sc.decode_event(bytes(ev), _table(), to_wall=lambda ns: ns / 1e9)
-    assert decoded == sc.KernelEvent(
+    decoded = dec.decode_event(bytes(ev), _table(), to_wall=lambda ns: ns / 1e9)
+    assert decoded == ke.KernelEvent(
         kind="exec", timestamp=5.0, key=ProcessKey(42, 777), tid=43, uid=1000, gid=100,
         comm="true", syscall="execve", nr=59, filename="./true", argv=("./true", "--\x1b[31m"),
         exe="/tmp/x/true", ppid=41, parent_comm="bash", euid=0, flags=("argv truncated",))
@@ -105,23 +110,23 @@ def test_decode_exec_event() -> None:
 
 
 def test_decode_a_truncated_path_never_invents_an_absolute_one() -> None:
-    ev = sc.ExecEventC()
-    ev.h.kind, ev.h.tgid = sc.FX_EV_EXEC, 42
-    ev.exe_parts = sc.FX_PATH_PARTS
-    long_name = b"n" * (sc.FX_PART_LEN - 1)  # what the kernel side keeps of a longer name
+    ev = bs.ExecEventC()
+    ev.h.kind, ev.h.tgid = bs.FX_EV_EXEC, 42
+    ev.exe_parts = bs.FX_PATH_PARTS
+    long_name = b"n" * (bs.FX_PART_LEN - 1)  # what the kernel side keeps of a longer name
     ev.exe[0].value = long_name
-    for i in range(1, sc.FX_PATH_PARTS):
+    for i in range(1, bs.FX_PATH_PARTS):
         ev.exe[i].value = b"d"
-    ev.flags = sc.FX_EXEC_PATH_TRUNCATED | sc.FX_EXEC_NAME_TRUNCATED
+    ev.flags = bs.FX_EXEC_PATH_TRUNCATED | bs.FX_EXEC_NAME_TRUNCATED
     ev.cut_parts = 1
-    decoded = sc.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
+    decoded = dec.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
     assert decoded is not None
     leaf = long_name.decode() + "\u2026"
-    assert decoded.exe == "\u2026/" + "d/" * (sc.FX_PATH_PARTS - 1) + leaf
+    assert decoded.exe == "\u2026/" + "d/" * (bs.FX_PATH_PARTS - 1) + leaf
     assert decoded.flags == ("path truncated", "name truncated")
     assert decoded.name == leaf
     ev.flags, ev.cut_parts, ev.exe_parts = 0, 0, 2  # a name of exactly 47 bytes is not cut
-    assert sc.decode_event(bytes(ev), _table()).exe == "/d/" + long_name.decode()
+    assert dec.decode_event(bytes(ev), _table()).exe == "/d/" + long_name.decode()
 
 
 class _FakeBpf:
@@ -155,44 +160,44 @@ def test_close_does_not_free_the_bpf_object_under_a_running_poller() -> None:
 
 
 def test_compat_numbers_are_named_apart() -> None:
-    table = sc.SyscallTable({20: "writev"}, {20: "getpid"})
+    table = st.SyscallTable({20: "writev"}, {20: "getpid"})
     assert table.name(20) == "writev"
-    assert table.name(sc.FX_MAX_NR + 20) == "compat:getpid"
-    assert table.name(sc.FX_MAX_NR + 999) == "compat:syscall_999"
+    assert table.name(bs.FX_MAX_NR + 20) == "compat:getpid"
+    assert table.name(bs.FX_MAX_NR + 999) == "compat:syscall_999"
     assert table.numbers == {"writev": 20} and table.compat_numbers == {"getpid": 20}
 
 
 def test_decode_syscall_cred_and_exit_events() -> None:
-    ev = sc.SyscallEventC()
-    ev.h.tgid, ev.h.tid, ev.h.start_ticks, ev.h.kind, ev.h.nr = 42, 42, 777, sc.FX_EV_SYSCALL, 165
+    ev = bs.SyscallEventC()
+    ev.h.tgid, ev.h.tid, ev.h.start_ticks, ev.h.kind, ev.h.nr = 42, 42, 777, bs.FX_EV_SYSCALL, 165
     ev.args[:] = [1, 2, 3, 0x20, 0, 0]
     ev.str[0].value, ev.str[1].value, ev.str[2].value = b"/dev/sda1", b"/mnt", b"ext4"
-    decoded = sc.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
+    decoded = dec.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
     assert decoded is not None
     assert (decoded.kind, decoded.syscall) == ("syscall", "mount")
     assert decoded.args == (1, 2, 3, 32, 0, 0)
     assert decoded.strings == ("/dev/sda1", "/mnt", "ext4")
     assert decoded.describe() == "mount('/dev/sda1', '/mnt', type 'ext4', flags 0x20)"
 
-    ev.h.kind, ev.h.nr = sc.FX_EV_CRED, 117
+    ev.h.kind, ev.h.nr = bs.FX_EV_CRED, 117
     ev.args[:] = [1000, 1000, 0, 1000, 0, 0]
-    cred = sc.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
+    cred = dec.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
     assert cred is not None and cred.kind == "cred"
     assert cred.describe() == "setresuid: uid 1000→0, gid 1000→1000"
 
-    ev.h.kind = sc.FX_EV_EXIT
-    exit_event = sc.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
+    ev.h.kind = bs.FX_EV_EXIT
+    exit_event = dec.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
     assert exit_event is not None and exit_event.kind == "exit" and exit_event.args == ()
 
 
 def test_decode_rejects_short_or_unknown_records() -> None:
-    ev = sc.ExecEventC()
-    ev.h.kind = sc.FX_EV_EXEC
-    assert sc.decode_event(bytes(ev)[:-1], _table()) is None
-    assert sc.decode_event(b"\0" * 8, _table()) is None
-    other = sc.SyscallEventC()
+    ev = bs.ExecEventC()
+    ev.h.kind = bs.FX_EV_EXEC
+    assert dec.decode_event(bytes(ev)[:-1], _table()) is None
+    assert dec.decode_event(b"\0" * 8, _table()) is None
+    other = bs.SyscallEventC()
     other.h.kind = 99
-    assert sc.decode_event(bytes(other), _table()) is None
+    assert dec.decode_event(bytes(other), _table()) is None
 
 
 def _btf_blob() -> bytes:
@@ -223,7 +228,7 @@ def _btf_blob() -> bytes:
 
 
 def test_btf_reader_finds_members_through_anonymous_unions_and_typedefs() -> None:
-    btf = sc.Btf(_btf_blob())
+    btf = kbtf.Btf(_btf_blob())
     assert btf.member_offset("outer", "a") == 0
     assert btf.member_offset("outer", "b") == 8
     assert btf.member_offset("outer", "d") == 12
@@ -233,15 +238,15 @@ def test_btf_reader_finds_members_through_anonymous_unions_and_typedefs() -> Non
     with pytest.raises(KeyError):
         btf.struct_id("absent")
     with pytest.raises(ValueError):
-        sc.Btf(b"\0" * 24)
+        kbtf.Btf(b"\0" * 24)
 
 
 def test_running_kernel_btf_has_every_member_the_program_reads() -> None:
-    require(sc.BTF_PATH.exists(), f"no kernel BTF at {sc.BTF_PATH}")
-    offsets = sc.kernel_offsets(sc.Btf.load())
-    assert set(offsets) == set(sc.BTF_MEMBERS) | {"task_thread_status", "compat_mask"}
+    require(kbtf.BTF_PATH.exists(), f"no kernel BTF at {kbtf.BTF_PATH}")
+    offsets = kbtf.kernel_offsets(kbtf.Btf.load())
+    assert set(offsets) == set(kbtf.BTF_MEMBERS) | {"task_thread_status", "compat_mask"}
     if platform.machine() == "x86_64":  # thread_info is the first member of task_struct
-        assert offsets["compat_mask"] == sc.TS_COMPAT and offsets["task_thread_status"] > 0
+        assert offsets["compat_mask"] == kbtf.TS_COMPAT and offsets["task_thread_status"] > 0
     assert offsets["path_mnt"] == 0 and offsets["path_dentry"] == 8  # struct path {mnt; dentry}
 
 
@@ -282,13 +287,13 @@ class Ticker:
         self.engine = engine
         self.counts: dict[ProcessKey, dict[str, int]] = {}
         self.bigrams: dict[ProcessKey, dict[tuple[str, str], int]] = {}
-        self.events: list[sc.KernelEvent] = []
+        self.events: list[ke.KernelEvent] = []
         self.exited: set[ProcessKey] = set()
         self.snapshot: Snapshot | None = None
         engine.bus.subscribe(self._on_bus)
 
     def _on_bus(self, obj: object) -> None:
-        if isinstance(obj, sc.KernelEvent):
+        if isinstance(obj, ke.KernelEvent):
             self.events.append(obj)
 
     def tick(self) -> Snapshot:
@@ -388,7 +393,7 @@ def test_counts_are_exact_and_match_strace(engine: Engine, binaries: dict[str, s
     assert os.getpid() not in {k.pid for k in ticker.counts}  # fluxtui does not trace itself
 
     # strace made thousands of ptrace calls: all counted, but only the attach is an event.
-    def strace_ptrace() -> list[sc.KernelEvent]:
+    def strace_ptrace() -> list[ke.KernelEvent]:
         return [e for e in ticker.events if e.comm == "strace" and e.syscall == "ptrace"]
     ticker.until(lambda _: bool(strace_ptrace()))
     assert {e.args[0] for e in strace_ptrace()} <= {0x4206, 16, 0}  # SEIZE, ATTACH, TRACEME
@@ -528,9 +533,9 @@ def test_deep_path_exec_from_tmp_is_caught_and_never_shown_as_absolute(engine: E
     ticker = Ticker(engine)
     workdir = tempfile.mkdtemp(prefix="fluxtui-deep-", dir="/tmp")
     try:
-        deep = os.path.join(os.path.realpath(workdir), *["d"] * (sc.FX_PATH_PARTS + 4))
+        deep = os.path.join(os.path.realpath(workdir), *["d"] * (bs.FX_PATH_PARTS + 4))
         os.makedirs(deep)
-        leaf = "t" * (sc.FX_PART_LEN + 10)
+        leaf = "t" * (bs.FX_PART_LEN + 10)
         binary = shutil.copy("/bin/true", os.path.join(deep, leaf))
         proc = subprocess.Popen([binary])
         assert proc.wait(timeout=10) == 0
@@ -542,7 +547,7 @@ def test_deep_path_exec_from_tmp_is_caught_and_never_shown_as_absolute(engine: E
     assert ticker.alerts(proc.pid, "T1564")[0].reasons[0].startswith("path truncated:")
     ev = next(e for e in ticker.events if e.kind == "exec" and e.key.pid == proc.pid)
     assert ev.exe.startswith("\u2026/d/") and not ev.exe.startswith("/")
-    assert ev.exe.endswith("/" + "t" * (sc.FX_PART_LEN - 1) + "\u2026")
+    assert ev.exe.endswith("/" + "t" * (bs.FX_PART_LEN - 1) + "\u2026")
     assert set(ev.flags) >= {"path truncated", "name truncated"}
 
 

@@ -22,13 +22,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.collectors.procstat import read_start_ticks
-from fluxtui.collectors.syscalls import (
-    CollectorUnavailable,
-    DropCounts,
-    KernelEvent,
-    SyscallCollector,
-)
+from fluxtui.collectors.syscalls import CollectorUnavailable, DropCounts, SyscallCollector
 from fluxtui.config import Config
 from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
 from fluxtui.detection.risk import RiskModel, RiskScore

@@ -12,13 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxtui.collectors.syscalls import (
-    COMPAT_PREFIX,
-    FX_MAX_NR,
-    FX_PATH_PARTS,
-    KernelEvent,
-    signed32,
-)
+from fluxtui.collectors.bpf_structs import COMPAT_PREFIX, FX_MAX_NR, FX_PATH_PARTS
+from fluxtui.collectors.kernel_event import KernelEvent, signed32
 from fluxtui.detection.containers import ContainerInfo
 from fluxtui.events import ProcessKey, Severity
 from fluxtui.text import visible
