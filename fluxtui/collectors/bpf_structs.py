@@ -21,7 +21,8 @@ FX_EV_SYSCALL, FX_EV_EXEC, FX_EV_EXIT, FX_EV_CRED = 1, 2, 3, 4
 FX_CAP_EVENT, FX_CAP_EXEC, FX_CAP_CRED, FX_CAP_CAPSET, FX_CAP_PTRACE, FX_CAP_BPF = 1, 2, 3, 4, 5, 6
 FX_DROP_SLOTS = 4
 FX_EXEC_NO_ARGV, FX_EXEC_ARGV_TRUNCATED, FX_EXEC_PATH_TRUNCATED = 1, 2, 4
-FX_EXEC_NAME_TRUNCATED = 8
+FX_EXEC_NAME_TRUNCATED, FX_EXEC_ANON_FILE = 8, 16
+FX_CONN_ATTEMPT, FX_CONN_ESTABLISHED, FX_CONN_FAILED, FX_CONN_PROCESS = 1, 2, 3, 4
 
 
 class Config(ct.Structure):
@@ -62,6 +63,27 @@ class ExecEventC(ct.Structure):
         ("parent_comm", ct.c_char * FX_COMM_LEN), ("filename", ct.c_char * FX_FILENAME_LEN),
         ("argv", (ct.c_char * FX_ARG_LEN) * FX_MAX_ARGS),
         ("exe", (ct.c_char * FX_PART_LEN) * FX_PATH_PARTS),
+        ("parent_start_ticks", ct.c_uint64), ("parent_exe_parts", ct.c_uint32),
+        ("parent_cut_parts", ct.c_uint32), ("parent_flags", ct.c_uint32), ("pad", ct.c_uint32),
+        ("parent_exe", (ct.c_char * FX_PART_LEN) * FX_PATH_PARTS),
+    ]
+
+
+class ConnectEventC(ct.Structure):
+    _fields_ = [
+        ("kind", ct.c_uint32), ("tgid", ct.c_uint32), ("ts_ns", ct.c_uint64),
+        ("sk", ct.c_uint64), ("start_ticks", ct.c_uint64), ("parent_start_ticks", ct.c_uint64),
+        ("tid", ct.c_uint32), ("ppid", ct.c_uint32), ("uid", ct.c_uint32),
+        ("family", ct.c_uint16), ("dport", ct.c_uint16), ("daddr", ct.c_uint8 * 16),
+        ("comm", ct.c_char * FX_COMM_LEN),
+    ]
+
+
+class ConnectProcessC(ct.Structure):
+    _fields_ = [
+        ("kind", ct.c_uint32), ("tgid", ct.c_uint32), ("start_ticks", ct.c_uint64),
+        ("exe_parts", ct.c_uint32), ("cut_parts", ct.c_uint32), ("exe_flags", ct.c_uint32),
+        ("pad", ct.c_uint32), ("exe", (ct.c_char * FX_PART_LEN) * FX_PATH_PARTS),
     ]
 
 

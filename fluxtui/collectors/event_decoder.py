@@ -12,6 +12,7 @@ from fluxtui.collectors.bpf_structs import (
     FX_EV_EXEC,
     FX_EV_EXIT,
     FX_EV_SYSCALL,
+    FX_EXEC_ANON_FILE,
     FX_EXEC_ARGV_TRUNCATED,
     FX_EXEC_NAME_TRUNCATED,
     FX_EXEC_NO_ARGV,
@@ -27,23 +28,32 @@ from fluxtui.collectors.syscall_table import SyscallTable
 from fluxtui.events import ProcessKey
 
 
-def _exe_path(ev: ExecEventC) -> str:
-    """The executable's path from its steps (leaf first). A path cut at FX_PATH_PARTS steps
+def path_from_parts(steps: Any, count: int, cut: int, flags: int) -> str:
+    """A path from the steps the kernel walked (leaf first). A path cut at FX_PATH_PARTS steps
     reads "…/a/b", never "/a/b" (a made-up absolute path); a name cut at FX_PART_LEN - 1 bytes
     ends with "…"."""
     parts = []
-    for i in range(min(ev.exe_parts, FX_PATH_PARTS)):
-        raw = ev.exe[i].value
+    for i in range(min(count, FX_PATH_PARTS)):
+        raw = steps[i].value
         if not raw:
             continue  # "" marks a mount crossing
         name = text(raw)
-        if ev.cut_parts >> i & 1:
+        if cut >> i & 1:
             name += ELLIPSIS
         parts.append(name)
     if not parts:
         return ""
     path = "/".join(reversed(parts))
-    return f"{ELLIPSIS}/{path}" if ev.flags & FX_EXEC_PATH_TRUNCATED else f"/{path}"
+    return f"{ELLIPSIS}/{path}" if flags & FX_EXEC_PATH_TRUNCATED else f"/{path}"
+
+
+def _flags(bits: int) -> list[str]:
+    return [name for bit, name in ((FX_EXEC_NO_ARGV, "no argv"),
+                                   (FX_EXEC_ARGV_TRUNCATED, "argv truncated"),
+                                   (FX_EXEC_PATH_TRUNCATED, "path truncated"),
+                                   (FX_EXEC_NAME_TRUNCATED, "name truncated"),
+                                   (FX_EXEC_ANON_FILE, "anonymous file"))
+            if bits & bit]
 
 
 def decode_event(raw: bytes, table: SyscallTable | None,
@@ -65,19 +75,18 @@ def decode_event(raw: bytes, table: SyscallTable | None,
         if len(raw) < ct.sizeof(ExecEventC):
             return None
         ev = ExecEventC.from_buffer_copy(raw[: ct.sizeof(ExecEventC)])
-        flags = [name for bit, name in ((FX_EXEC_NO_ARGV, "no argv"),
-                                        (FX_EXEC_ARGV_TRUNCATED, "argv truncated"),
-                                        (FX_EXEC_PATH_TRUNCATED, "path truncated"),
-                                        (FX_EXEC_NAME_TRUNCATED, "name truncated"))
-                 if ev.flags & bit]
         syscall = table.name(ev.exec_nr) if table is not None and ev.exec_nr >= 0 else ""
         return KernelEvent(
             kind="exec", syscall=syscall, nr=ev.exec_nr,
             filename=text(ev.filename),
             argv=tuple(text(ev.argv[i].value) for i in range(min(ev.argc, FX_MAX_ARGS))),
-            exe=_exe_path(ev),
+            exe=path_from_parts(ev.exe, ev.exe_parts, ev.cut_parts, ev.flags),
             ppid=ev.ppid, parent_comm=text(ev.parent_comm), euid=ev.euid,
-            flags=tuple(flags), **common,
+            flags=tuple(_flags(ev.flags)),
+            parent_start_ticks=ev.parent_start_ticks,
+            parent_exe=path_from_parts(ev.parent_exe, ev.parent_exe_parts, ev.parent_cut_parts,
+                                       ev.parent_flags),
+            parent_flags=tuple(_flags(ev.parent_flags)), **common,
         )
     if header.kind not in (FX_EV_SYSCALL, FX_EV_EXIT, FX_EV_CRED):
         return None

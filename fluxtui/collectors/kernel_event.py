@@ -48,7 +48,15 @@ class KernelEvent:
     ppid: int = 0
     parent_comm: str = ""
     euid: int | None = None
-    flags: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()  # "anonymous file": the executable is a memfd or the like
+    # The parent as the kernel saw it when the exec succeeded ("" / 0 when not read).
+    parent_start_ticks: int = 0
+    parent_exe: str = ""
+    parent_flags: tuple[str, ...] = ()
+
+    @property
+    def parent_key(self) -> ProcessKey | None:
+        return ProcessKey(self.ppid, self.parent_start_ticks) if self.ppid else None
 
     @property
     def name(self) -> str:
@@ -86,9 +94,12 @@ class KernelEvent:
             process["executable"] = self.exe or self.filename
             process["args"] = list(self.argv)
             process["parent"] = {"pid": self.ppid, "name": self.parent_comm}
+            if self.parent_exe:
+                process["parent"]["executable"] = self.parent_exe
             if self.euid is not None:
                 process["user"]["effective"] = {"id": str(self.euid)}
-            fluxtui["exec"] = {"filename": self.filename, "flags": list(self.flags)}
+            fluxtui["exec"] = {"filename": self.filename, "flags": list(self.flags),
+                               "parent_start_ticks": self.parent_start_ticks}
         elif self.kind in ("syscall", "cred"):
             fluxtui["syscall"] = {"name": self.syscall, "nr": self.nr, "args": list(self.args),
                                   "strings": [s for s in self.strings if s]}

@@ -263,6 +263,14 @@ class SyscallCollector:
             return self._drain()
 
     def _drain(self) -> Drain:
+        # Events first, then the flip: an exit event taken here was sent after its process's
+        # last counts went into the map being written (sched_process_exit flushes before it
+        # emits), and that map is read below, so a process's final counts never arrive after
+        # its exit event.
+        with self._queue_lock:
+            events = list(self._queue.events)
+            self._queue.events.clear()
+            overflow, malformed = self._queue.overflow, self._queue.malformed
         old = self._gen
         self._gen = old ^ 1
         self._config.gen = self._gen
@@ -287,10 +295,6 @@ class SyscallCollector:
             if not got:
                 break
 
-        with self._queue_lock:
-            events = list(self._queue.events)
-            self._queue.events.clear()
-            overflow, malformed = self._queue.overflow, self._queue.malformed
         dropped_map = self._bpf[b"dropped"]
         slots = [int(dropped_map.sum(ct.c_int(i)).value) for i in range(FX_DROP_SLOTS)]
         total = DropCounts(counts=slots[0], events=slots[1], thread_state=slots[2],
