@@ -18,7 +18,6 @@ from fluxtui.capabilities.connections import (
     ConnectionsComponent,
     SocketRow,
 )
-from fluxtui.collectors.connect_trace import identify
 from fluxtui.collectors.connections import (
     NLMSGHDR,
     SOCK_DIAG_BY_FAMILY,
@@ -30,7 +29,6 @@ from fluxtui.collectors.connections import (
     ipv4_mapped,
     iter_messages,
 )
-from fluxtui.collectors.procstat import CLOCK_TICKS
 from fluxtui.collectors.socket_owners import Owner
 from fluxtui.config import NetworkConfig
 from fluxtui.detection.netrules import NetRules
@@ -176,23 +174,6 @@ def fake_process(proc, pid: int, comm: str, ppid: int, start_ticks: int,
         (d / "task" / str(tid) / "comm").write_text(name + "\n")
 
 
-def test_identify_rejects_a_reused_pid(tmp_path) -> None:
-    tick_ns = 1_000_000_000 // CLOCK_TICKS
-    event_ns = 5000 * tick_ns + 3
-    fake_process(tmp_path, 100, "nc", 7, 5000)  # started in the event's clock tick
-    fake_process(tmp_path, 101, "curl", 7, 5001)  # started after the event: pid reused
-    fake_process(tmp_path, 102, "bash", 7, 10)  # same start as before, other program
-    fake_process(tmp_path, 103, "python3", 9, 10, threads={104: "worker thread"})
-    stat = identify(100, 100, "nc", event_ns, str(tmp_path))
-    assert stat is not None and (stat.start_ticks, stat.ppid) == (5000, 7)
-    assert identify(101, 101, "curl", event_ns, str(tmp_path)) is None
-    assert identify(102, 102, "nc", event_ns, str(tmp_path)) is None
-    assert identify(105, 105, "nc", event_ns, str(tmp_path)) is None  # gone
-    named = identify(103, 104, "worker thread", event_ns, str(tmp_path))
-    assert named is not None and named.start_ticks == 10
-    assert identify(103, 104, "other", event_ns, str(tmp_path)) is None
-
-
 A = Owner(100, 11, "server")
 B = Owner(200, 22, "client")
 C = Owner(300, 33, "udpd")
@@ -255,7 +236,8 @@ def test_component_diff_close_and_bytes_on_made_up_tables() -> None:
         (sock(3, "tcp", "LISTEN", 9090), (B,)),
         (sock(4, "tcp", "ESTAB", 50000, 443, sent=10, received=20), (B,)),
         (sock(5, "udp", "UNCONN", 40000), (B,)),
-        (sock(6, "udp", "UNCONN", 45000), (C,)),
+        (sock(6, "udp", "UNCONN", 5353), (C,)),
+        (sock(8, "udp", "UNCONN", 45000), (C,)),
     ])
     assert bus.take() == [("listening", 3, "query", False), ("opened", 4, "query", False)]
     assert moved == {A.key: [50, 60], B.key: [10, 20]}
@@ -266,19 +248,22 @@ def test_component_diff_close_and_bytes_on_made_up_tables() -> None:
         (listen_a, (A,)),
         (sock(3, "tcp", "LISTEN", 9090), (B,)),
         (sock(4, "tcp", "ESTAB", 50000, 443, sent=10, received=20), (B,)),
-        (sock(6, "udp", "UNCONN", 45000), (C,)),
+        (sock(6, "udp", "UNCONN", 5353), (C,)),
+        (sock(8, "udp", "UNCONN", 45000), (C,)),
     ])
     assert bus.take() == [("closed", 2, "query", False)]
     assert moved == {}
-    # 4. The UDP socket on an ephemeral port is still there, unconnected: a listener, alerted.
+    # 4. The UDP socket on port 5353 is still there, unconnected: a listener, alerted; the one
+    # on an ephemeral port (bound to port 0 by a client) never is.
     listing(comp, 103.0, [
         (listen_a, (A,)),
         (sock(3, "tcp", "LISTEN", 9090), (B,)),
         (sock(4, "tcp", "ESTAB", 50000, 443, sent=10, received=20), (B,)),
-        (sock(6, "udp", "UNCONN", 45000), (C,)),
+        (sock(6, "udp", "UNCONN", 5353), (C,)),
+        (sock(8, "udp", "UNCONN", 45000), (C,)),
     ])
     assert bus.take() == [("listening", 6, "query", False)]
-    assert alerts(comp) == [("network.new_listener", 45000)]
+    assert alerts(comp) == [("network.new_listener", 5353)]
     # 5. The kernel reports connection 4 closed with its final counters: one "closed", the
     # bytes since the last listing go to its owner. Reported again, or missing from the next
     # listing: nothing more.
@@ -292,7 +277,8 @@ def test_component_diff_close_and_bytes_on_made_up_tables() -> None:
     listing(comp, 104.0, [
         (listen_a, (A,)),
         (sock(3, "tcp", "LISTEN", 9090), (B,)),
-        (sock(6, "udp", "UNCONN", 45000), (C,)),
+        (sock(6, "udp", "UNCONN", 5353), (C,)),
+        (sock(8, "udp", "UNCONN", 45000), (C,)),
     ])
     events = list(bus.events)
     assert bus.take() == [("closed", 7, "close-notification", True)]

@@ -31,7 +31,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from fluxtui.collectors.connect_trace import ConnectAttempt, ConnectTracer, TracerUnavailable
+from fluxtui.collectors.connect_trace import (
+    ConnectAttempt,
+    ConnectOutcome,
+    ConnectTracer,
+    TracerUnavailable,
+)
 from fluxtui.collectors.connections import (
     CONNECTED_STATES,
     DestroyWatch,
@@ -40,8 +45,9 @@ from fluxtui.collectors.connections import (
     canonical_ip,
 )
 from fluxtui.collectors.socket_owners import Owner, SocketOwners
-from fluxtui.config import NetworkConfig
+from fluxtui.config import NetworkConfig, RulesConfig
 from fluxtui.detection.netrules import Detection, NetRules, Observation
+from fluxtui.detection.rules import RuleFilter, Subject
 from fluxtui.ecs import iso_time
 from fluxtui.events import CollectorState, CollectorStatus, ProcessKey
 from fluxtui.pipeline import EventBus, TickContext
@@ -53,6 +59,17 @@ TRACER_DRAIN_S = 0.1  # ring buffer drained at least this often
 RECENTLY_CLOSED = 65536  # cookies already reported closed (TIME-WAIT keeps the cookie)
 UDP_LISTEN_LISTINGS = 3  # an unconnected UDP socket in this many listings is a listener
 MAX_PENDING_DETECTIONS = 10000  # detections waiting for the next tick; beyond: dropped, counted
+MAX_OPEN_ATTEMPTS = 65536  # traced attempts waiting for their outcome
+
+
+def ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The ports the kernel picks for sockets bound to port 0 (a client's, not a service's)."""
+    try:
+        with open(path, encoding="ascii") as f:
+            low, high = (int(x) for x in f.read().split()[:2])
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # the kernel's default
 
 UDP_BYTES_NOTE = ("UDP: sock_diag has no per-socket byte counters, so sent/received and the "
                   "process net rates count TCP only")
@@ -147,8 +164,12 @@ class ConnectionsComponent:
     name = "connections"
     stop_timeout = 10.0  # seconds stop() waits for the thread
 
-    def __init__(self, config: NetworkConfig, proc: str = "/proc") -> None:
+    def __init__(self, config: NetworkConfig, proc: str = "/proc",
+                 rules: RulesConfig | None = None) -> None:
         self.config = config
+        self._filter = RuleFilter(rules or RulesConfig())
+        self._ephemeral = ephemeral_range()
+        self._open_attempts: dict[int, Observation] = {}  # socket address -> its attempt
         self._proc = proc
         self._bus: EventBus | None = None
         self._diag: SockDiag | None = None
@@ -365,6 +386,8 @@ class ConnectionsComponent:
                                                                                      row)))
                 continue
             udp_unconnected = entry.proto == "udp" and entry.listening
+            if self._ephemeral_udp(entry):
+                continue  # bound to port 0 (the kernel picked it): a client's, not a listener
             if udp_unconnected:
                 seen = (seen or 0) + 1
                 if seen < UDP_LISTEN_LISTINGS:
@@ -394,10 +417,16 @@ class ConnectionsComponent:
             # A TIME-WAIT entry expiring is not news: its connection's close was reported when
             # it happened (or before fluxtui started).
             if (cookie not in table and cookie not in self._closed_set and cookie not in unreported
-                    and row.entry.state not in ("SYN-RECV", "TIME-WAIT")):
+                    and row.entry.state not in ("SYN-RECV", "TIME-WAIT")
+                    and not self._ephemeral_udp(row.entry)):
                 self._closed(ConnectionEvent(now, "closed", row.entry,
                                              self._owned_by(cookie, row)))
                 self._last_owners.pop(cookie, None)
+
+    def _ephemeral_udp(self, entry: SocketEntry) -> bool:
+        """An unconnected UDP socket on a port of the ephemeral range: never reported."""
+        return (entry.proto == "udp" and entry.listening
+                and self._ephemeral[0] <= entry.local_port <= self._ephemeral[1])
 
     def _owned_by(self, cookie: int, row: SocketRow) -> tuple[Owner, ...] | None:
         """Who holds the socket, or who held it last before closing it."""
@@ -451,11 +480,21 @@ class ConnectionsComponent:
                     self._observe(now, None, entry)
             # else: a socket that never had a peer (failed connect, unbound): nothing to report.
 
-    def _on_attempts(self, attempts: list[ConnectAttempt]) -> None:
+    def _on_attempts(self, attempts: list[ConnectAttempt | ConnectOutcome]) -> None:
         for a in attempts:
+            if isinstance(a, ConnectOutcome):
+                obs = self._open_attempts.pop(a.sock, None)
+                if obs is not None:
+                    self._add_detections(self._rules.outcome(obs._replace(timestamp=a.timestamp),
+                                                             a.established))
+                continue
             key = None if a.start_ticks is None else ProcessKey(a.pid, a.start_ticks)
             obs = Observation(a.timestamp, key, a.pid, a.comm, "tcp", canonical_ip(a.remote_addr),
-                              a.remote_port, uid=a.uid, ppid=a.ppid)
+                              a.remote_port, uid=a.uid, ppid=a.ppid, exe=a.exe)
+            if a.sock:
+                if len(self._open_attempts) >= MAX_OPEN_ATTEMPTS:
+                    self._open_attempts.pop(next(iter(self._open_attempts)))
+                self._open_attempts[a.sock] = obs
             self._add_detections(self._rules.connection(obs))
 
     def _observe(self, now: float, owners: tuple[Owner, ...] | None, entry: SocketEntry) -> None:
@@ -543,9 +582,17 @@ class ConnectionsComponent:
                 moved, self._bytes = self._bytes, {}
                 self._bytes_span = (last, None)
         for detection in detections:
-            tick.raise_alert(detection.alert)
-            if detection.alert.key is not None and detection.points > 0:
-                tick.add_risk(detection.alert.key, detection.points, detection.alert.reasons[0])
+            alert = detection.alert
+            subject = Subject(executable=str(alert.extra.get("executable", "")),
+                              uid=alert.extra.get("uid") if isinstance(alert.extra.get("uid"),
+                                                                       int) else None)
+            if not self._filter.allows(alert.rule_id, subject):
+                continue
+            tick.raise_alert(alert)
+            if alert.key is not None and detection.points > 0:
+                # One rule counts once per process (several listeners: once, not per port).
+                tick.add_risk(alert.key, detection.points, alert.reasons[0],
+                              (alert.technique_id, alert.technique_name), group=alert.rule_id)
         if shared is None:
             return
         if span:  # a new query since the last tick: rates over the queries' own interval

@@ -148,6 +148,9 @@ class SyscallCollector:
         self.join_timeout_s = 2.0
         self._last_drain = time.monotonic()
         self._dropped_before = DropCounts()
+        # The exit event is the process's (not only its main thread's) when the kernel's
+        # sched_process_exit says group_dead.
+        self.group_dead = True
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -166,7 +169,8 @@ class SyscallCollector:
 
         cflags = [f"-DFX_COUNT_ENTRIES={self.count_map_entries}",
                   f"-DFX_RINGBUF_PAGES={self.ring_buffer_pages}"]
-        if group_dead_supported():
+        self.group_dead = group_dead_supported()
+        if self.group_dead:
             cflags.append("-DFX_HAVE_GROUP_DEAD")
         try:
             self._bpf = compile_program(BPF_SOURCE.name, cflags)
