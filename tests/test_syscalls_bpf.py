@@ -440,23 +440,46 @@ def test_ptrace_attach_raises_the_tagged_alert_and_state_goes_with_exit(
     assert key not in _scorer(engine).model
 
 
-def test_exec_from_tmp_raises_the_tagged_alert(engine: Engine) -> None:
+def test_exec_tmp_judges_every_directory_of_the_path(engine: Engine) -> None:
+    """Must alert (medium): a file directly in /tmp, and one in a directory of another user
+    below it (run by root: a planted binary). Must not: root's build in a root-owned 0700
+    directory under /tmp (mkdtemp's)."""
     ticker = Ticker(engine)
-    workdir = tempfile.mkdtemp(prefix="fluxtui-exec-", dir="/tmp")
+    workdir = tempfile.mkdtemp(prefix="fluxtui-exec-", dir="/tmp")  # root, 0700
+    direct = os.path.join("/tmp", f"fluxtui-direct-{os.getpid()}")
+    planted = tempfile.mkdtemp(prefix="fluxtui-planted-", dir="/tmp")
     try:
         copied = os.path.realpath(shutil.copy("/bin/true", os.path.join(workdir, "true")))
-        absolute = subprocess.Popen([copied])
-        relative = subprocess.Popen(["./true"], cwd=workdir)  # the kernel resolves the path
-        assert absolute.wait(timeout=10) == 0 and relative.wait(timeout=10) == 0
+        shutil.copy("/bin/true", direct)
+        foreign = shutil.copy("/bin/true", os.path.join(planted, "true"))
+        os.chown(planted, 65534, 65534)
+        os.chown(foreign, 65534, 65534)
+        runs = {name: subprocess.Popen(argv, cwd=cwd) for name, argv, cwd in (
+            ("root_build", [copied], None), ("root_build_relative", ["./true"], workdir),
+            ("direct", [direct], None), ("planted", [foreign], None))}
+        for run in runs.values():
+            assert run.wait(timeout=10) == 0
+        for name in ("direct", "planted"):
+            pid = runs[name].pid
+            ticker.until(lambda s, pid=pid: bool(ticker.alerts(pid, "T1059")))
+            alert = ticker.alerts(pid, "T1059")[0]
+            assert alert.rule_id == "syscalls.exec_tmp" and alert.severity.value == "medium"
+        assert "directly in world-writable /tmp" in ticker.alerts(runs["direct"].pid,
+                                                                  "T1059")[0].reasons[0]
+        assert "owned by uid 65534" in ticker.alerts(runs["planted"].pid, "T1059")[0].reasons[0]
+        quiet = {runs["root_build"].pid, runs["root_build_relative"].pid}
+        ticker.until(lambda s: all(any(e.kind == "exec" and e.key.pid == pid
+                                       for e in ticker.events) for pid in quiet))
+        ticker.tick()
+        assert [a for a in ticker.snapshot.alerts if a.key is not None and a.key.pid in quiet
+                and a.rule_id == "syscalls.exec_tmp"] == []
+        execs = [e for e in ticker.events
+                 if e.kind == "exec" and e.key.pid == runs["root_build_relative"].pid]
+        assert execs[0].exe == copied and execs[0].filename == "./true"
     finally:
         shutil.rmtree(workdir)
-    for pid in (absolute.pid, relative.pid):
-        ticker.until(lambda s, pid=pid: bool(ticker.alerts(pid, "T1059")))
-        alert = ticker.alerts(pid, "T1059")[0]
-        assert alert.rule_id == "syscalls.exec_tmp"
-        assert alert.reasons == (f"exec of {copied}",)
-    execs = [e for e in ticker.events if e.kind == "exec" and e.key.pid == relative.pid]
-    assert execs[0].exe == copied and execs[0].filename == "./true"
+        shutil.rmtree(planted)
+        os.unlink(direct)
 
 
 def test_idle_sleep_raises_nothing(engine: Engine) -> None:
@@ -543,7 +566,9 @@ def test_deep_path_exec_from_tmp_is_caught_and_never_shown_as_absolute(engine: E
         shutil.rmtree(workdir)
     ticker.until(lambda s: bool(ticker.alerts(proc.pid, "T1564"))
                  and bool(ticker.alerts(proc.pid, "T1059")))
-    assert ticker.alerts(proc.pid, "T1059")[0].reasons == (f"exec of {binary}",)
+    # Removed before the event was handled: judged by what is left of the path.
+    assert ticker.alerts(proc.pid, "T1059")[0].reasons == (
+        f"exec of {binary}: below world-writable /tmp (removed since)",)
     assert ticker.alerts(proc.pid, "T1564")[0].reasons[0].startswith("path truncated:")
     ev = next(e for e in ticker.events if e.kind == "exec" and e.key.pid == proc.pid)
     assert ev.exe.startswith("\u2026/d/") and not ev.exe.startswith("/")

@@ -46,6 +46,7 @@ from fluxtui.pipeline import EventBus, TickContext
 
 log = logging.getLogger(__name__)
 
+NO_ANOMALY_COMPONENT = "no anomaly model ran this tick"
 REARM_FRACTION = 0.8  # a process re-alerts after its score fell below threshold * this
 SYSCALLS = "syscalls"  # the view this component reads
 
@@ -78,6 +79,10 @@ class RiskScorer:
         self._exited: dict[ProcessKey, tuple[ProcessRow, ProcessExit, float]] = {}
         self._alerts_of: dict[ProcessKey, set[str]] = {}
         self._anomaly_note = "no anomaly model ran"
+        # Final records wait one tick before they are scored: a network detection on the same
+        # process (its connections thread hands them over at the next tick) still counts.
+        self._closing: dict[ProcessKey, ProcessLifetime] = {}
+        self._received: dict[ProcessKey, float] = {}  # monotonic time each final arrived
 
     def start(self, bus: EventBus) -> None:
         self._state = CollectorState.RUNNING
@@ -120,7 +125,9 @@ class RiskScorer:
                 seen.add(f.key)
                 seen.update(self._propagate(view.lineage, f.key, f.points, f.reason,
                                             f.technique, f.rule_id, now))
-            final = view.final
+            final = self._closing
+            self._closing = {k: v for k, v in view.final.items() if k not in final}
+            self._received.update(dict.fromkeys(self._closing, now))
         for item in tick.risk_inputs:
             self.model.add(item.key, item.points, item.reason, now, *item.technique,
                            group=item.group)
@@ -128,8 +135,10 @@ class RiskScorer:
             if isinstance(view, SyscallView):
                 seen.update(self._propagate(view.lineage, item.key, item.points, item.reason,
                                             item.technique, item.group or item.reason, now))
-        self._anomaly_note = tick.anomaly_model
-        self.model.set_anomalies(tick.anomalies, tick.anomaly_model)
+        # "" means a model ran; with no anomaly component nothing sets it, and no verdict came.
+        why_none = tick.anomaly_model or ("" if tick.anomalies else NO_ANOMALY_COMPONENT)
+        self._anomaly_note = why_none
+        self.model.set_anomalies(tick.anomalies, why_none)
 
         scores: dict[ProcessKey, RiskScore] = {}
         containers: dict[ProcessKey, ContainerInfo | None] = {}
@@ -146,10 +155,11 @@ class RiskScorer:
 
         for key, life in final.items():
             self._close(tick, key, life, now, threshold)
-        self.model.retain(seen - set(final))
+        self.model.retain((seen | set(self._closing)) - set(final))
         self._above &= set(tick.processes) | set(final)
         self._containers.retain(set(tick.processes))
-        self._rows = dict(tick.processes)
+        self._rows = {**{k: r for k, r in self._rows.items() if k in self._closing},
+                      **tick.processes}
         self._alerts_of = {k: v for k, v in self._alerts_of.items() if k in seen}
         self._keep_exited(tick, now)
         self._scores, self._container_of = scores, containers
@@ -183,8 +193,9 @@ class RiskScorer:
 
     def _close(self, tick: TickContext, key: ProcessKey, life: ProcessLifetime, now: float,
                threshold: float) -> None:
-        """Score a process that exited on its whole life and publish its final record."""
-        score = self.model.score(key, now)
+        """Score a process that exited on its whole life and publish its final record (scored
+        as of when its final record arrived: the one-tick wait does not decay it)."""
+        score = self.model.score(key, self._received.pop(key, now))
         self._threshold_alert(tick, key, life.name, score, threshold)
         exit_ = ProcessExit(life, score.score, score.reasons,
                             tuple(sorted(self._alerts_of.pop(key, set()))), score.anomaly,
