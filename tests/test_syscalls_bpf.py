@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -35,7 +36,8 @@ from fluxtui.collectors import syscalls as sc
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.config import Config
 from fluxtui.engine import Engine
-from fluxtui.events import Alert, ProcessKey, Snapshot
+from fluxtui.events import Alert, ProcessExit, ProcessKey, Snapshot
+from fluxtui.headless import documents_for
 from tests.kernel import require, require_bcc
 
 HERE = Path(__file__).parent
@@ -47,13 +49,16 @@ MAX_TICKS = 60  # every wait below is bounded by this many ticks (0.05 s apart)
 # --- layout and decoding (gcc, no root) ------------------------------------------------------
 
 MIRRORS = {"fx_config": bs.Config, "fx_count_key": bs.CountKey, "fx_header": bs.Header,
-           "fx_syscall_event": bs.SyscallEventC, "fx_exec_event": bs.ExecEventC}
+           "fx_syscall_event": bs.SyscallEventC, "fx_exec_event": bs.ExecEventC,
+           "fx_connect_event": bs.ConnectEventC, "fx_connect_process": bs.ConnectProcessC}
 DEFINES = ["FX_MAX_NR", "FX_NR_OTHER", "FX_NR_START", "FX_COMM_LEN", "FX_STR_LEN",
            "FX_FILENAME_LEN", "FX_MAX_ARGS", "FX_ARG_LEN", "FX_PATH_PARTS", "FX_PART_LEN",
            "FX_EV_SYSCALL", "FX_EV_EXEC", "FX_EV_EXIT", "FX_EV_CRED", "FX_CAP_EVENT",
            "FX_CAP_EXEC", "FX_CAP_CRED", "FX_CAP_CAPSET", "FX_CAP_PTRACE", "FX_CAP_BPF",
            "FX_DROP_SLOTS", "FX_EXEC_NO_ARGV",
-           "FX_EXEC_ARGV_TRUNCATED", "FX_EXEC_PATH_TRUNCATED", "FX_EXEC_NAME_TRUNCATED"]
+           "FX_EXEC_ARGV_TRUNCATED", "FX_EXEC_PATH_TRUNCATED", "FX_EXEC_NAME_TRUNCATED",
+           "FX_EXEC_ANON_FILE", "FX_CONN_ATTEMPT", "FX_CONN_ESTABLISHED", "FX_CONN_FAILED",
+           "FX_CONN_PROCESS"]
 
 
 def test_header_layout_matches_the_ctypes_mirrors(tmp_path: Path) -> None:
@@ -642,3 +647,213 @@ def test_nothing_is_lost_silently(binaries: dict[str, str]) -> None:
     assert lost_calls > 0 and lost_events > 0
     assert child_exits < children and child_exits + lost_calls >= children
     assert unshare_events < unshares and unshare_events + lost_events >= unshares
+
+
+# --- whole lives (issue 10, part 1) ------------------------------------------------------------
+
+N_LIFETIME = 100_000
+
+
+@pytest.fixture(scope="module")
+def frozen_engine() -> Iterator[tuple[Engine, list[object]]]:
+    """An engine whose risk clock stands still, so a score is exactly the sum of its parts;
+    with everything the bus carries."""
+    require_bcc()
+    config = Config()
+    engine = Engine(config, [SyscallCapture(config), RiskScorer(config, clock=lambda: 0.0)])
+    published: list[object] = []
+    engine.bus.subscribe(published.append)
+    try:
+        snapshot = engine.start_sync()
+        status = next(s for s in snapshot.statuses if s.name == "syscalls")
+        require(status.running, f"syscall capture unavailable: {status.reason}")
+        yield engine, published
+    finally:
+        engine.stop()
+
+
+def _exit_of(engine: Engine, published: list[object], pid: int) -> ProcessExit:
+    for _ in range(MAX_TICKS):
+        engine.tick()
+        found = [e for e in published if isinstance(e, ProcessExit)
+                 and e.lifetime.key.pid == pid]
+        if found:
+            assert len(found) == 1
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no exit record for pid {pid} within {MAX_TICKS} ticks")
+
+
+def test_a_200_ms_process_between_two_ticks_has_its_exact_counts_and_score_in_the_stream(
+        frozen_engine: tuple[Engine, list[object]], binaries: dict[str, str]) -> None:
+    """Started and gone between two ticks: never in the process table, still counted to its
+    exit_group, scored on its whole life, and written to the stream as one ECS document."""
+    engine, published = frozen_engine
+    engine.tick()
+    proc = subprocess.Popen([binaries["lifetime"], "200", "5000"])
+    assert proc.wait(timeout=30) == 0  # no tick while it lives
+    exit_ = _exit_of(engine, published, proc.pid)
+    life = exit_.lifetime
+    assert life.exit_seen and life.exe == binaries["lifetime"]
+    assert life.syscalls["getppid"] == 5000
+    assert life.syscalls["nanosleep"] == 1
+    assert life.syscalls["exit_group"] == 1
+    assert life.syscalls["execve"] == 1
+    assert life.lifetime_s >= 0.2
+    weights = Config().risk
+    expected = min(100.0, sum(weights.base_risk_scores.get(n, weights.default_risk_score)
+                              for n in life.syscalls))
+    assert exit_.risk == round(expected, 1) and exit_.risk > 0
+    doc = json.loads(json.dumps(documents_for(exit_)[0]))
+    assert (doc["event"]["kind"], doc["event"]["category"], doc["event"]["type"]) == (
+        "event", ["process"], ["end"])
+    assert doc["process"]["pid"] == proc.pid
+    assert doc["fluxtui"]["process"]["syscalls"]["by_name"]["getppid"] == 5000
+    assert doc["fluxtui"]["process"]["syscalls"]["total"] == sum(life.syscalls.values())
+    assert doc["fluxtui"]["process"]["risk"]["score"] == exit_.risk
+    snapshot = engine.snapshot
+    assert snapshot is not None
+    row = snapshot.processes[life.key]  # kept in the table, marked exited
+    assert row.state == "exited" and row.exited_at == life.exited and row.risk == exit_.risk
+
+
+def test_calls_after_the_last_tick_are_all_counted(
+        frozen_engine: tuple[Engine, list[object]], binaries: dict[str, str]) -> None:
+    """Sleeps (seen alive by the ticks), makes 100,000 getppid() and exits between two ticks:
+    all of them are in its counts and its final record."""
+    engine, published = frozen_engine
+    proc = subprocess.Popen([binaries["lifetime"], "1500", str(N_LIFETIME)])
+    key = ProcessKey(proc.pid, read_start_ticks(proc.pid) or -1)
+    seen = []
+    for _ in range(MAX_TICKS):
+        if key in engine.tick().processes:
+            seen.append(key)
+            break
+        time.sleep(0.05)
+    assert seen, "the workload was never in the table"
+    assert proc.wait(timeout=30) == 0
+    exit_ = _exit_of(engine, published, proc.pid)
+    assert exit_.lifetime.key == key
+    assert exit_.lifetime.syscalls["getppid"] == N_LIFETIME
+    assert exit_.lifetime.syscalls["exit_group"] == 1
+
+
+def test_a_memfd_is_caught_whatever_its_name(engine: Engine, binaries: dict[str, str]) -> None:
+    ticker = Ticker(engine)
+    proc = subprocess.Popen([binaries["memfd_exec"], "lib/x86_64/libc.so.6"])
+    assert proc.wait(timeout=10) == 0
+    ticker.until(lambda s: bool(ticker.alerts(proc.pid, "T1620")))
+    alert = ticker.alerts(proc.pid, "T1620")[0]
+    assert alert.rule_id == "syscalls.exec_memfd"
+    ev = next(e for e in ticker.events if e.kind == "exec" and e.key.pid == proc.pid
+              and "memfd:" in e.exe)
+    assert "anonymous file" in ev.flags and ev.exe == "/memfd:lib/x86_64/libc.so.6"
+
+
+def _copy_of(path: str, directory: str) -> str:
+    target = os.path.join(directory, os.path.basename(path))
+    shutil.copy(path, target)
+    return target
+
+
+def test_a_childs_finding_reaches_its_parent_unless_a_verified_session_leader(
+        engine: Engine) -> None:
+    """`unshare -r true` (a new user namespace: a finding) run by a script. The script, an
+    unverified copy of dash leading its own session, is blamed with the chain; the same script
+    run by the package's dash leading its session is a stop (a log-in shell's role)."""
+    require(shutil.which("unshare") is not None, "util-linux unshare not installed")
+    ticker = Ticker(engine)
+    workdir = tempfile.mkdtemp(prefix="fluxtui-lineage-")
+    try:
+        copied = _copy_of(os.path.realpath("/bin/dash"), workdir)
+        script = "unshare -r true; read x"
+        runs = {}
+        for name, shell in (("copy", copied), ("verified", os.path.realpath("/bin/dash"))):
+            runs[name] = subprocess.Popen([shell, "-c", script], stdin=subprocess.PIPE,
+                                          start_new_session=True)
+        keys = {name: ProcessKey(p.pid, read_start_ticks(p.pid) or -1)
+                for name, p in runs.items()}
+
+        def child_reason(key: ProcessKey) -> str | None:
+            score = _scorer(engine).explain(key)
+            return next((r for r in (score.reasons if score else ())
+                         if "new user namespace" in r and "started" in r), None)
+
+        ticker.until(lambda s: child_reason(keys["copy"]) is not None)
+        reason = child_reason(keys["copy"])
+        # "started <child's executable> <pid>: <the child's finding>"
+        assert reason is not None and reason.startswith("started ")
+        # The same finding reached the verified leader's child too, but not the leader.
+        ticker.until(lambda s: sum(e.syscall == "unshare" for e in ticker.events) >= 2)
+        ticker.tick()
+        assert child_reason(keys["verified"]) is None
+    finally:
+        for run in runs.values():
+            if run.stdin is not None:
+                run.stdin.close()
+            run.wait(timeout=10)
+        shutil.rmtree(workdir)
+
+
+def test_a_shell_on_a_tcp_connection_is_a_reverse_shell(engine: Engine) -> None:
+    """A shell started with its stdin/stdout on a connection it made (nc -e, a Python
+    one-liner): alerted with the remote address; a shell on pipes is not."""
+    ticker = Ticker(engine)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    client.setblocking(True)  # the shell reads it: a timeout would make it non-blocking
+    accepted, _ = server.accept()
+    shell = subprocess.Popen(["/bin/sh", "-c", "read x"], stdin=client, stdout=client)
+    piped = subprocess.Popen(["/bin/sh", "-c", "read x"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    try:
+        def reverse() -> list[Alert]:
+            return [a for a in ticker.alerts(shell.pid, "T1059.004")
+                    if a.rule_id == "syscalls.reverse_shell"]
+        ticker.until(lambda s: bool(reverse()))
+        alert = reverse()[0]
+        assert alert.extra["remote"] == f"127.0.0.1:{port}"
+        assert alert.extra["direction"] == "outbound"
+        for _ in range(sc_checks()):
+            ticker.tick()
+        assert not [a for a in ticker.snapshot.alerts if a.key is not None
+                    and a.key.pid == piped.pid and a.rule_id == "syscalls.reverse_shell"]
+    finally:
+        accepted.sendall(b"x\n")
+        assert piped.stdin is not None
+        piped.stdin.write(b"x\n")
+        piped.stdin.close()
+        shell.wait(timeout=10)
+        piped.wait(timeout=10)
+        for s in (accepted, client, server):
+            s.close()
+
+
+def sc_checks() -> int:
+    from fluxtui.capabilities.syscall_risk import STDIO_CHECKS
+
+    return STDIO_CHECKS + 1
+
+
+def test_wrappers_are_looked_through_to_the_real_parent(engine: Engine) -> None:
+    """`timeout 5 dash` from the package's bash: bash asked for it, quiet. From a copy of
+    python: the copy is named, through timeout."""
+    ticker = Ticker(engine)
+    quiet = subprocess.run(["/usr/bin/bash", "-c", "timeout 5 /usr/bin/dash -c 'echo $$'; true"],
+                           capture_output=True, text=True, timeout=30)
+    quiet_pid = int(quiet.stdout.strip())
+    loud = subprocess.run([sys.executable, "-c",
+                           "import subprocess; print(subprocess.run(['timeout', '5', "
+                           "'/usr/bin/dash', '-c', 'echo $$'], capture_output=True, "
+                           "text=True).stdout.strip())"],
+                          capture_output=True, text=True, timeout=30)
+    loud_pid = int(loud.stdout.strip())
+    ticker.until(lambda s: bool(ticker.alerts(loud_pid, "T1059.004")))
+    alert = ticker.alerts(loud_pid, "T1059.004")[0]
+    assert alert.rule_id == "syscalls.shell_spawn"
+    assert "via /usr/bin/timeout" in alert.reasons[0]
+    assert os.path.realpath(sys.executable) in alert.reasons[0]
+    assert not ticker.alerts(quiet_pid, "T1059.004")
