@@ -151,3 +151,20 @@ def test_one_process_scan_alerts_once_not_again_per_user() -> None:
                                               "tcp", "127.0.0.1", 1000 + i, uid=0, ppid=1))
     assert rule_ids(found) == ["network.port_scan"]
     assert "aggregated_by" not in found[0].alert.extra
+
+
+def test_a_process_still_gets_its_own_scan_alert_after_its_users_window_fired() -> None:
+    """Other processes of the same user filled the user's window: it fires first, and the
+    scanner's own window still alerts when it reaches the threshold itself."""
+    rules = NetRules(CFG)
+    for i in range(15):
+        key = ProcessKey(30000 + i, 1)
+        rules.connection(Observation(1.0, key, key.pid, "curl", "tcp", "127.0.0.1", 5000 + i,
+                                     uid=0))
+    found = []
+    for i in range(20):
+        found += rules.connection(Observation(2.0 + i * 0.01, SCANNER, SCANNER.pid, "scanner",
+                                              "tcp", "127.0.0.1", 1000 + i, uid=0))
+    scans = [d.alert for d in found if d.alert.rule_id == "network.port_scan"]
+    assert [a.extra.get("aggregated_by") for a in scans] == ["user", None]
+    assert scans[1].key == SCANNER and scans[1].extra["distinct_ports"] == 20

@@ -153,12 +153,14 @@ class NetRules:
         found: list[Detection] = []
         for rule, check in checks:
             # One alert per rule and observation, from the narrowest window that fires; the
-            # others are quiet for as long, so the same activity is not reported twice.
-            for ident, window in windows:
-                detection = check(obs, ident, window)
+            # wider ones are quiet for as long, so the same activity is not reported twice. A
+            # narrower window that has not fired stays free: when a user's window fires first
+            # (other processes of the user added to it), the process still gets its own alert.
+            for index, (ident, window) in enumerate(windows):
+                detection = check(obs, ident, window)  # type: ignore[operator]
                 if detection is not None:
                     until = window.quiet_until[rule]
-                    for _, other in windows:
+                    for _, other in windows[index:]:
                         other.quiet_until[rule] = max(other.quiet_until.get(rule, 0.0), until)
                     found.append(detection)
                     break
