@@ -351,3 +351,34 @@ def test_alert_ecs_carries_the_technique() -> None:
     assert doc["event"]["kind"] == "alert"
     assert doc["threat"]["technique"]["id"] == "T1055.008"
     assert doc["process"]["pid"] == KEY.pid
+
+
+def test_rules_can_be_disabled_and_given_exceptions() -> None:
+    from fluxtui.config import RuleException, RulesConfig
+    from fluxtui.detection.rules import RuleFilter, Subject
+
+    deploy = Subject(executable="/usr/bin/dash", parent="/usr/bin/ansible-playbook", uid=1001,
+                     user="deploy", args=("-c", "systemctl restart app"))
+    other = Subject(executable="/usr/bin/dash", parent="/usr/bin/python3.11", uid=1000,
+                    user="alice", args=("-i",))
+    assert RuleFilter(RulesConfig()).allows("syscalls.shell_spawn", deploy)
+    off = RuleFilter(RulesConfig(disabled=["network.*"]))
+    assert not off.allows("network.port_scan", other)
+    assert off.allows("syscalls.shell_spawn", other)
+    ex = RuleFilter(RulesConfig(exceptions=[RuleException(
+        rule="syscalls.shell_spawn", parent="/usr/bin/ansible-*", user="deploy",
+        args="-c systemctl *")]))
+    assert not ex.allows("syscalls.shell_spawn", deploy)
+    assert ex.allows("syscalls.shell_spawn", other)  # another parent and user
+    assert ex.allows("syscalls.exec_tmp", deploy)  # another rule
+    by_uid = RuleFilter(RulesConfig(exceptions=[RuleException(executable="/usr/bin/dash",
+                                                              user="1000")]))
+    assert not by_uid.allows("syscalls.reverse_shell", other)
+    assert by_uid.allows("syscalls.reverse_shell", deploy)
+
+
+def test_a_bad_rules_section_gets_one_clear_line() -> None:
+    from fluxtui.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"cfg.yml:3: rules.exceptions\[0\].binary: unknown"):
+        parse_config("rules:\n  exceptions:\n    - {binary: /usr/bin/x}\n", "cfg.yml")
