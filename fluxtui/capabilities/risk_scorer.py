@@ -31,7 +31,7 @@ from fluxtui.capabilities.lineage import Lineage
 from fluxtui.capabilities.syscall_view import SyscallView
 from fluxtui.config import Config
 from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
-from fluxtui.detection.risk import RiskModel, RiskScore
+from fluxtui.detection.risk import NO_MODEL, RiskModel, RiskScore
 from fluxtui.events import (
     Alert,
     CollectorState,
@@ -46,7 +46,6 @@ from fluxtui.pipeline import EventBus, TickContext
 
 log = logging.getLogger(__name__)
 
-NO_ANOMALY_COMPONENT = "no anomaly model ran this tick"
 REARM_FRACTION = 0.8  # a process re-alerts after its score fell below threshold * this
 SYSCALLS = "syscalls"  # the view this component reads
 
@@ -78,7 +77,7 @@ class RiskScorer:
         self._rows: dict[ProcessKey, ProcessRow] = {}  # last tick's rows, to keep exited ones
         self._exited: dict[ProcessKey, tuple[ProcessRow, ProcessExit, float]] = {}
         self._alerts_of: dict[ProcessKey, set[str]] = {}
-        self._anomaly_note = "no anomaly model ran"
+        self._anomaly_note = NO_MODEL
         # Final records wait one tick before they are scored: a network detection on the same
         # process (its connections thread hands them over at the next tick) still counts.
         self._closing: dict[ProcessKey, ProcessLifetime] = {}
@@ -136,7 +135,7 @@ class RiskScorer:
                 seen.update(self._propagate(view.lineage, item.key, item.points, item.reason,
                                             item.technique, item.group or item.reason, now))
         # "" means a model ran; with no anomaly component nothing sets it, and no verdict came.
-        why_none = tick.anomaly_model or ("" if tick.anomalies else NO_ANOMALY_COMPONENT)
+        why_none = tick.anomaly_model or ("" if tick.anomalies else NO_MODEL)
         self._anomaly_note = why_none
         self.model.set_anomalies(tick.anomalies, why_none)
 
