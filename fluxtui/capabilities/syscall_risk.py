@@ -18,15 +18,15 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from fluxtui.capabilities.lineage import ExeVerifier, Lineage
 from fluxtui.capabilities.risk_scorer import REARM_FRACTION, RiskScorer, RiskView
+from fluxtui.capabilities.stdio_watch import STDIO_CHECKS, StdioWatch
 from fluxtui.capabilities.syscall_view import SyscallView
 from fluxtui.collectors.kernel_event import KernelEvent, boot_to_wall
 from fluxtui.collectors.procstat import CLOCK_TICKS, read_start_ticks
-from fluxtui.collectors.stdio_sockets import stdio_sockets
 from fluxtui.collectors.syscalls import CollectorUnavailable, DropCounts, SyscallCollector
 from fluxtui.config import Config
 from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
@@ -49,14 +49,14 @@ from fluxtui.events import (
 )
 from fluxtui.pipeline import EventBus, TickContext
 
-__all__ = ["REARM_FRACTION", "RiskScorer", "RiskView", "SyscallCapture", "SyscallView"]
+__all__ = ["REARM_FRACTION", "STDIO_CHECKS", "RiskScorer", "RiskView", "SyscallCapture",
+           "SyscallView"]
 
 log = logging.getLogger(__name__)
 
 RECENT_EVENTS = 50  # per process, for the detail view
-STDIO_CHECKS = 5  # ticks a new shell's standard streams are checked for a TCP connection
-MAX_STDIO_WATCH = 512  # shells checked at most per tick
 MISSING_TICKS = 3  # a process gone from /proc without an exit event is closed after this many
+FINISHED_KEPT = 65536  # processes already closed, remembered so late counts do not re-open them
 
 
 def _sorted_counts(named: dict[str, int]) -> tuple[tuple[str, int], ...]:
@@ -105,9 +105,11 @@ class SyscallCapture:
         self.filter = RuleFilter(rules)
         self._shell_parents = frozenset(rules.shell_parents)
         self._sandboxes = frozenset(rules.sandboxes)
-        self._stdio_watch: dict[ProcessKey, tuple[int, str, str]] = {}  # -> checks, name, exe
+        self._stdio = StdioWatch(proc)
         self._rate = 0.0
         self._dropped = DropCounts()
+        self._finished: OrderedDict[ProcessKey, None] = OrderedDict()
+        self._late = 0  # syscalls counted after their process's final record
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -156,6 +158,8 @@ class SyscallCapture:
         d = self._dropped
         detail = (f"{self._rate:,.0f} syscalls/s · dropped {d.syscalls_lost} calls, "
                   f"{d.events_lost} events · own pid {self.collector.self_pid} untraced")
+        if self._late:
+            detail += f" · {self._late} calls after a final record"
         if self._warning:
             detail += f" · {self._warning}"
         return CollectorStatus(self.name, self._state, "", detail)
@@ -211,6 +215,11 @@ class SyscallCapture:
         with self._lock:
             self._last = last
             for key, named in counts.items():
+                if key in self._finished:
+                    # Counts of a process already closed: a thread that was still exiting
+                    # when the last one sent the exit event. Counted, not re-opened.
+                    self._late += sum(named.values())
+                    continue
                 totals = self._lives.setdefault(key, _Life()).totals
                 for name, n in named.items():
                     totals[name] = totals.get(name, 0) + n
@@ -262,7 +271,10 @@ class SyscallCapture:
                     rules=tuple(sorted(life.rules)), exit_seen=seen)
         self._alerted = {(k, r) for k, r in self._alerted if k not in done}
         for key in done:
-            self._stdio_watch.pop(key, None)
+            self._stdio.forget(key)
+            self._finished[key] = None
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
         return final
 
     def _handle_events(self, events: list[KernelEvent], tick: TickContext
@@ -270,6 +282,8 @@ class SyscallCapture:
         findings: list[Finding] = []
         exited: list[ProcessKey] = []
         for event in events:
+            if event.key in self._finished:
+                continue
             life = self._lives.setdefault(event.key, _Life())
             life.uid = event.uid
             if event.kind == "exit":
@@ -296,9 +310,8 @@ class SyscallCapture:
         if event.kind == "exec":
             self._containers.refresh(event.key)
             self.lineage.record_exec(event)
-            if any(_base(p) in SHELLS for p in (event.exe, event.filename) if p) and \
-                    len(self._stdio_watch) < MAX_STDIO_WATCH:
-                self._stdio_watch[event.key] = (STDIO_CHECKS, event.name, event.exe)
+            if any(_base(p) in SHELLS for p in (event.exe, event.filename) if p):
+                self._stdio.watch(event.key, event.name, event.exe)
             parent, wrappers = self.lineage.real_parent(event.key)
             parent_exe = self.lineage.exe(parent) if parent is not None else ""
             node = self.lineage.node(parent) if parent is not None else None
@@ -335,30 +348,17 @@ class SyscallCapture:
                        uid=uid, user=_user(uid), args=node.args if node is not None else ())
 
     def _check_stdio(self, tick: TickContext) -> list[Finding]:
-        """Reverse/bind shells: a shell started recently whose stdin, stdout or stderr is an
-        established TCP connection (`bash -i >& /dev/tcp/...` connects after its exec, so each
-        new shell is checked for a few ticks)."""
         found: list[Finding] = []
-        for key, (left, name, exe) in list(self._stdio_watch.items()):
-            if read_start_ticks(key.pid, self._proc) != key.start_ticks:
-                del self._stdio_watch[key]
+        for key, name, exe, sock in self._stdio.check():
+            finding = stdio_socket_finding(key, name, exe, sock.fds, sock.remote, sock.inbound)
+            life = self._lives.get(key)
+            if not self.filter.allows(finding.rule_id, self._subject(
+                    key, life.uid if life is not None else None)):
                 continue
-            sockets = stdio_sockets(key.pid, self._proc)
-            if sockets:
-                del self._stdio_watch[key]
-                s = sockets[0]
-                finding = stdio_socket_finding(key, name, exe, s.fds, s.remote, s.inbound)
-                life = self._lives.get(key)
-                if self.filter.allows(finding.rule_id, self._subject(
-                        key, life.uid if life is not None else None)):
-                    found.append(finding)
-                    if life is not None:
-                        life.rules.add(finding.rule_id)
-                    self._maybe_alert(finding, time.time(), name, tick)
-            elif left <= 1:
-                del self._stdio_watch[key]
-            else:
-                self._stdio_watch[key] = (left - 1, name, exe)
+            found.append(finding)
+            if life is not None:
+                life.rules.add(finding.rule_id)
+            self._maybe_alert(finding, time.time(), name, tick)
         return found
 
     def _maybe_alert(self, finding: Finding, when: float, name: str, tick: TickContext) -> None:
