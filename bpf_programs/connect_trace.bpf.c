@@ -4,9 +4,10 @@
 // The attempt is read in the connecting process's context, when connect() runs: pid, start time
 // and parent are read from the task with offsets from the running kernel's BTF (`config`, set
 // by fluxtui/collectors/connect_trace.py), so a process that exits a microsecond later is still
-// identified. Its executable is walked once per process (an LRU of processes already described)
-// and sent as a separate FX_CONN_PROCESS record. Outcomes happen in softirq context: they carry
-// only the socket's address, which pairs them with their attempt.
+// identified. Its executable is walked once per process and executable (an LRU of those
+// described; after an exec it is described again) and sent as a separate FX_CONN_PROCESS
+// record. Outcomes happen in softirq context: they carry only the socket's address, which pairs
+// them with their attempt.
 // RING_PAGES (ring buffer size, a map size fixed at load) is given with -D by the loader.
 #include <linux/in.h>
 #include <linux/socket.h>
@@ -16,7 +17,7 @@
 BPF_RINGBUF_OUTPUT(events, RING_PAGES);
 BPF_ARRAY(dropped, u64, 1);
 BPF_ARRAY(config, struct fx_config, 1);
-BPF_TABLE("lru_hash", u64, u64, described, 8192);   /* tgid << 32 ^ start -> 1 */
+BPF_TABLE("lru_hash", u64, u64, described, 8192);   /* tgid << 32 ^ start ^ exe file -> 1 */
 BPF_TABLE("lru_hash", u64, u8, pending, 65536);     /* sockets in SYN_SENT we reported */
 
 #include "fluxtui_task.h"
@@ -32,7 +33,9 @@ static __always_inline void count_drop(void)
 static __always_inline void describe_process(struct fx_config *cfg, u64 task, u32 tgid,
                                              u64 start)
 {
-    u64 id = ((u64)tgid << 32) ^ start;
+    /* The executable file's address is part of the key: after an exec the process is
+     * described again. */
+    u64 id = ((u64)tgid << 32) ^ start ^ read_u64(read_u64(task, cfg->task_mm), cfg->mm_exe_file);
     u64 one = 1;
     if (described.lookup(&id))
         return;
