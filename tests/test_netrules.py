@@ -168,3 +168,15 @@ def test_a_process_still_gets_its_own_scan_alert_after_its_users_window_fired() 
     scans = [d.alert for d in found if d.alert.rule_id == "network.port_scan"]
     assert [a.extra.get("aggregated_by") for a in scans] == ["user", None]
     assert scans[1].key == SCANNER and scans[1].extra["distinct_ports"] == 20
+
+
+def test_a_users_many_unrelated_processes_are_not_a_burst() -> None:
+    """Everything root runs on a busy host: many destinations, many processes and parents."""
+    rules = NetRules(replace(CFG, portscan_hosts=1000, portscan_ports=1000))
+    found = []
+    for i in range(300):
+        key = ProcessKey(40000 + i, i)
+        found += rules.connection(Observation(1.0 + i * 0.01, key, key.pid, "job", "tcp",
+                                              f"10.0.{i // 200}.{i % 200}", 1000 + i, uid=0,
+                                              ppid=50000 + i))
+    assert found == []

@@ -503,3 +503,28 @@ def test_risk_inputs_carry_their_technique_and_a_group_counts_once(tmp_path: Pat
     score = scorer.explain(server.key)
     assert score is not None and score.event_points == 55  # the listeners count once
     assert tick.alerts[0].technique_id == "T1046"  # the largest tagged contribution
+
+
+def test_wrappers_are_passed_through_without_blame(tmp_path: Path) -> None:
+    script, timeout, tool = ProcessKey(20, 1), ProcessKey(21, 2), ProcessKey(22, 3)
+    lineage = _lineage(tmp_path, {}, {"/usr/bin/timeout"}, {
+        script: (None, "/tmp/run.sh"), timeout: (script, "/usr/bin/timeout"),
+        tool: (timeout, "/usr/bin/gdb")})
+    lineage.wrappers = frozenset({"/usr/bin/timeout"})
+    assert lineage.ancestors(tool, 3) == [script]
+
+
+def test_a_process_that_crossed_the_threshold_alive_is_not_alerted_again_at_exit(
+        tmp_path: Path) -> None:
+    scorer = _scorer(tmp_path)
+    proc = row(300, "gdb")
+    alive = _tick(0, [proc], {SyscallCapture.name: _view()})
+    alive.add_risk(proc.key, 60, "PTRACE_ATTACH of pid 9")
+    scorer.on_tick(alive)
+    assert [a.rule_id for a in alive.alerts] == ["risk.threshold"]
+    alerts = []
+    for t, final in ((1, {proc.key: _life(proc.key)}), (2, {}), (3, {})):
+        tick = _tick(t, [], {SyscallCapture.name: _view(final=final)})
+        scorer.on_tick(tick)
+        alerts += tick.alerts
+    assert alerts == []

@@ -179,15 +179,21 @@ class Lineage:
 
     def ancestors(self, key: ProcessKey, depth: int) -> list[ProcessKey]:
         """Up to `depth` ancestors that findings propagate to, nearest first, stopping before
-        the first stop (see `stop_reason`)."""
+        the first stop (see `stop_reason`). Verified wrappers (timeout, sudo, ...) are passed
+        through without blame: they ran the command for someone."""
         out: list[ProcessKey] = []
+        seen = {key}
         current = key
         while len(out) < depth:
             parent = self.parent(current)
-            if parent is None or parent in out or parent == key:
+            if parent is None or parent in seen:
                 break
+            seen.add(parent)
             if self.stop_reason(parent) is not None:
                 break
-            out.append(parent)
             current = parent
+            exe = self.exe(parent)
+            if exe in self.wrappers and self.verified(exe):
+                continue
+            out.append(parent)
         return out

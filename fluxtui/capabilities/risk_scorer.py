@@ -155,7 +155,7 @@ class RiskScorer:
         for key, life in final.items():
             self._close(tick, key, life, now, threshold)
         self.model.retain((seen | set(self._closing)) - set(final))
-        self._above &= set(tick.processes) | set(final)
+        self._above &= set(tick.processes) | set(self._closing)
         self._containers.retain(set(tick.processes))
         self._rows = {**{k: r for k, r in self._rows.items() if k in self._closing},
                       **tick.processes}

@@ -132,6 +132,14 @@ class NetRules:
         return self._check(obs, windows, (("port_scan", self._port_scan),
                                           ("burst", self._burst))) + self._beacon(obs, owner)
 
+    @staticmethod
+    def _burst_windows(windows: list[tuple[tuple[object, ...], _Window]]
+                       ) -> list[tuple[tuple[object, ...], _Window]]:
+        """A burst is judged per process and per parent, not per user: everything one user
+        (root above all) runs on a busy host adds up to many destinations without being one
+        actor's flood."""
+        return [(ident, w) for ident, w in windows if ident[0] != "uid"]
+
     def outcome(self, obs: Observation, established: bool) -> list[Detection]:
         """The outcome of an attempt already passed to `connection` (`obs` is that attempt,
         its timestamp the outcome's): failures count toward a burst."""
@@ -152,15 +160,16 @@ class NetRules:
                checks: tuple[tuple[str, object], ...]) -> list[Detection]:
         found: list[Detection] = []
         for rule, check in checks:
+            candidates = self._burst_windows(windows) if rule == "burst" else windows
             # One alert per rule and observation, from the narrowest window that fires; the
             # wider ones are quiet for as long, so the same activity is not reported twice. A
             # narrower window that has not fired stays free: when a user's window fires first
             # (other processes of the user added to it), the process still gets its own alert.
-            for index, (ident, window) in enumerate(windows):
+            for index, (ident, window) in enumerate(candidates):
                 detection = check(obs, ident, window)  # type: ignore[operator]
                 if detection is not None:
                     until = window.quiet_until[rule]
-                    for _, other in windows[index:]:
+                    for _, other in candidates[index:]:
                         other.quiet_until[rule] = max(other.quiet_until.get(rule, 0.0), until)
                     found.append(detection)
                     break
