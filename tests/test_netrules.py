@@ -141,6 +141,22 @@ def test_scan_spread_over_processes_alerts_by_parent_when_uid_unknown() -> None:
     scan = next(d for d in found if d.alert.rule_id == "network.port_scan")
     assert scan.alert.extra["aggregated_by"] == "parent"
     assert scan.alert.extra["parent_pid"] == 4321
+    assert scan.alert.key == ProcessKey(20019, 20)  # the parent's identity is not known here
+
+
+def test_a_parents_window_blames_the_parent_when_the_kernel_named_it() -> None:
+    """`for p in ...; do nc -z host $p; done`: the loop's shell started every scanner; with
+    its start time (read in the kernel at connect) the alert and its risk go to it."""
+    rules = NetRules(CFG)
+    found = []
+    for i in range(40):
+        key = ProcessKey(21000 + i, 1 + i)
+        found += rules.connection(Observation(5.0 + i * 0.001, key, key.pid, "nc", "tcp",
+                                              "10.0.0.1", 1 + i, ppid=4321,
+                                              parent_start_ticks=99))
+    scan = next(d for d in found if d.alert.rule_id == "network.port_scan")
+    assert scan.alert.key == ProcessKey(4321, 99)
+    assert scan.alert.process_name == "parent (pid 4321) of nc"
 
 
 def test_one_process_scan_alerts_once_not_again_per_user() -> None:

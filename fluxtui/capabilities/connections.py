@@ -424,7 +424,8 @@ class ConnectionsComponent:
                 continue
             key = None if a.start_ticks is None else ProcessKey(a.pid, a.start_ticks)
             obs = Observation(a.timestamp, key, a.pid, a.comm, "tcp", canonical_ip(a.remote_addr),
-                              a.remote_port, uid=a.uid, ppid=a.ppid, exe=a.exe)
+                              a.remote_port, uid=a.uid, ppid=a.ppid, exe=a.exe,
+                              parent_start_ticks=a.parent_start_ticks)
             if a.sock:
                 if len(self._open_attempts) >= MAX_OPEN_ATTEMPTS:
                     self._open_attempts.pop(next(iter(self._open_attempts)))

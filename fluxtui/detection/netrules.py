@@ -54,6 +54,7 @@ class Observation(NamedTuple):
     uid: int | None = None  # None: not known (close notification)
     ppid: int | None = None  # parent pid, None when not known
     exe: str = ""  # the executable, read in the kernel at connect time ("" when not known)
+    parent_start_ticks: int | None = None  # with ppid, the parent's identity (kernel-read)
 
 
 class Detection(NamedTuple):
@@ -218,7 +219,8 @@ class NetRules:
         by, extra = _aggregate(obs, ident, len(window.processes), extra)
         reason = f"{obs.proto} connections to {target} within {cfg.portscan_window:g} s{by}"
         return self._detection(obs, "network.port_scan", "Port scan", Severity.HIGH, "T1046",
-                               "Network Service Discovery", reason, extra, cfg.portscan_risk)
+                               "Network Service Discovery", reason, extra, cfg.portscan_risk,
+                               ident)
 
     def _burst(self, obs: Observation, ident: tuple[object, ...], window: _Window
                ) -> Detection | None:
@@ -239,7 +241,7 @@ class NetRules:
         reason = f"{what} within {cfg.burst_window:g} s{by}"
         return self._detection(obs, "network.connection_burst", "Connection burst",
                                Severity.MEDIUM, "T1499", "Endpoint Denial of Service", reason,
-                               extra, cfg.burst_risk)
+                               extra, cfg.burst_risk, ident)
 
     def _beacon(self, obs: Observation, owner: tuple[object, ...]) -> list[Detection]:
         cfg = self.config
@@ -314,15 +316,22 @@ class NetRules:
 
     def _detection(self, obs: Observation, rule_id: str, title: str, severity: Severity,
                    technique_id: str, technique_name: str, reason: str,
-                   extra: dict[str, object], points: float) -> Detection:
+                   extra: dict[str, object], points: float,
+                   ident: tuple[object, ...] = ()) -> Detection:
+        """The alert is on the process, except for a parent's window when the parent is known
+        (from the kernel): the parent started the processes that did it, and takes the risk."""
         extra = {**extra, "pid": obs.pid}
         if obs.key is not None:
             extra["start_ticks"] = obs.key.start_ticks
         if obs.exe:
             extra["executable"] = obs.exe
+        key, name = obs.key, obs.name
+        if ident[:1] == ("ppid",) and obs.ppid and obs.parent_start_ticks is not None:
+            key = ProcessKey(obs.ppid, obs.parent_start_ticks)
+            name = f"parent (pid {obs.ppid}) of {obs.name}"
         alert = Alert(timestamp=obs.timestamp, rule_id=rule_id, title=title, severity=severity,
-                      technique_id=technique_id, technique_name=technique_name, key=obs.key,
-                      process_name=obs.name, reasons=(reason,), extra=extra)
+                      technique_id=technique_id, technique_name=technique_name, key=key,
+                      process_name=name, reasons=(reason,), extra=extra)
         return Detection(alert, points)
 
 
