@@ -136,11 +136,13 @@ class SyscallCapture:
                                  + ", ".join(unknown))
                 log.warning("%s", self._warning)
         # Verify the executables the rules trust before the first exec needs them (a package
-        # database query each, cached).
+        # database query each, cached), on a thread of its own: the other components' start
+        # does not wait for it.
         rules = self.config.rules
-        for path in {*rules.shell_parents, *rules.wrappers, *rules.sandboxes}:
-            if os.path.exists(path):
-                self.verifier.verified(path)
+        paths = sorted(p for p in {*rules.shell_parents, *rules.wrappers, *rules.sandboxes}
+                       if os.path.exists(p))
+        threading.Thread(target=lambda: [self.verifier.verified(p) for p in paths],
+                         name="fluxtui-verify", daemon=True).start()
 
     def _unavailable(self, reason: str) -> None:
         self._state = CollectorState.UNAVAILABLE
