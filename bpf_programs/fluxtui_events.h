@@ -55,6 +55,8 @@
 #define FX_EXEC_PATH_TRUNCATED 4 /* the executable's path needs more than FX_PATH_PARTS steps */
 #define FX_EXEC_NAME_TRUNCATED 8 /* a name of the path is longer than FX_PART_LEN - 1 bytes
                                    (bit i of cut_parts says which step) */
+#define FX_EXEC_ANON_FILE 16    /* the file has no place in a directory tree: its dentry is its
+                                   own parent (memfd and other anonymous files), whatever its name */
 
 /* Run-time configuration, one element of the `config` array, written by user space. Offsets of
  * kernel structure members come from the running kernel's BTF, not from the headers BCC
@@ -130,6 +132,49 @@ struct fx_exec_event {
     char filename[FX_FILENAME_LEN];         /* as passed to exec */
     char argv[FX_MAX_ARGS][FX_ARG_LEN];
     char exe[FX_PATH_PARTS][FX_PART_LEN];   /* resolved from the executable file's dentries */
+    /* The parent (real_parent) when the exec succeeded, read in the kernel: its process start
+     * time and its executable, so the parent is known even after it exited or exec'd again. */
+    __u64 parent_start_ticks;
+    __u32 parent_exe_parts;
+    __u32 parent_cut_parts;
+    __u32 parent_flags;         /* FX_EXEC_* flags of the parent's path */
+    __u32 pad;
+    char parent_exe[FX_PATH_PARTS][FX_PART_LEN];
+};
+
+/* connect_trace.bpf.c: TCP connect attempts with the process that made them, read in the kernel
+ * when connect() runs, and their outcomes. The executable of a process is sent once (an
+ * FX_CONN_PROCESS record) the first time it connects, not with every attempt. */
+#define FX_CONN_ATTEMPT 1       /* struct fx_connect_event: CLOSE -> SYN_SENT, in the process */
+#define FX_CONN_ESTABLISHED 2   /* struct fx_connect_event, only kind/ts_ns/sk set */
+#define FX_CONN_FAILED 3        /* SYN_SENT -> CLOSE: refused, timed out or abandoned */
+#define FX_CONN_PROCESS 4       /* struct fx_connect_process */
+
+struct fx_connect_event {
+    __u32 kind;                 /* FX_CONN_* */
+    __u32 tgid;
+    __u64 ts_ns;                /* bpf_ktime_get_boot_ns() */
+    __u64 sk;                   /* the socket's address: pairs an attempt with its outcome */
+    __u64 start_ticks;
+    __u64 parent_start_ticks;
+    __u32 tid;
+    __u32 ppid;
+    __u32 uid;
+    __u16 family;
+    __u16 dport;
+    __u8 daddr[16];
+    char comm[FX_COMM_LEN];
+};
+
+struct fx_connect_process {
+    __u32 kind;                 /* FX_CONN_PROCESS */
+    __u32 tgid;
+    __u64 start_ticks;
+    __u32 exe_parts;
+    __u32 cut_parts;
+    __u32 exe_flags;
+    __u32 pad;
+    char exe[FX_PATH_PARTS][FX_PART_LEN];
 };
 
 #endif

@@ -70,26 +70,12 @@ static __always_inline void count_drop(u32 slot, u64 n)
         *v += n;                /* per-CPU slot: no other writer */
 }
 
-static __always_inline u64 read_u64(u64 base, u32 off)
-{
-    u64 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), (void *)(base + off));
-    return v;
-}
-
-static __always_inline u32 read_u32(u64 base, u32 off)
-{
-    u32 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), (void *)(base + off));
-    return v;
-}
+#include "fluxtui_task.h"
 
 /* Start time of the current process in clock ticks, as in field 22 of /proc/PID/stat. */
 static __always_inline u64 process_start_ticks(struct fx_config *cfg)
 {
-    u64 leader = read_u64(bpf_get_current_task(), cfg->task_group_leader);
-    u64 boot_ns = read_u64(leader, cfg->task_start_boottime);
-    return boot_ns / cfg->ns_per_tick;     /* callers checked ns_per_tick != 0 */
+    return task_start_ticks(cfg, bpf_get_current_task());
 }
 
 static __always_inline void fill_header(struct fx_header *h, u32 kind, s32 nr, u64 start_ticks)
@@ -324,47 +310,6 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     return 0;
 }
 
-/* Resolve the executable's path from its dentries, crossing mount points, leaf first. Step i
- * writes exe[i]: a name, or "" when the step crossed a mount point; ev->exe_parts is the number
- * of steps taken. Indexing by the step (not by a count of names) keeps the verifier's work
- * linear in FX_PATH_PARTS. */
-static __always_inline void exe_path(struct fx_exec_event *ev, struct fx_config *cfg, u64 path)
-{
-    u64 dentry = read_u64(path, cfg->path_dentry);
-    u64 vfsmnt = read_u64(path, cfg->path_mnt);
-    u64 mnt = vfsmnt - cfg->mount_mnt;
-    ev->exe_parts = 0;
-    ev->cut_parts = 0;
-    if (!dentry || !vfsmnt)
-        return;
-    for (int i = 0; i < FX_PATH_PARTS; i++) {
-        u64 root = read_u64(vfsmnt, cfg->vfsmount_mnt_root);
-        u64 parent = read_u64(dentry, cfg->dentry_d_parent);
-        if (dentry == root) {
-            u64 mnt_parent = read_u64(mnt, cfg->mount_mnt_parent);
-            if (mnt_parent == mnt)
-                return;         /* the root of the namespace, or of an internal mount */
-            ev->exe[i][0] = 0;
-            dentry = read_u64(mnt, cfg->mount_mnt_mountpoint);
-            mnt = mnt_parent;
-            vfsmnt = mnt + cfg->mount_mnt;
-            ev->exe_parts = i + 1;
-            continue;
-        }
-        u64 name = read_u64(dentry, cfg->dentry_d_name + cfg->qstr_name);
-        bpf_probe_read_kernel_str(ev->exe[i], FX_PART_LEN, (void *)name);
-        if (read_u32(dentry, cfg->dentry_d_name + cfg->qstr_len) >= FX_PART_LEN) {
-            ev->flags |= FX_EXEC_NAME_TRUNCATED;
-            ev->cut_parts |= 1u << i;
-        }
-        ev->exe_parts = i + 1;
-        if (dentry == parent)
-            return;             /* a pseudo file's own root: memfd, or a disconnected dentry */
-        dentry = parent;
-    }
-    ev->flags |= FX_EXEC_PATH_TRUNCATED;
-}
-
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 zero = 0;
@@ -406,11 +351,11 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     ev->ppid = read_u32(parent, cfg->task_tgid);
     bpf_probe_read_kernel_str(ev->parent_comm, FX_COMM_LEN, (void *)(parent + cfg->task_comm));
     ev->euid = read_u32(read_u64(task, cfg->task_cred), cfg->cred_euid);
-    u64 exe_file = read_u64(read_u64(task, cfg->task_mm), cfg->mm_exe_file);
-    if (exe_file)
-        exe_path(ev, cfg, exe_file + cfg->file_f_path);
-    else
-        ev->exe_parts = 0;
+    ev->flags |= task_exe(ev->exe, &ev->exe_parts, &ev->cut_parts, cfg, task);
+    ev->parent_start_ticks = task_start_ticks(cfg, parent);
+    ev->parent_flags = task_exe(ev->parent_exe, &ev->parent_exe_parts, &ev->parent_cut_parts,
+                                cfg, parent);
+    ev->pad = 0;
     events.ringbuf_submit(ev, 0);
     return 0;
 }

@@ -18,6 +18,6 @@ def build_components(config: Config, privileged: bool, interactive: bool) -> lis
     components: list[Component] = [SyscallCapture(config)]
     components.append(GuardComponent(config.guard, interactive=interactive))
     if config.network.enabled:
-        components.append(ConnectionsComponent(config.network))
+        components.append(ConnectionsComponent(config.network, rules=config.rules))
     components.append(RiskScorer(config))  # last: folds every producer's risk inputs
     return components

@@ -72,6 +72,65 @@ class RiskConfig:
     default_risk_score: float = field(default=0.0, metadata=_range(0, 100))
     base_risk_scores: dict[str, float] = field(
         default_factory=lambda: dict(DEFAULT_BASE_RISK_SCORES), metadata=_range(0, 100))
+    exited_retention_s: float = field(default=30.0, metadata=_range(0, 3600))
+    propagation_factor: float = field(default=0.5, metadata=_range(0, 1))
+    propagation_depth: int = field(default=3, metadata=_range(0, 16))
+
+
+@dataclass(frozen=True)
+class RuleException:
+    """A case a detection rule ignores. Every field given must match (globs; empty = any):
+    `rule` a rule id ("syscalls.shell_spawn", "network.port_scan", or "*"), `executable` and
+    `parent` full executable paths, `user` a user name or uid, `args` the arguments joined by
+    spaces (argv[1:])."""
+
+    rule: str = "*"
+    executable: str = ""
+    parent: str = ""
+    user: str = ""
+    args: str = ""
+
+
+# Expected to start shells: the shells themselves, terminals and multiplexers, log-in and
+# privilege programs, service managers and schedulers, build tools, version control, package
+# managers (maintainer scripts). Each counts only when verified (package-owned, unmodified).
+DEFAULT_SHELL_PARENTS = (
+    "/usr/bin/bash", "/usr/bin/dash", "/usr/bin/zsh", "/usr/bin/fish", "/usr/bin/ksh93",
+    "/usr/bin/mksh", "/usr/bin/tcsh",
+    "/usr/bin/tmux", "/usr/bin/screen", "/usr/bin/script", "/usr/bin/xterm",
+    "/usr/libexec/gnome-terminal-server", "/usr/bin/konsole", "/usr/bin/kitty",
+    "/usr/bin/login", "/usr/sbin/sshd", "/usr/lib/openssh/sshd-session", "/usr/bin/su",
+    "/usr/sbin/runuser",
+    "/usr/lib/systemd/systemd", "/usr/lib/systemd/systemd-executor", "/usr/sbin/cron",
+    "/usr/sbin/atd",
+    "/usr/bin/make", "/usr/bin/gmake", "/usr/bin/cmake", "/usr/bin/ninja",
+    "/usr/bin/git", "/usr/lib/git-core/git",
+    "/usr/bin/dpkg", "/usr/bin/apt", "/usr/bin/apt-get", "/usr/bin/rpm", "/usr/bin/dnf",
+)
+# Programs that run another program without being its reason: looked through to their parent.
+DEFAULT_WRAPPERS = (
+    "/usr/bin/timeout", "/usr/bin/env", "/usr/bin/sudo", "/usr/bin/nice", "/usr/bin/nohup",
+    "/usr/bin/setsid", "/usr/bin/stdbuf", "/usr/bin/ionice", "/usr/bin/flock",
+    "/usr/bin/time", "/usr/bin/chrt", "/usr/bin/taskset",
+)
+# Sandboxes and service managers that change namespaces as their job.
+DEFAULT_SANDBOXES = (
+    "/usr/bin/bwrap", "/usr/lib/chromium/chromium", "/opt/google/chrome/chrome",
+    "/usr/lib/firefox-esr/firefox-esr", "/usr/lib/firefox/firefox",
+    "/usr/lib/systemd/systemd", "/usr/lib/systemd/systemd-executor",
+    "/usr/lib/systemd/systemd-nspawn", "/usr/bin/flatpak", "/usr/sbin/runc", "/usr/bin/runc",
+    "/usr/bin/crun", "/usr/bin/conmon", "/usr/bin/podman",
+    "/usr/bin/containerd-shim-runc-v2", "/usr/bin/newuidmap", "/usr/bin/newgidmap",
+)
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    disabled: list[str] = field(default_factory=list)
+    exceptions: list[RuleException] = field(default_factory=list)
+    shell_parents: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL_PARENTS))
+    wrappers: list[str] = field(default_factory=lambda: list(DEFAULT_WRAPPERS))
+    sandboxes: list[str] = field(default_factory=lambda: list(DEFAULT_SANDBOXES))
 
 
 @dataclass(frozen=True)
@@ -258,7 +317,8 @@ class NetworkConfig:
     portscan_ports: int = field(default=30, metadata=_range(2, 65535))
     portscan_hosts: int = field(default=30, metadata=_range(2, 1000000))
     portscan_window: float = field(default=10.0, metadata=_range(0.1, 3600))
-    burst_connections: int = field(default=200, metadata=_range(2, 1000000))
+    burst_destinations: int = field(default=50, metadata=_range(2, 1000000))
+    burst_failures: int = field(default=100, metadata=_range(2, 1000000))
     burst_window: float = field(default=5.0, metadata=_range(0.1, 3600))
     beacon_min_hits: int = field(default=6, metadata=_range(3, 10000))
     beacon_max_jitter: float = field(default=0.1, metadata=_range(0, 1))
@@ -278,6 +338,7 @@ class Config:
     risk: RiskConfig = field(default_factory=RiskConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
     source: str = field(default="<defaults>", metadata={"internal": True})
 
 

@@ -9,7 +9,7 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
-from fluxtui.events import IoRate, ProcessRow, Snapshot, SystemMetrics
+from fluxtui.events import IoRate, ProcessExit, ProcessRow, Snapshot, SystemMetrics
 
 
 def iso_time(epoch: float) -> str:
@@ -77,6 +77,7 @@ def process_entry(row: ProcessRow) -> dict[str, Any]:
         "user": {"name": row.user},
         "thread": {"count": row.threads},
         "state": row.state,
+        "end": None if row.exited_at is None else iso_time(row.exited_at),
         "cpu": {"pct": None if row.cpu_percent is None else round(row.cpu_percent, 2)},
         "memory": {"rss_bytes": row.memory_rss},
         "risk": {"score": row.risk, "reasons": list(row.risk_reasons)},
@@ -106,3 +107,49 @@ def with_envelope(doc: dict[str, Any], host: dict[str, Any], now: float) -> dict
     out["host"] = {**host, **out.get("host", {})}
     out.setdefault("ecs", {"version": "8.11.0"})
     return out
+
+
+def process_exit_document(exit_: ProcessExit) -> dict[str, Any]:
+    """One process's final record: ECS process fields (start, end, uptime, exit time), the
+    risk and syscall totals of its whole life under `fluxtui.`."""
+    life = exit_.lifetime
+    process: dict[str, Any] = {
+        "pid": life.key.pid,
+        "name": life.name,
+        "start": iso_time(life.started),
+        "end": iso_time(life.exited),
+        "uptime": int(life.lifetime_s),
+        "args": [life.exe or life.name, *life.args],
+    }
+    if life.exe:
+        process["executable"] = life.exe
+    if life.parent is not None:
+        process["parent"] = {"pid": life.parent.pid}
+    if life.uid is not None:
+        process["user"] = {"id": str(life.uid)}
+    doc: dict[str, Any] = {
+        "@timestamp": iso_time(life.exited),
+        "event": {"kind": "event", "module": "fluxtui", "dataset": "fluxtui.process_exit",
+                  "category": ["process"], "type": ["end"], "action": "process-exited",
+                  "risk_score": exit_.risk},
+        "message": f"{life.name} (pid {life.key.pid}) exited after {life.lifetime_s:.2f} s, "
+                   f"{life.total_syscalls} syscalls, risk {exit_.risk:g}",
+        "process": process,
+        "fluxtui": {"process": {
+            "start_ticks": life.key.start_ticks,
+            "parent_start_ticks": life.parent.start_ticks if life.parent else None,
+            "lifetime_s": round(life.lifetime_s, 3),
+            "exit_seen": life.exit_seen,
+            "syscalls": {"total": life.total_syscalls, "by_name": dict(sorted(
+                life.syscalls.items(), key=lambda kv: (-kv[1], kv[0])))},
+            "events": life.events,
+            "rules": list(life.rules),
+            "risk": {"score": exit_.risk, "reasons": list(exit_.reasons),
+                     "anomaly": exit_.anomaly, "anomaly_reason": exit_.anomaly_reason},
+            "alerts": list(exit_.alerts),
+        }},
+    }
+    if exit_.technique_id:
+        doc["threat"] = {"framework": "MITRE ATT&CK",
+                         "technique": {"id": exit_.technique_id, "name": exit_.technique_name}}
+    return doc

@@ -106,6 +106,7 @@ class ProcessRow:
     net_rx_per_s: float | None = None
     net_tx_per_s: float | None = None
     container: str | None = None
+    exited_at: float | None = None  # wall clock of its exit: an exited process kept for a while
 
     @property
     def pid(self) -> int:
@@ -119,6 +120,50 @@ class RiskInput:
     key: ProcessKey
     points: float
     reason: str
+    technique: tuple[str, str] = ("", "")  # MITRE ATT&CK (id, name) of the finding
+    group: str = ""  # inputs of one group count once, at their largest (default: the reason)
+
+
+@dataclass(frozen=True)
+class ProcessLifetime:
+    """What the kernel reported about one process from its start (or from when fluxtui started)
+    to its exit: syscall totals by name, the high-signal events and the rules they raised."""
+
+    key: ProcessKey
+    name: str
+    exe: str  # "" when no exec was seen and /proc could not tell
+    args: tuple[str, ...]
+    uid: int | None
+    parent: ProcessKey | None
+    started: float  # wall clock, from the kernel's start time of the process
+    exited: float  # wall clock of the exit event ("exit not seen": of the tick that noticed)
+    syscalls: dict[str, int]  # name -> calls over the whole life seen
+    events: int  # high-signal events
+    rules: tuple[str, ...]  # rule ids that fired on it
+    exit_seen: bool = True  # False: gone from /proc without its exit event (ring buffer full)
+
+    @property
+    def lifetime_s(self) -> float:
+        return max(0.0, self.exited - self.started)
+
+    @property
+    def total_syscalls(self) -> int:
+        return sum(self.syscalls.values())
+
+
+@dataclass(frozen=True)
+class ProcessExit:
+    """A process's final record, published on the bus once when it exits: its lifetime and the
+    risk it was scored at over its whole life (the headless stream writes it as one ECS event)."""
+
+    lifetime: ProcessLifetime
+    risk: float
+    reasons: tuple[str, ...]
+    alerts: tuple[str, ...]  # rule ids of the alerts raised on it
+    anomaly: float
+    anomaly_reason: str
+    technique_id: str = ""
+    technique_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from fluxtui.ecs import host_fields, metrics_document, processes_document, with_envelope
+from fluxtui.ecs import (
+    host_fields,
+    metrics_document,
+    process_exit_document,
+    processes_document,
+    with_envelope,
+)
 from fluxtui.engine import Engine
-from fluxtui.events import Snapshot, StreamEvent
+from fluxtui.events import ProcessExit, Snapshot, StreamEvent
 from fluxtui.text import visible
 
 # Events waiting for a slow reader of stdout. Past this many, further events are dropped and
@@ -30,6 +36,8 @@ QUEUE_LIMIT = 10000
 def documents_for(event: object) -> list[dict[str, Any]]:
     if isinstance(event, Snapshot):
         return [metrics_document(event.metrics), processes_document(event)]
+    if isinstance(event, ProcessExit):
+        return [process_exit_document(event)]
     if isinstance(event, StreamEvent):
         return [event.to_ecs()]
     return []

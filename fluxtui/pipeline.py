@@ -75,10 +75,17 @@ class TickContext:
         """Fill ProcessRow columns (risk, syscalls_per_s, connections, ...) for one process."""
         self.annotations.setdefault(key, {}).update(columns)
 
-    def add_risk(self, key: ProcessKey, points: float, reason: str) -> None:
+    def add_risk(self, key: ProcessKey, points: float, reason: str,
+                 technique: tuple[str, str] = ("", ""), group: str = "") -> None:
         """Report risk seen by a non-syscall source (e.g. a port scan); the risk scorer, which
-        runs after the producers, folds it into the process's score with the same decay."""
-        self.risk_inputs.append(RiskInput(key, points, reason))
+        runs after the producers, folds it into the process's score with the same decay.
+        Inputs of one `group` (e.g. a rule id) count once, at their largest."""
+        self.risk_inputs.append(RiskInput(key, points, reason, technique, group))
+
+    def keep_exited(self, row: ProcessRow) -> None:
+        """Show a process that has exited (`row.exited_at` set) in this tick's snapshot; the
+        risk scorer keeps them for `risk.exited_retention_s`."""
+        self.processes.setdefault(row.key, row)
 
     def set_anomaly(self, verdict: AnomalyInput) -> None:
         """The anomaly model's verdict for one process this tick; the risk scorer, which runs

@@ -22,8 +22,9 @@ def error_of(text: str) -> str:
 def test_repo_config_is_valid_and_documents_every_section() -> None:
     config = load_config(REPO / "config.yml")
     assert config.general.refresh_interval == 1.0
+    assert config.rules == Config().rules  # the documented lists are the defaults
     text = (REPO / "config.yml").read_text()
-    for section in ("general", "syscalls", "risk", "guard", "network"):
+    for section in ("general", "syscalls", "risk", "guard", "network", "rules"):
         assert f"\n{section}:" in text
 
 

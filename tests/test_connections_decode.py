@@ -1,5 +1,5 @@
 """The sock_diag decoder on fixed bytes, laid out as linux/inet_diag.h and linux/tcp.h define them,
-the ECS form of connection events, the tracer's process identification on a made-up /proc, and
+the ECS form of connection events, the tracer's records (attempts, outcomes, processes), and
 ConnectionsComponent's diffing, close handling and byte accounting on made-up socket tables. No
 kernel needed."""
 
@@ -18,7 +18,6 @@ from fluxtui.capabilities.connections import (
     ConnectionsComponent,
     SocketRow,
 )
-from fluxtui.collectors.connect_trace import identify
 from fluxtui.collectors.connections import (
     NLMSGHDR,
     SOCK_DIAG_BY_FAMILY,
@@ -30,7 +29,6 @@ from fluxtui.collectors.connections import (
     ipv4_mapped,
     iter_messages,
 )
-from fluxtui.collectors.procstat import CLOCK_TICKS
 from fluxtui.collectors.socket_owners import Owner
 from fluxtui.config import NetworkConfig
 from fluxtui.detection.netrules import NetRules
@@ -176,23 +174,6 @@ def fake_process(proc, pid: int, comm: str, ppid: int, start_ticks: int,
         (d / "task" / str(tid) / "comm").write_text(name + "\n")
 
 
-def test_identify_rejects_a_reused_pid(tmp_path) -> None:
-    tick_ns = 1_000_000_000 // CLOCK_TICKS
-    event_ns = 5000 * tick_ns + 3
-    fake_process(tmp_path, 100, "nc", 7, 5000)  # started in the event's clock tick
-    fake_process(tmp_path, 101, "curl", 7, 5001)  # started after the event: pid reused
-    fake_process(tmp_path, 102, "bash", 7, 10)  # same start as before, other program
-    fake_process(tmp_path, 103, "python3", 9, 10, threads={104: "worker thread"})
-    stat = identify(100, 100, "nc", event_ns, str(tmp_path))
-    assert stat is not None and (stat.start_ticks, stat.ppid) == (5000, 7)
-    assert identify(101, 101, "curl", event_ns, str(tmp_path)) is None
-    assert identify(102, 102, "nc", event_ns, str(tmp_path)) is None
-    assert identify(105, 105, "nc", event_ns, str(tmp_path)) is None  # gone
-    named = identify(103, 104, "worker thread", event_ns, str(tmp_path))
-    assert named is not None and named.start_ticks == 10
-    assert identify(103, 104, "other", event_ns, str(tmp_path)) is None
-
-
 A = Owner(100, 11, "server")
 B = Owner(200, 22, "client")
 C = Owner(300, 33, "udpd")
@@ -255,7 +236,8 @@ def test_component_diff_close_and_bytes_on_made_up_tables() -> None:
         (sock(3, "tcp", "LISTEN", 9090), (B,)),
         (sock(4, "tcp", "ESTAB", 50000, 443, sent=10, received=20), (B,)),
         (sock(5, "udp", "UNCONN", 40000), (B,)),
-        (sock(6, "udp", "UNCONN", 45000), (C,)),
+        (sock(6, "udp", "UNCONN", 5353), (C,)),
+        (sock(8, "udp", "UNCONN", 45000), (C,)),
     ])
     assert bus.take() == [("listening", 3, "query", False), ("opened", 4, "query", False)]
     assert moved == {A.key: [50, 60], B.key: [10, 20]}
@@ -266,19 +248,22 @@ def test_component_diff_close_and_bytes_on_made_up_tables() -> None:
         (listen_a, (A,)),
         (sock(3, "tcp", "LISTEN", 9090), (B,)),
         (sock(4, "tcp", "ESTAB", 50000, 443, sent=10, received=20), (B,)),
-        (sock(6, "udp", "UNCONN", 45000), (C,)),
+        (sock(6, "udp", "UNCONN", 5353), (C,)),
+        (sock(8, "udp", "UNCONN", 45000), (C,)),
     ])
     assert bus.take() == [("closed", 2, "query", False)]
     assert moved == {}
-    # 4. The UDP socket on an ephemeral port is still there, unconnected: a listener, alerted.
+    # 4. The UDP socket on port 5353 is still there, unconnected: a listener, alerted; the one
+    # on an ephemeral port (bound to port 0 by a client) never is.
     listing(comp, 103.0, [
         (listen_a, (A,)),
         (sock(3, "tcp", "LISTEN", 9090), (B,)),
         (sock(4, "tcp", "ESTAB", 50000, 443, sent=10, received=20), (B,)),
-        (sock(6, "udp", "UNCONN", 45000), (C,)),
+        (sock(6, "udp", "UNCONN", 5353), (C,)),
+        (sock(8, "udp", "UNCONN", 45000), (C,)),
     ])
     assert bus.take() == [("listening", 6, "query", False)]
-    assert alerts(comp) == [("network.new_listener", 45000)]
+    assert alerts(comp) == [("network.new_listener", 5353)]
     # 5. The kernel reports connection 4 closed with its final counters: one "closed", the
     # bytes since the last listing go to its owner. Reported again, or missing from the next
     # listing: nothing more.
@@ -292,7 +277,8 @@ def test_component_diff_close_and_bytes_on_made_up_tables() -> None:
     listing(comp, 104.0, [
         (listen_a, (A,)),
         (sock(3, "tcp", "LISTEN", 9090), (B,)),
-        (sock(6, "udp", "UNCONN", 45000), (C,)),
+        (sock(6, "udp", "UNCONN", 5353), (C,)),
+        (sock(8, "udp", "UNCONN", 45000), (C,)),
     ])
     events = list(bus.events)
     assert bus.take() == [("closed", 7, "close-notification", True)]
@@ -333,3 +319,86 @@ def test_pending_detections_are_bounded_and_drops_counted() -> None:
     status = comp.status()
     assert status.state is CollectorState.RUNNING
     assert "detections dropped 5" in status.detail
+
+
+def test_tracer_records_decode_to_attempts_outcomes_and_executables() -> None:
+    """Attempt and process records as connect_trace.bpf.c writes them: the executable follows
+    the attempt and is joined at drain time; an outcome pairs by the socket's address."""
+    import ctypes
+
+    from fluxtui.collectors import bpf_structs as bs
+    from fluxtui.collectors.connect_trace import ConnectAttempt, ConnectOutcome, ConnectTracer
+
+    tracer = object.__new__(ConnectTracer)
+    tracer._pending = []
+    tracer._exes = __import__("collections").OrderedDict()
+    tracer._epoch_offset = 1_000.0
+
+    class _Bpf:
+        def ring_buffer_consume(self) -> None:
+            pass
+
+    tracer._bpf = _Bpf()
+
+    def feed(record: ctypes.Structure) -> None:
+        raw = ctypes.create_string_buffer(bytes(record), ctypes.sizeof(record))
+        tracer._on_event(None, ctypes.addressof(raw), ctypes.sizeof(record))
+
+    attempt = bs.ConnectEventC(kind=bs.FX_CONN_ATTEMPT, tgid=4242, ts_ns=2_000_000_000,
+                               sk=0xFFFF8880DEAD0000, start_ticks=777, parent_start_ticks=70,
+                               tid=4243, ppid=4000, uid=1000, family=socket.AF_INET,
+                               dport=4444, comm=b"python3")
+    attempt.daddr[:4] = list(socket.inet_aton("127.0.0.1"))
+    proc = bs.ConnectProcessC(kind=bs.FX_CONN_PROCESS, tgid=4242, start_ticks=777, exe_parts=3)
+    for i, part in enumerate((b"python3.11", b"bin", b"usr")):
+        proc.exe[i].value = part
+    outcome = bs.ConnectEventC(kind=bs.FX_CONN_FAILED, ts_ns=2_100_000_000,
+                               sk=0xFFFF8880DEAD0000)
+    for record in (attempt, proc, outcome):
+        feed(record)
+    got = tracer.drain()
+    assert got == [
+        ConnectAttempt(timestamp=1002.0, pid=4242, start_ticks=777, ppid=4000, uid=1000,
+                       comm="python3", family=4, remote_addr="127.0.0.1", remote_port=4444,
+                       exe="/usr/bin/python3.11", parent_start_ticks=70,
+                       sock=0xFFFF8880DEAD0000),
+        ConnectOutcome(timestamp=1002.1, sock=0xFFFF8880DEAD0000, established=False)]
+
+
+def _fake_stdio(proc, pid: int, fds: dict[int, str], tcp: list[str], tcp6: list[str] = ()
+                ) -> None:
+    d = proc / str(pid)
+    (d / "fd").mkdir(parents=True)
+    (d / "net").mkdir()
+    for fd, target in fds.items():
+        os.symlink(target, d / "fd" / str(fd))
+    header = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
+              "  timeout inode\n")
+    (d / "net" / "tcp").write_text(header + "".join(line + "\n" for line in tcp))
+    (d / "net" / "tcp6").write_text(header + "".join(line + "\n" for line in tcp6))
+
+
+def _tcp_line(local: str, remote: str, state: str, inode: int) -> str:
+    return (f"   0: {local} {remote} {state} 00000000:00000000 00:00000000 00000000     0"
+            f"        0 {inode}")
+
+
+def test_stdio_sockets_tell_outbound_from_inbound(tmp_path) -> None:
+    from fluxtui.collectors.stdio_sockets import StdioSocket, stdio_sockets
+
+    listen = _tcp_line("0100007F:115C", "00000000:0000", "0A", 10)  # 127.0.0.1:4444 LISTEN
+    out = _tcp_line("0100007F:D431", "0100007F:1F90", "01", 11)  # :54321 -> 127.0.0.1:8080
+    inbound = _tcp_line("0100007F:115C", "0100007F:C350", "01", 12)  # :4444 <- :50000
+    _fake_stdio(tmp_path, 1, {0: "socket:[11]", 1: "socket:[11]", 2: "/dev/pts/0"},
+                [listen, out, inbound])
+    _fake_stdio(tmp_path, 2, {0: "socket:[12]", 1: "socket:[12]"}, [listen, out, inbound])
+    _fake_stdio(tmp_path, 3, {0: "pipe:[5]", 1: "/dev/null"}, [listen, out])
+    v6 = _tcp_line("0000000000000000FFFF00000100007F:D431",
+                   "0000000000000000FFFF00000200A8C0:01BB", "01", 13)
+    _fake_stdio(tmp_path, 4, {1: "socket:[13]"}, [], [v6])
+    proc = str(tmp_path)
+    assert stdio_sockets(1, proc) == [StdioSocket((0, 1), "127.0.0.1:8080", False)]
+    assert stdio_sockets(2, proc) == [StdioSocket((0, 1), "127.0.0.1:50000", True)]
+    assert stdio_sockets(3, proc) == []
+    assert stdio_sockets(4, proc) == [StdioSocket((1,), "192.168.0.2:443", False)]
+    assert stdio_sockets(5, proc) == []  # gone

@@ -159,7 +159,8 @@ def test_loopback_port_scan_alerts_for_the_scanning_pid(harness: Harness) -> Non
         def scan_alert() -> Alert | None:
             return next((e for e in harness.events if isinstance(e, Alert)
                          and e.rule_id == "network.port_scan"
-                         and e.extra.get("pid") == scanner.pid), None)
+                         and e.extra.get("pid") == scanner.pid
+                         and "aggregated_by" not in e.extra), None)
 
         alert = harness.wait_for(scan_alert)
         assert alert is not None, [getattr(e, "rule_id", e) for e in harness.events][-20:]
@@ -196,3 +197,94 @@ def test_scan_from_one_process_per_port_alerts_for_the_user(harness: Harness) ->
     assert set(alert.extra["ports"]) & set(range(first, first + count))
     if alert.extra["aggregated_by"] == "user":
         assert alert.extra["uid"] == os.getuid()
+
+
+QUICK_SCANNER = r"""
+import socket, sys
+first = int(sys.argv[1])
+for port in range(first, first + int(sys.argv[2])):
+    s = socket.socket()
+    s.connect_ex(("127.0.0.1", port))
+    s.close()
+"""
+
+
+def test_a_scanner_that_exited_is_named_from_kernel_data_and_scored_on_its_life() -> None:
+    """The scanner is gone before any tick: the alert still has its process (pid, start time
+    and executable read in the kernel at connect time), and its final record carries the scan
+    with its technique."""
+    require_bcc()
+    from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
+    from fluxtui.events import ProcessExit
+
+    network = NetworkConfig(poll_interval=0.1)
+    config = Config(network=network)
+    component = ConnectionsComponent(network)
+    engine = Engine(config, [SyscallCapture(config), component, RiskScorer(config)])
+    published: list[object] = []
+    engine.bus.subscribe(published.append)
+    engine.start_sync()
+    try:
+        assert component.ready.wait(60)
+        require(component.tracing, "connect tracer did not start")
+        first = free_port_range(SCAN_PORTS)
+        scanner = subprocess.run([sys.executable, "-c", QUICK_SCANNER, str(first),
+                                  str(SCAN_PORTS)], timeout=60)
+        assert scanner.returncode == 0
+        pid = scanner.args and None  # the pid comes from the alert: the process is gone
+
+        def done() -> tuple[Alert, ProcessExit] | None:
+            alert = next((e for e in published if isinstance(e, Alert)
+                          and e.rule_id == "network.port_scan"
+                          and e.extra.get("executable") == os.path.realpath(sys.executable)),
+                         None)
+            if alert is None or alert.key is None:
+                return None
+            exit_ = next((e for e in published if isinstance(e, ProcessExit)
+                          and e.lifetime.key == alert.key), None)
+            return (alert, exit_) if exit_ is not None else None
+
+        found = None
+        for _ in range(100):
+            engine.tick()
+            found = done()
+            if found:
+                break
+            time.sleep(0.1)
+        assert found is not None, [getattr(e, "rule_id", type(e).__name__)
+                                   for e in published][-20:]
+        alert, exit_ = found
+        assert pid is None and alert.extra["pid"] == alert.key.pid
+        assert alert.technique_id == "T1046"
+        assert any("ports of 127.0.0.1" in r for r in exit_.reasons)
+        assert exit_.technique_id == "T1046" and exit_.risk >= network.portscan_risk
+    finally:
+        engine.stop()
+
+
+def test_many_successful_connections_to_one_local_service_are_not_a_burst(
+        harness: Harness) -> None:
+    require_bcc()
+    require(harness.component.tracing, "connect tracer did not start")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(512)
+    port = server.getsockname()[1]
+    client = (f"import socket\nfor _ in range(300):\n"
+              f"    s = socket.create_connection(('127.0.0.1', {port}))\n    s.close()\n")
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", client])
+        accepted = 0
+        server.settimeout(30)
+        while accepted < 300:
+            conn, _ = server.accept()
+            conn.close()
+            accepted += 1
+        assert proc.wait(timeout=30) == 0
+        for _ in range(10):
+            harness.engine.tick()
+            time.sleep(0.1)
+        assert not [e for e in harness.events if isinstance(e, Alert)
+                    and e.rule_id == "network.connection_burst"]
+    finally:
+        server.close()

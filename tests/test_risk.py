@@ -8,14 +8,25 @@ from pathlib import Path
 
 import pytest
 
+from fluxtui.capabilities.lineage import Lineage, Node
 from fluxtui.capabilities.syscall_risk import RiskScorer, RiskView, SyscallCapture, SyscallView
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.collectors.syscalls import DropCounts
 from fluxtui.config import Config, RiskConfig
-from fluxtui.detection.risk import NO_MODEL, RiskModel
+from fluxtui.detection.risk import NO_MODEL, NO_VERDICT, RiskModel
 from fluxtui.detection.rules import Finding
 from fluxtui.engine import Engine
-from fluxtui.events import CollectorState, CollectorStatus, ProcessKey, ProcessRow, Severity
+from fluxtui.events import (
+    AnomalyInput,
+    CollectorState,
+    CollectorStatus,
+    ProcessExit,
+    ProcessKey,
+    ProcessLifetime,
+    ProcessRow,
+    Severity,
+)
+from fluxtui.headless import documents_for
 from fluxtui.pipeline import EventBus, TickContext
 from tests.fakes import metrics, row
 
@@ -327,3 +338,193 @@ def test_ring_buffer_pages_must_be_a_power_of_two() -> None:
     capture.start(EventBus())
     status = capture.status()
     assert status.state is CollectorState.UNAVAILABLE and "power of two" in status.reason
+
+
+# --- whole lives, propagation, anomaly ---------------------------------------------------------
+
+
+def _life(key: ProcessKey, parent: ProcessKey | None = None, exited: float = 10.0,
+          syscalls: dict[str, int] | None = None) -> ProcessLifetime:
+    return ProcessLifetime(key=key, name="payload", exe="/tmp/payload", args=("-x",), uid=1000,
+                           parent=parent, started=exited - 0.2, exited=exited,
+                           syscalls=syscalls or {"execve": 1, "getppid": 5},
+                           events=1, rules=("syscalls.exec_tmp",))
+
+
+def _view(findings: tuple[Finding, ...] = (), final: dict | None = None,
+          counts: dict | None = None, lineage: Lineage | None = None) -> SyscallView:
+    return SyscallView(1.0, counts or {}, {}, findings, tuple(final or {}), 0, 0, DropCounts(),
+                       DropCounts(), final=final or {}, lineage=lineage)
+
+
+def test_a_process_that_lived_between_two_ticks_is_scored_published_and_kept(
+        tmp_path: Path) -> None:
+    """Never in the table: scored on its whole life (its counts and findings, arriving with its
+    final record), published once as a ProcessExit, and shown as an exited row for
+    exited_retention_s."""
+    config = Config(risk=dataclasses.replace(CFG, exited_retention_s=30))
+    scorer = RiskScorer(config, proc=str(tmp_path), clock=CLOCK)
+    bus = EventBus()
+    published: list[object] = []
+    bus.subscribe(published.append)
+    short = ProcessKey(4000, 5000)
+    finding = Finding(short, "syscalls.exec_tmp", "exec", "exec of /tmp/payload", 30,
+                      ("T1059", "Command and Scripting Interpreter"), Severity.MEDIUM)
+    life = _life(short)
+    first = _tick(100.0, [], {SyscallCapture.name: _view(
+        (finding,), {short: life}, {short: {"execve": 1, "getppid": 5}})})
+    first.bus = bus
+    scorer.on_tick(first)
+    second = _tick(101.0, [], {SyscallCapture.name: _view()})
+    second.bus = bus
+    scorer.on_tick(second)
+    exits = [e for e in published if isinstance(e, ProcessExit)]
+    assert len(exits) == 1
+    exit_ = exits[0]
+    assert exit_.lifetime == life and exit_.risk == 35  # 30 (finding) + 5 (execve)
+    assert exit_.technique_id == "T1059"
+    assert "exec of /tmp/payload (+30)" in exit_.reasons
+    doc = documents_for(exit_)[0]
+    assert doc["event"] == {"kind": "event", "module": "fluxtui", "dataset":
+                            "fluxtui.process_exit", "category": ["process"], "type": ["end"],
+                            "action": "process-exited", "risk_score": 35}
+    assert doc["process"]["pid"] == 4000 and doc["process"]["executable"] == "/tmp/payload"
+    assert doc["fluxtui"]["process"]["syscalls"] == {"total": 6,
+                                                     "by_name": {"getppid": 5, "execve": 1}}
+    assert doc["fluxtui"]["process"]["lifetime_s"] == pytest.approx(0.2)
+    row_ = second.processes[short]
+    assert row_.state == "exited" and row_.exited_at == 10.0 and row_.risk == 35
+    kept = _tick(120.0, [])
+    scorer.on_tick(kept)
+    assert short in kept.processes
+    gone = _tick(131.5, [])
+    scorer.on_tick(gone)
+    assert short not in gone.processes and short not in scorer.model
+
+
+def _lineage(tmp_path: Path, sessions: dict[ProcessKey, int], verified: set[str],
+             nodes: dict[ProcessKey, tuple[ProcessKey | None, str]]) -> Lineage:
+    """A lineage over a made-up /proc: `sessions` gives each live process's session id."""
+    for key, sid in sessions.items():
+        d = tmp_path / str(key.pid)
+        d.mkdir(parents=True)
+        fields = ["S", "1", str(key.pid), str(sid)] + ["0"] * 15 + [str(key.start_ticks)]
+        (d / "stat").write_text(f"{key.pid} (x) {' '.join(fields)}\n")
+    lineage = Lineage(lambda path: path in verified, proc=str(tmp_path))
+    for key, (parent, exe) in nodes.items():
+        lineage._put(key, Node(parent, exe))
+    return lineage
+
+
+def test_a_childs_finding_counts_decayed_toward_its_parents_with_the_chain(
+        tmp_path: Path) -> None:
+    login = ProcessKey(100, 1)  # a session leader running a verified shell: not blamed
+    script = ProcessKey(200, 2)
+    helper = ProcessKey(300, 3)
+    gdb = ProcessKey(400, 4)
+    lineage = _lineage(tmp_path / "proc", {login: 100, script: 100, helper: 100},
+                       {"/usr/bin/bash"}, {
+                           login: (ProcessKey(1, 0), "/usr/bin/bash"),
+                           script: (login, "/tmp/run.sh"),
+                           helper: (script, "/usr/bin/python3.11"),
+                           gdb: (helper, "/usr/bin/gdb")})
+    (tmp_path / "proc").mkdir(exist_ok=True)
+    scorer = _scorer(tmp_path, threshold=100)
+    finding = Finding(gdb, "syscalls.ptrace_attach", "Ptrace attach", "PTRACE_ATTACH of pid 9",
+                      40, ("T1055.008", "Ptrace"), Severity.HIGH)
+    rows = [dataclasses.replace(row(p.pid, "x"), key=p) for p in (login, script, helper)]
+    tick = _tick(0, rows, {SyscallCapture.name: _view((finding,), lineage=lineage)})
+    scorer.on_tick(tick)
+    helper_score, script_score = scorer.explain(helper), scorer.explain(script)
+    assert helper_score is not None and helper_score.score == 20  # 40 x 0.5
+    assert script_score is not None and script_score.score == 10  # 40 x 0.25
+    assert script_score.reasons == (
+        "started python3.11 300 ← gdb 400: PTRACE_ATTACH of pid 9 (+10)",)
+    assert script_score.technique_id == "T1055.008"
+    login_score = scorer.explain(login)
+    assert login_score is not None and login_score.score == 0  # the stop: a verified leader
+    # An unverified session leader (an implant that called setsid) is blamed.
+    lineage.verified = lambda path: False
+    again = _tick(1, rows, {SyscallCapture.name: _view((finding,), lineage=lineage)})
+    scorer.on_tick(again)
+    assert scorer.explain(login).score > 0  # type: ignore[union-attr]
+
+
+def test_wrappers_are_looked_through_when_verified(tmp_path: Path) -> None:
+    shell, timeout, child = ProcessKey(10, 1), ProcessKey(11, 2), ProcessKey(12, 3)
+    nodes = {shell: (None, "/usr/bin/bash"), timeout: (shell, "/usr/bin/timeout"),
+             child: (timeout, "/usr/bin/dash")}
+    lineage = _lineage(tmp_path, {}, {"/usr/bin/timeout"}, nodes)
+    lineage.wrappers = frozenset({"/usr/bin/timeout"})
+    assert lineage.real_parent(child) == (shell, ("/usr/bin/timeout",))
+    lineage.verified = lambda path: False  # a /usr/bin/timeout that is not the package's
+    assert lineage.real_parent(child) == (timeout, ())
+
+
+def test_anomaly_verdicts_enter_with_their_weight_and_reasons(tmp_path: Path) -> None:
+    scorer = _scorer(tmp_path, threshold=100)
+    proc = row(300, "ssh-keygen")
+    tick = _tick(0, [proc])
+    tick.add_risk(proc.key, 10, "x")
+    tick.set_anomaly(AnomalyInput(proc.key, 80, ("ptrace never seen for /usr/bin/ssh-keygen",)))
+    scorer.on_tick(tick)
+    score = scorer.explain(proc.key)
+    assert score is not None and score.score == 10 + 80 * CFG.anomaly_weight
+    assert score.anomaly == 80 and "ptrace never seen" in score.anomaly_reason
+    assert any(r.startswith("anomaly 80/100: ptrace never seen") for r in score.reasons)
+
+
+def test_without_a_verdict_the_anomaly_is_a_real_zero_with_the_reason(tmp_path: Path) -> None:
+    scorer = _scorer(tmp_path, threshold=100)
+    proc = row(300, "p")
+    tick = _tick(0, [proc])
+    tick.add_risk(proc.key, 10, "x")
+    tick.anomaly_model = "model refused: /var/lib/fluxtui/model.skops is world-writable"
+    scorer.on_tick(tick)
+    score = scorer.explain(proc.key)
+    assert score is not None and score.score == 10 and score.anomaly == 0
+    assert score.anomaly_reason == tick.anomaly_model
+    ran = _tick(1, [proc])  # a model ran, with no verdict on this process
+    ran.set_anomaly(AnomalyInput(ProcessKey(999, 9), 5, ()))
+    scorer.on_tick(ran)
+    assert scorer.explain(proc.key).anomaly_reason == NO_VERDICT  # type: ignore[union-attr]
+
+
+def test_risk_inputs_carry_their_technique_and_a_group_counts_once(tmp_path: Path) -> None:
+    scorer = _scorer(tmp_path)
+    server = row(300, "server")
+    tick = _tick(0, [server])
+    for port in (9001, 9002, 9003):
+        tick.add_risk(server.key, 15, f"new tcp listener on 0.0.0.0:{port}",
+                      ("T1571", "Non-Standard Port"), group="network.new_listener")
+    tick.add_risk(server.key, 40, "udp connections to 40 ports", ("T1046", "Network Service "
+                                                                  "Discovery"))
+    scorer.on_tick(tick)
+    score = scorer.explain(server.key)
+    assert score is not None and score.event_points == 55  # the listeners count once
+    assert tick.alerts[0].technique_id == "T1046"  # the largest tagged contribution
+
+
+def test_wrappers_are_passed_through_without_blame(tmp_path: Path) -> None:
+    script, timeout, tool = ProcessKey(20, 1), ProcessKey(21, 2), ProcessKey(22, 3)
+    lineage = _lineage(tmp_path, {}, {"/usr/bin/timeout"}, {
+        script: (None, "/tmp/run.sh"), timeout: (script, "/usr/bin/timeout"),
+        tool: (timeout, "/usr/bin/gdb")})
+    lineage.wrappers = frozenset({"/usr/bin/timeout"})
+    assert lineage.ancestors(tool, 3) == [script]
+
+
+def test_a_process_that_crossed_the_threshold_alive_is_not_alerted_again_at_exit(
+        tmp_path: Path) -> None:
+    scorer = _scorer(tmp_path)
+    proc = row(300, "gdb")
+    alive = _tick(0, [proc], {SyscallCapture.name: _view()})
+    alive.add_risk(proc.key, 60, "PTRACE_ATTACH of pid 9")
+    scorer.on_tick(alive)
+    assert [a.rule_id for a in alive.alerts] == ["risk.threshold"]
+    alerts = []
+    for t, final in ((1, {proc.key: _life(proc.key)}), (2, {}), (3, {})):
+        tick = _tick(t, [], {SyscallCapture.name: _view(final=final)})
+        scorer.on_tick(tick)
+        alerts += tick.alerts
+    assert alerts == []

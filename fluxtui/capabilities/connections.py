@@ -28,10 +28,19 @@ import select
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-from fluxtui.collectors.connect_trace import ConnectAttempt, ConnectTracer, TracerUnavailable
+from fluxtui.capabilities.connection_events import (
+    ConnectionEvent,
+    ConnectionsView,
+    SocketRow,
+)
+from fluxtui.collectors.connect_trace import (
+    ConnectAttempt,
+    ConnectOutcome,
+    ConnectTracer,
+    TracerUnavailable,
+)
 from fluxtui.collectors.connections import (
     CONNECTED_STATES,
     DestroyWatch,
@@ -40,11 +49,13 @@ from fluxtui.collectors.connections import (
     canonical_ip,
 )
 from fluxtui.collectors.socket_owners import Owner, SocketOwners
-from fluxtui.config import NetworkConfig
+from fluxtui.config import NetworkConfig, RulesConfig
 from fluxtui.detection.netrules import Detection, NetRules, Observation
-from fluxtui.ecs import iso_time
+from fluxtui.detection.rules import RuleFilter, Subject
 from fluxtui.events import CollectorState, CollectorStatus, ProcessKey
 from fluxtui.pipeline import EventBus, TickContext
+
+__all__ = ["ConnectionEvent", "ConnectionsComponent", "ConnectionsView", "SocketRow"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,17 @@ TRACER_DRAIN_S = 0.1  # ring buffer drained at least this often
 RECENTLY_CLOSED = 65536  # cookies already reported closed (TIME-WAIT keeps the cookie)
 UDP_LISTEN_LISTINGS = 3  # an unconnected UDP socket in this many listings is a listener
 MAX_PENDING_DETECTIONS = 10000  # detections waiting for the next tick; beyond: dropped, counted
+MAX_OPEN_ATTEMPTS = 65536  # traced attempts waiting for their outcome
+
+
+def ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The ports the kernel picks for sockets bound to port 0 (a client's, not a service's)."""
+    try:
+        with open(path, encoding="ascii") as f:
+            low, high = (int(x) for x in f.read().split()[:2])
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # the kernel's default
 
 UDP_BYTES_NOTE = ("UDP: sock_diag has no per-socket byte counters, so sent/received and the "
                   "process net rates count TCP only")
@@ -62,77 +84,6 @@ POLL_NOTE = ("Sockets are listed every {interval:.2f} s; one opened and closed b
 POLL_NOTE_NO_CLOSE = ("Sockets are listed every {interval:.2f} s; one opened and closed between "
                       "two listings is not seen")
 CLOSING_STATES = frozenset({"TIME-WAIT", "UNCONN"})
-
-
-class SocketRow(NamedTuple):
-    entry: SocketEntry
-    owners: tuple[Owner, ...] | None  # () held by no process; None unknown (no permission)
-
-
-@dataclass(frozen=True)
-class ConnectionsView:
-    """What `tick.set_view("connections", ...)` holds."""
-
-    timestamp: float  # of the query
-    rows: tuple[SocketRow, ...]
-    poll_interval: float  # seconds between the last two queries, measured
-    query_ms: float  # duration of the last query including ownership
-    notes: tuple[str, ...]  # limits and unavailable parts, for the user
-    unreadable_processes: int  # processes whose sockets' owners are unknown
-
-
-@dataclass(frozen=True)
-class ConnectionEvent:
-    """A socket opened, closed or started listening. In ECS, `source` is the local end and
-    `destination` the remote end."""
-
-    timestamp: float
-    action: Literal["opened", "closed", "listening"]
-    entry: SocketEntry
-    owners: tuple[Owner, ...] | None
-    short_lived: bool = False  # opened and closed between two queries: seen only at close
-    observed_by: str = "query"  # "query" (sock_diag dump) or "close-notification"
-
-    @property
-    def owner(self) -> Owner | None:
-        return self.owners[0] if self.owners else None
-
-    def to_ecs(self) -> dict[str, Any]:
-        e = self.entry
-        types = {"opened": ["connection", "start"], "closed": ["connection", "end"],
-                 "listening": ["start"]}[self.action]
-        doc: dict[str, Any] = {
-            "@timestamp": iso_time(self.timestamp),
-            "event": {"kind": "event", "module": "fluxtui", "dataset": "fluxtui.connections",
-                      "category": ["network"], "type": types,
-                      "action": {"opened": "connection-opened", "closed": "connection-closed",
-                                 "listening": "port-listening"}[self.action]},
-            "source": {"ip": e.local_addr, "port": e.local_port},
-            "network": {"transport": e.proto, "type": f"ipv{e.family}",
-                        "iana_number": "6" if e.proto == "tcp" else "17"},
-            "fluxtui": {"connection": {
-                "state": e.state, "inode": e.inode, "cookie": e.cookie,
-                "owner": _owner_status(self.owners),
-                "owners": [{"pid": o.pid, "name": o.name} for o in self.owners or ()],
-                "bytes_sent": e.bytes_sent, "bytes_received": e.bytes_received,
-                "rtt_ms": None if e.rtt_us is None else e.rtt_us / 1000,
-                "short_lived": self.short_lived, "observed_by": self.observed_by,
-            }},
-        }
-        if e.has_peer:
-            doc["destination"] = {"ip": e.remote_addr, "port": e.remote_port}
-        owner = self.owner
-        if owner is not None:
-            doc["process"] = {"pid": owner.pid, "name": owner.name}
-        if e.uid is not None:
-            doc["user"] = {"id": str(e.uid)}
-        return doc
-
-
-def _owner_status(owners: tuple[Owner, ...] | None) -> str:
-    if owners is None:
-        return "unknown"
-    return "known" if owners else "none"
 
 
 class _Shared(NamedTuple):
@@ -147,8 +98,12 @@ class ConnectionsComponent:
     name = "connections"
     stop_timeout = 10.0  # seconds stop() waits for the thread
 
-    def __init__(self, config: NetworkConfig, proc: str = "/proc") -> None:
+    def __init__(self, config: NetworkConfig, proc: str = "/proc",
+                 rules: RulesConfig | None = None) -> None:
         self.config = config
+        self._filter = RuleFilter(rules or RulesConfig())
+        self._ephemeral = ephemeral_range()
+        self._open_attempts: dict[int, Observation] = {}  # socket address -> its attempt
         self._proc = proc
         self._bus: EventBus | None = None
         self._diag: SockDiag | None = None
@@ -365,6 +320,8 @@ class ConnectionsComponent:
                                                                                      row)))
                 continue
             udp_unconnected = entry.proto == "udp" and entry.listening
+            if self._ephemeral_udp(entry):
+                continue  # bound to port 0 (the kernel picked it): a client's, not a listener
             if udp_unconnected:
                 seen = (seen or 0) + 1
                 if seen < UDP_LISTEN_LISTINGS:
@@ -394,10 +351,16 @@ class ConnectionsComponent:
             # A TIME-WAIT entry expiring is not news: its connection's close was reported when
             # it happened (or before fluxtui started).
             if (cookie not in table and cookie not in self._closed_set and cookie not in unreported
-                    and row.entry.state not in ("SYN-RECV", "TIME-WAIT")):
+                    and row.entry.state not in ("SYN-RECV", "TIME-WAIT")
+                    and not self._ephemeral_udp(row.entry)):
                 self._closed(ConnectionEvent(now, "closed", row.entry,
                                              self._owned_by(cookie, row)))
                 self._last_owners.pop(cookie, None)
+
+    def _ephemeral_udp(self, entry: SocketEntry) -> bool:
+        """An unconnected UDP socket on a port of the ephemeral range: never reported."""
+        return (entry.proto == "udp" and entry.listening
+                and self._ephemeral[0] <= entry.local_port <= self._ephemeral[1])
 
     def _owned_by(self, cookie: int, row: SocketRow) -> tuple[Owner, ...] | None:
         """Who holds the socket, or who held it last before closing it."""
@@ -451,11 +414,22 @@ class ConnectionsComponent:
                     self._observe(now, None, entry)
             # else: a socket that never had a peer (failed connect, unbound): nothing to report.
 
-    def _on_attempts(self, attempts: list[ConnectAttempt]) -> None:
+    def _on_attempts(self, attempts: list[ConnectAttempt | ConnectOutcome]) -> None:
         for a in attempts:
+            if isinstance(a, ConnectOutcome):
+                obs = self._open_attempts.pop(a.sock, None)
+                if obs is not None:
+                    self._add_detections(self._rules.outcome(obs._replace(timestamp=a.timestamp),
+                                                             a.established))
+                continue
             key = None if a.start_ticks is None else ProcessKey(a.pid, a.start_ticks)
             obs = Observation(a.timestamp, key, a.pid, a.comm, "tcp", canonical_ip(a.remote_addr),
-                              a.remote_port, uid=a.uid, ppid=a.ppid)
+                              a.remote_port, uid=a.uid, ppid=a.ppid, exe=a.exe,
+                              parent_start_ticks=a.parent_start_ticks)
+            if a.sock:
+                if len(self._open_attempts) >= MAX_OPEN_ATTEMPTS:
+                    self._open_attempts.pop(next(iter(self._open_attempts)))
+                self._open_attempts[a.sock] = obs
             self._add_detections(self._rules.connection(obs))
 
     def _observe(self, now: float, owners: tuple[Owner, ...] | None, entry: SocketEntry) -> None:
@@ -543,9 +517,17 @@ class ConnectionsComponent:
                 moved, self._bytes = self._bytes, {}
                 self._bytes_span = (last, None)
         for detection in detections:
-            tick.raise_alert(detection.alert)
-            if detection.alert.key is not None and detection.points > 0:
-                tick.add_risk(detection.alert.key, detection.points, detection.alert.reasons[0])
+            alert = detection.alert
+            subject = Subject(executable=str(alert.extra.get("executable", "")),
+                              uid=alert.extra.get("uid") if isinstance(alert.extra.get("uid"),
+                                                                       int) else None)
+            if not self._filter.allows(alert.rule_id, subject):
+                continue
+            tick.raise_alert(alert)
+            if alert.key is not None and detection.points > 0:
+                # One rule counts once per process (several listeners: once, not per port).
+                tick.add_risk(alert.key, detection.points, alert.reasons[0],
+                              (alert.technique_id, alert.technique_name), group=alert.rule_id)
         if shared is None:
             return
         if span:  # a new query since the last tick: rates over the queries' own interval

@@ -1,14 +1,14 @@
-"""Syscall capture and risk scoring, plugged into the engine as two components.
+"""Syscall capture, plugged into the engine as the "syscalls" component; the risk scorer that
+follows it lives in fluxtui/capabilities/risk_scorer.py (re-exported here).
 
-`SyscallCapture` ("syscalls") drains the BPF collector each tick: it fills the syscalls/s and
-syscall-count columns, runs the detection rules on high-signal events, raises their alerts,
-publishes the events on the bus and keeps a short history per process for the detail view. It
-puts a `SyscallView` in `Snapshot.views["syscalls"]`.
-
-`RiskScorer` ("risk") runs last: it folds the syscall mix, the rules' findings and every other
-component's `tick.risk_inputs` into one score per process, fills the risk, reasons and container
-columns, raises an alert when a process crosses `risk_threshold`, and puts a `RiskView` in
-`Snapshot.views["risk"]`. It works from risk inputs alone when BPF is unavailable.
+`SyscallCapture` drains the BPF collector each tick: it fills the syscalls/s and syscall-count
+columns, runs the detection rules on high-signal events, raises their alerts, publishes the
+events on the bus and keeps a short history per process for the detail view. Every process is
+followed its whole life: its counts are totalled whether or not it was ever in the process table
+(a process that lives 50 ms between two ticks included), and when its exit event arrives its
+final record (`ProcessLifetime`) goes into the view's `final` for the scorer. Shells started in
+the last STDIO_CHECKS ticks are checked for a network connection on their standard streams
+(reverse and bind shells). It puts a `SyscallView` in `Snapshot.views["syscalls"]`.
 Nothing here imports textual.
 """
 
@@ -18,64 +18,71 @@ import logging
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from fluxtui.collectors.procstat import read_start_ticks
-from fluxtui.collectors.syscalls import (
-    CollectorUnavailable,
-    DropCounts,
-    KernelEvent,
-    SyscallCollector,
-)
+from fluxtui.capabilities.lineage import ExeVerifier, Lineage
+from fluxtui.capabilities.risk_scorer import REARM_FRACTION, RiskScorer, RiskView
+from fluxtui.capabilities.stdio_watch import STDIO_CHECKS, StdioWatch
+from fluxtui.capabilities.syscall_view import SyscallView
+from fluxtui.collectors.kernel_event import KernelEvent, boot_to_wall
+from fluxtui.collectors.procstat import CLOCK_TICKS, read_start_ticks
+from fluxtui.collectors.syscalls import CollectorUnavailable, DropCounts, SyscallCollector
 from fluxtui.config import Config
 from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
-from fluxtui.detection.risk import RiskModel, RiskScore
-from fluxtui.detection.rules import CONTAINER_ESCAPE_SYSCALLS, EventContext, Finding, evaluate
-from fluxtui.events import Alert, CollectorState, CollectorStatus, ProcessKey, Severity
+from fluxtui.detection.rules import (
+    CONTAINER_ESCAPE_SYSCALLS,
+    SHELLS,
+    EventContext,
+    Finding,
+    RuleFilter,
+    Subject,
+    evaluate,
+    stdio_socket_finding,
+)
+from fluxtui.events import (
+    Alert,
+    CollectorState,
+    CollectorStatus,
+    ProcessKey,
+    ProcessLifetime,
+)
 from fluxtui.pipeline import EventBus, TickContext
+
+__all__ = ["REARM_FRACTION", "STDIO_CHECKS", "RiskScorer", "RiskView", "SyscallCapture",
+           "SyscallView"]
 
 log = logging.getLogger(__name__)
 
 RECENT_EVENTS = 50  # per process, for the detail view
-REARM_FRACTION = 0.8  # a process re-alerts after its score fell below threshold * this
-
-
-@dataclass(frozen=True)
-class SyscallView:
-    """Snapshot.views["syscalls"]: what the kernel reported during the last tick."""
-
-    window_s: float  # seconds the counts cover
-    counts: dict[ProcessKey, dict[str, int]]  # syscall name -> calls in the window
-    bigrams: dict[ProcessKey, dict[tuple[str, str], int]]  # (previous, syscall) -> calls
-    findings: tuple[Finding, ...]
-    exited: tuple[ProcessKey, ...]
-    events: int  # high-signal events received in the window
-    total_syscalls: int
-    dropped: DropCounts  # in the window
-    dropped_total: DropCounts  # since start
-
-
-@dataclass(frozen=True)
-class RiskView:
-    """Snapshot.views["risk"]: the score and container of every process in the table (the
-    table's container column holds the short label; this has the full id and runtime)."""
-
-    threshold: float
-    scores: dict[ProcessKey, RiskScore] = field(default_factory=dict)
-    containers: dict[ProcessKey, ContainerInfo] = field(default_factory=dict)
+MISSING_TICKS = 3  # a process gone from /proc without an exit event is closed after this many
+FINISHED_KEPT = 65536  # processes already closed, remembered so late counts do not re-open them
 
 
 def _sorted_counts(named: dict[str, int]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(named.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def ticks_to_wall(start_ticks: int) -> float:
+    return boot_to_wall(start_ticks * 1_000_000_000 // CLOCK_TICKS)
+
+
+@dataclass
+class _Life:
+    """What is known of one process since fluxtui first saw it."""
+
+    totals: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    rules: set[str] = field(default_factory=set)
+    uid: int | None = None
+    missing: int = 0  # ticks absent from the table without an exit event
+
+
 class SyscallCapture:
     name = "syscalls"
 
     def __init__(self, config: Config, collector: SyscallCollector | None = None,
-                 proc: str = "/proc") -> None:
+                 proc: str = "/proc", verifier: ExeVerifier | None = None) -> None:
         self.config = config
         sc = config.syscalls
         self.collector = collector or SyscallCollector(
@@ -87,14 +94,22 @@ class SyscallCapture:
         self._bus: EventBus | None = None
         self._lock = threading.Lock()  # guards what the UI thread reads
         self._recent: dict[ProcessKey, deque[KernelEvent]] = {}
-        self._totals: dict[ProcessKey, dict[str, int]] = {}
+        self._lives: dict[ProcessKey, _Life] = {}
         self._last: dict[ProcessKey, tuple[tuple[str, int], ...]] = {}
         self._alerted: set[tuple[ProcessKey, str]] = set()
         self._containers = ContainerCache(proc, CgroupIdIndex())
         self._proc = proc
-        self._exe: dict[int, tuple[ProcessKey, str]] = {}  # pid -> key, exe of its last exec
+        rules = config.rules
+        self.verifier = verifier or ExeVerifier(config.guard.system_dirs)
+        self.lineage = Lineage(self.verifier.verified, rules.wrappers, proc)
+        self.filter = RuleFilter(rules)
+        self._shell_parents = frozenset(rules.shell_parents)
+        self._sandboxes = frozenset(rules.sandboxes)
+        self._stdio = StdioWatch(proc)
         self._rate = 0.0
         self._dropped = DropCounts()
+        self._finished: OrderedDict[ProcessKey, None] = OrderedDict()
+        self._late = 0  # syscalls counted after their process's final record
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -120,6 +135,14 @@ class SyscallCapture:
                 self._warning = ("risk.base_risk_scores names no syscall of this machine: "
                                  + ", ".join(unknown))
                 log.warning("%s", self._warning)
+        # Verify the executables the rules trust before the first exec needs them (a package
+        # database query each, cached), on a thread of its own: the other components' start
+        # does not wait for it.
+        rules = self.config.rules
+        paths = sorted(p for p in {*rules.shell_parents, *rules.wrappers, *rules.sandboxes}
+                       if os.path.exists(p))
+        threading.Thread(target=lambda: [self.verifier.verified(p) for p in paths],
+                         name="fluxtui-verify", daemon=True).start()
 
     def _unavailable(self, reason: str) -> None:
         self._state = CollectorState.UNAVAILABLE
@@ -137,6 +160,8 @@ class SyscallCapture:
         d = self._dropped
         detail = (f"{self._rate:,.0f} syscalls/s · dropped {d.syscalls_lost} calls, "
                   f"{d.events_lost} events · own pid {self.collector.self_pid} untraced")
+        if self._late:
+            detail += f" · {self._late} calls after a final record"
         if self._warning:
             detail += f" · {self._warning}"
         return CollectorStatus(self.name, self._state, "", detail)
@@ -151,7 +176,8 @@ class SyscallCapture:
     def top_syscalls(self, key: ProcessKey) -> tuple[tuple[str, int], ...]:
         """Calls by syscall since fluxtui first saw the process, most frequent first."""
         with self._lock:
-            return _sorted_counts(self._totals.get(key, {}))
+            life = self._lives.get(key)
+            return _sorted_counts(life.totals) if life is not None else ()
 
     def last_tick_syscalls(self, key: ProcessKey) -> tuple[tuple[str, int], ...]:
         with self._lock:
@@ -186,193 +212,192 @@ class SyscallCapture:
             last[key] = _sorted_counts(named)
             tick.annotate(key, syscalls_per_s=sum(named.values()) / window,
                           syscall_counts=last[key])
-
-        findings, exited = self._handle_events(drain.events, tick)
-        # Without group_dead a main thread's exit looks like the process's: a key still in the
-        # table keeps its state (it goes when it leaves the table).
-        gone = {k for k in exited if k not in tick.processes}
+        self.lineage.record_rows(tick.processes)
 
         with self._lock:
             self._last = last
             for key, named in counts.items():
-                if key in tick.processes:
-                    totals = self._totals.setdefault(key, {})
-                    for name, n in named.items():
-                        totals[name] = totals.get(name, 0) + n
-            # State goes with the exit event; processes whose exit was not seen (a full ring
-            # buffer) go when they leave the process table.
-            alive = set(tick.processes)
-            seen = alive | {e.key for e in drain.events}
-            for key in [k for k in self._totals if k not in alive or k in gone]:
-                del self._totals[key]
-            for key in [k for k in self._recent if k not in seen or k in gone]:
-                del self._recent[key]
-        self._alerted = {(k, r) for k, r in self._alerted if k in seen and k not in gone}
-        self._containers.retain(alive - gone)
-        self._exe = {pid: (k, exe) for pid, (k, exe) in self._exe.items()
-                     if k in seen and k not in gone}
+                if key in self._finished:
+                    # Counts of a process already closed: a thread that was still exiting
+                    # when the last one sent the exit event. Counted, not re-opened.
+                    self._late += sum(named.values())
+                    continue
+                totals = self._lives.setdefault(key, _Life()).totals
+                for name, n in named.items():
+                    totals[name] = totals.get(name, 0) + n
+
+        findings, exited = self._handle_events(drain.events, tick)
+        findings += self._check_stdio(tick)
+        final = self._finalize(tick, exited, {e.key: e.timestamp for e in drain.events
+                                              if e.kind == "exit"})
+        self._containers.retain(set(tick.processes))
 
         tick.set_view(self.name, SyscallView(
             window_s=window, counts=counts, bigrams=bigrams, findings=tuple(findings),
             exited=tuple(exited), events=len(drain.events), total_syscalls=total,
-            dropped=drain.dropped, dropped_total=drain.dropped_total))
+            dropped=drain.dropped, dropped_total=drain.dropped_total, final=final,
+            lineage=self.lineage))
+
+    def _finalize(self, tick: TickContext, exited: list[ProcessKey],
+                  exit_times: dict[ProcessKey, float]) -> dict[ProcessKey, ProcessLifetime]:
+        """Final records: of processes whose exit event came (with group_dead, even when /proc
+        still lists them), and of those gone from /proc for MISSING_TICKS ticks without one."""
+        group_dead = getattr(self.collector, "group_dead", True)
+        done: dict[ProcessKey, tuple[float, bool]] = {}
+        for key in exited:
+            if group_dead or key not in tick.processes:
+                done[key] = (exit_times.get(key, tick.now), True)
+        for key, life in self._lives.items():
+            if key in tick.processes or key in done or key in exit_times:
+                life.missing = 0
+                continue
+            life.missing += 1
+            if life.missing >= MISSING_TICKS:
+                done[key] = (tick.now, False)
+        final: dict[ProcessKey, ProcessLifetime] = {}
+        with self._lock:
+            for key, (when, seen) in done.items():
+                life = self._lives.pop(key, None) or _Life()
+                self._recent.pop(key, None)
+                node = self.lineage.node(key)
+                row = tick.processes.get(key)
+                final[key] = ProcessLifetime(
+                    key=key,
+                    name=(node.name if node else "") or (row.name if row else ""),
+                    exe=(node.exe if node else "") or (row.exe if row else ""),
+                    args=node.args if node else (row.cmdline[1:] if row else ()),
+                    uid=life.uid if life.uid is not None else (node.uid if node else None),
+                    parent=node.parent if node else None,
+                    started=ticks_to_wall(key.start_ticks), exited=when,
+                    syscalls=dict(life.totals), events=life.events,
+                    rules=tuple(sorted(life.rules)), exit_seen=seen)
+        self._alerted = {(k, r) for k, r in self._alerted if k not in done}
+        for key in done:
+            self._stdio.forget(key)
+            self._finished[key] = None
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
+        return final
 
     def _handle_events(self, events: list[KernelEvent], tick: TickContext
                        ) -> tuple[list[Finding], list[ProcessKey]]:
         findings: list[Finding] = []
         exited: list[ProcessKey] = []
         for event in events:
+            if event.key in self._finished:
+                continue
+            life = self._lives.setdefault(event.key, _Life())
+            life.uid = event.uid
             if event.kind == "exit":
                 exited.append(event.key)
                 continue
-            parent_exe = ""
+            life.events += 1
             if event.kind in ("exec", "cred"):
                 tick.identity_changed(event.key)  # the User column follows setuid at once
-            if event.kind == "exec":
-                self._containers.refresh(event.key)
-                parent_exe = self._parent_exe(event.ppid)
-                self._exe[event.key.pid] = (event.key, event.exe)
-            container: ContainerInfo | None = None
-            if event.kind == "syscall" and event.syscall in CONTAINER_ESCAPE_SYSCALLS:
-                container = self._containers.get(event.key, event.cgroup_id)
+            ctx = self._context(event)
             with self._lock:
                 self._recent.setdefault(event.key, deque(maxlen=RECENT_EVENTS)).append(event)
             if self._bus is not None:
                 self._bus.publish(event)
-            for finding in evaluate(event, EventContext(container, parent_exe)):
+            subject = self._subject(event.key, event.uid)
+            for finding in evaluate(event, ctx):
+                if not self.filter.allows(finding.rule_id, subject):
+                    continue
                 findings.append(finding)
-                once = (finding.key, finding.rule_id)
-                if finding.raises_alert and once not in self._alerted:
-                    self._alerted.add(once)
-                    tick.raise_alert(self._alert(finding, event, tick))
+                life.rules.add(finding.rule_id)
+                self._maybe_alert(finding, event.timestamp, event.name, tick)
         return findings, exited
 
-    def _parent_exe(self, ppid: int) -> str:
-        """The executable of the parent: from its own last exec event when that is still the
-        process with this pid, else /proc/PPID/exe (a forked child that did not exec runs its
-        parent's program); "" when neither is known. Never the comm, which anyone can set."""
-        known = self._exe.get(ppid)
-        if known is not None and known[1] and read_start_ticks(ppid, self._proc) in (
-                None, known[0].start_ticks):
-            return known[1]
+    def _context(self, event: KernelEvent) -> EventContext:
+        if event.kind == "exec":
+            self._containers.refresh(event.key)
+            self.lineage.record_exec(event)
+            if any(_base(p) in SHELLS for p in (event.exe, event.filename) if p):
+                self._stdio.watch(event.key, event.name, event.exe)
+            parent, wrappers = self.lineage.real_parent(event.key)
+            parent_exe = self.lineage.exe(parent) if parent is not None else ""
+            node = self.lineage.node(parent) if parent is not None else None
+            return EventContext(
+                parent_exe=parent_exe,
+                parent_verified=bool(parent_exe) and parent_exe in self._shell_parents
+                and self.verifier.verified(parent_exe),
+                parent_args=node.args if node is not None else (),
+                wrappers=wrappers, shell_parents=self._shell_parents)
+        container: ContainerInfo | None = None
+        sandbox = False
+        if event.kind == "syscall" and event.syscall in CONTAINER_ESCAPE_SYSCALLS:
+            container = self._containers.get(event.key, event.cgroup_id)
+            if event.syscall in ("unshare", "setns"):
+                exe = self._exe_of(event.key)
+                sandbox = exe in self._sandboxes and self.verifier.verified(exe)
+        return EventContext(container=container, sandbox=sandbox)
+
+    def _exe_of(self, key: ProcessKey) -> str:
+        exe = self.lineage.exe(key)
+        if exe:
+            return exe
         try:
-            return os.readlink(f"{self._proc}/{ppid}/exe").removesuffix(" (deleted)")
+            exe = os.readlink(f"{self._proc}/{key.pid}/exe").removesuffix(" (deleted)")
         except OSError:
             return ""
+        return exe if read_start_ticks(key.pid, self._proc) == key.start_ticks else ""
+
+    def _subject(self, key: ProcessKey, uid: int | None) -> Subject:
+        node = self.lineage.node(key)
+        parent = node.parent if node is not None else None
+        return Subject(executable=self._exe_of(key),
+                       parent=self.lineage.exe(parent) if parent is not None else "",
+                       uid=uid, user=_user(uid), args=node.args if node is not None else ())
+
+    def _check_stdio(self, tick: TickContext) -> list[Finding]:
+        found: list[Finding] = []
+        for key, name, exe, sock in self._stdio.check():
+            finding = stdio_socket_finding(key, name, exe, sock.fds, sock.remote, sock.inbound)
+            life = self._lives.get(key)
+            if not self.filter.allows(finding.rule_id, self._subject(
+                    key, life.uid if life is not None else None)):
+                continue
+            found.append(finding)
+            if life is not None:
+                life.rules.add(finding.rule_id)
+            self._maybe_alert(finding, time.time(), name, tick)
+        return found
+
+    def _maybe_alert(self, finding: Finding, when: float, name: str, tick: TickContext) -> None:
+        once = (finding.key, finding.rule_id)
+        if finding.raises_alert and once not in self._alerted:
+            self._alerted.add(once)
+            tick.raise_alert(self._alert(finding, when, name, tick))
 
     @staticmethod
-    def _alert(finding: Finding, event: KernelEvent, tick: TickContext) -> Alert:
+    def _alert(finding: Finding, when: float, name: str, tick: TickContext) -> Alert:
         row = tick.processes.get(finding.key)
         assert finding.severity is not None
         return Alert(
-            timestamp=event.timestamp,
+            timestamp=when,
             rule_id=finding.rule_id,
             title=finding.title,
             severity=finding.severity,
             technique_id=finding.technique[0],
             technique_name=finding.technique[1],
             key=finding.key,
-            process_name=row.name if row is not None else event.name,
+            process_name=row.name if row is not None else name,
             reasons=(finding.reason,),
             extra={**finding.extra, "points": finding.points,
                    "start_ticks": finding.key.start_ticks},
         )
 
 
-class RiskScorer:
-    name = "risk"
+def _base(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
 
-    def __init__(self, config: Config, proc: str = "/proc",
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.config = config
-        self.model = RiskModel(config.risk)
-        self._clock = clock  # decay runs on this; tick.now (wall clock) stamps alerts
-        self._containers = ContainerCache(proc, CgroupIdIndex())
-        self._above: set[ProcessKey] = set()
-        self._scores: dict[ProcessKey, RiskScore] = {}
-        self._container_of: dict[ProcessKey, ContainerInfo | None] = {}
-        self._state = CollectorState.STOPPED
 
-    def start(self, bus: EventBus) -> None:
-        self._state = CollectorState.RUNNING
+def _user(uid: int | None) -> str:
+    if uid is None:
+        return ""
+    import pwd
 
-    def stop(self) -> None:
-        self._state = CollectorState.STOPPED
-
-    def status(self) -> CollectorStatus:
-        detail = f"threshold {self.config.risk.risk_threshold:g} · anomaly model: none trained"
-        return CollectorStatus(self.name, self._state, "", detail)
-
-    # --- for the detail view (UI thread) -----------------------------------------------------
-
-    def explain(self, key: ProcessKey) -> RiskScore | None:
-        """The process's score as of the last tick, None when it is not in the table."""
-        return self._scores.get(key)
-
-    def container(self, key: ProcessKey) -> ContainerInfo | None:
-        return self._container_of.get(key)
-
-    # --- the tick ----------------------------------------------------------------------------
-
-    def on_tick(self, tick: TickContext) -> None:
-        now = self._clock()
-        threshold = self.config.risk.risk_threshold
-        seen: set[ProcessKey] = set(tick.processes)
-        view = tick.views.get(SyscallCapture.name)
-        exited: set[ProcessKey] = set()
-        if isinstance(view, SyscallView):
-            for key, named in view.counts.items():
-                self.model.observe_syscalls(key, named, now)
-                seen.add(key)
-            for f in view.findings:
-                self.model.add(f.key, f.points, f.reason, now, *f.technique, group=f.rule_id)
-                seen.add(f.key)
-            # Without group_dead a main thread's exit looks like the process's: a key still in
-            # the table is kept (retain drops it once it has really gone).
-            exited = {k for k in view.exited if k not in tick.processes}
-        for item in tick.risk_inputs:
-            self.model.add(item.key, item.points, item.reason, now)
-            seen.add(item.key)
-
-        scores: dict[ProcessKey, RiskScore] = {}
-        containers: dict[ProcessKey, ContainerInfo | None] = {}
-        for key, row in tick.processes.items():
-            score = self.model.score(key, now)
-            container = self._containers.get(key)
-            scores[key] = score
-            containers[key] = container
-            tick.annotate(key, risk=score.score, risk_reasons=score.reasons,
-                          container=container.label if container else None)
-            if score.score >= threshold and score.score > 0 and key not in self._above:
-                self._above.add(key)
-                tick.raise_alert(self._alert(key, row.name, score, threshold, tick.now))
-            elif score.score < threshold * REARM_FRACTION:
-                self._above.discard(key)
-
-        for key in exited:
-            self.model.forget(key)
-        self.model.retain(seen - exited)
-        self._above &= set(tick.processes)
-        self._containers.retain(set(tick.processes))
-        self._scores, self._container_of = scores, containers
-        tick.set_view(self.name, RiskView(threshold, scores, {
-            key: info for key, info in containers.items() if info is not None}))
-
-    @staticmethod
-    def _alert(key: ProcessKey, name: str, score: RiskScore, threshold: float, now: float
-               ) -> Alert:
-        return Alert(
-            timestamp=now,
-            rule_id="risk.threshold",
-            title=f"Risk score {score.score:.0f} reached the threshold ({threshold:g})",
-            severity=Severity.HIGH if score.score >= 80 else Severity.MEDIUM,
-            technique_id=score.technique_id,
-            technique_name=score.technique_name,
-            key=key,
-            process_name=name,
-            reasons=score.reasons,
-            extra={"score": score.score, "syscall_points": round(score.syscall_points, 1),
-                   "event_points": round(score.event_points, 1),
-                   "anomaly": score.anomaly, "anomaly_reason": score.anomaly_reason,
-                   "start_ticks": key.start_ticks},
-        )
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

@@ -1,4 +1,4 @@
-"""TCP connect attempts with the pid that made them, from eBPF (bcc).
+"""TCP connect attempts with the process that made them, and their outcomes, from eBPF (bcc).
 
 Why: a connect to a closed port on loopback is refused within microseconds, and the kernel then
 clears the socket's destination (tcp_disconnect), so neither a sock_diag query nor the close
@@ -6,12 +6,13 @@ notification can show where a port scan went. The tracepoint sock:inet_sock_set_
 the connecting process's context when a socket goes CLOSE -> SYN_SENT, with the destination
 already set: that is the observation, filtered in the kernel to this one transition.
 
-Only tracepoint fields are read (their layout comes from tracefs at load time), never kernel
-structs: the installed kernel headers may not match the running kernel. The process's start time
-is therefore read from /proc when the ring buffer is drained (up to ~100 ms later). By then the
-pid may belong to another process: the /proc entry is taken only if its comm is the event's and
-it started no later than the event (`identify`). Otherwise, or when the process has exited, the
-attempt has no `ProcessKey` (pid, comm and uid are still reported).
+The process is identified in the kernel at that moment (bpf_programs/connect_trace.bpf.c): pid,
+start time and parent read from the task with offsets from the running kernel's BTF, and its
+executable walked once per process. Nothing is read from /proc afterwards, so a scanner that has
+exited by the time the ring buffer is drained is still named. Outcomes (SYN_SENT -> ESTABLISHED
+or -> CLOSE) are paired with their attempt by the socket's address; an attempt whose outcome has
+not arrived yet when the buffer is drained is reported with `outcome` "pending" and its outcome
+follows as a `ConnectOutcome`.
 """
 
 from __future__ import annotations
@@ -19,60 +20,47 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
+import struct
 import time
+from collections import OrderedDict
 from typing import NamedTuple
 
 from fluxtui.collectors.bpf_loader import compile_program
-from fluxtui.collectors.procstat import CLOCK_TICKS, ProcStat, read_stat
+from fluxtui.collectors.bpf_structs import (
+    FX_CONN_ATTEMPT,
+    FX_CONN_ESTABLISHED,
+    FX_CONN_FAILED,
+    FX_CONN_PROCESS,
+    Config,
+    ConnectEventC,
+    ConnectProcessC,
+)
+from fluxtui.collectors.btf import Btf, kernel_offsets
+from fluxtui.collectors.event_decoder import path_from_parts
+from fluxtui.collectors.kernel_event import text
 
-
-class _Event(ctypes.Structure):
-    _fields_ = [
-        ("ts_ns", ctypes.c_uint64),
-        ("tgid", ctypes.c_uint32),
-        ("family", ctypes.c_uint16),
-        ("dport", ctypes.c_uint16),
-        ("daddr", ctypes.c_uint8 * 16),
-        ("comm", ctypes.c_char * 16),
-        ("uid", ctypes.c_uint32),
-        ("tid", ctypes.c_uint32),
-    ]
+MAX_EXES = 8192  # executables of processes remembered (the kernel describes each once)
 
 
 class ConnectAttempt(NamedTuple):
     timestamp: float  # epoch seconds
     pid: int
-    start_ticks: int | None  # None: the process could not be identified (see `identify`)
+    start_ticks: int | None  # None: the kernel offsets were unavailable
     ppid: int | None  # parent pid, None with start_ticks
     uid: int
     comm: str
     family: int  # 4 or 6
     remote_addr: str  # an AF_INET6 socket's IPv4-mapped destination stays ::ffff:a.b.c.d
     remote_port: int
+    exe: str = ""  # the executable, read in the kernel ("" when not known)
+    parent_start_ticks: int | None = None
+    sock: int = 0  # the kernel socket's address, pairs the attempt with its ConnectOutcome
 
 
-def identify(pid: int, tid: int, comm: str, event_boot_ns: int, proc: str = "/proc"
-             ) -> ProcStat | None:
-    """The /proc stat of the process that made an event, or None when the pid now belongs to
-    another process (other comm, or started after the event) or to none. The event's comm is
-    the thread's: a named thread matches through its /proc/PID/task/TID/comm."""
-    stat = read_stat(pid, proc)
-    if stat is None:
-        return None
-    if stat.comm != comm and _thread_comm(pid, tid, proc) != comm:
-        return None
-    # start_ticks is rounded down to a clock tick, so "<=" holds for the event's own process.
-    if stat.start_ticks * 1_000_000_000 // CLOCK_TICKS > event_boot_ns:
-        return None
-    return stat
-
-
-def _thread_comm(pid: int, tid: int, proc: str) -> str | None:
-    try:
-        with open(f"{proc}/{pid}/task/{tid}/comm", "rb") as f:
-            return f.read().rstrip(b"\n").decode("utf-8", "replace")
-    except OSError:
-        return None
+class ConnectOutcome(NamedTuple):
+    timestamp: float
+    sock: int
+    established: bool  # False: refused, timed out or abandoned before the handshake
 
 
 class TracerUnavailable(Exception):
@@ -80,7 +68,7 @@ class TracerUnavailable(Exception):
 
 
 class ConnectTracer:
-    def __init__(self, ring_pages: int = 64, proc: str = "/proc") -> None:
+    def __init__(self, ring_pages: int = 128, proc: str = "/proc") -> None:
         if os.geteuid() != 0:
             raise TracerUnavailable("connect tracing needs root")
         try:
@@ -88,45 +76,74 @@ class ConnectTracer:
         except ImportError as exc:
             raise TracerUnavailable(f"bcc is not importable ({exc})") from None
         try:
+            offsets = kernel_offsets(Btf.load())
+        except (OSError, ValueError, KeyError, struct.error) as exc:
+            raise TracerUnavailable(f"kernel BTF unusable: {exc}") from None
+        try:
             self._bpf = compile_program("connect_trace.bpf.c",
                                         [f"-DRING_PAGES={ring_pages}", "-w"])
         except Exception as exc:  # bcc raises bare Exception for compile/attach errors
             raise TracerUnavailable(f"eBPF program failed to load: {exc}") from None
+        cfg = Config()
+        for name, offset in offsets.items():
+            setattr(cfg, name, offset)
+        cfg.ns_per_tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        self._bpf[b"config"][ctypes.c_int(0)] = cfg
         self._proc = proc
-        self._pending: list[ConnectAttempt] = []
+        self._pending: list[ConnectAttempt | ConnectOutcome] = []
+        self._exes: OrderedDict[tuple[int, int], str] = OrderedDict()
         # Event times are CLOCK_BOOTTIME (bpf_ktime_get_boot_ns).
         self._epoch_offset = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
         self._bpf[b"events"].open_ring_buffer(self._on_event)
 
-    def _on_event(self, _ctx: object, data: int, _size: int) -> None:
+    def _on_event(self, _ctx: object, data: int, size: int) -> None:
         # Copied out inside the callback: the ring buffer slot is reused afterwards.
-        event = ctypes.cast(data, ctypes.POINTER(_Event)).contents
+        raw = ctypes.string_at(data, size)
+        kind = int.from_bytes(raw[:4], "little")
+        if kind == FX_CONN_PROCESS and size >= ctypes.sizeof(ConnectProcessC):
+            proc = ConnectProcessC.from_buffer_copy(raw)
+            self._exes[(proc.tgid, proc.start_ticks)] = path_from_parts(
+                proc.exe, proc.exe_parts, proc.cut_parts, proc.exe_flags)
+            while len(self._exes) > MAX_EXES:
+                self._exes.popitem(last=False)
+            return
+        if size < ctypes.sizeof(ConnectEventC):
+            return
+        event = ConnectEventC.from_buffer_copy(raw)
+        stamp = self._epoch_offset + event.ts_ns / 1e9
+        if kind in (FX_CONN_ESTABLISHED, FX_CONN_FAILED):
+            self._pending.append(ConnectOutcome(stamp, event.sk, kind == FX_CONN_ESTABLISHED))
+            return
+        if kind != FX_CONN_ATTEMPT:
+            return
         family = 4 if event.family == socket.AF_INET else 6
-        raw = bytes(event.daddr)
+        raw_addr = bytes(event.daddr)
         if family == 4:
-            addr = socket.inet_ntop(socket.AF_INET, raw[:4])
+            addr = socket.inet_ntop(socket.AF_INET, raw_addr[:4])
         else:
-            addr = socket.inet_ntop(socket.AF_INET6, raw)
-        pid = event.tgid
-        comm = event.comm.decode("utf-8", "replace")
-        stat = identify(pid, event.tid, comm, event.ts_ns, self._proc)
+            addr = socket.inet_ntop(socket.AF_INET6, raw_addr)
+        known = event.start_ticks != 0
         self._pending.append(ConnectAttempt(
-            timestamp=self._epoch_offset + event.ts_ns / 1e9,
-            pid=pid,
-            start_ticks=None if stat is None else stat.start_ticks,
-            ppid=None if stat is None else stat.ppid,
+            timestamp=stamp,
+            pid=event.tgid,
+            start_ticks=event.start_ticks if known else None,
+            ppid=event.ppid if known else None,
             uid=event.uid,
-            comm=comm,
+            comm=text(event.comm),
             family=family,
             remote_addr=addr,
             remote_port=event.dport,
+            exe="",  # filled in drain(): the process record may follow the attempt
+            parent_start_ticks=event.parent_start_ticks if known else None,
+            sock=event.sk,
         ))
 
-    def drain(self) -> list[ConnectAttempt]:
-        """Every attempt recorded since the last call, oldest first."""
+    def drain(self) -> list[ConnectAttempt | ConnectOutcome]:
+        """Every attempt and outcome recorded since the last call, oldest first."""
         self._bpf.ring_buffer_consume()
         out, self._pending = self._pending, []
-        return out
+        return [a._replace(exe=self._exes.get((a.pid, a.start_ticks or 0), ""))
+                if isinstance(a, ConnectAttempt) else a for a in out]
 
     @property
     def dropped(self) -> int:

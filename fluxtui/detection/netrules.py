@@ -12,9 +12,10 @@ the user or parent and the latest process; its risk goes to that latest process.
 
 MITRE ATT&CK mapping:
 - Port scan -> T1046 Network Service Discovery: enumerating the services listening on hosts.
-- Connection burst -> T1499 Endpoint Denial of Service: many connections in a short window is
-  the shape of a connection/state-exhaustion flood against a service (T1499's scope; T1498 is
-  about saturating the network link, which connection counts do not show).
+- Connection burst -> T1499 Endpoint Denial of Service: judged on what a flood or a sweep
+  looks like, not on a count of connections: many distinct destinations (address and port) in a
+  short window, or many failed attempts (refused, timed out: the tracer reports outcomes). 500
+  sequential requests to one local service succeed and have one destination: not a burst.
 - Beaconing -> T1071 Application Layer Protocol: regular check-ins to one destination are how C2
   implants poll their server over ordinary protocols. T1573 (Encrypted Channel) would need the
   payload, and T1029 (Scheduled Transfer) is about exfiltration volume on a schedule; only the
@@ -52,6 +53,8 @@ class Observation(NamedTuple):
     remote_port: int
     uid: int | None = None  # None: not known (close notification)
     ppid: int | None = None  # parent pid, None when not known
+    exe: str = ""  # the executable, read in the kernel at connect time ("" when not known)
+    parent_start_ticks: int | None = None  # with ppid, the parent's identity (kernel-read)
 
 
 class Detection(NamedTuple):
@@ -72,11 +75,13 @@ class _Window:
     ports_of_host: dict[str, Counter[int]] = field(default_factory=dict)
     hosts_on_port: dict[int, Counter[str]] = field(default_factory=dict)
     burst: deque[_Item] = field(default_factory=deque)
+    destinations: Counter[tuple[str, int]] = field(default_factory=Counter)  # in burst window
+    failures: deque[float] = field(default_factory=deque)  # failed attempts in burst window
     quiet_until: dict[str, float] = field(default_factory=dict)  # rule -> no re-alert before
     processes: Counter[tuple[object, ...]] = field(default_factory=Counter)  # in the scan window
 
     def empty(self, now: float) -> bool:
-        return not self.scan and not self.burst and all(
+        return not self.scan and not self.burst and not self.failures and all(
             t <= now for t in self.quiet_until.values())
 
 
@@ -123,20 +128,52 @@ class NetRules:
                 window.processes[owner] += 1
             if len(window.burst) < MAX_WINDOW_EVENTS:
                 window.burst.append(item)
+                window.destinations[(obs.remote_ip, obs.remote_port)] += 1
             windows.append((ident, window))
+        return self._check(obs, windows, (("port_scan", self._port_scan),
+                                          ("burst", self._burst))) + self._beacon(obs, owner)
+
+    @staticmethod
+    def _burst_windows(windows: list[tuple[tuple[object, ...], _Window]]
+                       ) -> list[tuple[tuple[object, ...], _Window]]:
+        """A burst is judged per process and per parent, not per user: everything one user
+        (root above all) runs on a busy host adds up to many destinations without being one
+        actor's flood."""
+        return [(ident, w) for ident, w in windows if ident[0] != "uid"]
+
+    def outcome(self, obs: Observation, established: bool) -> list[Detection]:
+        """The outcome of an attempt already passed to `connection` (`obs` is that attempt,
+        its timestamp the outcome's): failures count toward a burst."""
+        if established:
+            return []
+        windows = []
+        for ident in _windows_of(obs):
+            window = self._windows.get(ident)
+            if window is None:
+                continue
+            self._expire(window, obs.timestamp)
+            if len(window.failures) < MAX_WINDOW_EVENTS:
+                window.failures.append(obs.timestamp)
+            windows.append((ident, window))
+        return self._check(obs, windows, (("burst", self._burst),))
+
+    def _check(self, obs: Observation, windows: list[tuple[tuple[object, ...], _Window]],
+               checks: tuple[tuple[str, object], ...]) -> list[Detection]:
         found: list[Detection] = []
-        for rule, check in (("port_scan", self._port_scan), ("burst", self._burst)):
+        for rule, check in checks:
+            candidates = self._burst_windows(windows) if rule == "burst" else windows
             # One alert per rule and observation, from the narrowest window that fires; the
-            # others are quiet for as long, so the same activity is not reported twice.
-            for ident, window in windows:
-                detection = check(obs, ident, window)
+            # wider ones are quiet for as long, so the same activity is not reported twice. A
+            # narrower window that has not fired stays free: when a user's window fires first
+            # (other processes of the user added to it), the process still gets its own alert.
+            for index, (ident, window) in enumerate(candidates):
+                detection = check(obs, ident, window)  # type: ignore[operator]
                 if detection is not None:
                     until = window.quiet_until[rule]
-                    for _, other in windows:
+                    for _, other in candidates[index:]:
                         other.quiet_until[rule] = max(other.quiet_until.get(rule, 0.0), until)
                     found.append(detection)
                     break
-        found += self._beacon(obs, owner)
         return found
 
     def _expire(self, window: _Window, now: float) -> None:
@@ -150,7 +187,12 @@ class NetRules:
                 del window.processes[owner]
         horizon = now - self.config.burst_window
         while window.burst and window.burst[0][0] < horizon:
-            window.burst.popleft()
+            _, ip, port, _ = window.burst.popleft()
+            window.destinations[(ip, port)] -= 1
+            if window.destinations[(ip, port)] <= 0:
+                del window.destinations[(ip, port)]
+        while window.failures and window.failures[0] < horizon:
+            window.failures.popleft()
 
     @staticmethod
     def _quiet(window: _Window, rule: str, now: float) -> bool:
@@ -177,25 +219,29 @@ class NetRules:
         by, extra = _aggregate(obs, ident, len(window.processes), extra)
         reason = f"{obs.proto} connections to {target} within {cfg.portscan_window:g} s{by}"
         return self._detection(obs, "network.port_scan", "Port scan", Severity.HIGH, "T1046",
-                               "Network Service Discovery", reason, extra, cfg.portscan_risk)
+                               "Network Service Discovery", reason, extra, cfg.portscan_risk,
+                               ident)
 
     def _burst(self, obs: Observation, ident: tuple[object, ...], window: _Window
                ) -> Detection | None:
         cfg = self.config
-        if len(window.burst) < cfg.burst_connections or self._quiet(window, "burst",
-                                                                     obs.timestamp):
+        distinct, failed = len(window.destinations), len(window.failures)
+        if (distinct < cfg.burst_destinations and failed < cfg.burst_failures) or self._quiet(
+                window, "burst", obs.timestamp):
             return None
         window.quiet_until["burst"] = obs.timestamp + cfg.burst_window
-        destinations = Counter((ip, port) for _, ip, port, _ in window.burst)
         top = [{"ip": ip, "port": port, "count": n} for (ip, port), n in
-               destinations.most_common(5)]
+               window.destinations.most_common(5)]
         processes = len({owner for *_, owner in window.burst})
         by, extra = _aggregate(obs, ident, processes,
-                               {"connections": len(window.burst), "top_destinations": top})
-        reason = f"{len(window.burst)} connections within {cfg.burst_window:g} s{by}"
+                               {"connections": len(window.burst), "distinct_destinations":
+                                distinct, "failed": failed, "top_destinations": top})
+        what = (f"{distinct} distinct destinations" if distinct >= cfg.burst_destinations
+                else f"{failed} failed connection attempts")
+        reason = f"{what} within {cfg.burst_window:g} s{by}"
         return self._detection(obs, "network.connection_burst", "Connection burst",
                                Severity.MEDIUM, "T1499", "Endpoint Denial of Service", reason,
-                               extra, cfg.burst_risk)
+                               extra, cfg.burst_risk, ident)
 
     def _beacon(self, obs: Observation, owner: tuple[object, ...]) -> list[Detection]:
         cfg = self.config
@@ -270,11 +316,22 @@ class NetRules:
 
     def _detection(self, obs: Observation, rule_id: str, title: str, severity: Severity,
                    technique_id: str, technique_name: str, reason: str,
-                   extra: dict[str, object], points: float) -> Detection:
+                   extra: dict[str, object], points: float,
+                   ident: tuple[object, ...] = ()) -> Detection:
+        """The alert is on the process, except for a parent's window when the parent is known
+        (from the kernel): the parent started the processes that did it, and takes the risk."""
         extra = {**extra, "pid": obs.pid}
+        if obs.key is not None:
+            extra["start_ticks"] = obs.key.start_ticks
+        if obs.exe:
+            extra["executable"] = obs.exe
+        key, name = obs.key, obs.name
+        if ident[:1] == ("ppid",) and obs.ppid and obs.parent_start_ticks is not None:
+            key = ProcessKey(obs.ppid, obs.parent_start_ticks)
+            name = f"parent (pid {obs.ppid}) of {obs.name}"
         alert = Alert(timestamp=obs.timestamp, rule_id=rule_id, title=title, severity=severity,
-                      technique_id=technique_id, technique_name=technique_name, key=obs.key,
-                      process_name=obs.name, reasons=(reason,), extra=extra)
+                      technique_id=technique_id, technique_name=technique_name, key=key,
+                      process_name=name, reasons=(reason,), extra=extra)
         return Detection(alert, points)
 
 

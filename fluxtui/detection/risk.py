@@ -9,8 +9,10 @@ Three parts add up, capped at 100:
   capabilities (`TickContext.add_risk`), each with its reason. The same principle holds: a kind
   of event (a rule, or a reason) counts once, at its largest recent value, however often it
   happens, so a busy normal program repeating memfd_create or bpf(PROG_LOAD) does not climb;
-- anomaly: 0 until an anomaly model is trained (a later issue), shown with that reason. Its
-  `anomaly_weight` applies once a model exists; until then it does not cap the other parts.
+- anomaly: the anomaly model's verdict for the process this tick (0-100, `set_anomalies`)
+  times `anomaly_weight`, added to the other parts with the model's reasons. Without a verdict
+  it is a real 0 with the reason why (no model trained, refused, not scored this tick); it
+  never scales the other parts down, so a rule finding weighs the same with or without a model.
 Everything decays: every `decay_interval` seconds it is multiplied by `decay_factor` (applied
 continuously, so a value halfway through an interval has decayed by the square root). `now` is a
 monotonic clock (time.monotonic() in the scorer), so a wall-clock step does not decay or freeze
@@ -19,15 +21,17 @@ scores.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fluxtui.config import RiskConfig
-from fluxtui.events import ProcessKey
+from fluxtui.events import AnomalyInput, ProcessKey
 
 MAX_REASONS = 5
 NEGLIGIBLE = 0.05  # points below which a contribution is forgotten
 NO_MODEL = "no model trained"
+NO_VERDICT = "the anomaly model gave no verdict on this process this tick"
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,14 @@ class RiskModel:
     def __init__(self, config: RiskConfig) -> None:
         self.config = config
         self._state: dict[ProcessKey, _ProcessState] = {}
+        self._anomalies: Mapping[ProcessKey, AnomalyInput] = {}
+        self._no_model = NO_MODEL
+
+    def set_anomalies(self, verdicts: Mapping[ProcessKey, AnomalyInput], why_none: str) -> None:
+        """This tick's anomaly verdicts; `why_none` is why there are none ("" when a model
+        ran)."""
+        self._anomalies = verdicts
+        self._no_model = why_none
 
     def weight(self, syscall: str) -> float:
         return self.config.base_risk_scores.get(syscall, self.config.default_risk_score)
@@ -133,33 +145,46 @@ class RiskModel:
 
     # --- output ------------------------------------------------------------------------------
 
+    def _anomaly(self, key: ProcessKey) -> tuple[float, str, tuple[str, ...]]:
+        """(score 0-100, reason, the model's reasons) of the process's verdict this tick."""
+        verdict = self._anomalies.get(key)
+        if verdict is None:
+            return 0.0, self._no_model or NO_VERDICT, ()
+        score = max(0.0, min(100.0, verdict.score))
+        return score, "; ".join(verdict.reasons), verdict.reasons
+
     def score(self, key: ProcessKey, now: float) -> RiskScore:
         state = self._at(key, now, create=False)
-        if state is None:
-            return ZERO
+        anomaly, anomaly_reason, anomaly_reasons = self._anomaly(key)
+        anomaly_points = anomaly * self.config.anomaly_weight
+        if state is None and anomaly_points <= 0:
+            return ZERO if anomaly_reason == NO_MODEL else dataclasses.replace(
+                ZERO, anomaly=anomaly, anomaly_reason=anomaly_reason)
         parts: list[tuple[float, str]] = []
         syscall_points = 0.0
-        for name, recency in state.syscalls.items():
-            points = self.weight(name) * recency
-            syscall_points += points
-            parts.append((points, f"uses {name}"))
         event_points = 0.0
         technique = ("", "")
-        top_event = 0.0
-        for contribution in state.events.values():
-            event_points += contribution.points
-            parts.append((contribution.points, contribution.reason))
-            if contribution.technique_id and contribution.points > top_event:
-                top_event = contribution.points
-                technique = (contribution.technique_id, contribution.technique_name)
-        if not state.syscalls and not state.events:
-            del self._state[key]
-            return ZERO
-        # Without a model the anomaly part is a real 0 and its weight is not applied: a
-        # weighted blend with a missing input would only cap every score at 70.
-        score = min(100.0, syscall_points + event_points)
+        if state is not None:
+            for name, recency in state.syscalls.items():
+                points = self.weight(name) * recency
+                syscall_points += points
+                parts.append((points, f"uses {name}"))
+            top_event = 0.0
+            for contribution in state.events.values():
+                event_points += contribution.points
+                parts.append((contribution.points, contribution.reason))
+                if contribution.technique_id and contribution.points > top_event:
+                    top_event = contribution.points
+                    technique = (contribution.technique_id, contribution.technique_name)
+            if not state.syscalls and not state.events:
+                del self._state[key]
+        if anomaly_points > 0:
+            shown = ", ".join(anomaly_reasons[:2]) or "unlike this machine's training"
+            parts.append((anomaly_points, f"anomaly {anomaly:.0f}/100: {shown}"))
+        # The anomaly part adds its weighted points; it never scales the rules' part down.
+        score = min(100.0, syscall_points + event_points + anomaly_points)
         parts.sort(key=lambda p: -p[0])
         reasons = tuple(f"{text} (+{points:.0f})" for points, text in parts[:MAX_REASONS]
                         if points >= 0.5)
-        return RiskScore(round(score, 1), reasons, syscall_points, event_points, 0.0, NO_MODEL,
-                         *technique)
+        return RiskScore(round(score, 1), reasons, syscall_points, event_points, anomaly,
+                         anomaly_reason, *technique)

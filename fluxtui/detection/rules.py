@@ -1,30 +1,31 @@
 """Detection rules on high-signal kernel events, each tagged with its MITRE ATT&CK technique.
 
-A rule looks at one `KernelEvent` (and the container of its process) and returns `Finding`s:
-risk points for the process with the reason shown to the user, and, when the finding has a
-severity, an alert. No process is trusted or skipped because of its name: names only decide what
-a program *is* (a shell), never whether it is watched. Nothing here imports textual.
+A rule looks at one `KernelEvent` (and what the capability knows around it: the container, the
+real parent, whether executables are verified) and returns `Finding`s: risk points for the
+process with the reason shown to the user, and, when the finding has a severity, an alert. No
+process is trusted or skipped because of its name: names only decide what a program *is* (a
+shell), never whether it is watched; trust comes from verified executables (package-owned,
+unmodified) in the lists of `rules:` in config.yml. `RuleFilter` applies `rules.disabled` and
+`rules.exceptions`. The README lists every rule. Nothing here imports textual.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxtui.collectors.syscalls import (
-    COMPAT_PREFIX,
-    FX_MAX_NR,
-    FX_PATH_PARTS,
-    KernelEvent,
-    signed32,
-)
+from fluxtui.collectors.bpf_structs import COMPAT_PREFIX, FX_MAX_NR, FX_PATH_PARTS
+from fluxtui.collectors.kernel_event import KernelEvent, signed32
+from fluxtui.config import DEFAULT_SHELL_PARENTS, RulesConfig
 from fluxtui.detection.containers import ContainerInfo
+from fluxtui.detection.locations import Stat, judge_location
 from fluxtui.events import ProcessKey, Severity
 from fluxtui.text import visible
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
-WORLD_WRITABLE_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/")
 CONTAINER_ESCAPE_SYSCALLS = frozenset({"mount", "umount2", "pivot_root", "chroot", "setns",
                                        "unshare", "init_module", "finit_module",
                                        "fsopen", "fsmount", "move_mount", "open_tree",
@@ -45,6 +46,28 @@ T_REFLECTIVE = ("T1620", "Reflective Code Loading")
 T_MODULE = ("T1547.006", "Boot or Logon Autostart Execution: Kernel Modules and Extensions")
 T_SETUID = ("T1548.001", "Abuse Elevation Control Mechanism: Setuid and Setgid")
 T_ESCAPE = ("T1611", "Escape to Host")
+T_ELEVATION = ("T1548", "Abuse Elevation Control Mechanism")
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNS = 0x00020000
+
+# Arguments that make a program run a command on request (GTFOBins), by the program's base name
+# (that of a verified executable: what it is, not whether it is watched).
+SHELL_TRICKS: dict[str, tuple[str, ...]] = {
+    "tar": ("--checkpoint-action=exec", "--to-command", "--use-compress-program",
+            "--info-script", "--new-volume-script", "-I"),
+    "git": ("core.pager=", "core.sshcommand=", "core.editor=", "core.fsmonitor=",
+            "--upload-pack", "--receive-pack", "alias.", "--exec-path", "-p"),
+    "find": ("-exec", "-execdir", "-ok", "-okdir", "-fprint"),
+    "make": ("--eval", "-E", "SHELL="),
+    "rsync": ("-e", "--rsh"),
+    "ssh": ("proxycommand=", "localcommand=", "permitlocalcommand="),
+    "zip": ("-TT", "--unzip-command"),
+    "vim": ("-c", "+"), "vi": ("-c", "+"), "nvim": ("-c", "+"),
+    "less": ("-+",), "man": ("-P", "--pager"),
+    "apt-get": ("pre-invoke", "post-invoke"), "apt": ("pre-invoke", "post-invoke"),
+    "dpkg": ("--pre-invoke", "--post-invoke"),
+    "awk": ("system(",), "gawk": ("system(",), "mawk": ("system(",),
+}
 
 
 @dataclass(frozen=True)
@@ -69,9 +92,17 @@ class Finding:
 @dataclass(frozen=True)
 class EventContext:
     container: ContainerInfo | None = None
-    # For an exec: the parent's executable path ("" when unknown). The parent's comm is never
-    # used to decide anything: any process can rename itself (prctl PR_SET_NAME).
+    # For an exec: the real parent's executable path, as the kernel read it when the exec
+    # succeeded, with wrappers (timeout, env, sudo, ...) looked through ("" when unknown). The
+    # parent's comm is never used to decide anything: any process can rename itself.
     parent_exe: str = ""
+    parent_verified: bool = False  # package-owned and unmodified
+    parent_args: tuple[str, ...] = ()  # the arguments the real parent was started with
+    wrappers: tuple[str, ...] = ()  # wrappers looked through, nearest first
+    shell_parents: frozenset[str] = frozenset(DEFAULT_SHELL_PARENTS)
+    # For unshare/setns: the process runs a verified executable of rules.sandboxes.
+    sandbox: bool = False
+    stat: Stat | None = None  # lstat for exec_tmp (None: os.lstat)
 
 
 Rule = Callable[[KernelEvent, EventContext], list[Finding]]
@@ -108,41 +139,88 @@ def _basename(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+def _shell_trick(parent_exe: str, args: tuple[str, ...]) -> str | None:
+    """The argument that made a program expected to start shells run one on request."""
+    tricks = SHELL_TRICKS.get(_basename(parent_exe))
+    if not tricks:
+        return None
+    for arg in args:
+        lowered = arg.lower()
+        for trick in tricks:
+            if lowered.startswith(trick.lower()) or (
+                    "=" in trick and trick.lower() in lowered):
+                return arg
+    return None
+
+
 def rule_exec(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     if ev.kind != "exec":
         return []
     found: list[Finding] = []
     path = ev.exe or ev.filename
-    base = _basename(path)
-    # The resolved path may be cut ("…/a/b"); the path as passed to exec, when absolute, still
-    # names the directory it was started from.
-    paths = [p for p in (ev.exe, ev.filename) if p.startswith("/")]
-    writable = next((p for p in paths if p.startswith(WORLD_WRITABLE_DIRS)), None)
-    if ev.exe.count("/") == 1 and base.startswith("memfd:"):
+    if "anonymous file" in ev.flags:
         found.append(_finding(ev, "exec_memfd", "Program executed from memory (memfd)",
-                              f"exec of {path} (an anonymous memory file)", 50, T_REFLECTIVE,
-                              Severity.HIGH, executable=path))
-    elif writable is not None:
-        found.append(_finding(ev, "exec_tmp", "Program executed from a world-writable directory",
-                              f"exec of {writable}", 30, T_INTERPRETER, Severity.MEDIUM,
-                              executable=writable))
+                              f"exec of {path} (an anonymous file: no place in any directory)",
+                              50, T_REFLECTIVE, Severity.HIGH, executable=path,
+                              filename=ev.filename))
+    else:
+        found += _exec_location(ev, ctx, path)
     if "path truncated" in ev.flags:
         found.append(_finding(ev, "exec_deep_path", "Program executed from a very deep path",
                               f"path truncated: exec of {path} (more than {FX_PATH_PARTS} "
                               "directories deep, which hides where it lives)", 20, T_HIDE,
                               Severity.MEDIUM, executable=path, filename=ev.filename))
-    names = {_basename(p) for p in (ev.exe, ev.filename, ev.argv[0] if ev.argv else "") if p}
-    parent = _basename(ctx.parent_exe)
-    if names & SHELLS and parent not in SHELLS:
-        shown = ctx.parent_exe or f"an unknown executable (comm {ev.parent_comm!r})"
-        found.append(_finding(ev, "shell_spawn", "Shell started by a program that is not a shell",
-                              f"shell {path} started by {shown} (pid {ev.ppid})", 10,
-                              T_SHELL, Severity.LOW, parent_pid=ev.ppid,
-                              parent_name=ev.parent_comm, parent_executable=ctx.parent_exe))
+    found += _shell_spawn(ev, ctx, path)
     if ev.euid == 0 and ev.uid != 0:
         found.append(_finding(ev, "exec_setuid_root", "Root gained by a set-user-ID program",
                               f"uid {ev.uid} runs {path} as root (set-user-ID)", 10, T_SETUID))
     return found
+
+
+_LOCATION_POINTS = {Severity.LOW: 10, Severity.MEDIUM: 30}
+
+
+def _exec_location(ev: KernelEvent, ctx: EventContext, path: str) -> list[Finding]:
+    """exec_tmp: the resolved executable and the file passed to exec (a script) judged on every
+    directory of their paths (fluxtui/detection/locations.py)."""
+    candidates = []
+    if ev.exe.startswith("/"):
+        candidates.append(ev.exe)
+    if ev.filename.startswith("/") and ev.filename != ev.exe:
+        candidates.append(os.path.realpath(ev.filename) if ctx.stat is None else ev.filename)
+    best = None
+    for candidate in candidates:
+        verdict = judge_location(candidate, ev.uid, ctx.stat or os.lstat)
+        if verdict is not None and (best is None or verdict.severity == Severity.MEDIUM):
+            best = (candidate, verdict)
+    if best is None:
+        return []
+    where, verdict = best
+    return [_finding(ev, "exec_tmp", "Program executed from a world-writable directory",
+                     f"exec of {where}: {verdict.why}", _LOCATION_POINTS[verdict.severity],
+                     T_INTERPRETER, verdict.severity, executable=where,
+                     writable_dir=verdict.writable_dir)]
+
+
+def _shell_spawn(ev: KernelEvent, ctx: EventContext, path: str) -> list[Finding]:
+    names = {_basename(p) for p in (ev.exe, ev.filename, ev.argv[0] if ev.argv else "") if p}
+    if not names & SHELLS or not ctx.parent_exe:
+        return []  # not a shell, or a parent that cannot be known: no reason by itself
+    via = f" via {', '.join(ctx.wrappers)}" if ctx.wrappers else ""
+    extra = {"parent_pid": ev.ppid, "parent_name": ev.parent_comm,
+             "parent_executable": ctx.parent_exe, "wrappers": list(ctx.wrappers)}
+    trick = _shell_trick(ctx.parent_exe, ctx.parent_args)
+    if trick is not None:
+        return [_finding(ev, "shell_spawn", "Shell started through a command-running option",
+                         f"shell {path} started by {ctx.parent_exe}{via} through its argument "
+                         f"{trick!r} (GTFOBins-style)", 25, T_SHELL, Severity.MEDIUM,
+                         trick=trick, **extra)]
+    if ctx.parent_exe in ctx.shell_parents and ctx.parent_verified:
+        return []
+    unverified = " (not verified)" if ctx.parent_exe in ctx.shell_parents else ""
+    return [_finding(ev, "shell_spawn", "Shell started by a program that is not a shell",
+                     f"shell {path} started by {ctx.parent_exe}{unverified}{via} "
+                     f"(pid {ev.ppid})", 10, T_SHELL, Severity.LOW, **extra)]
 
 
 def rule_credentials(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
@@ -190,6 +268,29 @@ def rule_container_escape(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
                      container=label)]
 
 
+def rule_namespace(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
+    """unshare/setns outside containers. Sandboxes (verified executables of rules.sandboxes:
+    bwrap, browsers, systemd and its executor, container runtimes) do this as their job and
+    are not findings; the syscall's base weight still counts in the mix."""
+    if ev.kind != "syscall" or ev.syscall not in ("unshare", "setns") or ctx.container:
+        return []
+    if ctx.sandbox:
+        return []
+    if ev.syscall == "setns":
+        return [_finding(ev, "namespace_enter", "Process entered other namespaces",
+                         f"{ev.describe()} outside any container (not a known sandbox)", 25,
+                         T_ESCAPE, Severity.MEDIUM)]
+    flags = ev.args[0] if ev.args else 0
+    if flags & CLONE_NEWUSER:
+        return [_finding(ev, "namespace_unshare", "New user namespace created",
+                         f"{ev.describe()}: a new user namespace gives its creator every "
+                         "capability inside it (not a known sandbox)", 25, T_ELEVATION,
+                         Severity.MEDIUM)]
+    return [_finding(ev, "namespace_unshare", "Namespaces unshared",
+                     f"{ev.describe()} outside any container (not a known sandbox)", 10,
+                     T_ELEVATION, Severity.LOW)]
+
+
 def rule_memfd_create(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     if ev.kind != "syscall" or ev.syscall != "memfd_create":
         return []
@@ -214,11 +315,64 @@ def rule_compat_syscall(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
 
 
 RULES: tuple[Rule, ...] = (rule_ptrace, rule_process_vm_write, rule_exec, rule_credentials,
-                           rule_module, rule_container_escape, rule_memfd_create, rule_bpf_load,
-                           rule_compat_syscall)
+                           rule_module, rule_container_escape, rule_namespace, rule_memfd_create,
+                           rule_bpf_load, rule_compat_syscall)
 
 
 def evaluate(ev: KernelEvent, ctx: EventContext | None = None) -> list[Finding]:
     """Every finding of every rule for one event."""
     ctx = ctx or EventContext()
     return [finding for rule in RULES for finding in rule(ev, ctx)]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who a finding is about, for `rules.exceptions`."""
+
+    executable: str = ""
+    parent: str = ""
+    uid: int | None = None
+    user: str = ""
+    args: tuple[str, ...] = ()
+
+
+class RuleFilter:
+    """`rules.disabled` (rule ids, globs) and `rules.exceptions` of config.yml."""
+
+    def __init__(self, config: RulesConfig) -> None:
+        self.config = config
+
+    def disabled(self, rule_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(rule_id, pattern) for pattern in self.config.disabled)
+
+    def allows(self, rule_id: str, subject: Subject) -> bool:
+        """False when the rule is disabled or an exception covers this subject."""
+        if self.disabled(rule_id):
+            return False
+        return not any(_matches(ex, rule_id, subject) for ex in self.config.exceptions)
+
+
+def _matches(ex: Any, rule_id: str, subject: Subject) -> bool:
+    if not fnmatch.fnmatchcase(rule_id, ex.rule or "*"):
+        return False
+    if ex.executable and not fnmatch.fnmatchcase(subject.executable, ex.executable):
+        return False
+    if ex.parent and not fnmatch.fnmatchcase(subject.parent, ex.parent):
+        return False
+    if ex.user and ex.user not in (subject.user, str(subject.uid)):
+        return False
+    return not (ex.args and not fnmatch.fnmatchcase(" ".join(subject.args), ex.args))
+
+
+def stdio_socket_finding(key: ProcessKey, name: str, exe: str, fds: tuple[int, ...],
+                         remote: str, inbound: bool) -> Finding:
+    """A shell whose standard input or output is a TCP connection: a reverse shell when it
+    connected out, a bind shell when the connection came in to a listening port."""
+    kind = "bind shell" if inbound else "reverse shell"
+    which = "/".join({0: "stdin", 1: "stdout", 2: "stderr"}[fd] for fd in fds)
+    reason = visible(f"{kind}: shell {exe or name} has its {which} on a TCP connection "
+                     f"{'from' if inbound else 'to'} {remote}")
+    return Finding(key, "syscalls.reverse_shell", f"Shell on a network connection ({kind})",
+                   reason, 50, T_SHELL, Severity.HIGH,
+                   {"remote": remote, "direction": "inbound" if inbound else "outbound",
+                    "fds": list(fds), "executable": exe})

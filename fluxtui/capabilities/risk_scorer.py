@@ -1,0 +1,245 @@
+"""The risk scorer, plugged into the engine as the "risk" component; it runs last.
+
+It folds the syscall mix, the rules' findings, every other component's `tick.risk_inputs`
+(with their ATT&CK technique) and the anomaly model's verdicts (`tick.anomalies`, set by the
+anomaly component that runs before it) into one score per process, fills the risk, reasons and
+container columns, raises an alert when a process crosses `risk_threshold`, and puts a
+`RiskView` in `Snapshot.views["risk"]`. It works from risk inputs alone when BPF is unavailable.
+
+Whole lives: when the syscall view reports a process's final record (`SyscallView.final`), the
+process is scored on everything it did (its findings and syscalls up to its exit, the last
+counts included), a `ProcessExit` goes on the bus (the headless stream writes it as one ECS
+event), a threshold alert is raised if it crossed it, and it stays in the snapshot as a row
+with `exited_at` set for `risk.exited_retention_s` seconds.
+
+Propagation: a finding on a process also counts toward the processes that started it, up to
+`risk.propagation_depth` generations, multiplied by `risk.propagation_factor` per generation,
+with the chain in the reason. It stops at init, kernel threads and session leaders that run a
+verified executable (log-in shells, sshd sessions, terminal shells, service managers' units):
+see fluxtui/capabilities/lineage.py. Nothing here imports textual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fluxtui.capabilities.lineage import Lineage
+from fluxtui.capabilities.syscall_view import SyscallView
+from fluxtui.config import Config
+from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
+from fluxtui.detection.risk import NO_MODEL, RiskModel, RiskScore
+from fluxtui.events import (
+    Alert,
+    CollectorState,
+    CollectorStatus,
+    ProcessExit,
+    ProcessKey,
+    ProcessLifetime,
+    ProcessRow,
+    Severity,
+)
+from fluxtui.pipeline import EventBus, TickContext
+
+log = logging.getLogger(__name__)
+
+REARM_FRACTION = 0.8  # a process re-alerts after its score fell below threshold * this
+SYSCALLS = "syscalls"  # the view this component reads
+
+
+@dataclass(frozen=True)
+class RiskView:
+    """Snapshot.views["risk"]: the score and container of every process in the table (the
+    table's container column holds the short label; this has the full id and runtime)."""
+
+    threshold: float
+    scores: dict[ProcessKey, RiskScore] = field(default_factory=dict)
+    containers: dict[ProcessKey, ContainerInfo] = field(default_factory=dict)
+    exits: dict[ProcessKey, ProcessExit] = field(default_factory=dict)  # kept for retention
+
+
+class RiskScorer:
+    name = "risk"
+
+    def __init__(self, config: Config, proc: str = "/proc",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.model = RiskModel(config.risk)
+        self._clock = clock  # decay runs on this; tick.now (wall clock) stamps alerts
+        self._containers = ContainerCache(proc, CgroupIdIndex())
+        self._above: set[ProcessKey] = set()
+        self._scores: dict[ProcessKey, RiskScore] = {}
+        self._container_of: dict[ProcessKey, ContainerInfo | None] = {}
+        self._state = CollectorState.STOPPED
+        self._rows: dict[ProcessKey, ProcessRow] = {}  # last tick's rows, to keep exited ones
+        self._exited: dict[ProcessKey, tuple[ProcessRow, ProcessExit, float]] = {}
+        self._alerts_of: dict[ProcessKey, set[str]] = {}
+        self._anomaly_note = NO_MODEL
+        # Final records wait one tick before they are scored: a network detection on the same
+        # process (its connections thread hands them over at the next tick) still counts.
+        self._closing: dict[ProcessKey, ProcessLifetime] = {}
+        self._received: dict[ProcessKey, float] = {}  # monotonic time each final arrived
+
+    def start(self, bus: EventBus) -> None:
+        self._state = CollectorState.RUNNING
+
+    def stop(self) -> None:
+        self._state = CollectorState.STOPPED
+
+    def status(self) -> CollectorStatus:
+        detail = (f"threshold {self.config.risk.risk_threshold:g} · anomaly model: "
+                  f"{self._anomaly_note or 'running'}")
+        return CollectorStatus(self.name, self._state, "", detail)
+
+    # --- for the detail view (UI thread) -----------------------------------------------------
+
+    def explain(self, key: ProcessKey) -> RiskScore | None:
+        """The process's score as of the last tick, None when it is not in the table."""
+        return self._scores.get(key)
+
+    def container(self, key: ProcessKey) -> ContainerInfo | None:
+        return self._container_of.get(key)
+
+    # --- the tick ----------------------------------------------------------------------------
+
+    def on_tick(self, tick: TickContext) -> None:
+        now = self._clock()
+        risk = self.config.risk
+        threshold = risk.risk_threshold
+        seen: set[ProcessKey] = set(tick.processes)
+        view = tick.views.get(SYSCALLS)
+        final: dict[ProcessKey, ProcessLifetime] = {}
+        for alert in tick.alerts:
+            if alert.key is not None:
+                self._alerts_of.setdefault(alert.key, set()).add(alert.rule_id)
+        if isinstance(view, SyscallView):
+            for key, named in view.counts.items():
+                self.model.observe_syscalls(key, named, now)
+                seen.add(key)
+            for f in view.findings:
+                self.model.add(f.key, f.points, f.reason, now, *f.technique, group=f.rule_id)
+                seen.add(f.key)
+                seen.update(self._propagate(view.lineage, f.key, f.points, f.reason,
+                                            f.technique, f.rule_id, now))
+            final = self._closing
+            self._closing = {k: v for k, v in view.final.items() if k not in final}
+            self._received.update(dict.fromkeys(self._closing, now))
+        for item in tick.risk_inputs:
+            self.model.add(item.key, item.points, item.reason, now, *item.technique,
+                           group=item.group)
+            seen.add(item.key)
+            if isinstance(view, SyscallView):
+                seen.update(self._propagate(view.lineage, item.key, item.points, item.reason,
+                                            item.technique, item.group or item.reason, now))
+        # "" means a model ran; with no anomaly component nothing sets it, and no verdict came.
+        why_none = tick.anomaly_model or ("" if tick.anomalies else NO_MODEL)
+        self._anomaly_note = why_none
+        self.model.set_anomalies(tick.anomalies, why_none)
+
+        scores: dict[ProcessKey, RiskScore] = {}
+        containers: dict[ProcessKey, ContainerInfo | None] = {}
+        for key, row in tick.processes.items():
+            if key in final:
+                continue
+            score = self.model.score(key, now)
+            container = self._containers.get(key)
+            scores[key] = score
+            containers[key] = container
+            tick.annotate(key, risk=score.score, risk_reasons=score.reasons,
+                          container=container.label if container else None)
+            self._threshold_alert(tick, key, row.name, score, threshold)
+
+        for key, life in final.items():
+            self._close(tick, key, life, now, threshold)
+        self.model.retain((seen | set(self._closing)) - set(final))
+        self._above &= set(tick.processes) | set(self._closing)
+        self._containers.retain(set(tick.processes))
+        self._rows = {**{k: r for k, r in self._rows.items() if k in self._closing},
+                      **tick.processes}
+        self._alerts_of = {k: v for k, v in self._alerts_of.items() if k in seen}
+        self._keep_exited(tick, now)
+        self._scores, self._container_of = scores, containers
+        tick.set_view(self.name, RiskView(
+            threshold, scores, {key: info for key, info in containers.items() if info is not None},
+            {key: exit_ for key, (_, exit_, _) in self._exited.items()}))
+
+    def _propagate(self, lineage: Lineage | None, key: ProcessKey, points: float, reason: str,
+                   technique: tuple[str, str], group: str, now: float) -> list[ProcessKey]:
+        risk = self.config.risk
+        if lineage is None or points <= 0 or risk.propagation_depth == 0:
+            return []
+        ancestors = lineage.ancestors(key, risk.propagation_depth)
+        chain = [f"{lineage.exe(key).rsplit('/', 1)[-1] or 'pid'} {key.pid}"]
+        for depth, ancestor in enumerate(ancestors, start=1):
+            factor = risk.propagation_factor ** depth
+            via = " ← ".join(reversed(chain))
+            self.model.add(ancestor, points * factor, f"started {via}: {reason}", now,
+                           *technique, group=f"child:{group}")
+            chain.append(f"{lineage.exe(ancestor).rsplit('/', 1)[-1] or 'pid'} {ancestor.pid}")
+        return ancestors
+
+    def _threshold_alert(self, tick: TickContext, key: ProcessKey, name: str, score: RiskScore,
+                         threshold: float) -> None:
+        if score.score >= threshold and score.score > 0 and key not in self._above:
+            self._above.add(key)
+            tick.raise_alert(self._alert(key, name, score, threshold, tick.now))
+            self._alerts_of.setdefault(key, set()).add("risk.threshold")
+        elif score.score < threshold * REARM_FRACTION:
+            self._above.discard(key)
+
+    def _close(self, tick: TickContext, key: ProcessKey, life: ProcessLifetime, now: float,
+               threshold: float) -> None:
+        """Score a process that exited on its whole life and publish its final record (scored
+        as of when its final record arrived: the one-tick wait does not decay it)."""
+        score = self.model.score(key, self._received.pop(key, now))
+        self._threshold_alert(tick, key, life.name, score, threshold)
+        exit_ = ProcessExit(life, score.score, score.reasons,
+                            tuple(sorted(self._alerts_of.pop(key, set()))), score.anomaly,
+                            score.anomaly_reason, score.technique_id, score.technique_name)
+        tick.bus.publish(exit_)
+        self.model.forget(key)
+        self._above.discard(key)
+        retention = self.config.risk.exited_retention_s
+        if retention <= 0:
+            return
+        row = self._rows.get(key) or tick.processes.get(key) or ProcessRow(
+            key=key, ppid=life.parent.pid if life.parent else 0,
+            user="" if life.uid is None else str(life.uid), name=life.name, exe=life.exe,
+            cmdline=(life.exe or life.name, *life.args), cpu_percent=None, memory_rss=0,
+            threads=0, state="exited")
+        row = dataclasses.replace(row, state="exited", exited_at=life.exited, risk=score.score,
+                                  risk_reasons=score.reasons, syscalls_per_s=None,
+                                  cpu_percent=None)
+        self._exited[key] = (row, exit_, now + retention)
+
+    def _keep_exited(self, tick: TickContext, now: float) -> None:
+        for key in [k for k, (_, _, until) in self._exited.items() if until <= now]:
+            del self._exited[key]
+        for key, (row, _, _) in self._exited.items():
+            if key in tick.processes:  # listed by /proc a last time: mark the table's row
+                tick.annotate(key, state="exited", exited_at=row.exited_at, risk=row.risk,
+                              risk_reasons=row.risk_reasons)
+            else:
+                tick.keep_exited(row)
+
+    @staticmethod
+    def _alert(key: ProcessKey, name: str, score: RiskScore, threshold: float, now: float
+               ) -> Alert:
+        return Alert(
+            timestamp=now,
+            rule_id="risk.threshold",
+            title=f"Risk score {score.score:.0f} reached the threshold ({threshold:g})",
+            severity=Severity.HIGH if score.score >= 80 else Severity.MEDIUM,
+            technique_id=score.technique_id,
+            technique_name=score.technique_name,
+            key=key,
+            process_name=name,
+            reasons=score.reasons,
+            extra={"score": score.score, "syscall_points": round(score.syscall_points, 1),
+                   "event_points": round(score.event_points, 1),
+                   "anomaly": score.anomaly, "anomaly_reason": score.anomaly_reason,
+                   "start_ticks": key.start_ticks},
+        )
