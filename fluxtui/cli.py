@@ -16,8 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Terminal dashboard for Linux host security. Run as root for the kernel "
                     "collectors (eBPF syscalls, credential guard); without root it runs passive.",
     )
-    parser.add_argument("command", nargs="?", choices=("doctor",),
-                        help="doctor: check which capabilities this machine offers")
+    parser.add_argument("command", nargs="?", choices=("doctor", "train"),
+                        help="doctor: check which capabilities this machine offers; "
+                             "train: record this machine's behaviour and fit the anomaly model")
     parser.add_argument("--config", metavar="PATH",
                         help="configuration file (default: /etc/fluxtui/config.yml if present)")
     parser.add_argument("--theme", metavar="NAME",
@@ -29,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="headless: exit 0 after this many seconds")
     parser.add_argument("--log", metavar="PATH", help="write diagnostics to this file")
+    parser.add_argument("--duration", type=float, metavar="SECONDS",
+                        help="train: seconds to record (default: anomaly.train_duration)")
+    parser.add_argument("--append", action="store_true",
+                        help="train: add to the feature store instead of starting it afresh")
     return parser
 
 
@@ -49,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         from fluxtui.doctor import run_doctor
 
         return run_doctor(config)
+    if args.command == "train":
+        from fluxtui.train import run_train
+
+        return run_train(config, args.duration, args.append)
     privileged = os.geteuid() == 0
     if args.headless:
         return run_headless(config, privileged, args.output, args.timeout)

@@ -1,0 +1,143 @@
+"""What each executable did in training: the syscalls it made, the bigrams, its peak rates.
+
+A syscall an executable never made in training ("/usr/bin/ssh-keygen called ptrace, never seen in
+training") is the model's strongest and most explainable finding. It only counts for an
+executable seen in at least `min_windows` training windows (one short run says little about what
+a program does); for the others the machine-wide set of syscalls is the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxtui.collectors.syscalls import FX_NR_OTHER, FX_NR_START
+from fluxtui.detection.anomaly.features import FeatureWindow
+
+NEW_SYSCALL_SCORE = 90.0  # an executable's first call to a syscall it never made in training
+RATE_FACTOR = 10.0  # a syscall this many times its peak training rate is named in the reasons
+RATE_MIN_CALLS = 20  # ... when the window holds at least this many calls to it
+MAX_NAMED = 3  # syscalls or bigrams named in one reason
+_IGNORED = frozenset({FX_NR_START, FX_NR_OTHER})
+
+
+@dataclass
+class ExecutableProfile:
+    windows: int = 0
+    syscalls: set[int] = field(default_factory=set)
+    bigrams: set[tuple[int, int]] = field(default_factory=set)
+    peak_rate: dict[int, float] = field(default_factory=dict)  # calls/s in its busiest window
+
+
+@dataclass(frozen=True)
+class ProfileVerdict:
+    score: float  # NEW_SYSCALL_SCORE when a syscall is new, else 0
+    reasons: tuple[str, ...]
+    new_syscalls: tuple[int, ...] = ()
+
+
+class Profiles:
+    def __init__(self, min_windows: int = 5) -> None:
+        self.min_windows = min_windows
+        self.executables: dict[str, ExecutableProfile] = {}
+        self.machine: set[int] = set()  # every syscall any process made in training
+
+    @classmethod
+    def build(cls, windows: Iterable[FeatureWindow], min_windows: int = 5) -> Profiles:
+        profiles = cls(min_windows)
+        for w in windows:
+            profiles.add(w)
+        return profiles
+
+    def add(self, w: FeatureWindow) -> None:
+        self.machine.update(w.counts)
+        if not w.exe:
+            return
+        p = self.executables.setdefault(w.exe, ExecutableProfile())
+        p.windows += 1
+        p.syscalls.update(w.counts)
+        p.bigrams.update(w.bigrams)
+        if w.window_s > 0:
+            for nr, n in w.counts.items():
+                rate = n / w.window_s
+                if rate > p.peak_rate.get(nr, 0.0):
+                    p.peak_rate[nr] = rate
+
+    def new_syscalls(self, w: FeatureWindow) -> set[int]:
+        """Syscalls of the window its executable never made in training (the machine never
+        made, for an executable seen in fewer than `min_windows` windows). Cheap: set
+        operations only, run for every window of every tick."""
+        profile = self.executables.get(w.exe) if w.exe else None
+        if profile is not None and profile.windows >= self.min_windows:
+            return w.counts.keys() - profile.syscalls - _IGNORED
+        return w.counts.keys() - self.machine - _IGNORED
+
+    def judge(self, w: FeatureWindow, name: Callable[[int], str]) -> ProfileVerdict:
+        """The window against its executable's profile (or the machine's, for an executable
+        too rarely seen), with reasons that name what deviated."""
+        profile = self.executables.get(w.exe) if w.exe else None
+        known = profile is not None and profile.windows >= self.min_windows
+        new = sorted(self.new_syscalls(w))
+        reasons: list[str] = []
+        if new:
+            names = ", ".join(name(nr) for nr in new[:MAX_NAMED])
+            more = f" and {len(new) - MAX_NAMED} more" if len(new) > MAX_NAMED else ""
+            if known and profile is not None:
+                reasons.append(f"{w.exe} called {names}{more}, never seen in training "
+                               f"({profile.windows} windows)")
+            else:
+                who = w.exe or "a process of unknown executable"
+                reasons.append(f"{who} called {names}{more}, never seen on this machine "
+                               "in training")
+        if known and profile is not None:
+            reasons.extend(self._rates(w, profile, name))
+            pairs = sorted(p for p in w.bigrams if p not in profile.bigrams
+                           and p[0] not in _IGNORED and p[1] not in _IGNORED)
+            if pairs:
+                shown = ", ".join(f"{name(a)}->{name(b)}" for a, b in pairs[:MAX_NAMED])
+                more = f" and {len(pairs) - MAX_NAMED} more" if len(pairs) > MAX_NAMED else ""
+                reasons.append(f"bigram {shown}{more} never seen for {w.exe}")
+        elif w.exe and profile is None:
+            reasons.append(f"{w.exe} never ran in training")
+        return ProfileVerdict(NEW_SYSCALL_SCORE if new else 0.0, tuple(reasons), tuple(new))
+
+    @staticmethod
+    def _rates(w: FeatureWindow, profile: ExecutableProfile, name: Callable[[int], str]
+               ) -> list[str]:
+        if w.window_s <= 0:
+            return []
+        out: list[tuple[float, str]] = []
+        for nr, n in w.counts.items():
+            peak = profile.peak_rate.get(nr)
+            if peak is None or peak <= 0 or n < RATE_MIN_CALLS:
+                continue
+            factor = n / w.window_s / peak
+            if factor >= RATE_FACTOR:
+                out.append((factor, f"{name(nr)} {factor:,.0f}x its training rate"))
+        out.sort(key=lambda item: -item[0])
+        return [text for _, text in out[:MAX_NAMED]]
+
+    # --- saved as plain data (JSON-compatible), never as pickled objects ---------------------
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "min_windows": self.min_windows,
+            "machine": sorted(self.machine),
+            "executables": {
+                exe: {"windows": p.windows, "syscalls": sorted(p.syscalls),
+                      "bigrams": sorted([a, b] for a, b in p.bigrams),
+                      "peak_rate": [[nr, rate] for nr, rate in sorted(p.peak_rate.items())]}
+                for exe, p in sorted(self.executables.items())},
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Profiles:
+        profiles = cls(int(data["min_windows"]))
+        profiles.machine = {int(nr) for nr in data["machine"]}
+        for exe, p in data["executables"].items():
+            profiles.executables[str(exe)] = ExecutableProfile(
+                windows=int(p["windows"]), syscalls={int(nr) for nr in p["syscalls"]},
+                bigrams={(int(a), int(b)) for a, b in p["bigrams"]},
+                peak_rate={int(nr): float(rate) for nr, rate in p["peak_rate"]})
+        return profiles
