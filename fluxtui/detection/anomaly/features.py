@@ -207,8 +207,8 @@ def feature_matrix(windows: Sequence[FeatureWindow]) -> np.ndarray:
     weights = np.concatenate([
         values / np.maximum(totals, 1)[count_rows], pv / np.maximum(pair_totals, 1)[pair_rows],
         np.asarray(rule_counts, dtype=np.float64), rate, sizes[:, 0], sizes[:, 1]])
-    matrix = np.bincount(cells, weights=weights, minlength=n * N_FEATURES).reshape(
-        n, N_FEATURES)
+    matrix = np.bincount(cells, weights=weights, minlength=n * N_FEATURES).astype(
+        np.float64, copy=False).reshape(n, N_FEATURES)
     np.log1p(matrix[:, SCALAR_BASE:], out=matrix[:, SCALAR_BASE:])
     return matrix
 

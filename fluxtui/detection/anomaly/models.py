@@ -39,13 +39,15 @@ from fluxtui.detection.anomaly.features import (
     BIGRAM_BUCKETS,
     FEATURE_SCHEMA,
     N_FEATURES,
+    NATIVE_SLOTS,
+    SCALAR_BASE,
     FeatureWindow,
     bigram_bucket,
     describe_value,
     feature_matrix,
     feature_name,
 )
-from fluxtui.detection.anomaly.profile import Profiles
+from fluxtui.detection.anomaly.profile import NEW_SYSCALL_SCORE, Profiles
 from fluxtui.detection.anomaly.scorers import CoreDistanceScorer, ForestScorer, SvmScorer
 from fluxtui.events import ProcessKey
 
@@ -63,6 +65,7 @@ SCALE_FLOOR = 0.01  # a feature that hardly varied in training: deviations of 1%
 Z_CLIP = 100.0
 ALARM = 50.0  # a score at or above this is an alarm (the calibrated threshold)
 EXPLAIN_FROM = 25.0  # rows scoring below this get no feature-level reasons (saves time)
+MAX_REASONS = 5
 SEED = 0  # subsamples are drawn from the recorded windows with a fixed seed: same store, same model
 
 
@@ -161,21 +164,25 @@ class AnomalyModel:
         raw = np.column_stack([self._forest.raw(p), self._svm.raw(p), self._dbscan.raw(p)])
         per_model = self.calibrated(raw)
         ensemble = np.median(per_model, axis=1)
+        total_rate = np.expm1(x[:, SCALAR_BASE])
+        rate = self.profiles.rate_scores(windows, x[:, :NATIVE_SLOTS] * total_rate[:, None])
         out = []
         new_syscalls = self.profiles.new_syscalls
         for i, w in enumerate(windows):
             score = float(ensemble[i])
             new = new_syscalls(w)
-            if not new and score < EXPLAIN_FROM:  # the common case: like training, no reasons
+            if not new and max(score, rate[i]) < EXPLAIN_FROM:  # like training: no reasons
                 out.append(AnomalyVerdict(w.key, round(score, 1), (), tuple(per_model[i]), 0.0))
                 continue
             judged = self.profiles.judge(w, self.name)
+            profile = NEW_SYSCALL_SCORE if new else float(rate[i])
             reasons = list(judged.reasons[:1])  # a new syscall first: the strongest reason
             if score >= EXPLAIN_FROM:
                 reasons.extend(self._explain(w, x[i], z[i], per_model[i]))
             reasons.extend(judged.reasons[1:])
-            out.append(AnomalyVerdict(w.key, round(max(score, judged.score), 1),
-                                      tuple(reasons[:4]), tuple(per_model[i]), judged.score))
+            out.append(AnomalyVerdict(w.key, round(max(score, profile), 1),
+                                      tuple(reasons[:MAX_REASONS]), tuple(per_model[i]),
+                                      profile))
         return out
 
     def _explain(self, w: FeatureWindow, x: np.ndarray, z: np.ndarray,
@@ -259,16 +266,17 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
 
     fit_report = FitReport(len(ordered), train.stop, calib.stop - calib.start,
                            verify.stop - verify.start, 0, false_alarm_rate)
-    verify_windows = ordered[verify]
-    per_model = model.calibrated(model.raw_scores(x_all[verify]))
+    verdicts = model.score(ordered[verify])
+    per_model = np.array([v.model_scores for v in verdicts]).reshape(-1, 3)
     ensemble = np.median(per_model, axis=1)
-    profile = np.array([train_profiles.judge(w, model.name).score for w in verify_windows])
+    profile = np.array([v.profile_score for v in verdicts])
     for i, name in enumerate(MODEL_NAMES):
         fit_report.false_alarms[name] = float(np.mean(per_model[:, i] >= ALARM))
     fit_report.false_alarms["ensemble (2 of 3)"] = float(np.mean(ensemble >= ALARM))
-    fit_report.false_alarms["executable profile (new syscall)"] = float(np.mean(profile >= ALARM))
+    fit_report.false_alarms["executable profile (new syscall, rate)"] = float(
+        np.mean(profile >= ALARM))
     fit_report.false_alarms["combined (what the dashboard uses)"] = float(
-        np.mean(np.maximum(ensemble, profile) >= ALARM))
+        np.mean([v.score >= ALARM for v in verdicts]))
 
     model.profiles = Profiles.build(ordered, min_profile_windows)
     fit_report.executables = len(model.profiles.executables)

@@ -8,16 +8,22 @@ a program does); for the others the machine-wide set of syscalls is the referenc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from fluxtui.collectors.syscalls import FX_NR_OTHER, FX_NR_START
-from fluxtui.detection.anomaly.features import FeatureWindow
+from fluxtui.detection.anomaly.features import NATIVE_SLOTS, FeatureWindow
 
 NEW_SYSCALL_SCORE = 90.0  # an executable's first call to a syscall it never made in training
-RATE_FACTOR = 10.0  # a syscall this many times its peak training rate is named in the reasons
-RATE_MIN_CALLS = 20  # ... when the window holds at least this many calls to it
+RATE_FACTOR = 10.0  # a syscall this many times its peak training rate (of its executable) ...
+RATE_MIN_CALLS = 20  # ... in a window with at least this many calls to it scores RATE_SCORE,
+RATE_SCORE = 50.0  # plus RATE_STEP per further factor of ten, at most RATE_MAX_SCORE
+RATE_STEP = 10.0
+RATE_MAX_SCORE = 80.0
 MAX_NAMED = 3  # syscalls or bigrams named in one reason
 _IGNORED = frozenset({FX_NR_START, FX_NR_OTHER})
 
@@ -32,9 +38,26 @@ class ExecutableProfile:
 
 @dataclass(frozen=True)
 class ProfileVerdict:
-    score: float  # NEW_SYSCALL_SCORE when a syscall is new, else 0
+    score: float  # NEW_SYSCALL_SCORE when a syscall is new, else rate_score(), else 0
     reasons: tuple[str, ...]
     new_syscalls: tuple[int, ...] = ()
+
+
+def rate_score(factor: float) -> float:
+    """Score of a syscall `factor` times its executable's peak training rate."""
+    if factor < RATE_FACTOR:
+        return 0.0
+    return min(RATE_MAX_SCORE, RATE_SCORE + RATE_STEP * math.log10(factor / RATE_FACTOR))
+
+
+@dataclass(frozen=True)
+class PeakTable:
+    """Peak training rates as a matrix, for scoring a whole tick at once: row 0 is "no
+    profile" (all zero), one row per executable with at least `min_windows` windows."""
+
+    rows: dict[str, int]
+    columns: np.ndarray  # syscall numbers that have a peak for some executable
+    peaks: np.ndarray  # (len(rows) + 1, len(columns)) calls/s; 0 where never made
 
 
 class Profiles:
@@ -42,6 +65,7 @@ class Profiles:
         self.min_windows = min_windows
         self.executables: dict[str, ExecutableProfile] = {}
         self.machine: set[int] = set()  # every syscall any process made in training
+        self._peaks: PeakTable | None = None
 
     @classmethod
     def build(cls, windows: Iterable[FeatureWindow], min_windows: int = 5) -> Profiles:
@@ -51,6 +75,7 @@ class Profiles:
         return profiles
 
     def add(self, w: FeatureWindow) -> None:
+        self._peaks = None
         self.machine.update(w.counts)
         if not w.exe:
             return
@@ -73,6 +98,38 @@ class Profiles:
             return w.counts.keys() - profile.syscalls - _IGNORED
         return w.counts.keys() - self.machine - _IGNORED
 
+    def peak_table(self) -> PeakTable:
+        if self._peaks is None:
+            known = [(exe, p) for exe, p in sorted(self.executables.items())
+                     if p.windows >= self.min_windows]
+            columns = np.array(sorted({nr for _, p in known for nr in p.peak_rate
+                                       if 0 <= nr < NATIVE_SLOTS}), dtype=np.intp)
+            where = {int(nr): j for j, nr in enumerate(columns)}
+            peaks = np.zeros((len(known) + 1, len(columns)))
+            for i, (_, p) in enumerate(known, start=1):
+                for nr, rate in p.peak_rate.items():
+                    if nr in where:
+                        peaks[i, where[nr]] = rate
+            self._peaks = PeakTable({exe: i for i, (exe, _) in enumerate(known, start=1)},
+                                    columns, peaks)
+        return self._peaks
+
+    def rate_scores(self, windows: list[FeatureWindow] | tuple[FeatureWindow, ...],
+                    rates: np.ndarray) -> np.ndarray:
+        """rate_score() of each window's syscall furthest above its executable's peak;
+        `rates` holds calls/s by syscall number (columns 0 to NATIVE_SLOTS)."""
+        table = self.peak_table()
+        if not len(table.columns) or not windows:
+            return np.zeros(len(windows))
+        index = np.array([table.rows.get(w.exe, 0) for w in windows], dtype=np.intp)
+        peaks = table.peaks[index]
+        now = rates[:, table.columns]
+        window_s = np.array([w.window_s for w in windows])
+        enough = (now * window_s[:, None] >= RATE_MIN_CALLS - 1e-9) & (peaks > 0)
+        factor = np.where(enough, now / np.where(peaks > 0, peaks, 1.0), 0.0).max(axis=1)
+        return np.array([rate_score(f) for f in factor]) if factor.max() >= RATE_FACTOR \
+            else np.zeros(len(windows))
+
     def judge(self, w: FeatureWindow, name: Callable[[int], str]) -> ProfileVerdict:
         """The window against its executable's profile (or the machine's, for an executable
         too rarely seen), with reasons that name what deviated."""
@@ -90,8 +147,11 @@ class Profiles:
                 who = w.exe or "a process of unknown executable"
                 reasons.append(f"{who} called {names}{more}, never seen on this machine "
                                "in training")
+        rate = 0.0
         if known and profile is not None:
-            reasons.extend(self._rates(w, profile, name))
+            factors = self._rates(w, profile, name)
+            rate = rate_score(factors[0][0]) if factors else 0.0
+            reasons.extend(text for _, text in factors)
             pairs = sorted(p for p in w.bigrams if p not in profile.bigrams
                            and p[0] not in _IGNORED and p[1] not in _IGNORED)
             if pairs:
@@ -100,23 +160,23 @@ class Profiles:
                 reasons.append(f"bigram {shown}{more} never seen for {w.exe}")
         elif w.exe and profile is None:
             reasons.append(f"{w.exe} never ran in training")
-        return ProfileVerdict(NEW_SYSCALL_SCORE if new else 0.0, tuple(reasons), tuple(new))
+        return ProfileVerdict(NEW_SYSCALL_SCORE if new else rate, tuple(reasons), tuple(new))
 
     @staticmethod
     def _rates(w: FeatureWindow, profile: ExecutableProfile, name: Callable[[int], str]
-               ) -> list[str]:
+               ) -> list[tuple[float, str]]:
         if w.window_s <= 0:
             return []
         out: list[tuple[float, str]] = []
         for nr, n in w.counts.items():
             peak = profile.peak_rate.get(nr)
-            if peak is None or peak <= 0 or n < RATE_MIN_CALLS:
+            if peak is None or peak <= 0 or n < RATE_MIN_CALLS or not 0 <= nr < NATIVE_SLOTS:
                 continue
             factor = n / w.window_s / peak
             if factor >= RATE_FACTOR:
                 out.append((factor, f"{name(nr)} {factor:,.0f}x its training rate"))
         out.sort(key=lambda item: -item[0])
-        return [text for _, text in out[:MAX_NAMED]]
+        return out[:MAX_NAMED]
 
     # --- saved as plain data (JSON-compatible), never as pickled objects ---------------------
 
