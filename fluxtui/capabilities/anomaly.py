@@ -140,6 +140,12 @@ class AnomalyComponent:
     def model(self) -> AnomalyModel | None:
         return self._model
 
+    def use_model(self, model: AnomalyModel | None) -> None:
+        """Score with `model` from the next tick on (None: stop scoring). For a caller that
+        trains on windows this component recorded, in the same engine (fluxtui evaluate)."""
+        self._model = model
+        self._why = "" if model is not None else "no model trained"
+
     def _on_event(self, event: object) -> None:
         # Exec events come from the syscall capture during its on_tick, on the engine thread,
         # before this component's on_tick: the newest executable of a process that already
