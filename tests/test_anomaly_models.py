@@ -46,7 +46,7 @@ def test_dbscan_score_is_the_distance_to_the_nearest_core_sample() -> None:
     p = _projected()
     expected = NearestNeighbors(n_neighbors=1).fit(model.cores).kneighbors(p)[0][:, 0]
     np.testing.assert_allclose(model._dbscan.raw(p), expected, rtol=1e-6, atol=1e-6)
-    assert 0 < len(model.cores) <= 1000
+    assert 0 < len(model.cores) <= 500
 
 
 def test_fit_calibrates_on_held_out_windows_and_records_metadata() -> None:
