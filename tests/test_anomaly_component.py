@@ -183,3 +183,17 @@ def test_retraining_runs_in_a_child_and_swaps_the_model(tmp_path: Path) -> None:
         assert len(store) == 1912 + 2  # the two clean windows were added
     assert load_model(model_path).metadata["windows"] == 1912 + 2
 
+
+
+def test_a_process_missing_from_the_sample_is_named_from_proc_when_still_the_same() -> None:
+    from fluxtui.collectors.procstat import read_start_ticks
+
+    me = ProcessKey(os.getpid(), read_start_ticks(os.getpid()) or 0)
+    reused = ProcessKey(os.getpid(), me.start_ticks + 1)  # same pid, another process
+    recorded: list[FeatureWindow] = []
+    component = AnomalyComponent(Config(), model=recorded_model(), recorder=recorded.append,
+                                 table=table())
+    bus = EventBus()
+    component.start(bus)
+    component.on_tick(_tick(bus, _view({me: {"read": 1}, reused: {"read": 1}}, {})))
+    assert {w.key: w.exe for w in recorded} == {me: os.readlink("/proc/self/exe"), reused: ""}

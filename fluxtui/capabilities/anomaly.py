@@ -16,6 +16,7 @@ Puts an `AnomalyView` in `Snapshot.views["anomaly"]`. Nothing here imports textu
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import threading
 import time
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.collectors.syscalls import KernelEvent, SyscallTable
 from fluxtui.config import Config
 from fluxtui.detection.anomaly.features import FeatureWindow, SyscallNumbers, window_from_names
@@ -58,7 +60,7 @@ class AnomalyComponent:
                  recorder: Recorder | None = None, *, load: bool = True,
                  table: SyscallTable | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, proc: str = "/proc") -> None:
         """`model` overrides loading from `anomaly.model_path`; `load=False` scores nothing
         unless `model` is given (recording for fluxtui train); `table` overrides bcc's."""
         self.config = config
@@ -69,6 +71,7 @@ class AnomalyComponent:
         self._table = table
         self._numbers: SyscallNumbers | None = None
         self._clock, self._wall = clock, wall
+        self._proc = proc
         self._state = CollectorState.STOPPED
         self._why = "no model trained" if model is None else ""
         self._exe: dict[ProcessKey, str] = {}  # from exec events: the newest executable
@@ -233,7 +236,16 @@ class AnomalyComponent:
         if exe:
             return exe
         row = tick.processes.get(key)
-        return row.exe if row is not None else ""
+        if row is not None:
+            return row.exe
+        # Started after this tick's process sample, or a fork that never exec'd: /proc still
+        # names it while it runs (the start time proves the pid was not reused).
+        if read_start_ticks(key.pid, self._proc) != key.start_ticks:
+            return ""
+        try:
+            return os.readlink(f"{self._proc}/{key.pid}/exe").removesuffix(" (deleted)")
+        except OSError:
+            return ""
 
     def _forget(self, view: Any, tick: TickContext) -> None:
         keep = set(tick.processes) | set(view.counts)

@@ -127,8 +127,9 @@ class Profiles:
         window_s = np.array([w.window_s for w in windows])
         enough = (now * window_s[:, None] >= RATE_MIN_CALLS - 1e-9) & (peaks > 0)
         factor = np.where(enough, now / np.where(peaks > 0, peaks, 1.0), 0.0).max(axis=1)
-        return np.array([rate_score(f) for f in factor]) if factor.max() >= RATE_FACTOR \
-            else np.zeros(len(windows))
+        above = factor >= RATE_FACTOR
+        return np.where(above, np.minimum(RATE_MAX_SCORE, RATE_SCORE + RATE_STEP * np.log10(
+            np.where(above, factor, RATE_FACTOR) / RATE_FACTOR)), 0.0)
 
     def judge(self, w: FeatureWindow, name: Callable[[int], str]) -> ProfileVerdict:
         """The window against its executable's profile (or the machine's, for an executable
