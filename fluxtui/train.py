@@ -79,12 +79,14 @@ def _record(config: Config, store: FeatureStore, seconds: float, out: TextIO) ->
         deadline = time.monotonic() + START_TIMEOUT_S
         while capture.status().state is CollectorState.STOPPED and time.monotonic() < deadline:
             time.sleep(0.1)
-        for component in (capture, recorder):
-            status = component.status()
-            if status.state is not CollectorState.RUNNING and component is capture:
-                print(f"fluxtui train: syscall capture unavailable: "
-                      f"{status.reason or status.state.value}", file=out)
-                return 1
+        while not recorder.ready and time.monotonic() < deadline:
+            time.sleep(0.1)
+        problem = (capture.status() if capture.status().state is not CollectorState.RUNNING
+                   else None if recorder.ready else recorder.status())
+        if problem is not None:
+            print(f"fluxtui train: {problem.name} unavailable: "
+                  f"{problem.reason or problem.state.value}", file=out)
+            return 1
         processes: set[tuple[int, int]] = set()
         executables: set[str] = set()
         recorded = 0

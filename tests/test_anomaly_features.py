@@ -59,6 +59,7 @@ def test_a_syscall_column_is_its_number() -> None:
     assert row[f.SCALAR_BASE] == np.log1p(9.0)  # calls per second
     assert row[f.SCALAR_BASE + 1] == np.log1p(6) and row[f.SCALAR_BASE + 2] == np.log1p(2)
     assert numbers.name(FX_MAX_NR + 26) == "compat:ptrace"
+    assert numbers.number(101) == 101 == numbers.number("ptrace")  # a capture giving numbers
 
 
 def test_findings_count_in_their_rule_group() -> None:

@@ -73,7 +73,8 @@ class AnomalyComponent:
         self._clock, self._wall = clock, wall
         self._proc = proc
         self._state = CollectorState.STOPPED
-        self._why = "no model trained" if model is None else ""
+        self._why = "" if model is not None else (
+            "no model trained" if load else "recording only (no model loaded)")
         self._exe: dict[ProcessKey, str] = {}  # from exec events: the newest executable
         self._exe_lock = threading.Lock()
         self._unsubscribe: Callable[[], None] | None = None
@@ -138,6 +139,11 @@ class AnomalyComponent:
         if self._retrain_note:
             text += f" · {self._retrain_note}"
         return text
+
+    @property
+    def ready(self) -> bool:
+        """Started, with a syscall table: windows are being built (and recorded)."""
+        return self._numbers is not None and self._state is CollectorState.RUNNING
 
     @property
     def model(self) -> AnomalyModel | None:

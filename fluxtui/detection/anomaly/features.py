@@ -112,12 +112,15 @@ class SyscallNumbers:
 
     def __init__(self, table: SyscallTable) -> None:
         self.table = table
-        self._cache: dict[str, int] = {"(start)": FX_NR_START, "(out of range)": FX_NR_OTHER}
+        self._cache: dict[str | int, int] = {"(start)": FX_NR_START,
+                                             "(out of range)": FX_NR_OTHER}
 
-    def number(self, name: str) -> int:
+    def number(self, name: str | int) -> int:
+        """A name as SyscallView spells it; a number (a capture that reports numbers) as is."""
         nr = self._cache.get(name)
         if nr is None:
-            nr = self._cache[name] = self._resolve(name)
+            nr = name if isinstance(name, int) else self._resolve(name)
+            self._cache[name] = nr
         return nr
 
     def _resolve(self, name: str) -> int:
