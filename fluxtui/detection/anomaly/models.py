@@ -39,8 +39,6 @@ from fluxtui.detection.anomaly.features import (
     BIGRAM_BUCKETS,
     FEATURE_SCHEMA,
     N_FEATURES,
-    NATIVE_SLOTS,
-    SCALAR_BASE,
     FeatureWindow,
     bigram_bucket,
     describe_value,
@@ -164,24 +162,23 @@ class AnomalyModel:
         raw = np.column_stack([self._forest.raw(p), self._svm.raw(p), self._dbscan.raw(p)])
         per_model = self.calibrated(raw)
         ensemble = np.median(per_model, axis=1)
-        total_rate = np.expm1(x[:, SCALAR_BASE])
-        rate = self.profiles.rate_scores(windows, x[:, :NATIVE_SLOTS] * total_rate[:, None])
+        new, rate = self.profiles.screen(windows, x)
+        # Python floats once for the whole tick: the loop below touches no numpy scalar.
+        ensemble_l, rate_l, models_l = ensemble.tolist(), rate.tolist(), per_model.tolist()
         out = []
-        new_syscalls = self.profiles.new_syscalls
         for i, w in enumerate(windows):
-            score = float(ensemble[i])
-            new = new_syscalls(w)
-            if not new and max(score, rate[i]) < EXPLAIN_FROM:  # like training: no reasons
-                out.append(AnomalyVerdict(w.key, round(score, 1), (), tuple(per_model[i]), 0.0))
+            score = ensemble_l[i]
+            if not new[i] and score < EXPLAIN_FROM and rate_l[i] < EXPLAIN_FROM:
+                out.append(AnomalyVerdict(w.key, round(score, 1), (), tuple(models_l[i]), 0.0))
                 continue
             judged = self.profiles.judge(w, self.name)
-            profile = NEW_SYSCALL_SCORE if new else float(rate[i])
+            profile = NEW_SYSCALL_SCORE if new[i] else rate_l[i]
             reasons = list(judged.reasons[:1])  # a new syscall first: the strongest reason
             if score >= EXPLAIN_FROM:
                 reasons.extend(self._explain(w, x[i], z[i], per_model[i]))
             reasons.extend(judged.reasons[1:])
             out.append(AnomalyVerdict(w.key, round(max(score, profile), 1),
-                                      tuple(reasons[:MAX_REASONS]), tuple(per_model[i]),
+                                      tuple(reasons[:MAX_REASONS]), tuple(models_l[i]),
                                       profile))
         return out
 

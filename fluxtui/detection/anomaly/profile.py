@@ -9,14 +9,20 @@ a program does); for the others the machine-wide set of syscalls is the referenc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from fluxtui.collectors.syscalls import FX_NR_OTHER, FX_NR_START
-from fluxtui.detection.anomaly.features import NATIVE_SLOTS, FeatureWindow
+from fluxtui.detection.anomaly.features import (
+    COMPAT_SLOT,
+    NATIVE_SLOTS,
+    OTHER_SLOT,
+    SCALAR_BASE,
+    FeatureWindow,
+)
 
 NEW_SYSCALL_SCORE = 90.0  # an executable's first call to a syscall it never made in training
 RATE_FACTOR = 10.0  # a syscall this many times its peak training rate (of its executable) ...
@@ -52,10 +58,12 @@ def rate_score(factor: float) -> float:
 
 @dataclass(frozen=True)
 class PeakTable:
-    """Peak training rates as a matrix, for scoring a whole tick at once: row 0 is "no
-    profile" (all zero), one row per executable with at least `min_windows` windows."""
+    """The profiles as matrices, for judging a whole tick at once. Row 0 stands for "no
+    profile" (an executable seen in fewer than `min_windows` windows, or unknown): its `seen` is
+    the machine's syscalls, its peaks are 0 (no rate check). One row per other executable."""
 
     rows: dict[str, int]
+    seen: np.ndarray  # (len(rows) + 1, NATIVE_SLOTS) bool: syscall made in training
     columns: np.ndarray  # syscall numbers that have a peak for some executable
     peaks: np.ndarray  # (len(rows) + 1, len(columns)) calls/s; 0 where never made
 
@@ -102,33 +110,45 @@ class Profiles:
         if self._peaks is None:
             known = [(exe, p) for exe, p in sorted(self.executables.items())
                      if p.windows >= self.min_windows]
+            seen = np.zeros((len(known) + 1, NATIVE_SLOTS), dtype=bool)
+            seen[0, [nr for nr in self.machine if 0 <= nr < NATIVE_SLOTS]] = True
             columns = np.array(sorted({nr for _, p in known for nr in p.peak_rate
                                        if 0 <= nr < NATIVE_SLOTS}), dtype=np.intp)
             where = {int(nr): j for j, nr in enumerate(columns)}
             peaks = np.zeros((len(known) + 1, len(columns)))
             for i, (_, p) in enumerate(known, start=1):
+                seen[i, [nr for nr in p.syscalls if 0 <= nr < NATIVE_SLOTS]] = True
                 for nr, rate in p.peak_rate.items():
                     if nr in where:
                         peaks[i, where[nr]] = rate
             self._peaks = PeakTable({exe: i for i, (exe, _) in enumerate(known, start=1)},
-                                    columns, peaks)
+                                    seen, columns, peaks)
         return self._peaks
 
-    def rate_scores(self, windows: list[FeatureWindow] | tuple[FeatureWindow, ...],
-                    rates: np.ndarray) -> np.ndarray:
-        """rate_score() of each window's syscall furthest above its executable's peak;
-        `rates` holds calls/s by syscall number (columns 0 to NATIVE_SLOTS)."""
+    def screen(self, windows: Sequence[FeatureWindow], x: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """For a whole tick at once, from the feature rows `x`: whether each window makes a
+        syscall new for its executable (as new_syscalls() says), and the rate_score() of its
+        syscall furthest above its executable's peak."""
         table = self.peak_table()
-        if not len(table.columns) or not windows:
-            return np.zeros(len(windows))
+        n = len(windows)
+        if not n:
+            return np.zeros(0, dtype=bool), np.zeros(0)
         index = np.array([table.rows.get(w.exe, 0) for w in windows], dtype=np.intp)
+        made = x[:, :NATIVE_SLOTS] > 0
+        new = (made & ~table.seen[index]).any(axis=1)
+        # 32-bit calls and numbers past the layout share one column: judged one by one.
+        for i in np.flatnonzero((x[:, COMPAT_SLOT] > 0) | (x[:, OTHER_SLOT] > 0)):
+            new[i] = bool(self.new_syscalls(windows[i]))
+        if not len(table.columns):
+            return new, np.zeros(n)
+        rates = x[:, table.columns] * np.expm1(x[:, SCALAR_BASE])[:, None]  # calls/s
         peaks = table.peaks[index]
-        now = rates[:, table.columns]
         window_s = np.array([w.window_s for w in windows])
-        enough = (now * window_s[:, None] >= RATE_MIN_CALLS - 1e-9) & (peaks > 0)
-        factor = np.where(enough, now / np.where(peaks > 0, peaks, 1.0), 0.0).max(axis=1)
+        enough = (rates * window_s[:, None] >= RATE_MIN_CALLS - 1e-9) & (peaks > 0)
+        factor = np.where(enough, rates / np.where(peaks > 0, peaks, 1.0), 0.0).max(axis=1)
         above = factor >= RATE_FACTOR
-        return np.where(above, np.minimum(RATE_MAX_SCORE, RATE_SCORE + RATE_STEP * np.log10(
+        return new, np.where(above, np.minimum(RATE_MAX_SCORE, RATE_SCORE + RATE_STEP * np.log10(
             np.where(above, factor, RATE_FACTOR) / RATE_FACTOR)), 0.0)
 
     def judge(self, w: FeatureWindow, name: Callable[[int], str]) -> ProfileVerdict:
