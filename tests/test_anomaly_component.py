@@ -23,7 +23,7 @@ from fluxtui.events import CollectorState, ProcessKey, ProcessRow, SystemMetrics
 from fluxtui.pipeline import EventBus, TickContext
 from tests.anomaly_support import recorded_model, recorded_windows, table
 
-BASH = ProcessKey(4242, 1000)
+RUNNING = ProcessKey(4242, 1000)
 GONE = ProcessKey(4243, 1001)
 
 
@@ -40,9 +40,9 @@ def _named(window: FeatureWindow) -> tuple[dict[str, int], dict[tuple[str, str],
             {(t.name(a), t.name(b)): n for (a, b), n in window.bigrams.items()})
 
 
-def _bash_window() -> FeatureWindow:
+def _known_window() -> FeatureWindow:
     model = recorded_model()
-    return next(w for w in recorded_windows() if w.exe == "/usr/bin/bash"
+    return next(w for w in recorded_windows() if w.exe == "/usr/bin/dpkg-query"
                 and not model.profiles.new_syscalls(w) and model.score([w])[0].score < ALARM)
 
 
@@ -70,31 +70,32 @@ def test_windows_go_to_the_recorder_and_verdicts_to_the_risk_scorer() -> None:
     component = AnomalyComponent(Config(), model=recorded_model(), recorder=recorded.append,
                                  table=table(), wall=lambda: 1234.5)
     component.start(bus)
-    normal = _bash_window()
+    normal = _known_window()
     counts, bigrams = _named(normal)
     attacked = {**counts, "ptrace": 2}
     finding = Finding(GONE, "syscalls.ptrace_attach", "t", "r", 40.0)
     # The exec event arrives on the bus during the capture's tick, before this component's:
     # GONE already exited, so its executable is known from the event alone.
-    _exec(bus, GONE, "/usr/bin/bash")
-    row = ProcessRow(BASH, 1, "root", "bash", "/usr/bin/bash", ("bash",), None, 0, 1, "S")
-    tick = _tick(bus, _view({BASH: counts, GONE: attacked, ProcessKey(9, 9): {"read": 0}},
-                            {BASH: bigrams, GONE: bigrams}, (finding,)), {BASH: row})
+    _exec(bus, GONE, "/usr/bin/dpkg-query")
+    row = ProcessRow(RUNNING, 1, "root", "dpkg-query", "/usr/bin/dpkg-query", ("dpkg-query",),
+                     None, 0, 1, "S")
+    tick = _tick(bus, _view({RUNNING: counts, GONE: attacked, ProcessKey(9, 9): {"read": 0}},
+                            {RUNNING: bigrams, GONE: bigrams}, (finding,)), {RUNNING: row})
     component.on_tick(tick)
 
     assert [(w.key, w.exe, w.recorded_at) for w in recorded] == [
-        (BASH, "/usr/bin/bash", 1234.5), (GONE, "/usr/bin/bash", 1234.5)]
+        (RUNNING, "/usr/bin/dpkg-query", 1234.5), (GONE, "/usr/bin/dpkg-query", 1234.5)]
     assert recorded[0].counts == normal.counts and recorded[0].bigrams == normal.bigrams
     assert recorded[1].events == {"syscalls.ptrace_attach": 1}
     assert tick.anomaly_model == ""
-    assert tick.anomalies[BASH].score < ALARM
+    assert tick.anomalies[RUNNING].score < ALARM
     gone = tick.anomalies[GONE]
     assert gone.score >= 90
-    windows = recorded_model().profiles.executables["/usr/bin/bash"].windows
-    assert gone.reasons[0] == f"/usr/bin/bash called ptrace, never seen in training " \
+    windows = recorded_model().profiles.executables["/usr/bin/dpkg-query"].windows
+    assert gone.reasons[0] == f"/usr/bin/dpkg-query called ptrace, never seen in training " \
                               f"({windows} windows)"
     view = tick.views["anomaly"]
-    assert isinstance(view, AnomalyView) and set(view.verdicts) == {BASH, GONE}
+    assert isinstance(view, AnomalyView) and set(view.verdicts) == {RUNNING, GONE}
     status = component.status()
     assert status.state is CollectorState.RUNNING
     assert status.detail.startswith("model trained ") and " on test · 1,912 windows" in \
@@ -109,8 +110,8 @@ def test_without_a_model_the_tick_says_why_and_windows_are_still_recorded(tmp_pa
     component = AnomalyComponent(config, recorder=recorded.append, table=table())
     bus = EventBus()
     component.start(bus)
-    counts, bigrams = _named(_bash_window())
-    tick = _tick(bus, _view({BASH: counts}, {BASH: bigrams}))
+    counts, bigrams = _named(_known_window())
+    tick = _tick(bus, _view({RUNNING: counts}, {RUNNING: bigrams}))
     component.on_tick(tick)
     why = f"no model trained ({missing} does not exist; run fluxtui train)"
     assert tick.anomaly_model == why and not tick.anomalies
@@ -145,8 +146,8 @@ def test_lifetime_totals_of_exited_processes_are_scored_not_recorded() -> None:
     component = AnomalyComponent(Config(), model=recorded_model(), recorder=recorded.append,
                                  table=table())
     component.start(bus)
-    counts, _ = _named(_bash_window())
-    _exec(bus, GONE, "/usr/bin/bash")
+    counts, _ = _named(_known_window())
+    _exec(bus, GONE, "/usr/bin/dpkg-query")
     tick = _tick(bus, _FinalView(1.0, {}, {}, {GONE: {**counts, "ptrace": 1}}))
     component.on_tick(tick)
     assert not recorded
@@ -168,11 +169,11 @@ def test_retraining_runs_in_a_child_and_swaps_the_model(tmp_path: Path) -> None:
                                  wall=lambda: 2e9)
     bus = EventBus()
     component.start(bus)
-    counts, bigrams = _named(_bash_window())
-    component.on_tick(_tick(bus, _view({BASH: counts}, {BASH: bigrams})))
+    counts, bigrams = _named(_known_window())
+    component.on_tick(_tick(bus, _view({RUNNING: counts}, {RUNNING: bigrams})))
     assert component._retrainer is None  # not due yet
     now[0] = 61.0
-    component.on_tick(_tick(bus, _view({BASH: counts}, {BASH: bigrams})))
+    component.on_tick(_tick(bus, _view({RUNNING: counts}, {RUNNING: bigrams})))
     assert component._retrainer is not None
     component._retrainer.join(timeout=120)
     assert not component._retrainer.is_alive()

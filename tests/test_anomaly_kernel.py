@@ -94,8 +94,11 @@ def test_a_syscall_the_program_never_made_in_training_scores_high(probe: str) ->
         training = of_probe()
         assert len(training) >= 3
         assert all(101 not in w.counts for w in training)
+        # Where tick boundaries fall decides whether a later window of a run (its exit_group)
+        # counts as "new" in the novelty replay: a limit of 20% keeps that from making the
+        # ptrace finding weak, which is not what this test is about.
         model = fit_models(recorded_windows() + training, names=syscall_names(),
-                           min_profile_windows=3)
+                           min_profile_windows=3, false_alarm_rate=0.2)
         profile = model.profiles.executables[probe]
         assert profile.windows == len(training) and 101 not in profile.syscalls
 

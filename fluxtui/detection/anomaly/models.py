@@ -45,7 +45,7 @@ from fluxtui.detection.anomaly.features import (
     feature_matrix,
     feature_name,
 )
-from fluxtui.detection.anomaly.profile import NEW_SYSCALL_SCORE, Profiles
+from fluxtui.detection.anomaly.profile import Profiles
 from fluxtui.detection.anomaly.scorers import CoreDistanceScorer, ForestScorer, SvmScorer
 from fluxtui.events import ProcessKey
 
@@ -165,14 +165,15 @@ class AnomalyModel:
         new, rate = self.profiles.screen(windows, x)
         # Python floats once for the whole tick: the loop below touches no numpy scalar.
         ensemble_l, rate_l, models_l = ensemble.tolist(), rate.tolist(), per_model.tolist()
+        new_l = new.tolist()
         out = []
         for i, w in enumerate(windows):
             score = ensemble_l[i]
-            if not new[i] and score < EXPLAIN_FROM and rate_l[i] < EXPLAIN_FROM:
+            if not new_l[i] and score < EXPLAIN_FROM and rate_l[i] < EXPLAIN_FROM:
                 out.append(AnomalyVerdict(w.key, round(score, 1), (), tuple(models_l[i]), 0.0))
                 continue
             judged = self.profiles.judge(w, self.name)
-            profile = NEW_SYSCALL_SCORE if new[i] else rate_l[i]
+            profile = max(new_l[i], rate_l[i])
             reasons = list(judged.reasons[:1])  # a new syscall first: the strongest reason
             if score >= EXPLAIN_FROM:
                 reasons.extend(self._explain(w, x[i], z[i], per_model[i]))
@@ -252,7 +253,7 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
     svm = OneClassSVM(nu=SVM_NU, gamma="scale").fit(_subsample(p, SVM_SAMPLES, rng))
     cores, eps = _dbscan_cores(_subsample(p, DBSCAN_SAMPLES, rng), rng)
 
-    train_profiles = Profiles.build(ordered[train], min_profile_windows)
+    train_profiles = Profiles.build(ordered[train], min_profile_windows, false_alarm_rate)
     model = AnomalyModel(
         active=active, mean=mean, scale=scale, pca=pca, forest=forest, svm=svm, cores=cores,
         eps=eps, medians=np.zeros(3), thresholds=np.ones(3), profiles=train_profiles,
@@ -275,7 +276,7 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
     fit_report.false_alarms["combined (what the dashboard uses)"] = float(
         np.mean([v.score >= ALARM for v in verdicts]))
 
-    model.profiles = Profiles.build(ordered, min_profile_windows)
+    model.profiles = Profiles.build(ordered, min_profile_windows, false_alarm_rate)
     fit_report.executables = len(model.profiles.executables)
     fit_report.fit_seconds = time.monotonic() - started
     model.metadata = {
