@@ -45,7 +45,7 @@ from fluxtui.detection.anomaly import FeatureWindow, FitReport, fit_models  # no
 from fluxtui.detection.anomaly.features import feature_matrix  # noqa: E402
 from fluxtui.detection.anomaly.modelfile import save_model  # noqa: E402
 from fluxtui.detection.anomaly.store import FeatureStore  # noqa: E402
-from fluxtui.events import MemoryUsage, SystemMetrics  # noqa: E402
+from fluxtui.events import MemoryUsage, ProcessRow, SystemMetrics  # noqa: E402
 from fluxtui.pipeline import EventBus, TickContext  # noqa: E402
 from tests.anomaly_support import names, recorded_windows, table  # noqa: E402
 
@@ -139,8 +139,11 @@ def main() -> int:
     metrics = SystemMetrics(0.0, None, None, (), MemoryUsage(0, 0, 0, 0.0, 0, 0, 0.0), (), (),
                             (0.0, 0.0, 0.0), 0.0, 0)
 
+    rows = {w.key: ProcessRow(w.key, 1, "root", w.exe.rsplit("/", 1)[-1], w.exe, (), None, 0,
+                              1, "S") for w in tick_windows}  # active: in the process table
+
     def component_tick() -> None:
-        tick = TickContext(0.0, 1.0, metrics, {}, EventBus())
+        tick = TickContext(0.0, 1.0, metrics, rows, EventBus())
         tick.set_view("syscalls", view)
         component.on_tick(tick)
 

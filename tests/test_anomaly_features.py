@@ -87,3 +87,10 @@ def test_an_empty_batch_and_a_window_without_calls() -> None:
     assert feature_matrix([]).shape == (0, f.N_FEATURES)
     row = feature_matrix([FeatureWindow(KEY, "", 0.0, {})])[0]
     assert not row.any()
+
+
+def test_two_names_for_one_number_add_up() -> None:
+    numbers = SyscallNumbers(TABLE)
+    w = window_from_names(KEY, "", 1.0, {"ptrace": 2, "syscall_101": 3, 101: 1},
+                          {("ptrace", "read"): 1, ("syscall_101", "read"): 2}, {}, numbers)
+    assert w.counts == {101: 6} and w.bigrams == {(101, 0): 3}

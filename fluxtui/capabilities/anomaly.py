@@ -206,13 +206,17 @@ class AnomalyComponent:
             per[f.rule_id] = per.get(f.rule_id, 0) + 1
         now = self._wall()
         bigrams = getattr(view, "bigrams", {})
+        with self._exe_lock:
+            exec_exe = dict(self._exe)
+        processes = tick.processes
         out = []
         for key, named in view.counts.items():
             if not any(named.values()):
                 continue
-            out.append(window_from_names(key, self._exe_of(key, tick), view.window_s, named,
-                                         bigrams.get(key, {}), events.get(key, {}),
-                                         self._numbers, now))
+            exe = exec_exe.get(key) or (processes[key].exe if key in processes
+                                        else self._exe_of(key, tick))
+            out.append(window_from_names(key, exe, view.window_s, named, bigrams.get(key, {}),
+                                         events.get(key, {}), self._numbers, now))
         return out
 
     def _final_windows(self, view: Any, tick: TickContext) -> list[FeatureWindow]:

@@ -140,15 +140,26 @@ class SyscallNumbers:
 def window_from_names(key: ProcessKey, exe: str, window_s: float, counts: Mapping[str, int],
                       bigrams: Mapping[tuple[str, str], int], events: Mapping[str, int],
                       numbers: SyscallNumbers, recorded_at: float = 0.0) -> FeatureWindow:
-    number = numbers.number
-    by_nr: dict[int, int] = {}
-    for name, n in counts.items():
-        nr = number(name)
-        by_nr[nr] = by_nr.get(nr, 0) + n
-    pairs: dict[tuple[int, int], int] = {}
-    for (a, b), n in bigrams.items():
-        pair = (number(a), number(b))
-        pairs[pair] = pairs.get(pair, 0) + n
+    """The window of one process from the capture's named counts (every tick, for every
+    process: plain dict lookups, names resolved once and cached)."""
+    cache = numbers._cache
+    try:
+        by_nr = {cache[name]: n for name, n in counts.items()}
+        pairs = {(cache[a], cache[b]): n for (a, b), n in bigrams.items()}
+    except KeyError:  # a name not seen before: resolve every name once, then retry
+        for name in {*counts, *(x for pair in bigrams for x in pair)}:
+            numbers.number(name)
+        by_nr = {cache[name]: n for name, n in counts.items()}
+        pairs = {(cache[a], cache[b]): n for (a, b), n in bigrams.items()}
+    if len(by_nr) != len(counts):  # two names for one number: add them up
+        by_nr = {}
+        for name, n in counts.items():
+            by_nr[cache[name]] = by_nr.get(cache[name], 0) + n
+    if len(pairs) != len(bigrams):
+        pairs = {}
+        for (a, b), n in bigrams.items():
+            pair = (cache[a], cache[b])
+            pairs[pair] = pairs.get(pair, 0) + n
     return FeatureWindow(key, exe, window_s, by_nr, pairs, dict(events), recorded_at)
 
 
