@@ -105,10 +105,11 @@ def test_a_syscall_the_program_never_made_in_training_scores_high(probe: str) ->
         component.use_model(model)
         results = {mode: _scored_run(engine, [probe, "8", *extra])
                    for mode, extra in (("ptrace", ["ptrace"]), ("normal", []))}
-        attacked = max(results["ptrace"], key=lambda v: v.score)
-        assert attacked.score >= 90
-        assert attacked.reasons[0] == (f"{probe} called ptrace, never seen in training "
-                                       f"({profile.windows} windows)")
+        # The window holding the ptrace call (the next one may show the bigram ptrace->...).
+        reason = f"{probe} called ptrace, never seen in training ({profile.windows} windows)"
+        attacked = [v for v in results["ptrace"] if v.reasons[:1] == (reason,)]
+        assert len(attacked) == 1, [v.reasons for v in results["ptrace"]]
+        assert attacked[0].score >= 90 == attacked[0].profile_score
         assert results["normal"], "the normal run was scored too"
         assert all(v.profile_score < 90 for v in results["normal"])
         assert not any("ptrace" in r for v in results["normal"] for r in v.reasons)
