@@ -111,7 +111,7 @@ class AnomalyComponent:
         except ModelRefused as exc:
             self._model = None
             self._why = str(exc)
-            log.warning("anomaly model not used: %s", exc)
+            log.info("anomaly model not used: %s", exc)  # the header says it
 
     def stop(self) -> None:
         self._stopping.set()
