@@ -254,6 +254,7 @@ class AnomalyConfig:
     min_profile_windows: int = field(default=5, metadata=_range(1, 1000000))
     max_store_windows: int = field(default=200000, metadata=_range(1000, 10000000))
     retrain_interval: float = field(default=0.0, metadata=_range(0, 604800))
+    alert_score: float = field(default=70.0, metadata=_range(50, 100))
 
 
 @dataclass(frozen=True)

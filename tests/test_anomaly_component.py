@@ -198,3 +198,28 @@ def test_a_process_missing_from_the_sample_is_named_from_proc_when_still_the_sam
     component.start(bus)
     component.on_tick(_tick(bus, _view({me: {"read": 1}, reused: {"read": 1}}, {})))
     assert {w.key: w.exe for w in recorded} == {me: os.readlink("/proc/self/exe"), reused: ""}
+
+
+def test_a_strong_finding_raises_one_alert_of_the_models_own() -> None:
+    bus = EventBus()
+    component = AnomalyComponent(Config(), model=recorded_model(), table=table())
+    component.start(bus)
+    counts, bigrams = _named(_known_window())
+    row = ProcessRow(RUNNING, 1, "root", "dpkg-query", "/usr/bin/dpkg-query", (), None, 0, 1,
+                     "S")
+    alerts = []
+    for _ in range(2):  # the same finding on the next tick is not a second alert
+        tick = _tick(bus, _view({RUNNING: {**counts, "ptrace": 1}}, {RUNNING: bigrams}),
+                     {RUNNING: row})
+        component.on_tick(tick)
+        alerts += tick.alerts
+    assert [(a.rule_id, a.severity.value, a.key, a.process_name) for a in alerts] == [
+        ("anomaly.new_syscall", "medium", RUNNING, "dpkg-query")]
+    assert alerts[0].title == "Syscall its executable never made in training"
+    assert alerts[0].reasons[0].startswith("/usr/bin/dpkg-query called ptrace, never seen")
+    assert alerts[0].extra["score"] == 90 and set(alerts[0].extra["models"]) == {
+        "isolation_forest", "one_class_svm", "dbscan"}
+    # A verdict under anomaly.alert_score (a normal window) raises nothing.
+    tick = _tick(bus, _view({ProcessKey(77, 7): counts}, {ProcessKey(77, 7): bigrams}))
+    component.on_tick(tick)
+    assert tick.anomalies[ProcessKey(77, 7)].score < 70 and not tick.alerts

@@ -33,8 +33,16 @@ from fluxtui.detection.anomaly.features import FeatureWindow, SyscallNumbers, wi
 from fluxtui.detection.anomaly.fitjob import command as fit_command
 from fluxtui.detection.anomaly.modelfile import ModelRefused, load_model
 from fluxtui.detection.anomaly.models import ALARM, AnomalyModel, AnomalyVerdict
+from fluxtui.detection.anomaly.profile import NEW_SYSCALL_SCORE
 from fluxtui.detection.anomaly.store import FeatureStore, StoreError
-from fluxtui.events import AnomalyInput, CollectorState, CollectorStatus, ProcessKey
+from fluxtui.events import (
+    Alert,
+    AnomalyInput,
+    CollectorState,
+    CollectorStatus,
+    ProcessKey,
+    Severity,
+)
 from fluxtui.pipeline import EventBus, TickContext
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,11 @@ log = logging.getLogger(__name__)
 Recorder = Callable[[FeatureWindow], None]
 RETRAIN_FLUSH_TICKS = 10  # clean windows are written to the store in batches
 RETRAIN_TIMEOUT_S = 3600.0
+ALERTS = {  # rule id -> title
+    "anomaly.new_syscall": "Syscall its executable never made in training",
+    "anomaly.unlike_training": "Behaviour unlike this machine's training",
+    "anomaly.rate": "Syscall rate far above its executable's training",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,7 @@ class AnomalyComponent:
             "no model trained" if load else "recording only (no model loaded)")
         self._exe: dict[ProcessKey, str] = {}  # from exec events: the newest executable
         self._exe_lock = threading.Lock()
+        self._alerted: set[tuple[ProcessKey, str]] = set()
         self._unsubscribe: Callable[[], None] | None = None
         self._score_ms = 0.0
         self._clean: list[FeatureWindow] = []
@@ -187,6 +201,7 @@ class AnomalyComponent:
             for verdict in model.score(scored):
                 verdicts[verdict.key] = verdict
                 tick.set_anomaly(AnomalyInput(verdict.key, verdict.score, verdict.reasons))
+            self._alert(verdicts, tick)
         self._score_ms = (time.perf_counter() - started) * 1000
         self._forget(view, tick)
         if model is not None and self.settings.retrain_interval > 0:
@@ -197,6 +212,37 @@ class AnomalyComponent:
         tick.set_view(self.name, AnomalyView(
             self.describe(model) if model is not None else tick.anomaly_model, verdicts,
             self._score_ms))
+
+    def _alert(self, verdicts: dict[ProcessKey, AnomalyVerdict], tick: TickContext) -> None:
+        """An alert of the model's own for a verdict at or above `anomaly.alert_score`, once per
+        process and kind: the risk score takes only `risk.anomaly_weight` of the verdict."""
+        bar = self.settings.alert_score
+        for key, v in verdicts.items():
+            if v.score < bar:
+                continue
+            ensemble = sorted(v.model_scores)[len(v.model_scores) // 2]
+            if v.profile_score >= bar:
+                rule = ("anomaly.new_syscall" if v.profile_score == NEW_SYSCALL_SCORE
+                        else "anomaly.rate")
+            elif ensemble >= bar:
+                rule = "anomaly.unlike_training"
+            else:
+                continue
+            if (key, rule) in self._alerted:
+                continue
+            self._alerted.add((key, rule))
+            row = tick.processes.get(key)
+            with self._exe_lock:
+                exe = self._exe.get(key, "")
+            name = row.name if row is not None else exe.rsplit("/", 1)[-1] or str(key.pid)
+            tick.raise_alert(Alert(
+                timestamp=tick.now, rule_id=rule, title=ALERTS[rule], severity=Severity.MEDIUM,
+                technique_id="", technique_name="", key=key, process_name=name,
+                reasons=v.reasons,
+                extra={"score": v.score, "profile": v.profile_score,
+                       "models": dict(zip(("isolation_forest", "one_class_svm", "dbscan"),
+                                          v.model_scores, strict=True)),
+                       "start_ticks": key.start_ticks}))
 
     def _windows(self, view: Any, tick: TickContext) -> list[FeatureWindow]:
         assert self._numbers is not None
@@ -262,6 +308,7 @@ class AnomalyComponent:
         with self._exe_lock:
             for key in [k for k in self._exe if k not in keep]:
                 del self._exe[key]
+        self._alerted = {(k, r) for k, r in self._alerted if k in keep}
 
     # --- background retraining ---------------------------------------------------------------
 
