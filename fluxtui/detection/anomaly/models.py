@@ -196,7 +196,7 @@ class AnomalyModel:
             col = int(self.active[j])
             shown.append(f"{self._feature(w, col)} {describe_value(col, x[col])} "
                          f"(training {describe_value(col, self.mean[j])})")
-        new_cols = [int(c) for c in self._inactive if x[c] != 0][:2]
+        new_cols = [int(c) for c in self._inactive[x[self._inactive] != 0][:2]]
         shown += [f"{self._feature(w, c)} {describe_value(c, x[c])} (never in training)"
                   for c in new_cols]
         if shown:
