@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Terminal dashboard for Linux host security. Run as root for the kernel "
                     "collectors (eBPF syscalls, credential guard); without root it runs passive.",
     )
-    parser.add_argument("command", nargs="?", choices=("doctor", "evaluate"),
+    parser.add_argument("command", nargs="?", choices=("doctor", "evaluate", "train"),
                         help="doctor: check which capabilities this machine offers; "
-                             "evaluate: run the labelled scenarios of demo/ and score detection")
+                             "evaluate: run the labelled scenarios of demo/ and score detection; "
+                             "train: record this machine's behaviour and fit the anomaly model")
     parser.add_argument("--version", action="version", version=f"fluxtui {package_version()}")
     parser.add_argument("--config", metavar="PATH",
                         help="configuration file (default: $FLUXTUI_CONFIG, else "
@@ -83,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--training-runs", type=int, default=1, metavar="N",
                           help="benign rounds recorded to train the model first (0: none)")
     evaluate.add_argument("--demo-dir", metavar="DIR", help="scenarios (default: demo/)")
+    parser.add_argument("--duration", type=float, metavar="SECONDS",
+                        help="train: seconds to record (default: anomaly.train_duration)")
+    parser.add_argument("--append", action="store_true",
+                        help="train: add to the feature store instead of starting it afresh")
     return parser
 
 
@@ -137,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         from fluxtui.evaluation.command import run_evaluate
 
         return run_evaluate(config, args.scenario, args.json, args.training_runs, args.demo_dir)
+    if args.command == "train":
+        from fluxtui.train import run_train
+
+        return run_train(config, args.duration, args.append)
     privileged = os.geteuid() == 0
     if args.headless:
         from fluxtui.stream_outputs import StreamSettings

@@ -6,6 +6,7 @@ come before the risk scorer that folds them into one score per process.
 
 from __future__ import annotations
 
+from fluxtui.capabilities.anomaly import AnomalyComponent
 from fluxtui.capabilities.connections import ConnectionsComponent
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
@@ -19,5 +20,6 @@ def build_components(config: Config, privileged: bool, interactive: bool) -> lis
     components.append(GuardComponent(config.guard, interactive=interactive))
     if config.network.enabled:
         components.append(ConnectionsComponent(config.network, rules=config.rules))
+    components.append(AnomalyComponent(config))  # after the capture, before the risk scorer
     components.append(RiskScorer(config))  # last: folds every producer's risk inputs
     return components

@@ -332,6 +332,22 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class AnomalyConfig:
+    """The anomaly model (fluxtui/detection/anomaly): see config.yml for each key."""
+
+    enabled: bool = True
+    model_path: str = "/var/lib/fluxtui/anomaly.model"
+    store_path: str = "/var/lib/fluxtui/anomaly-windows.db"
+    train_duration: float = field(default=300.0, metadata=_range(10, 604800))
+    false_alarm_rate: float = field(default=0.01, metadata=_range(0.0001, 0.5))
+    holdout_fraction: float = field(default=0.3, metadata=_range(0.05, 0.9))
+    min_profile_windows: int = field(default=5, metadata=_range(1, 1000000))
+    max_store_windows: int = field(default=200000, metadata=_range(1000, 10000000))
+    retrain_interval: float = field(default=0.0, metadata=_range(0, 604800))
+    alert_score: float = field(default=70.0, metadata=_range(50, 100))
+
+
+@dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
     syscalls: SyscallConfig = field(default_factory=SyscallConfig)
@@ -339,6 +355,7 @@ class Config:
     guard: GuardConfig = field(default_factory=GuardConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     source: str = field(default="<defaults>", metadata={"internal": True})
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from fluxtui.capabilities.syscall_risk import RiskView
-from fluxtui.collectors.syscalls import KernelEvent
+from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.detection.risk import RiskScore
 from fluxtui.evaluation.manifest import Scenario
 from fluxtui.evaluation.observer import AlertRecord, Observation, Observer, ProcessRecord

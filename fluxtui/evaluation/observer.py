@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.collectors.procstat import read_start_ticks
-from fluxtui.collectors.syscalls import KernelEvent
 from fluxtui.events import Alert, ProcessKey, Severity, Snapshot
 from fluxtui.guard.events import GuardDecision
 from fluxtui.text import visible
