@@ -118,8 +118,7 @@ def build_engine(config: Config, plugin: AnomalyPlugin, model: Any = None,
             mine = plugin.component_class(config, model=model, recorder=recorder, load=False)
         except TypeError:
             mine = plugin.component_class(config, model=model, recorder=recorder)
-        at = next((i for i, c in enumerate(components)
-                   if isinstance(c, plugin.component_class)), None)
+        at = next((i for i, c in enumerate(components) if c.name == mine.name), None)
         if at is not None:  # the product's own (with the model on disk) is replaced
             components[at] = mine
         else:  # before the risk scorer, which folds the model's verdicts in
