@@ -349,7 +349,9 @@ class Responder:
             verdict = evaluate(request.group, proc.info, verification, flags, self.book, now)
             proc.verdicts[request.group.name] = (version, flags, verdict)
         request.vetted = verdict.allow is True
-        if self.mode == "monitor":
+        # A request that came in under enforce mode is decided under it, even when the mode
+        # changed while it waited for its verification; only released ones were monitor's.
+        if request.released:
             self._waiting.finish(request, True, "monitor", "monitor mode: every access is allowed "
                          f"and logged (enforce: {verdict.reason})", flags)
         elif verdict.allow is not None:
@@ -379,11 +381,9 @@ class Responder:
             proc.verdicts.clear()
 
     def _on_mode(self, mode: str) -> None:
-        """Monitor mode releases every prompt (allowed, recorded as such)."""
+        """New opens follow the new mode. Requests already waiting keep waiting for their
+        answer or their deadline: a mode switch never answers one by itself (issue 8)."""
         self.mode = mode
-        if mode != "monitor":
-            return
-        self._waiting.release_prompts("switched to monitor mode")
 
     def _housekeeping(self, now: float) -> None:
         self._timers.set("housekeeping", now + HOUSEKEEPING_INTERVAL)
