@@ -198,7 +198,10 @@ _KEYGEN = AllowedProgram("/usr/bin/ssh-keygen", deny_args=[
     _short(_KEYGEN_NOARG, "[Dw]"),  # -D / -w: load a library of the caller's choice
     # -F / -R / -H treat the file named by -f as known_hosts: print its lines, or rewrite it
     # through a temporary copy under a name that is no credential.
-    _short(_KEYGEN_NOARG, "[FR]"), _short(_KEYGEN_NOARG.replace("H", ""), "H")])
+    _short(_KEYGEN_NOARG, "[FR]"), _short(_KEYGEN_NOARG.replace("H", ""), "H"),
+    # -p / -c rewrite the key to the path named by -f, looked up again after the prompt: a
+    # symlink pointed elsewhere meanwhile receives the private key (unencrypted with -N '').
+    _short(_KEYGEN_NOARG, "[cp]")])
 _SSHD_NOARG = "46DGQRTdeiqrtV"
 _SSHD = [AllowedProgram(path, deny_args=[
     _short(_SSHD_NOARG, "f"),  # -f FILE: read as sshd_config, its lines echoed in errors

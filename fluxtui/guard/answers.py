@@ -35,10 +35,18 @@ class Answers:
         self.late = 0  # answers written after their deadline + LATE_TOLERANCE
         self.max_lateness = 0.0
 
-    def write(self, fd: int, allow: bool) -> bool:
-        """Answer one event and close its fd. False when nobody waits for it any more."""
+    def write(self, fd: int, allow: bool, name: bool = False) -> bool | str:
+        """Answer one event and close its fd. False when nobody waits for it any more. With
+        `name`, the path the open came through is read after the answer (the opener no longer
+        waits for it) and returned instead of True ("" when it cannot be read)."""
         try:
-            return self.fan.respond(fd, allow)
+            sent = self.fan.respond(fd, allow)
+            if name:
+                try:
+                    return os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    return ""
+            return sent
         except OSError as exc:
             log.error("guard: cannot answer the kernel: %s", exc)
             self.on_error(f"cannot answer the kernel: {exc}")

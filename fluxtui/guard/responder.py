@@ -221,7 +221,7 @@ class Responder:
         request: Request | None = None
         answered = False
         try:
-            protected = self._protected(fd)
+            protected, named = self._protected(fd)
             if protected is None:
                 self.passed += 1
                 answered = True
@@ -230,6 +230,8 @@ class Responder:
             proc = self._procs.get(event.pid) or self._procs.lookup(event.pid)
             if proc is not None and self._cached_allow(proc, protected, fd, t0, now_wall):
                 return
+            if not named:
+                protected = self._named(protected, fd)
             if proc is None:  # gone while asking: nobody is waiting for this answer any more
                 answered = True
                 self._answers.write(fd, False)
@@ -274,15 +276,17 @@ class Responder:
                     self._answers.record(None, None, (), protected.path, protected.group, False,
                                  "error", reason, t0)
 
-    def _protected(self, fd: int) -> ProtectedFile | None:
+    def _protected(self, fd: int) -> tuple[ProtectedFile | None, bool]:
         """The credential open on `fd`, by inode first (whatever name it has now), else by its
         name in a marked directory (a file no plan listed yet: protected by inode at once).
-        The path is the one the open came through."""
+        Also whether the path is already the one the open came through: a file found by inode
+        is not named yet (a readlink per open, the cached allowance names it after answering);
+        see `_named`."""
         st = os.fstat(fd)
-        seen = os.readlink(f"/proc/self/fd/{fd}")
         protected = self.marks.inodes.get((st.st_dev, st.st_ino))
         if protected is not None:
-            return protected.seen_as(seen)
+            return protected, False
+        seen = os.readlink(f"/proc/self/fd/{fd}")
         protected = self.marks.lookup(st.st_dev, st.st_ino, seen)
         if protected is not None:
             self.marks.protected.track_fd(fd, protected, self.fan)
@@ -290,7 +294,12 @@ class Responder:
         elif self.marks.ignorable(seen):
             # Not a credential, by name or by inode: its next opens never reach us.
             self.marks.ignores.ignore_fd(fd, (st.st_dev, st.st_ino), seen, self.fan)
-        return protected
+        return protected, True
+
+    @staticmethod
+    def _named(protected: ProtectedFile, fd: int) -> ProtectedFile:
+        """`protected` with the name the open on `fd` came through (a link, a new name)."""
+        return protected.seen_as(os.readlink(f"/proc/self/fd/{fd}"))
 
     def _save_state(self) -> None:
         """Hand the protected inodes to a worker to write (never on this thread)."""
@@ -310,9 +319,12 @@ class Responder:
         if verdict.allow is not True or version != self.book.version \
                 or flags is not proc.flags or verdict.valid_until <= self.clock():
             return False
-        self._answers.write(fd, True)
+        # Answer first, then name the file for the record (the reader does not wait for it).
+        seen = self._answers.write(fd, True, name=True)
         self._answers.allowed += 1
         latency_us = (time.monotonic_ns() - t0) / 1000.0
+        if seen:
+            protected = protected.seen_as(seen)
         if self._folds.add(proc, protected, flags, verdict, now_wall, latency_us):
             self._timers.set_once("record", self.clock() + RECORD_INTERVAL)
         return True

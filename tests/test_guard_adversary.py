@@ -1,0 +1,91 @@
+"""An infostealer running as the owner of the key (uid 65534, a temporary home) against the
+guard in enforce mode, headless: ways around it found by the second adversarial pass (guard2),
+each read on the old code and refused now."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.guard_support import (
+    Home,
+    as_user,
+    guard_config,
+    require_guard_kernel,
+    running_guard,
+    user_home,
+)
+from tests.kernel import require
+
+pytestmark = pytest.mark.kernel
+PYTHON = "/usr/bin/python3"  # one the unprivileged user can run
+
+# ssh-keygen -p on a symlink to the key: the key is read (allowed: ssh-keygen, verified), then
+# ssh-keygen asks for the new passphrase on its terminal; meanwhile the symlink is pointed at a
+# file of the attacker's, and ssh-keygen writes the (unencrypted, empty passphrase) private key
+# there. Prints what the attacker's file holds, or "no stolen file".
+SWAP_PASSPHRASE = r"""
+import os, pty, sys, time
+key, out = sys.argv[1], sys.argv[2]
+link = os.path.join(out, "k")
+os.symlink(key, link)
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/usr/bin/ssh-keygen", ["ssh-keygen", "-p", "-f", link])
+seen = b""
+end = time.monotonic() + 20
+def until(text):
+    global seen
+    while text not in seen and time.monotonic() < end:
+        try:
+            seen += os.read(fd, 1024)
+        except OSError:
+            return False
+    return text in seen
+if until(b"new passphrase"):
+    os.unlink(link)
+    os.symlink(os.path.join(out, "stolen"), link)
+    os.write(fd, b"\n")
+    if until(b"again"):
+        os.write(fd, b"\n")
+    until(b"\n\n")  # drained until ssh-keygen exits (EIO)
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace") + "\n---\n")
+stolen = os.path.join(out, "stolen")
+print(open(stolen).read() if os.path.exists(stolen) else "no stolen file")
+"""
+
+
+@pytest.fixture
+def home() -> Iterator[Home]:
+    require_guard_kernel()
+    require(Path(PYTHON).exists(), f"{PYTHON} missing")
+    with user_home() as made:
+        yield made
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A directory of the attacker's own (outside the protected home)."""
+    path = Path(tempfile.mkdtemp(prefix="fluxtui-attacker-"))
+    try:
+        path.chmod(0o777)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_ssh_keygen_p_through_a_swapped_symlink_does_not_write_the_key_elsewhere(
+        home: Home, scratch: Path, tmp_path: Path) -> None:
+    secret = home.key.read_bytes().splitlines()[1]
+    with running_guard(guard_config(home, tmp_path / "state")):
+        attack = as_user([PYTHON, "-c", SWAP_PASSPHRASE, str(home.key), str(scratch)],
+                         timeout=60)
+    assert attack.returncode == 0, attack.stderr
+    assert secret not in attack.stdout
+    assert b"no stolen file" in attack.stdout
+    assert b"Operation not permitted" in attack.stdout  # ssh-keygen could not load the key
