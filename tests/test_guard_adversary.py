@@ -89,3 +89,13 @@ def test_ssh_keygen_p_through_a_swapped_symlink_does_not_write_the_key_elsewhere
     assert secret not in attack.stdout
     assert b"no stolen file" in attack.stdout
     assert b"Operation not permitted" in attack.stdout  # ssh-keygen could not load the key
+
+
+def test_the_guard_reports_that_allowed_readers_are_reachable(home: Home,
+                                                               tmp_path: Path) -> None:
+    from fluxtui.guard.exposure import ptrace_exposure
+    with running_guard(guard_config(home, tmp_path / "state")) as (guard, _):
+        problems = guard.view().problems
+    expected = ptrace_exposure()
+    assert (expected in problems) if expected else not any("pidfd_getfd" in p
+                                                           for p in problems)

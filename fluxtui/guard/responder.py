@@ -221,14 +221,16 @@ class Responder:
         request: Request | None = None
         answered = False
         try:
-            protected, named = self._protected(fd)
+            st = os.fstat(fd)
+            protected, named = self._protected(fd, st)
             if protected is None:
                 self.passed += 1
                 answered = True
                 self._answers.write(fd, True)
                 return
             proc = self._procs.get(event.pid) or self._procs.lookup(event.pid)
-            if proc is not None and self._cached_allow(proc, protected, fd, t0, now_wall):
+            if proc is not None and self._cached_allow(proc, protected, fd, st, named, t0,
+                                                       now_wall):
                 return
             if not named:
                 protected = self._named(protected, fd)
@@ -276,13 +278,12 @@ class Responder:
                     self._answers.record(None, None, (), protected.path, protected.group, False,
                                  "error", reason, t0)
 
-    def _protected(self, fd: int) -> tuple[ProtectedFile | None, bool]:
+    def _protected(self, fd: int, st: os.stat_result) -> tuple[ProtectedFile | None, bool]:
         """The credential open on `fd`, by inode first (whatever name it has now), else by its
         name in a marked directory (a file no plan listed yet: protected by inode at once).
         Also whether the path is already the one the open came through: a file found by inode
         is not named yet (a readlink per open, the cached allowance names it after answering);
         see `_named`."""
-        st = os.fstat(fd)
         protected = self.marks.inodes.get((st.st_dev, st.st_ino))
         if protected is not None:
             return protected, False
@@ -307,11 +308,13 @@ class Responder:
         if protected.dirty:
             self.workers.submit(protected.save, protected.state())
 
-    def _cached_allow(self, proc: CachedProcess, protected: ProtectedFile, fd: int, t0: int,
-                      now_wall: float) -> bool:
+    def _cached_allow(self, proc: CachedProcess, protected: ProtectedFile, fd: int,
+                      st: os.stat_result, named: bool, t0: int, now_wall: float) -> bool:
         """The common case, kept short: this process was already allowed to read this group
         and nothing it depends on changed (rules, flags, time limit). Repeats are folded in
-        memory and handed to the recorder every RECORD_INTERVAL."""
+        memory per (process, inode) and handed to the recorder every RECORD_INTERVAL; the
+        name an open came through is read once per fold (after the answer), and for every
+        open of a file with several links (one fold per name)."""
         cached = proc.verdicts.get(protected.group.name)
         if cached is None or self.mode != "enforce":
             return False
@@ -319,13 +322,22 @@ class Responder:
         if verdict.allow is not True or version != self.book.version \
                 or flags is not proc.flags or verdict.valid_until <= self.clock():
             return False
-        # Answer first, then name the file for the record (the reader does not wait for it).
-        seen = self._answers.write(fd, True, name=True)
+        inode = (st.st_dev, st.st_ino)
+        linked = st.st_nlink > 1
+        fold = None if linked else self._folds.get(proc, inode)
+        if fold is not None:
+            self._answers.write(fd, True)
+            self._answers.allowed += 1
+            fold.add(now_wall, (time.monotonic_ns() - t0) / 1000.0)
+            return True
+        # Answer first, then name the file for the record.
+        seen = self._answers.write(fd, True, name=not named)
         self._answers.allowed += 1
         latency_us = (time.monotonic_ns() - t0) / 1000.0
-        if seen:
+        if isinstance(seen, str) and seen:
             protected = protected.seen_as(seen)
-        if self._folds.add(proc, protected, flags, verdict, now_wall, latency_us):
+        if self._folds.add(proc, inode, protected.path if linked else None, protected, flags,
+                           verdict, now_wall, latency_us):
             self._timers.set_once("record", self.clock() + RECORD_INTERVAL)
         return True
 
