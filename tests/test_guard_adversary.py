@@ -99,3 +99,37 @@ def test_the_guard_reports_that_allowed_readers_are_reachable(home: Home,
     expected = ptrace_exposure()
     assert (expected in problems) if expected else not any("pidfd_getfd" in p
                                                            for p in problems)
+
+
+def test_undecodable_names_do_not_wipe_the_audit_trail(home: Home, scratch: Path,
+                                                       tmp_path: Path) -> None:
+    """A key named with bytes that are not UTF-8, read by a program named the same way, with an
+    ordinary read in the same batch: on the old code the recorder failed on the batch
+    (UnicodeEncodeError) and none of its reads was stored or published."""
+    import os
+    import sqlite3
+
+    from fluxtui.guard.events import GuardDecision
+
+    bad = os.fsencode(home.ssh) + b"/id_\xff\xfe"
+    with open(bad, "wb") as f:
+        f.write(b"not-a-real-key\n")
+    os.chown(bad, 65534, 65534)
+    reader = os.fsencode(scratch) + b"/\x80cat"
+    shutil.copy2("/usr/bin/cat", reader)
+    state = tmp_path / "state"
+    with running_guard(guard_config(home, state)) as (guard, events):
+        attack = as_user([b"sh", b"-c", b"cat \"$1\"; \"$2\" \"$3\"", b"sh", bad, reader,
+                          os.fsencode(home.key)])
+        assert attack.stdout == b"" and attack.stderr.count(b"Operation not permitted") == 2
+        guard.flush()
+        decisions = [e for e in events if isinstance(e, GuardDecision)]
+    targets = sorted(os.fsencode(d.file) for d in decisions)
+    assert targets == sorted([bad, os.fsencode(home.key)])
+    db = sqlite3.connect(state / "audit.db")
+    try:
+        rows = db.execute("SELECT executable, target FROM audit").fetchall()
+    finally:
+        db.close()
+    assert sorted(rows) == sorted([("/usr/bin/cat", f"{home.ssh}/id_\\xff\\xfe"),
+                                   (f"{scratch}/\\x80cat", str(home.key))])
