@@ -133,3 +133,34 @@ def test_undecodable_names_do_not_wipe_the_audit_trail(home: Home, scratch: Path
         db.close()
     assert sorted(rows) == sorted([("/usr/bin/cat", f"{home.ssh}/id_\\xff\\xfe"),
                                    (f"{scratch}/\\x80cat", str(home.key))])
+
+
+def test_a_full_inode_registry_does_not_unprotect_a_key_made_later(
+        home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack ran with the real cap: 10,050 empty files named ~/.ssh/id_fillN made by the
+    user (mknod, 69 s), then a new key from ssh-keygen, renamed to ~/k and read with cat. Here
+    the cap is 3 so that the same happens with a handful of files."""
+    import os
+
+    import fluxtui.guard.inodes as inodes_module
+    from tests.guard_support import wait_for
+
+    monkeypatch.setattr(inodes_module, "MAX_TRACKED", 3)
+    fill = "import os,sys\nfor i in range(5): os.mknod(f'{sys.argv[1]}/id_fill{i}', 0o100600)"
+    new_key = home.ssh / "id_new"
+    moved = home.root / "k"
+    with running_guard(guard_config(home, tmp_path / "state")) as (guard, _):
+        assert as_user([PYTHON, "-c", fill, str(home.ssh)]).returncode == 0
+        marks = guard.marks
+        assert marks is not None
+        wait_for(lambda: any("more than 3 protected inodes" in p
+                             for p in marks.protected.problems))
+        made = as_user(["/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(new_key)])
+        assert made.returncode == 0, made.stderr
+        key_id = (new_key.stat().st_dev, new_key.stat().st_ino)
+        wait_for(lambda: key_id in marks.inodes)
+        secret = new_key.read_bytes().splitlines()[1]
+        os.rename(new_key, moved)
+        cat = as_user(["cat", str(moved)])
+    assert secret not in cat.stdout and b"Operation not permitted" in cat.stderr, cat
