@@ -225,9 +225,10 @@ DEFAULT_GROUPS: tuple[CredentialGroup, ...] = (
     _group("aws", "T1552.001",
            [".aws/credentials", ".aws/config", ".aws/sso/cache/*.json", ".aws/cli/cache/*.json"],
            []),
-    # GnuPG 2.1+: only the agent reads private keys; gpg and gpgsm ask it.
-    _group("gnupg", "T1552.004",
-           [".gnupg/private-keys-v1.d/*", ".gnupg/secring.gpg"], ["/usr/bin/gpg-agent"]),
+    # GnuPG 2.1+: only the agent reads private keys, for any client of the user: `gpg
+    # --export-secret-keys` has it read and hand out an unprotected key (guard2's attack), so
+    # it is asked about (answer "this process" once for a session's agent).
+    _group("gnupg", "T1552.004", [".gnupg/private-keys-v1.d/*", ".gnupg/secring.gpg"], []),
     _group("kube", "T1552.001", [".kube/config", ".kube/*.kubeconfig"], []),
     _group("docker", "T1552.001", [".docker/config.json"], []),
     _group("gcloud", "T1552.001",

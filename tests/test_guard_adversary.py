@@ -164,3 +164,29 @@ def test_a_full_inode_registry_does_not_unprotect_a_key_made_later(
         os.rename(new_key, moved)
         cat = as_user(["cat", str(moved)])
     assert secret not in cat.stdout and b"Operation not permitted" in cat.stderr, cat
+
+
+def test_gpg_export_secret_keys_through_the_agent_is_refused(home: Home,
+                                                             tmp_path: Path) -> None:
+    """gpg-agent was allowed for the gnupg group: `gpg --export-secret-keys` had it read the
+    key file and print the key (no passphrase) while `cat` of the same file got EPERM."""
+    import os
+
+    require(shutil.which("gpg") is not None and shutil.which("gpgconf") is not None,
+            "gpg missing (apt-get install gnupg)")
+    gnupg = home.root / ".gnupg"
+    gnupg.mkdir(mode=0o700)
+    os.chown(gnupg, 65534, 65534)
+    env = {"HOME": str(home.root), "GNUPGHOME": str(gnupg), "PATH": "/usr/bin:/bin"}
+    loopback = ["--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    made = as_user(["gpg", *loopback, "--quick-gen-key", "victim@example.org", "ed25519",
+                    "sign", "never"], env=env, timeout=120)
+    assert made.returncode == 0, made.stderr
+    try:
+        as_user(["gpgconf", "--kill", "gpg-agent"], env=env)  # the next one starts guarded
+        with running_guard(guard_config(home, tmp_path / "state")):
+            export = as_user(["gpg", *loopback, "--armor", "--export-secret-keys",
+                              "victim@example.org"], env=env, timeout=60)
+    finally:
+        as_user(["gpgconf", "--kill", "gpg-agent"], env=env)
+    assert b"PRIVATE KEY BLOCK" not in export.stdout, export
