@@ -190,3 +190,23 @@ def test_gpg_export_secret_keys_through_the_agent_is_refused(home: Home,
     finally:
         as_user(["gpgconf", "--kill", "gpg-agent"], env=env)
     assert b"PRIVATE KEY BLOCK" not in export.stdout, export
+
+
+def test_a_request_with_other_arguments_does_not_join_a_prompt(home: Home,
+                                                               tmp_path: Path) -> None:
+    """`cat -A KEY` waited in the prompt of `cat KEY` (same executable, group, user, flags):
+    the answer given to what the prompt showed let both read."""
+    from tests.guard_support import started, wait_for
+
+    with running_guard(guard_config(home, tmp_path / "state"), interactive=True) as (guard, _):
+        with started(["cat", str(home.key)]) as shown, \
+                started(["cat", "-A", str(home.key)]) as other:
+            wait_for(lambda: sum(p.requests for p in guard.pending()) == 2)
+            prompts = guard.pending()
+            assert len(prompts) == 2
+            first = next(p for p in prompts if p.requester.pid == shown.pid)
+            guard.answer(first.id, "allow", "once", "test: allow the cat shown")
+            shown.communicate(timeout=10)
+            assert shown.returncode == 0
+            assert other.poll() is None  # still waiting for its own answer
+            assert [p.requester.pid for p in guard.pending()] == [other.pid]
