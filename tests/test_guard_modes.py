@@ -48,7 +48,7 @@ def test_switch_to_monitor_keeps_the_waiting_request_waiting(home: Home,
         guard.flush()
         mine = [e for e in events if isinstance(e, GuardDecision)
                 and e.requester.pid == waiting.pid]
-    assert [(d.allowed, d.decided_by) for d in mine] == [(False, "keypress")]
+    assert [(d.allowed, d.decided_by, d.mode) for d in mine] == [(False, "keypress", "enforce")]
 
 
 def test_switch_to_monitor_leaves_the_deadline_in_charge(home: Home, tmp_path: Path) -> None:

@@ -74,19 +74,22 @@ class Answers:
                     request.proc.flags if flags is None else flags, request.file,
                     request.group, allow, decided_by, reason, request.t0, urgent,
                     request.credential, request.vetted,
-                    request.id if request.noted else 0)
+                    request.id if request.noted else 0,
+                    # the mode it came in under (a switch meanwhile does not change it)
+                    "monitor" if request.released else "enforce")
         return True
 
     def record(self, info: ProcessInfo | None, verification: ExeVerification | None,
                flags: tuple[str, ...], path: str, group: Group, allow: bool, decided_by: str,
                reason: str, t0: int, urgent: bool = False, credential: str = "",
-               vetted: bool = False, request_id: int = 0) -> None:
+               vetted: bool = False, request_id: int = 0, mode: str = "") -> None:
         if allow:
             self.allowed += 1
         else:
             self.denied += 1
         latency_us = (time.monotonic_ns() - t0) / 1000.0
         self.sink.record(Outcome(time.time(), info, verification, flags, path, group, allow,
-                                 decided_by, reason, latency_us, self.mode(), credential,
+                                 decided_by, reason, latency_us, mode or self.mode(),
+                                 credential,
                                  vetted, request_id),
                          urgent)
