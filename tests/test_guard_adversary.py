@@ -210,3 +210,25 @@ def test_a_request_with_other_arguments_does_not_join_a_prompt(home: Home,
             assert shown.returncode == 0
             assert other.poll() is None  # still waiting for its own answer
             assert [p.requester.pid for p in guard.pending()] == [other.pid]
+
+
+def test_a_flood_of_waiting_readers_does_not_lock_out_an_allowed_one(home: Home,
+                                                                     tmp_path: Path) -> None:
+    """1,200 threads of one process opening the key filled the queue of waiting requests
+    (1,000): every other open was denied as an overload, `ssh-keygen -y` included, while it
+    needed no wait at all (executable verified before, catalogue verdict)."""
+    from tests.guard_support import SSH_KEYGEN, started, wait_for
+
+    with running_guard(guard_config(home, tmp_path / "state"), interactive=True) as (guard, _):
+        responder = guard._responder
+        assert responder is not None
+        first = as_user([SSH_KEYGEN, "-y", "-f", str(home.key)])  # verified and remembered
+        assert first.returncode == 0, first.stderr
+        responder.max_pending = 1
+        with started(["cat", str(home.key)]):
+            wait_for(guard.pending)
+            again = as_user([SSH_KEYGEN, "-y", "-f", str(home.key)])
+            assert again.returncode == 0, again.stderr
+            cat = as_user(["cat", str(home.key)])
+            assert cat.returncode == 1 and cat.stdout == b""  # still refused: it would wait
+        assert responder.overloaded == 1

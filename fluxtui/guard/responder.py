@@ -250,7 +250,8 @@ class Responder:
                 request.released = True
                 self._proceed(request)
                 return
-            if self._pending() >= self.max_pending:
+            if self._pending() >= self.max_pending and not self._decided_at_once(proc,
+                                                                                  protected):
                 answered = True
                 self._answers.write(fd, False)
                 self.overloaded += 1
@@ -357,6 +358,21 @@ class Responder:
 
     def _pending(self) -> int:
         return self._waiting.count()
+
+    def _decided_at_once(self, proc: CachedProcess, protected: ProtectedFile) -> bool:
+        """Whether this open would be decided without waiting (namespaces checked, executable
+        verified, a verdict or headless): then a full queue need not refuse it, and a flood of
+        waiting readers does not lock out ssh."""
+        if proc.ns_flags is None:
+            return False
+        verification = self._waiting.known(proc.info.exe_key)
+        if verification is None:
+            return False
+        if not self.settings.interactive:
+            return True
+        verdict = evaluate(protected.group, proc.info, verification, proc.flags, self.book,
+                           self.clock())
+        return verdict.allow is not None
 
     def _decide(self, request: Request) -> None:
         proc = request.proc
