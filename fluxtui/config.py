@@ -198,7 +198,10 @@ _KEYGEN = AllowedProgram("/usr/bin/ssh-keygen", deny_args=[
     _short(_KEYGEN_NOARG, "[Dw]"),  # -D / -w: load a library of the caller's choice
     # -F / -R / -H treat the file named by -f as known_hosts: print its lines, or rewrite it
     # through a temporary copy under a name that is no credential.
-    _short(_KEYGEN_NOARG, "[FR]"), _short(_KEYGEN_NOARG.replace("H", ""), "H")])
+    _short(_KEYGEN_NOARG, "[FR]"), _short(_KEYGEN_NOARG.replace("H", ""), "H"),
+    # -p / -c rewrite the key to the path named by -f, looked up again after the prompt: a
+    # symlink pointed elsewhere meanwhile receives the private key (unencrypted with -N '').
+    _short(_KEYGEN_NOARG, "[cp]")])
 _SSHD_NOARG = "46DGQRTdeiqrtV"
 _SSHD = [AllowedProgram(path, deny_args=[
     _short(_SSHD_NOARG, "f"),  # -f FILE: read as sshd_config, its lines echoed in errors
@@ -222,9 +225,10 @@ DEFAULT_GROUPS: tuple[CredentialGroup, ...] = (
     _group("aws", "T1552.001",
            [".aws/credentials", ".aws/config", ".aws/sso/cache/*.json", ".aws/cli/cache/*.json"],
            []),
-    # GnuPG 2.1+: only the agent reads private keys; gpg and gpgsm ask it.
-    _group("gnupg", "T1552.004",
-           [".gnupg/private-keys-v1.d/*", ".gnupg/secring.gpg"], ["/usr/bin/gpg-agent"]),
+    # GnuPG 2.1+: only the agent reads private keys, for any client of the user: `gpg
+    # --export-secret-keys` has it read and hand out an unprotected key (guard2's attack), so
+    # it is asked about (answer "this process" once for a session's agent).
+    _group("gnupg", "T1552.004", [".gnupg/private-keys-v1.d/*", ".gnupg/secring.gpg"], []),
     _group("kube", "T1552.001", [".kube/config", ".kube/*.kubeconfig"], []),
     _group("docker", "T1552.001", [".docker/config.json"], []),
     _group("gcloud", "T1552.001",

@@ -65,9 +65,28 @@ class AuditRecord:
 
     def row(self) -> tuple[Any, ...]:
         return (self.ts, self.last_ts if self.last_ts is not None else self.ts, self.count,
-                self.kind, self.outcome, self.pid, self.start_ticks, self.user, self.executable,
-                self.target, self.category, self.decided_by, self.reason, self.latency_us,
+                self.kind, self.outcome, self.pid, self.start_ticks, storable(self.user),
+                storable(self.executable), storable(self.target), self.category,
+                self.decided_by, storable(self.reason), self.latency_us,
                 json.dumps(dict(self.detail), default=str))
+
+
+def storable(value: str) -> str:
+    """`value` as SQLite can store it: a byte that was not UTF-8 (a lone surrogate from
+    surrogateescape, as in a file or executable name) becomes `\\xNN`, as it is shown, instead
+    of failing the whole batch (a credential named with such bytes once made every record of
+    its batch disappear)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape" if _escaped_only(value) else
+                            "backslashreplace").decode("utf-8", "backslashreplace")
+    return value
+
+
+def _escaped_only(value: str) -> bool:
+    """Whether every surrogate in `value` is one surrogateescape made (U+DC80-U+DCFF)."""
+    return all(0xDC80 <= ord(c) <= 0xDCFF for c in value if 0xD800 <= ord(c) <= 0xDFFF)
 
 
 class AuditStoreError(Exception):
@@ -209,7 +228,11 @@ def encode_journal_fields(fields: Mapping[str, Any]) -> bytes:
     for key, value in fields.items():
         if value is None:
             continue
-        data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+        if isinstance(value, bytes):
+            data = value
+        else:  # undecodable bytes of a name go back to the journal as they were
+            text = str(value)
+            data = text.encode("utf-8", "surrogateescape" if _escaped_only(text) else "replace")
         name = key.upper().encode("ascii")
         if b"\n" in data:
             out += name + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"

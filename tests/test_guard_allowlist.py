@@ -69,6 +69,10 @@ def _allowed(group_name: str, argv: list[str], tmp_path: Path) -> bool | None:
     ("ssh-keys", ["/usr/bin/ssh-keygen", "-R", "example.org", "-f", KEY]),
     ("ssh-keys", ["/usr/bin/ssh-keygen", "-F", "-----BEGIN", "-f", KEY]),
     ("ssh-keys", ["/usr/bin/ssh-keygen", "-Hf", KEY]),
+    # rewrite the key to the -f path, looked up again after the prompt (a swapped symlink)
+    ("ssh-keys", ["/usr/bin/ssh-keygen", "-p", "-f", "/tmp/link"]),
+    ("ssh-keys", ["/usr/bin/ssh-keygen", "-qpf", "/tmp/link", "-N", ""]),
+    ("ssh-keys", ["/usr/bin/ssh-keygen", "-c", "-C", "x", "-f", "/tmp/link"]),
     ("git-credentials", ["/usr/lib/git-core/git", "credential-store", "get"]),
     ("git-credentials", ["/usr/bin/git", "credential", "fill"]),
     ("netrc", ["/usr/bin/curl", f"file://{NETRC}"]),

@@ -125,6 +125,10 @@ def test_temporary_rules(tmp_path: Path) -> None:
     reused_pid = replace(proc, key=ProcessKey(proc.key.pid, proc.key.start_ticks + 1))
     # PID reuse inherits nothing
     assert evaluate(group, reused_pid, ver, (), book, now=later).allow is None
+    # the same process after an exec of another program inherits nothing either
+    exec_cat = replace(proc, exe="/usr/bin/cat")
+    cat = _verification("/usr/bin/cat", True, sha="ef" * 32)
+    assert evaluate(group, exec_cat, cat, (), book, now=later).allow is None
     book.expire(1000.0 + FIVE_MINUTES + 1, alive=set())  # 5 min over, process gone
     assert book.temporary() == []
 

@@ -130,3 +130,27 @@ def test_only_the_newest_rows_are_kept(tmp_path: Path) -> None:
         assert [r["pid"] for r in store.recent(10)] == [104, 103, 102]
     finally:
         store.close()
+
+
+def test_names_with_undecodable_bytes_are_stored_and_keep_the_batch(tmp_path: Path) -> None:
+    """A credential or executable named with bytes that are not UTF-8 (kept by
+    surrogateescape) once failed the whole batch with UnicodeEncodeError: every record in it
+    was lost. Now each is stored, the bytes written as \\xNN, as they are shown."""
+    bad = "/h/.ssh/id_" + b"\xff\xfe".decode("utf-8", "surrogateescape") + "\x1b[31m"
+    exe = "/tmp/" + b"\x80cat".decode("utf-8", "surrogateescape")
+    store = AuditStore(tmp_path / "audit.db")
+    try:
+        assert store.record([_record(0), _record(1, target=bad, executable=exe,
+                                                 reason="read " + bad), _record(2)]) == 3
+        rows = store.recent(10)
+    finally:
+        store.close()
+    assert [r["pid"] for r in rows] == [102, 101, 100]
+    assert rows[1]["target"] == "/h/.ssh/id_\\xff\\xfe\x1b[31m"
+    assert rows[1]["executable"] == "/tmp/\\x80cat"
+    assert rows[1]["reason"] == "read /h/.ssh/id_\\xff\\xfe\x1b[31m"
+
+
+def test_journal_fields_keep_undecodable_bytes() -> None:
+    name = "/h/.ssh/id_" + b"\xff".decode("utf-8", "surrogateescape")
+    assert encode_journal_fields({"f": name}) == b"F=/h/.ssh/id_\xff\n"

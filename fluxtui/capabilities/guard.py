@@ -32,6 +32,7 @@ from fluxtui.config import GuardConfig
 from fluxtui.events import Alert, CollectorState, CollectorStatus, ProcessKey, Severity
 from fluxtui.guard.catalogue import Catalogue, CatalogueError, build_catalogue
 from fluxtui.guard.events import TECHNIQUE_NAMES, GuardDecision, PromptView
+from fluxtui.guard.exposure import ptrace_exposure
 from fluxtui.guard.limits import raise_fd_limit
 from fluxtui.guard.marks import Marks, plan_marks
 from fluxtui.guard.namespaces import reference
@@ -140,6 +141,8 @@ class GuardComponent:
                                              "re-reads /proc")
         if reference().note:
             self._notes["namespaces"] = reference().note
+        if ptrace_exposure():
+            self._notes["ptrace"] = ptrace_exposure()
         limit_problem = raise_fd_limit()
         if limit_problem:
             self._notes["fd_limit"] = limit_problem
@@ -305,6 +308,8 @@ class GuardComponent:
             problems = (*problems, self._notes["watch"])
         if "fd_limit" in self._notes:
             problems = (*problems, self._notes["fd_limit"])
+        if "ptrace" in self._notes:
+            problems = (*problems, self._notes["ptrace"])
         return GuardView(
             mode=r.mode if r else self.config.mode, pending=len(pending),
             waiting_opens=sum(p.requests for p in pending),

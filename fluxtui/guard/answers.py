@@ -35,10 +35,18 @@ class Answers:
         self.late = 0  # answers written after their deadline + LATE_TOLERANCE
         self.max_lateness = 0.0
 
-    def write(self, fd: int, allow: bool) -> bool:
-        """Answer one event and close its fd. False when nobody waits for it any more."""
+    def write(self, fd: int, allow: bool, name: bool = False) -> bool | str:
+        """Answer one event and close its fd. False when nobody waits for it any more. With
+        `name`, the path the open came through is read after the answer (the opener no longer
+        waits for it) and returned instead of True ("" when it cannot be read)."""
         try:
-            return self.fan.respond(fd, allow)
+            sent = self.fan.respond(fd, allow)
+            if name:
+                try:
+                    return os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    return ""
+            return sent
         except OSError as exc:
             log.error("guard: cannot answer the kernel: %s", exc)
             self.on_error(f"cannot answer the kernel: {exc}")
@@ -66,19 +74,22 @@ class Answers:
                     request.proc.flags if flags is None else flags, request.file,
                     request.group, allow, decided_by, reason, request.t0, urgent,
                     request.credential, request.vetted,
-                    request.id if request.noted else 0)
+                    request.id if request.noted else 0,
+                    # the mode it came in under (a switch meanwhile does not change it)
+                    "monitor" if request.released else "enforce")
         return True
 
     def record(self, info: ProcessInfo | None, verification: ExeVerification | None,
                flags: tuple[str, ...], path: str, group: Group, allow: bool, decided_by: str,
                reason: str, t0: int, urgent: bool = False, credential: str = "",
-               vetted: bool = False, request_id: int = 0) -> None:
+               vetted: bool = False, request_id: int = 0, mode: str = "") -> None:
         if allow:
             self.allowed += 1
         else:
             self.denied += 1
         latency_us = (time.monotonic_ns() - t0) / 1000.0
         self.sink.record(Outcome(time.time(), info, verification, flags, path, group, allow,
-                                 decided_by, reason, latency_us, self.mode(), credential,
+                                 decided_by, reason, latency_us, mode or self.mode(),
+                                 credential,
                                  vetted, request_id),
                          urgent)

@@ -38,7 +38,11 @@ from fluxtui.files import UnsafeFileError, atomic_write, read_policy_file
 from fluxtui.guard.catalogue import Catalogue, Group
 
 STATE_VERSION = 1
-MAX_TRACKED = 10_000  # inodes kept at most (each holds a kernel mark)
+MAX_TRACKED = 10_000  # inodes followed by handle: kept across restarts, checked every sweep
+# Beyond MAX_TRACKED (a user can make ten thousand credential-named files in a minute), inodes
+# are still followed while fluxtui runs: known by identity only, not saved, never pruned (an
+# inode number reused later by another file is protected too: the safe side).
+MAX_UNTRACKED = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +93,12 @@ class ProtectedInodes:
         return self.inodes.get((dev, ino))
 
     def protects(self, fd: int, key: tuple[int, int]) -> bool:
-        """Whether the file open on `fd` (its (dev, ino) is `key`) is a protected inode. An
-        entry whose handle differs belongs to a file that is gone (its inode number reused):
-        it is forgotten here."""
+        """Whether the file open on `fd` (its (dev, ino) is `key`) is a protected inode (also one
+        followed beyond MAX_TRACKED, by identity only). An entry whose handle differs belongs
+        to a file that is gone (its inode number reused): it is forgotten here."""
         tracked = self.tracked.get(key)
         if tracked is None:
-            return False
+            return key in self.inodes  # followed beyond MAX_TRACKED: no handle to compare
         try:
             same = handle_of_fd(fd).key == tracked.handle.key
         except OSError:
@@ -146,13 +150,24 @@ class ProtectedInodes:
 
     def _add(self, key: tuple[int, int], protected: ProtectedFile, handle: FileHandle) -> None:
         if key not in self.tracked and len(self.tracked) >= MAX_TRACKED:
-            self.problems.append(f"more than {MAX_TRACKED} protected inodes: "
-                                 f"{protected.path} is protected by name only")
+            # Once the registry was full, a key made later lost its protection on its first
+            # rename (guard2's attack: 10,000 empty files named id_*, then `mv` the new key).
+            if key not in self.inodes and len(self.inodes) - len(self.tracked) >= MAX_UNTRACKED:
+                self._problem(f"more than {MAX_TRACKED + MAX_UNTRACKED} protected inodes: "
+                              "the newest are protected by name only")
+                return
+            self.inodes[key] = protected
+            self._problem(f"more than {MAX_TRACKED} protected inodes: the newest are followed "
+                          "only while fluxtui runs (not across a restart)")
             return
         mount = self._mount(handle.mount_id)
         self.tracked[key] = Tracked(protected, handle, mount)
         self.inodes[key] = protected
         self.dirty = True
+
+    def _problem(self, message: str) -> None:
+        if message not in self.problems:
+            self.problems.append(message)
 
     def _mount(self, mount_id: int) -> str:
         found = self._mounts.get(mount_id)

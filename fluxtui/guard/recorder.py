@@ -140,6 +140,9 @@ class Recorder(Sink):
                 self.store_error = None
             except AuditStoreError as exc:
                 self.store_error = str(exc)
+            except Exception as exc:  # a record the store refuses: the rest still goes out
+                log.exception("guard: audit records not stored")
+                self.store_error = f"audit records not stored: {type(exc).__name__}: {exc}"
         for decision in decisions:
             self.publish(decision)
             self._journal(decision)

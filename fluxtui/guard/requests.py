@@ -63,10 +63,13 @@ class Prompt:
 def prompt_key(request: Request) -> tuple[object, ...]:
     """Requests queue together, and so get one answer, only when the prompt shown for the
     first says all that differs between them: the same executable (by identity: device, inode,
-    size, times, and path), the same credential group, the same real and effective user and the
-    same flags (injection variables, tracer)."""
+    size, times, and path), the same credential group, the same real and effective user, the
+    same flags (injection variables, tracer), the same command line and the same parent
+    program. (Without the last two, `cat -A KEY` joined the prompt of `cat KEY` and an answer
+    given to what the prompt showed let both read.)"""
     info = request.proc.info
-    return (info.exe_key, info.exe, request.group.name, info.uid, info.euid, request.proc.flags)
+    return (info.exe_key, info.exe, request.group.name, info.uid, info.euid, request.proc.flags,
+            info.cmdline, info.parent_exe)
 
 
 class Outcome(NamedTuple):

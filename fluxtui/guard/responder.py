@@ -221,15 +221,19 @@ class Responder:
         request: Request | None = None
         answered = False
         try:
-            protected = self._protected(fd)
+            st = os.fstat(fd)
+            protected, named = self._protected(fd, st)
             if protected is None:
                 self.passed += 1
                 answered = True
                 self._answers.write(fd, True)
                 return
             proc = self._procs.get(event.pid) or self._procs.lookup(event.pid)
-            if proc is not None and self._cached_allow(proc, protected, fd, t0, now_wall):
+            if proc is not None and self._cached_allow(proc, protected, fd, st, named, t0,
+                                                       now_wall):
                 return
+            if not named:
+                protected = self._named(protected, fd)
             if proc is None:  # gone while asking: nobody is waiting for this answer any more
                 answered = True
                 self._answers.write(fd, False)
@@ -246,7 +250,8 @@ class Responder:
                 request.released = True
                 self._proceed(request)
                 return
-            if self._pending() >= self.max_pending:
+            if self._pending() >= self.max_pending and not self._decided_at_once(proc,
+                                                                                  protected):
                 answered = True
                 self._answers.write(fd, False)
                 self.overloaded += 1
@@ -274,15 +279,16 @@ class Responder:
                     self._answers.record(None, None, (), protected.path, protected.group, False,
                                  "error", reason, t0)
 
-    def _protected(self, fd: int) -> ProtectedFile | None:
+    def _protected(self, fd: int, st: os.stat_result) -> tuple[ProtectedFile | None, bool]:
         """The credential open on `fd`, by inode first (whatever name it has now), else by its
         name in a marked directory (a file no plan listed yet: protected by inode at once).
-        The path is the one the open came through."""
-        st = os.fstat(fd)
-        seen = os.readlink(f"/proc/self/fd/{fd}")
+        Also whether the path is already the one the open came through: a file found by inode
+        is not named yet (a readlink per open, the cached allowance names it after answering);
+        see `_named`."""
         protected = self.marks.inodes.get((st.st_dev, st.st_ino))
         if protected is not None:
-            return protected.seen_as(seen)
+            return protected, False
+        seen = os.readlink(f"/proc/self/fd/{fd}")
         protected = self.marks.lookup(st.st_dev, st.st_ino, seen)
         if protected is not None:
             self.marks.protected.track_fd(fd, protected, self.fan)
@@ -290,7 +296,12 @@ class Responder:
         elif self.marks.ignorable(seen):
             # Not a credential, by name or by inode: its next opens never reach us.
             self.marks.ignores.ignore_fd(fd, (st.st_dev, st.st_ino), seen, self.fan)
-        return protected
+        return protected, True
+
+    @staticmethod
+    def _named(protected: ProtectedFile, fd: int) -> ProtectedFile:
+        """`protected` with the name the open on `fd` came through (a link, a new name)."""
+        return protected.seen_as(os.readlink(f"/proc/self/fd/{fd}"))
 
     def _save_state(self) -> None:
         """Hand the protected inodes to a worker to write (never on this thread)."""
@@ -298,11 +309,13 @@ class Responder:
         if protected.dirty:
             self.workers.submit(protected.save, protected.state())
 
-    def _cached_allow(self, proc: CachedProcess, protected: ProtectedFile, fd: int, t0: int,
-                      now_wall: float) -> bool:
+    def _cached_allow(self, proc: CachedProcess, protected: ProtectedFile, fd: int,
+                      st: os.stat_result, named: bool, t0: int, now_wall: float) -> bool:
         """The common case, kept short: this process was already allowed to read this group
         and nothing it depends on changed (rules, flags, time limit). Repeats are folded in
-        memory and handed to the recorder every RECORD_INTERVAL."""
+        memory per (process, inode) and handed to the recorder every RECORD_INTERVAL; the
+        name an open came through is read once per fold (after the answer), and for every
+        open of a file with several links (one fold per name)."""
         cached = proc.verdicts.get(protected.group.name)
         if cached is None or self.mode != "enforce":
             return False
@@ -310,10 +323,22 @@ class Responder:
         if verdict.allow is not True or version != self.book.version \
                 or flags is not proc.flags or verdict.valid_until <= self.clock():
             return False
-        self._answers.write(fd, True)
+        inode = (st.st_dev, st.st_ino)
+        linked = st.st_nlink > 1
+        fold = None if linked else self._folds.get(proc, inode)
+        if fold is not None:
+            self._answers.write(fd, True)
+            self._answers.allowed += 1
+            fold.add(now_wall, (time.monotonic_ns() - t0) / 1000.0)
+            return True
+        # Answer first, then name the file for the record.
+        seen = self._answers.write(fd, True, name=not named)
         self._answers.allowed += 1
         latency_us = (time.monotonic_ns() - t0) / 1000.0
-        if self._folds.add(proc, protected, flags, verdict, now_wall, latency_us):
+        if isinstance(seen, str) and seen:
+            protected = protected.seen_as(seen)
+        if self._folds.add(proc, inode, protected.path if linked else None, protected, flags,
+                           verdict, now_wall, latency_us):
             self._timers.set_once("record", self.clock() + RECORD_INTERVAL)
         return True
 
@@ -334,6 +359,21 @@ class Responder:
     def _pending(self) -> int:
         return self._waiting.count()
 
+    def _decided_at_once(self, proc: CachedProcess, protected: ProtectedFile) -> bool:
+        """Whether this open would be decided without waiting (namespaces checked, executable
+        verified, a verdict or headless): then a full queue need not refuse it, and a flood of
+        waiting readers does not lock out ssh."""
+        if proc.ns_flags is None:
+            return False
+        verification = self._waiting.known(proc.info.exe_key)
+        if verification is None:
+            return False
+        if not self.settings.interactive:
+            return True
+        verdict = evaluate(protected.group, proc.info, verification, proc.flags, self.book,
+                           self.clock())
+        return verdict.allow is not None
+
     def _decide(self, request: Request) -> None:
         proc = request.proc
         verification = request.verification
@@ -349,7 +389,9 @@ class Responder:
             verdict = evaluate(request.group, proc.info, verification, flags, self.book, now)
             proc.verdicts[request.group.name] = (version, flags, verdict)
         request.vetted = verdict.allow is True
-        if self.mode == "monitor":
+        # A request that came in under enforce mode is decided under it, even when the mode
+        # changed while it waited for its verification; only released ones were monitor's.
+        if request.released:
             self._waiting.finish(request, True, "monitor", "monitor mode: every access is allowed "
                          f"and logged (enforce: {verdict.reason})", flags)
         elif verdict.allow is not None:
@@ -379,11 +421,9 @@ class Responder:
             proc.verdicts.clear()
 
     def _on_mode(self, mode: str) -> None:
-        """Monitor mode releases every prompt (allowed, recorded as such)."""
+        """New opens follow the new mode. Requests already waiting keep waiting for their
+        answer or their deadline: a mode switch never answers one by itself (issue 8)."""
         self.mode = mode
-        if mode != "monitor":
-            return
-        self._waiting.release_prompts("switched to monitor mode")
 
     def _housekeeping(self, now: float) -> None:
         self._timers.set("housekeeping", now + HOUSEKEEPING_INTERVAL)

@@ -227,9 +227,11 @@ class RuleBook:
                ) -> tuple[SavedRule | None, TempRule | None]:
         with self._lock:
             saved = self._saved.get((executable, sha256, group))
-            temp = next((r for r in self._temp if r.group == group and r.expires > now and (
-                r.key == key if r.kind == "process" else
-                (r.executable == executable and r.sha256 == sha256))), None)
+            # A "process" answer is for the program the prompt showed: after an exec (same pid
+            # and start time, another executable) it no longer applies.
+            temp = next((r for r in self._temp if r.group == group and r.expires > now
+                         and r.executable == executable and r.sha256 == sha256
+                         and (r.kind != "process" or r.key == key)), None)
         return saved, temp
 
 

@@ -2,8 +2,8 @@
 
 Owns the deadlines of waiting requests (one "deadline" timer at the soonest), the pidfds of the
 processes behind them (an exit cancels them), and every way a waiting request ends: an answer,
-a pause, the deadline, the process's exit, monitor mode, shutdown. Runs on the responder
-thread only.
+a pause, the deadline, the process's exit, shutdown (a switch to monitor mode is none). Runs on
+the responder thread only.
 """
 
 from __future__ import annotations
@@ -195,13 +195,6 @@ class Waiting:
                         f"verification did not finish in time: default action {action}")
         if prompted:
             self.publish()
-        self.update_due()
-
-    def release_prompts(self, reason: str) -> None:
-        """Allow every prompted request (the switch to monitor mode)."""
-        self.finish_all(self.prompts.take(lambda _r: True), True, "monitor", reason,
-                        urgent=True)
-        self.publish()
         self.update_due()
 
     def release_all(self) -> None:
