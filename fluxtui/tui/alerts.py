@@ -198,9 +198,6 @@ class AlertsPane(Widget):
             "(repeats of a rule on one executable folded)"
             if self._alerts else "no alerts yet")
 
-    def handle_event(self, event: object) -> None:
-        """Alerts reach the table through the snapshot of the tick that raised them."""
-
     def selected_alert(self) -> Alert | None:
         """The newest alert of the selected row."""
         row = self.table.cursor_row

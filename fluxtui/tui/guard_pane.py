@@ -136,9 +136,6 @@ class GuardHistory(Vertical):
             self._seen = view.decisions_recorded
             self.reload()
 
-    def handle_event(self, event: object) -> None:
-        return  # the history follows the snapshot's counter; nothing urgent here
-
     def _summary(self, view: GuardView, guard: GuardComponent) -> Text:
         t = Text()
         style = "bold white on green" if view.mode == "enforce" else "bold black on yellow"
