@@ -22,8 +22,10 @@ from fluxtui.tui.process_order import (
     SortSpec,
     default_sort,
     matches,
+    name_label,
     sort_rows,
     tree_order,
+    user_label,
 )
 from fluxtui.tui.themes import TOKEN_LEVELS
 
@@ -61,18 +63,32 @@ def _number(value: float | None) -> Cell:
     return (DASH if value is None else f"{value:.0f}", "")
 
 
+EXITED_STYLE = "dim italic"  # a row kept after its process exited: readable, clearly not live
+
+
 def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[Cell, ...]:
-    """The table cells of one process. Untrusted strings are made visible, never markup."""
+    """The table cells of one process. Untrusted strings are made visible, never markup.
+    An exited process keeps its identity and its final risk; what only a live process has
+    (CPU, memory, threads, rates, connections) shows as not measured, not as zero."""
     top = ", ".join(f"{n}:{c}" for n, c in row.syscall_counts[:3]) if row.syscall_counts else DASH
+    user, name = visible(user_label(row.user)), name_prefix + visible(name_label(row))
+    risk = (DASH if row.risk is None else f"{row.risk:.0f}", _alarm(row.risk))
+    if row.exited_at is not None:
+        muted = EXITED_STYLE
+        return ((str(row.pid), muted), (user, muted), (name, muted),
+                (risk[0], f"{risk[1]} italic" if risk[1] else muted),
+                (DASH, muted), (DASH, muted), (DASH, muted), ("exited", f"bold {muted}"),
+                (DASH, muted), (DASH, muted), (DASH, muted), (DASH, muted), (DASH, muted),
+                (visible(row.container) if row.container else DASH, muted))
     return (
         (str(row.pid), ""),
-        (visible(row.user), ""),
-        (name_prefix + visible(row.name), ""),
-        (DASH if row.risk is None else f"{row.risk:.0f}", _alarm(row.risk)),
+        (user, ""),
+        (name, ""),
+        risk,
         (percent(row.cpu_percent), _alarm(row.cpu_percent)),
         (human_bytes(row.memory_rss), ""),
         _number(row.threads),
-        (row.state, "dim" if getattr(row, "exited_at", None) is not None else ""),
+        (row.state, ""),
         _number(row.syscalls_per_s),
         (top, ""),
         _number(row.connections),
@@ -249,8 +265,13 @@ class ProcessTable(Vertical):
 
     def action_kill(self) -> None:
         row = self.selected_row()
-        if row is not None:
-            self.post_message(self.KillRequested(row))
+        if row is None:
+            return
+        if row.exited_at is not None:
+            self.app.notify(f"process {row.pid} ({visible(name_label(row))}) has already "
+                            "exited: there is nothing to signal", severity="warning", markup=False)
+            return
+        self.post_message(self.KillRequested(row))
 
     @on(FastTable.HeaderClicked, "#process-grid")
     def _header_clicked(self, event: FastTable.HeaderClicked) -> None:
