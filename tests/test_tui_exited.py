@@ -7,15 +7,23 @@ from __future__ import annotations
 import dataclasses
 import io
 
+import pytest
 from rich.console import Console
 
 from fluxtui.capabilities.risk_scorer import RiskView
-from fluxtui.events import ProcessExit, ProcessKey, ProcessLifetime, ProcessRow
+from fluxtui.events import (
+    CollectorState,
+    CollectorStatus,
+    ProcessExit,
+    ProcessKey,
+    ProcessLifetime,
+    ProcessRow,
+)
 from fluxtui.tui.app import FluxApp
 from fluxtui.tui.dialogs import KillDialog
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_order import SortSpec, matches, sort_rows
-from fluxtui.tui.process_table import render_cells
+from fluxtui.tui.process_table import COLUMNS, render_cells
 from tests.fakes import StaticEngine, row, snapshot
 from tests.tui_support import until
 
@@ -110,3 +118,31 @@ async def test_details_of_an_exited_actor_show_its_whole_life() -> None:
         screen.update_view()
         assert "57/100 at exit" in detail_text(screen)
         assert "(exited)" in str(screen.query_one("VerticalScroll").border_title)
+
+
+ANOMALY_OFF = CollectorStatus(
+    "anomaly", CollectorState.UNAVAILABLE,
+    "no model trained (/var/lib/fluxtui/anomaly.model does not exist; run fluxtui train)")
+
+
+@pytest.mark.parametrize("width", [80, 160])
+async def test_the_header_says_why_the_anomaly_model_is_off_at_80_and_160_columns(
+        width: int) -> None:
+    from tests.test_tui_loop import STATUSES, full_snapshot
+    statuses = (*[s for s in STATUSES if s.name != "connections"], ANOMALY_OFF)
+    app = FluxApp(StaticEngine(full_snapshot(statuses)), privileged=True)
+    async with app.run_test(size=(width, 24)) as pilot:
+        header = app.query_one("#status-header")
+        await until(pilot, lambda: "risk" in str(header.render()))
+        second = str(header.render()).splitlines()[1]
+        assert len(second) <= width
+        assert second.count("●") + second.count("✗") == len(statuses), second
+        assert "✗ anomaly: no model trained" in second, second
+
+
+def test_every_kernel_state_fits_the_state_column_uncut() -> None:
+    state = next(c for c in COLUMNS if c.key == "state")
+    for name in ("running", "sleeping", "disk-sleep", "stopped", "tracing-stop", "zombie",
+                 "dead", "wake-kill", "waking", "idle", "locked", "waiting", "parked"):
+        shown = render_cells(dataclasses.replace(row(5, "x"), state=name))[7][0]
+        assert len(shown) <= state.min_width and shown, (name, shown)

@@ -63,6 +63,8 @@ def _number(value: float | None) -> Cell:
     return (DASH if value is None else f"{value:.0f}", "")
 
 
+# Kernel states whose psutil names are wider than the State column (8): never cut mid-word.
+STATE_LABELS = {"disk-sleep": "D-sleep", "tracing-stop": "traced", "wake-kill": "wakekill"}
 EXITED_STYLE = "dim italic"  # a row kept after its process exited: readable, clearly not live
 
 
@@ -88,7 +90,7 @@ def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[Cell, ...]:
         (percent(row.cpu_percent), _alarm(row.cpu_percent)),
         (human_bytes(row.memory_rss), ""),
         _number(row.threads),
-        (row.state, ""),
+        (STATE_LABELS.get(row.state, row.state), ""),
         _number(row.syscalls_per_s),
         (top, ""),
         _number(row.connections),
