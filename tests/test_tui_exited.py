@@ -146,3 +146,23 @@ def test_every_kernel_state_fits_the_state_column_uncut() -> None:
                  "dead", "wake-kill", "waking", "idle", "locked", "waiting", "parked"):
         shown = render_cells(dataclasses.replace(row(5, "x"), state=name))[7][0]
         assert len(shown) <= state.min_width and shown, (name, shown)
+
+
+async def test_rows_arriving_above_do_not_scroll_the_top_of_the_order_away() -> None:
+    live = [row(2000 + i, f"proc{i:02d}", risk=0.0) for i in range(40)]
+    engine = StaticEngine(snapshot(live))
+    app = FluxApp(engine, privileged=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.process_table.table
+        await until(pilot, lambda: table.row_count == 40)
+        first = table.cursor_key
+        # A burst of short-lived processes exits, each scored above the idle live ones.
+        gone = [exited(3000 + i, "bash", risk=1.0) for i in range(30)]
+        actor = exited(4000, "ptracer", risk=57.0)
+        engine.current = dataclasses.replace(snapshot([actor, *gone, *live]), sequence=2)
+        await until(pilot, lambda: table.row_count == 71)
+        await pilot.pause()
+        assert int(table.scroll_y) == 0, "the view followed the selection down"
+        assert table.keys[0] == "4000:5000"  # the risky actor is on screen, at the top
+        assert table.cursor_row < table.size.height - 1  # the selection is on screen
+        assert table.cursor_key != first  # its process went below the first page
