@@ -138,7 +138,7 @@ async def test_enter_opens_the_process_detail_and_escape_closes_it(tmp_path: Pat
         assert screen.key == rows[1].key
         shown = text_of(screen)
         assert "tracer  pid 301" in shown
-        assert "55/100" in shown and "anomaly 0: no model trained" in shown
+        assert "55/100" in shown and "anomaly not scored: no model trained" in shown
         assert "PTRACE_ATTACH of pid 400 (+55)" in shown
         assert "Container: none (host)" in shown
         # The snapshot says why syscalls are missing (fakes: "bcc not importable").

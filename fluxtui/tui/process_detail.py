@@ -19,6 +19,7 @@ from textual.widgets import Static
 
 from fluxtui.capabilities.risk_scorer import RiskView
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
+from fluxtui.detection.risk import NO_MODEL, NO_VERDICT
 from fluxtui.engine import Engine
 from fluxtui.events import CollectorStatus, ProcessExit, ProcessKey, ProcessRow, Snapshot
 from fluxtui.text import safe_text
@@ -120,8 +121,8 @@ class ProcessDetailScreen(ModalScreen[None]):
                           style="bold"))
 
         parts.append(_section("Risk over its whole life"))
-        parts.append(Text(f"{final.risk:.0f}/100 at exit  (anomaly {final.anomaly:.0f}: "
-                          f"{final.anomaly_reason or 'scored'})"))
+        parts.append(Text(f"{final.risk:.0f}/100 at exit  "
+                          f"({anomaly_text(final.anomaly, final.anomaly_reason)})"))
         parts.extend(safe_text(f"  {reason}") for reason in final.reasons)
         if not final.reasons:
             parts.append(Text("  nothing risky seen", style="dim"))
@@ -162,8 +163,8 @@ class ProcessDetailScreen(ModalScreen[None]):
         else:
             parts.append(Text(
                 f"{score.score:.0f}/100  (syscalls {score.syscall_points:.1f}, "
-                f"events {score.event_points:.1f}, anomaly {score.anomaly:.0f}: "
-                f"{score.anomaly_reason})"))
+                f"events {score.event_points:.1f}, "
+                f"{anomaly_text(score.anomaly, score.anomaly_reason)})"))
             parts.extend(safe_text(f"  {reason}") for reason in score.reasons)
             if not score.reasons:
                 parts.append(Text("  nothing risky seen", style="dim"))
@@ -228,7 +229,17 @@ class ProcessDetailScreen(ModalScreen[None]):
         return fallback
 
 
+def anomaly_text(score: float, reason: str) -> str:
+    """The anomaly part of a score. Without a verdict (no model, or none for this process)
+    the score carries 0 and the reason why: shown as not scored, never as a measured 0."""
+    if score == 0 and (reason == NO_VERDICT or reason.startswith(NO_MODEL)):
+        return f"anomaly not scored: {reason}"
+    return f"anomaly {score:.0f}/100: {reason or 'no reason given'}"
+
+
 def _lifetime(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(int(seconds), 60)
