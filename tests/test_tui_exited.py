@@ -167,3 +167,23 @@ async def test_rows_arriving_above_do_not_scroll_the_top_of_the_order_away() -> 
         assert table.keys[0] == "4000:5000"  # the risky actor is on screen, at the top
         assert table.cursor_row < table.size.height - 1  # the selection is on screen
         assert table.cursor_key != first  # its process went below the first page
+
+
+async def test_an_exited_row_is_named_by_its_final_record_not_a_listing_before_its_exec(
+        ) -> None:
+    # /proc listed the forked shell; it then exec'd /tmp/ptracer and exited within the tick.
+    stale = dataclasses.replace(exited(700), name="bash", exe="/usr/bin/bash",
+                                cmdline=("-bash",))
+    view = RiskView(50.0, exits={stale.key: final_record(700)})
+    engine = StaticEngine(dataclasses.replace(snapshot([stale]), views={"risk": view}))
+    app = FluxApp(engine, privileged=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.process_table.table
+        await until(pilot, lambda: table.row_count == 1)
+        assert table.cell("700:1700", "name") == "ptracer"
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, ProcessDetailScreen)
+                             and app.screen)
+        shown = detail_text(screen)
+        assert "ptracer  pid 700" in shown and "/tmp/ptracer -x" in shown
+        assert "bash" not in shown, shown

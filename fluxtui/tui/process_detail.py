@@ -25,6 +25,7 @@ from fluxtui.events import CollectorStatus, ProcessExit, ProcessKey, ProcessRow,
 from fluxtui.text import safe_text
 from fluxtui.tui.format import DASH
 from fluxtui.tui.process_order import name_label, user_label
+from fluxtui.tui.process_table import final_identity
 
 TOP_SYSCALLS = 12
 
@@ -101,6 +102,8 @@ class ProcessDetailScreen(ModalScreen[None]):
         (the live sections, CPU and this tick's syscalls, no longer apply)."""
         parts: list[Text | Table] = []
         life = final.lifetime if final is not None else None
+        if row is not None and final is not None:
+            row = final_identity(row, final)  # the table's row can predate its exec
         if row is not None:
             parts.append(self._head(row))
         elif life is not None:

@@ -3,6 +3,7 @@ sortable by any column, filterable with `/`, with a tree view."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from rich.cells import cell_len
@@ -13,7 +14,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input
 
-from fluxtui.events import ProcessKey, ProcessRow, Snapshot
+from fluxtui.events import ProcessExit, ProcessKey, ProcessRow, Snapshot
 from fluxtui.text import visible
 from fluxtui.tui.format import DASH, human_bytes, human_rate, level_style, percent
 from fluxtui.tui.grid import Cell, Column, FastTable
@@ -100,6 +101,30 @@ def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[Cell, ...]:
     )
 
 
+def final_identity(row: ProcessRow, final: ProcessExit) -> ProcessRow:
+    """An exited row named by its final record: the table's last /proc listing of a process
+    that lived milliseconds can predate its exec (a forked shell, "bash -bash", for what ran
+    as /tmp/x/ptracer); the kernel's exit record names what it was when it exited."""
+    life = final.lifetime
+    if not life.exe and not life.name:
+        return row
+    return dataclasses.replace(row, name=life.name or row.name, exe=life.exe or row.exe,
+                               cmdline=(life.exe or life.name, *life.args))
+
+
+def with_final_identities(snapshot: Snapshot) -> Snapshot:
+    view = snapshot.views.get("risk")
+    finals = getattr(view, "exits", None)
+    if not finals:
+        return snapshot
+    processes = dict(snapshot.processes)
+    for key, final in finals.items():
+        row = processes.get(key)
+        if row is not None and row.exited_at is not None and isinstance(final, ProcessExit):
+            processes[key] = final_identity(row, final)
+    return dataclasses.replace(snapshot, processes=processes)
+
+
 @dataclass
 class TableState:
     sort: SortSpec | None = None  # None: the default (risk, else CPU)
@@ -167,7 +192,7 @@ class ProcessTable(Vertical):
         return default_sort(rows)
 
     def refresh_from(self, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
+        self._snapshot = with_final_identities(snapshot)
         self._apply()
 
     def _visible(self) -> list[tuple[ProcessRow, str]]:
