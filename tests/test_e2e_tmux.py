@@ -187,11 +187,12 @@ def test_a_short_lived_ptracer_stays_as_an_exited_row_with_its_whole_life(
     config.write_text(config.read_text() + "risk:\n  exited_retention_s: 600\n")
     with dashboard(tmp_path, config, size) as session:
         wait_for_screen(session, r"● sysc", tries=1200)  # the BPF capture is attached
+        wait_for_screen(session, r"● risk", tries=1200)  # and the scorer, which starts last
         # Only this test's actor in the table: other tests on a shared machine exit too.
         tmux("send-keys", "-t", session, "/")
         wait_for_screen(session, "Enter keeps, Esc clears")  # the filter box has the keys
-        tmux("send-keys", "-t", session, "-l", tmp_path.name)
-        wait_for_screen(session, re.escape(tmp_path.name[-20:]))
+        tmux("send-keys", "-t", session, "-l", "ptracer")
+        wait_for_screen(session, "▊  ptracer")
         tmux("send-keys", "-t", session, "Enter")  # keeps the filter, back to the table
         done = subprocess.run([str(ptracer)], stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=60)
