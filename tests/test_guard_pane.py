@@ -444,3 +444,29 @@ async def test_a_flagged_program_gets_one_flag_line_no_lasting_allow_and_its_key
                 await decide(pilot, state, "d")
                 await finish(cat)
             assert cat.returncode == 1
+
+
+async def test_at_80_columns_the_history_shows_the_file_read_before_the_program() -> None:
+    from textual.app import App
+
+    from fluxtui.tui.guard_pane import GuardHistory
+    from tests.fakes import StaticEngine, snapshot
+
+    class Harness(App[None]):
+        def compose(self):  # type: ignore[no-untyped-def]
+            yield GuardHistory(StaticEngine(snapshot()))
+
+    item = {"id": 1, "ts": 1_800_000_000.0, "outcome": "denied",
+            "executable": "/tmp/fluxtui-eval.bn1e4mwf/.cache/kworker-with-a-long-name",
+            "pid": 569, "user": "root", "target": "/home/alice/.aws/credentials",
+            "category": "aws", "decided_by": "keypress", "count": 1, "latency_us": 2600.0,
+            "reason": ""}
+    app = Harness()
+    async with app.run_test(size=(80, 24)) as pilot:
+        history = app.query_one(GuardHistory)
+        history.apply_rows([item])
+        table = app.query_one("#guard-history-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        await pilot.pause()
+        line = "".join(s.text for s in table.render_line(1))
+        assert "/home/alice/.aws/credentials" in line, line

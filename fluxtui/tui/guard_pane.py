@@ -62,8 +62,10 @@ def switch_mode(node: Any, guard: GuardComponent) -> None:
         done(True)
 
 
-_HISTORY_COLUMNS = (("time", "Time"), ("outcome", "Outcome"), ("program", "Program"),
-                    ("pid", "PID"), ("user", "User"), ("file", "File"), ("group", "Group"),
+# The file read comes before who read it: at 80 columns a program's long path (a tool under
+# /tmp/…/.cache) pushed the file past the edge.
+_HISTORY_COLUMNS = (("time", "Time"), ("outcome", "Outcome"), ("file", "File"),
+                    ("program", "Program"), ("pid", "PID"), ("user", "User"), ("group", "Group"),
                     ("by", "Decided by"), ("count", "Opens"), ("latency", "Latency"),
                     ("reason", "Reason"))
 
@@ -237,19 +239,20 @@ class GuardHistory(Vertical):
             latency_text = f"{latency / 1e3:.1f} ms"
         else:
             latency_text = f"{latency:.0f} µs"
-        return (
-            _TimeCell(_age(item["ts"]), (item["ts"], item.get("id") or 0)),
-            Text(item["outcome"], style="green" if allowed else "bold red"),
-            Text(visible(item.get("executable") or "?")),
-            str(item.get("pid") or ""),
-            Text(visible(item.get("user") or "")),
-            Text(visible(item.get("target") or "")),
-            Text(visible(item.get("category") or "")),
-            item.get("decided_by") or "",
-            str(item.get("count", 1)),
-            latency_text,
-            Text(visible(item.get("reason") or "")),
-        )
+        cells = {
+            "time": _TimeCell(_age(item["ts"]), (item["ts"], item.get("id") or 0)),
+            "outcome": Text(item["outcome"], style="green" if allowed else "bold red"),
+            "program": Text(visible(item.get("executable") or "?")),
+            "pid": str(item.get("pid") or ""),
+            "user": Text(visible(item.get("user") or "")),
+            "file": Text(visible(item.get("target") or "")),
+            "group": Text(visible(item.get("category") or "")),
+            "by": item.get("decided_by") or "",
+            "count": str(item.get("count", 1)),
+            "latency": latency_text,
+            "reason": Text(visible(item.get("reason") or "")),
+        }
+        return tuple(cells[key] for key, _label in _HISTORY_COLUMNS)
 
     def action_toggle_mode(self) -> None:
         guard = self.guard
