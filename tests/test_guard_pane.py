@@ -470,3 +470,14 @@ async def test_at_80_columns_the_history_shows_the_file_read_before_the_program(
         await pilot.pause()
         line = "".join(s.text for s in table.render_line(1))
         assert "/home/alice/.aws/credentials" in line, line
+
+
+def test_a_released_request_reads_as_let_through_not_as_denied() -> None:
+    from fluxtui.tui.guard_pane import GuardHistory
+
+    colors = {"success": "#00aa00", "warning": "#bb8800", "error": "#cc0000"}
+    base = {"ts": 1.0, "executable": "/usr/bin/cat", "target": "/h/.ssh/id_ed25519"}
+    released = GuardHistory._cells({**base, "outcome": "released"}, colors)[1]
+    denied = GuardHistory._cells({**base, "outcome": "denied"}, colors)[1]
+    assert released.plain == "released (read)" and "#bb8800" in str(released.style)
+    assert "#cc0000" in str(denied.style) and "#cc0000" not in str(released.style)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from fluxtui.text import visible
 from fluxtui.tui.dialogs import ConfirmScreen
 from fluxtui.tui.guard_prompt import guard_of
 from fluxtui.tui.rules_screen import RulesScreen
+from fluxtui.tui.themes import level_colors
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,16 @@ _HISTORY_COLUMNS = (("time", "Time"), ("outcome", "Outcome"), ("file", "File"),
                     ("program", "Program"), ("pid", "PID"), ("user", "User"), ("group", "Group"),
                     ("by", "Decided by"), ("count", "Opens"), ("latency", "Latency"),
                     ("reason", "Reason"))
+
+
+def outcome_text(outcome: str, colors: Mapping[str, str]) -> Text:
+    """A decision's outcome in the theme's colours. "released" (the kernel let the read through
+    when fluxtui stopped without answering) is a warning, not a denial: the file was read."""
+    if outcome == "allowed":
+        return Text(outcome, style=colors["success"])
+    if outcome == "released":
+        return Text("released (read)", style=f"bold {colors['warning']}")
+    return Text(outcome, style=f"bold {colors['error']}")
 
 
 class _TimeCell(Text):
@@ -208,7 +220,7 @@ class GuardHistory(Vertical):
             table.remove_row(key)
         added = False
         for key, item in wanted.items():
-            cells = self._cells(item)
+            cells = self._cells(item, level_colors(self.app.current_theme))
             if key not in present:
                 table.add_row(*cells, key=key)
                 added = True
@@ -228,8 +240,10 @@ class GuardHistory(Vertical):
                     table.move_cursor(row=table.get_row_index(selected))
 
     @staticmethod
-    def _cells(item: dict[str, Any]) -> tuple[Any, ...]:
-        allowed = item["outcome"] == "allowed"
+    def _cells(item: dict[str, Any], colors: Mapping[str, str] | None = None
+               ) -> tuple[Any, ...]:
+        colors = colors or {"success": "green", "warning": "yellow", "error": "red"}
+        outcome = item["outcome"]
         latency = item.get("latency_us")
         if latency is None:
             latency_text = "—"
@@ -241,7 +255,7 @@ class GuardHistory(Vertical):
             latency_text = f"{latency:.0f} µs"
         cells = {
             "time": _TimeCell(_age(item["ts"]), (item["ts"], item.get("id") or 0)),
-            "outcome": Text(item["outcome"], style="green" if allowed else "bold red"),
+            "outcome": outcome_text(outcome, colors),
             "program": Text(visible(item.get("executable") or "?")),
             "pid": str(item.get("pid") or ""),
             "user": Text(visible(item.get("user") or "")),
