@@ -29,6 +29,7 @@ from fluxtui.events import Snapshot
 from fluxtui.text import visible
 from fluxtui.tui.dialogs import ConfirmScreen
 from fluxtui.tui.guard_prompt import guard_of
+from fluxtui.tui.panels import COMPACT_HEIGHT
 from fluxtui.tui.rules_screen import RulesScreen
 from fluxtui.tui.themes import level_colors
 
@@ -145,12 +146,23 @@ class GuardHistory(Vertical):
             summary.update(Text(f"Credential guard unavailable: {visible(reason)}",
                                 style="bold yellow"))
             return
-        summary.update(self._summary(view, guard))
+        self.show_summary(view)
         if view.decisions_recorded != self._seen:
             self._seen = view.decisions_recorded
             self.reload()
 
-    def _summary(self, view: GuardView, guard: GuardComponent) -> Text:
+    def show_summary(self, view: GuardView) -> None:
+        summary = self._summary_widget
+        small = self.app.size.height < COMPACT_HEIGHT
+        summary.styles.text_wrap = "nowrap" if small else "wrap"
+        summary.styles.text_overflow = "ellipsis" if small else "fold"
+        summary.update(self._summary(view))
+
+    def _summary(self, view: GuardView) -> Text:
+        """Mode, counters and notes. On a small screen (below COMPACT_HEIGHT rows) each note
+        keeps to one line, cut with "…", and only the first problem shows, so that the history
+        keeps the rows (at 80x24 the wrapped notes left it three). The keys are in the footer."""
+        small = self.app.size.height < COMPACT_HEIGHT
         t = Text()
         style = "bold white on green" if view.mode == "enforce" else "bold black on yellow"
         t.append(f" {view.mode.upper()} ", style=style)
@@ -166,9 +178,9 @@ class GuardHistory(Vertical):
                  style="dim")
         if view.rules_error:
             t.append(visible(view.rules_error) + "\n", style="bold yellow")
-        for problem in view.problems[:3]:
+        for problem in view.problems[:1 if small else 3]:
             t.append(visible(problem) + "\n", style="yellow")
-        t.append("[M] enforce/monitor  [R] rules", style="dim")
+        t.rstrip()
         return t
 
     class Loaded(Message):
