@@ -16,7 +16,8 @@ from fluxtui.capabilities.syscall_risk import RiskScorer
 from fluxtui.config import Config
 from fluxtui.events import Alert, ProcessKey, Severity, Snapshot
 from fluxtui.pipeline import TickContext
-from fluxtui.tui.alerts import AlertsPane
+from fluxtui.tui.alerts import COLUMN_INDEX as C
+from fluxtui.tui.alerts import COLUMNS, AlertsPane
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from tests.fakes import StaticEngine, metrics, row, snapshot
 
@@ -77,12 +78,12 @@ async def test_alerts_newest_first_with_untrusted_text_shown_literally() -> None
     async with app.run_test(size=(200, 20)):
         pane = app.query_one(AlertsPane)
         rows = plain_rows(pane)
-        assert [r[2] for r in rows] == ["T1055.008", "T1059.004"]
-        assert [r[1] for r in rows] == ["high", "low"]
+        assert [r[C["technique"]] for r in rows] == ["T1055.008", "T1059.004"]
+        assert [r[C["severity"]] for r in rows] == ["high", "low"]
         newest = rows[0]
-        assert newest[3] == "301 [bold red]evil[/] \\x1b[31mx\\x07"
-        assert newest[7] == "PTRACE_ATTACH of pid 400; [bold red]evil[/] \\x1b[31mx\\x07"
-        assert newest[0] == time.strftime("%H:%M:%S", time.localtime(ALERTS[1].timestamp))
+        assert newest[C["process"]] == "301 [bold red]evil[/] \\x1b[31mx\\x07"
+        assert newest[C["reasons"]] == "PTRACE_ATTACH of pid 400; [bold red]evil[/] \\x1b[31mx\\x07"
+        assert newest[C["time"]] == time.strftime("%H:%M:%S", time.localtime(ALERTS[1].timestamp))
         assert "2 alerts (1 high, 1 low)" in str(pane.query_one("#alerts-summary").render())
 
 
@@ -95,7 +96,7 @@ async def test_a_new_alert_goes_on_top() -> None:
         engine.current = with_alerts(ALERTS)
         app.refresh_now()
         await pilot.pause()
-        assert [r[2] for r in plain_rows(pane)] == ["T1055.008", "T1059.004"]
+        assert [r[C["technique"]] for r in plain_rows(pane)] == ["T1055.008", "T1059.004"]
         assert pane.shown == tuple(reversed(ALERTS))
 
 
@@ -138,7 +139,7 @@ async def test_enter_opens_the_process_detail_and_escape_closes_it(tmp_path: Pat
         assert screen.key == rows[1].key
         shown = text_of(screen)
         assert "tracer  pid 301" in shown
-        assert "55/100" in shown and "anomaly 0: no model trained" in shown
+        assert "55/100" in shown and "anomaly not scored: no model trained" in shown
         assert "PTRACE_ATTACH of pid 400 (+55)" in shown
         assert "Container: none (host)" in shown
         # The snapshot says why syscalls are missing (fakes: "bcc not importable").
@@ -173,11 +174,11 @@ async def test_repeats_of_a_rule_on_one_executable_fold_into_one_row_with_count(
         pane = app.query_one(AlertsPane)
         shown = plain_rows(pane)
         assert len(shown) == 2  # four curl alerts in one row, wget in its own
-        curl = next(r for r in shown if "curl" in r[3])
-        assert curl[4] == "4"
-        assert curl[5] == time.strftime("%H:%M:%S", time.localtime(repeats[0].timestamp))
-        assert curl[0] == time.strftime("%H:%M:%S", time.localtime(repeats[-1].timestamp))
-        assert curl[3] == "503 curl"  # the latest process
+        curl = next(r for r in shown if "curl" in r[C["process"]])
+        assert curl[C["count"]] == "4"
+        assert curl[C["first"]] == time.strftime("%H:%M:%S", time.localtime(repeats[0].timestamp))
+        assert curl[C["time"]] == time.strftime("%H:%M:%S", time.localtime(repeats[-1].timestamp))
+        assert curl[C["process"]] == "503 curl"  # the latest process
         assert "5 alerts" in str(pane.query_one("#alerts-summary").render())
 
 
@@ -200,3 +201,19 @@ async def until_true(pilot, condition, tries: int = 200) -> None:  # type: ignor
             return
         await pilot.pause()
     raise AssertionError("condition not met")
+
+
+async def test_at_80_columns_the_alert_title_is_on_screen() -> None:
+    engine = StaticEngine(with_alerts(ALERTS))
+    app = Harness(engine)
+    async with app.run_test(size=(80, 20)) as pilot:
+        pane = app.query_one(AlertsPane)
+        await pilot.pause()
+        left = 0
+        for key, _label, _width in COLUMNS:
+            column = pane.table.columns[key]  # type: ignore[index]
+            if key == "title":
+                break
+            left += column.get_render_width(pane.table)
+        title = pane.table.columns["title"]  # type: ignore[index]
+        assert left + min(title.get_render_width(pane.table), 20) <= 80, left

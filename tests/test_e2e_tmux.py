@@ -167,3 +167,46 @@ def test_a_flagged_program_keeps_its_key_line_on_an_80x24_screen(tmp_path: Path)
             tmux("send-keys", "-t", session, "d")
             _, err = reader.communicate(timeout=15)
         assert reader.returncode == 1 and b"Operation not permitted" in err
+
+
+# --- an exited actor in the real app ---------------------------------------------------------
+
+WORKLOAD = Path(__file__).parent / "workloads" / "ptrace_attach.c"
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_short_lived_ptracer_stays_as_an_exited_row_with_its_whole_life(
+        tmp_path: Path, size: tuple[int, int]) -> None:
+    require_guard()
+    require(shutil.which("gcc") is not None, "gcc missing (make test's set-up installs it)")
+    ptracer = tmp_path / "ptracer"
+    subprocess.run(["gcc", "-O1", "-o", str(ptracer), str(WORKLOAD)], check=True, timeout=120)
+    home = make_home(tmp_path)
+    config = guarded_config(tmp_path, home.root)
+    config.write_text(config.read_text() + "risk:\n  exited_retention_s: 600\n")
+    with dashboard(tmp_path, config, size) as session:
+        wait_for_screen(session, r"● sysc", tries=1200)  # the BPF capture is attached
+        wait_for_screen(session, r"● risk", tries=1200)  # and the scorer, which starts last
+        # Only this test's actor in the table: other tests on a shared machine exit too.
+        tmux("send-keys", "-t", session, "/")
+        wait_for_screen(session, "Enter keeps, Esc clears")  # the filter box has the keys
+        tmux("send-keys", "-t", session, "-l", "ptracer")
+        wait_for_screen(session, "▊  ptracer")
+        tmux("send-keys", "-t", session, "Enter")  # keeps the filter, back to the table
+        done = subprocess.run([str(ptracer)], stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=60)
+        assert done.returncode == 0 and b"attached" in done.stdout
+        row = r"\d+ root\s+ptracer\s+\d+\s+—\s+—\s+—\s+exited"  # no live figure, not 0B
+        wait_for_screen(session, row, tries=300)
+        tmux("send-keys", "-t", session, "Home")
+        tmux("send-keys", "-t", session, "k")
+        wait_for_screen(session, r"has already\s+(│\s*|▌\s*)?exited")
+        tmux("send-keys", "-t", session, "Enter")
+        wait_for_screen(session, r"Process \d+ \(exited\)")
+        screen = wait_for_screen(session, r"PTRACE_ATTACH of pid \d+")
+        assert "Risk over its whole life" in screen and "/100 at exit" in screen, screen
+        assert re.search(r"exited at \d\d:\d\d:\d\d after \d+", screen), screen
+        assert "anomaly 0" not in screen, screen
+        tmux("send-keys", "-t", session, "Escape")
+        screen_without(session, "Esc closes")

@@ -444,3 +444,73 @@ async def test_a_flagged_program_gets_one_flag_line_no_lasting_allow_and_its_key
                 await decide(pilot, state, "d")
                 await finish(cat)
             assert cat.returncode == 1
+
+
+async def test_at_80_columns_the_history_shows_the_file_read_before_the_program() -> None:
+    from textual.app import App
+
+    from fluxtui.tui.guard_pane import GuardHistory
+    from tests.fakes import StaticEngine, snapshot
+
+    class Harness(App[None]):
+        def compose(self):  # type: ignore[no-untyped-def]
+            yield GuardHistory(StaticEngine(snapshot()))
+
+    item = {"id": 1, "ts": 1_800_000_000.0, "outcome": "denied",
+            "executable": "/tmp/fluxtui-eval.bn1e4mwf/.cache/kworker-with-a-long-name",
+            "pid": 569, "user": "root", "target": "/home/alice/.aws/credentials",
+            "category": "aws", "decided_by": "keypress", "count": 1, "latency_us": 2600.0,
+            "reason": ""}
+    app = Harness()
+    async with app.run_test(size=(80, 24)) as pilot:
+        history = app.query_one(GuardHistory)
+        history.apply_rows([item])
+        table = app.query_one("#guard-history-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        await pilot.pause()
+        line = "".join(s.text for s in table.render_line(1))
+        assert "/home/alice/.aws/credentials" in line, line
+
+
+def test_a_released_request_reads_as_let_through_not_as_denied() -> None:
+    from fluxtui.tui.guard_pane import GuardHistory
+
+    colors = {"success": "#00aa00", "warning": "#bb8800", "error": "#cc0000"}
+    base = {"ts": 1.0, "executable": "/usr/bin/cat", "target": "/h/.ssh/id_ed25519"}
+    released = GuardHistory._cells({**base, "outcome": "released"}, colors)[1]
+    denied = GuardHistory._cells({**base, "outcome": "denied"}, colors)[1]
+    assert released.plain == "released (read)" and "#bb8800" in str(released.style)
+    assert "#cc0000" in str(denied.style) and "#cc0000" not in str(released.style)
+
+
+async def test_at_80x24_the_guard_summary_leaves_the_history_its_rows() -> None:
+    from textual.app import App
+    from textual.widgets import Static
+
+    from fluxtui.capabilities.guard import GuardView
+    from fluxtui.tui.guard_pane import GuardHistory
+    from tests.fakes import StaticEngine, snapshot
+
+    view = GuardView(  # the notes of a real run on a machine without journald, in a container
+        mode="enforce", pending=0, waiting_opens=0, allowed=0, denied=0, errors=0, late=0,
+        protected_files=2, marked_dirs=3,
+        problems=("PID 1's namespaces cannot be read here: processes are compared with "
+                  "fluxtui's own namespaces",), rules=0, rules_error=None,
+        audit="/tmp/x/audit.db (1 request(s) released unanswered when fluxtui last stopped)",
+        journal="unavailable: no systemd journal running (/run/systemd/journal/socket does "
+                "not exist)", process_events="kernel process events", decisions_recorded=0)
+
+    class Harness(App[None]):
+        def compose(self):  # type: ignore[no-untyped-def]
+            yield GuardHistory(StaticEngine(snapshot()))
+
+    app = Harness()
+    async with app.run_test(size=(80, 24)) as pilot:
+        history = app.query_one(GuardHistory)
+        summary = history.query_one("#guard-summary", Static)
+        history.show_summary(view)
+        await pilot.pause()
+        await until(pilot, lambda: summary.size.height > 0)
+        assert summary.size.height <= 4, summary.size.height
+        table = app.query_one("#guard-history-table", DataTable)
+        assert table.size.height >= 24 - 4 - 1 - 2, table.size.height

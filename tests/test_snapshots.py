@@ -5,6 +5,8 @@ Update after an intended visual change with: .venv/bin/python -m pytest tests/te
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from fluxtui.tui import panels
@@ -47,3 +49,29 @@ def test_each_tab(snap_compare, tab: str, size: tuple[int, int]) -> None:
     app = FluxApp(StaticEngine(full_snapshot(STATUSES)), privileged=True,
                   theme_name="fluxtui-dark")
     assert snap_compare(app, press=[TAB_KEYS[tab]], terminal_size=size)
+
+
+def exited_rows_snapshot():
+    from tests.test_tui_exited import exited
+
+    rows = [row(1, "systemd", ppid=0, cpu=0.5, risk=3.0),
+            row(300, "bash", ppid=1, cpu=2.0, risk=7.0),
+            row(301, "vim", ppid=300, cpu=12.5, risk=1.0),
+            exited(302, "ptracer", risk=57.0, user="0"),
+            exited(303, "", risk=7.0)]
+    return snapshot([dataclasses.replace(r, ppid=300) if r.pid in (302, 303) else r
+                     for r in rows])
+
+
+@pytest.mark.parametrize("theme", ["fluxtui-dark", "fluxtui-light", "fluxtui-contrast"])
+def test_exited_rows_80x24(snap_compare, theme: str) -> None:
+    """Exited processes: muted italic, "exited", — for what only a live process has; the
+    top of the risk order in view; the selection on the first row."""
+    app = FluxApp(StaticEngine(exited_rows_snapshot()), privileged=True, theme_name=theme)
+    assert snap_compare(app, terminal_size=(80, 24))
+
+
+def test_exited_rows_in_the_tree_100x30(snap_compare) -> None:
+    app = FluxApp(StaticEngine(exited_rows_snapshot()), privileged=True,
+                  theme_name="fluxtui-dark")
+    assert snap_compare(app, press=["t"], terminal_size=(100, 30))

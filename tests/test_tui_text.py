@@ -10,7 +10,7 @@ from fluxtui.events import Alert, ProcessKey, Severity
 from fluxtui.guard.events import PromptView, Requester
 from fluxtui.headless import text_line
 from fluxtui.text import safe_text, visible
-from fluxtui.tui.alerts import AlertGroup, alert_cells
+from fluxtui.tui.alerts import COLUMN_INDEX, AlertGroup, alert_cells
 from fluxtui.tui.guard_prompt import render_body
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_table import render_cells
@@ -59,8 +59,8 @@ def test_alerts_table() -> None:
     alert = Alert(1.0, "r", "t", Severity.HIGH, "T1", "", ProcessKey(77, 1077), HOSTILE,
                   (HOSTILE,))
     cells = alert_cells(AlertGroup((alert,)))
-    clean(cells[3].plain)
-    clean(cells[7].plain)
+    clean(cells[COLUMN_INDEX["process"]].plain)
+    clean(cells[COLUMN_INDEX["reasons"]].plain)
 
 
 def test_guard_prompt() -> None:

@@ -30,9 +30,12 @@ SEVERITY_STYLE = {
     Severity.CRITICAL: "bold reverse $error",
 }
 SEVERITY_ORDER = {s: i for i, s in enumerate(Severity)}
-COLUMNS = (("time", "Last", 8), ("severity", "Severity", 8), ("technique", "Technique", 10),
-           ("process", "Process", 22), ("count", "Count", 5), ("first", "First", 8),
-           ("title", "Alert", 40), ("reasons", "Reasons", 50))
+# When, how bad, what, who first: at 80 columns the alert's title is on screen (it was past
+# the edge behind Technique, Count and First); the rest scrolls into view.
+COLUMNS = (("time", "Last", 8), ("severity", "Severity", 8), ("title", "Alert", 30),
+           ("process", "Process", 18), ("technique", "Technique", 10), ("count", "Count", 5),
+           ("first", "First", 8), ("reasons", "Reasons", 50))
+COLUMN_INDEX = {key: i for i, (key, _, _) in enumerate(COLUMNS)}
 GROWING = {"process": 1, "title": 2, "reasons": 3}  # shares of the width left over
 
 
@@ -83,16 +86,18 @@ def alert_cells(group: AlertGroup, variables: dict[str, str] | None = None
     process = f"{alert.key.pid} {alert.process_name}" if alert.key else alert.process_name
     colors = variables or {"warning": "yellow", "error": "red"}
     count = len(group.alerts)
-    return (
-        Text(_clock(alert.timestamp)),
-        Text(group.severity.value, style=_style(SEVERITY_STYLE[group.severity], colors)),
-        safe_text(alert.technique_id or DASH),
-        safe_text(process),
-        Text(str(count), style="bold" if count > 1 else "", justify="right"),
-        Text(_clock(group.first.timestamp) if count > 1 else DASH),
-        safe_text(alert.title),
-        safe_text("; ".join(alert.reasons) or DASH),
-    )
+    cells = {
+        "time": Text(_clock(alert.timestamp)),
+        "severity": Text(group.severity.value,
+                         style=_style(SEVERITY_STYLE[group.severity], colors)),
+        "technique": safe_text(alert.technique_id or DASH),
+        "process": safe_text(process),
+        "count": Text(str(count), style="bold" if count > 1 else "", justify="right"),
+        "first": Text(_clock(group.first.timestamp) if count > 1 else DASH),
+        "title": safe_text(alert.title),
+        "reasons": safe_text("; ".join(alert.reasons) or DASH),
+    }
+    return tuple(cells[key] for key, _, _ in COLUMNS)
 
 
 class AlertsTable(DataTable[Text]):
@@ -197,9 +202,6 @@ class AlertsPane(Widget):
             f"Enter: details · {len(self._alerts)} alerts ({summary}) in {len(groups)} rows "
             "(repeats of a rule on one executable folded)"
             if self._alerts else "no alerts yet")
-
-    def handle_event(self, event: object) -> None:
-        """Alerts reach the table through the snapshot of the tick that raised them."""
 
     def selected_alert(self) -> Alert | None:
         """The newest alert of the selected row."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
-from collections import deque
 from collections.abc import Iterable
 from functools import partial
 
@@ -28,6 +26,7 @@ from fluxtui.tui.connections import ConnectionsPane
 from fluxtui.tui.dialogs import ConfirmScreen, KillDialog
 from fluxtui.tui.guard_pane import GuardHistory, switch_mode
 from fluxtui.tui.guard_prompt import PromptScreen, PromptState, guard_of
+from fluxtui.tui.inbox import BusReader, Inbox, dispatch
 from fluxtui.tui.panels import CpuPanel, History, IoPanel, MemoryPanel, StatusHeader
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_table import COLUMNS, ProcessTable
@@ -39,6 +38,10 @@ TABS = {"processes": "Processes", "connections": "Connections", "alerts": "Alert
 # The widget that takes the keys when its tab is shown.
 MAIN_WIDGET = {"processes": "#process-grid", "connections": "#conn-table",
                "alerts": "#alerts-table", "guard": "#guard-history-table"}
+
+
+# Events that make the app read the guard's pending prompts again.
+PROMPT_EVENTS: tuple[type, ...] = (PromptsChanged, PromptView, GuardDecision)
 
 
 class EventsPending(Message):
@@ -104,12 +107,10 @@ class FluxApp(App[int]):
         refresh = engine.config.general.refresh_interval
         self.history = History(round(engine.config.general.history_seconds / refresh))
         self._seen_sequence = -1
-        self._inbox: deque[object] = deque()
-        self._inbox_lock = threading.Lock()
-        self._inbox_posted = False
+        self.inbox = Inbox(PROMPT_EVENTS)  # widened to the widgets' types once they exist
         self._unsubscribe = None
         self._snapshot_widgets: list[tuple[Widget, TabPane | None]] = []
-        self._event_widgets: list[Widget] = []
+        self._event_widgets: list[BusReader] = []
         self.prompt = PromptState(engine)
 
     def compose(self) -> ComposeResult:
@@ -185,7 +186,9 @@ class FluxApp(App[int]):
         self._snapshot_widgets = [
             (w, next((a for a in w.ancestors if isinstance(a, TabPane)), None))
             for w in self.query("*") if hasattr(w, "refresh_from")]
-        self._event_widgets = [w for w in self.query("*") if hasattr(w, "handle_event")]
+        self._event_widgets = [w for w in self.query("*") if isinstance(w, BusReader)]
+        wanted = {t for w in self._event_widgets for t in w.EVENT_TYPES} | set(PROMPT_EVENTS)
+        self.inbox = Inbox(wanted)
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
@@ -202,28 +205,15 @@ class FluxApp(App[int]):
             screen.set_focus(screen.query_one(MAIN_WIDGET[tab]))
 
     def _on_bus_event(self, event: object) -> None:
-        """Runs on collector threads: only enqueue, and post one wake-up per batch."""
-        if isinstance(event, Snapshot):
-            return
-        with self._inbox_lock:
-            self._inbox.append(event)
-            if self._inbox_posted:
-                return
-            self._inbox_posted = True
-        self.post_message(EventsPending())
+        """Runs on collector threads: keep only what a widget reads (bounded), and post one
+        wake-up per batch."""
+        if self.inbox.offer(event):
+            self.post_message(EventsPending())
 
     def on_events_pending(self, _: EventsPending) -> None:
-        with self._inbox_lock:
-            events = list(self._inbox)
-            self._inbox.clear()
-            self._inbox_posted = False
-        prompts_changed = False
-        for event in events:
-            if isinstance(event, PromptsChanged | PromptView | GuardDecision):
-                prompts_changed = True
-            for widget in self._event_widgets:
-                widget.handle_event(event)  # type: ignore[attr-defined]
-        if prompts_changed:
+        events, dropped = self.inbox.drain()
+        dispatch(events, dropped, self._event_widgets)
+        if dropped or any(isinstance(e, PROMPT_EVENTS) for e in events):
             self.sync_prompt()
 
     # --- the credential prompt -----------------------------------------------------------------

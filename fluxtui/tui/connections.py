@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,6 +23,7 @@ from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
 from fluxtui.text import safe_text, visible
 from fluxtui.tui.format import DASH, human_bytes
+from fluxtui.tui.inbox import EventsDropped
 
 
 class SortText(Text):
@@ -105,6 +106,7 @@ def matches(row: SocketRow, text: tuple[str, ...], needle: str) -> bool:
 
 
 class ConnectionsPane(Widget):
+    EVENT_TYPES: ClassVar[tuple[type, ...]] = (ConnectionEvent, EventsDropped)
     DEFAULT_CSS = """
     ConnectionsPane { layout: vertical; }
     ConnectionsPane #conn-summary { height: auto; padding: 0 1; }
@@ -167,8 +169,12 @@ class ConnectionsPane(Widget):
         self._update_alerts(snapshot)
 
     def handle_event(self, event: object) -> None:
+        log = self.query_one("#conn-events", RichLog)
         if isinstance(event, ConnectionEvent):
-            self.query_one("#conn-events", RichLog).write(event_line(event))
+            log.write(event_line(event))
+        elif isinstance(event, EventsDropped):
+            log.write(Text(f"{event.count} events not shown: the screen fell behind",
+                           style="bold"))
 
     # --- actions -----------------------------------------------------------------------------
 

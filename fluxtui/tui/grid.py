@@ -174,15 +174,22 @@ class FastTable(ScrollView, can_focus=True):
         return self._cells[key][index][0]
 
     def set_rows(self, rows: Sequence[tuple[str, tuple[Cell, ...]]]) -> None:
-        """Replace the rows; the cursor stays on the same key when it is still there."""
+        """Replace the rows; the cursor stays on the same key when it is still there, except
+        that a view showing the top of the order keeps showing it: rows arriving above (the
+        exits of a busy machine, a new risky process) do not drag the view down after the
+        selected row; when that row leaves the first page the cursor goes to the first row (as
+        after a sort change)."""
         keep = self.cursor_key
+        page = max(1, self.size.height - 1)
+        at_top = int(self.scroll_y) == 0 and self.cursor_row < page
         self.keys = [key for key, _ in rows]
         self._cells = dict(rows)
         for gone in self._strips.keys() - self._cells.keys():
             del self._strips[gone]
         self.virtual_size = Size(self._total_width, len(self.keys) + 1)
         if keep is not None and keep in self._cells:
-            self.cursor_row = self.keys.index(keep)
+            index = self.keys.index(keep)
+            self.cursor_row = index if not at_top or index < page else 0
         else:
             self.cursor_row = min(self.cursor_row, max(0, len(self.keys) - 1))
         self.refresh()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +29,9 @@ from fluxtui.events import Snapshot
 from fluxtui.text import visible
 from fluxtui.tui.dialogs import ConfirmScreen
 from fluxtui.tui.guard_prompt import guard_of
+from fluxtui.tui.panels import COMPACT_HEIGHT
 from fluxtui.tui.rules_screen import RulesScreen
+from fluxtui.tui.themes import level_colors
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +65,22 @@ def switch_mode(node: Any, guard: GuardComponent) -> None:
         done(True)
 
 
-_HISTORY_COLUMNS = (("time", "Time"), ("outcome", "Outcome"), ("program", "Program"),
-                    ("pid", "PID"), ("user", "User"), ("file", "File"), ("group", "Group"),
+# The file read comes before who read it: at 80 columns a program's long path (a tool under
+# /tmp/…/.cache) pushed the file past the edge.
+_HISTORY_COLUMNS = (("time", "Time"), ("outcome", "Outcome"), ("file", "File"),
+                    ("program", "Program"), ("pid", "PID"), ("user", "User"), ("group", "Group"),
                     ("by", "Decided by"), ("count", "Opens"), ("latency", "Latency"),
                     ("reason", "Reason"))
+
+
+def outcome_text(outcome: str, colors: Mapping[str, str]) -> Text:
+    """A decision's outcome in the theme's colours. "released" (the kernel let the read through
+    when fluxtui stopped without answering) is a warning, not a denial: the file was read."""
+    if outcome == "allowed":
+        return Text(outcome, style=colors["success"])
+    if outcome == "released":
+        return Text("released (read)", style=f"bold {colors['warning']}")
+    return Text(outcome, style=f"bold {colors['error']}")
 
 
 class _TimeCell(Text):
@@ -131,15 +146,23 @@ class GuardHistory(Vertical):
             summary.update(Text(f"Credential guard unavailable: {visible(reason)}",
                                 style="bold yellow"))
             return
-        summary.update(self._summary(view, guard))
+        self.show_summary(view)
         if view.decisions_recorded != self._seen:
             self._seen = view.decisions_recorded
             self.reload()
 
-    def handle_event(self, event: object) -> None:
-        return  # the history follows the snapshot's counter; nothing urgent here
+    def show_summary(self, view: GuardView) -> None:
+        summary = self._summary_widget
+        small = self.app.size.height < COMPACT_HEIGHT
+        summary.styles.text_wrap = "nowrap" if small else "wrap"
+        summary.styles.text_overflow = "ellipsis" if small else "fold"
+        summary.update(self._summary(view))
 
-    def _summary(self, view: GuardView, guard: GuardComponent) -> Text:
+    def _summary(self, view: GuardView) -> Text:
+        """Mode, counters and notes. On a small screen (below COMPACT_HEIGHT rows) each note
+        keeps to one line, cut with "…", and only the first problem shows, so that the history
+        keeps the rows (at 80x24 the wrapped notes left it three). The keys are in the footer."""
+        small = self.app.size.height < COMPACT_HEIGHT
         t = Text()
         style = "bold white on green" if view.mode == "enforce" else "bold black on yellow"
         t.append(f" {view.mode.upper()} ", style=style)
@@ -155,9 +178,9 @@ class GuardHistory(Vertical):
                  style="dim")
         if view.rules_error:
             t.append(visible(view.rules_error) + "\n", style="bold yellow")
-        for problem in view.problems[:3]:
+        for problem in view.problems[:1 if small else 3]:
             t.append(visible(problem) + "\n", style="yellow")
-        t.append("[M] enforce/monitor  [R] rules", style="dim")
+        t.rstrip()
         return t
 
     class Loaded(Message):
@@ -209,7 +232,7 @@ class GuardHistory(Vertical):
             table.remove_row(key)
         added = False
         for key, item in wanted.items():
-            cells = self._cells(item)
+            cells = self._cells(item, level_colors(self.app.current_theme))
             if key not in present:
                 table.add_row(*cells, key=key)
                 added = True
@@ -229,8 +252,10 @@ class GuardHistory(Vertical):
                     table.move_cursor(row=table.get_row_index(selected))
 
     @staticmethod
-    def _cells(item: dict[str, Any]) -> tuple[Any, ...]:
-        allowed = item["outcome"] == "allowed"
+    def _cells(item: dict[str, Any], colors: Mapping[str, str] | None = None
+               ) -> tuple[Any, ...]:
+        colors = colors or {"success": "green", "warning": "yellow", "error": "red"}
+        outcome = item["outcome"]
         latency = item.get("latency_us")
         if latency is None:
             latency_text = "—"
@@ -240,19 +265,20 @@ class GuardHistory(Vertical):
             latency_text = f"{latency / 1e3:.1f} ms"
         else:
             latency_text = f"{latency:.0f} µs"
-        return (
-            _TimeCell(_age(item["ts"]), (item["ts"], item.get("id") or 0)),
-            Text(item["outcome"], style="green" if allowed else "bold red"),
-            Text(visible(item.get("executable") or "?")),
-            str(item.get("pid") or ""),
-            Text(visible(item.get("user") or "")),
-            Text(visible(item.get("target") or "")),
-            Text(visible(item.get("category") or "")),
-            item.get("decided_by") or "",
-            str(item.get("count", 1)),
-            latency_text,
-            Text(visible(item.get("reason") or "")),
-        )
+        cells = {
+            "time": _TimeCell(_age(item["ts"]), (item["ts"], item.get("id") or 0)),
+            "outcome": outcome_text(outcome, colors),
+            "program": Text(visible(item.get("executable") or "?")),
+            "pid": str(item.get("pid") or ""),
+            "user": Text(visible(item.get("user") or "")),
+            "file": Text(visible(item.get("target") or "")),
+            "group": Text(visible(item.get("category") or "")),
+            "by": item.get("decided_by") or "",
+            "count": str(item.get("count", 1)),
+            "latency": latency_text,
+            "reason": Text(visible(item.get("reason") or "")),
+        }
+        return tuple(cells[key] for key, _label in _HISTORY_COLUMNS)
 
     def action_toggle_mode(self) -> None:
         guard = self.guard

@@ -130,9 +130,12 @@ class StatusHeader(Static):
     @staticmethod
     def _statuses(snapshot: Snapshot, width: int, mode: str | None,
                   level: Mapping[str, str]) -> Text:
-        """Every collector on one line: with details (and reasons) when they all fit, else
-        names only, else abbreviated names."""
-        for detailed, short in ((True, False), (False, False), (False, True)):
+        """Every component on one line, as much said as fits: details and reasons; else why
+        the stopped ones stopped (in full, then its first clause) with names only, then with
+        abbreviated names; else names alone. Why something is off matters more than a name
+        in full or a running component's details."""
+        text = Text()
+        for detailed, short, reasons in STATUS_TIERS:
             text = Text(no_wrap=True, overflow="crop")
             line = Line(text, width)
             fits = True
@@ -146,12 +149,27 @@ class StatusHeader(Static):
                         else level["success"]
                     fits = line.add(f"● {name}{detail}", style=style) and fits
                 else:
-                    reason = f": {visible(status.reason or status.state.value)}" if detailed \
-                        else ""
+                    why = visible(status.reason or status.state.value)
+                    reason = {"full": f": {why}", "short": f": {first_clause(why)}"}.get(
+                        reasons, "")
                     fits = line.add(f"✗ {name}{reason}", style=level["error"]) and fits
             if fits:
                 return text
         return text
+
+
+# (running components' details, abbreviated names, reasons of the others), most said first
+STATUS_TIERS = ((True, False, "full"), (False, False, "full"), (False, False, "short"),
+                (False, True, "full"), (False, True, "short"), (False, False, "none"),
+                (False, True, "none"))
+
+
+def first_clause(reason: str) -> str:
+    """A reason's first clause: "no model trained (/var/... does not exist)" -> "no model
+    trained"."""
+    for mark in (" (", "; ", ": "):
+        reason = reason.split(mark, 1)[0]
+    return reason
 
 
 class CpuPanel(Static):

@@ -17,11 +17,15 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from fluxtui.capabilities.risk_scorer import RiskView
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
+from fluxtui.detection.risk import NO_MODEL, NO_VERDICT
 from fluxtui.engine import Engine
-from fluxtui.events import CollectorStatus, ProcessKey, Snapshot
+from fluxtui.events import CollectorStatus, ProcessExit, ProcessKey, ProcessRow, Snapshot
 from fluxtui.text import safe_text
 from fluxtui.tui.format import DASH
+from fluxtui.tui.process_order import name_label, user_label
+from fluxtui.tui.process_table import final_identity
 
 TOP_SYSCALLS = 12
 
@@ -50,6 +54,8 @@ class ProcessDetailScreen(ModalScreen[None]):
         super().__init__()
         self.engine = engine
         self.key = key
+        # Its final record, once seen: shown on after the table's retention has dropped it.
+        self._final: ProcessExit | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
@@ -67,25 +73,91 @@ class ProcessDetailScreen(ModalScreen[None]):
 
     def update_view(self) -> None:
         self.query_one("#detail-body", Static).update(self.render_detail())
+        if self._final is not None:
+            self.query_one(VerticalScroll).border_title = f"Process {self.key.pid} (exited)"
 
     def render_detail(self) -> Group:
         snapshot = self.engine.snapshot
         row = snapshot.processes.get(self.key) if snapshot else None
+        risk_view = snapshot.views.get(RiskScorer.name) if snapshot else None
+        final = risk_view.exits.get(self.key) if isinstance(risk_view, RiskView) else None
+        final = self._final = final or self._final
+        if final is not None or (row is not None and row.exited_at is not None):
+            parts = self._exited_parts(row, final)
+        else:
+            parts = self._live_parts(snapshot, row)
+        parts += self._alert_parts(snapshot, final)
+        return Group(*parts)
+
+    def _head(self, row: ProcessRow) -> Text:
+        head = Text()
+        head.append_text(safe_text(name_label(row), style="bold"))
+        head.append(f"  pid {row.pid}  ppid {row.ppid}  user ")
+        head.append_text(safe_text(user_label(row.user)))
+        return head
+
+    def _exited_parts(self, row: ProcessRow | None, final: ProcessExit | None
+                      ) -> list[Text | Table]:
+        """A process that has exited: what it did over its whole life, from its final record
+        (the live sections, CPU and this tick's syscalls, no longer apply)."""
+        parts: list[Text | Table] = []
+        life = final.lifetime if final is not None else None
+        if row is not None and final is not None:
+            row = final_identity(row, final)  # the table's row can predate its exec
+        if row is not None:
+            parts.append(self._head(row))
+        elif life is not None:
+            parts.append(safe_text(f"{life.name or life.exe or DASH}  pid {self.key.pid}",
+                                   style="bold"))
+        command = (" ".join(row.cmdline) or row.exe) if row is not None else ""
+        if not command and life is not None:
+            command = " ".join((life.exe or life.name, *life.args))
+        parts.append(safe_text(command or DASH, style="dim"))
+        if life is None:
+            parts.append(Text(f"pid {self.key.pid} has exited; its final record is not "
+                              "available (it is scored once, and kept for "
+                              "risk.exited_retention_s seconds)", style="bold"))
+            return parts
+        when = time.strftime("%H:%M:%S", time.localtime(life.exited))
+        seen = "exited" if life.exit_seen else "gone from /proc (its exit event was not seen)"
+        parts.append(Text(f"{seen} at {when} after {_lifetime(life.lifetime_s)}",
+                          style="bold"))
+
+        parts.append(_section("Risk over its whole life"))
+        parts.append(Text(f"{final.risk:.0f}/100 at exit  "
+                          f"({anomaly_text(final.anomaly, final.anomaly_reason)})"))
+        parts.extend(safe_text(f"  {reason}") for reason in final.reasons)
+        if not final.reasons:
+            parts.append(Text("  nothing risky seen", style="dim"))
+        if final.technique_id:
+            parts.append(safe_text(f"ATT&CK: {final.technique_id} {final.technique_name}"))
+
+        parts.append(_section("Syscalls over its whole life"))
+        parts.append(Text(f"{life.total_syscalls:,} calls, {len(life.syscalls)} distinct; "
+                          f"{life.events:,} high-signal events; rules fired: "
+                          f"{', '.join(life.rules) or 'none'}"))
+        table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
+        table.add_column("syscall")
+        table.add_column("calls", justify="right")
+        for name, count in sorted(life.syscalls.items(), key=lambda i: (-i[1], i[0]))[
+                :TOP_SYSCALLS]:
+            table.add_row(safe_text(name), f"{count:,}")
+        if not life.syscalls:
+            table.add_row(Text("no syscalls counted", style="dim"), "")
+        parts.append(table)
+        return parts
+
+    def _live_parts(self, snapshot: Snapshot | None, row: ProcessRow | None
+                    ) -> list[Text | Table]:
         capture = self.engine.component(SyscallCapture.name)
         scorer = self.engine.component(RiskScorer.name)
         parts: list[Text | Table] = []
-
-        head = Text()
         if row is not None:
-            head.append_text(safe_text(row.name, style="bold"))
-            head.append(f"  pid {row.pid}  ppid {row.ppid}  user ")
-            head.append_text(safe_text(row.user))
-            parts.append(head)
+            parts.append(self._head(row))
             parts.append(safe_text(" ".join(row.cmdline) or row.exe or DASH, style="dim"))
         else:
-            head.append(f"pid {self.key.pid}: no longer in the process table (exited)",
-                        style="bold")
-            parts.append(head)
+            parts.append(Text(f"pid {self.key.pid}: no longer in the process table (exited)",
+                              style="bold"))
 
         parts.append(_section("Risk"))
         score = scorer.explain(self.key) if isinstance(scorer, RiskScorer) else None
@@ -94,8 +166,8 @@ class ProcessDetailScreen(ModalScreen[None]):
         else:
             parts.append(Text(
                 f"{score.score:.0f}/100  (syscalls {score.syscall_points:.1f}, "
-                f"events {score.event_points:.1f}, anomaly {score.anomaly:.0f}: "
-                f"{score.anomaly_reason})"))
+                f"events {score.event_points:.1f}, "
+                f"{anomaly_text(score.anomaly, score.anomaly_reason)})"))
             parts.extend(safe_text(f"  {reason}") for reason in score.reasons)
             if not score.reasons:
                 parts.append(Text("  nothing risky seen", style="dim"))
@@ -119,9 +191,17 @@ class ProcessDetailScreen(ModalScreen[None]):
         else:
             parts.append(Text(self._why_missing(snapshot, SyscallCapture.name,
                                                 "syscall capture not running")))
+        return parts
 
-        parts.append(_section("Alerts"))
+    def _alert_parts(self, snapshot: Snapshot | None, final: ProcessExit | None
+                     ) -> list[Text | Table]:
+        parts: list[Text | Table] = [_section("Alerts")]
         alerts = [a for a in (snapshot.alerts if snapshot else ()) if a.key == self.key]
+        if final is not None:
+            # The final record names every rule that alerted, even those whose alert rows
+            # have left the bounded alert list.
+            parts.append(safe_text(f"rules that alerted over its life: "
+                                   f"{', '.join(final.alerts) or 'none'}"))
         if not alerts:
             parts.append(Text("none", style="dim"))
         for alert in reversed(alerts):
@@ -129,7 +209,7 @@ class ProcessDetailScreen(ModalScreen[None]):
             line.append(f"{alert.severity.value:<8} {alert.technique_id or DASH:<10} ")
             line.append_text(safe_text(f"{alert.title}: {'; '.join(alert.reasons)}"))
             parts.append(line)
-        return Group(*parts)
+        return parts
 
     def _syscall_table(self, capture: SyscallCapture) -> Table:
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
@@ -150,3 +230,22 @@ class ProcessDetailScreen(ModalScreen[None]):
         if status is not None and status.reason:
             return f"{name}: {status.state.value}: {status.reason}"
         return fallback
+
+
+def anomaly_text(score: float, reason: str) -> str:
+    """The anomaly part of a score. Without a verdict (no model, or none for this process)
+    the score carries 0 and the reason why: shown as not scored, never as a measured 0."""
+    if score == 0 and (reason == NO_VERDICT or reason.startswith(NO_MODEL)):
+        return f"anomaly not scored: {reason}"
+    return f"anomaly {score:.0f}/100: {reason or 'no reason given'}"
+
+
+def _lifetime(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import pwd
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from fluxtui.events import ProcessKey, ProcessRow
@@ -15,32 +18,62 @@ class SortSpec:
     reverse: bool
 
 
-# column id -> (header label, value for sorting; None sorts last whatever the direction)
+@lru_cache(maxsize=1024)
+def user_label(user: str) -> str:
+    """A user name; a bare uid (what an exited process's final record carries) is looked up,
+    so that one user does not show as "root" on one row and "0" on the next."""
+    if user.isdigit():
+        with contextlib.suppress(KeyError, OverflowError):
+            return pwd.getpwuid(int(user)).pw_name
+    return user
+
+
+def name_label(row: ProcessRow) -> str:
+    """The process name; a short-lived process seen only by its exit may have none: then its
+    executable's or command's base name, else its pid in brackets."""
+    if row.name:
+        return row.name
+    for path in (row.exe, *row.cmdline[:1]):
+        base = path.rstrip("/").rsplit("/", 1)[-1]
+        if base:
+            return base
+    return f"[{row.pid}]"
+
+
+def _live(value: Callable[[ProcessRow], Any]) -> Callable[[ProcessRow], Any]:
+    """A figure only a running process has: none for an exited one (it sorts last, as its
+    cell shows "—"), never its last value or a zero."""
+    return lambda r: None if r.exited_at is not None else value(r)
+
+
+# column id -> value for sorting; None sorts last whatever the direction
 SORT_VALUES: dict[str, Callable[[ProcessRow], Any]] = {
     "pid": lambda r: r.pid,
-    "user": lambda r: r.user.lower(),
-    "name": lambda r: r.name.lower(),
-    "cpu": lambda r: r.cpu_percent,
-    "memory": lambda r: r.memory_rss,
-    "threads": lambda r: r.threads,
+    "user": lambda r: user_label(r.user).lower(),
+    "name": lambda r: name_label(r).lower(),
+    "cpu": _live(lambda r: r.cpu_percent),
+    "memory": _live(lambda r: r.memory_rss),
+    "threads": _live(lambda r: r.threads),
     "state": lambda r: r.state,
     "risk": lambda r: r.risk,
-    "syscalls": lambda r: r.syscalls_per_s,
-    "top_syscalls": lambda r: r.syscall_counts[0][0] if r.syscall_counts else None,
-    "connections": lambda r: r.connections,
-    "net_rx": lambda r: r.net_rx_per_s,
-    "net_tx": lambda r: r.net_tx_per_s,
+    "syscalls": _live(lambda r: r.syscalls_per_s),
+    "top_syscalls": _live(lambda r: r.syscall_counts[0][0] if r.syscall_counts else None),
+    "connections": _live(lambda r: r.connections),
+    "net_rx": _live(lambda r: r.net_rx_per_s),
+    "net_tx": _live(lambda r: r.net_tx_per_s),
     "container": lambda r: r.container,
 }
 
 
 def matches(row: ProcessRow, needle: str) -> bool:
-    """Case-insensitive substring match on pid, name, user, executable and command line."""
+    """Case-insensitive substring match on pid, name, user, executable and command line;
+    "exited" finds the processes kept after their exit."""
     if not needle:
         return True
     needle = needle.lower()
-    haystack = (str(row.pid), row.name, row.user, row.exe, " ".join(row.cmdline),
-                row.container or "")
+    haystack = (str(row.pid), row.name, row.user, user_label(row.user), row.exe,
+                " ".join(row.cmdline), row.container or "",
+                "exited" if row.exited_at is not None else "")
     return any(needle in field.lower() for field in haystack)
 
 
@@ -50,9 +83,16 @@ def sort_rows(rows: Iterable[ProcessRow], spec: SortSpec) -> list[ProcessRow]:
     missing = []
     for row in rows:
         (missing if value(row) is None else present).append(row)
-    # pid as a tie-breaker keeps the order stable from tick to tick.
-    present.sort(key=lambda r: (value(r), -r.pid if spec.reverse else r.pid), reverse=spec.reverse)
-    missing.sort(key=lambda r: r.pid)
+    # At an equal value a running process comes before an exited one (the exits of a busy
+    # machine do not push the live processes of the same risk down); then pid, which keeps the
+    # order stable from tick to tick.
+    def order(r: ProcessRow) -> tuple[Any, bool, int]:
+        alive = r.exited_at is None
+        return (value(r), alive if spec.reverse else not alive,
+                -r.pid if spec.reverse else r.pid)
+
+    present.sort(key=order, reverse=spec.reverse)
+    missing.sort(key=lambda r: (r.exited_at is not None, r.pid))
     return present + missing
 
 

@@ -3,6 +3,7 @@ sortable by any column, filterable with `/`, with a tree view."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from rich.cells import cell_len
@@ -13,7 +14,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input
 
-from fluxtui.events import ProcessKey, ProcessRow, Snapshot
+from fluxtui.events import ProcessExit, ProcessKey, ProcessRow, Snapshot
 from fluxtui.text import visible
 from fluxtui.tui.format import DASH, human_bytes, human_rate, level_style, percent
 from fluxtui.tui.grid import Cell, Column, FastTable
@@ -22,8 +23,10 @@ from fluxtui.tui.process_order import (
     SortSpec,
     default_sort,
     matches,
+    name_label,
     sort_rows,
     tree_order,
+    user_label,
 )
 from fluxtui.tui.themes import TOKEN_LEVELS
 
@@ -61,18 +64,34 @@ def _number(value: float | None) -> Cell:
     return (DASH if value is None else f"{value:.0f}", "")
 
 
+# Kernel states whose psutil names are wider than the State column (8): never cut mid-word.
+STATE_LABELS = {"disk-sleep": "D-sleep", "tracing-stop": "traced", "wake-kill": "wakekill"}
+EXITED_STYLE = "dim italic"  # a row kept after its process exited: readable, clearly not live
+
+
 def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[Cell, ...]:
-    """The table cells of one process. Untrusted strings are made visible, never markup."""
+    """The table cells of one process. Untrusted strings are made visible, never markup.
+    An exited process keeps its identity and its final risk; what only a live process has
+    (CPU, memory, threads, rates, connections) shows as not measured, not as zero."""
     top = ", ".join(f"{n}:{c}" for n, c in row.syscall_counts[:3]) if row.syscall_counts else DASH
+    user, name = visible(user_label(row.user)), name_prefix + visible(name_label(row))
+    risk = (DASH if row.risk is None else f"{row.risk:.0f}", _alarm(row.risk))
+    if row.exited_at is not None:
+        muted = EXITED_STYLE
+        return ((str(row.pid), muted), (user, muted), (name, muted),
+                (risk[0], f"{risk[1]} italic" if risk[1] else muted),
+                (DASH, muted), (DASH, muted), (DASH, muted), ("exited", f"bold {muted}"),
+                (DASH, muted), (DASH, muted), (DASH, muted), (DASH, muted), (DASH, muted),
+                (visible(row.container) if row.container else DASH, muted))
     return (
         (str(row.pid), ""),
-        (visible(row.user), ""),
-        (name_prefix + visible(row.name), ""),
-        (DASH if row.risk is None else f"{row.risk:.0f}", _alarm(row.risk)),
+        (user, ""),
+        (name, ""),
+        risk,
         (percent(row.cpu_percent), _alarm(row.cpu_percent)),
         (human_bytes(row.memory_rss), ""),
         _number(row.threads),
-        (row.state, "dim" if getattr(row, "exited_at", None) is not None else ""),
+        (STATE_LABELS.get(row.state, row.state), ""),
         _number(row.syscalls_per_s),
         (top, ""),
         _number(row.connections),
@@ -80,6 +99,30 @@ def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[Cell, ...]:
         (human_rate(row.net_tx_per_s), ""),
         (visible(row.container) if row.container else DASH, ""),
     )
+
+
+def final_identity(row: ProcessRow, final: ProcessExit) -> ProcessRow:
+    """An exited row named by its final record: the table's last /proc listing of a process
+    that lived milliseconds can predate its exec (a forked shell, "bash -bash", for what ran
+    as /tmp/x/ptracer); the kernel's exit record names what it was when it exited."""
+    life = final.lifetime
+    if not life.exe and not life.name:
+        return row
+    return dataclasses.replace(row, name=life.name or row.name, exe=life.exe or row.exe,
+                               cmdline=(life.exe or life.name, *life.args))
+
+
+def with_final_identities(snapshot: Snapshot) -> Snapshot:
+    view = snapshot.views.get("risk")
+    finals = getattr(view, "exits", None)
+    if not finals:
+        return snapshot
+    processes = dict(snapshot.processes)
+    for key, final in finals.items():
+        row = processes.get(key)
+        if row is not None and row.exited_at is not None and isinstance(final, ProcessExit):
+            processes[key] = final_identity(row, final)
+    return dataclasses.replace(snapshot, processes=processes)
 
 
 @dataclass
@@ -149,7 +192,7 @@ class ProcessTable(Vertical):
         return default_sort(rows)
 
     def refresh_from(self, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
+        self._snapshot = with_final_identities(snapshot)
         self._apply()
 
     def _visible(self) -> list[tuple[ProcessRow, str]]:
@@ -249,8 +292,13 @@ class ProcessTable(Vertical):
 
     def action_kill(self) -> None:
         row = self.selected_row()
-        if row is not None:
-            self.post_message(self.KillRequested(row))
+        if row is None:
+            return
+        if row.exited_at is not None:
+            self.app.notify(f"process {row.pid} ({visible(name_label(row))}) has already "
+                            "exited: there is nothing to signal", severity="warning", markup=False)
+            return
+        self.post_message(self.KillRequested(row))
 
     @on(FastTable.HeaderClicked, "#process-grid")
     def _header_clicked(self, event: FastTable.HeaderClicked) -> None:
