@@ -100,7 +100,7 @@ def dashboard(tmp_path: Path, config: Path, size: tuple[int, int]) -> Iterator[s
 
 def screen_without(session: str, text: str, tries: int = 200) -> str:
     screen = ""
-    for _ in range(tries):  # bounded: 600 x 0.1 s (a loaded machine compiles BPF slowly)
+    for _ in range(tries):  # bounded: 200 x 0.1 s
         screen = tmux("capture-pane", "-p", "-t", session)
         if text not in screen:
             return screen
