@@ -106,6 +106,9 @@ class SyscallCapture:
         self._shell_parents = frozenset(rules.shell_parents)
         self._sandboxes = frozenset(rules.sandboxes)
         self._stdio = StdioWatch(proc)
+        # Processes whose latest exec gave them root through the set-user-ID bit of a verified
+        # program (sudo, su, pkexec): their change of uid to 0 is that program's job.
+        self._setuid_verified: set[ProcessKey] = set()
         self._rate = 0.0
         self._dropped = DropCounts()
         self._finished: OrderedDict[ProcessKey, None] = OrderedDict()
@@ -274,6 +277,7 @@ class SyscallCapture:
         self._alerted = {(k, r) for k, r in self._alerted if k not in done}
         for key in done:
             self._stdio.forget(key)
+            self._setuid_verified.discard(key)
             self._finished[key] = None
         while len(self._finished) > FINISHED_KEPT:
             self._finished.popitem(last=False)
@@ -312,6 +316,11 @@ class SyscallCapture:
         if event.kind == "exec":
             self._containers.refresh(event.key)
             self.lineage.record_exec(event)
+            exe = event.exe or event.filename
+            if event.euid == 0 and event.uid != 0 and self.verifier.verified(exe):
+                self._setuid_verified.add(event.key)
+            else:
+                self._setuid_verified.discard(event.key)
             if any(_base(p) in SHELLS for p in (event.exe, event.filename) if p):
                 self._stdio.watch(event.key, event.name, event.exe)
             parent, wrappers = self.lineage.real_parent(event.key)
@@ -323,6 +332,8 @@ class SyscallCapture:
                 and self.verifier.verified(parent_exe),
                 parent_args=node.args if node is not None else (),
                 wrappers=wrappers, shell_parents=self._shell_parents)
+        if event.kind == "cred":
+            return EventContext(setuid_verified=event.key in self._setuid_verified)
         container: ContainerInfo | None = None
         sandbox = False
         if event.kind == "syscall" and event.syscall in CONTAINER_ESCAPE_SYSCALLS:

@@ -103,6 +103,9 @@ class EventContext:
     # For unshare/setns: the process runs a verified executable of rules.sandboxes.
     sandbox: bool = False
     stat: Stat | None = None  # lstat for exec_tmp (None: os.lstat)
+    # For a cred event: the process holds root because its exec was of a set-user-ID-root
+    # program that is verified (package-owned, unmodified: sudo, su, pkexec doing their job).
+    setuid_verified: bool = False
 
 
 Rule = Callable[[KernelEvent, EventContext], list[Finding]]
@@ -178,6 +181,11 @@ def rule_exec(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
 
 
 _LOCATION_POINTS = {Severity.LOW: 10, Severity.MEDIUM: 30}
+# A file in such a place whose inode changed (written, chmod +x, renamed in) this few seconds
+# before it ran was dropped there to be run: the download-and-execute pattern (T1105). ctime
+# cannot be set from user space, unlike mtime.
+FRESH_S = 120.0
+FRESH_POINTS = 50
 
 
 def _exec_location(ev: KernelEvent, ctx: EventContext, path: str) -> list[Finding]:
@@ -196,10 +204,27 @@ def _exec_location(ev: KernelEvent, ctx: EventContext, path: str) -> list[Findin
     if best is None:
         return []
     where, verdict = best
+    age = _age(where, ev.timestamp, ctx) if verdict.severity is Severity.MEDIUM else None
+    if age is not None:
+        return [_finding(ev, "exec_tmp", "Program dropped and run from a world-writable place",
+                         f"exec of {where}: {verdict.why}; the file was written or made "
+                         f"executable {age:.0f} s before it ran", FRESH_POINTS, T_INTERPRETER,
+                         Severity.HIGH, executable=where, writable_dir=verdict.writable_dir,
+                         written_s_before=round(age, 1))]
     return [_finding(ev, "exec_tmp", "Program executed from a world-writable directory",
                      f"exec of {where}: {verdict.why}", _LOCATION_POINTS[verdict.severity],
                      T_INTERPRETER, verdict.severity, executable=where,
                      writable_dir=verdict.writable_dir)]
+
+
+def _age(path: str, when: float, ctx: EventContext) -> float | None:
+    """Seconds between the file's last inode change and the exec, when under FRESH_S."""
+    try:
+        changed = (ctx.stat or os.lstat)(path).st_ctime
+    except OSError:
+        return None
+    age = when - changed
+    return max(age, 0.0) if -2.0 <= age <= FRESH_S else None
 
 
 def _shell_spawn(ev: KernelEvent, ctx: EventContext, path: str) -> list[Finding]:
@@ -228,8 +253,14 @@ def rule_credentials(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
         return []
     old_uid, old_gid, new_uid, new_gid = ev.args[:4]
     if old_uid != 0 and new_uid == 0:
+        if ctx.setuid_verified:  # sudo, su, pkexec: root granted by a verified program's mode
+            return [_finding(ev, "uid_root", "Process changed its user to root",
+                             f"{ev.syscall}: uid {old_uid} → 0 (verified set-user-ID program)",
+                             5, T_SETUID, old_uid=old_uid)]
+        # Anything else that makes itself root (a saved uid 0 taken back, a set-user-ID copy
+        # nobody verified) has escalated privileges.
         return [_finding(ev, "uid_root", "Process changed its user to root",
-                         f"{ev.syscall}: uid {old_uid} → 0", 30, T_SETUID, Severity.MEDIUM,
+                         f"{ev.syscall}: uid {old_uid} → 0", 45, T_SETUID, Severity.HIGH,
                          old_uid=old_uid)]
     if old_gid != 0 and new_gid == 0:
         return [_finding(ev, "gid_root", "Process changed its group to root",
@@ -277,10 +308,19 @@ def rule_namespace(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     if ctx.sandbox:
         return []
     if ev.syscall == "setns":
+        # Joining another process's namespaces from the host is what container runtimes do
+        # (verified sandboxes, above); anything else is moving into another context.
         return [_finding(ev, "namespace_enter", "Process entered other namespaces",
-                         f"{ev.describe()} outside any container (not a known sandbox)", 25,
-                         T_ESCAPE, Severity.MEDIUM)]
+                         f"{ev.describe()} outside any container (not a known sandbox)", 45,
+                         T_ESCAPE, Severity.HIGH)]
     flags = ev.args[0] if ev.args else 0
+    if flags & CLONE_NEWUSER and flags & CLONE_NEWNS:
+        # Root in a user namespace with a mount table of its own: the primitive of the user
+        # namespace privilege escalations (overlayfs, fuse, fsconfig mounts as "root").
+        return [_finding(ev, "namespace_unshare", "New user and mount namespaces created",
+                         f"{ev.describe()}: a new user namespace with its own mounts gives its "
+                         "creator root over them (not a known sandbox)", 40, T_ELEVATION,
+                         Severity.HIGH)]
     if flags & CLONE_NEWUSER:
         return [_finding(ev, "namespace_unshare", "New user namespace created",
                          f"{ev.describe()}: a new user namespace gives its creator every "
