@@ -57,6 +57,8 @@
                                    (bit i of cut_parts says which step) */
 #define FX_EXEC_ANON_FILE 16    /* the file has no place in a directory tree: its dentry is its
                                    own parent (memfd and other anonymous files), whatever its name */
+#define FX_EXEC_STDIO_INET 32   /* a standard stream (fd 0-2) is an AF_INET/AF_INET6 socket (in
+                                   flags: the exec'd process's; in parent_flags: its parent's) */
 
 /* Run-time configuration, one element of the `config` array, written by user space. Offsets of
  * kernel structure members come from the running kernel's BTF, not from the headers BCC
@@ -87,6 +89,15 @@ struct fx_config {
     __u32 qstr_len;
     __u32 task_thread_status;   /* task_struct.thread_info.status (x86) */
     __u32 compat_mask;          /* TS_COMPAT in that status; 0 when this kernel has none */
+    __u32 task_files;           /* the standard streams at exec: files->fdt->fd[0..2] */
+    __u32 files_fdt;
+    __u32 fdtable_fd;
+    __u32 fdtable_max_fds;
+    __u32 file_f_inode;
+    __u32 inode_i_mode;
+    __u32 file_private_data;
+    __u32 socket_sk;
+    __u32 sock_family;          /* sock.__sk_common.skc_family */
 };
 
 /* Key of the count maps: one entry per process and syscall bigram. Per-syscall counts are the

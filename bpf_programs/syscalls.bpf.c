@@ -355,6 +355,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     ev->parent_start_ticks = task_start_ticks(cfg, parent);
     ev->parent_flags = task_exe(ev->parent_exe, &ev->parent_exe_parts, &ev->parent_cut_parts,
                                 cfg, parent);
+    ev->flags |= stdio_inet(cfg, task);
+    ev->parent_flags |= stdio_inet(cfg, parent);
     ev->pad = 0;
     events.ringbuf_submit(ev, 0);
     return 0;

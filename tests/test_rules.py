@@ -3,6 +3,7 @@ technique, and stays quiet on the look-alike cases."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from typing import Any
@@ -425,3 +426,23 @@ def test_a_bad_rules_section_gets_one_clear_line() -> None:
 
     with pytest.raises(ConfigError, match=r"cfg.yml:3: rules.exceptions\[0\].binary: unknown"):
         parse_config("rules:\n  exceptions:\n    - {binary: /usr/bin/x}\n", "cfg.yml")
+
+
+def test_a_shell_started_on_a_network_socket_is_a_reverse_or_bind_shell() -> None:
+    """Must alert (high): a shell whose stdin/stdout the kernel saw on an internet socket at its
+    exec, or whose parent's are (a pty relay). Must not alert: a non-shell program on a socket
+    (an inetd-style service), a shell on pipes or unix sockets (no flag)."""
+    own = exec_event("/usr/bin/bash", parent="bash", flags=("stdio on a network socket",))
+    found = {f.rule_id: f for f in run(own, parent("/usr/bin/bash"))}
+    assert found["syscalls.reverse_shell"].severity is Severity.HIGH
+    assert found["syscalls.reverse_shell"].technique[0] == "T1059.004"
+    assert "network socket" in found["syscalls.reverse_shell"].reason
+    relay = dataclasses.replace(exec_event("/usr/bin/dash", argv0="/bin/sh"),
+                                parent_flags=("stdio on a network socket",),
+                                parent_exe="/usr/bin/python3.11")
+    found = {f.rule_id: f for f in run(relay, parent("/usr/bin/python3.11"))}
+    assert "relay" in found["syscalls.reverse_shell"].reason
+    service = exec_event("/usr/sbin/in.tftpd", flags=("stdio on a network socket",))
+    assert "syscalls.reverse_shell" not in {f.rule_id for f in run(service)}
+    plain = exec_event("/usr/bin/bash", parent="bash")
+    assert "syscalls.reverse_shell" not in {f.rule_id for f in run(plain, parent("/usr/bin/bash"))}

@@ -57,7 +57,8 @@ DEFINES = ["FX_MAX_NR", "FX_NR_OTHER", "FX_NR_START", "FX_COMM_LEN", "FX_STR_LEN
            "FX_CAP_EXEC", "FX_CAP_CRED", "FX_CAP_CAPSET", "FX_CAP_PTRACE", "FX_CAP_BPF",
            "FX_DROP_SLOTS", "FX_EXEC_NO_ARGV",
            "FX_EXEC_ARGV_TRUNCATED", "FX_EXEC_PATH_TRUNCATED", "FX_EXEC_NAME_TRUNCATED",
-           "FX_EXEC_ANON_FILE", "FX_CONN_ATTEMPT", "FX_CONN_ESTABLISHED", "FX_CONN_FAILED",
+           "FX_EXEC_ANON_FILE", "FX_EXEC_STDIO_INET", "FX_CONN_ATTEMPT", "FX_CONN_ESTABLISHED",
+           "FX_CONN_FAILED",
            "FX_CONN_PROCESS"]
 
 
@@ -249,7 +250,8 @@ def test_btf_reader_finds_members_through_anonymous_unions_and_typedefs() -> Non
 def test_running_kernel_btf_has_every_member_the_program_reads() -> None:
     require(kbtf.BTF_PATH.exists(), f"no kernel BTF at {kbtf.BTF_PATH}")
     offsets = kbtf.kernel_offsets(kbtf.Btf.load())
-    assert set(offsets) == set(kbtf.BTF_MEMBERS) | {"task_thread_status", "compat_mask"}
+    assert set(offsets) == set(kbtf.BTF_MEMBERS) | {"task_thread_status", "compat_mask",
+                                                    "sock_family"}
     if platform.machine() == "x86_64":  # thread_info is the first member of task_struct
         assert offsets["compat_mask"] == kbtf.TS_COMPAT and offsets["task_thread_status"] > 0
     assert offsets["path_mnt"] == 0 and offsets["path_dentry"] == 8  # struct path {mnt; dentry}
@@ -828,6 +830,34 @@ def test_a_shell_on_a_tcp_connection_is_a_reverse_shell(engine: Engine) -> None:
         piped.stdin.close()
         shell.wait(timeout=10)
         piped.wait(timeout=10)
+        for s in (accepted, client, server):
+            s.close()
+
+
+def test_a_shell_that_exits_at_once_on_a_tcp_connection_is_caught_at_its_exec(
+        engine: Engine) -> None:
+    """The kernel reads the shell's standard streams at its exec: a reverse shell that lives a
+    few milliseconds (gone before any /proc check) is still caught; one on pipes is not."""
+    ticker = Ticker(engine)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    client = socket.create_connection(("127.0.0.1", server.getsockname()[1]))
+    accepted, _ = server.accept()
+    try:
+        shell = subprocess.Popen(["/bin/sh", "-c", "exit 0"], stdin=client, stdout=client)
+        piped = subprocess.Popen(["/bin/sh", "-c", "exit 0"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+        assert shell.wait(timeout=10) == 0
+        piped.communicate(timeout=10)
+
+        def reverse(pid: int) -> list[Alert]:
+            return [a for a in ticker.alerts(pid, "T1059.004")
+                    if a.rule_id == "syscalls.reverse_shell"]
+        ticker.until(lambda s: bool(reverse(shell.pid)))
+        assert "network socket" in " ".join(reverse(shell.pid)[0].reasons)
+        assert not reverse(piped.pid)
+    finally:
         for s in (accepted, client, server):
             s.close()
 

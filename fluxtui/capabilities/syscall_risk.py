@@ -27,6 +27,7 @@ from fluxtui.capabilities.stdio_watch import STDIO_CHECKS, StdioWatch
 from fluxtui.capabilities.syscall_view import SyscallView
 from fluxtui.collectors.kernel_event import KernelEvent, boot_to_wall
 from fluxtui.collectors.procstat import CLOCK_TICKS, read_start_ticks
+from fluxtui.collectors.stdio_sockets import stdio_sockets
 from fluxtui.collectors.syscalls import CollectorUnavailable, DropCounts, SyscallCollector
 from fluxtui.config import Config
 from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
@@ -54,6 +55,7 @@ __all__ = ["REARM_FRACTION", "STDIO_CHECKS", "RiskScorer", "RiskView", "SyscallC
 
 log = logging.getLogger(__name__)
 
+REVERSE_SHELL = "syscalls.reverse_shell"
 RECENT_EVENTS = 50  # per process, for the detail view
 MISSING_TICKS = 3  # a process gone from /proc without an exit event is closed after this many
 FINISHED_KEPT = 65536  # processes already closed, remembered so late counts do not re-open them
@@ -307,6 +309,8 @@ class SyscallCapture:
             for finding in evaluate(event, ctx):
                 if not self.filter.allows(finding.rule_id, subject):
                     continue
+                if finding.rule_id == REVERSE_SHELL and not finding.extra.get("relay"):
+                    finding = self._with_remote(finding, event)
                 findings.append(finding)
                 life.rules.add(finding.rule_id)
                 self._maybe_alert(finding, event.timestamp, event.name, tick)
@@ -342,6 +346,20 @@ class SyscallCapture:
                 exe = self._exe_of(event.key)
                 sandbox = exe in self._sandboxes and self.verifier.verified(exe)
         return EventContext(container=container, sandbox=sandbox)
+
+    def _with_remote(self, finding: Finding, event: KernelEvent) -> Finding:
+        """The kernel saw the shell's standard stream on a socket at its exec; while it still
+        runs, /proc names the connection (remote address, direction)."""
+        key = event.key
+        if read_start_ticks(key.pid, self._proc) != key.start_ticks:
+            return finding  # already gone: the kernel's fact stands alone
+        sockets = stdio_sockets(key.pid, self._proc)
+        if not sockets:
+            return finding
+        self._stdio.forget(key)
+        sock = sockets[0]
+        return stdio_socket_finding(key, event.name, event.exe, sock.fds, sock.remote,
+                                    sock.inbound)
 
     def _exe_of(self, key: ProcessKey) -> str:
         exe = self.lineage.exe(key)

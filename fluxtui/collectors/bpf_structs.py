@@ -22,6 +22,7 @@ FX_CAP_EVENT, FX_CAP_EXEC, FX_CAP_CRED, FX_CAP_CAPSET, FX_CAP_PTRACE, FX_CAP_BPF
 FX_DROP_SLOTS = 4
 FX_EXEC_NO_ARGV, FX_EXEC_ARGV_TRUNCATED, FX_EXEC_PATH_TRUNCATED = 1, 2, 4
 FX_EXEC_NAME_TRUNCATED, FX_EXEC_ANON_FILE = 8, 16
+FX_EXEC_STDIO_INET = 32
 FX_CONN_ATTEMPT, FX_CONN_ESTABLISHED, FX_CONN_FAILED, FX_CONN_PROCESS = 1, 2, 3, 4
 
 
@@ -33,6 +34,8 @@ class Config(ct.Structure):
             "path_mnt", "path_dentry", "dentry_d_parent", "dentry_d_name", "qstr_name",
             "mount_mnt", "mount_mnt_parent", "mount_mnt_mountpoint", "vfsmount_mnt_root",
             "qstr_len", "task_thread_status", "compat_mask",
+            "task_files", "files_fdt", "fdtable_fd", "fdtable_max_fds", "file_f_inode",
+            "inode_i_mode", "file_private_data", "socket_sk", "sock_family",
         )
     ]
 

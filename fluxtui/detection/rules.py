@@ -174,6 +174,7 @@ def rule_exec(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
                               "directories deep, which hides where it lives)", 20, T_HIDE,
                               Severity.MEDIUM, executable=path, filename=ev.filename))
     found += _shell_spawn(ev, ctx, path)
+    found += _shell_on_socket(ev, path)
     if ev.euid == 0 and ev.uid != 0:
         found.append(_finding(ev, "exec_setuid_root", "Root gained by a set-user-ID program",
                               f"uid {ev.uid} runs {path} as root (set-user-ID)", 10, T_SETUID))
@@ -246,6 +247,33 @@ def _shell_spawn(ev: KernelEvent, ctx: EventContext, path: str) -> list[Finding]
     return [_finding(ev, "shell_spawn", "Shell started by a program that is not a shell",
                      f"shell {path} started by {ctx.parent_exe}{unverified}{via} "
                      f"(pid {ev.ppid})", 10, T_SHELL, Severity.LOW, **extra)]
+
+
+STDIO_INET = "stdio on a network socket"  # the exec event's flag, read in the kernel at exec
+
+
+def _is_shell(ev: KernelEvent) -> bool:
+    names = {_basename(p) for p in (ev.exe, ev.filename, ev.argv[0] if ev.argv else "") if p}
+    return bool(names & SHELLS)
+
+
+def _shell_on_socket(ev: KernelEvent, path: str) -> list[Finding]:
+    """A shell exec'd with a standard stream on an internet socket (bash -i >& /dev/tcp/..., a
+    bind shell handing its accepted connection over), or started by a process whose own
+    standard streams are one (a relay: python pty.spawn, socat): read in the kernel at the
+    exec, so a shell that lives a few milliseconds is caught too."""
+    if not _is_shell(ev):
+        return []
+    if STDIO_INET in ev.flags:
+        how = f"shell {path} started with its standard input/output on a network socket"
+    elif STDIO_INET in ev.parent_flags:
+        how = (f"shell {path} started by {ev.parent_exe or ev.parent_comm} (pid {ev.ppid}), "
+               "whose standard input/output is a network socket (a relay to the shell)")
+    else:
+        return []
+    return [_finding(ev, "reverse_shell", "Shell on a network connection (reverse/bind shell)",
+                     how, 50, T_SHELL, Severity.HIGH, executable=path,
+                     relay=STDIO_INET not in ev.flags)]
 
 
 def rule_credentials(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
