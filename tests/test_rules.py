@@ -446,3 +446,19 @@ def test_a_shell_started_on_a_network_socket_is_a_reverse_or_bind_shell() -> Non
     assert "syscalls.reverse_shell" not in {f.rule_id for f in run(service)}
     plain = exec_event("/usr/bin/bash", parent="bash")
     assert "syscalls.reverse_shell" not in {f.rule_id for f in run(plain, parent("/usr/bin/bash"))}
+
+
+def test_another_process_memory_opened_for_writing_through_proc() -> None:
+    """Must alert (critical): /proc/PID/mem (or a thread's) of another process opened for
+    writing (the kernel sends only opens for writing under /proc/). Must not alert: its own
+    memory, another /proc file (uid_map, oom_score_adj)."""
+    def opened(path: str, syscall: str = "openat") -> list[Finding]:
+        strings = ("", path, "") if syscall == "openat" else (path, "", "")
+        return evaluate(event(syscall=syscall, nr=257, args=(0,) * 6, strings=strings))
+    for path, syscall in (("/proc/777/mem", "openat"), ("/proc/777/task/778/mem", "open")):
+        found = only(opened(path, syscall))
+        assert (found.rule_id, found.technique[0], found.severity) == (
+            "syscalls.proc_mem_write", "T1055.009", Severity.CRITICAL)
+        assert "pid 777" in found.reason
+    assert opened(f"/proc/{KEY.pid}/mem") == []
+    assert opened("/proc/777/uid_map") == [] and opened("/proc/self/oom_score_adj") == []

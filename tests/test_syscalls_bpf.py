@@ -36,7 +36,7 @@ from fluxtui.collectors import syscalls as sc
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.config import Config
 from fluxtui.engine import Engine
-from fluxtui.events import Alert, ProcessExit, ProcessKey, Snapshot
+from fluxtui.events import Alert, ProcessExit, ProcessKey, Severity, Snapshot
 from fluxtui.headless import documents_for
 from tests.kernel import require, require_bcc
 
@@ -55,6 +55,7 @@ DEFINES = ["FX_MAX_NR", "FX_NR_OTHER", "FX_NR_START", "FX_COMM_LEN", "FX_STR_LEN
            "FX_FILENAME_LEN", "FX_MAX_ARGS", "FX_ARG_LEN", "FX_PATH_PARTS", "FX_PART_LEN",
            "FX_EV_SYSCALL", "FX_EV_EXEC", "FX_EV_EXIT", "FX_EV_CRED", "FX_CAP_EVENT",
            "FX_CAP_EXEC", "FX_CAP_CRED", "FX_CAP_CAPSET", "FX_CAP_PTRACE", "FX_CAP_BPF",
+           "FX_CAP_OPEN_PROC",
            "FX_DROP_SLOTS", "FX_EXEC_NO_ARGV",
            "FX_EXEC_ARGV_TRUNCATED", "FX_EXEC_PATH_TRUNCATED", "FX_EXEC_NAME_TRUNCATED",
            "FX_EXEC_ANON_FILE", "FX_EXEC_STDIO_INET", "FX_CONN_ATTEMPT", "FX_CONN_ESTABLISHED",
@@ -860,6 +861,35 @@ def test_a_shell_that_exits_at_once_on_a_tcp_connection_is_caught_at_its_exec(
     finally:
         for s in (accepted, client, server):
             s.close()
+
+
+def test_another_process_memory_written_through_proc_pid_mem_is_critical(
+        engine: Engine) -> None:
+    """dd-style injection without a special syscall: the kernel sends the open for writing of
+    /proc/PID/mem; opening one's own, or for reading, raises nothing."""
+    ticker = Ticker(engine)
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        writer = subprocess.run(
+            [sys.executable, "-c", f"open('/proc/{victim.pid}/mem', 'r+b').close(); "
+             "open('/proc/self/mem', 'r+b').close()"], timeout=30, check=True)
+        assert writer.returncode == 0
+        reader = subprocess.run(
+            [sys.executable, "-c", f"open('/proc/{victim.pid}/mem', 'rb').close()"],
+            timeout=30, check=True)
+        assert reader.returncode == 0
+
+        def found() -> list[Alert]:
+            return [a for a in ticker.snapshot.alerts if a.rule_id == "syscalls.proc_mem_write"
+                    and a.extra.get("target_pid") == victim.pid] if ticker.snapshot else []
+        ticker.until(lambda _: bool(found()))
+        assert len(found()) == 1 and found()[0].severity is Severity.CRITICAL
+        assert not [a for a in ticker.snapshot.alerts  # type: ignore[union-attr]
+                    if a.rule_id == "syscalls.proc_mem_write"
+                    and a.extra.get("target_pid") != victim.pid]
+    finally:
+        victim.kill()
+        victim.wait(timeout=10)
 
 
 def sc_checks() -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ BPF_PROG_LOAD = 5
 
 T_PTRACE = ("T1055.008", "Process Injection: Ptrace System Calls")
 T_INJECTION = ("T1055", "Process Injection")
+T_PROC_MEM = ("T1055.009", "Process Injection: Proc Memory")
 T_HIDE = ("T1564", "Hide Artifacts")
 T_SHELL = ("T1059.004", "Command and Scripting Interpreter: Unix Shell")
 T_INTERPRETER = ("T1059", "Command and Scripting Interpreter")
@@ -307,6 +309,26 @@ def rule_process_vm_write(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
                      Severity.CRITICAL, target_pid=target)]
 
 
+# /proc/PID/mem (or a thread's /proc/PID/task/TID/mem), opened for writing: the kernel sends
+# only opens for writing of paths under /proc/ (FX_CAP_OPEN_PROC).
+PROC_MEM = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/mem$")
+
+
+def rule_proc_mem_write(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
+    if ev.kind != "syscall" or ev.syscall not in ("open", "openat"):
+        return []
+    path = ev.strings[1] if ev.syscall == "openat" else ev.strings[0]
+    match = PROC_MEM.match(os.path.normpath(path)) if path else None
+    if match is None:
+        return []
+    target = int(match.group(1))
+    if target == ev.key.pid:
+        return []
+    return [_finding(ev, "proc_mem_write", "Memory of another process opened for writing",
+                     f"{ev.syscall} of {path} for writing (the memory of pid {target})", 50,
+                     T_PROC_MEM, Severity.CRITICAL, target_pid=target)]
+
+
 def rule_module(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     if ev.kind != "syscall" or ev.syscall not in ("init_module", "finit_module"):
         return []
@@ -382,7 +404,8 @@ def rule_compat_syscall(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
                      compat_nr=ev.nr - FX_MAX_NR)]
 
 
-RULES: tuple[Rule, ...] = (rule_ptrace, rule_process_vm_write, rule_exec, rule_credentials,
+RULES: tuple[Rule, ...] = (rule_ptrace, rule_process_vm_write, rule_proc_mem_write, rule_exec,
+                           rule_credentials,
                            rule_module, rule_container_escape, rule_namespace, rule_memfd_create,
                            rule_bpf_load, rule_compat_syscall)
 
