@@ -4,6 +4,7 @@ process making a syscall its executable never made in training scores high, with
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -13,7 +14,12 @@ from sklearn.neighbors import NearestNeighbors
 from fluxtui.detection.anomaly import FEATURE_SCHEMA, FitReport, TrainingError, fit_models
 from fluxtui.detection.anomaly.features import feature_matrix
 from fluxtui.detection.anomaly.models import ALARM, MODEL_NAMES
-from fluxtui.detection.anomaly.profile import NEW_SYSCALL_SCORE, NEW_SYSCALL_WEAK_SCORE
+from fluxtui.detection.anomaly.profile import (
+    NEW_SYSCALL_SCORE,
+    NEW_SYSCALL_WEAK_SCORE,
+    RATE_FACTOR,
+    Profiles,
+)
 from tests.anomaly_support import names, recorded_model, recorded_windows
 
 PTRACE = 101
@@ -147,3 +153,28 @@ def test_the_vectorised_profile_agrees_with_the_explained_one() -> None:
     verdicts = model.score(windows)
     for w, v in zip(windows, verdicts, strict=True):
         assert v.profile_score == pytest.approx(model.profiles.judge(w, model.name).score)
+
+
+def test_the_rate_factor_is_calibrated_on_held_out_windows() -> None:
+    """Must not alarm: a window whose rate factor the held-out benign windows reached (the
+    calibrated factor is above it). Must alarm: a rate far past the calibrated factor."""
+    model = recorded_model()
+    profiles = model.profiles
+    assert profiles.rate_factor >= RATE_FACTOR
+    normal = _window_of("/usr/bin/cat")
+    nr, _ = max(normal.counts.items(), key=lambda kv: kv[1])
+    peak = profiles.executables["/usr/bin/cat"].peak_rate[nr]
+
+    def at(factor: float):
+        return dataclasses.replace(normal, counts={**normal.counts, nr: int(peak * factor) + 20},
+                                   window_s=1.0, key=dataclasses.replace(normal.key, pid=1))
+    held_out = [at(30.0) for _ in range(20)]
+    calibrated = copy.deepcopy(profiles)
+    calibrated.calibrate_rate(held_out, feature_matrix(held_out), 0.01)
+    assert calibrated.rate_factor > 30.0
+    assert calibrated.screen([at(30.0)], feature_matrix([at(30.0)]))[1][0] == 0
+    assert profiles.screen([at(30.0)], feature_matrix([at(30.0)]))[1][0] >= ALARM  # before
+    far = at(calibrated.rate_factor * 20)
+    assert calibrated.screen([far], feature_matrix([far]))[1][0] >= ALARM
+    again = Profiles.from_data(calibrated.to_data())
+    assert again.rate_factor == calibrated.rate_factor

@@ -261,6 +261,8 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
     raw_calib = model.raw_scores(x_all[calib])
     model.medians = np.median(raw_calib, axis=0)
     model.thresholds = np.quantile(raw_calib, 1.0 - false_alarm_rate, axis=0)
+    # The rate check's factor, like the detectors' thresholds, from the calibration half.
+    rate_factor = train_profiles.calibrate_rate(ordered[calib], x_all[calib], false_alarm_rate)
 
     fit_report = FitReport(len(ordered), train.stop, calib.stop - calib.start,
                            verify.stop - verify.start, 0, false_alarm_rate)
@@ -277,6 +279,7 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
         np.mean([v.score >= ALARM for v in verdicts]))
 
     model.profiles = Profiles.build(ordered, min_profile_windows, false_alarm_rate)
+    model.profiles.rate_factor = rate_factor
     fit_report.executables = len(model.profiles.executables)
     fit_report.fit_seconds = time.monotonic() - started
     model.metadata = {
@@ -290,6 +293,7 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
         "executables": fit_report.executables,
         "false_alarm_target": false_alarm_rate,
         "false_alarms": fit_report.false_alarms,
+        "rate_factor": rate_factor,
     }
     if report is not None:
         report.append(fit_report)
