@@ -46,7 +46,11 @@ LAUNCHER = ('echo $$ > "$1/launch/cgroup.procs" || exit 97\n'
 @dataclass
 class Options:
     demo_dir: Path
-    training_runs: int = 1  # benign rounds recorded to train the model; 0: no model
+    # Benign rounds recorded to train the model; 0: no model. Two: the fit holds out the most
+    # recent part of the recording (anomaly.holdout_fraction, 30%) to set and check its
+    # thresholds, so with one round the last benign scenarios would never reach the detectors'
+    # training part; with two, every one of them is in it at least once.
+    training_runs: int = 2
     settle_ticks: int = 3  # engine ticks waited after a scenario ends, for late verdicts
     progress: TextIO = sys.stderr
 
