@@ -13,14 +13,17 @@ from sklearn.neighbors import NearestNeighbors
 
 from fluxtui.detection.anomaly import FEATURE_SCHEMA, FitReport, TrainingError, fit_models
 from fluxtui.detection.anomaly.features import feature_matrix
-from fluxtui.detection.anomaly.models import ALARM, MODEL_NAMES
+from fluxtui.detection.anomaly.models import ALARM, MODEL_NAMES, per_process_max
 from fluxtui.detection.anomaly.profile import (
     NEW_SYSCALL_SCORE,
     NEW_SYSCALL_WEAK_SCORE,
     RATE_FACTOR,
     Profiles,
 )
+from fluxtui.events import ProcessKey
 from tests.anomaly_support import names, recorded_model, recorded_windows
+
+KEY_A, KEY_B, KEY_C, KEY_D, KEY_E, KEY_F = (ProcessKey(pid, 7) for pid in range(1, 7))
 
 PTRACE = 101
 
@@ -78,6 +81,21 @@ def test_fit_calibrates_on_held_out_windows_and_records_metadata() -> None:
     calib = ordered[r.train:r.train + r.calibrate]
     per_model = model.calibrated(model.raw_scores(feature_matrix(calib)))
     assert (per_model >= ALARM).mean(axis=0).max() <= 0.02 + 1 / r.calibrate
+    # ... and per process (an alarm is about a process, on its worst window).
+    worst = per_process_max(per_model, [w.key for w in calib])
+    assert (worst >= ALARM).mean(axis=0).max() <= 0.02 + 1 / len(worst)
+
+
+def test_thresholds_count_a_process_once_however_many_windows_it_has() -> None:
+    """One benign process with many windows at a raw score: a per-window quantile would put the
+    threshold under it; the per-process one does not let it alone decide."""
+    values = np.array([[1.0], [1.0], [1.0], [1.0], [5.0], [2.0]])
+    keys = [KEY_A, KEY_B, KEY_C, KEY_D, KEY_E, KEY_E]
+    worst = per_process_max(values, keys)
+    assert sorted(worst[:, 0].tolist()) == [1.0, 1.0, 1.0, 1.0, 5.0]
+    many = per_process_max(np.array([[3.0]] * 50 + [[1.0]] * 5), [KEY_A] * 50 + [
+        KEY_B, KEY_C, KEY_D, KEY_E, KEY_F])
+    assert np.quantile(many, 0.5) == 1.0  # the 50 windows of one process count once
 
 
 def test_too_few_windows_is_one_clear_error() -> None:

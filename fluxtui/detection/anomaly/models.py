@@ -4,7 +4,8 @@ benign windows held out from training, plus the per-executable profile.
 Pipeline: feature rows (features.py) -> the columns that varied in training, centred and scaled
 -> PCA to at most PCA_COMPONENTS dimensions -> three detectors, each giving a raw score that grows
 with abnormality. Calibration maps a raw score to 0-100 per model: the median of the calibration
-windows is 0, the (1 - false_alarm_rate) quantile is 50, twice as far is 100. The ensemble score
+windows is 0, the (1 - false_alarm_rate) quantile of the calibration processes' highest score is
+50 (an alarm is about a process), twice as far is 100. The ensemble score
 is the median of the three (>= 50 when at least two of them are past their threshold). The
 window's score is the larger of the ensemble's and the profile's (profile.py).
 
@@ -260,7 +261,13 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
         names=names or {}, metadata={})
     raw_calib = model.raw_scores(x_all[calib])
     model.medians = np.median(raw_calib, axis=0)
-    model.thresholds = np.quantile(raw_calib, 1.0 - false_alarm_rate, axis=0)
+    # An alarm is about a process (raised once, on its worst window), so the threshold is the
+    # quantile over the held-out processes of their highest raw score, not over windows: a
+    # benign process that lives many windows would otherwise alarm far more often than the
+    # rate allows.
+    keys = [w.key for w in ordered[calib]]
+    model.thresholds = np.quantile(per_process_max(raw_calib, keys), 1.0 - false_alarm_rate,
+                                   axis=0)
     # The rate check's factor, like the detectors' thresholds, from the calibration half.
     rate_factor = train_profiles.calibrate_rate(ordered[calib], x_all[calib], false_alarm_rate)
 
@@ -298,6 +305,15 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
     if report is not None:
         report.append(fit_report)
     return model
+
+
+def per_process_max(values: np.ndarray, keys: Sequence[ProcessKey]) -> np.ndarray:
+    """Rows of `values` (one per window) reduced to one per process: its column-wise maximum."""
+    index: dict[ProcessKey, int] = {}
+    rows = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.intp)
+    out = np.full((len(index), values.shape[1]), -np.inf)
+    np.maximum.at(out, rows, values)
+    return out
 
 
 def _subsample(p: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
