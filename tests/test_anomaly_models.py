@@ -87,8 +87,8 @@ def test_fit_calibrates_on_held_out_windows_and_records_metadata() -> None:
 
 
 def test_thresholds_count_a_process_once_however_many_windows_it_has() -> None:
-    """One benign process with many windows at a raw score: a per-window quantile would put the
-    threshold under it; the per-process one does not let it alone decide."""
+    """Per process, one benign process with many windows counts once (the threshold takes the
+    higher of the per-window and per-process quantiles: see fit_models)."""
     values = np.array([[1.0], [1.0], [1.0], [1.0], [5.0], [2.0]])
     keys = [KEY_A, KEY_B, KEY_C, KEY_D, KEY_E, KEY_E]
     worst = per_process_max(values, keys)

@@ -567,3 +567,31 @@ def test_an_earlier_anomaly_verdict_decays_and_a_later_one_does_not_hide_it() ->
     assert model.score(KEY, 20.0).anomaly == pytest.approx(64.8)
     model.forget(KEY)
     assert model.score(KEY, 20.0).anomaly == 0
+
+
+class _Verifier:
+    def __init__(self, *verified: str) -> None:
+        self.paths = set(verified)
+
+    def verified(self, path: str) -> bool:
+        return path in self.paths
+
+
+def test_a_verified_set_user_id_exec_makes_its_change_to_root_expected(tmp_path: Path) -> None:
+    """sudo (verified, exec'd set-user-ID root) taking uid 0 is its job; the same change by an
+    unverified set-user-ID copy, or by a process that was never given root, is not."""
+    from fluxtui.collectors.kernel_event import KernelEvent
+
+    capture = SyscallCapture(Config(), verifier=_Verifier("/usr/bin/sudo"),  # type: ignore[arg-type]
+                             proc=str(tmp_path))
+
+    def run(exe: str, pid: int, euid: int) -> bool:
+        key = ProcessKey(pid, pid)
+        capture._context(KernelEvent(kind="exec", timestamp=1.0, key=key, tid=pid, uid=1000,
+                                     gid=1000, comm="x", exe=exe, filename=exe, euid=euid))
+        cred = KernelEvent(kind="cred", timestamp=2.0, key=key, tid=pid, uid=0, gid=1000,
+                           comm="x", syscall="setuid", args=(1000, 1000, 0, 1000, 0, 0))
+        return capture._context(cred).setuid_verified
+    assert run("/usr/bin/sudo", 500, euid=0)
+    assert not run("/tmp/x/sudo", 501, euid=0)  # a set-user-ID copy nobody verified
+    assert not run("/usr/bin/sudo", 502, euid=1000)  # not given root by its exec

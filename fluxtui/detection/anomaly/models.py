@@ -4,10 +4,11 @@ benign windows held out from training, plus the per-executable profile.
 Pipeline: feature rows (features.py) -> the columns that varied in training, centred and scaled
 -> PCA to at most PCA_COMPONENTS dimensions -> three detectors, each giving a raw score that grows
 with abnormality. Calibration maps a raw score to 0-100 per model: the median of the calibration
-windows is 0, the (1 - false_alarm_rate) quantile of the calibration processes' highest score is
-50 (an alarm is about a process), twice as far is 100. The ensemble score
-is the median of the three (>= 50 when at least two of them are past their threshold). The
-window's score is the larger of the ensemble's and the profile's (profile.py).
+windows is 0, the higher of the (1 - false_alarm_rate) quantiles of the calibration windows and of
+the calibration processes' highest scores is 50 (an alarm is about a process), twice as far is
+100. The ensemble score is the median of the three (>= 50 when at least two of them are past
+their threshold). The window's score is the larger of the ensemble's and the profile's
+(profile.py).
 
 Windows are split by time, never shuffled (consecutive windows of a process are alike): the first
 part trains, the held-out rest is cut in two, the first half sets the thresholds, the second
@@ -261,13 +262,15 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
         names=names or {}, metadata={})
     raw_calib = model.raw_scores(x_all[calib])
     model.medians = np.median(raw_calib, axis=0)
-    # An alarm is about a process (raised once, on its worst window), so the threshold is the
-    # quantile over the held-out processes of their highest raw score, not over windows: a
-    # benign process that lives many windows would otherwise alarm far more often than the
-    # rate allows.
+    # At most `false_alarm_rate` of the held-out windows AND of the held-out processes (an
+    # alarm is about a process, raised on its worst window) reach the threshold: the higher of
+    # the two quantiles. Per window alone, a short benign process with one odd window alarms
+    # as often as the rate allows per window; per process alone, a few long-lived processes
+    # with many odd windows would pull the threshold down.
     keys = [w.key for w in ordered[calib]]
-    model.thresholds = np.quantile(per_process_max(raw_calib, keys), 1.0 - false_alarm_rate,
-                                   axis=0)
+    model.thresholds = np.maximum(
+        np.quantile(raw_calib, 1.0 - false_alarm_rate, axis=0),
+        np.quantile(per_process_max(raw_calib, keys), 1.0 - false_alarm_rate, axis=0))
     # The rate check's factor, like the detectors' thresholds, from the calibration half.
     rate_factor = train_profiles.calibrate_rate(ordered[calib], x_all[calib], false_alarm_rate)
 

@@ -205,15 +205,16 @@ class Profiles:
 
     def calibrate_rate(self, windows: Sequence[FeatureWindow], x: np.ndarray,
                        false_alarm_rate: float) -> float:
-        """Raise `rate_factor` so that at most `false_alarm_rate` of the held-out benign
-        processes of these windows (not used to build the profiles) reach it with any of their
-        windows; never below RATE_FACTOR."""
+        """Raise `rate_factor` so that at most `false_alarm_rate` of these held-out benign
+        windows (not used to build the profiles), and of their processes, reach it; never below
+        RATE_FACTOR."""
         factors = self.rate_factors(windows, x)
         if len(factors):
             per_process: dict[Any, float] = {}
             for w, f in zip(windows, factors.tolist(), strict=True):
                 per_process[w.key] = max(per_process.get(w.key, 0.0), f)
-            reached = float(np.quantile(list(per_process.values()), 1.0 - false_alarm_rate))
+            reached = max(float(np.quantile(factors, 1.0 - false_alarm_rate)),
+                          float(np.quantile(list(per_process.values()), 1.0 - false_alarm_rate)))
             self.rate_factor = max(RATE_FACTOR, float(np.nextafter(reached, np.inf)))
         return self.rate_factor
 
