@@ -122,8 +122,10 @@ def build_engine(config: Config, plugin: AnomalyPlugin, model: Any = None,
             mine = plugin.component_class(config, model=model, recorder=recorder, load=False)
         except TypeError:
             mine = plugin.component_class(config, model=model, recorder=recorder)
+        # The product's own anomaly component (it would load the model on disk) is replaced:
+        # found by its component name, whatever class provides it.
         at = next((i for i, c in enumerate(components)
-                   if isinstance(c, plugin.component_class)), None)
+                   if isinstance(c, plugin.component_class) or c.name == mine.name), None)
         if at is not None:  # the product's own (with the model on disk) is replaced
             components[at] = mine
         else:  # before the risk scorer, which folds the model's verdicts in
