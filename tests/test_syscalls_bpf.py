@@ -449,9 +449,10 @@ def test_ptrace_attach_raises_the_tagged_alert_and_state_goes_with_exit(
 
 
 def test_exec_tmp_judges_every_directory_of_the_path(engine: Engine) -> None:
-    """Must alert (medium): a file directly in /tmp, and one in a directory of another user
-    below it (run by root: a planted binary). Must not: root's build in a root-owned 0700
-    directory under /tmp (mkdtemp's)."""
+    """Must alert: a file directly in /tmp, and one in a directory of another user below it
+    (run by root: a planted binary); both were written just before they ran (their ctime), so
+    high: dropped and run. Must not: root's fresh build in a root-owned 0700 directory under
+    /tmp (mkdtemp's)."""
     ticker = Ticker(engine)
     workdir = tempfile.mkdtemp(prefix="fluxtui-exec-", dir="/tmp")  # root, 0700
     direct = os.path.join("/tmp", f"fluxtui-direct-{os.getpid()}")
@@ -471,7 +472,8 @@ def test_exec_tmp_judges_every_directory_of_the_path(engine: Engine) -> None:
             pid = runs[name].pid
             ticker.until(lambda s, pid=pid: bool(ticker.alerts(pid, "T1059")))
             alert = ticker.alerts(pid, "T1059")[0]
-            assert alert.rule_id == "syscalls.exec_tmp" and alert.severity.value == "medium"
+            assert alert.rule_id == "syscalls.exec_tmp" and alert.severity.value == "high"
+            assert "s before it ran" in alert.reasons[0]
         assert "directly in world-writable /tmp" in ticker.alerts(runs["direct"].pid,
                                                                   "T1059")[0].reasons[0]
         assert "owned by uid 65534" in ticker.alerts(runs["planted"].pid, "T1059")[0].reasons[0]
