@@ -13,7 +13,12 @@ from sklearn.neighbors import NearestNeighbors
 
 from fluxtui.detection.anomaly import FEATURE_SCHEMA, FitReport, TrainingError, fit_models
 from fluxtui.detection.anomaly.features import feature_matrix
-from fluxtui.detection.anomaly.models import ALARM, MODEL_NAMES, per_process_max
+from fluxtui.detection.anomaly.models import (
+    ALARM,
+    MODEL_NAMES,
+    per_process_max,
+    split_by_process,
+)
 from fluxtui.detection.anomaly.profile import (
     NEW_SYSCALL_SCORE,
     NEW_SYSCALL_WEAK_SCORE,
@@ -78,12 +83,16 @@ def test_fit_calibrates_on_held_out_windows_and_records_metadata() -> None:
     # The thresholds are the calibration windows' quantile: scored again, the calibration
     # windows sit at 50 at that quantile.
     ordered = sorted(windows, key=lambda w: w.recorded_at)
-    calib = ordered[r.train:r.train + r.calibrate]
+    split = split_by_process([w.key for w in ordered], 0.3)
+    assert split is not None
+    calib = [ordered[i] for i in split[1]]
+    assert len(calib) == r.calibrate
     per_model = model.calibrated(model.raw_scores(feature_matrix(calib)))
     assert (per_model >= ALARM).mean(axis=0).max() <= 0.02 + 1 / r.calibrate
-    # ... and per process (an alarm is about a process, on its worst window).
+    # ... and per process (an alarm is about a process, on its worst window); processes whose
+    # worst window ties with the quantile itself sit exactly at 50.
     worst = per_process_max(per_model, [w.key for w in calib])
-    assert (worst >= ALARM).mean(axis=0).max() <= 0.02 + 1 / len(worst)
+    assert (worst > ALARM).mean(axis=0).max() <= 0.02 + 1 / len(worst)
 
 
 def test_thresholds_count_a_process_once_however_many_windows_it_has() -> None:
@@ -196,3 +205,18 @@ def test_the_rate_factor_is_calibrated_on_held_out_windows() -> None:
     assert calibrated.screen([far], feature_matrix([far]))[1][0] >= ALARM
     again = Profiles.from_data(calibrated.to_data())
     assert again.rate_factor == calibrated.rate_factor
+
+
+def test_the_held_out_part_is_whole_processes_of_every_period() -> None:
+    """No process straddles the split, and the held-out processes come from the whole recording
+    (by time, only the latest workloads would be held out)."""
+    ordered = sorted(recorded_windows(), key=lambda w: w.recorded_at)
+    keys = [w.key for w in ordered]
+    split = split_by_process(keys, 0.3)
+    assert split is not None
+    train, calib, verify = ({keys[i] for i in part} for part in split)
+    assert not (train & calib) and not (train & verify) and not (calib & verify)
+    assert sum(len(part) for part in split) == len(ordered)
+    held = sorted(i for part in split[1:] for i in part)
+    assert held[0] < len(ordered) // 3 and held[-1] > 2 * len(ordered) // 3
+    assert split_by_process(keys[:3], 0.3) is None  # too few processes: time split instead

@@ -10,10 +10,12 @@ the calibration processes' highest scores is 50 (an alarm is about a process), t
 their threshold). The window's score is the larger of the ensemble's and the profile's
 (profile.py).
 
-Windows are split by time, never shuffled (consecutive windows of a process are alike): the first
-part trains, the held-out rest is cut in two, the first half sets the thresholds, the second
-measures the false-alarm rate the user is shown. The profile shipped is built from every window;
-the one measured on the verification half from the training part only.
+Windows are split by process, never window by window (consecutive windows of a process are
+alike): whole processes drawn with a fixed seed train, the held-out rest (holdout_fraction) is cut
+in two, the first half sets the thresholds, the second measures the false-alarm rate the user is
+shown. Split by time instead, the held-out part held only the latest workloads of the recording,
+and rarer ones recorded earlier alarmed past thresholds set without them. The profile shipped is
+built from every window; the one measured on the verification half from the training part only.
 
 Cost: One-Class SVM and DBSCAN are fitted on bounded subsamples (SVM_SAMPLES, DBSCAN_SAMPLES), and
 DBSCAN's core set is capped at MAX_CORES, so scoring cost does not grow with the store.
@@ -218,6 +220,26 @@ class AnomalyModel:
 # --- fitting ---------------------------------------------------------------------------------
 
 
+def split_by_process(keys: Sequence[ProcessKey], holdout_fraction: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Indices (in time order) of the windows that train, calibrate and verify: whole processes
+    drawn at random (fixed seed), so consecutive windows of one process never straddle the
+    split, and the held-out part holds every kind of workload of the recording, not only the
+    latest one. None when a part would be empty (too few processes)."""
+    order: dict[ProcessKey, int] = {}
+    for k in keys:
+        order.setdefault(k, len(order))
+    draw = np.random.default_rng(SEED).random(len(order))
+    where = np.array([draw[order[k]] for k in keys])
+    train = np.flatnonzero(where < 1.0 - holdout_fraction)
+    calib = np.flatnonzero((where >= 1.0 - holdout_fraction)
+                           & (where < 1.0 - holdout_fraction / 2))
+    verify = np.flatnonzero(where >= 1.0 - holdout_fraction / 2)
+    if min(len(train), len(calib), len(verify)) < 2:
+        return None
+    return train, calib, verify
+
+
 def split_by_time(n: int, holdout_fraction: float) -> tuple[slice, slice, slice]:
     hold = max(int(n * holdout_fraction), 2)
     train_end = n - hold
@@ -237,7 +259,15 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
                             "needed (record for longer: fluxtui train --duration S)")
     ordered = sorted(windows, key=lambda w: w.recorded_at)
     x_all = feature_matrix(ordered)
-    train, calib, verify = split_by_time(len(ordered), holdout_fraction)
+    parts = split_by_process([w.key for w in ordered], holdout_fraction)
+    if parts is None:
+        by_time = split_by_time(len(ordered), holdout_fraction)
+        parts = tuple(np.arange(len(ordered))[s] for s in by_time)  # type: ignore[assignment]
+    assert parts is not None
+    train, calib, verify = parts
+    train_w = [ordered[i] for i in train]
+    calib_w = [ordered[i] for i in calib]
+    verify_w = [ordered[i] for i in verify]
     x = x_all[train]
     std = x.std(axis=0)
     active = np.flatnonzero((std > 0) | (x.max(axis=0) != 0))
@@ -255,7 +285,7 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
     svm = OneClassSVM(nu=SVM_NU, gamma="scale").fit(_subsample(p, SVM_SAMPLES, rng))
     cores, eps = _dbscan_cores(_subsample(p, DBSCAN_SAMPLES, rng), rng)
 
-    train_profiles = Profiles.build(ordered[train], min_profile_windows, false_alarm_rate)
+    train_profiles = Profiles.build(train_w, min_profile_windows, false_alarm_rate)
     model = AnomalyModel(
         active=active, mean=mean, scale=scale, pca=pca, forest=forest, svm=svm, cores=cores,
         eps=eps, medians=np.zeros(3), thresholds=np.ones(3), profiles=train_profiles,
@@ -267,16 +297,16 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
     # the two quantiles. Per window alone, a short benign process with one odd window alarms
     # as often as the rate allows per window; per process alone, a few long-lived processes
     # with many odd windows would pull the threshold down.
-    keys = [w.key for w in ordered[calib]]
+    keys = [w.key for w in calib_w]
     model.thresholds = np.maximum(
         np.quantile(raw_calib, 1.0 - false_alarm_rate, axis=0),
         np.quantile(per_process_max(raw_calib, keys), 1.0 - false_alarm_rate, axis=0))
     # The rate check's factor, like the detectors' thresholds, from the calibration half.
-    rate_factor = train_profiles.calibrate_rate(ordered[calib], x_all[calib], false_alarm_rate)
+    rate_factor = train_profiles.calibrate_rate(calib_w, x_all[calib], false_alarm_rate)
 
-    fit_report = FitReport(len(ordered), train.stop, calib.stop - calib.start,
-                           verify.stop - verify.start, 0, false_alarm_rate)
-    verdicts = model.score(ordered[verify])
+    fit_report = FitReport(len(ordered), len(train), len(calib), len(verify), 0,
+                           false_alarm_rate)
+    verdicts = model.score(verify_w)
     per_model = np.array([v.model_scores for v in verdicts]).reshape(-1, 3)
     ensemble = np.median(per_model, axis=1)
     profile = np.array([v.profile_score for v in verdicts])
