@@ -201,9 +201,9 @@ def test_a_threshold_alert_gives_the_parts_of_the_score_that_crossed(tmp_path: P
 
 
 def test_the_default_benign_phase_puts_every_benign_scenario_in_the_training_part() -> None:
-    """The fit holds out the most recent anomaly.holdout_fraction of the recording (split by
-    time): with the default rounds every benign scenario (equal-length runs, in manifest order)
-    has a run in the part the detectors are fitted on."""
+    """Even split by time (the fit's fallback when too few processes were recorded), the
+    default rounds give every benign scenario (equal-length runs, in manifest order) a run in
+    the part the detectors are fitted on."""
     from fluxtui.config import AnomalyConfig
     from fluxtui.detection.anomaly.models import split_by_time
     from fluxtui.evaluation.runner import Options
