@@ -41,6 +41,9 @@
                                    (a debugger's per-step requests are counted, not sent) */
 #define FX_CAP_BPF 6            /* emit only commands that load or attach a program (map
                                    lookups are counted, not sent) */
+#define FX_CAP_OPEN_PROC 7      /* open/openat: emit only opens for writing of a path that
+                                   starts with "/proc/" (path argument: desc >> 12; its flags
+                                   follow it) */
 
 /* Indices of the per-CPU `dropped` array: what could not be recorded, never silently. */
 #define FX_DROP_COUNTS 0        /* syscalls not counted: count map full */
@@ -57,6 +60,8 @@
                                    (bit i of cut_parts says which step) */
 #define FX_EXEC_ANON_FILE 16    /* the file has no place in a directory tree: its dentry is its
                                    own parent (memfd and other anonymous files), whatever its name */
+#define FX_EXEC_STDIO_INET 32   /* a standard stream (fd 0-2) is an AF_INET/AF_INET6 socket (in
+                                   flags: the exec'd process's; in parent_flags: its parent's) */
 
 /* Run-time configuration, one element of the `config` array, written by user space. Offsets of
  * kernel structure members come from the running kernel's BTF, not from the headers BCC
@@ -87,6 +92,15 @@ struct fx_config {
     __u32 qstr_len;
     __u32 task_thread_status;   /* task_struct.thread_info.status (x86) */
     __u32 compat_mask;          /* TS_COMPAT in that status; 0 when this kernel has none */
+    __u32 task_files;           /* the standard streams at exec: files->fdt->fd[0..2] */
+    __u32 files_fdt;
+    __u32 fdtable_fd;
+    __u32 fdtable_max_fds;
+    __u32 file_f_inode;
+    __u32 inode_i_mode;
+    __u32 file_private_data;
+    __u32 socket_sk;
+    __u32 sock_family;          /* sock.__sk_common.skc_family */
 };
 
 /* Key of the count maps: one entry per process and syscall bigram. Per-syscall counts are the

@@ -86,4 +86,39 @@ static __always_inline u32 task_exe(char (*out)[FX_PART_LEN], u32 *parts, u32 *c
     return walk_path(out, parts, cut, cfg, exe_file + cfg->file_f_path);
 }
 
+/* FX_EXEC_STDIO_INET when one of the task's standard streams (fd 0, 1, 2) is an internet
+ * (AF_INET, AF_INET6) socket: a shell whose stdin/stdout is a TCP connection is a reverse or
+ * bind shell, whoever set it up and however short it lives. Unix sockets (the journal's) and
+ * pipes are not. */
+static __always_inline u32 stdio_inet(struct fx_config *cfg, u64 task)
+{
+    u64 files = read_u64(task, cfg->task_files);
+    if (!files)
+        return 0;
+    u64 fdt = read_u64(files, cfg->files_fdt);
+    if (!fdt)
+        return 0;
+    u32 max_fds = read_u32(fdt, cfg->fdtable_max_fds);
+    u64 fds = read_u64(fdt, cfg->fdtable_fd);
+    if (!fds)
+        return 0;
+    u32 found = 0;
+#pragma unroll
+    for (int i = 0; i < 3; i++) {
+        u64 file = i < max_fds ? read_u64(fds, i * 8) : 0;
+        u64 inode = file ? read_u64(file, cfg->file_f_inode) : 0;
+        u16 mode = 0;
+        if (inode)
+            bpf_probe_read_kernel(&mode, sizeof(mode), (void *)(inode + cfg->inode_i_mode));
+        u64 sock = (mode & 0170000) == 0140000 ? read_u64(file, cfg->file_private_data) : 0;
+        u64 sk = sock ? read_u64(sock, cfg->socket_sk) : 0;   /* S_IFSOCK: a struct socket */
+        u16 family = 0;
+        if (sk)
+            bpf_probe_read_kernel(&family, sizeof(family), (void *)(sk + cfg->sock_family));
+        if (family == 2 || family == 10)   /* AF_INET, AF_INET6 */
+            found = FX_EXEC_STDIO_INET;
+    }
+    return found;
+}
+
 #endif

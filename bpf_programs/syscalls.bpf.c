@@ -206,6 +206,22 @@ static __always_inline bool bpf_cmd_wanted(u64 cmd)
     return cmd == 5 || cmd == 8 || cmd == 17 || cmd == 28;
 }
 
+/* An open for writing (O_WRONLY or O_RDWR) of an absolute path under /proc/: another
+ * process's memory (/proc/PID/mem), its maps of ids, its attributes. Every other open is only
+ * counted: the check costs one 8-byte read of user memory, and only for opens for writing. */
+static __always_inline bool proc_write_wanted(u64 *a, u32 desc)
+{
+    u32 at = (desc >> 12) & 1;
+    u64 flags = at ? a[2] : a[1];
+    if (!(flags & 3))
+        return false;
+    char p[8] = {};
+    if (bpf_probe_read_user(p, sizeof(p), (void *)(at ? a[1] : a[0])))
+        return false;
+    return p[0] == '/' && p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c' &&
+           p[5] == '/';
+}
+
 static __always_inline void stash_argv(u64 *a, u16 nr, u32 desc)
 {
     struct fx_exec_stash *st = exec_stash.task_storage_get(
@@ -301,6 +317,8 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         return 0;
     if (cls == FX_CAP_BPF && !bpf_cmd_wanted(a[0]))
         return 0;
+    if (cls == FX_CAP_OPEN_PROC && !proc_write_wanted(a, desc))
+        return 0;
     emit_syscall(a, th, nr, desc);
     if (cls == FX_CAP_CRED || cls == FX_CAP_CAPSET) {
         th->flags |= FX_TH_CRED_PENDING;
@@ -355,6 +373,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     ev->parent_start_ticks = task_start_ticks(cfg, parent);
     ev->parent_flags = task_exe(ev->parent_exe, &ev->parent_exe_parts, &ev->parent_cut_parts,
                                 cfg, parent);
+    ev->flags |= stdio_inet(cfg, task);
+    ev->parent_flags |= stdio_inet(cfg, parent);
     ev->pad = 0;
     events.ringbuf_submit(ev, 0);
     return 0;

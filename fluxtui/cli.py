@@ -81,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", metavar="PATH", help="also write the table as JSON here")
     evaluate.add_argument("--scenario", metavar="NAME", nargs="+", action="extend",
                           help="run only these scenarios (default: all)")
-    evaluate.add_argument("--training-runs", type=int, default=1, metavar="N",
-                          help="benign rounds recorded to train the model first (0: none)")
+    evaluate.add_argument("--training-runs", type=int, default=2, metavar="N",
+                          help="benign rounds recorded to train the model first (default 2: "
+                          "the fit holds out the latest 30%% of the recording, so one round "
+                          "would leave the last benign scenarios out of training; 0: none)")
     evaluate.add_argument("--demo-dir", metavar="DIR", help="scenarios (default: demo/)")
     parser.add_argument("--duration", type=float, metavar="SECONDS",
                         help="train: seconds to record (default: anomaly.train_duration)")

@@ -302,7 +302,7 @@ class GuardConfig:
     rules_file: str = "/var/lib/fluxtui/rules.yml"
     audit_db: str = "/var/lib/fluxtui/audit.db"
     state_file: str = "/var/lib/fluxtui/protected-inodes.json"
-    unverified_reader_risk: float = field(default=40.0, metadata=_range(0, 100))
+    unverified_reader_risk: float = field(default=50.0, metadata=_range(0, 100))
     journal: bool = True
     groups: list[CredentialGroup] = field(default_factory=lambda: list(DEFAULT_GROUPS))
     system_files: list[CredentialGroup] = field(

@@ -4,6 +4,7 @@ process making a syscall its executable never made in training scores high, with
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -12,9 +13,22 @@ from sklearn.neighbors import NearestNeighbors
 
 from fluxtui.detection.anomaly import FEATURE_SCHEMA, FitReport, TrainingError, fit_models
 from fluxtui.detection.anomaly.features import feature_matrix
-from fluxtui.detection.anomaly.models import ALARM, MODEL_NAMES
-from fluxtui.detection.anomaly.profile import NEW_SYSCALL_SCORE, NEW_SYSCALL_WEAK_SCORE
+from fluxtui.detection.anomaly.models import (
+    ALARM,
+    MODEL_NAMES,
+    per_process_max,
+    split_by_process,
+)
+from fluxtui.detection.anomaly.profile import (
+    NEW_SYSCALL_SCORE,
+    NEW_SYSCALL_WEAK_SCORE,
+    RATE_FACTOR,
+    Profiles,
+)
+from fluxtui.events import ProcessKey
 from tests.anomaly_support import names, recorded_model, recorded_windows
+
+KEY_A, KEY_B, KEY_C, KEY_D, KEY_E, KEY_F = (ProcessKey(pid, 7) for pid in range(1, 7))
 
 PTRACE = 101
 
@@ -69,9 +83,28 @@ def test_fit_calibrates_on_held_out_windows_and_records_metadata() -> None:
     # The thresholds are the calibration windows' quantile: scored again, the calibration
     # windows sit at 50 at that quantile.
     ordered = sorted(windows, key=lambda w: w.recorded_at)
-    calib = ordered[r.train:r.train + r.calibrate]
+    split = split_by_process([w.key for w in ordered], 0.3)
+    assert split is not None
+    calib = [ordered[i] for i in split[1]]
+    assert len(calib) == r.calibrate
     per_model = model.calibrated(model.raw_scores(feature_matrix(calib)))
     assert (per_model >= ALARM).mean(axis=0).max() <= 0.02 + 1 / r.calibrate
+    # ... and per process (an alarm is about a process, on its worst window); processes whose
+    # worst window ties with the quantile itself sit exactly at 50.
+    worst = per_process_max(per_model, [w.key for w in calib])
+    assert (worst > ALARM).mean(axis=0).max() <= 0.02 + 1 / len(worst)
+
+
+def test_thresholds_count_a_process_once_however_many_windows_it_has() -> None:
+    """Per process, one benign process with many windows counts once (the threshold takes the
+    higher of the per-window and per-process quantiles: see fit_models)."""
+    values = np.array([[1.0], [1.0], [1.0], [1.0], [5.0], [2.0]])
+    keys = [KEY_A, KEY_B, KEY_C, KEY_D, KEY_E, KEY_E]
+    worst = per_process_max(values, keys)
+    assert sorted(worst[:, 0].tolist()) == [1.0, 1.0, 1.0, 1.0, 5.0]
+    many = per_process_max(np.array([[3.0]] * 50 + [[1.0]] * 5), [KEY_A] * 50 + [
+        KEY_B, KEY_C, KEY_D, KEY_E, KEY_F])
+    assert np.quantile(many, 0.5) == 1.0  # the 50 windows of one process count once
 
 
 def test_too_few_windows_is_one_clear_error() -> None:
@@ -147,3 +180,43 @@ def test_the_vectorised_profile_agrees_with_the_explained_one() -> None:
     verdicts = model.score(windows)
     for w, v in zip(windows, verdicts, strict=True):
         assert v.profile_score == pytest.approx(model.profiles.judge(w, model.name).score)
+
+
+def test_the_rate_factor_is_calibrated_on_held_out_windows() -> None:
+    """Must not alarm: a window whose rate factor the held-out benign windows reached (the
+    calibrated factor is above it). Must alarm: a rate far past the calibrated factor."""
+    model = recorded_model()
+    profiles = model.profiles
+    assert profiles.rate_factor >= RATE_FACTOR
+    normal = _window_of("/usr/bin/cat")
+    nr, _ = max(normal.counts.items(), key=lambda kv: kv[1])
+    peak = profiles.executables["/usr/bin/cat"].peak_rate[nr]
+
+    def at(factor: float):
+        return dataclasses.replace(normal, counts={**normal.counts, nr: int(peak * factor) + 20},
+                                   window_s=1.0, key=dataclasses.replace(normal.key, pid=1))
+    held_out = [at(30.0) for _ in range(20)]
+    calibrated = copy.deepcopy(profiles)
+    calibrated.calibrate_rate(held_out, feature_matrix(held_out), 0.01)
+    assert calibrated.rate_factor > 30.0
+    assert calibrated.screen([at(30.0)], feature_matrix([at(30.0)]))[1][0] == 0
+    assert profiles.screen([at(30.0)], feature_matrix([at(30.0)]))[1][0] >= ALARM  # before
+    far = at(calibrated.rate_factor * 20)
+    assert calibrated.screen([far], feature_matrix([far]))[1][0] >= ALARM
+    again = Profiles.from_data(calibrated.to_data())
+    assert again.rate_factor == calibrated.rate_factor
+
+
+def test_the_held_out_part_is_whole_processes_of_every_period() -> None:
+    """No process straddles the split, and the held-out processes come from the whole recording
+    (by time, only the latest workloads would be held out)."""
+    ordered = sorted(recorded_windows(), key=lambda w: w.recorded_at)
+    keys = [w.key for w in ordered]
+    split = split_by_process(keys, 0.3)
+    assert split is not None
+    train, calib, verify = ({keys[i] for i in part} for part in split)
+    assert not (train & calib) and not (train & verify) and not (calib & verify)
+    assert sum(len(part) for part in split) == len(ordered)
+    held = sorted(i for part in split[1:] for i in part)
+    assert held[0] < len(ordered) // 3 and held[-1] > 2 * len(ordered) // 3
+    assert split_by_process(keys[:3], 0.3) is None  # too few processes: time split instead

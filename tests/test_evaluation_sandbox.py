@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -209,3 +210,20 @@ def test_ctrl_c_during_a_scenario_removes_its_processes_and_directories(
     assert "interrupted" in err
     assert not alive(server)
     assert _leftovers(proc.pid) == []
+
+
+def test_the_stand_ins_for_dev_shm_and_var_tmp_are_world_writable_and_sticky() -> None:
+    """A script drops files into $FLUX_SHM / $FLUX_VARTMP as into /dev/shm and /var/tmp: the
+    rules must see the place as those are (1777), while $FLUX_WORK stays private (0700)."""
+    require_cgroup2()
+    run = RunSandbox()
+    try:
+        sandbox = run.scenario("modes")
+        try:
+            assert stat.S_IMODE(sandbox.work.stat().st_mode) == 0o700
+            for shared in (sandbox.shm, sandbox.vartmp):
+                assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+        finally:
+            assert sandbox.close()
+    finally:
+        run.close()

@@ -198,3 +198,18 @@ def test_a_threshold_alert_gives_the_parts_of_the_score_that_crossed(tmp_path: P
               syscall_points=10.0, event_points=40.0, anomaly=26.0))
     record = obs.end().processes[key]
     assert (record.final, record.rules, record.model) == (58.0, 50.0, 26.0)
+
+
+def test_the_default_benign_phase_puts_every_benign_scenario_in_the_training_part() -> None:
+    """Even split by time (the fit's fallback when too few processes were recorded), the
+    default rounds give every benign scenario (equal-length runs, in manifest order) a run in
+    the part the detectors are fitted on."""
+    from fluxtui.config import AnomalyConfig
+    from fluxtui.detection.anomaly.models import split_by_time
+    from fluxtui.evaluation.runner import Options
+
+    rounds = Options(Path(".")).training_runs
+    benign, per_run = 10, 40
+    order = [i for _ in range(rounds) for i in range(benign) for _ in range(per_run)]
+    train, _, _ = split_by_time(len(order), AnomalyConfig().holdout_fraction)
+    assert set(order[train]) == set(range(benign))

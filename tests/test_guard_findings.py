@@ -68,7 +68,7 @@ def test_an_unlisted_reader_is_a_finding_and_a_listed_verified_one_is_not(
     assert not python_decision.vetted
     assert python_decision.requester.verification != "not checked"  # verified in monitor too
     assert [(r.key, r.points) for r in tick.risk_inputs] == [
-        (python_decision.requester.key, 40.0)]
+        (python_decision.requester.key, 50.0)]
     assert "aws credential" in tick.risk_inputs[0].reason
     [alert] = [a for a in tick.alerts if isinstance(a, Alert)]
     assert alert.rule_id == "guard.unverified_credential_read"

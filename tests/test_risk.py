@@ -528,3 +528,70 @@ def test_a_process_that_crossed_the_threshold_alive_is_not_alerted_again_at_exit
         scorer.on_tick(tick)
         alerts += tick.alerts
     assert alerts == []
+
+
+def test_a_short_lived_process_keeps_its_anomaly_verdict_in_its_whole_life_score(
+        tmp_path: Path) -> None:
+    """The model judges a process's last window in the tick its final record arrives; the
+    scorer closes it one tick later: the verdict (decayed) is still part of its final score."""
+    config = Config(risk=dataclasses.replace(CFG, risk_threshold=20, exited_retention_s=0))
+    scorer = RiskScorer(config, proc=str(tmp_path), clock=CLOCK)
+    bus = EventBus()
+    published: list[object] = []
+    bus.subscribe(published.append)
+    short = ProcessKey(4100, 5100)
+    first = _tick(100.0, [], {SyscallCapture.name: _view(
+        (), {short: _life(short)}, {short: {"execve": 1, "ptrace": 1}})})
+    first.bus = bus
+    first.set_anomaly(AnomalyInput(short, 90, ("/usr/bin/id called ptrace, never seen",)))
+    scorer.on_tick(first)
+    second = _tick(101.0, [], {SyscallCapture.name: _view()})
+    second.bus = bus
+    second.set_anomaly(AnomalyInput(ProcessKey(999, 9), 5, ()))  # a model ran, not on it
+    scorer.on_tick(second)
+    exit_ = next(e for e in published if isinstance(e, ProcessExit))
+    assert exit_.anomaly == 90 and "called ptrace" in exit_.anomaly_reason
+    assert exit_.risk == pytest.approx(15 + 90 * CFG.anomaly_weight)
+    alerts = [a for a in [*first.alerts, *second.alerts] if a.rule_id == "risk.threshold"]
+    assert len(alerts) == 1 and alerts[0].extra["anomaly"] == 90
+
+
+def test_an_earlier_anomaly_verdict_decays_and_a_later_one_does_not_hide_it() -> None:
+    model = RiskModel(CFG)
+    model.set_anomalies({KEY: AnomalyInput(KEY, 80, ("new syscall",))}, "", now=0.0)
+    assert model.score(KEY, 0.0).anomaly == 80
+    model.set_anomalies({KEY: AnomalyInput(KEY, 10, ())}, "", now=10.0)
+    score = model.score(KEY, 10.0)
+    assert score.anomaly == pytest.approx(72) and score.anomaly_reason == "new syscall"
+    model.set_anomalies({}, "", now=20.0)
+    assert model.score(KEY, 20.0).anomaly == pytest.approx(64.8)
+    model.forget(KEY)
+    assert model.score(KEY, 20.0).anomaly == 0
+
+
+class _Verifier:
+    def __init__(self, *verified: str) -> None:
+        self.paths = set(verified)
+
+    def verified(self, path: str) -> bool:
+        return path in self.paths
+
+
+def test_a_verified_set_user_id_exec_makes_its_change_to_root_expected(tmp_path: Path) -> None:
+    """sudo (verified, exec'd set-user-ID root) taking uid 0 is its job; the same change by an
+    unverified set-user-ID copy, or by a process that was never given root, is not."""
+    from fluxtui.collectors.kernel_event import KernelEvent
+
+    capture = SyscallCapture(Config(), verifier=_Verifier("/usr/bin/sudo"),  # type: ignore[arg-type]
+                             proc=str(tmp_path))
+
+    def run(exe: str, pid: int, euid: int) -> bool:
+        key = ProcessKey(pid, pid)
+        capture._context(KernelEvent(kind="exec", timestamp=1.0, key=key, tid=pid, uid=1000,
+                                     gid=1000, comm="x", exe=exe, filename=exe, euid=euid))
+        cred = KernelEvent(kind="cred", timestamp=2.0, key=key, tid=pid, uid=0, gid=1000,
+                           comm="x", syscall="setuid", args=(1000, 1000, 0, 1000, 0, 0))
+        return capture._context(cred).setuid_verified
+    assert run("/usr/bin/sudo", 500, euid=0)
+    assert not run("/tmp/x/sudo", 501, euid=0)  # a set-user-ID copy nobody verified
+    assert not run("/usr/bin/sudo", 502, euid=1000)  # not given root by its exec

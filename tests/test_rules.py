@@ -3,6 +3,7 @@ technique, and stays quiet on the look-alike cases."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from typing import Any
@@ -128,6 +129,36 @@ def test_root_owned_places_under_tmp_are_quiet(path: str) -> None:
     only root could have put the file there."""
     assert run(exec_event(path, uid=0, euid=0)) == []
     assert run(exec_event(path)) == []  # run by a user: still root's file
+
+
+class FreshFS(FakeFS):
+    """FakeFS whose files changed (ctime) at `changed`."""
+
+    def __init__(self, changed: float) -> None:
+        super().__init__(FS.entries)
+        self.changed = changed
+
+    def stat(self, path: str) -> os.stat_result:
+        st = super().stat(path)
+        return os.stat_result((*st[:7], self.changed, self.changed, self.changed))
+
+
+@pytest.mark.parametrize("path", ["/tmp/payload", "/dev/shm/x/payload",
+                                  "/var/tmp/.hidden/payload"])
+def test_a_file_dropped_in_a_world_writable_place_and_run_at_once_is_high(path: str) -> None:
+    """Must alert (high): written (ctime) seconds before the exec in a medium place. Must not
+    escalate: the same place with an old file (medium), a fresh file only root controls
+    (nothing), a user's own fresh build (low)."""
+    now = event().timestamp
+    fresh = EventContext(stat=FreshFS(now - 3).stat)
+    found = only(evaluate(exec_event(path), fresh))
+    assert (found.rule_id, found.severity) == ("syscalls.exec_tmp", Severity.HIGH)
+    assert found.points >= 50 and "3 s before it ran" in found.reason
+    old = EventContext(stat=FreshFS(now - 3600).stat)
+    assert only(evaluate(exec_event(path), old)).severity is Severity.MEDIUM
+    assert evaluate(exec_event("/tmp/rootbuild/a.out", uid=0, euid=0), fresh) == []
+    own = only(evaluate(exec_event("/tmp/build/a.out", uid=1000), fresh))
+    assert own.severity is Severity.LOW
 
 
 def test_a_users_own_build_under_tmp_is_low_and_someone_elses_is_medium() -> None:
@@ -264,10 +295,15 @@ def test_setuid_root_exec_adds_risk_only() -> None:
 
 
 def test_uid_changing_to_root() -> None:
+    """Must alert (high): a process that takes root back (a saved uid 0, an unverified
+    set-user-ID copy). Must not alert: a verified set-user-ID program (sudo) doing its job."""
     cred = event("cred", syscall="setresuid", nr=117, args=(1000, 1000, 0, 1000, 0, 0))
     found = only(evaluate(cred))
     assert (found.rule_id, found.technique[0], found.severity) == (
-        "syscalls.uid_root", "T1548.001", Severity.MEDIUM)
+        "syscalls.uid_root", "T1548.001", Severity.HIGH)
+    assert found.points >= 45
+    sudo = only(evaluate(cred, EventContext(setuid_verified=True)))
+    assert not sudo.raises_alert and sudo.points < 10
 
 
 def test_uid_dropping_from_root_is_quiet() -> None:
@@ -302,16 +338,24 @@ def test_namespace_and_mount_changes_inside_a_container(name: str) -> None:
 
 
 def test_namespace_changes_outside_containers_unless_a_sandbox() -> None:
-    newuser = event(syscall="unshare", nr=272, args=(0x10000000 | 0x20000, 0, 0, 0, 0, 0))
-    found = only(run(newuser))
+    """Must alert (high): user + mount namespaces at once, setns from the host. Medium: a user
+    namespace alone (a browser-style sandbox not listed). Must not alert: a verified sandbox."""
+    newuser_mnt = event(syscall="unshare", nr=272, args=(0x10000000 | 0x20000, 0, 0, 0, 0, 0))
+    found = only(run(newuser_mnt))
+    assert (found.rule_id, found.severity) == ("syscalls.namespace_unshare", Severity.HIGH)
+    assert "new user namespace with its own mounts" in found.reason and found.points >= 40
+    newuser_net = event(syscall="unshare", nr=272, args=(0x10000000 | 0x40000000, 0, 0, 0, 0, 0))
+    found = only(run(newuser_net))
     assert (found.rule_id, found.severity) == ("syscalls.namespace_unshare", Severity.MEDIUM)
     assert "new user namespace" in found.reason
     mount_only = only(run(event(syscall="unshare", nr=272, args=(0x20000, 0, 0, 0, 0, 0))))
     assert mount_only.severity is Severity.LOW
     enter = only(run(event(syscall="setns", nr=308, args=(3, 0, 0, 0, 0, 0))))
-    assert (enter.rule_id, enter.technique[0]) == ("syscalls.namespace_enter", "T1611")
+    assert (enter.rule_id, enter.technique[0], enter.severity) == (
+        "syscalls.namespace_enter", "T1611", Severity.HIGH)
     sandbox = EventContext(sandbox=True)
-    assert evaluate(newuser, sandbox) == []  # bwrap, a browser, systemd: their job
+    for ev in (newuser_mnt, newuser_net, event(syscall="setns", nr=308, args=(3,) + (0,) * 5)):
+        assert evaluate(ev, sandbox) == []  # bwrap, a browser, systemd: their job
 
 
 def test_memfd_create_and_bpf_load_add_risk_without_alert() -> None:
@@ -382,3 +426,39 @@ def test_a_bad_rules_section_gets_one_clear_line() -> None:
 
     with pytest.raises(ConfigError, match=r"cfg.yml:3: rules.exceptions\[0\].binary: unknown"):
         parse_config("rules:\n  exceptions:\n    - {binary: /usr/bin/x}\n", "cfg.yml")
+
+
+def test_a_shell_started_on_a_network_socket_is_a_reverse_or_bind_shell() -> None:
+    """Must alert (high): a shell whose stdin/stdout the kernel saw on an internet socket at its
+    exec, or whose parent's are (a pty relay). Must not alert: a non-shell program on a socket
+    (an inetd-style service), a shell on pipes or unix sockets (no flag)."""
+    own = exec_event("/usr/bin/bash", parent="bash", flags=("stdio on a network socket",))
+    found = {f.rule_id: f for f in run(own, parent("/usr/bin/bash"))}
+    assert found["syscalls.reverse_shell"].severity is Severity.HIGH
+    assert found["syscalls.reverse_shell"].technique[0] == "T1059.004"
+    assert "network socket" in found["syscalls.reverse_shell"].reason
+    relay = dataclasses.replace(exec_event("/usr/bin/dash", argv0="/bin/sh"),
+                                parent_flags=("stdio on a network socket",),
+                                parent_exe="/usr/bin/python3.11")
+    found = {f.rule_id: f for f in run(relay, parent("/usr/bin/python3.11"))}
+    assert "relay" in found["syscalls.reverse_shell"].reason
+    service = exec_event("/usr/sbin/in.tftpd", flags=("stdio on a network socket",))
+    assert "syscalls.reverse_shell" not in {f.rule_id for f in run(service)}
+    plain = exec_event("/usr/bin/bash", parent="bash")
+    assert "syscalls.reverse_shell" not in {f.rule_id for f in run(plain, parent("/usr/bin/bash"))}
+
+
+def test_another_process_memory_opened_for_writing_through_proc() -> None:
+    """Must alert (critical): /proc/PID/mem (or a thread's) of another process opened for
+    writing (the kernel sends only opens for writing under /proc/). Must not alert: its own
+    memory, another /proc file (uid_map, oom_score_adj)."""
+    def opened(path: str, syscall: str = "openat") -> list[Finding]:
+        strings = ("", path, "") if syscall == "openat" else (path, "", "")
+        return evaluate(event(syscall=syscall, nr=257, args=(0,) * 6, strings=strings))
+    for path, syscall in (("/proc/777/mem", "openat"), ("/proc/777/task/778/mem", "open")):
+        found = only(opened(path, syscall))
+        assert (found.rule_id, found.technique[0], found.severity) == (
+            "syscalls.proc_mem_write", "T1055.009", Severity.CRITICAL)
+        assert "pid 777" in found.reason
+    assert opened(f"/proc/{KEY.pid}/mem") == []
+    assert opened("/proc/777/uid_map") == [] and opened("/proc/self/oom_score_adj") == []

@@ -36,7 +36,7 @@ from fluxtui.collectors import syscalls as sc
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.config import Config
 from fluxtui.engine import Engine
-from fluxtui.events import Alert, ProcessExit, ProcessKey, Snapshot
+from fluxtui.events import Alert, ProcessExit, ProcessKey, Severity, Snapshot
 from fluxtui.headless import documents_for
 from tests.kernel import require, require_bcc
 
@@ -55,9 +55,11 @@ DEFINES = ["FX_MAX_NR", "FX_NR_OTHER", "FX_NR_START", "FX_COMM_LEN", "FX_STR_LEN
            "FX_FILENAME_LEN", "FX_MAX_ARGS", "FX_ARG_LEN", "FX_PATH_PARTS", "FX_PART_LEN",
            "FX_EV_SYSCALL", "FX_EV_EXEC", "FX_EV_EXIT", "FX_EV_CRED", "FX_CAP_EVENT",
            "FX_CAP_EXEC", "FX_CAP_CRED", "FX_CAP_CAPSET", "FX_CAP_PTRACE", "FX_CAP_BPF",
+           "FX_CAP_OPEN_PROC",
            "FX_DROP_SLOTS", "FX_EXEC_NO_ARGV",
            "FX_EXEC_ARGV_TRUNCATED", "FX_EXEC_PATH_TRUNCATED", "FX_EXEC_NAME_TRUNCATED",
-           "FX_EXEC_ANON_FILE", "FX_CONN_ATTEMPT", "FX_CONN_ESTABLISHED", "FX_CONN_FAILED",
+           "FX_EXEC_ANON_FILE", "FX_EXEC_STDIO_INET", "FX_CONN_ATTEMPT", "FX_CONN_ESTABLISHED",
+           "FX_CONN_FAILED",
            "FX_CONN_PROCESS"]
 
 
@@ -249,7 +251,8 @@ def test_btf_reader_finds_members_through_anonymous_unions_and_typedefs() -> Non
 def test_running_kernel_btf_has_every_member_the_program_reads() -> None:
     require(kbtf.BTF_PATH.exists(), f"no kernel BTF at {kbtf.BTF_PATH}")
     offsets = kbtf.kernel_offsets(kbtf.Btf.load())
-    assert set(offsets) == set(kbtf.BTF_MEMBERS) | {"task_thread_status", "compat_mask"}
+    assert set(offsets) == set(kbtf.BTF_MEMBERS) | {"task_thread_status", "compat_mask",
+                                                    "sock_family"}
     if platform.machine() == "x86_64":  # thread_info is the first member of task_struct
         assert offsets["compat_mask"] == kbtf.TS_COMPAT and offsets["task_thread_status"] > 0
     assert offsets["path_mnt"] == 0 and offsets["path_dentry"] == 8  # struct path {mnt; dentry}
@@ -446,9 +449,10 @@ def test_ptrace_attach_raises_the_tagged_alert_and_state_goes_with_exit(
 
 
 def test_exec_tmp_judges_every_directory_of_the_path(engine: Engine) -> None:
-    """Must alert (medium): a file directly in /tmp, and one in a directory of another user
-    below it (run by root: a planted binary). Must not: root's build in a root-owned 0700
-    directory under /tmp (mkdtemp's)."""
+    """Must alert: a file directly in /tmp, and one in a directory of another user below it
+    (run by root: a planted binary); both were written just before they ran (their ctime), so
+    high: dropped and run. Must not: root's fresh build in a root-owned 0700 directory under
+    /tmp (mkdtemp's)."""
     ticker = Ticker(engine)
     workdir = tempfile.mkdtemp(prefix="fluxtui-exec-", dir="/tmp")  # root, 0700
     direct = os.path.join("/tmp", f"fluxtui-direct-{os.getpid()}")
@@ -468,7 +472,8 @@ def test_exec_tmp_judges_every_directory_of_the_path(engine: Engine) -> None:
             pid = runs[name].pid
             ticker.until(lambda s, pid=pid: bool(ticker.alerts(pid, "T1059")))
             alert = ticker.alerts(pid, "T1059")[0]
-            assert alert.rule_id == "syscalls.exec_tmp" and alert.severity.value == "medium"
+            assert alert.rule_id == "syscalls.exec_tmp" and alert.severity.value == "high"
+            assert "s before it ran" in alert.reasons[0]
         assert "directly in world-writable /tmp" in ticker.alerts(runs["direct"].pid,
                                                                   "T1059")[0].reasons[0]
         assert "owned by uid 65534" in ticker.alerts(runs["planted"].pid, "T1059")[0].reasons[0]
@@ -830,6 +835,63 @@ def test_a_shell_on_a_tcp_connection_is_a_reverse_shell(engine: Engine) -> None:
         piped.wait(timeout=10)
         for s in (accepted, client, server):
             s.close()
+
+
+def test_a_shell_that_exits_at_once_on_a_tcp_connection_is_caught_at_its_exec(
+        engine: Engine) -> None:
+    """The kernel reads the shell's standard streams at its exec: a reverse shell that lives a
+    few milliseconds (gone before any /proc check) is still caught; one on pipes is not."""
+    ticker = Ticker(engine)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    client = socket.create_connection(("127.0.0.1", server.getsockname()[1]))
+    accepted, _ = server.accept()
+    try:
+        shell = subprocess.Popen(["/bin/sh", "-c", "exit 0"], stdin=client, stdout=client)
+        piped = subprocess.Popen(["/bin/sh", "-c", "exit 0"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+        assert shell.wait(timeout=10) == 0
+        piped.communicate(timeout=10)
+
+        def reverse(pid: int) -> list[Alert]:
+            return [a for a in ticker.alerts(pid, "T1059.004")
+                    if a.rule_id == "syscalls.reverse_shell"]
+        ticker.until(lambda s: bool(reverse(shell.pid)))
+        assert "network socket" in " ".join(reverse(shell.pid)[0].reasons)
+        assert not reverse(piped.pid)
+    finally:
+        for s in (accepted, client, server):
+            s.close()
+
+
+def test_another_process_memory_written_through_proc_pid_mem_is_critical(
+        engine: Engine) -> None:
+    """dd-style injection without a special syscall: the kernel sends the open for writing of
+    /proc/PID/mem; opening one's own, or for reading, raises nothing."""
+    ticker = Ticker(engine)
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        writer = subprocess.run(
+            [sys.executable, "-c", f"open('/proc/{victim.pid}/mem', 'r+b').close(); "
+             "open('/proc/self/mem', 'r+b').close()"], timeout=30, check=True)
+        assert writer.returncode == 0
+        reader = subprocess.run(
+            [sys.executable, "-c", f"open('/proc/{victim.pid}/mem', 'rb').close()"],
+            timeout=30, check=True)
+        assert reader.returncode == 0
+
+        def found() -> list[Alert]:
+            return [a for a in ticker.snapshot.alerts if a.rule_id == "syscalls.proc_mem_write"
+                    and a.extra.get("target_pid") == victim.pid] if ticker.snapshot else []
+        ticker.until(lambda _: bool(found()))
+        assert len(found()) == 1 and found()[0].severity is Severity.CRITICAL
+        assert not [a for a in ticker.snapshot.alerts  # type: ignore[union-attr]
+                    if a.rule_id == "syscalls.proc_mem_write"
+                    and a.extra.get("target_pid") != victim.pid]
+    finally:
+        victim.kill()
+        victim.wait(timeout=10)
 
 
 def sc_checks() -> int:

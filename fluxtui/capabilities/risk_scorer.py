@@ -137,7 +137,7 @@ class RiskScorer:
         # "" means a model ran; with no anomaly component nothing sets it, and no verdict came.
         why_none = tick.anomaly_model or ("" if tick.anomalies else NO_MODEL)
         self._anomaly_note = why_none
-        self.model.set_anomalies(tick.anomalies, why_none)
+        self.model.set_anomalies(tick.anomalies, why_none, now)
 
         scores: dict[ProcessKey, RiskScore] = {}
         containers: dict[ProcessKey, ContainerInfo | None] = {}

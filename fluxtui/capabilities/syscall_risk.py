@@ -27,6 +27,7 @@ from fluxtui.capabilities.stdio_watch import STDIO_CHECKS, StdioWatch
 from fluxtui.capabilities.syscall_view import SyscallView
 from fluxtui.collectors.kernel_event import KernelEvent, boot_to_wall
 from fluxtui.collectors.procstat import CLOCK_TICKS, read_start_ticks
+from fluxtui.collectors.stdio_sockets import stdio_sockets
 from fluxtui.collectors.syscalls import CollectorUnavailable, DropCounts, SyscallCollector
 from fluxtui.config import Config
 from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
@@ -54,6 +55,7 @@ __all__ = ["REARM_FRACTION", "STDIO_CHECKS", "RiskScorer", "RiskView", "SyscallC
 
 log = logging.getLogger(__name__)
 
+REVERSE_SHELL = "syscalls.reverse_shell"
 RECENT_EVENTS = 50  # per process, for the detail view
 MISSING_TICKS = 3  # a process gone from /proc without an exit event is closed after this many
 FINISHED_KEPT = 65536  # processes already closed, remembered so late counts do not re-open them
@@ -106,6 +108,9 @@ class SyscallCapture:
         self._shell_parents = frozenset(rules.shell_parents)
         self._sandboxes = frozenset(rules.sandboxes)
         self._stdio = StdioWatch(proc)
+        # Processes whose latest exec gave them root through the set-user-ID bit of a verified
+        # program (sudo, su, pkexec): their change of uid to 0 is that program's job.
+        self._setuid_verified: set[ProcessKey] = set()
         self._rate = 0.0
         self._dropped = DropCounts()
         self._finished: OrderedDict[ProcessKey, None] = OrderedDict()
@@ -274,6 +279,7 @@ class SyscallCapture:
         self._alerted = {(k, r) for k, r in self._alerted if k not in done}
         for key in done:
             self._stdio.forget(key)
+            self._setuid_verified.discard(key)
             self._finished[key] = None
         while len(self._finished) > FINISHED_KEPT:
             self._finished.popitem(last=False)
@@ -303,6 +309,8 @@ class SyscallCapture:
             for finding in evaluate(event, ctx):
                 if not self.filter.allows(finding.rule_id, subject):
                     continue
+                if finding.rule_id == REVERSE_SHELL and not finding.extra.get("relay"):
+                    finding = self._with_remote(finding, event)
                 findings.append(finding)
                 life.rules.add(finding.rule_id)
                 self._maybe_alert(finding, event.timestamp, event.name, tick)
@@ -312,6 +320,11 @@ class SyscallCapture:
         if event.kind == "exec":
             self._containers.refresh(event.key)
             self.lineage.record_exec(event)
+            exe = event.exe or event.filename
+            if event.euid == 0 and event.uid != 0 and self.verifier.verified(exe):
+                self._setuid_verified.add(event.key)
+            else:
+                self._setuid_verified.discard(event.key)
             if any(_base(p) in SHELLS for p in (event.exe, event.filename) if p):
                 self._stdio.watch(event.key, event.name, event.exe)
             parent, wrappers = self.lineage.real_parent(event.key)
@@ -323,6 +336,8 @@ class SyscallCapture:
                 and self.verifier.verified(parent_exe),
                 parent_args=node.args if node is not None else (),
                 wrappers=wrappers, shell_parents=self._shell_parents)
+        if event.kind == "cred":
+            return EventContext(setuid_verified=event.key in self._setuid_verified)
         container: ContainerInfo | None = None
         sandbox = False
         if event.kind == "syscall" and event.syscall in CONTAINER_ESCAPE_SYSCALLS:
@@ -331,6 +346,20 @@ class SyscallCapture:
                 exe = self._exe_of(event.key)
                 sandbox = exe in self._sandboxes and self.verifier.verified(exe)
         return EventContext(container=container, sandbox=sandbox)
+
+    def _with_remote(self, finding: Finding, event: KernelEvent) -> Finding:
+        """The kernel saw the shell's standard stream on a socket at its exec; while it still
+        runs, /proc names the connection (remote address, direction)."""
+        key = event.key
+        if read_start_ticks(key.pid, self._proc) != key.start_ticks:
+            return finding  # already gone: the kernel's fact stands alone
+        sockets = stdio_sockets(key.pid, self._proc)
+        if not sockets:
+            return finding
+        self._stdio.forget(key)
+        sock = sockets[0]
+        return stdio_socket_finding(key, event.name, event.exe, sock.fds, sock.remote,
+                                    sock.inbound)
 
     def _exe_of(self, key: ProcessKey) -> str:
         exe = self.lineage.exe(key)

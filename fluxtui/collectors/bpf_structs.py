@@ -19,9 +19,11 @@ FX_PATH_PARTS = 24
 FX_PART_LEN = 48
 FX_EV_SYSCALL, FX_EV_EXEC, FX_EV_EXIT, FX_EV_CRED = 1, 2, 3, 4
 FX_CAP_EVENT, FX_CAP_EXEC, FX_CAP_CRED, FX_CAP_CAPSET, FX_CAP_PTRACE, FX_CAP_BPF = 1, 2, 3, 4, 5, 6
+FX_CAP_OPEN_PROC = 7
 FX_DROP_SLOTS = 4
 FX_EXEC_NO_ARGV, FX_EXEC_ARGV_TRUNCATED, FX_EXEC_PATH_TRUNCATED = 1, 2, 4
 FX_EXEC_NAME_TRUNCATED, FX_EXEC_ANON_FILE = 8, 16
+FX_EXEC_STDIO_INET = 32
 FX_CONN_ATTEMPT, FX_CONN_ESTABLISHED, FX_CONN_FAILED, FX_CONN_PROCESS = 1, 2, 3, 4
 
 
@@ -33,6 +35,8 @@ class Config(ct.Structure):
             "path_mnt", "path_dentry", "dentry_d_parent", "dentry_d_name", "qstr_name",
             "mount_mnt", "mount_mnt_parent", "mount_mnt_mountpoint", "vfsmount_mnt_root",
             "qstr_len", "task_thread_status", "compat_mask",
+            "task_files", "files_fdt", "fdtable_fd", "fdtable_max_fds", "file_f_inode",
+            "inode_i_mode", "file_private_data", "socket_sk", "sock_family",
         )
     ]
 
@@ -114,6 +118,10 @@ CAPTURE: dict[str, int] = {
     "open_tree": FX_CAP_EVENT | 0b010 << 8,
     "mount_setattr": FX_CAP_EVENT | 0b010 << 8,
     "open_by_handle_at": FX_CAP_EVENT,
+    # Opens for writing of a path under /proc/ (another process's memory through /proc/PID/mem);
+    # the kernel sends only those, with the path.
+    "open": FX_CAP_OPEN_PROC | 0b001 << 8 | 0 << 12,
+    "openat": FX_CAP_OPEN_PROC | 0b010 << 8 | 1 << 12,
 }
 
 # 32-bit (compat) syscalls emitted as events, by their 32-bit names: the high-signal calls above.

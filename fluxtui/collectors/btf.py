@@ -33,6 +33,16 @@ BTF_MEMBERS = {
     "mount_mnt_parent": ("mount", "mnt_parent"),
     "mount_mnt_mountpoint": ("mount", "mnt_mountpoint"),
     "vfsmount_mnt_root": ("vfsmount", "mnt_root"),
+    # A process's standard streams at exec: task->files->fdt->fd[0..2], each file's inode mode
+    # and, for a socket, its address family (reverse and bind shells).
+    "task_files": ("task_struct", "files"),
+    "files_fdt": ("files_struct", "fdt"),
+    "fdtable_fd": ("fdtable", "fd"),
+    "fdtable_max_fds": ("fdtable", "max_fds"),
+    "file_f_inode": ("file", "f_inode"),
+    "inode_i_mode": ("inode", "i_mode"),
+    "file_private_data": ("file", "private_data"),
+    "socket_sk": ("socket", "sk"),
 }
 
 
@@ -106,6 +116,8 @@ TS_COMPAT = 0x0002  # arch/x86/include/asm/thread_info.h: a 32-bit syscall is ru
 
 def kernel_offsets(btf: Btf) -> dict[str, int]:
     offsets = {name: btf.member_offset(*where) for name, where in BTF_MEMBERS.items()}
+    offsets["sock_family"] = (btf.member_offset("sock", "__sk_common")
+                              + btf.member_offset("sock_common", "skc_family"))
     offsets.update(compat_offsets(btf))
     return offsets
 

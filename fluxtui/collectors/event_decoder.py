@@ -17,6 +17,7 @@ from fluxtui.collectors.bpf_structs import (
     FX_EXEC_NAME_TRUNCATED,
     FX_EXEC_NO_ARGV,
     FX_EXEC_PATH_TRUNCATED,
+    FX_EXEC_STDIO_INET,
     FX_MAX_ARGS,
     FX_PATH_PARTS,
     ExecEventC,
@@ -52,7 +53,8 @@ def _flags(bits: int) -> list[str]:
                                    (FX_EXEC_ARGV_TRUNCATED, "argv truncated"),
                                    (FX_EXEC_PATH_TRUNCATED, "path truncated"),
                                    (FX_EXEC_NAME_TRUNCATED, "name truncated"),
-                                   (FX_EXEC_ANON_FILE, "anonymous file"))
+                                   (FX_EXEC_ANON_FILE, "anonymous file"),
+                                   (FX_EXEC_STDIO_INET, "stdio on a network socket"))
             if bits & bit]
 
 

@@ -9,10 +9,13 @@ Three parts add up, capped at 100:
   capabilities (`TickContext.add_risk`), each with its reason. The same principle holds: a kind
   of event (a rule, or a reason) counts once, at its largest recent value, however often it
   happens, so a busy normal program repeating memfd_create or bpf(PROG_LOAD) does not climb;
-- anomaly: the anomaly model's verdict for the process this tick (0-100, `set_anomalies`)
-  times `anomaly_weight`, added to the other parts with the model's reasons. Without a verdict
-  it is a real 0 with the reason why (no model trained, refused, not scored this tick); it
-  never scales the other parts down, so a rule finding weighs the same with or without a model.
+- anomaly: the anomaly model's verdict for the process (0-100, `set_anomalies`) times
+  `anomaly_weight`, added to the other parts with the model's reasons: the verdict of this tick,
+  or the strongest earlier one (decayed like the rest) when that is higher, so that a window
+  judged abnormal still counts when the process is scored on its whole life at exit (the tick
+  after its last window). Without a verdict it is a real 0 with the reason why (no model
+  trained, refused, not scored this tick); it never scales the other parts down, so a rule
+  finding weighs the same with or without a model.
 Everything decays: every `decay_interval` seconds it is multiplied by `decay_factor` (applied
 continuously, so a value halfway through an interval has decayed by the square root). `now` is a
 monotonic clock (time.monotonic() in the scorer), so a wall-clock step does not decay or freeze
@@ -58,6 +61,15 @@ class _Contribution:
 
 
 @dataclass
+class _Peak:
+    """The strongest anomaly verdict of a process so far (decayed), with its reasons."""
+
+    score: float
+    reasons: tuple[str, ...]
+    updated: float
+
+
+@dataclass
 class _ProcessState:
     updated: float
     syscalls: dict[str, float] = field(default_factory=dict)  # name -> recency, 1 when used
@@ -69,13 +81,36 @@ class RiskModel:
         self.config = config
         self._state: dict[ProcessKey, _ProcessState] = {}
         self._anomalies: Mapping[ProcessKey, AnomalyInput] = {}
+        self._peaks: dict[ProcessKey, _Peak] = {}
         self._no_model = NO_MODEL
 
-    def set_anomalies(self, verdicts: Mapping[ProcessKey, AnomalyInput], why_none: str) -> None:
+    def set_anomalies(self, verdicts: Mapping[ProcessKey, AnomalyInput], why_none: str,
+                      now: float | None = None) -> None:
         """This tick's anomaly verdicts; `why_none` is why there are none ("" when a model
-        ran)."""
+        ran). With `now`, each process's strongest verdict is also kept (decaying) for its
+        whole-life score."""
         self._anomalies = verdicts
         self._no_model = why_none
+        if now is None:
+            return
+        for key, verdict in verdicts.items():
+            score = max(0.0, min(100.0, verdict.score))
+            peak = self._peak(key, now)
+            if score > 0 and (peak is None or score >= peak.score):
+                self._peaks[key] = _Peak(score, verdict.reasons, now)
+
+    def _peak(self, key: ProcessKey, now: float) -> _Peak | None:
+        peak = self._peaks.get(key)
+        if peak is None:
+            return None
+        factor = self._decay(now - peak.updated)
+        if factor != 1.0:
+            peak.score *= factor
+            peak.updated = max(peak.updated, now)
+        if peak.score * self.config.anomaly_weight < NEGLIGIBLE:
+            del self._peaks[key]
+            return None
+        return peak
 
     def weight(self, syscall: str) -> float:
         return self.config.base_risk_scores.get(syscall, self.config.default_risk_score)
@@ -130,12 +165,15 @@ class RiskModel:
 
     def forget(self, key: ProcessKey) -> None:
         self._state.pop(key, None)
+        self._peaks.pop(key, None)
 
     def retain(self, alive: Iterable[ProcessKey]) -> None:
         """Drop every process not in `alive` (exited ones whose exit event was not seen)."""
         keep = set(alive)
         for key in [k for k in self._state if k not in keep]:
             del self._state[key]
+        for key in [k for k in self._peaks if k not in keep]:
+            del self._peaks[key]
 
     def __len__(self) -> int:
         return len(self._state)
@@ -145,17 +183,21 @@ class RiskModel:
 
     # --- output ------------------------------------------------------------------------------
 
-    def _anomaly(self, key: ProcessKey) -> tuple[float, str, tuple[str, ...]]:
-        """(score 0-100, reason, the model's reasons) of the process's verdict this tick."""
+    def _anomaly(self, key: ProcessKey, now: float) -> tuple[float, str, tuple[str, ...]]:
+        """(score 0-100, reason, the model's reasons): the process's verdict this tick, or its
+        strongest earlier one (decayed) when higher."""
         verdict = self._anomalies.get(key)
+        peak = self._peak(key, now)
+        score = 0.0 if verdict is None else max(0.0, min(100.0, verdict.score))
+        if peak is not None and peak.score > score:
+            return peak.score, "; ".join(peak.reasons), peak.reasons
         if verdict is None:
             return 0.0, self._no_model or NO_VERDICT, ()
-        score = max(0.0, min(100.0, verdict.score))
         return score, "; ".join(verdict.reasons), verdict.reasons
 
     def score(self, key: ProcessKey, now: float) -> RiskScore:
         state = self._at(key, now, create=False)
-        anomaly, anomaly_reason, anomaly_reasons = self._anomaly(key)
+        anomaly, anomaly_reason, anomaly_reasons = self._anomaly(key, now)
         anomaly_points = anomaly * self.config.anomaly_weight
         if state is None and anomaly_points <= 0:
             return ZERO if anomaly_reason == NO_MODEL else dataclasses.replace(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ BPF_PROG_LOAD = 5
 
 T_PTRACE = ("T1055.008", "Process Injection: Ptrace System Calls")
 T_INJECTION = ("T1055", "Process Injection")
+T_PROC_MEM = ("T1055.009", "Process Injection: Proc Memory")
 T_HIDE = ("T1564", "Hide Artifacts")
 T_SHELL = ("T1059.004", "Command and Scripting Interpreter: Unix Shell")
 T_INTERPRETER = ("T1059", "Command and Scripting Interpreter")
@@ -103,6 +105,9 @@ class EventContext:
     # For unshare/setns: the process runs a verified executable of rules.sandboxes.
     sandbox: bool = False
     stat: Stat | None = None  # lstat for exec_tmp (None: os.lstat)
+    # For a cred event: the process holds root because its exec was of a set-user-ID-root
+    # program that is verified (package-owned, unmodified: sudo, su, pkexec doing their job).
+    setuid_verified: bool = False
 
 
 Rule = Callable[[KernelEvent, EventContext], list[Finding]]
@@ -171,6 +176,7 @@ def rule_exec(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
                               "directories deep, which hides where it lives)", 20, T_HIDE,
                               Severity.MEDIUM, executable=path, filename=ev.filename))
     found += _shell_spawn(ev, ctx, path)
+    found += _shell_on_socket(ev, path)
     if ev.euid == 0 and ev.uid != 0:
         found.append(_finding(ev, "exec_setuid_root", "Root gained by a set-user-ID program",
                               f"uid {ev.uid} runs {path} as root (set-user-ID)", 10, T_SETUID))
@@ -178,6 +184,11 @@ def rule_exec(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
 
 
 _LOCATION_POINTS = {Severity.LOW: 10, Severity.MEDIUM: 30}
+# A file in such a place whose inode changed (written, chmod +x, renamed in) this few seconds
+# before it ran was dropped there to be run: the download-and-execute pattern (T1105). ctime
+# cannot be set from user space, unlike mtime.
+FRESH_S = 120.0
+FRESH_POINTS = 50
 
 
 def _exec_location(ev: KernelEvent, ctx: EventContext, path: str) -> list[Finding]:
@@ -196,10 +207,27 @@ def _exec_location(ev: KernelEvent, ctx: EventContext, path: str) -> list[Findin
     if best is None:
         return []
     where, verdict = best
+    age = _age(where, ev.timestamp, ctx) if verdict.severity is Severity.MEDIUM else None
+    if age is not None:
+        return [_finding(ev, "exec_tmp", "Program dropped and run from a world-writable place",
+                         f"exec of {where}: {verdict.why}; the file was written or made "
+                         f"executable {age:.0f} s before it ran", FRESH_POINTS, T_INTERPRETER,
+                         Severity.HIGH, executable=where, writable_dir=verdict.writable_dir,
+                         written_s_before=round(age, 1))]
     return [_finding(ev, "exec_tmp", "Program executed from a world-writable directory",
                      f"exec of {where}: {verdict.why}", _LOCATION_POINTS[verdict.severity],
                      T_INTERPRETER, verdict.severity, executable=where,
                      writable_dir=verdict.writable_dir)]
+
+
+def _age(path: str, when: float, ctx: EventContext) -> float | None:
+    """Seconds between the file's last inode change and the exec, when under FRESH_S."""
+    try:
+        changed = (ctx.stat or os.lstat)(path).st_ctime
+    except OSError:
+        return None
+    age = when - changed
+    return max(age, 0.0) if -2.0 <= age <= FRESH_S else None
 
 
 def _shell_spawn(ev: KernelEvent, ctx: EventContext, path: str) -> list[Finding]:
@@ -223,13 +251,46 @@ def _shell_spawn(ev: KernelEvent, ctx: EventContext, path: str) -> list[Finding]
                      f"(pid {ev.ppid})", 10, T_SHELL, Severity.LOW, **extra)]
 
 
+STDIO_INET = "stdio on a network socket"  # the exec event's flag, read in the kernel at exec
+
+
+def _is_shell(ev: KernelEvent) -> bool:
+    names = {_basename(p) for p in (ev.exe, ev.filename, ev.argv[0] if ev.argv else "") if p}
+    return bool(names & SHELLS)
+
+
+def _shell_on_socket(ev: KernelEvent, path: str) -> list[Finding]:
+    """A shell exec'd with a standard stream on an internet socket (bash -i >& /dev/tcp/..., a
+    bind shell handing its accepted connection over), or started by a process whose own
+    standard streams are one (a relay: python pty.spawn, socat): read in the kernel at the
+    exec, so a shell that lives a few milliseconds is caught too."""
+    if not _is_shell(ev):
+        return []
+    if STDIO_INET in ev.flags:
+        how = f"shell {path} started with its standard input/output on a network socket"
+    elif STDIO_INET in ev.parent_flags:
+        how = (f"shell {path} started by {ev.parent_exe or ev.parent_comm} (pid {ev.ppid}), "
+               "whose standard input/output is a network socket (a relay to the shell)")
+    else:
+        return []
+    return [_finding(ev, "reverse_shell", "Shell on a network connection (reverse/bind shell)",
+                     how, 50, T_SHELL, Severity.HIGH, executable=path,
+                     relay=STDIO_INET not in ev.flags)]
+
+
 def rule_credentials(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     if ev.kind != "cred":
         return []
     old_uid, old_gid, new_uid, new_gid = ev.args[:4]
     if old_uid != 0 and new_uid == 0:
+        if ctx.setuid_verified:  # sudo, su, pkexec: root granted by a verified program's mode
+            return [_finding(ev, "uid_root", "Process changed its user to root",
+                             f"{ev.syscall}: uid {old_uid} → 0 (verified set-user-ID program)",
+                             5, T_SETUID, old_uid=old_uid)]
+        # Anything else that makes itself root (a saved uid 0 taken back, a set-user-ID copy
+        # nobody verified) has escalated privileges.
         return [_finding(ev, "uid_root", "Process changed its user to root",
-                         f"{ev.syscall}: uid {old_uid} → 0", 30, T_SETUID, Severity.MEDIUM,
+                         f"{ev.syscall}: uid {old_uid} → 0", 45, T_SETUID, Severity.HIGH,
                          old_uid=old_uid)]
     if old_gid != 0 and new_gid == 0:
         return [_finding(ev, "gid_root", "Process changed its group to root",
@@ -246,6 +307,26 @@ def rule_process_vm_write(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     return [_finding(ev, "process_vm_write", "Memory written into another process",
                      f"process_vm_writev into pid {target}", 50, T_INJECTION,
                      Severity.CRITICAL, target_pid=target)]
+
+
+# /proc/PID/mem (or a thread's /proc/PID/task/TID/mem), opened for writing: the kernel sends
+# only opens for writing of paths under /proc/ (FX_CAP_OPEN_PROC).
+PROC_MEM = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/mem$")
+
+
+def rule_proc_mem_write(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
+    if ev.kind != "syscall" or ev.syscall not in ("open", "openat"):
+        return []
+    path = ev.strings[1] if ev.syscall == "openat" else ev.strings[0]
+    match = PROC_MEM.match(os.path.normpath(path)) if path else None
+    if match is None:
+        return []
+    target = int(match.group(1))
+    if target == ev.key.pid:
+        return []
+    return [_finding(ev, "proc_mem_write", "Memory of another process opened for writing",
+                     f"{ev.syscall} of {path} for writing (the memory of pid {target})", 50,
+                     T_PROC_MEM, Severity.CRITICAL, target_pid=target)]
 
 
 def rule_module(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
@@ -277,10 +358,19 @@ def rule_namespace(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     if ctx.sandbox:
         return []
     if ev.syscall == "setns":
+        # Joining another process's namespaces from the host is what container runtimes do
+        # (verified sandboxes, above); anything else is moving into another context.
         return [_finding(ev, "namespace_enter", "Process entered other namespaces",
-                         f"{ev.describe()} outside any container (not a known sandbox)", 25,
-                         T_ESCAPE, Severity.MEDIUM)]
+                         f"{ev.describe()} outside any container (not a known sandbox)", 45,
+                         T_ESCAPE, Severity.HIGH)]
     flags = ev.args[0] if ev.args else 0
+    if flags & CLONE_NEWUSER and flags & CLONE_NEWNS:
+        # Root in a user namespace with a mount table of its own: the primitive of the user
+        # namespace privilege escalations (overlayfs, fuse, fsconfig mounts as "root").
+        return [_finding(ev, "namespace_unshare", "New user and mount namespaces created",
+                         f"{ev.describe()}: a new user namespace with its own mounts gives its "
+                         "creator root over them (not a known sandbox)", 40, T_ELEVATION,
+                         Severity.HIGH)]
     if flags & CLONE_NEWUSER:
         return [_finding(ev, "namespace_unshare", "New user namespace created",
                          f"{ev.describe()}: a new user namespace gives its creator every "
@@ -314,7 +404,8 @@ def rule_compat_syscall(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
                      compat_nr=ev.nr - FX_MAX_NR)]
 
 
-RULES: tuple[Rule, ...] = (rule_ptrace, rule_process_vm_write, rule_exec, rule_credentials,
+RULES: tuple[Rule, ...] = (rule_ptrace, rule_process_vm_write, rule_proc_mem_write, rule_exec,
+                           rule_credentials,
                            rule_module, rule_container_escape, rule_namespace, rule_memfd_create,
                            rule_bpf_load, rule_compat_syscall)
 

@@ -15,7 +15,7 @@ from fluxtui.evaluation.sandbox import SandboxError
 
 
 def run_evaluate(config: Config, names: list[str] | None, json_path: str | None,
-                 training_runs: int = 1, demo_dir: str | None = None,
+                 training_runs: int = 2, demo_dir: str | None = None,
                  out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     if os.geteuid() != 0:
         print("fluxtui evaluate: needs root (it runs the real collectors: eBPF, fanotify, "

@@ -46,7 +46,11 @@ LAUNCHER = ('echo $$ > "$1/launch/cgroup.procs" || exit 97\n'
 @dataclass
 class Options:
     demo_dir: Path
-    training_runs: int = 1  # benign rounds recorded to train the model; 0: no model
+    # Benign rounds recorded to train the model; 0: no model. Two: the fit holds out the most
+    # recent part of the recording (anomaly.holdout_fraction, 30%) to set and check its
+    # thresholds, so with one round the last benign scenarios would never reach the detectors'
+    # training part; with two, every one of them is in it at least once.
+    training_runs: int = 2
     settle_ticks: int = 3  # engine ticks waited after a scenario ends, for late verdicts
     progress: TextIO = sys.stderr
 
@@ -118,7 +122,10 @@ def build_engine(config: Config, plugin: AnomalyPlugin, model: Any = None,
             mine = plugin.component_class(config, model=model, recorder=recorder, load=False)
         except TypeError:
             mine = plugin.component_class(config, model=model, recorder=recorder)
-        at = next((i for i, c in enumerate(components) if c.name == mine.name), None)
+        # The product's own anomaly component (it would load the model on disk) is replaced:
+        # found by its component name, whatever class provides it.
+        at = next((i for i, c in enumerate(components)
+                   if isinstance(c, plugin.component_class) or c.name == mine.name), None)
         if at is not None:  # the product's own (with the model on disk) is replaced
             components[at] = mine
         else:  # before the risk scorer, which folds the model's verdicts in

@@ -25,6 +25,7 @@ MARKER = ".fluxtui-eval-owner"
 DECOY_MARKER = ".fluxtui-decoy"
 TEMP_ROOTS = ("/tmp", "/dev/shm", "/var/tmp")
 ROLES = ("launch", "actor", "support")
+SHARED_MODE = 0o1777  # of the stand-ins for /dev/shm and /var/tmp
 
 
 class SandboxError(Exception):
@@ -186,6 +187,13 @@ class ScenarioSandbox:
                 self.cgroups[role] = self.cgroup / role
             for root in TEMP_ROOTS:
                 self.dirs.append(make_temp_dir(root))
+            # $FLUX_SHM and $FLUX_VARTMP stand for /dev/shm and /var/tmp themselves (a script
+            # drops files straight into them as it would there), so they are what those are:
+            # world-writable with the sticky bit. A private 0700 directory in between would
+            # make a file dropped "in /var/tmp" look like one only root could have put there.
+            # $FLUX_WORK stays a private 0700 work directory (a build under /tmp).
+            for shared in self.dirs[1:]:
+                shared.chmod(SHARED_MODE)
         except OSError as exc:
             self.close()
             raise SandboxError(f"cannot set up scenario {name}: {exc}") from None

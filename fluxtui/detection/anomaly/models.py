@@ -4,14 +4,18 @@ benign windows held out from training, plus the per-executable profile.
 Pipeline: feature rows (features.py) -> the columns that varied in training, centred and scaled
 -> PCA to at most PCA_COMPONENTS dimensions -> three detectors, each giving a raw score that grows
 with abnormality. Calibration maps a raw score to 0-100 per model: the median of the calibration
-windows is 0, the (1 - false_alarm_rate) quantile is 50, twice as far is 100. The ensemble score
-is the median of the three (>= 50 when at least two of them are past their threshold). The
-window's score is the larger of the ensemble's and the profile's (profile.py).
+windows is 0, the higher of the (1 - false_alarm_rate) quantiles of the calibration windows and of
+the calibration processes' highest scores is 50 (an alarm is about a process), twice as far is
+100. The ensemble score is the median of the three (>= 50 when at least two of them are past
+their threshold). The window's score is the larger of the ensemble's and the profile's
+(profile.py).
 
-Windows are split by time, never shuffled (consecutive windows of a process are alike): the first
-part trains, the held-out rest is cut in two, the first half sets the thresholds, the second
-measures the false-alarm rate the user is shown. The profile shipped is built from every window;
-the one measured on the verification half from the training part only.
+Windows are split by process, never window by window (consecutive windows of a process are
+alike): whole processes drawn with a fixed seed train, the held-out rest (holdout_fraction) is cut
+in two, the first half sets the thresholds, the second measures the false-alarm rate the user is
+shown. Split by time instead, the held-out part held only the latest workloads of the recording,
+and rarer ones recorded earlier alarmed past thresholds set without them. The profile shipped is
+built from every window; the one measured on the verification half from the training part only.
 
 Cost: One-Class SVM and DBSCAN are fitted on bounded subsamples (SVM_SAMPLES, DBSCAN_SAMPLES), and
 DBSCAN's core set is capped at MAX_CORES, so scoring cost does not grow with the store.
@@ -216,6 +220,26 @@ class AnomalyModel:
 # --- fitting ---------------------------------------------------------------------------------
 
 
+def split_by_process(keys: Sequence[ProcessKey], holdout_fraction: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Indices (in time order) of the windows that train, calibrate and verify: whole processes
+    drawn at random (fixed seed), so consecutive windows of one process never straddle the
+    split, and the held-out part holds every kind of workload of the recording, not only the
+    latest one. None when a part would be empty (too few processes)."""
+    order: dict[ProcessKey, int] = {}
+    for k in keys:
+        order.setdefault(k, len(order))
+    draw = np.random.default_rng(SEED).random(len(order))
+    where = np.array([draw[order[k]] for k in keys])
+    train = np.flatnonzero(where < 1.0 - holdout_fraction)
+    calib = np.flatnonzero((where >= 1.0 - holdout_fraction)
+                           & (where < 1.0 - holdout_fraction / 2))
+    verify = np.flatnonzero(where >= 1.0 - holdout_fraction / 2)
+    if min(len(train), len(calib), len(verify)) < 2:
+        return None
+    return train, calib, verify
+
+
 def split_by_time(n: int, holdout_fraction: float) -> tuple[slice, slice, slice]:
     hold = max(int(n * holdout_fraction), 2)
     train_end = n - hold
@@ -235,7 +259,15 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
                             "needed (record for longer: fluxtui train --duration S)")
     ordered = sorted(windows, key=lambda w: w.recorded_at)
     x_all = feature_matrix(ordered)
-    train, calib, verify = split_by_time(len(ordered), holdout_fraction)
+    parts = split_by_process([w.key for w in ordered], holdout_fraction)
+    if parts is None:
+        by_time = split_by_time(len(ordered), holdout_fraction)
+        parts = tuple(np.arange(len(ordered))[s] for s in by_time)  # type: ignore[assignment]
+    assert parts is not None
+    train, calib, verify = parts
+    train_w = [ordered[i] for i in train]
+    calib_w = [ordered[i] for i in calib]
+    verify_w = [ordered[i] for i in verify]
     x = x_all[train]
     std = x.std(axis=0)
     active = np.flatnonzero((std > 0) | (x.max(axis=0) != 0))
@@ -253,18 +285,28 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
     svm = OneClassSVM(nu=SVM_NU, gamma="scale").fit(_subsample(p, SVM_SAMPLES, rng))
     cores, eps = _dbscan_cores(_subsample(p, DBSCAN_SAMPLES, rng), rng)
 
-    train_profiles = Profiles.build(ordered[train], min_profile_windows, false_alarm_rate)
+    train_profiles = Profiles.build(train_w, min_profile_windows, false_alarm_rate)
     model = AnomalyModel(
         active=active, mean=mean, scale=scale, pca=pca, forest=forest, svm=svm, cores=cores,
         eps=eps, medians=np.zeros(3), thresholds=np.ones(3), profiles=train_profiles,
         names=names or {}, metadata={})
     raw_calib = model.raw_scores(x_all[calib])
     model.medians = np.median(raw_calib, axis=0)
-    model.thresholds = np.quantile(raw_calib, 1.0 - false_alarm_rate, axis=0)
+    # At most `false_alarm_rate` of the held-out windows AND of the held-out processes (an
+    # alarm is about a process, raised on its worst window) reach the threshold: the higher of
+    # the two quantiles. Per window alone, a short benign process with one odd window alarms
+    # as often as the rate allows per window; per process alone, a few long-lived processes
+    # with many odd windows would pull the threshold down.
+    keys = [w.key for w in calib_w]
+    model.thresholds = np.maximum(
+        np.quantile(raw_calib, 1.0 - false_alarm_rate, axis=0),
+        np.quantile(per_process_max(raw_calib, keys), 1.0 - false_alarm_rate, axis=0))
+    # The rate check's factor, like the detectors' thresholds, from the calibration half.
+    rate_factor = train_profiles.calibrate_rate(calib_w, x_all[calib], false_alarm_rate)
 
-    fit_report = FitReport(len(ordered), train.stop, calib.stop - calib.start,
-                           verify.stop - verify.start, 0, false_alarm_rate)
-    verdicts = model.score(ordered[verify])
+    fit_report = FitReport(len(ordered), len(train), len(calib), len(verify), 0,
+                           false_alarm_rate)
+    verdicts = model.score(verify_w)
     per_model = np.array([v.model_scores for v in verdicts]).reshape(-1, 3)
     ensemble = np.median(per_model, axis=1)
     profile = np.array([v.profile_score for v in verdicts])
@@ -277,6 +319,7 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
         np.mean([v.score >= ALARM for v in verdicts]))
 
     model.profiles = Profiles.build(ordered, min_profile_windows, false_alarm_rate)
+    model.profiles.rate_factor = rate_factor
     fit_report.executables = len(model.profiles.executables)
     fit_report.fit_seconds = time.monotonic() - started
     model.metadata = {
@@ -290,10 +333,20 @@ def fit_models(windows: Sequence[FeatureWindow], *, names: Mapping[int, str] | N
         "executables": fit_report.executables,
         "false_alarm_target": false_alarm_rate,
         "false_alarms": fit_report.false_alarms,
+        "rate_factor": rate_factor,
     }
     if report is not None:
         report.append(fit_report)
     return model
+
+
+def per_process_max(values: np.ndarray, keys: Sequence[ProcessKey]) -> np.ndarray:
+    """Rows of `values` (one per window) reduced to one per process: its column-wise maximum."""
+    index: dict[ProcessKey, int] = {}
+    rows = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.intp)
+    out = np.full((len(index), values.shape[1]), -np.inf)
+    np.maximum.at(out, rows, values)
+    return out
 
 
 def _subsample(p: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:

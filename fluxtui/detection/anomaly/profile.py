@@ -28,7 +28,8 @@ NEW_SYSCALL_SCORE = 90.0  # an executable's first call to a syscall it never mad
 # ... when the executable (or, unprofiled, the machine) kept making new syscalls in training
 # more often than the false-alarm rate allows (interpreters, shells): named, under the alarm line
 NEW_SYSCALL_WEAK_SCORE = 40.0
-RATE_FACTOR = 10.0  # a syscall this many times its peak training rate (of its executable) ...
+RATE_FACTOR = 10.0  # at least: a syscall this many times its peak training rate (of its executable)
+# (fit_models raises it to what the held-out benign windows reach: Profiles.rate_factor) ...
 RATE_MIN_CALLS = 20  # ... in a window with at least this many calls to it scores RATE_SCORE,
 RATE_SCORE = 50.0  # plus RATE_STEP per further factor of ten, at most RATE_MAX_SCORE
 RATE_STEP = 10.0
@@ -59,11 +60,11 @@ class ProfileVerdict:
     new_syscalls: tuple[int, ...] = ()
 
 
-def rate_score(factor: float) -> float:
+def rate_score(factor: float, threshold: float = RATE_FACTOR) -> float:
     """Score of a syscall `factor` times its executable's peak training rate."""
-    if factor < RATE_FACTOR:
+    if factor < threshold:
         return 0.0
-    return min(RATE_MAX_SCORE, RATE_SCORE + RATE_STEP * math.log10(factor / RATE_FACTOR))
+    return min(RATE_MAX_SCORE, RATE_SCORE + RATE_STEP * math.log10(factor / threshold))
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,14 @@ class Profiles:
     for a new syscall; the same for the machine-wide reference. fit_models passes the
     false-alarm rate: a rule that by itself would alarm more often is not a strong finding."""
 
-    def __init__(self, min_windows: int = 5, novelty_limit: float = 0.01) -> None:
+    def __init__(self, min_windows: int = 5, novelty_limit: float = 0.01,
+                 rate_factor: float = RATE_FACTOR) -> None:
         self.min_windows = min_windows
         self.novelty_limit = novelty_limit
+        # How many times its executable's peak training rate a syscall must reach to score
+        # RATE_SCORE: at least RATE_FACTOR, raised by fit_models to the (1 - false-alarm rate)
+        # quantile of what held-out benign windows reach (calibrate_rate).
+        self.rate_factor = rate_factor
         self.executables: dict[str, ExecutableProfile] = {}
         self.machine = ExecutableProfile()  # every process (the unprofiled ones are judged)
         self._peaks: PeakTable | None = None
@@ -174,17 +180,43 @@ class Profiles:
             new[i] = bool(self.new_syscalls(windows[i]))
         new_score = np.where(new, np.where(table.strong[index], NEW_SYSCALL_SCORE,
                                            NEW_SYSCALL_WEAK_SCORE), 0.0)
-        if not len(table.columns):
-            return new_score, np.zeros(n)
+        factor = self.rate_factors(windows, x, index)
+        threshold = self.rate_factor
+        above = factor >= threshold
+        steps = np.log10(np.where(above, factor, threshold) / threshold)
+        rate = np.minimum(RATE_MAX_SCORE, RATE_SCORE + RATE_STEP * steps)
+        return new_score, np.where(above, rate, 0.0)
+
+    def rate_factors(self, windows: Sequence[FeatureWindow], x: np.ndarray,
+                     index: np.ndarray | None = None) -> np.ndarray:
+        """Per window: how many times its executable's peak training rate its furthest syscall
+        is (0 when none has RATE_MIN_CALLS calls or a peak)."""
+        table = self.peak_table()
+        n = len(windows)
+        if not n or not len(table.columns):
+            return np.zeros(n)
+        if index is None:
+            index = np.array([table.rows.get(w.exe, 0) for w in windows], dtype=np.intp)
         rates = x[:, table.columns] * np.expm1(x[:, SCALAR_BASE])[:, None]  # calls/s
         peaks = table.peaks[index]
         window_s = np.array([w.window_s for w in windows])
         enough = (rates * window_s[:, None] >= RATE_MIN_CALLS - 1e-9) & (peaks > 0)
-        factor = np.where(enough, rates / np.where(peaks > 0, peaks, 1.0), 0.0).max(axis=1)
-        above = factor >= RATE_FACTOR
-        steps = np.log10(np.where(above, factor, RATE_FACTOR) / RATE_FACTOR)
-        rate = np.minimum(RATE_MAX_SCORE, RATE_SCORE + RATE_STEP * steps)
-        return new_score, np.where(above, rate, 0.0)
+        return np.where(enough, rates / np.where(peaks > 0, peaks, 1.0), 0.0).max(axis=1)
+
+    def calibrate_rate(self, windows: Sequence[FeatureWindow], x: np.ndarray,
+                       false_alarm_rate: float) -> float:
+        """Raise `rate_factor` so that at most `false_alarm_rate` of these held-out benign
+        windows (not used to build the profiles), and of their processes, reach it; never below
+        RATE_FACTOR."""
+        factors = self.rate_factors(windows, x)
+        if len(factors):
+            per_process: dict[Any, float] = {}
+            for w, f in zip(windows, factors.tolist(), strict=True):
+                per_process[w.key] = max(per_process.get(w.key, 0.0), f)
+            reached = max(float(np.quantile(factors, 1.0 - false_alarm_rate)),
+                          float(np.quantile(list(per_process.values()), 1.0 - false_alarm_rate)))
+            self.rate_factor = max(RATE_FACTOR, float(np.nextafter(reached, np.inf)))
+        return self.rate_factor
 
     def judge(self, w: FeatureWindow, name: Callable[[int], str]) -> ProfileVerdict:
         """The window against its executable's profile (or the machine's, for an executable
@@ -211,7 +243,7 @@ class Profiles:
         rate = 0.0
         if known and profile is not None:
             factors = self._rates(w, profile, name)
-            rate = rate_score(factors[0][0]) if factors else 0.0
+            rate = rate_score(factors[0][0], self.rate_factor) if factors else 0.0
             reasons.extend(text for _, text in factors)
             pairs = sorted(p for p in w.bigrams if p not in profile.bigrams
                            and p[0] not in _IGNORED and p[1] not in _IGNORED)
@@ -223,8 +255,7 @@ class Profiles:
             reasons.append(f"{w.exe} never ran in training")
         return ProfileVerdict(max(new_score, rate), tuple(reasons), tuple(new))
 
-    @staticmethod
-    def _rates(w: FeatureWindow, profile: ExecutableProfile, name: Callable[[int], str]
+    def _rates(self, w: FeatureWindow, profile: ExecutableProfile, name: Callable[[int], str]
                ) -> list[tuple[float, str]]:
         if w.window_s <= 0:
             return []
@@ -234,7 +265,7 @@ class Profiles:
             if peak is None or peak <= 0 or n < RATE_MIN_CALLS or not 0 <= nr < NATIVE_SLOTS:
                 continue
             factor = n / w.window_s / peak
-            if factor >= RATE_FACTOR:
+            if factor >= self.rate_factor:
                 out.append((factor, f"{name(nr)} {factor:,.0f}x its training rate"))
         out.sort(key=lambda item: -item[0])
         return out[:MAX_NAMED]
@@ -245,13 +276,15 @@ class Profiles:
         return {
             "min_windows": self.min_windows,
             "novelty_limit": self.novelty_limit,
+            "rate_factor": self.rate_factor,
             "machine": _profile_data(self.machine),
             "executables": {exe: _profile_data(p) for exe, p in sorted(self.executables.items())},
         }
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Profiles:
-        profiles = cls(int(data["min_windows"]), float(data["novelty_limit"]))
+        profiles = cls(int(data["min_windows"]), float(data["novelty_limit"]),
+                       float(data.get("rate_factor", RATE_FACTOR)))
         profiles.machine = _profile_from(data["machine"])
         for exe, p in data["executables"].items():
             profiles.executables[str(exe)] = _profile_from(p)
