@@ -119,7 +119,7 @@ class CgroupIdIndex:
     MAX_DIRS = 50_000
 
     def __init__(self, root: str | None = None, rescan_s: float = 5.0) -> None:
-        self.root = root if root is not None else _cgroup2_mount()
+        self.root = root if root is not None else cgroup2_mount()
         self._rescan_s = rescan_s
         self._paths: dict[int, str] = {}
         self._scanned_at: float | None = None
@@ -151,7 +151,8 @@ class CgroupIdIndex:
         self._paths = paths
 
 
-def _cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> str | None:
+def cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """Mount point of the cgroup v2 (unified) hierarchy, None when there is none."""
     try:
         lines = Path(mountinfo).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:

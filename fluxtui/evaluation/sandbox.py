@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fluxtui.detection.containers import cgroup2_mount
+
 PREFIX = "fluxtui-eval."
 MARKER = ".fluxtui-eval-owner"
 DECOY_MARKER = ".fluxtui-decoy"
@@ -34,15 +36,8 @@ class SandboxError(Exception):
 
 def cgroup2_root(mountinfo: str = "/proc/self/mountinfo") -> Path | None:
     """Mount point of the cgroup v2 (unified) hierarchy, None when there is none."""
-    try:
-        lines = Path(mountinfo).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        left, sep, right = line.partition(" - ")
-        if sep and right.split(" ", 1)[0] == "cgroup2":
-            return Path(left.split(" ")[4].replace("\\040", " "))
-    return None
+    mount = cgroup2_mount(mountinfo)
+    return None if mount is None else Path(mount)
 
 
 def own_cgroup(proc_cgroup: str = "/proc/self/cgroup") -> str:

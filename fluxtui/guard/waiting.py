@@ -9,7 +9,7 @@ the responder thread only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -119,30 +119,26 @@ class Waiting:
         self.update_due()
 
     def on_namespaces(self, key: ProcessKey, future: Future[tuple[str, ...]]) -> None:
-        ready, failed = self.verifier.on_namespaces(key, future)
-        for request, reason in failed:
-            self.finish(request, False, "error", reason)
-        for request in ready:
-            self._unwatch_if_idle(request.pid, request)
-            try:
-                self.proceed(request)
-            except Exception as exc:
-                log.exception("guard: error after the namespace check")
-                self.on_error(f"error after the namespace check: {exc}")
-                self.finish(request, False, "error", f"failed closed after an error: {exc}")
-        self.update_due()
+        self._continue(*self.verifier.on_namespaces(key, future), self.proceed,
+                       "after the namespace check")
 
     def on_verified(self, key: ExeKey, future: Future[ExeVerification], attempt: int) -> None:
-        ready, failed = self.verifier.on_result(key, future, attempt)
+        self._continue(*self.verifier.on_result(key, future, attempt), self.decide,
+                       "while deciding")
+
+    def _continue(self, ready: Iterable[Request], failed: Iterable[tuple[Request, str]],
+                  step: Callable[[Request], None], where: str) -> None:
+        """Requests whose check finished: the failed ones are denied, the rest take `step`;
+        an error in `step` fails that request closed."""
         for request, reason in failed:
             self.finish(request, False, "error", reason)
         for request in ready:
             self._unwatch_if_idle(request.pid, request)
             try:
-                self.decide(request)
+                step(request)
             except Exception as exc:
-                log.exception("guard: error while deciding")
-                self.on_error(f"error while deciding: {exc}")
+                log.exception("guard: error %s", where)
+                self.on_error(f"error {where}: {exc}")
                 self.finish(request, False, "error", f"failed closed after an error: {exc}")
         self.update_due()
 
