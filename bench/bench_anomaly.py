@@ -37,16 +37,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from fluxtui.bus import EventBus  # noqa: E402
 from fluxtui.capabilities.anomaly import AnomalyComponent  # noqa: E402
 from fluxtui.capabilities.syscall_risk import SyscallView  # noqa: E402
 from fluxtui.collectors.syscalls import DropCounts  # noqa: E402
+from fluxtui.component import TickContext  # noqa: E402
 from fluxtui.config import Config  # noqa: E402
 from fluxtui.detection.anomaly import FeatureWindow, FitReport, fit_models  # noqa: E402
 from fluxtui.detection.anomaly.features import feature_matrix  # noqa: E402
 from fluxtui.detection.anomaly.modelfile import save_model  # noqa: E402
 from fluxtui.detection.anomaly.store import FeatureStore  # noqa: E402
 from fluxtui.events import MemoryUsage, ProcessRow, SystemMetrics  # noqa: E402
-from fluxtui.pipeline import EventBus, TickContext  # noqa: E402
 from tests.anomaly_support import names, recorded_windows, table  # noqa: E402
 
 PROCESSES = 1000

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fluxtui.collectors.connections import QUERIES, SockDiag
+from fluxtui.collectors.sock_diag import QUERIES, SockDiag
 from fluxtui.collectors.socket_owners import SocketOwners
 
 TARGET = 10_000

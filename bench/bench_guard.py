@@ -37,16 +37,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fluxtui.bus import EventBus
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.collectors.fanotify import FanotifyGroup
 from fluxtui.config import GuardConfig
-from fluxtui.events import CollectorState
+from fluxtui.events import ComponentState
+from fluxtui.guard.access_rules import RuleBook, RulesFile, SavedRule
 from fluxtui.guard.answers import LATE_TOLERANCE
 from fluxtui.guard.catalogue import build_catalogue
 from fluxtui.guard.loop import PRIORITY_BOOST
 from fluxtui.guard.marks import Marks, plan_marks
-from fluxtui.guard.rules import RuleBook, RulesFile, SavedRule
-from fluxtui.pipeline import EventBus
 
 HERE = Path(__file__).resolve().parent
 OPENS_PER_ROUND = 20_000
@@ -154,7 +154,7 @@ def guard_running(config: GuardConfig, interactive: bool):
     guard = GuardComponent(config, interactive=interactive)
     try:
         guard.start(bus)
-        if guard.status().state is not CollectorState.RUNNING:
+        if guard.status().state is not ComponentState.RUNNING:
             raise SystemExit(f"guard did not start: {guard.status().reason}")
         yield guard
     finally:

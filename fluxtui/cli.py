@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_headless(config: Config, privileged: bool, output: str, timeout: float | None,
                  stream: StreamSettings | None = None, prometheus: str | None = None) -> int:
-    from fluxtui.components import build_components
+    from fluxtui.capabilities.assembly import build_components
     from fluxtui.engine import Engine
     from fluxtui.headless import HeadlessRunner
     from fluxtui.stream_outputs import OutputError, StreamSettings, open_outputs
@@ -204,7 +204,7 @@ def run_tui(config: Config, privileged: bool, theme: str | None,
     if problem:
         print(f"fluxtui: {problem}", file=sys.stderr)
         return 2
-    from fluxtui.components import build_components
+    from fluxtui.capabilities.assembly import build_components
     from fluxtui.engine import Engine
     from fluxtui.journal_alerts import AlertJournal
     from fluxtui.tui.app import FluxApp

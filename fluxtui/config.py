@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from fluxtui.files import UnsafeFileError, read_policy_file
+from fluxtui.policy_files import UnsafeFileError, read_policy_file
 
 SYSTEM_CONFIG = Path("/etc/fluxtui/config.yml")
 

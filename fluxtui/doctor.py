@@ -119,7 +119,7 @@ def check_fanotify() -> Check:
 
 
 def check_sock_diag() -> Check:
-    from fluxtui.collectors.connections import DestroyWatch, SockDiag
+    from fluxtui.collectors.sock_diag import DestroyWatch, SockDiag
 
     try:
         diag = SockDiag()

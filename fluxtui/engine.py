@@ -16,11 +16,12 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
+from fluxtui.bus import EventBus
 from fluxtui.collectors.metrics import MetricsCollector
 from fluxtui.collectors.processes import ProcessCollector
+from fluxtui.component import Component, TickContext
 from fluxtui.config import Config
-from fluxtui.events import Alert, CollectorState, CollectorStatus, Snapshot
-from fluxtui.pipeline import Component, EventBus, TickContext
+from fluxtui.events import Alert, ComponentState, ComponentStatus, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +148,14 @@ class Engine:
     def snapshot(self) -> Snapshot | None:
         return self._snapshot
 
-    def statuses(self) -> tuple[CollectorStatus, ...]:
+    def statuses(self) -> tuple[ComponentStatus, ...]:
         out = [self.metrics.status(), self.processes.status()]
         for component in self.components:
             reason = self._failed.get(component.name)
             if reason is not None:
-                out.append(CollectorStatus(component.name, CollectorState.UNAVAILABLE, reason))
+                out.append(ComponentStatus(component.name, ComponentState.UNAVAILABLE, reason))
             elif component.name not in self._started:
-                out.append(CollectorStatus(component.name, CollectorState.STOPPED, "starting…"))
+                out.append(ComponentStatus(component.name, ComponentState.STOPPED, "starting…"))
             else:
                 out.append(component.status())
         return tuple(out)

@@ -6,6 +6,7 @@ the headless stream consume them. Nothing here imports textual.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -20,22 +21,25 @@ class ProcessKey:
     start_ticks: int
 
 
-class CollectorState(StrEnum):
+class ComponentState(StrEnum):
     RUNNING = "running"
     UNAVAILABLE = "unavailable"
     STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
-class CollectorStatus:
+class ComponentStatus:
     name: str
-    state: CollectorState
+    state: ComponentState
     reason: str = ""
     detail: str = ""  # short measured figure for the header, e.g. "dropped 0"
+    # data this component lost since it started, by kind ("syscall_counts", "kernel_events",
+    # "argv", "event_queue", ...): the stream carries these as numbers, a SIEM alerts on them
+    drops: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
-        return self.state is CollectorState.RUNNING
+        return self.state is ComponentState.RUNNING
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,7 @@ class Snapshot:
     sequence: int
     metrics: SystemMetrics
     processes: dict[ProcessKey, ProcessRow]
-    statuses: tuple[CollectorStatus, ...]
+    statuses: tuple[ComponentStatus, ...]
     alerts: tuple[Alert, ...]  # most recent last, bounded
     # Per-capability views keyed by component name (e.g. "connections"); each component documents
     # the type it puts here.

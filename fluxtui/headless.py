@@ -26,7 +26,7 @@ from fluxtui.ecs import (
 )
 from fluxtui.engine import Engine
 from fluxtui.events import ProcessExit, Snapshot, StreamEvent
-from fluxtui.text import visible
+from fluxtui.untrusted_text import visible
 
 # Events waiting for a slow reader of stdout. Past this many, further events are dropped and
 # counted (every metrics document says how many); snapshots never queue: only the latest waits.

@@ -13,10 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from fluxtui.bus import EventBus
 from fluxtui.ecs import host_fields, with_envelope
 from fluxtui.events import Alert
-from fluxtui.pipeline import EventBus
-from fluxtui.store import JOURNAL_SOCKET, JournalUnavailable, JournalWriter
+from fluxtui.journal import JOURNAL_SOCKET, JournalUnavailable, JournalWriter
 from fluxtui.stream_outputs import JournalDocuments
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
 from fluxtui.config import Config
-from fluxtui.store import JOURNAL_SOCKET, JournalUnavailable, JournalWriter
+from fluxtui.journal import JOURNAL_SOCKET, JournalUnavailable, JournalWriter
 
 # Event datasets that --output journal sends besides alerts (see JournalDocuments).
 JOURNAL_DATASETS = frozenset({"fluxtui.guard", "fluxtui.connections"})

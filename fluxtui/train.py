@@ -26,7 +26,7 @@ from fluxtui.detection.anomaly.features import FeatureWindow
 from fluxtui.detection.anomaly.fitjob import command as fit_command
 from fluxtui.detection.anomaly.store import FeatureStore, StoreError
 from fluxtui.engine import Engine
-from fluxtui.events import CollectorState
+from fluxtui.events import ComponentState
 
 START_TIMEOUT_S = 120.0  # the BPF compile takes seconds on a busy machine
 
@@ -77,11 +77,11 @@ def _record(config: Config, store: FeatureStore, seconds: float, out: TextIO) ->
     engine.start()
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while capture.status().state is CollectorState.STOPPED and time.monotonic() < deadline:
+        while capture.status().state is ComponentState.STOPPED and time.monotonic() < deadline:
             time.sleep(0.1)
         while not recorder.ready and time.monotonic() < deadline:
             time.sleep(0.1)
-        problem = (capture.status() if capture.status().state is not CollectorState.RUNNING
+        problem = (capture.status() if capture.status().state is not ComponentState.RUNNING
                    else None if recorder.ready else recorder.status())
         if problem is not None:
             print(f"fluxtui train: {problem.name} unavailable: "

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fluxtui.config import Config
 from fluxtui.engine import Engine
 from fluxtui.events import (
-    CollectorState,
-    CollectorStatus,
+    ComponentState,
+    ComponentStatus,
     CpuTimes,
     IoRate,
     MemoryUsage,
@@ -59,9 +59,9 @@ def snapshot(rows: list[ProcessRow] | None = None, sequence: int = 1, cpu: float
         metrics=metrics(cpu),
         processes={r.key: r for r in rows},
         statuses=(
-            CollectorStatus("metrics", CollectorState.RUNNING),
-            CollectorStatus("processes", CollectorState.RUNNING),
-            CollectorStatus("syscalls", CollectorState.UNAVAILABLE, "bcc not importable"),
+            ComponentStatus("metrics", ComponentState.RUNNING),
+            ComponentStatus("processes", ComponentState.RUNNING),
+            ComponentStatus("syscalls", ComponentState.UNAVAILABLE, "bcc not importable"),
         ),
         alerts=(),
     )

@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fluxtui.bus import EventBus
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.config import GuardConfig
-from fluxtui.events import CollectorState
-from fluxtui.pipeline import EventBus
+from fluxtui.events import ComponentState
 from tests.kernel import require, require_root
 
 SSH_KEYGEN = "/usr/bin/ssh-keygen"
@@ -88,7 +88,7 @@ def running_guard(config: GuardConfig, interactive: bool = False
     guard = GuardComponent(config, interactive=interactive)
     try:
         guard.start(bus)
-        assert guard.status().state is CollectorState.RUNNING, guard.status().reason
+        assert guard.status().state is ComponentState.RUNNING, guard.status().reason
         yield guard, events
     finally:
         guard.stop()

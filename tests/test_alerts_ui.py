@@ -13,9 +13,9 @@ from rich.console import Console
 from textual.app import App, ComposeResult
 
 from fluxtui.capabilities.syscall_risk import RiskScorer
+from fluxtui.component import TickContext
 from fluxtui.config import Config
 from fluxtui.events import Alert, ProcessKey, Severity, Snapshot
-from fluxtui.pipeline import TickContext
 from fluxtui.tui.alerts import COLUMN_INDEX as C
 from fluxtui.tui.alerts import COLUMNS, AlertsPane
 from fluxtui.tui.process_detail import ProcessDetailScreen

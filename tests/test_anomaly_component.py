@@ -10,18 +10,19 @@ import os
 import stat
 from pathlib import Path
 
+from fluxtui.bus import EventBus
 from fluxtui.capabilities.anomaly import AnomalyComponent, AnomalyView
 from fluxtui.capabilities.syscall_risk import SyscallView
 from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.collectors.syscalls import DropCounts
+from fluxtui.component import TickContext
 from fluxtui.config import AnomalyConfig, Config
 from fluxtui.detection.anomaly import FeatureWindow
 from fluxtui.detection.anomaly.modelfile import load_model
 from fluxtui.detection.anomaly.models import ALARM
 from fluxtui.detection.anomaly.store import FeatureStore
-from fluxtui.detection.rules import Finding
-from fluxtui.events import CollectorState, ProcessKey, ProcessRow, SystemMetrics
-from fluxtui.pipeline import EventBus, TickContext
+from fluxtui.detection.syscall_rules import Finding
+from fluxtui.events import ComponentState, ProcessKey, ProcessRow, SystemMetrics
 from tests.anomaly_support import recorded_model, recorded_windows, table
 
 RUNNING = ProcessKey(4242, 1000)
@@ -98,7 +99,7 @@ def test_windows_go_to_the_recorder_and_verdicts_to_the_risk_scorer() -> None:
     view = tick.views["anomaly"]
     assert isinstance(view, AnomalyView) and set(view.verdicts) == {RUNNING, GONE}
     status = component.status()
-    assert status.state is CollectorState.RUNNING
+    assert status.state is ComponentState.RUNNING
     assert status.detail.startswith("model trained ") and " on test · 1,912 windows" in \
         status.detail
 
@@ -117,7 +118,7 @@ def test_without_a_model_the_tick_says_why_and_windows_are_still_recorded(tmp_pa
     why = f"no model trained ({missing} does not exist; run fluxtui train)"
     assert tick.anomaly_model == why and not tick.anomalies
     assert len(recorded) == 1
-    assert component.status().state is CollectorState.UNAVAILABLE
+    assert component.status().state is ComponentState.UNAVAILABLE
     assert component.status().reason == why
 
 

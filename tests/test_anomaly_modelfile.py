@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from fluxtui.bus import EventBus
 from fluxtui.capabilities.anomaly import AnomalyComponent
 from fluxtui.config import AnomalyConfig, Config
 from fluxtui.detection.anomaly.features import FEATURE_SCHEMA
 from fluxtui.detection.anomaly.modelfile import MAGIC, ModelRefused, load_model, save_model
 from fluxtui.detection.anomaly.store import FeatureStore, StoreError
-from fluxtui.events import CollectorState
-from fluxtui.pipeline import EventBus
+from fluxtui.events import ComponentState
 from tests.anomaly_support import recorded_model, recorded_windows, table
 from tests.kernel import require_root
 
@@ -144,7 +144,7 @@ def test_the_component_says_why_and_keeps_working(model_path: Path) -> None:
     component = AnomalyComponent(config, table=table())
     component.start(EventBus())
     status = component.status()
-    assert status.state is CollectorState.UNAVAILABLE
+    assert status.state is ComponentState.UNAVAILABLE
     assert status.reason == f"model {model_path} refused: readable by other users (mode " \
                             f"-rw-r--r--); fix with: chmod 600 {model_path}"
     component.stop()

@@ -8,8 +8,9 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BELOW_TUI = ["fluxtui.engine", "fluxtui.headless", "fluxtui.components", "fluxtui.config",
-             "fluxtui.events", "fluxtui.pipeline", "fluxtui.ecs", "fluxtui.doctor",
+BELOW_TUI = ["fluxtui.engine", "fluxtui.headless", "fluxtui.capabilities.assembly",
+             "fluxtui.config", "fluxtui.events", "fluxtui.component", "fluxtui.bus", "fluxtui.ecs",
+             "fluxtui.doctor",
              "fluxtui.collectors.metrics", "fluxtui.collectors.processes"]
 
 

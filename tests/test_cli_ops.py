@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fluxtui.store import JOURNAL_SOCKET
+from fluxtui.journal import JOURNAL_SOCKET
 from tests.kernel import require
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,13 +12,13 @@ import threading
 
 import pytest
 
-from fluxtui.capabilities.connections import (
+from fluxtui.capabilities.connection_tracker import (
     MAX_PENDING_DETECTIONS,
     ConnectionEvent,
     ConnectionsComponent,
     SocketRow,
 )
-from fluxtui.collectors.connections import (
+from fluxtui.collectors.sock_diag import (
     NLMSGHDR,
     SOCK_DIAG_BY_FAMILY,
     DiagError,
@@ -31,8 +31,8 @@ from fluxtui.collectors.connections import (
 )
 from fluxtui.collectors.socket_owners import Owner
 from fluxtui.config import NetworkConfig
-from fluxtui.detection.netrules import NetRules
-from fluxtui.events import Alert, CollectorState, ProcessKey
+from fluxtui.detection.network_rules import NetRules
+from fluxtui.events import Alert, ComponentState, ProcessKey
 
 
 def diag_msg(family: int, state: int, sport: int, dport: int, src: bytes, dst: bytes,
@@ -317,7 +317,7 @@ def test_pending_detections_are_bounded_and_drops_counted() -> None:
     comp._add_detections(found * (MAX_PENDING_DETECTIONS + 5))
     assert len(comp._detections) == MAX_PENDING_DETECTIONS
     status = comp.status()
-    assert status.state is CollectorState.RUNNING
+    assert status.state is ComponentState.RUNNING
     assert "detections dropped 5" in status.detail
 
 

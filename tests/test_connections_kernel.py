@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fluxtui.collectors.connections import DestroyWatch, SockDiag, SocketEntry
+from fluxtui.collectors.sock_diag import DestroyWatch, SockDiag, SocketEntry
 from fluxtui.collectors.socket_owners import SocketOwners
 from tests.kernel import require, require_root
 
@@ -235,7 +235,7 @@ def test_same_sockets_and_owners_as_ss(diag: SockDiag, sockets: list[socket.sock
 
 PASSIVE = r"""
 import json, os, socket, sys
-from fluxtui.collectors.connections import SockDiag
+from fluxtui.collectors.sock_diag import SockDiag
 from fluxtui.collectors.socket_owners import SocketOwners
 mine = socket.socket(); mine.bind(("127.0.0.1", 0)); mine.listen()
 diag = SockDiag(); entries, errors = diag.dump_all()

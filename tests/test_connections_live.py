@@ -13,7 +13,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from fluxtui.capabilities.connections import ConnectionEvent, ConnectionsComponent, ConnectionsView
+from fluxtui.capabilities.connection_tracker import (
+    ConnectionEvent,
+    ConnectionsComponent,
+    ConnectionsView,
+)
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.config import Config, NetworkConfig
 from fluxtui.engine import Engine
@@ -73,7 +77,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
 
 def free_port_range(count: int) -> int:
     """A run of loopback ports nothing listens on (checked against the kernel's listing)."""
-    from fluxtui.collectors.connections import SockDiag
+    from fluxtui.collectors.sock_diag import SockDiag
 
     diag = SockDiag()
     try:

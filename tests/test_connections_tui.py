@@ -8,11 +8,11 @@ import dataclasses
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, RichLog, Static
 
-from fluxtui.capabilities.connections import ConnectionEvent, ConnectionsView, SocketRow
-from fluxtui.collectors.connections import SocketEntry
+from fluxtui.capabilities.connection_tracker import ConnectionEvent, ConnectionsView, SocketRow
+from fluxtui.collectors.sock_diag import SocketEntry
 from fluxtui.collectors.socket_owners import Owner
 from fluxtui.events import Alert, ProcessKey, Severity
-from fluxtui.tui.connections import ConnectionsPane, endpoint
+from fluxtui.tui.connections_tab import ConnectionsPane, endpoint
 from tests.fakes import StaticEngine, snapshot
 
 EVIL = "[bold red]x[/]\x1b[2J"

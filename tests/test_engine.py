@@ -2,17 +2,18 @@ from __future__ import annotations
 
 import time
 
+from fluxtui.bus import EventBus
+from fluxtui.component import TickContext
 from fluxtui.config import Config
 from fluxtui.engine import Engine
 from fluxtui.events import (
     Alert,
-    CollectorState,
-    CollectorStatus,
+    ComponentState,
+    ComponentStatus,
     RiskInput,
     Severity,
     Snapshot,
 )
-from fluxtui.pipeline import EventBus, TickContext
 
 
 class Annotator:
@@ -28,8 +29,8 @@ class Annotator:
     def stop(self) -> None:
         self.started = False
 
-    def status(self) -> CollectorStatus:
-        return CollectorStatus(self.name, CollectorState.RUNNING, detail="dropped 0")
+    def status(self) -> ComponentStatus:
+        return ComponentStatus(self.name, ComponentState.RUNNING, detail="dropped 0")
 
     def on_tick(self, tick: TickContext) -> None:
         key = next(iter(tick.processes))
@@ -51,8 +52,8 @@ class Broken(Annotator):
 class Unavailable(Annotator):
     name = "unavailable"
 
-    def status(self) -> CollectorStatus:
-        return CollectorStatus(self.name, CollectorState.UNAVAILABLE, "needs root")
+    def status(self) -> ComponentStatus:
+        return ComponentStatus(self.name, ComponentState.UNAVAILABLE, "needs root")
 
 
 def test_tick_merges_component_columns_alerts_and_views() -> None:
@@ -77,7 +78,7 @@ def test_a_failing_component_is_reported_and_the_rest_keeps_working() -> None:
     engine = Engine(Config(), [Broken(), Annotator(), Unavailable()])
     snapshot = engine.start_sync()
     statuses = {s.name: s for s in snapshot.statuses}
-    assert statuses["broken"].state is CollectorState.UNAVAILABLE
+    assert statuses["broken"].state is ComponentState.UNAVAILABLE
     assert "kaput" in statuses["broken"].reason
     assert statuses["annotator"].running and statuses["annotator"].detail == "dropped 0"
     assert statuses["unavailable"].reason == "needs root"

@@ -15,9 +15,9 @@ import pytest
 
 from fluxtui.config import GuardConfig, load_config
 from fluxtui.events import ProcessKey
+from fluxtui.guard.access_rules import RuleBook, RulesFile, evaluate
 from fluxtui.guard.catalogue import CatalogueError, build_catalogue
 from fluxtui.guard.identity import ExeKey, ExeVerification, ProcessInfo
-from fluxtui.guard.rules import RuleBook, RulesFile, evaluate
 from tests.guard_support import (
     Home,
     guard_config,

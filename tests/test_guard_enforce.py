@@ -21,13 +21,13 @@ import pytest
 import fluxtui.capabilities.guard as guard_module
 import fluxtui.guard.responder as responder_module
 import fluxtui.guard.verifier as verifier_module
+from fluxtui.bus import EventBus
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.collectors.fanotify import FAN_Q_OVERFLOW, FanEvent, FanotifyGroup
 from fluxtui.config import AllowedProgram, CredentialGroup
-from fluxtui.events import CollectorState
+from fluxtui.events import ComponentState
 from fluxtui.guard.events import GuardDecision, PromptView
 from fluxtui.guard.identity import ExeKey
-from fluxtui.pipeline import EventBus
 from tests.guard_support import (
     SSH_KEYGEN,
     Home,
@@ -402,7 +402,7 @@ def test_an_error_in_the_loop_does_not_stop_the_responder(home: Home, tmp_path: 
     with running_guard(guard_config(home, tmp_path / "state")) as (guard, _):
         cat = run(["cat", str(home.key)], timeout=10)
         assert cat.returncode == 1 and cat.stdout == b""
-        assert guard.status().state is CollectorState.RUNNING
+        assert guard.status().state is ComponentState.RUNNING
         assert "simulated loop failure" in " ".join(guard.view().problems)
 
 
@@ -416,7 +416,7 @@ def test_a_dead_responder_releases_every_waiting_open(home: Home, tmp_path: Path
         # Nobody answers any more: the group is closed, the kernel lets the open through.
         cat = run(["cat", str(home.key)], timeout=10)
         assert cat.returncode == 0
-        status = wait_for(lambda: guard.status().state is CollectorState.UNAVAILABLE
+        status = wait_for(lambda: guard.status().state is ComponentState.UNAVAILABLE
                           and guard.status())
         assert "repeated errors" in status.reason
 
@@ -526,7 +526,7 @@ def test_unavailable_without_root_and_the_fd_is_always_closed(home: Home,
     code = (f"import sys; sys.path.insert(0, {repo!r})\n"
             "from fluxtui.capabilities.guard import GuardComponent\n"
             "from fluxtui.config import GuardConfig\n"
-            "from fluxtui.pipeline import EventBus\n"
+            "from fluxtui.component import EventBus\n"
             f"g = GuardComponent(GuardConfig(homes=[{str(home.root)!r}], system_files=[]),"
             " interactive=False)\n"
             "g.start(EventBus()); print(g.status().state.value, '|', g.status().reason)\n")
@@ -539,7 +539,7 @@ def test_unavailable_without_root_and_the_fd_is_always_closed(home: Home,
     guard = GuardComponent(guard_config(home, tmp_path / "state"), interactive=False)
     try:
         guard.start(EventBus())
-        assert guard.status().state is CollectorState.RUNNING and fanotify_fds() == before + 1
+        assert guard.status().state is ComponentState.RUNNING and fanotify_fds() == before + 1
     finally:
         guard.stop()
     assert fanotify_fds() == before

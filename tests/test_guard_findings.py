@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from fluxtui.bus import EventBus
 from fluxtui.capabilities.guard import GuardComponent
+from fluxtui.component import TickContext
 from fluxtui.events import Alert
 from fluxtui.guard.events import GuardDecision
-from fluxtui.pipeline import EventBus, TickContext
 from tests.fakes import metrics
 from tests.guard_support import (
     SSH_KEYGEN,

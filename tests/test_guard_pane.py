@@ -25,8 +25,8 @@ from fluxtui.engine import Engine
 from fluxtui.tui.app import FluxApp
 from fluxtui.tui.dialogs import ConfirmScreen, KillDialog
 from fluxtui.tui.guard_prompt import PromptScreen, PromptState
+from fluxtui.tui.guard_rules_screen import RulesScreen
 from fluxtui.tui.process_detail import ProcessDetailScreen
-from fluxtui.tui.rules_screen import RulesScreen
 from tests.guard_support import Home, guard_config, make_home, require_guard_kernel, started
 from tests.tui_support import until
 

@@ -12,9 +12,7 @@ import pytest
 
 from fluxtui.config import AllowedProgram, CredentialGroup, GuardConfig
 from fluxtui.events import ProcessKey
-from fluxtui.guard.catalogue import build_catalogue
-from fluxtui.guard.identity import ExeKey, ExeVerification, ProcessInfo
-from fluxtui.guard.rules import (
+from fluxtui.guard.access_rules import (
     FIVE_MINUTES,
     RuleBook,
     RulesFile,
@@ -23,6 +21,8 @@ from fluxtui.guard.rules import (
     TempRule,
     evaluate,
 )
+from fluxtui.guard.catalogue import build_catalogue
+from fluxtui.guard.identity import ExeKey, ExeVerification, ProcessInfo
 from tests.kernel import require_root
 
 SHA = "ab" * 32

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fluxtui.store import (
-    AuditRecord,
-    AuditStore,
-    AuditStoreError,
-    JournalUnavailable,
-    JournalWriter,
-    encode_journal_fields,
-)
+from fluxtui.audit_trail import AuditRecord, AuditStore, AuditStoreError
+from fluxtui.journal import JournalUnavailable, JournalWriter, encode_journal_fields
 
 
 def _record(i: int, **kw: object) -> AuditRecord:

@@ -79,7 +79,7 @@ import sys, time
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 from fluxtui.capabilities.guard import GuardComponent
-from fluxtui.pipeline import EventBus
+from fluxtui.bus import EventBus
 from tests.guard_support import Home, guard_config
 home = Home(Path({root!r}), Path({key!r}), Path({key!r} + ".pub"), Path({root!r}))
 guard = GuardComponent(guard_config(home, Path({state!r}), decision_timeout=120.0),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fluxtui.config import NetworkConfig
-from fluxtui.detection.netrules import NetRules, Observation
+from fluxtui.detection.network_rules import NetRules, Observation
 from fluxtui.events import ProcessKey, Severity
 
 SCANNER = ProcessKey(4242, 777)

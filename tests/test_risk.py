@@ -8,18 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from fluxtui.bus import EventBus
 from fluxtui.capabilities.lineage import Lineage, Node
 from fluxtui.capabilities.syscall_risk import RiskScorer, RiskView, SyscallCapture, SyscallView
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.collectors.syscalls import DropCounts
+from fluxtui.component import TickContext
 from fluxtui.config import Config, RiskConfig
 from fluxtui.detection.risk import NO_MODEL, NO_VERDICT, RiskModel
-from fluxtui.detection.rules import Finding
+from fluxtui.detection.syscall_rules import Finding
 from fluxtui.engine import Engine
 from fluxtui.events import (
     AnomalyInput,
-    CollectorState,
-    CollectorStatus,
+    ComponentState,
+    ComponentStatus,
     ProcessExit,
     ProcessKey,
     ProcessLifetime,
@@ -27,7 +29,6 @@ from fluxtui.events import (
     Severity,
 )
 from fluxtui.headless import documents_for
-from fluxtui.pipeline import EventBus, TickContext
 from tests.fakes import metrics, row
 
 KEY = ProcessKey(300, 1300)
@@ -307,8 +308,8 @@ class _Producer:
     def stop(self) -> None:
         pass
 
-    def status(self) -> CollectorStatus:
-        return CollectorStatus(self.name, CollectorState.RUNNING)
+    def status(self) -> ComponentStatus:
+        return ComponentStatus(self.name, ComponentState.RUNNING)
 
     def on_tick(self, tick: TickContext) -> None:
         tick.add_risk(self.key, 70, "connected to 300 hosts")
@@ -323,7 +324,7 @@ def test_scoring_works_without_bpf() -> None:
     finally:
         engine.stop()
     statuses = {s.name: s for s in snapshot.statuses}
-    assert statuses["syscalls"].state is CollectorState.UNAVAILABLE
+    assert statuses["syscalls"].state is ComponentState.UNAVAILABLE
     assert "syscalls.enabled: false" in statuses["syscalls"].reason
     assert statuses["risk"].running
     mine = snapshot.processes[me]
@@ -337,7 +338,7 @@ def test_ring_buffer_pages_must_be_a_power_of_two() -> None:
     capture = SyscallCapture(config)
     capture.start(EventBus())
     status = capture.status()
-    assert status.state is CollectorState.UNAVAILABLE and "power of two" in status.reason
+    assert status.state is ComponentState.UNAVAILABLE and "power of two" in status.reason
 
 
 # --- whole lives, propagation, anomaly ---------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.detection.containers import ContainerInfo
-from fluxtui.detection.rules import EventContext, Finding, evaluate
+from fluxtui.detection.syscall_rules import EventContext, Finding, evaluate
 from fluxtui.events import ProcessKey, Severity
 
 KEY = ProcessKey(4242, 123456)
@@ -384,8 +384,9 @@ def test_control_characters_in_reasons_are_made_visible() -> None:
 
 
 def test_alert_ecs_carries_the_technique() -> None:
+    from fluxtui.bus import EventBus
     from fluxtui.capabilities.syscall_risk import SyscallCapture
-    from fluxtui.pipeline import EventBus, TickContext
+    from fluxtui.component import TickContext
     from tests.fakes import metrics
 
     ev = ptrace(16, 777)
@@ -399,7 +400,7 @@ def test_alert_ecs_carries_the_technique() -> None:
 
 def test_rules_can_be_disabled_and_given_exceptions() -> None:
     from fluxtui.config import RuleException, RulesConfig
-    from fluxtui.detection.rules import RuleFilter, Subject
+    from fluxtui.detection.syscall_rules import RuleFilter, Subject
 
     deploy = Subject(executable="/usr/bin/dash", parent="/usr/bin/ansible-playbook", uid=1001,
                      user="deploy", args=("-c", "systemctl restart app"))

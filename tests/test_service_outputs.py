@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from fluxtui.bus import EventBus
 from fluxtui.config import Config
 from fluxtui.events import Alert, ProcessKey, Severity
 from fluxtui.headless import HeadlessRunner
+from fluxtui.journal import JournalWriter
 from fluxtui.journal_alerts import QUEUE_LIMIT, AlertJournal
-from fluxtui.pipeline import EventBus
-from fluxtui.store import JournalWriter
 from fluxtui.stream_outputs import (
     JournalDocuments,
     OutputError,

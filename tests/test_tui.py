@@ -9,10 +9,10 @@ from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.config import Config
 from fluxtui.engine import Engine
 from fluxtui.events import ProcessKey
-from fluxtui.text import visible
 from fluxtui.tui.app import FluxApp
 from fluxtui.tui.dialogs import KillDialog
 from fluxtui.tui.process_table import ProcessTable, row_key
+from fluxtui.untrusted_text import visible
 from tests.fakes import StaticEngine, row, snapshot
 from tests.tui_support import run_palette_command, until
 

@@ -12,8 +12,8 @@ from rich.console import Console
 
 from fluxtui.capabilities.risk_scorer import RiskView
 from fluxtui.events import (
-    CollectorState,
-    CollectorStatus,
+    ComponentState,
+    ComponentStatus,
     ProcessExit,
     ProcessKey,
     ProcessLifetime,
@@ -121,8 +121,8 @@ async def test_details_of_an_exited_actor_show_its_whole_life() -> None:
         assert "(exited)" in str(screen.query_one("VerticalScroll").border_title)
 
 
-ANOMALY_OFF = CollectorStatus(
-    "anomaly", CollectorState.UNAVAILABLE,
+ANOMALY_OFF = ComponentStatus(
+    "anomaly", ComponentState.UNAVAILABLE,
     "no model trained (/var/lib/fluxtui/anomaly.model does not exist; run fluxtui train)")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from textual.widgets import RichLog
 
-from fluxtui.capabilities.connections import ConnectionEvent
+from fluxtui.capabilities.connection_tracker import ConnectionEvent
 from fluxtui.events import ProcessExit, ProcessKey, ProcessLifetime
 from fluxtui.tui.app import FluxApp
-from fluxtui.tui.connections import ConnectionsPane
+from fluxtui.tui.connections_tab import ConnectionsPane
 from fluxtui.tui.inbox import INBOX_LIMIT, EventsDropped, Inbox, dispatch
 from tests.fakes import StaticEngine, snapshot
 from tests.test_connections_tui import ROWS

@@ -13,15 +13,15 @@ from textual.app import App, ComposeResult
 from textual.color import Color
 from textual.widgets import DataTable, Footer
 
-from fluxtui.events import Alert, CollectorState, CollectorStatus, ProcessKey, Severity
-from fluxtui.guard.rules import SavedRule
+from fluxtui.events import Alert, ComponentState, ComponentStatus, ProcessKey, Severity
+from fluxtui.guard.access_rules import SavedRule
 from fluxtui.tui import panels
 from fluxtui.tui.app import FluxApp
 from fluxtui.tui.dialogs import KillDialog
 from fluxtui.tui.guard_pane import GuardHistory
+from fluxtui.tui.guard_rules_screen import RulesScreen
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_table import COLUMNS
-from fluxtui.tui.rules_screen import RulesScreen
 from fluxtui.tui.themes import bundled_themes
 from tests.fakes import StaticEngine, row, snapshot
 from tests.test_connections_tui import view as connections_view
@@ -42,7 +42,7 @@ def alerts() -> tuple[Alert, ...]:
                  for i in range(5))
 
 
-def full_snapshot(statuses: tuple[CollectorStatus, ...] | None = None):
+def full_snapshot(statuses: tuple[ComponentStatus, ...] | None = None):
     base = snapshot(many_rows())
     return dataclasses.replace(base, alerts=alerts(),
                                views={"connections": connections_view()},
@@ -242,12 +242,12 @@ async def test_footer_and_dialogs_say_what_the_keys_do() -> None:
 
 
 STATUSES = (
-    CollectorStatus("metrics", CollectorState.RUNNING),
-    CollectorStatus("processes", CollectorState.RUNNING),
-    CollectorStatus("syscalls", CollectorState.RUNNING, "", "153 syscalls/s · dropped 0 calls"),
-    CollectorStatus("guard", CollectorState.RUNNING, "", "enforce · 0 pending · 0 allowed"),
-    CollectorStatus("connections", CollectorState.UNAVAILABLE, "no NETLINK_SOCK_DIAG here"),
-    CollectorStatus("risk", CollectorState.RUNNING, "", "scored 81"),
+    ComponentStatus("metrics", ComponentState.RUNNING),
+    ComponentStatus("processes", ComponentState.RUNNING),
+    ComponentStatus("syscalls", ComponentState.RUNNING, "", "153 syscalls/s · dropped 0 calls"),
+    ComponentStatus("guard", ComponentState.RUNNING, "", "enforce · 0 pending · 0 allowed"),
+    ComponentStatus("connections", ComponentState.UNAVAILABLE, "no NETLINK_SOCK_DIAG here"),
+    ComponentStatus("risk", ComponentState.RUNNING, "", "scored 81"),
 )
 
 
@@ -292,7 +292,7 @@ async def test_monitor_mode_is_shown_in_the_warning_colour_in_the_header() -> No
                          rules_error=None, audit="", journal="", process_events="",
                          decisions_recorded=0)
 
-    statuses = (CollectorStatus("guard", CollectorState.RUNNING, "", "monitor · 0 pending"),)
+    statuses = (ComponentStatus("guard", ComponentState.RUNNING, "", "monitor · 0 pending"),)
     for mode in ("monitor", "enforce"):
         snap = dataclasses.replace(snapshot(), statuses=statuses,
                                    views={"guard": guard_view(mode)})

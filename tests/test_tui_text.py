@@ -9,11 +9,11 @@ from rich.console import Console
 from fluxtui.events import Alert, ProcessKey, Severity
 from fluxtui.guard.events import PromptView, Requester
 from fluxtui.headless import text_line
-from fluxtui.text import safe_text, visible
 from fluxtui.tui.alerts import COLUMN_INDEX, AlertGroup, alert_cells
 from fluxtui.tui.guard_prompt import render_body
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_table import render_cells
+from fluxtui.untrusted_text import safe_text, visible
 from tests.fakes import StaticEngine, row, snapshot
 
 RAW = b"evil\xff\xfe\r\n\x1b[2J\\x41\\\x07 end"

@@ -26,9 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fluxtui.bus import EventBus
 from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.collectors.syscall_table import SyscallTable
+from fluxtui.component import TickContext
 from fluxtui.config import Config
 from fluxtui.detection.anomaly.features import FeatureWindow, SyscallNumbers, window_from_names
 from fluxtui.detection.anomaly.fitjob import command as fit_command
@@ -39,12 +41,11 @@ from fluxtui.detection.anomaly.store import FeatureStore, StoreError
 from fluxtui.events import (
     Alert,
     AnomalyInput,
-    CollectorState,
-    CollectorStatus,
+    ComponentState,
+    ComponentStatus,
     ProcessKey,
     Severity,
 )
-from fluxtui.pipeline import EventBus, TickContext
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class AnomalyComponent:
         self._numbers: SyscallNumbers | None = None
         self._clock, self._wall = clock, wall
         self._proc = proc
-        self._state = CollectorState.STOPPED
+        self._state = ComponentState.STOPPED
         self._why = "" if model is not None else (
             "no model trained" if load else "recording only (no model loaded)")
         self._exe: dict[ProcessKey, str] = {}  # from exec events: the newest executable
@@ -109,11 +110,11 @@ class AnomalyComponent:
             try:
                 self._table = SyscallTable.load()
             except Exception as exc:  # no bcc, or no table for this architecture
-                self._state = CollectorState.UNAVAILABLE
+                self._state = ComponentState.UNAVAILABLE
                 self._why = f"no syscall table ({exc})"
                 return
         self._numbers = SyscallNumbers(self._table)
-        self._state = CollectorState.RUNNING
+        self._state = ComponentState.RUNNING
         if not self.settings.enabled and self._model is None:
             self._why = "disabled in the configuration (anomaly.enabled: false)"
         elif self._load:
@@ -132,17 +133,17 @@ class AnomalyComponent:
         self._stopping.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self._state is CollectorState.RUNNING:
-            self._state = CollectorState.STOPPED
+        if self._state is ComponentState.RUNNING:
+            self._state = ComponentState.STOPPED
 
-    def status(self) -> CollectorStatus:
-        if self._state is not CollectorState.RUNNING:
-            return CollectorStatus(self.name, self._state, self._why)
+    def status(self) -> ComponentStatus:
+        if self._state is not ComponentState.RUNNING:
+            return ComponentStatus(self.name, self._state, self._why)
         model = self._model
         if model is None:
             detail = self._why or "not loaded"
-            return CollectorStatus(self.name, CollectorState.UNAVAILABLE, detail)
-        return CollectorStatus(self.name, self._state, "", self.describe(model))
+            return ComponentStatus(self.name, ComponentState.UNAVAILABLE, detail)
+        return ComponentStatus(self.name, self._state, "", self.describe(model))
 
     def describe(self, model: AnomalyModel) -> str:
         meta = model.metadata
@@ -158,7 +159,7 @@ class AnomalyComponent:
     @property
     def ready(self) -> bool:
         """Started, with a syscall table: windows are being built (and recorded)."""
-        return self._numbers is not None and self._state is CollectorState.RUNNING
+        return self._numbers is not None and self._state is ComponentState.RUNNING
 
     @property
     def model(self) -> AnomalyModel | None:
@@ -181,7 +182,7 @@ class AnomalyComponent:
     # --- the tick ----------------------------------------------------------------------------
 
     def on_tick(self, tick: TickContext) -> None:
-        if self._state is not CollectorState.RUNNING or self._numbers is None:
+        if self._state is not ComponentState.RUNNING or self._numbers is None:
             tick.anomaly_model = self._why or "anomaly model not running"
             return
         view = tick.views.get("syscalls")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from fluxtui.collectors.connections import SocketEntry
+from fluxtui.collectors.sock_diag import SocketEntry
 from fluxtui.collectors.socket_owners import Owner
 from fluxtui.ecs import iso_time
 

@@ -25,11 +25,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from fluxtui.audit_trail import AuditStore, AuditStoreError
+from fluxtui.bus import EventBus
 from fluxtui.collectors.fanotify import FanotifyError, FanotifyGroup
 from fluxtui.collectors.inotify import Inotify
 from fluxtui.collectors.proc_events import ProcEvents
+from fluxtui.component import TickContext
 from fluxtui.config import GuardConfig
-from fluxtui.events import Alert, CollectorState, CollectorStatus, ProcessKey, Severity
+from fluxtui.events import Alert, ComponentState, ComponentStatus, ProcessKey, Severity
+from fluxtui.guard.access_rules import SCOPES, RuleBook, RulesFile, SavedRule, Scope
 from fluxtui.guard.catalogue import Catalogue, CatalogueError, build_catalogue
 from fluxtui.guard.events import TECHNIQUE_NAMES, GuardDecision, PromptView
 from fluxtui.guard.exposure import ptrace_exposure
@@ -38,9 +42,7 @@ from fluxtui.guard.marks import Marks, plan_marks
 from fluxtui.guard.namespaces import reference
 from fluxtui.guard.recorder import Recorder
 from fluxtui.guard.responder import Responder, ResponderSettings
-from fluxtui.guard.rules import SCOPES, RuleBook, RulesFile, SavedRule, Scope
-from fluxtui.pipeline import EventBus, TickContext
-from fluxtui.store import AuditStore, AuditStoreError, JournalUnavailable, JournalWriter
+from fluxtui.journal import JournalUnavailable, JournalWriter
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ class GuardComponent:
     def __init__(self, config: GuardConfig, interactive: bool) -> None:
         self.config = config
         self.interactive = interactive
-        self._state = CollectorState.STOPPED
+        self._state = ComponentState.STOPPED
         self._reason = "not started"
         self._fan: FanotifyGroup | None = None
         self._notify: Inotify | None = None
@@ -192,11 +194,11 @@ class GuardComponent:
                                     self._proc_events)
         self._recorder.start()
         self._responder.start()
-        self._state = CollectorState.RUNNING
+        self._state = ComponentState.RUNNING
         self._reason = ""
 
     def _unavailable(self, reason: str) -> None:
-        self._state = CollectorState.UNAVAILABLE
+        self._state = ComponentState.UNAVAILABLE
         self._reason = reason
 
     def stop(self) -> None:
@@ -226,25 +228,25 @@ class GuardComponent:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        if self._state is CollectorState.RUNNING:
-            self._state = CollectorState.STOPPED
+        if self._state is ComponentState.RUNNING:
+            self._state = ComponentState.STOPPED
             self._reason = "stopped"
 
-    def status(self) -> CollectorStatus:
-        if self._state is not CollectorState.RUNNING:
-            return CollectorStatus(self.name, self._state, self._reason)
+    def status(self) -> ComponentStatus:
+        if self._state is not ComponentState.RUNNING:
+            return ComponentStatus(self.name, self._state, self._reason)
         view = self.view()
         detail = f"{view.mode} · {view.pending} pending · {view.allowed} allowed · " \
                  f"{view.denied} denied"
         if view.rules_error:
             detail += " · rules file refused"
         if self._responder is not None and not self._responder.running:
-            return CollectorStatus(self.name, CollectorState.UNAVAILABLE,
+            return ComponentStatus(self.name, ComponentState.UNAVAILABLE,
                                    self._responder.last_error or "responder stopped")
-        return CollectorStatus(self.name, self._state, "", detail)
+        return ComponentStatus(self.name, self._state, "", detail)
 
     def on_tick(self, tick: TickContext) -> None:
-        if self._state is CollectorState.RUNNING:
+        if self._state is ComponentState.RUNNING:
             tick.set_view(self.name, self.view())
         if self._recorder is not None:
             findings = self._recorder.findings
@@ -282,7 +284,7 @@ class GuardComponent:
 
     @property
     def running(self) -> bool:
-        return self._state is CollectorState.RUNNING
+        return self._state is ComponentState.RUNNING
 
     @property
     def reason(self) -> str:

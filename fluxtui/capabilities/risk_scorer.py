@@ -27,22 +27,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fluxtui.bus import EventBus
 from fluxtui.capabilities.lineage import Lineage
 from fluxtui.capabilities.syscall_view import SyscallView
+from fluxtui.component import TickContext
 from fluxtui.config import Config
 from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
 from fluxtui.detection.risk import NO_MODEL, RiskModel, RiskScore
 from fluxtui.events import (
     Alert,
-    CollectorState,
-    CollectorStatus,
+    ComponentState,
+    ComponentStatus,
     ProcessExit,
     ProcessKey,
     ProcessLifetime,
     ProcessRow,
     Severity,
 )
-from fluxtui.pipeline import EventBus, TickContext
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class RiskScorer:
         self._above: set[ProcessKey] = set()
         self._scores: dict[ProcessKey, RiskScore] = {}
         self._container_of: dict[ProcessKey, ContainerInfo | None] = {}
-        self._state = CollectorState.STOPPED
+        self._state = ComponentState.STOPPED
         self._rows: dict[ProcessKey, ProcessRow] = {}  # last tick's rows, to keep exited ones
         self._exited: dict[ProcessKey, tuple[ProcessRow, ProcessExit, float]] = {}
         self._alerts_of: dict[ProcessKey, set[str]] = {}
@@ -84,15 +85,15 @@ class RiskScorer:
         self._received: dict[ProcessKey, float] = {}  # monotonic time each final arrived
 
     def start(self, bus: EventBus) -> None:
-        self._state = CollectorState.RUNNING
+        self._state = ComponentState.RUNNING
 
     def stop(self) -> None:
-        self._state = CollectorState.STOPPED
+        self._state = ComponentState.STOPPED
 
-    def status(self) -> CollectorStatus:
+    def status(self) -> ComponentStatus:
         detail = (f"threshold {self.config.risk.risk_threshold:g} · anomaly model: "
                   f"{self._anomaly_note or 'running'}")
-        return CollectorStatus(self.name, self._state, "", detail)
+        return ComponentStatus(self.name, self._state, "", detail)
 
     # --- for the detail view (UI thread) -----------------------------------------------------
 

@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from fluxtui.bus import EventBus
 from fluxtui.capabilities.lineage import ExeVerifier, Lineage
 from fluxtui.capabilities.risk_scorer import REARM_FRACTION, RiskScorer, RiskView
 from fluxtui.capabilities.stdio_watch import STDIO_CHECKS, StdioWatch
@@ -29,9 +30,10 @@ from fluxtui.collectors.kernel_event import KernelEvent, boot_to_wall
 from fluxtui.collectors.procstat import CLOCK_TICKS, read_start_ticks
 from fluxtui.collectors.stdio_sockets import stdio_sockets
 from fluxtui.collectors.syscalls import CollectorUnavailable, DropCounts, SyscallCollector
+from fluxtui.component import TickContext
 from fluxtui.config import Config
 from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
-from fluxtui.detection.rules import (
+from fluxtui.detection.syscall_rules import (
     CONTAINER_ESCAPE_SYSCALLS,
     SHELLS,
     EventContext,
@@ -43,12 +45,11 @@ from fluxtui.detection.rules import (
 )
 from fluxtui.events import (
     Alert,
-    CollectorState,
-    CollectorStatus,
+    ComponentState,
+    ComponentStatus,
     ProcessKey,
     ProcessLifetime,
 )
-from fluxtui.pipeline import EventBus, TickContext
 
 __all__ = ["REARM_FRACTION", "STDIO_CHECKS", "RiskScorer", "RiskView", "SyscallCapture",
            "SyscallView"]
@@ -90,7 +91,7 @@ class SyscallCapture:
         self.collector = collector or SyscallCollector(
             ring_buffer_pages=sc.ring_buffer_pages, count_map_entries=sc.count_map_entries,
             event_queue_limit=sc.event_queue_limit)
-        self._state = CollectorState.STOPPED
+        self._state = ComponentState.STOPPED
         self._reason = ""
         self._warning = ""
         self._bus: EventBus | None = None
@@ -132,7 +133,7 @@ class SyscallCapture:
         except CollectorUnavailable as exc:
             self._unavailable(str(exc))
             return
-        self._state = CollectorState.RUNNING
+        self._state = ComponentState.RUNNING
         table = self.collector.table
         if table is not None:
             unknown = sorted(n for n in self.config.risk.base_risk_scores if n not in table.numbers)
@@ -150,18 +151,18 @@ class SyscallCapture:
                          name="fluxtui-verify", daemon=True).start()
 
     def _unavailable(self, reason: str) -> None:
-        self._state = CollectorState.UNAVAILABLE
+        self._state = ComponentState.UNAVAILABLE
         self._reason = reason
         log.info("syscall capture unavailable: %s", reason)
 
     def stop(self) -> None:
         self.collector.close()
-        if self._state is CollectorState.RUNNING:
-            self._state = CollectorState.STOPPED
+        if self._state is ComponentState.RUNNING:
+            self._state = ComponentState.STOPPED
 
-    def status(self) -> CollectorStatus:
-        if self._state is not CollectorState.RUNNING:
-            return CollectorStatus(self.name, self._state, self._reason)
+    def status(self) -> ComponentStatus:
+        if self._state is not ComponentState.RUNNING:
+            return ComponentStatus(self.name, self._state, self._reason)
         d = self._dropped
         detail = (f"{self._rate:,.0f} syscalls/s · dropped {d.syscalls_lost} calls, "
                   f"{d.events_lost} events · own pid {self.collector.self_pid} untraced")
@@ -169,7 +170,7 @@ class SyscallCapture:
             detail += f" · {self._late} calls after a final record"
         if self._warning:
             detail += f" · {self._warning}"
-        return CollectorStatus(self.name, self._state, "", detail)
+        return ComponentStatus(self.name, self._state, "", detail)
 
     # --- for the detail view (UI thread) -----------------------------------------------------
 
@@ -191,7 +192,7 @@ class SyscallCapture:
     # --- the tick ----------------------------------------------------------------------------
 
     def on_tick(self, tick: TickContext) -> None:
-        if self._state is not CollectorState.RUNNING:
+        if self._state is not ComponentState.RUNNING:
             return
         drain = self.collector.drain()
         table = self.collector.table

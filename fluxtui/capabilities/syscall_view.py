@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fluxtui.collectors.syscalls import DropCounts
-from fluxtui.detection.rules import Finding
+from fluxtui.detection.syscall_rules import Finding
 from fluxtui.events import ProcessKey, ProcessLifetime
 
 if TYPE_CHECKING:

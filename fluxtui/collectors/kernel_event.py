@@ -66,7 +66,7 @@ class KernelEvent:
         return self.comm
 
     def describe(self) -> str:
-        """One line for people; untrusted parts still need fluxtui.text.visible to display."""
+        """One line for people; its untrusted parts still need `untrusted_text.visible`."""
         if self.kind == "exec":
             args = " ".join(self.argv[1:]) if self.argv else ""
             more = " …" if "argv truncated" in self.flags else ""

@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 import psutil
 
 from fluxtui.events import (
-    CollectorState,
-    CollectorStatus,
+    ComponentState,
+    ComponentStatus,
     CpuTimes,
     IoRate,
     MemoryUsage,
@@ -101,8 +101,8 @@ class MetricsCollector:
         self._boot_time = psutil.boot_time()
         self._physical: dict[str, bool] = {}
 
-    def status(self) -> CollectorStatus:
-        return CollectorStatus(self.name, CollectorState.RUNNING)
+    def status(self) -> ComponentStatus:
+        return ComponentStatus(self.name, ComponentState.RUNNING)
 
     def _disk_counters(self) -> dict[str, Counters]:
         raw = psutil.disk_io_counters(perdisk=True, nowrap=True) or {}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import psutil
 
 from fluxtui.collectors.procstat import ProcStat, list_pids, read_stat
-from fluxtui.events import CollectorState, CollectorStatus, ProcessKey, ProcessRow
+from fluxtui.events import ComponentState, ComponentStatus, ProcessKey, ProcessRow
 
 STATE_NAMES = {
     "R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped", "t": "tracing-stop",
@@ -73,8 +73,8 @@ class ProcessCollector:
         self._identities: dict[ProcessKey, Identity] = {}
         self._tick = 0
 
-    def status(self) -> CollectorStatus:
-        return CollectorStatus(self.name, CollectorState.RUNNING)
+    def status(self) -> ComponentStatus:
+        return ComponentStatus(self.name, ComponentState.RUNNING)
 
     def forget_identity(self, key: ProcessKey) -> None:
         """Re-read user, executable and command line at the next sample (e.g. after setuid)."""

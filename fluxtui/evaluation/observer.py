@@ -18,7 +18,7 @@ from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.events import Alert, ProcessKey, Severity, Snapshot
 from fluxtui.guard.events import GuardDecision
-from fluxtui.text import visible
+from fluxtui.untrusted_text import visible
 
 SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 MODEL_PREFIX = "anomaly"  # rule ids of alerts raised by the anomaly model

@@ -29,8 +29,8 @@ from fluxtui.evaluation.observer import Observer
 from fluxtui.evaluation.report import Context
 from fluxtui.evaluation.sandbox import DecoyHome, RunSandbox, ScenarioSandbox
 from fluxtui.evaluation.scoring import Result, verdicts
-from fluxtui.events import CollectorState
-from fluxtui.text import visible
+from fluxtui.events import ComponentState
+from fluxtui.untrusted_text import visible
 
 STD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SKIPPED_RC = 77
@@ -114,7 +114,7 @@ def evaluation_config(config: Config, decoy: DecoyHome) -> Config:
 
 def build_engine(config: Config, plugin: AnomalyPlugin, model: Any = None,
                  recorder: Callable[[Any], None] | None = None) -> Engine:
-    from fluxtui.components import build_components
+    from fluxtui.capabilities.assembly import build_components
 
     components = build_components(config, privileged=True, interactive=False)
     if plugin.available:
@@ -143,7 +143,7 @@ def running(engine: Engine, observer: Observer) -> Iterator[tuple[str, ...]]:
     try:
         engine.start()
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while any(s.state is CollectorState.STOPPED and s.reason == "starting…"
+        while any(s.state is ComponentState.STOPPED and s.reason == "starting…"
                   for s in engine.statuses()):
             if time.monotonic() > deadline:
                 raise RuntimeError("the engine's components did not start within "

@@ -4,10 +4,10 @@ A file with several links gets one fold per name it was opened through."""
 
 from __future__ import annotations
 
+from fluxtui.guard.access_rules import Verdict
 from fluxtui.guard.inodes import ProtectedFile
 from fluxtui.guard.processes import CachedProcess
 from fluxtui.guard.requests import Fold
-from fluxtui.guard.rules import Verdict
 
 RECORD_INTERVAL = 0.1  # seconds between hand-overs of folded cached allowances
 

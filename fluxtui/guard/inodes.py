@@ -34,8 +34,8 @@ from fluxtui.collectors.fanotify import (
     FanotifyGroup,
 )
 from fluxtui.collectors.file_handles import FileHandle, handle_of_fd, mount_point, open_by_handle
-from fluxtui.files import UnsafeFileError, atomic_write, read_policy_file
 from fluxtui.guard.catalogue import Catalogue, Group
+from fluxtui.policy_files import UnsafeFileError, atomic_write, read_policy_file
 
 STATE_VERSION = 1
 MAX_TRACKED = 10_000  # inodes followed by handle: kept across restarts, checked every sweep

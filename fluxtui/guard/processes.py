@@ -26,6 +26,7 @@ from fluxtui.collectors.proc_events import (
     ProcEventsLost,
 )
 from fluxtui.config import DEFAULT_SYSTEM_DIRS
+from fluxtui.guard.access_rules import Verdict
 from fluxtui.guard.identity import (
     ExeKey,
     ExeVerification,
@@ -37,7 +38,6 @@ from fluxtui.guard.identity import (
     tracer_pid,
 )
 from fluxtui.guard.namespaces import foreign_namespace
-from fluxtui.guard.rules import Verdict
 
 MAX_CACHED_PROCESSES = 256  # two fds each
 

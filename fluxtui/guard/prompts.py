@@ -7,10 +7,10 @@ import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
+from fluxtui.guard.access_rules import FIVE_MINUTES, RuleBook, SavedRule, Scope, TempRule
 from fluxtui.guard.events import PromptView
 from fluxtui.guard.identity import process_tree
 from fluxtui.guard.requests import Prompt, Request, prompt_key, requester_of
-from fluxtui.guard.rules import FIVE_MINUTES, RuleBook, SavedRule, Scope, TempRule
 
 
 def split(requests: list[Request], leaves: Callable[[Request], bool]

@@ -19,9 +19,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from fluxtui.audit_trail import AuditRecord, AuditStore, AuditStoreError
 from fluxtui.guard.events import GuardDecision, PromptsChanged, PromptView
 from fluxtui.guard.requests import Fold, Outcome, PendingNote, Sink, requester_of
-from fluxtui.store import AuditRecord, AuditStore, AuditStoreError, JournalWriter
+from fluxtui.journal import JournalWriter
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ import time
 from typing import NamedTuple
 
 from fluxtui.events import ProcessKey
+from fluxtui.guard.access_rules import Verdict
 from fluxtui.guard.catalogue import Group
 from fluxtui.guard.events import PromptView, Requester
 from fluxtui.guard.identity import ExeVerification, ProcessInfo
 from fluxtui.guard.inodes import ProtectedFile
 from fluxtui.guard.processes import CachedProcess
-from fluxtui.guard.rules import Verdict
 
 
 class Request:

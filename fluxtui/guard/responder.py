@@ -45,6 +45,7 @@ from fluxtui.collectors.fanotify import (
 from fluxtui.collectors.inotify import Inotify
 from fluxtui.collectors.proc_events import ProcEvents
 from fluxtui.collectors.procstat import read_start_ticks
+from fluxtui.guard.access_rules import RuleBook, Scope, evaluate
 from fluxtui.guard.answers import Answers
 from fluxtui.guard.catalogue import Catalogue
 from fluxtui.guard.events import PromptView
@@ -56,7 +57,6 @@ from fluxtui.guard.processes import CachedProcess, ProcessCache
 from fluxtui.guard.replan import TIMER as REPLAN_TIMER
 from fluxtui.guard.replan import Replanner
 from fluxtui.guard.requests import Request, Sink
-from fluxtui.guard.rules import RuleBook, Scope, evaluate
 from fluxtui.guard.waiting import Waiting
 
 __all__ = ["Responder", "ResponderSettings", "raise_fd_limit"]

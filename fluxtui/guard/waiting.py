@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from fluxtui.events import ProcessKey
+from fluxtui.guard.access_rules import RuleBook, Scope
 from fluxtui.guard.answers import Answers
 from fluxtui.guard.events import PromptView
 from fluxtui.guard.identity import ExeKey, ExeVerification
@@ -21,7 +22,6 @@ from fluxtui.guard.loop import EventLoop
 from fluxtui.guard.pidwatch import PidWatch
 from fluxtui.guard.prompts import PromptQueue, remember_answer
 from fluxtui.guard.requests import PendingNote, Request, Sink
-from fluxtui.guard.rules import RuleBook, Scope
 from fluxtui.guard.verifier import Verifier
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from fluxtui.pipeline import EventBus
+from fluxtui.bus import EventBus
 from fluxtui.prometheus.counters import BusCounters
 from fluxtui.prometheus.families import TOP_PROCESSES, snapshot_families
 

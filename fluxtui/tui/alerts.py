@@ -19,9 +19,9 @@ from textual.widgets import DataTable, Static
 
 from fluxtui.engine import Engine
 from fluxtui.events import Alert, ProcessKey, Severity, Snapshot
-from fluxtui.text import safe_text
 from fluxtui.tui.format import DASH
 from fluxtui.tui.process_detail import ProcessDetailScreen
+from fluxtui.untrusted_text import safe_text
 
 SEVERITY_STYLE = {
     Severity.LOW: "dim",

@@ -22,15 +22,15 @@ from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
 from fluxtui.guard.events import GuardDecision, PromptsChanged, PromptView
 from fluxtui.tui.alerts import AlertsPane
-from fluxtui.tui.connections import ConnectionsPane
+from fluxtui.tui.connections_tab import ConnectionsPane
 from fluxtui.tui.dialogs import ConfirmScreen, KillDialog
 from fluxtui.tui.guard_pane import GuardHistory, switch_mode
 from fluxtui.tui.guard_prompt import PromptScreen, PromptState, guard_of
+from fluxtui.tui.guard_rules_screen import RulesScreen
 from fluxtui.tui.inbox import BusReader, Inbox, dispatch
 from fluxtui.tui.panels import CpuPanel, History, IoPanel, MemoryPanel, StatusHeader
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_table import COLUMNS, ProcessTable
-from fluxtui.tui.rules_screen import RulesScreen
 from fluxtui.tui.themes import bundled_themes
 
 TABS = {"processes": "Processes", "connections": "Connections", "alerts": "Alerts",

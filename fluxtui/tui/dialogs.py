@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
 from fluxtui.events import ProcessRow
-from fluxtui.text import visible
+from fluxtui.untrusted_text import visible
 
 
 class KillDialog(ModalScreen[signal.Signals | None]):

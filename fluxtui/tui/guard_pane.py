@@ -26,12 +26,12 @@ from textual.widgets.data_table import RowDoesNotExist
 from fluxtui.capabilities.guard import GuardComponent, GuardView
 from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
-from fluxtui.text import visible
 from fluxtui.tui.dialogs import ConfirmScreen
 from fluxtui.tui.guard_prompt import guard_of
+from fluxtui.tui.guard_rules_screen import RulesScreen
 from fluxtui.tui.panels import COMPACT_HEIGHT
-from fluxtui.tui.rules_screen import RulesScreen
 from fluxtui.tui.themes import level_colors
+from fluxtui.untrusted_text import visible
 
 log = logging.getLogger(__name__)
 

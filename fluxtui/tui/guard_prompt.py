@@ -39,7 +39,7 @@ from textual.widgets import Static
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.engine import Engine
 from fluxtui.guard.events import PromptView
-from fluxtui.text import visible
+from fluxtui.untrusted_text import visible
 
 KEY_GRACE = 1.0  # seconds during which decision keys are ignored after a prompt comes to front
 
@@ -374,7 +374,7 @@ class PromptScreen(ModalScreen[None]):
             state.hold()
             guard = state.guard
             if guard is not None:
-                from fluxtui.tui.rules_screen import RulesScreen
+                from fluxtui.tui.guard_rules_screen import RulesScreen
 
                 self.app.push_screen(RulesScreen(guard))
         self.show()

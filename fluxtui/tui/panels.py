@@ -16,10 +16,10 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
-from fluxtui.events import CollectorState, IoRate, Snapshot
-from fluxtui.text import visible
+from fluxtui.events import ComponentState, IoRate, Snapshot
 from fluxtui.tui.format import bar, duration, human_bytes, level_style, sparkline
 from fluxtui.tui.themes import level_colors
+from fluxtui.untrusted_text import visible
 
 COMPACT_HEIGHT = 32  # terminal rows below which the panels are compact
 
@@ -141,7 +141,7 @@ class StatusHeader(Static):
             fits = True
             for status in snapshot.statuses:
                 name = SHORT_NAMES.get(status.name, status.name) if short else status.name
-                if status.state is CollectorState.RUNNING:
+                if status.state is ComponentState.RUNNING:
                     detail = f" ({visible(status.detail)})" if detailed and status.detail \
                         else ""
                     # Monitor mode lets every read through: a warning, not a green light.

@@ -21,11 +21,11 @@ from fluxtui.capabilities.risk_scorer import RiskView
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
 from fluxtui.detection.risk import NO_MODEL, NO_VERDICT
 from fluxtui.engine import Engine
-from fluxtui.events import CollectorStatus, ProcessExit, ProcessKey, ProcessRow, Snapshot
-from fluxtui.text import safe_text
+from fluxtui.events import ComponentStatus, ProcessExit, ProcessKey, ProcessRow, Snapshot
 from fluxtui.tui.format import DASH
 from fluxtui.tui.process_order import name_label, user_label
 from fluxtui.tui.process_table import final_identity
+from fluxtui.untrusted_text import safe_text
 
 TOP_SYSCALLS = 12
 
@@ -34,7 +34,7 @@ def _section(title: str) -> Text:
     return Text(f"\n{title}", style="bold")
 
 
-def _status(snapshot: Snapshot | None, name: str) -> CollectorStatus | None:
+def _status(snapshot: Snapshot | None, name: str) -> ComponentStatus | None:
     if snapshot is None:
         return None
     return next((s for s in snapshot.statuses if s.name == name), None)

@@ -15,7 +15,6 @@ from textual.message import Message
 from textual.widgets import Input
 
 from fluxtui.events import ProcessExit, ProcessKey, ProcessRow, Snapshot
-from fluxtui.text import visible
 from fluxtui.tui.format import DASH, human_bytes, human_rate, level_style, percent
 from fluxtui.tui.grid import Cell, Column, FastTable
 from fluxtui.tui.process_order import (
@@ -29,6 +28,7 @@ from fluxtui.tui.process_order import (
     user_label,
 )
 from fluxtui.tui.themes import TOKEN_LEVELS
+from fluxtui.untrusted_text import visible
 
 # Ordered so that at 80 columns PID, User, Name, Risk, CPU, memory and state are on screen;
 # the extra width of a larger terminal goes to the names and the syscall list.

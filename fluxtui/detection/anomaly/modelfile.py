@@ -26,7 +26,7 @@ import numpy as np
 from fluxtui.detection.anomaly.features import FEATURE_SCHEMA
 from fluxtui.detection.anomaly.models import AnomalyModel
 from fluxtui.detection.anomaly.profile import Profiles
-from fluxtui.files import UnsafeFileError, atomic_write, read_policy_file
+from fluxtui.policy_files import UnsafeFileError, atomic_write, read_policy_file
 
 MAGIC = b"FLUXTUI-ANOMALY-MODEL 1\n"
 # What a fluxtui model holds beyond skops' default-trusted builtins and numpy arrays.

@@ -25,6 +25,12 @@ _CONTROL = re.compile(f"[{_ESCAPED}]")
 _BACKSLASH = re.compile(f"\\\\(?=[xu\\\\{_ESCAPED}])")
 
 
+def only_escaped_bytes(value: str) -> bool:
+    """Whether every surrogate in `value` is one surrogateescape made (U+DC80-U+DCFF): an
+    undecodable byte of a name, to be written back as the byte it was."""
+    return all(0xDC80 <= ord(c) <= 0xDCFF for c in value if 0xD800 <= ord(c) <= 0xDFFF)
+
+
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape

@@ -30,6 +30,7 @@ import time
 from collections import deque
 from typing import Any, NamedTuple
 
+from fluxtui.bus import EventBus
 from fluxtui.capabilities.connection_events import (
     ConnectionEvent,
     ConnectionsView,
@@ -41,7 +42,7 @@ from fluxtui.collectors.connect_trace import (
     ConnectTracer,
     TracerUnavailable,
 )
-from fluxtui.collectors.connections import (
+from fluxtui.collectors.sock_diag import (
     CONNECTED_STATES,
     DestroyWatch,
     SockDiag,
@@ -49,11 +50,11 @@ from fluxtui.collectors.connections import (
     canonical_ip,
 )
 from fluxtui.collectors.socket_owners import Owner, SocketOwners
+from fluxtui.component import TickContext
 from fluxtui.config import NetworkConfig, RulesConfig
-from fluxtui.detection.netrules import Detection, NetRules, Observation
-from fluxtui.detection.rules import RuleFilter, Subject
-from fluxtui.events import CollectorState, CollectorStatus, ProcessKey
-from fluxtui.pipeline import EventBus, TickContext
+from fluxtui.detection.network_rules import Detection, NetRules, Observation
+from fluxtui.detection.syscall_rules import RuleFilter, Subject
+from fluxtui.events import ComponentState, ComponentStatus, ProcessKey
 
 __all__ = ["ConnectionEvent", "ConnectionsComponent", "ConnectionsView", "SocketRow"]
 
@@ -189,13 +190,13 @@ class ConnectionsComponent:
         """Whether connect attempts are traced (root, bcc, network.connect_trace)."""
         return self._tracer is not None
 
-    def status(self) -> CollectorStatus:
+    def status(self) -> ComponentStatus:
         if self._unavailable:
-            return CollectorStatus(self.name, CollectorState.UNAVAILABLE, self._unavailable)
+            return ComponentStatus(self.name, ComponentState.UNAVAILABLE, self._unavailable)
         if self._stop.is_set():
-            return CollectorStatus(self.name, CollectorState.STOPPED)
+            return ComponentStatus(self.name, ComponentState.STOPPED)
         if self._thread is not None and not self._thread.is_alive():
-            return CollectorStatus(self.name, CollectorState.UNAVAILABLE,
+            return ComponentStatus(self.name, ComponentState.UNAVAILABLE,
                                    "connections thread ended (see the log)")
         shared = self._shared
         count = 0 if shared is None else len(shared.view.rows)
@@ -208,7 +209,7 @@ class ConnectionsComponent:
             detail += f", events suppressed {self._suppressed}"
         if self._detections_dropped:
             detail += f", detections dropped {self._detections_dropped}"
-        return CollectorStatus(self.name, CollectorState.RUNNING, detail=detail)
+        return ComponentStatus(self.name, ComponentState.RUNNING, detail=detail)
 
     # --- the worker thread -------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The audit trail: an SQLite database (WAL) of what fluxtui decided or did, and journald output.
+"""The audit trail: an SQLite database (WAL) of what fluxtui decided or did.
 
 `AuditStore` is generic: each record has a kind ("file-access", ...), an outcome, the process,
 a target (a file, a socket), who or what decided, a latency and a JSON `detail` for the rest.
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
-import struct
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fluxtui.untrusted_text import only_escaped_bytes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -79,14 +79,9 @@ def storable(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogateescape" if _escaped_only(value) else
+        return value.encode("utf-8", "surrogateescape" if only_escaped_bytes(value) else
                             "backslashreplace").decode("utf-8", "backslashreplace")
     return value
-
-
-def _escaped_only(value: str) -> bool:
-    """Whether every surrogate in `value` is one surrogateescape made (U+DC80-U+DCFF)."""
-    return all(0xDC80 <= ord(c) <= 0xDCFF for c in value if 0xD800 <= ord(c) <= 0xDFFF)
 
 
 class AuditStoreError(Exception):
@@ -210,77 +205,3 @@ class AuditStore:
         for conn in connections:
             conn.close()
         self._local = threading.local()
-
-
-# --- systemd journal -----------------------------------------------------------------------
-
-JOURNAL_SOCKET = "/run/systemd/journal/socket"
-
-
-class JournalUnavailable(Exception):
-    """No journal to write to; the message says why."""
-
-
-def encode_journal_fields(fields: Mapping[str, Any]) -> bytes:
-    """The journald native protocol: KEY=value lines; a value holding a newline is sent as
-    KEY, newline, its length as 64-bit little endian, the bytes, newline."""
-    out = bytearray()
-    for key, value in fields.items():
-        if value is None:
-            continue
-        if isinstance(value, bytes):
-            data = value
-        else:  # undecodable bytes of a name go back to the journal as they were
-            text = str(value)
-            data = text.encode("utf-8", "surrogateescape" if _escaped_only(text) else "replace")
-        name = key.upper().encode("ascii")
-        if b"\n" in data:
-            out += name + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
-        else:
-            out += name + b"=" + data + b"\n"
-    return bytes(out)
-
-
-class JournalWriter:
-    """Writes entries to the systemd journal: through python-systemd when importable, else over
-    the native socket. Raises JournalUnavailable when neither is there."""
-
-    def __init__(self, socket_path: str = JOURNAL_SOCKET, identifier: str = "fluxtui") -> None:
-        self.identifier = identifier
-        self._send: Any = None
-        self._sock: socket.socket | None = None
-        self._socket_path = socket_path
-        if socket_path == JOURNAL_SOCKET:
-            try:
-                from systemd import journal  # type: ignore[import-not-found]
-            except ImportError:
-                pass
-            else:
-                if os.path.exists(JOURNAL_SOCKET):
-                    self._send = journal.send
-                    self.via = "python-systemd"
-                    return
-        if not os.path.exists(socket_path):
-            raise JournalUnavailable(
-                f"no systemd journal running ({socket_path} does not exist)")
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)
-        self.via = socket_path
-
-    def send(self, message: str, priority: int, **fields: Any) -> None:
-        if self._send is not None:
-            self._send(message, PRIORITY=priority, SYSLOG_IDENTIFIER=self.identifier,
-                       **{k.upper(): v for k, v in fields.items() if v is not None})
-            return
-        assert self._sock is not None
-        payload = encode_journal_fields({"MESSAGE": message, "PRIORITY": priority,
-                                         "SYSLOG_IDENTIFIER": self.identifier, **fields})
-        try:
-            self._sock.sendto(payload, self._socket_path)
-        except BlockingIOError:
-            raise JournalUnavailable("journal socket is full; entry dropped") from None
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None

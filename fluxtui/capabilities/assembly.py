@@ -7,11 +7,11 @@ come before the risk scorer that folds them into one score per process.
 from __future__ import annotations
 
 from fluxtui.capabilities.anomaly import AnomalyComponent
-from fluxtui.capabilities.connections import ConnectionsComponent
+from fluxtui.capabilities.connection_tracker import ConnectionsComponent
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
+from fluxtui.component import Component
 from fluxtui.config import Config
-from fluxtui.pipeline import Component
 
 
 def build_components(config: Config, privileged: bool, interactive: bool) -> list[Component]:

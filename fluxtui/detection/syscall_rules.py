@@ -24,7 +24,7 @@ from fluxtui.config import DEFAULT_SHELL_PARENTS, RulesConfig
 from fluxtui.detection.containers import ContainerInfo
 from fluxtui.detection.locations import Stat, judge_location
 from fluxtui.events import ProcessKey, Severity
-from fluxtui.text import visible
+from fluxtui.untrusted_text import visible
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
 CONTAINER_ESCAPE_SYSCALLS = frozenset({"mount", "umount2", "pivot_root", "chroot", "setns",

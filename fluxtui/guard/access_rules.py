@@ -27,9 +27,9 @@ from typing import Any, Literal
 import yaml
 
 from fluxtui.events import ProcessKey
-from fluxtui.files import UnsafeFileError, atomic_write, read_policy_file
 from fluxtui.guard.catalogue import Group
 from fluxtui.guard.identity import ExeVerification, ProcessInfo
+from fluxtui.policy_files import UnsafeFileError, atomic_write, read_policy_file
 
 Action = Literal["allow", "deny"]
 Scope = Literal["once", "always", "5min", "process", "session"]

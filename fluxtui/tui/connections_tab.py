@@ -18,12 +18,12 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, RichLog, Static
 
-from fluxtui.capabilities.connections import ConnectionEvent, ConnectionsView, SocketRow
+from fluxtui.capabilities.connection_tracker import ConnectionEvent, ConnectionsView, SocketRow
 from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
-from fluxtui.text import safe_text, visible
 from fluxtui.tui.format import DASH, human_bytes
 from fluxtui.tui.inbox import EventsDropped
+from fluxtui.untrusted_text import safe_text, visible
 
 
 class SortText(Text):

@@ -13,8 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from fluxtui.capabilities.guard import GuardComponent
-from fluxtui.text import visible
 from fluxtui.tui.dialogs import ConfirmScreen
+from fluxtui.untrusted_text import visible
 
 _COLUMNS = (("id", "Rule"), ("action", "Action"), ("group", "Group"),
             ("executable", "Executable"), ("sha256", "sha256"), ("created", "Created"),
