@@ -22,7 +22,13 @@ from fluxtui.detection.anomaly.modelfile import load_model
 from fluxtui.detection.anomaly.models import ALARM
 from fluxtui.detection.anomaly.store import FeatureStore
 from fluxtui.detection.syscall_rules import Finding
-from fluxtui.events import ComponentState, ProcessKey, ProcessRow, SystemMetrics
+from fluxtui.events import (
+    ComponentState,
+    ProcessKey,
+    ProcessLifetime,
+    ProcessRow,
+    SystemMetrics,
+)
 from tests.anomaly_support import recorded_model, recorded_windows, table
 
 RUNNING = ProcessKey(4242, 1000)
@@ -131,17 +137,6 @@ def test_without_the_syscall_capture_there_is_nothing_to_score() -> None:
     assert tick.anomaly_model == "no syscall capture (the model scores its windows)"
 
 
-@dataclasses.dataclass(frozen=True)
-class _FinalView:
-    """A capture that also reports lifetime totals of processes that exited (issue 10 part 1)."""
-
-    window_s: float
-    counts: dict
-    bigrams: dict
-    final: dict
-    findings: tuple = ()
-
-
 def test_lifetime_totals_of_exited_processes_are_scored_not_recorded() -> None:
     bus = EventBus()
     recorded: list[FeatureWindow] = []
@@ -150,7 +145,11 @@ def test_lifetime_totals_of_exited_processes_are_scored_not_recorded() -> None:
     component.start(bus)
     counts, _ = _named(_known_window())
     _exec(bus, GONE, "/usr/bin/dpkg-query")
-    tick = _tick(bus, _FinalView(1.0, {}, {}, {GONE: {**counts, "ptrace": 1}}))
+    lifetime = ProcessLifetime(key=GONE, name="dpkg-query", exe="/usr/bin/dpkg-query", args=(),
+                               uid=0, parent=None, started=100.0, exited=101.0,
+                               syscalls={**counts, "ptrace": 1}, events=0, rules=())
+    view = dataclasses.replace(_view({}, {}), final={GONE: lifetime})
+    tick = _tick(bus, view)
     component.on_tick(tick)
     assert not recorded
     assert tick.anomalies[GONE].score >= 90

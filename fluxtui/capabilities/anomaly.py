@@ -44,6 +44,7 @@ from fluxtui.events import (
     ComponentState,
     ComponentStatus,
     ProcessKey,
+    ProcessLifetime,
     Severity,
 )
 
@@ -268,23 +269,19 @@ class AnomalyComponent:
         return out
 
     def _final_windows(self, view: Any, tick: TickContext) -> list[FeatureWindow]:
-        """Lifetime totals of processes that exited this tick (`SyscallView.final`, when the
-        capture provides it): scored, not recorded (their calls are in the tick windows)."""
-        final = getattr(view, "final", None)
-        if not isinstance(final, Mapping) or self._numbers is None:
+        """Lifetime totals of processes that exited this tick (`SyscallView.final`, their
+        `ProcessLifetime`s): scored, not recorded (their calls are in the tick windows)."""
+        final: Mapping[ProcessKey, ProcessLifetime] = getattr(view, "final", {})
+        if self._numbers is None:
             return []
         out = []
         now = self._wall()
         for key, record in final.items():
-            counts = record if isinstance(record, Mapping) else getattr(record, "counts", None)
-            if not isinstance(counts, Mapping) or not any(counts.values()):
+            if not any(record.syscalls.values()):
                 continue
-            lifetime = getattr(record, "lifetime_s", None)
-            window_s = float(lifetime) if isinstance(lifetime, (int, float)) and lifetime > 0 \
-                else view.window_s
-            pairs = getattr(record, "bigrams", None)
-            out.append(window_from_names(key, self._exe_of(key, tick), window_s, counts,
-                                         pairs if isinstance(pairs, Mapping) else {}, {},
+            window_s = record.lifetime_s if record.lifetime_s > 0 else view.window_s
+            exe = record.exe or self._exe_of(key, tick)
+            out.append(window_from_names(key, exe, window_s, record.syscalls, {}, {},
                                          self._numbers, now))
         return out
 
