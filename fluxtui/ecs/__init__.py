@@ -28,7 +28,7 @@ from fluxtui.guard.events import GuardDecision, PromptView
 
 __all__ = [
     "ECS_VERSION", "STREAM_VERSION", "DropLedger", "drop_documents", "envelope",
-    "event_documents", "host_fields", "iso_time", "listing_document", "metrics_document",
+    "document", "event_documents", "host_fields", "iso_time", "listing_document", "metrics_document",
     "process_state_documents", "processes_document",
 ]
 
@@ -49,3 +49,11 @@ def event_documents(event: object) -> list[dict[str, Any]]:
     if isinstance(event, PromptView):
         return [prompt_document(event)]
     return []
+
+
+def document(event: object) -> dict[str, Any]:
+    """The one document of a bus event that the stream carries (ValueError otherwise)."""
+    docs = event_documents(event)
+    if len(docs) != 1:
+        raise ValueError(f"no stream document for {type(event).__name__}")
+    return docs[0]
