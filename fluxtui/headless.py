@@ -235,8 +235,8 @@ class HeadlessRunner:
         except BrokenPipeError:
             return 0  # the reader went away (e.g. piped into head): not an error
         finally:
-            unsubscribe()
             self.engine.stop()
+            unsubscribe()  # after the stop: a tick that was under way is written too
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         with contextlib.suppress(BrokenPipeError):

@@ -152,7 +152,7 @@ def test_metrics_documents_carry_every_status_and_drop_counter_and_a_drop_is_an_
 
 def test_state_documents_one_per_process_through_the_snapshot_path() -> None:
     w, out = writer("state")
-    for index in range(QUEUE_LIMIT + 3):  # the event queue is full ...
+    for _ in range(QUEUE_LIMIT + 3):  # the event queue is full ...
         w.offer(object())
     for sequence in (1, 2, 3):  # ... and three ticks come before the reader is back
         w.offer(fakes.snapshot(sequence=sequence))
