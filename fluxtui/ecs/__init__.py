@@ -27,9 +27,19 @@ from fluxtui.events import Alert, ProcessExit
 from fluxtui.guard.events import GuardDecision, PromptView
 
 __all__ = [
-    "ECS_VERSION", "STREAM_VERSION", "DropLedger", "drop_documents", "envelope",
-    "document", "event_documents", "host_fields", "iso_time", "listing_document", "metrics_document",
-    "process_state_documents", "processes_document",
+    "ECS_VERSION",
+    "STREAM_VERSION",
+    "DropLedger",
+    "document",
+    "drop_documents",
+    "envelope",
+    "event_documents",
+    "host_fields",
+    "iso_time",
+    "listing_document",
+    "metrics_document",
+    "process_state_documents",
+    "processes_document",
 ]
 
 
