@@ -14,7 +14,7 @@ import json
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from fluxtui.ecs.common import STREAM_VERSION
 
@@ -51,7 +51,7 @@ def open_recording(path: str) -> IO[bytes]:
         with open(path, "rb") as f:
             magic = f.read(2)
         if magic == GZIP_MAGIC:
-            return gzip.open(path, "rb")
+            return cast(IO[bytes], gzip.open(path, "rb"))
         return open(path, "rb")
     except OSError as exc:
         raise RecordingError(f"cannot open {path}: {exc.strerror or exc}") from None
