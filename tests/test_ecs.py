@@ -191,3 +191,25 @@ def test_full_socket_listing_at_start_and_every_interval() -> None:
     assert sockets[1]["owners"] == [{"pid": 7, "start_ticks": 70, "name": "nginx"}]
     assert sockets[2]["owner"] == "unknown"
     assert problems(listings[0]) == []
+
+
+def test_the_validator_rejects_what_the_old_stream_wrote() -> None:
+    """The validation test can fail: the old documents' mistakes are each reported."""
+    old = full({
+        "@timestamp": "2027-01-15T08:00:00.250Z",
+        "event": {"kind": "event", "dataset": "fluxtui.guard", "category": ["file"],
+                  "type": ["access", "denied"], "outcome": "failure"},
+        "process": {"pid": 9, "start_ticks": 90, "user": {"id": "0", "effective": {"id": "0"}},
+                    "args": "cat"},
+        "source": {"ip": "::ffff:127.0.0.1x", "port": "80"},
+        "network": {"direction": "sideways"},
+        "threat": {"technique": {"id": "T1552.001"}},
+    })
+    found = problems(old)
+    for expected in ("event.type ['denied'] not expected with event.category 'file'",
+                     "process.start_ticks: not an ECS", "process.user.effective.id: not an ECS",
+                     "process.args: ECS keeps it as an array", "source.ip:", "source.port:",
+                     "network.direction: 'sideways'", "threat.technique.id: ECS keeps it"):
+        assert any(p.startswith(expected) for p in found), (expected, found)
+    assert not any(p.startswith("host.name") for p in found)
+    assert "event.kind missing" in problems({"@timestamp": "2027-01-15T08:00:00Z"})
