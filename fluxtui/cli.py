@@ -230,7 +230,8 @@ def run_replay(config: Config, args: argparse.Namespace) -> int:
         print(f"fluxtui: {args.recording}: no fluxtui document in it "
               f"({source_lines(args.recording)})", file=sys.stderr)
         return 2
-    result = FluxApp(source, privileged=False, theme_name=args.theme).run()
+    # the header's ROOT/PASSIVE tells how it was recorded (replaying needs no root)
+    result = FluxApp(source, privileged=source.privileged, theme_name=args.theme).run()
     print(f"fluxtui: replay of {args.recording}: {source.summary()}", file=sys.stderr)
     if source.damage is not None:
         return 1

@@ -48,15 +48,17 @@ class _Tick:
     listing: ConnectionsView | None = None
 
 
-def recording_origin(path: str) -> tuple[str, float | None]:
-    """(host, time) of the recording's first document: who recorded it and when."""
+def recording_origin(path: str) -> tuple[str, float | None, bool]:
+    """(host, time, as root) of the recording's first document: who recorded it, when, and
+    whether its kernel collectors could run."""
     state = ReadState()
     with open_recording(path) as stream:
         for doc in documents(stream, state):
             host = doc.get("host", {})
-            return str(host.get("name") or host.get("hostname") or "?"), \
-                parse_time(doc["@timestamp"])
-    return "?", None
+            recording = doc["fluxtui"].get("recording", {})
+            return (str(host.get("name") or host.get("hostname") or "?"),
+                    parse_time(doc["@timestamp"]), bool(recording.get("privileged", False)))
+    return "?", None, False
 
 
 class ReplaySource(Engine):
@@ -67,7 +69,8 @@ class ReplaySource(Engine):
             raise ValueError("the speed must be positive")
         self.path = path
         self.speed = speed
-        self.host, self.recorded_at = recording_origin(path)  # RecordingError: unreadable
+        # RecordingError: unreadable
+        self.host, self.recorded_at, self.privileged = recording_origin(path)
         self.read = ReadState()
         self.position: float | None = None  # recorded time of the tick on screen
         self.finished = False
