@@ -213,3 +213,17 @@ def test_the_validator_rejects_what_the_old_stream_wrote() -> None:
         assert any(p.startswith(expected) for p in found), (expected, found)
     assert not any(p.startswith("host.name") for p in found)
     assert "event.kind missing" in problems({"@timestamp": "2027-01-15T08:00:00Z"})
+
+
+def test_the_stream_section_of_the_config_is_checked() -> None:
+    import pytest
+
+    from fluxtui.config import ConfigError, parse_config
+
+    config = parse_config("stream:\n  process_documents: both\n"
+                          "  connection_listing_interval: 5\n", "test.yml")
+    assert config.stream == StreamConfig("both", 5.0)
+    with pytest.raises(ConfigError, match="process_documents"):
+        parse_config("stream:\n  process_documents: each\n", "test.yml")
+    with pytest.raises(ConfigError, match="connection_listing_interval"):
+        parse_config("stream:\n  connection_listing_interval: 0\n", "test.yml")

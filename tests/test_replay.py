@@ -242,3 +242,16 @@ def test_record_stream_writes_while_the_engine_runs(tmp_path: Path) -> None:
     assert lines[0]["event"]["action"] == "recording-started"
     assert any(d["event"]["dataset"] == "fluxtui.metrics" for d in lines)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_an_endless_line_is_damage_not_memory(tmp_path: Path, monkeypatch) -> None:
+    import fluxtui.replay.reader as reader
+
+    monkeypatch.setattr(reader, "MAX_LINE", 20000)
+    lines = fake_recording()
+    lines.insert(3, '{"@timestamp": "' + "x" * 50000 + "\n")
+    path = tmp_path / "long.jsonl"
+    path.write_text("".join(lines))
+    source = play(path)
+    assert source.damage is not None and source.damage.line == 4
+    assert "longer than" in source.damage.reason

@@ -22,6 +22,9 @@ from fluxtui.ecs.common import STREAM_VERSION
 # is not valid JSON is a damaged document, not a foreign line.
 DOCUMENT_START = b'{"@timestamp"'
 GZIP_MAGIC = b"\x1f\x8b"
+# A document longer than this is damage, not a document: memory stays bounded whatever the file
+# holds (the largest real ones, a tick's process list on a big host, are a few MB).
+MAX_LINE = 64 * 1024 * 1024
 
 
 class RecordingError(Exception):
@@ -67,7 +70,7 @@ def documents(stream: IO[bytes], state: ReadState) -> Iterator[dict[str, Any]]:
     `state.damage`)."""
     while True:
         try:
-            raw = stream.readline()
+            raw = stream.readline(MAX_LINE + 1)
         except (EOFError, OSError, zlib.error) as exc:  # truncated or corrupt gzip data
             state.damage = Damage(state.lines + 1, f"the compressed data ends or is corrupt "
                                                    f"({exc or type(exc).__name__})")
@@ -76,6 +79,9 @@ def documents(stream: IO[bytes], state: ReadState) -> Iterator[dict[str, Any]]:
             return
         state.lines += 1
         complete = raw.endswith(b"\n")
+        if len(raw) > MAX_LINE and not complete:
+            state.damage = Damage(state.lines, f"a line longer than {MAX_LINE:,} bytes")
+            return
         text = raw.strip()
         if not text:
             continue

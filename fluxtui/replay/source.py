@@ -38,6 +38,9 @@ SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 TICK_DATASETS = frozenset({"fluxtui.metrics", "fluxtui.processes", "fluxtui.process",
                            "fluxtui.connection_listing"})
 HISTORY_LIMIT = 1000
+# A pause longer than this between two recorded ticks (the recorder was stopped, the machine
+# slept) is shortened to it: the time shown stays the recorded one.
+MAX_GAP_S = 10.0
 
 
 @dataclasses.dataclass
@@ -236,7 +239,7 @@ class ReplaySource(Engine):
         wait until resumed."""
         previous, self._last_tick_time = self._last_tick_time, recorded
         if previous is not None:
-            left = max(0.0, recorded - previous)
+            left = min(MAX_GAP_S, max(0.0, recorded - previous))
             step = 0.05
             while left > 0 and not self._halt.is_set():
                 if not self._resume.is_set():
