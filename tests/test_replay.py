@@ -255,3 +255,31 @@ def test_an_endless_line_is_damage_not_memory(tmp_path: Path, monkeypatch) -> No
     source = play(path)
     assert source.damage is not None and source.damage.line == 4
     assert "longer than" in source.damage.reason
+
+
+async def test_recorded_guard_decisions_are_history_in_the_guard_tab(tmp_path: Path) -> None:
+    from fluxtui.guard.events import GuardDecision, Requester
+    from fluxtui.tui.guard_prompt import PromptScreen
+
+    requester = Requester(ProcessKey(9, 90), "/usr/bin/cat", ("cat", "/h/.aws/credentials"),
+                          1000, 1000, "alice", 8, "/bin/bash", None, None, False,
+                          "not packaged", ())
+    out = io.StringIO()
+    writer = StreamWriter(Config(), "json", out, clock=lambda: T0)
+    writer.offer(fakes.snapshot(sequence=1))
+    writer.offer(GuardDecision(T0 + 0.5, "/h/.aws/credentials", "aws", "T1552.001", False,
+                               "headless", "default action", requester, 800.0, "enforce"))
+    writer.offer(fakes.snapshot(sequence=2))
+    writer.drain()
+    path = tmp_path / "guard.jsonl"
+    path.write_text(out.getvalue())
+    source = ReplaySource(str(path), Config(), speed=1000)
+    app = FluxApp(source, privileged=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: source.finished)
+        await pilot.press("4")
+        table = app.query_one("#guard-history-table")
+        await until(pilot, lambda: table.row_count == 1)
+        cells = [str(c) for c in table.get_row_at(0)]
+        assert "denied" in cells and "/usr/bin/cat" in cells and "/h/.aws/credentials" in cells
+        assert not isinstance(app.screen, PromptScreen)
