@@ -25,11 +25,11 @@ def banner(source: ReplaySource) -> Text:
             f" (+{max(0.0, source.position - source.recorded_at):.0f} s)"
         out.append(f"at {_stamp(source.position, '%H:%M:%S')}{offset}  ", style="bold")
     out.append(f"speed {source.speed:g}x  ")
+    if source.paused:
+        out.append("PAUSED  ", style="bold reverse")
     if source.finished:
         style = "bold red" if source.damage is not None else "bold"
         out.append(visible(source.summary()), style=style)
-    elif source.paused:
-        out.append("PAUSED", style="bold reverse")
     out.append("   space pause · + faster · - slower", style="dim")
     return out
 
