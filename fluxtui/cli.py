@@ -44,10 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Terminal dashboard for Linux host security. Run as root for the kernel "
                     "collectors (eBPF syscalls, credential guard); without root it runs passive.",
     )
-    parser.add_argument("command", nargs="?", choices=("doctor", "evaluate", "train"),
+    parser.add_argument("command", nargs="?", choices=("doctor", "evaluate", "train", "replay"),
                         help="doctor: check which capabilities this machine offers; "
                              "evaluate: run the labelled scenarios of demo/ and score detection; "
-                             "train: record this machine's behaviour and fit the anomaly model")
+                             "train: record this machine's behaviour and fit the anomaly model; "
+                             "replay FILE: play a recorded stream in the dashboard")
+    parser.add_argument("recording", nargs="?", metavar="FILE",
+                        help="replay: a recording of --headless --output json (plain or gzip)")
     parser.add_argument("--version", action="version", version=f"fluxtui {package_version()}")
     parser.add_argument("--config", metavar="PATH",
                         help="configuration file (default: $FLUXTUI_CONFIG, else "
@@ -90,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train: seconds to record (default: anomaly.train_duration)")
     parser.add_argument("--append", action="store_true",
                         help="train: add to the feature store instead of starting it afresh")
+    parser.add_argument("--speed", type=float, metavar="N",
+                        help="replay: play N times faster than recorded (default 1)")
     return parser
 
 
@@ -136,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fluxtui: {exc}", file=sys.stderr)
         return 2
+    if args.command == "replay" or args.recording is not None or args.speed is not None:
+        return run_replay(config, args)
     if args.command == "doctor":
         from fluxtui.doctor import run_doctor
 
@@ -194,6 +201,53 @@ def run_headless(config: Config, privileged: bool, output: str, timeout: float |
         return 1
     finally:
         outputs.close()
+
+
+def run_replay(config: Config, args: argparse.Namespace) -> int:
+    """`fluxtui replay FILE [--speed N]`: no root, no kernel feature, no collector."""
+    if args.command != "replay" or args.recording is None:
+        print("fluxtui: usage: fluxtui replay FILE [--speed N]", file=sys.stderr)
+        return 2
+    speed = 1.0 if args.speed is None else args.speed
+    if not 0 < speed <= 1000:
+        print("fluxtui: --speed: expected a number above 0, at most 1000", file=sys.stderr)
+        return 2
+    from fluxtui.tui.themes import theme_error
+
+    problem = theme_error(args.theme or config.general.theme)
+    if problem:
+        print(f"fluxtui: {problem}", file=sys.stderr)
+        return 2
+    from fluxtui.replay import RecordingError, ReplaySource
+    from fluxtui.tui.app import FluxApp
+
+    try:
+        source = ReplaySource(args.recording, config, speed)
+    except RecordingError as exc:
+        print(f"fluxtui: {exc}", file=sys.stderr)
+        return 2
+    if source.recorded_at is None:
+        print(f"fluxtui: {args.recording}: no fluxtui document in it "
+              f"({source_lines(args.recording)})", file=sys.stderr)
+        return 2
+    # the header's ROOT/PASSIVE tells how it was recorded (replaying needs no root)
+    result = FluxApp(source, privileged=source.privileged, theme_name=args.theme).run()
+    print(f"fluxtui: replay of {args.recording}: {source.summary()}", file=sys.stderr)
+    if source.damage is not None:
+        return 1
+    return 0 if result is None else int(result)
+
+
+def source_lines(path: str) -> str:
+    from fluxtui.replay.reader import ReadState, documents, open_recording
+
+    state = ReadState()
+    with open_recording(path) as stream:
+        for _ in documents(stream, state):
+            pass
+    if state.damage is not None:
+        return str(state.damage)
+    return f"{state.foreign} other lines"
 
 
 def run_tui(config: Config, privileged: bool, theme: str | None,

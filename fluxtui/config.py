@@ -352,6 +352,17 @@ class AnomalyConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """The headless ECS stream (fluxtui/ecs, fluxtui/headless.py): see config.yml."""
+
+    # "list": one document per tick with every process in an array; "state": one `state`
+    # document per process per tick (what an entity index expects); "both".
+    process_documents: Literal["list", "state", "both"] = "list"
+    # Seconds between two full listings of the socket table (the first one at start).
+    connection_listing_interval: float = field(default=60.0, metadata=_range(1, 86400))
+
+
+@dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
     syscalls: SyscallConfig = field(default_factory=SyscallConfig)
@@ -360,6 +371,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     source: str = field(default="<defaults>", metadata={"internal": True})
 
 

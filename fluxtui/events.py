@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -187,17 +187,10 @@ class Severity(StrEnum):
     CRITICAL = "critical"
 
 
-@runtime_checkable
-class StreamEvent(Protocol):
-    """Anything that goes to the headless JSON stream. `to_ecs` returns an Elastic Common Schema
-    object (nested dicts); the stream adds `@timestamp`/`host` when missing."""
-
-    def to_ecs(self) -> dict[str, Any]: ...
-
-
 @dataclass(frozen=True)
 class Alert:
-    """A detection: what crossed a line, on which process, and why."""
+    """A detection: what crossed a line, on which process, and why (its ECS document:
+    `fluxtui.ecs.security`)."""
 
     timestamp: float
     rule_id: str
@@ -209,32 +202,6 @@ class Alert:
     process_name: str
     reasons: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    def to_ecs(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "event": {
-                "kind": "alert",
-                "module": "fluxtui",
-                "dataset": f"fluxtui.{self.rule_id.split('.')[0]}",
-                "action": self.rule_id,
-                "severity": _SEVERITY_NUMBER[self.severity],
-                "reason": "; ".join(self.reasons) or self.title,
-            },
-            "rule": {"id": self.rule_id, "name": self.title},
-            "threat": {
-                "framework": "MITRE ATT&CK",
-                "technique": {"id": self.technique_id, "name": self.technique_name},
-            },
-            "message": self.title,
-        }
-        if self.key is not None:
-            doc["process"] = {"pid": self.key.pid, "name": self.process_name}
-        if self.extra:
-            doc["fluxtui"] = {"alert": self.extra}
-        return doc
-
-
-_SEVERITY_NUMBER = {Severity.LOW: 21, Severity.MEDIUM: 47, Severity.HIGH: 73, Severity.CRITICAL: 99}
 
 
 @dataclass(frozen=True)

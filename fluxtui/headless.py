@@ -1,96 +1,138 @@
 """Headless mode: the same engine, no UI; one JSON object per line (or a compact text line).
 
-Every tick prints a metrics document and a process document; every object a component publishes
-on the bus (alerts, connection events, guard decisions) is printed as it arrives. Collector
-threads only enqueue; the main thread writes, so lines never interleave.
+`StreamWriter` subscribes to an engine's bus. Every object a component publishes (alerts, kernel
+events, process exits, connection events, guard prompts and decisions) waits in a bounded queue
+and is written as it came, with the time it happened as `@timestamp`; snapshots never queue,
+only the latest waits (a slow reader skips ticks, never events). Each written snapshot gives the
+tick's documents, in this order and all with `fluxtui.tick`: host metrics with every
+component's status and drop counters, the processes (one list document or one state document
+per process, `stream.process_documents`), the full socket listing when it is due
+(`stream.connection_listing_interval`); then one event per drop counter that went up. The
+first line is a `recording-started` document. Collector threads only enqueue; the thread that
+drains writes, so lines never interleave.
+
+`HeadlessRunner` drains on the main thread; `record_stream(engine, path)` drains on a thread of
+its own, for any running engine (the dashboard, the demo).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
+import os
 import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
+from fluxtui.bus import EventBus
+from fluxtui.capabilities.connection_events import ConnectionsView
+from fluxtui.config import Config
 from fluxtui.ecs import (
+    DropLedger,
+    envelope,
+    event_documents,
     host_fields,
+    listing_document,
     metrics_document,
-    process_exit_document,
+    process_state_documents,
     processes_document,
-    with_envelope,
 )
+from fluxtui.ecs.common import iso_time
+from fluxtui.ecs.host import all_drops, drop_documents
 from fluxtui.engine import Engine
-from fluxtui.events import ProcessExit, Snapshot, StreamEvent
+from fluxtui.events import Snapshot
 from fluxtui.untrusted_text import visible
 
 # Events waiting for a slow reader of stdout. Past this many, further events are dropped and
-# counted (every metrics document says how many); snapshots never queue: only the latest waits.
+# counted (every metrics document says how many, under fluxtui.collectors.stream); snapshots
+# never queue: only the latest waits.
 QUEUE_LIMIT = 10000
+RECORDING_DATASET = "fluxtui.recording"
 
 
-def documents_for(event: object) -> list[dict[str, Any]]:
-    if isinstance(event, Snapshot):
-        return [metrics_document(event.metrics), processes_document(event)]
-    if isinstance(event, ProcessExit):
-        return [process_exit_document(event)]
-    if isinstance(event, StreamEvent):
-        return [event.to_ecs()]
-    return []
-
-
-def text_line(doc: dict[str, Any]) -> str:
-    """A compact human-readable form of one document. Every string from the documents may come
-    from another user (names, command lines, paths): control characters are made visible so
-    that nothing reaches the operator's terminal as an escape sequence."""
+def text_line(doc: dict[str, Any]) -> str | None:
+    """A compact human-readable form of one document (None: not shown in text form). Every
+    string from the documents may come from another user (names, command lines, paths):
+    control characters are made visible so that nothing reaches the operator's terminal as an
+    escape sequence."""
     event = doc.get("event", {})
     stamp = doc.get("@timestamp", "")[11:19]
     dataset = event.get("dataset", "")
+    own = doc.get("fluxtui", {})
     if dataset == "fluxtui.metrics":
-        m = doc["fluxtui"]["metrics"]
+        m = own["metrics"]
         cpu = "—" if m["cpu"] is None else f"{m['cpu']['total_pct']:.1f}%"
         load = m["load"]["1m"]
+        lost = own.get("drops", {}).get("total", 0)
         return (f"{stamp} metrics cpu {cpu} mem {m['memory']['used_pct']:.1f}% "
-                f"load {load:.2f} procs {m['process_count']}")
+                f"load {load:.2f} procs {m['process_count']} lost {lost}")
     if dataset == "fluxtui.processes":
-        procs = doc["fluxtui"]["processes"]
-        busiest = sorted((p for p in procs if p["cpu"]["pct"] is not None),
-                         key=lambda p: p["cpu"]["pct"], reverse=True)[:3]
-        top = ", ".join(f"{visible(p['name'])}({p['pid']}) {p['cpu']['pct']:.1f}%"
+        procs = own["processes"]
+        busiest = sorted((p for p in procs if p["cpu_pct"] is not None),
+                         key=lambda p: p["cpu_pct"], reverse=True)[:3]
+        top = ", ".join(f"{visible(p['name'])}({p['pid']}) {p['cpu_pct']:.1f}%"
                         for p in busiest)
         return f"{stamp} processes {len(procs)} top cpu: {top}"
+    if dataset == "fluxtui.process":
+        return None  # one per process per tick: the list document says it in one line
+    if dataset == "fluxtui.connection_listing":
+        return f"{stamp} connections {own['connections']['count']} sockets"
     kind = event.get("kind", "event")
     message = doc.get("message") or event.get("action") or dataset
     technique = doc.get("threat", {}).get("technique", {}).get("id")
+    if isinstance(technique, list):
+        technique = technique[0] if technique else None
     tag = f" [{visible(str(technique))}]" if technique else ""
     return f"{stamp} {visible(str(kind))}{tag} {visible(str(message))}"
 
 
-class HeadlessRunner:
-    def __init__(self, engine: Engine, output: str, out: TextIO = sys.stdout,
-                 sinks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> None:
-        self.engine = engine
-        self.sinks = tuple(sinks)  # every document also goes to these; output "journal": only
-        self.output = output
+def recording_started(config: Config, now: float) -> dict[str, Any]:
+    return {
+        "@timestamp": iso_time(now),
+        "event": {"kind": "event", "dataset": RECORDING_DATASET, "category": ["host"],
+                  "type": ["start"], "action": "recording-started"},
+        "message": f"fluxtui stream started on {host_fields()['name']}",
+        "fluxtui": {"recording": {
+            "refresh_interval_s": config.general.refresh_interval,
+            "process_documents": config.stream.process_documents,
+            "connection_listing_interval_s": config.stream.connection_listing_interval,
+            "privileged": os.geteuid() == 0,
+        }},
+    }
+
+
+class StreamWriter:
+    """Turns what an engine publishes into stream lines. `offer` runs on any thread and never
+    blocks; `drain` writes what waits, on the caller's thread (one drainer at a time)."""
+
+    def __init__(self, config: Config, output: str, out: TextIO,
+                 sinks: Sequence[Callable[[dict[str, Any]], None]] = (),
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.output = output  # json, text or journal (sinks only)
         self.out = out
+        self.sinks = tuple(sinks)  # every document also goes to these
+        self.clock = clock
         self.host = host_fields()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_LIMIT)
         self._latest: Snapshot | None = None
         self._latest_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._write_lock = threading.Lock()
+        self.wake = threading.Event()
         self.dropped = 0
+        self._ledger = DropLedger()
+        self._last_listing: float | None = None
+        self._started = False
 
-    def request_stop(self, *_: object) -> None:
-        self._stop.set()
-        self._wake.set()
+    def attach(self, bus: EventBus) -> Callable[[], None]:
+        return bus.subscribe(self.offer)
 
-    def _enqueue(self, event: object) -> None:
-        """Runs on collector threads: never blocks, whatever stdout does."""
+    def offer(self, event: object) -> None:
         if isinstance(event, Snapshot):
             with self._latest_lock:
                 self._latest = event
@@ -99,53 +141,149 @@ class HeadlessRunner:
                 self._queue.put_nowait(event)
             except queue.Full:
                 self.dropped += 1
-        self._wake.set()
+        self.wake.set()
 
-    def _write(self, event: object) -> None:
-        for doc in documents_for(event):
-            doc = with_envelope(doc, self.host, time.time())
-            if doc["event"].get("dataset") == "fluxtui.metrics":
-                doc["fluxtui"]["stream"] = {"dropped_events": self.dropped}
+    def _extra_drops(self) -> dict[str, dict[str, int]]:
+        out = {"stream": {"event_queue": self.dropped}}
+        for sink in self.sinks:
+            count = getattr(sink, "dropped_count", None)
+            if callable(count):
+                out["journal"] = {"entries": int(count())}
+        return out
+
+    def tick_documents(self, snapshot: Snapshot) -> list[dict[str, Any]]:
+        drops = self._ledger.update(all_drops(snapshot.statuses, self._extra_drops()))
+        docs = [metrics_document(snapshot, drops)]
+        mode = self.config.stream.process_documents
+        if mode in ("list", "both"):
+            docs.append(processes_document(snapshot))
+        if mode in ("state", "both"):
+            docs.extend(process_state_documents(snapshot))
+        view = snapshot.views.get("connections")
+        now = snapshot.metrics.timestamp
+        if isinstance(view, ConnectionsView) and (
+                self._last_listing is None
+                or now - self._last_listing >= self.config.stream.connection_listing_interval):
+            self._last_listing = now
+            docs.append(listing_document(view, snapshot.sequence))
+        docs.extend(drop_documents(now, drops))
+        return docs
+
+    def _write(self, docs: list[dict[str, Any]]) -> None:
+        written = self.clock()
+        for raw in docs:
+            doc = envelope(raw, self.host, written)
             for sink in self.sinks:
                 sink(doc)
             if self.output == "journal":
                 continue
-            line = json.dumps(doc, default=str) if self.output == "json" else text_line(doc)
-            self.out.write(line + "\n")
-        self.out.flush()
+            if self.output == "json":
+                self.out.write(json.dumps(doc, default=str) + "\n")
+            else:
+                line = text_line(doc)
+                if line is not None:
+                    self.out.write(line + "\n")
 
-    def _drain(self) -> None:
-        while True:
-            try:
-                self._write(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        with self._latest_lock:
-            snapshot, self._latest = self._latest, None
-        if snapshot is not None:
-            self._write(snapshot)
+    def drain(self) -> None:
+        with self._write_lock:
+            if not self._started:
+                self._started = True
+                self._write([recording_started(self.config, self.clock())])
+            while True:
+                try:
+                    event = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._write(event_documents(event))
+            with self._latest_lock:
+                snapshot, self._latest = self._latest, None
+            if snapshot is not None:
+                self._write(self.tick_documents(snapshot))
+            self.out.flush()
+
+
+class HeadlessRunner:
+    def __init__(self, engine: Engine, output: str, out: TextIO = sys.stdout,
+                 sinks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> None:
+        self.engine = engine
+        self.writer = StreamWriter(engine.config, output, out, sinks)
+        self._stop = threading.Event()
+
+    @property
+    def dropped(self) -> int:
+        return self.writer.dropped
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+        self.writer.wake.set()
 
     def run(self, timeout: float | None) -> int:
-        unsubscribe = self.engine.bus.subscribe(self._enqueue)
+        unsubscribe = self.writer.attach(self.engine.bus)
         previous = {sig: signal.signal(sig, self.request_stop)
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         deadline = None if timeout is None else time.monotonic() + timeout
+        wake = self.writer.wake
         try:
             self.engine.start()
             while not self._stop.is_set():
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
-                self._wake.wait(0.1 if left is None else min(0.1, left))
-                self._wake.clear()
-                self._drain()
+                wake.wait(0.1 if left is None else min(0.1, left))
+                wake.clear()
+                self.writer.drain()
         except BrokenPipeError:
             return 0  # the reader went away (e.g. piped into head): not an error
         finally:
-            unsubscribe()
             self.engine.stop()
+            unsubscribe()  # after the stop: a tick that was under way is written too
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         with contextlib.suppress(BrokenPipeError):
-            self._drain()
+            self.writer.drain()
         return 0
+
+
+class Recording:
+    """A stream written to a file from a running engine, on a thread of its own."""
+
+    def __init__(self, engine: Engine, path: str) -> None:
+        self.path = path
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(path, flags, 0o600)  # documents carry command lines
+        raw = os.fdopen(fd, "wb")
+        self._raw = raw
+        self._file: TextIO
+        if path.endswith(".gz"):
+            self._file = cast(TextIO, gzip.open(raw, "wt", encoding="utf-8"))  # noqa: SIM115
+        else:
+            self._file = open(raw.fileno(), "w", encoding="utf-8",  # noqa: SIM115
+                              closefd=False)
+        self.writer = StreamWriter(engine.config, "json", self._file)
+        self._stop = threading.Event()
+        self._unsubscribe = self.writer.attach(engine.bus)
+        self._thread = threading.Thread(target=self._run, name="fluxtui-record", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.writer.wake.wait(0.25)
+            self.writer.wake.clear()
+            self.writer.drain()
+
+    def close(self) -> None:
+        """Writes what waits, then closes the file (a complete gzip member)."""
+        self._unsubscribe()
+        self._stop.set()
+        self.writer.wake.set()
+        self._thread.join(timeout=10)
+        self.writer.drain()
+        self._file.close()
+        self._raw.close()
+
+
+def record_stream(engine: Engine, path: str) -> Recording:
+    """Record the engine's stream to PATH (gzip when it ends in .gz) until `close()`: the same
+    documents as `--headless --output json`, readable by `fluxtui replay`. Subscribe before
+    `engine.start()` to have the first tick."""
+    return Recording(engine, path)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from fluxtui.bus import EventBus
-from fluxtui.ecs import host_fields, with_envelope
+from fluxtui.ecs import envelope, event_documents, host_fields
 from fluxtui.events import Alert
 from fluxtui.journal import JOURNAL_SOCKET, JournalUnavailable, JournalWriter
 from fluxtui.stream_outputs import JournalDocuments
@@ -60,7 +60,8 @@ class AlertJournal:
 
     def _run(self) -> None:
         while (alert := self._queue.get()) is not None:
-            self.sink(with_envelope(alert.to_ecs(), self._host, time.time()))
+            for doc in event_documents(alert):
+                self.sink(envelope(doc, self._host, time.time()))
 
     def stop(self) -> None:
         """Sends what is queued, then stops."""

@@ -119,10 +119,18 @@ def journal_priority(doc: dict[str, Any]) -> int:
     return NOTICE if event.get("outcome") == "failure" else INFO
 
 
+def technique_of(doc: dict[str, Any]) -> str | None:
+    """The first ATT&CK technique id of a document (ECS keeps them in an array)."""
+    found = doc.get("threat", {}).get("technique", {}).get("id")
+    if isinstance(found, list):
+        found = found[0] if found else None
+    return str(found) if found else None
+
+
 def journal_message(doc: dict[str, Any]) -> str:
     event = doc.get("event", {})
     text = str(doc.get("message") or event.get("action") or event.get("dataset") or "event")
-    technique = doc.get("threat", {}).get("technique", {}).get("id")
+    technique = technique_of(doc)
     prefix = "alert" if event.get("kind") == "alert" else str(event.get("dataset", "event"))
     return f"{prefix}{f' [{technique}]' if technique else ''}: {text}"
 
@@ -164,12 +172,11 @@ class JournalDocuments:
         if not self.wanted(doc):
             return
         rule = doc.get("rule", {})
-        technique = doc.get("threat", {}).get("technique", {})
         fields = {
             "FLUXTUI_DATASET": doc.get("event", {}).get("dataset"),
             "FLUXTUI_KIND": doc.get("event", {}).get("kind"),
             "FLUXTUI_RULE": rule.get("id") or rule.get("name"),
-            "FLUXTUI_TECHNIQUE": technique.get("id"),
+            "FLUXTUI_TECHNIQUE": technique_of(doc),
             "FLUXTUI_PROCESS_PID": doc.get("process", {}).get("pid"),
             "FLUXTUI_ECS": json.dumps(doc, default=str),
         }

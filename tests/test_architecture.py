@@ -10,6 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BELOW_TUI = ["fluxtui.engine", "fluxtui.headless", "fluxtui.capabilities.assembly",
              "fluxtui.config", "fluxtui.events", "fluxtui.component", "fluxtui.bus", "fluxtui.ecs",
+             "fluxtui.replay",
              "fluxtui.doctor",
              "fluxtui.collectors.metrics", "fluxtui.collectors.processes"]
 

@@ -138,29 +138,6 @@ def test_truncated_message_is_an_error() -> None:
         list(iter_messages(header + bytes(40)))
 
 
-def test_event_to_ecs() -> None:
-    entry = SocketEntry("tcp", 6, "ESTAB", "::ffff:127.0.0.1", 40000, "::ffff:127.0.0.1", 8080,
-                        0, 99, 5, 0, 0, 120, 10, 20)
-    event = ConnectionEvent(1_800_000_000.25, "opened", entry, (Owner(42, 1000, "curl"),))
-    doc = event.to_ecs()
-    assert doc["@timestamp"] == "2027-01-15T08:00:00.250Z"
-    assert doc["event"]["category"] == ["network"]
-    assert doc["event"]["type"] == ["connection", "start"]
-    assert doc["source"] == {"ip": "::ffff:127.0.0.1", "port": 40000}
-    assert doc["destination"] == {"ip": "::ffff:127.0.0.1", "port": 8080}
-    assert doc["network"]["transport"] == "tcp" and doc["network"]["type"] == "ipv6"
-    assert doc["process"] == {"pid": 42, "name": "curl"}
-    assert doc["fluxtui"]["connection"]["rtt_ms"] == 0.12
-
-    unknown = ConnectionEvent(1.0, "closed", entry, None, short_lived=True).to_ecs()
-    assert "process" not in unknown
-    assert unknown["fluxtui"]["connection"]["owner"] == "unknown"
-    assert unknown["event"]["type"] == ["connection", "end"]
-    listener = entry._replace(state="LISTEN", remote_addr="::", remote_port=0)
-    doc = ConnectionEvent(1.0, "listening", listener, ()).to_ecs()
-    assert "destination" not in doc and doc["fluxtui"]["connection"]["owner"] == "none"
-
-
 def fake_process(proc, pid: int, comm: str, ppid: int, start_ticks: int,
                  threads: dict[int, str] | None = None) -> None:
     """A /proc/PID directory as proc_pid_stat(5) lays out stat: field 4 ppid, field 22 start."""

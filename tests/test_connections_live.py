@@ -20,6 +20,7 @@ from fluxtui.capabilities.connection_tracker import (
 )
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.config import Config, NetworkConfig
+from fluxtui.ecs import document
 from fluxtui.engine import Engine
 from fluxtui.events import Alert, ProcessKey, Snapshot
 from tests.kernel import require, require_bcc
@@ -111,7 +112,7 @@ def test_events_columns_and_view(harness: Harness) -> None:
         me = os.getpid()
         for event in events_for("listening") + events_for("opened"):
             assert [o.pid for o in event.owners or ()] == [me]
-            doc = event.to_ecs()
+            doc = document(event)
             assert doc["process"]["pid"] == me and doc["event"]["category"] == ["network"]
         assert any(isinstance(e, Alert) and e.rule_id == "network.new_listener"
                    and e.key is not None and e.key.pid == me for e in harness.events)

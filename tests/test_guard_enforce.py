@@ -25,6 +25,7 @@ from fluxtui.bus import EventBus
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.collectors.fanotify import FAN_Q_OVERFLOW, FanEvent, FanotifyGroup
 from fluxtui.config import AllowedProgram, CredentialGroup
+from fluxtui.ecs import document
 from fluxtui.events import ComponentState
 from fluxtui.guard.events import GuardDecision, PromptView
 from fluxtui.guard.identity import ExeKey
@@ -100,13 +101,13 @@ def test_allowed_program_reads_and_others_get_eperm_and_no_bytes(home: Home,
     python = next(d for d in decisions if d.file == str(home.aws))
     assert not python.allowed and python.group == "aws"
 
-    doc = denied.to_ecs()
+    doc = document(denied)
     assert doc["event"]["category"] == ["file"] and doc["event"]["outcome"] == "failure"
     assert doc["file"]["path"] == str(home.key)
     assert doc["process"]["executable"].endswith("/cat")
-    assert doc["threat"]["technique"]["id"] == "T1552.004"
-    assert python.to_ecs()["threat"]["technique"]["id"] == "T1552.001"
-    assert allowed.to_ecs()["event"]["outcome"] == "success"
+    assert doc["threat"]["technique"]["id"] == ["T1552.004"]
+    assert document(python)["threat"]["technique"]["id"] == ["T1552.001"]
+    assert document(allowed)["event"]["outcome"] == "success"
     json.dumps(doc)  # serialisable as one JSON line
 
 
@@ -326,7 +327,7 @@ def test_prompt_groups_requests_and_answers_them_together(home: Home, tmp_path: 
         assert [p.returncode for p in (one, two)] == [0, 0]
         assert outs == [home.key.read_bytes()] * 2
         prompts = [e for e in events if isinstance(e, PromptView)]
-        assert prompts and prompts[0].to_ecs()["event"]["outcome"] == "unknown"
+        assert prompts and document(prompts[0])["event"]["outcome"] == "unknown"
 
 
 def test_requests_of_another_user_get_their_own_prompt(home: Home, tmp_path: Path) -> None:

@@ -33,7 +33,8 @@ def test_headless_as_an_unprivileged_user_streams_and_explains_what_is_off() -> 
     docs = [json.loads(line) for line in result.stdout.splitlines()]
     processes = [d for d in docs if d["event"]["dataset"] == "fluxtui.processes"]
     assert processes and any(d["event"]["dataset"] == "fluxtui.metrics" for d in docs)
-    collectors = processes[-1]["fluxtui"]["collectors"]
+    metrics = [d for d in docs if d["event"]["dataset"] == "fluxtui.metrics"]
+    collectors = metrics[-1]["fluxtui"]["collectors"]  # statuses: in the metrics document
     assert collectors["metrics"]["state"] == "running"
     assert collectors["processes"]["state"] == "running"
     assert collectors["syscalls"]["state"] == "unavailable"

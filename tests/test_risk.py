@@ -17,6 +17,7 @@ from fluxtui.component import TickContext
 from fluxtui.config import Config, RiskConfig
 from fluxtui.detection.risk import NO_MODEL, NO_VERDICT, RiskModel
 from fluxtui.detection.syscall_rules import Finding
+from fluxtui.ecs import document
 from fluxtui.engine import Engine
 from fluxtui.events import (
     AnomalyInput,
@@ -28,7 +29,6 @@ from fluxtui.events import (
     ProcessRow,
     Severity,
 )
-from fluxtui.headless import documents_for
 from tests.fakes import metrics, row
 
 KEY = ProcessKey(300, 1300)
@@ -385,13 +385,14 @@ def test_a_process_that_lived_between_two_ticks_is_scored_published_and_kept(
     assert exit_.lifetime == life and exit_.risk == 35  # 30 (finding) + 5 (execve)
     assert exit_.technique_id == "T1059"
     assert "exec of /tmp/payload (+30)" in exit_.reasons
-    doc = documents_for(exit_)[0]
-    assert doc["event"] == {"kind": "event", "module": "fluxtui", "dataset":
+    doc = document(exit_)
+    assert doc["event"] == {"kind": "event", "dataset":
                             "fluxtui.process_exit", "category": ["process"], "type": ["end"],
                             "action": "process-exited", "risk_score": 35}
     assert doc["process"]["pid"] == 4000 and doc["process"]["executable"] == "/tmp/payload"
     assert doc["fluxtui"]["process"]["syscalls"] == {"total": 6,
-                                                     "by_name": {"getppid": 5, "execve": 1}}
+                                                     "by_name": [
+        {"name": "getppid", "count": 5}, {"name": "execve", "count": 1}]}
     assert doc["fluxtui"]["process"]["lifetime_s"] == pytest.approx(0.2)
     row_ = second.processes[short]
     assert row_.state == "exited" and row_.exited_at == 10.0 and row_.risk == 35

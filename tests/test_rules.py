@@ -13,6 +13,7 @@ import pytest
 from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.detection.containers import ContainerInfo
 from fluxtui.detection.syscall_rules import EventContext, Finding, evaluate
+from fluxtui.ecs import document
 from fluxtui.events import ProcessKey, Severity
 
 KEY = ProcessKey(4242, 123456)
@@ -392,9 +393,9 @@ def test_alert_ecs_carries_the_technique() -> None:
     ev = ptrace(16, 777)
     tick = TickContext(ev.timestamp, 1.0, metrics(), {}, EventBus())
     alert = SyscallCapture._alert(only(evaluate(ev)), ev.timestamp, ev.name, tick)
-    doc = alert.to_ecs()
+    doc = document(alert)
     assert doc["event"]["kind"] == "alert"
-    assert doc["threat"]["technique"]["id"] == "T1055.008"
+    assert doc["threat"]["technique"]["id"] == ["T1055.008"]
     assert doc["process"]["pid"] == KEY.pid
 
 

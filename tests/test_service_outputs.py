@@ -20,6 +20,7 @@ import pytest
 
 from fluxtui.bus import EventBus
 from fluxtui.config import Config
+from fluxtui.ecs import document
 from fluxtui.events import Alert, ProcessKey, Severity
 from fluxtui.headless import HeadlessRunner
 from fluxtui.journal import JournalWriter
@@ -179,7 +180,7 @@ def test_alerts_reach_the_journal_with_priority_fields_and_the_ecs_document(
         journal: tuple[str, socket.socket]) -> None:
     path, server = journal
     sink = JournalDocuments(JournalWriter(path), alerts_only=True)
-    sink(alert().to_ecs())
+    sink(document(alert()))
     sink({"event": {"kind": "event", "dataset": "fluxtui.connections"}, "message": "x"})
     sink({"event": {"kind": "metric", "dataset": "fluxtui.metrics"}})
     (entry,) = received(server)
@@ -187,7 +188,7 @@ def test_alerts_reach_the_journal_with_priority_fields_and_the_ecs_document(
     assert entry["MESSAGE"] == "alert [T1055]: Process memory written\nby another"
     assert entry["FLUXTUI_RULE"] == "syscalls.process_vm_write"
     assert entry["FLUXTUI_TECHNIQUE"] == "T1055" and entry["FLUXTUI_PROCESS_PID"] == "4242"
-    assert json.loads(entry["FLUXTUI_ECS"]) == json.loads(json.dumps(alert().to_ecs()))
+    assert json.loads(entry["FLUXTUI_ECS"]) == json.loads(json.dumps(document(alert())))
     assert sink.sent == 1 and sink.dropped == 0
 
 
@@ -198,8 +199,9 @@ def test_output_journal_sends_alerts_and_socket_events_and_nothing_to_stdout(
     engine = StaticEngine(fakes.snapshot())
     out = io.StringIO()
     runner = HeadlessRunner(engine, "journal", out, outputs.sinks)
-    runner._write(fakes.snapshot())
-    runner._write(alert(Severity.MEDIUM))
+    runner.writer.offer(fakes.snapshot())
+    runner.writer.offer(alert(Severity.MEDIUM))
+    runner.writer.drain()
     guard_doc = {"event": {"kind": "event", "dataset": "fluxtui.guard"}, "message": "denied"}
     conn_doc = {"event": {"kind": "event", "dataset": "fluxtui.connections",
                           "action": "connection-opened"}}
@@ -232,7 +234,7 @@ def test_a_journal_that_went_away_drops_and_counts(journal: tuple[str, socket.so
     sink = JournalDocuments(JournalWriter(path), alerts_only=True)
     server.close()
     os.unlink(path)
-    sink(alert().to_ecs())
+    sink(document(alert()))
     assert sink.sent == 0 and sink.dropped == 1 and sink.last_error
 
 

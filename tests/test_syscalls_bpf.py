@@ -35,9 +35,9 @@ from fluxtui.collectors import syscall_table as st
 from fluxtui.collectors import syscalls as sc
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.config import Config
+from fluxtui.ecs import document
 from fluxtui.engine import Engine
 from fluxtui.events import Alert, ProcessExit, ProcessKey, Severity, Snapshot
-from fluxtui.headless import documents_for
 from tests.kernel import require, require_bcc
 
 HERE = Path(__file__).parent
@@ -110,9 +110,10 @@ def test_decode_exec_event() -> None:
         comm="true", syscall="execve", nr=59, filename="./true", argv=("./true", "--\x1b[31m"),
         exe="/tmp/x/true", ppid=41, parent_comm="bash", euid=0, flags=("argv truncated",))
     assert decoded.name == "true"
-    doc = json.loads(json.dumps(decoded.to_ecs()))
+    doc = json.loads(json.dumps(document(decoded)))
     assert doc["process"]["executable"] == "/tmp/x/true"
     assert doc["process"]["parent"] == {"pid": 41, "name": "bash"}
+    assert doc["process"]["user"] == {"id": "0"} and doc["process"]["real_user"] == {"id": "1000"}
     assert doc["event"]["action"] == "exec" and doc["event"]["type"] == ["start"]
 
 
@@ -425,9 +426,9 @@ def test_ptrace_attach_raises_the_tagged_alert_and_state_goes_with_exit(
         alert = ticker.alerts(tracer.pid, "T1055.008")[0]
         assert alert.key == key and alert.rule_id == "syscalls.ptrace_attach"
         assert alert.reasons == (f"PTRACE_ATTACH of pid {target}",)
-        doc = json.loads(json.dumps(alert.to_ecs()))
+        doc = json.loads(json.dumps(document(alert)))
         assert doc["event"]["kind"] == "alert"
-        assert doc["threat"]["technique"]["id"] == "T1055.008"
+        assert doc["threat"]["technique"]["id"] == ["T1055.008"]
 
         row = ticker.until(lambda s: key in s.processes).processes[key]
         assert row.risk is not None and row.risk >= 40
@@ -438,7 +439,7 @@ def test_ptrace_attach_raises_the_tagged_alert_and_state_goes_with_exit(
         assert any(e.kind == "exec" and e.key == key for e in events)  # BPF key == /proc key
         assert snapshot.processes.get(ProcessKey(target, read_start_ticks(target) or -1))
         published = [e for e in ticker.events if e.key == key]
-        assert {e.to_ecs()["event"]["kind"] for e in published} == {"event"}
+        assert {document(e)["event"]["kind"] for e in published} == {"event"}
     finally:
         if tracer.stdin is not None:
             tracer.stdin.close()
@@ -709,11 +710,11 @@ def test_a_200_ms_process_between_two_ticks_has_its_exact_counts_and_score_in_th
     expected = min(100.0, sum(weights.base_risk_scores.get(n, weights.default_risk_score)
                               for n in life.syscalls))
     assert exit_.risk == round(expected, 1) and exit_.risk > 0
-    doc = json.loads(json.dumps(documents_for(exit_)[0]))
+    doc = json.loads(json.dumps(document(exit_)))
     assert (doc["event"]["kind"], doc["event"]["category"], doc["event"]["type"]) == (
         "event", ["process"], ["end"])
     assert doc["process"]["pid"] == proc.pid
-    assert doc["fluxtui"]["process"]["syscalls"]["by_name"]["getppid"] == 5000
+    assert {"name": "getppid", "count": 5000} in doc["fluxtui"]["process"]["syscalls"]["by_name"]
     assert doc["fluxtui"]["process"]["syscalls"]["total"] == sum(life.syscalls.values())
     assert doc["fluxtui"]["process"]["risk"]["score"] == exit_.risk
     snapshot = engine.snapshot

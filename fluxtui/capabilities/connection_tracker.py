@@ -123,6 +123,7 @@ class ConnectionsComponent:
         self._closed_cookies: deque[int] = deque(maxlen=RECENTLY_CLOSED)
         self._closed_set: set[int] = set()
         self._udp_pending: dict[int, int] = {}  # cookie -> listings seen unconnected, unreported
+        self._listening_ports: set[tuple[str, int]] = set()  # (proto, port) of the last listing
         self._counters: dict[int, tuple[int, int]] = {}  # cookie -> (sent, received)
         # cookie -> the processes that last held it: after close() a socket lingers orphaned
         # (inode 0) in FIN-WAIT/TIME-WAIT, and its close event still names who had it.
@@ -306,6 +307,7 @@ class ConnectionsComponent:
         first = not self._first_query_done
         listening_ports = {(r.entry.proto, r.entry.local_port) for r in table.values()
                            if r.entry.state == "LISTEN"}
+        self._listening_ports = listening_ports  # for the direction of close notifications
         for cookie, row in table.items():
             entry = row.entry
             if first or cookie in self._closed_set or entry.state == "SYN-RECV":
@@ -318,7 +320,8 @@ class ConnectionsComponent:
                 if (entry.proto == "tcp" and entry.state in CLOSING_STATES
                         and before.entry.state in CONNECTED_STATES):
                     self._closed(ConnectionEvent(now, "closed", entry, self._owned_by(cookie,
-                                                                                     row)))
+                                                                                     row),
+                                                 direction=self._direction(entry)))
                 continue
             udp_unconnected = entry.proto == "udp" and entry.listening
             if self._ephemeral_udp(entry):
@@ -334,13 +337,15 @@ class ConnectionsComponent:
                 self._publish(ConnectionEvent(now, "listening", entry, row.owners))
                 self._new_listener(now, row)
             elif entry.state in CONNECTED_STATES:
-                self._publish(ConnectionEvent(now, "opened", entry, row.owners))
                 outgoing = (entry.state == "SYN-SENT"
                             or (entry.proto, entry.local_port) not in listening_ports)
+                self._publish(ConnectionEvent(now, "opened", entry, row.owners,
+                                              direction="outbound" if outgoing else "inbound"))
                 if outgoing and (self._tracer is None or entry.proto == "udp"):
                     self._observe(now, row.owners, entry)
             elif entry.has_peer:  # first seen already closed: it opened between two listings
-                self._closed(ConnectionEvent(now, "closed", entry, row.owners, short_lived=True))
+                self._closed(ConnectionEvent(now, "closed", entry, row.owners, short_lived=True,
+                                             direction=self._direction(entry)))
                 if self._tracer is None and (entry.proto, entry.local_port) not in listening_ports:
                     self._observe(now, row.owners, entry)
             # else: a TCP socket bound but neither listening nor connected yet: no news.
@@ -355,8 +360,17 @@ class ConnectionsComponent:
                     and row.entry.state not in ("SYN-RECV", "TIME-WAIT")
                     and not self._ephemeral_udp(row.entry)):
                 self._closed(ConnectionEvent(now, "closed", row.entry,
-                                             self._owned_by(cookie, row)))
+                                             self._owned_by(cookie, row),
+                                             direction=self._direction(row.entry)))
                 self._last_owners.pop(cookie, None)
+
+    def _direction(self, entry: SocketEntry) -> str:
+        """Who connected: to a port a local listener has (as of the last listing), the remote
+        end did."""
+        if entry.state == "SYN-SENT":
+            return "outbound"
+        inbound = (entry.proto, entry.local_port) in self._listening_ports
+        return "inbound" if inbound else "outbound"
 
     def _ephemeral_udp(self, entry: SocketEntry) -> bool:
         """An unconnected UDP socket on a port of the ephemeral range: never reported."""
@@ -405,12 +419,14 @@ class ConnectionsComponent:
                 self._last_owners.pop(cookie, None)
                 self._account_final(cookie, final, owners)
                 self._closed(ConnectionEvent(now, "closed", final, owners,
-                                             observed_by="close-notification"))
+                                             observed_by="close-notification",
+                                             direction=self._direction(final)))
             elif entry.has_peer:
                 # Opened and closed between two listings: the file is gone, so its owner was
                 # never observed and stays unknown.
                 self._closed(ConnectionEvent(now, "closed", entry, None, short_lived=True,
-                                             observed_by="close-notification"))
+                                             observed_by="close-notification",
+                                             direction=self._direction(entry)))
                 if self._tracer is None and entry.proto == "tcp":
                     self._observe(now, None, entry)
             # else: a socket that never had a peer (failed connect, unbound): nothing to report.

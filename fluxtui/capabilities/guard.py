@@ -9,8 +9,8 @@ The UI talks to it through `pending()`, `answer()`, `hold()`, `set_mode()`/`togg
 `rules()`/`delete_rule()` and `history()`; every call is thread-safe and never blocks on the
 kernel.
 
-Published on the bus: a `PromptView` when a prompt appears (to_ecs), `PromptsChanged` whenever
-the pending set changes (UI only), and a `GuardDecision` per answer (to_ecs). Each tick, every
+Published on the bus: a `PromptView` when a prompt appears (fluxtui.ecs), `PromptsChanged` whenever
+the pending set changes (UI only), and a `GuardDecision` per answer (fluxtui.ecs). Each tick, every
 read of a credential by a reader the policy does not allow (unverified, unlisted or flagged; in
 monitor mode as in enforce mode) adds `unverified_reader_risk` to the reader's risk and raises
 one `guard.unverified_credential_read` alert per process and group (ATT&CK T1552 / T1555).

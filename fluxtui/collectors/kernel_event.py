@@ -1,14 +1,12 @@
 """`KernelEvent`: one high-signal event from the syscall program's ring buffer, with its one-line
-description and its ECS document. Nothing here imports textual.
+description (its ECS document: `fluxtui.ecs.processes`). Nothing here imports textual.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from fluxtui.ecs import iso_time
 from fluxtui.events import ProcessKey
 
 
@@ -77,40 +75,6 @@ class KernelEvent:
             old_uid, old_gid, new_uid, new_gid = self.args[:4]
             return f"{self.syscall}: uid {old_uid}→{new_uid}, gid {old_gid}→{new_gid}"
         return describe_syscall(self.syscall, self.args, self.strings, self.aux)
-
-    def to_ecs(self) -> dict[str, Any]:
-        action = self.kind if self.kind in ("exec", "exit") else self.syscall
-        types = {"exec": ["start"], "exit": ["end"], "cred": ["change"]}.get(self.kind, ["info"])
-        process: dict[str, Any] = {
-            "pid": self.key.pid,
-            "thread": {"id": self.tid},
-            "name": self.name,
-            "user": {"id": str(self.uid)},
-            "group": {"id": str(self.gid)},
-        }
-        fluxtui: dict[str, Any] = {"process": {"start_ticks": self.key.start_ticks},
-                                   "cgroup_id": self.cgroup_id}
-        if self.kind == "exec":
-            process["executable"] = self.exe or self.filename
-            process["args"] = list(self.argv)
-            process["parent"] = {"pid": self.ppid, "name": self.parent_comm}
-            if self.parent_exe:
-                process["parent"]["executable"] = self.parent_exe
-            if self.euid is not None:
-                process["user"]["effective"] = {"id": str(self.euid)}
-            fluxtui["exec"] = {"filename": self.filename, "flags": list(self.flags),
-                               "parent_start_ticks": self.parent_start_ticks}
-        elif self.kind in ("syscall", "cred"):
-            fluxtui["syscall"] = {"name": self.syscall, "nr": self.nr, "args": list(self.args),
-                                  "strings": [s for s in self.strings if s]}
-        return {
-            "@timestamp": iso_time(self.timestamp),
-            "event": {"kind": "event", "module": "fluxtui", "dataset": "fluxtui.syscalls",
-                      "category": ["process"], "type": types, "action": action},
-            "message": self.describe(),
-            "process": process,
-            "fluxtui": fluxtui,
-        }
 
 
 PTRACE_REQUESTS = {

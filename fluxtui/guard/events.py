@@ -1,15 +1,12 @@
 """What the guard reports: pending prompts (for the UI) and decisions (for every output).
 
-Both are frozen and carry `to_ecs()` for the headless JSON stream (event.category file,
-event.outcome, file.path, process.executable, threat.technique.id).
+Both are frozen; their ECS documents for the headless stream are made in `fluxtui.ecs.security`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from fluxtui.ecs import iso_time
 from fluxtui.events import ProcessKey
 
 TECHNIQUE_NAMES = {
@@ -69,23 +66,6 @@ class PromptView:
     def paused(self, now: float) -> bool:
         return now < self.paused_until
 
-    def to_ecs(self) -> dict[str, Any]:
-        r = self.requester
-        return {
-            "@timestamp": iso_time(self.created),
-            "event": {"kind": "event", "category": ["file"], "type": ["access"],
-                      "action": "credential-access-request", "outcome": "unknown",
-                      "module": "fluxtui", "dataset": "fluxtui.guard"},
-            "message": f"{r.exe} asks to read {self.files[0]} ({self.group})",
-            "file": {"path": self.files[0]},
-            "process": _process(r),
-            "user": {"id": str(r.uid), "name": r.user},
-            "threat": _threat(self.technique),
-            "fluxtui": {"guard": {"prompt_id": self.id, "group": self.group,
-                                  "files": list(self.files), "requests": self.requests,
-                                  "default_action": self.default_action}},
-        }
-
 
 @dataclass(frozen=True)
 class PromptsChanged:
@@ -116,47 +96,3 @@ class GuardDecision:
     @property
     def outcome(self) -> str:
         return "allowed" if self.allowed else "denied"
-
-    def to_ecs(self) -> dict[str, Any]:
-        r = self.requester
-        return {
-            "@timestamp": iso_time(self.timestamp),
-            "event": {"kind": "event", "category": ["file"],
-                      "type": ["access", "allowed" if self.allowed else "denied"],
-                      "action": "credential-access",
-                      "outcome": "success" if self.allowed else "failure",
-                      "module": "fluxtui", "dataset": "fluxtui.guard",
-                      "reason": self.reason,
-                      "duration": int(self.latency_us * 1000)},
-            "message": f"{self.outcome} {r.exe or '?'} (pid {r.pid}) to read {self.file}"
-                       + (f" (protected as {self.credential})" if self.credential else "")
-                       + f": {self.reason}",
-            "file": {"path": self.file},
-            "process": _process(r),
-            "user": {"id": str(r.uid), "name": r.user},
-            "threat": _threat(self.technique),
-            "rule": {"name": self.reason},
-            "fluxtui": {"guard": {"group": self.group, "decided_by": self.decided_by,
-                                  "mode": self.mode, "count": self.count,
-                                  "verified": r.verified, "verification": r.verification,
-                                  "flags": list(r.flags), "package": r.package,
-                                  "latency_us": round(self.latency_us, 1),
-                                  "credential": self.credential or self.file}},
-        }
-
-
-def _process(r: Requester) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "pid": r.pid, "executable": r.exe or None, "args": list(r.cmdline),
-        "command_line": " ".join(r.cmdline), "parent": {"pid": r.ppid,
-                                                         "executable": r.parent_exe or None},
-        "user": {"id": str(r.uid)}, "start_ticks": r.key.start_ticks,
-    }
-    if r.sha256:
-        doc["hash"] = {"sha256": r.sha256}
-    return doc
-
-
-def _threat(technique: str) -> dict[str, Any]:
-    return {"framework": "MITRE ATT&CK",
-            "technique": {"id": technique, "name": TECHNIQUE_NAMES.get(technique, technique)}}

@@ -21,6 +21,7 @@ from fluxtui.collectors.process_control import ProcessGone, send_signal
 from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
 from fluxtui.guard.events import GuardDecision, PromptsChanged, PromptView
+from fluxtui.replay import ReplaySource
 from fluxtui.tui.alerts import AlertsPane
 from fluxtui.tui.connections_tab import ConnectionsPane
 from fluxtui.tui.dialogs import ConfirmScreen, KillDialog
@@ -31,6 +32,7 @@ from fluxtui.tui.inbox import BusReader, Inbox, dispatch
 from fluxtui.tui.panels import CpuPanel, History, IoPanel, MemoryPanel, StatusHeader
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_table import COLUMNS, ProcessTable
+from fluxtui.tui.replay_bar import ReplayBar
 from fluxtui.tui.themes import bundled_themes
 
 TABS = {"processes": "Processes", "connections": "Connections", "alerts": "Alerts",
@@ -95,6 +97,10 @@ class FluxApp(App[int]):
         Binding("2", "show_tab('connections')", "Connections", show=False),
         Binding("3", "show_tab('alerts')", "Alerts", show=False),
         Binding("4", "show_tab('guard')", "Guard", show=False),
+        # a replay only (check_action): pause and speed
+        Binding("space", "replay_pause", "Pause", id="replay.pause"),
+        Binding("plus", "replay_faster", "Faster", key_display="+", id="replay.faster"),
+        Binding("minus", "replay_slower", "Slower", key_display="-", id="replay.slower"),
     ]
 
     def __init__(self, engine: Engine, privileged: bool, theme_name: str | None = None,
@@ -113,7 +119,30 @@ class FluxApp(App[int]):
         self._event_widgets: list[BusReader] = []
         self.prompt = PromptState(engine)
 
+    @property
+    def replay(self) -> ReplaySource | None:
+        return self.engine if isinstance(self.engine, ReplaySource) else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action.startswith("replay_"):
+            return self.replay is not None
+        return True
+
+    def action_replay_pause(self) -> None:
+        if self.replay is not None:
+            self.replay.toggle_pause()
+
+    def action_replay_faster(self) -> None:
+        if self.replay is not None:
+            self.replay.faster()
+
+    def action_replay_slower(self) -> None:
+        if self.replay is not None:
+            self.replay.slower()
+
     def compose(self) -> ComposeResult:
+        if self.replay is not None:
+            yield ReplayBar(self.replay, id="replay-bar")
         yield StatusHeader(self.privileged, id="status-header")
         with Horizontal(id="metrics"):
             yield CpuPanel(self.history, id="cpu-panel")

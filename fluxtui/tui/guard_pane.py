@@ -26,6 +26,7 @@ from textual.widgets.data_table import RowDoesNotExist
 from fluxtui.capabilities.guard import GuardComponent, GuardView
 from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
+from fluxtui.replay import ReplaySource
 from fluxtui.tui.dialogs import ConfirmScreen
 from fluxtui.tui.guard_prompt import guard_of
 from fluxtui.tui.guard_rules_screen import RulesScreen
@@ -140,6 +141,12 @@ class GuardHistory(Vertical):
     def refresh_from(self, snapshot: Snapshot) -> None:
         guard = self.guard
         summary = self._summary_widget
+        if isinstance(self.engine, ReplaySource):  # recorded history, nothing to answer
+            summary.update(Text("Replay: the recorded guard decisions and prompts (history "
+                                "only: nothing here can be answered)", style="bold"))
+            if self._table.columns:
+                self.apply_rows(self.engine.guard_history(self.limit))
+            return
         view = snapshot.views.get("guard")
         if guard is None or not isinstance(view, GuardView):
             reason = guard.reason if guard is not None else "not configured"

@@ -1,0 +1,227 @@
+"""Processes in ECS: the per-tick process listing (one document with an array, or one `state`
+document per process), a process's final record, and the kernel's process events.
+
+`process.user` is the effective user and `process.real_user` the real one, as ECS has them; a
+value the source does not know is left out, never filled with the other one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fluxtui.collectors.kernel_event import KernelEvent
+from fluxtui.ecs.common import entity_id, iso_time
+from fluxtui.events import ProcessExit, ProcessKey, ProcessRow, Snapshot
+
+PROCESSES_DATASET = "fluxtui.processes"
+PROCESS_STATE_DATASET = "fluxtui.process"
+
+
+def container_fields(info: Any) -> dict[str, Any]:
+    """ECS `container` (and `orchestrator`) of a container record (`detection.containers`'s
+    ContainerInfo or its successor): every field it has. The place to map new ones."""
+    out: dict[str, Any] = {}
+    container: dict[str, Any] = {}
+    cid = getattr(info, "container_id", None) or getattr(info, "id", None)
+    if cid:
+        container["id"] = cid
+    for ecs_name, attr in (("runtime", "runtime"), ("name", "name")):
+        value = getattr(info, attr, None)
+        if value:
+            container[ecs_name] = value
+    image = getattr(info, "image", None)
+    if image:
+        container["image"] = {"name": image}
+    if container:
+        out["container"] = container
+    orchestrator: dict[str, Any] = {}
+    pod = getattr(info, "pod_uid", None)
+    if pod:
+        orchestrator = {"type": "kubernetes", "resource": {"type": "pod", "id": pod}}
+    for ecs_name, attr in (("namespace", "namespace"), ("cluster", "cluster")):
+        value = getattr(info, attr, None)
+        if value:
+            orchestrator[ecs_name] = value if ecs_name != "cluster" else {"name": value}
+    pod_name = getattr(info, "pod_name", None)
+    if pod_name:
+        orchestrator.setdefault("resource", {"type": "pod"})["name"] = pod_name
+    if orchestrator:
+        out["orchestrator"] = orchestrator
+    return out
+
+
+def process_state(row: ProcessRow) -> dict[str, Any]:
+    """fluxtui's record of one process in the table: everything the dashboard shows for it
+    (the replay rebuilds the row from this)."""
+    return {
+        "pid": row.pid,
+        "start_ticks": row.key.start_ticks,
+        "ppid": row.ppid,
+        "name": row.name,
+        "executable": row.exe or None,
+        "args": list(row.cmdline),
+        "user": row.user,
+        "threads": row.threads,
+        "state": row.state,
+        "exited_at": None if row.exited_at is None else iso_time(row.exited_at),
+        "cpu_pct": None if row.cpu_percent is None else round(row.cpu_percent, 2),
+        "memory_rss_bytes": row.memory_rss,
+        "risk": {"score": row.risk, "reasons": list(row.risk_reasons)},
+        "syscalls": {"per_s": row.syscalls_per_s,
+                     "counts": [{"name": n, "count": c} for n, c in row.syscall_counts]},
+        "network": {"connections": row.connections, "rx_bytes_per_s": row.net_rx_per_s,
+                    "tx_bytes_per_s": row.net_tx_per_s},
+        "container": row.container,
+    }
+
+
+def _containers(snapshot: Snapshot) -> dict[ProcessKey, Any]:
+    view = snapshot.views.get("risk")
+    found = getattr(view, "containers", None)
+    return found if isinstance(found, dict) else {}
+
+
+def processes_document(snapshot: Snapshot) -> dict[str, Any]:
+    """Every process of the tick in one document (`stream.process_documents: list`)."""
+    rows = sorted(snapshot.processes.values(), key=lambda r: r.key)
+    return {
+        "@timestamp": iso_time(snapshot.metrics.timestamp),
+        "event": {"kind": "state", "dataset": PROCESSES_DATASET, "category": ["process"],
+                  "type": ["info"]},
+        "fluxtui": {"tick": snapshot.sequence,
+                    "processes": [process_state(r) for r in rows]},
+    }
+
+
+def process_state_documents(snapshot: Snapshot) -> list[dict[str, Any]]:
+    """One `state` document per process (`stream.process_documents: state`): ECS process fields
+    keyed by `process.entity_id`, latest wins in an entity index."""
+    containers = _containers(snapshot)
+    stamp = iso_time(snapshot.metrics.timestamp)
+    docs = []
+    for row in sorted(snapshot.processes.values(), key=lambda r: r.key):
+        process: dict[str, Any] = {
+            "pid": row.pid,
+            "entity_id": entity_id(row.pid, row.key.start_ticks),
+            "name": row.name,
+            "parent": {"pid": row.ppid},
+            "args": list(row.cmdline),
+            "args_count": len(row.cmdline),
+        }
+        if row.exe:
+            process["executable"] = row.exe
+        if row.cmdline:
+            process["command_line"] = " ".join(row.cmdline)
+        if row.user:
+            process["real_user"] = {"name": row.user}
+        if row.exited_at is not None:
+            process["end"] = iso_time(row.exited_at)
+        doc: dict[str, Any] = {
+            "@timestamp": stamp,
+            "event": {"kind": "state", "dataset": PROCESS_STATE_DATASET,
+                      "category": ["process"], "type": ["info"]},
+            "process": process,
+            "fluxtui": {"tick": snapshot.sequence, "process": process_state(row)},
+        }
+        if row.risk is not None:
+            doc["event"]["risk_score"] = round(row.risk, 2)
+        info = containers.get(row.key)
+        if info is not None:
+            doc.update(container_fields(info))
+        docs.append(doc)
+    return docs
+
+
+def process_exit_document(exit_: ProcessExit) -> dict[str, Any]:
+    """One process's final record: ECS process fields (start, end, uptime), the risk and syscall
+    totals of its whole life under `fluxtui.`."""
+    life = exit_.lifetime
+    process: dict[str, Any] = {
+        "pid": life.key.pid,
+        "entity_id": entity_id(life.key.pid, life.key.start_ticks),
+        "name": life.name,
+        "start": iso_time(life.started),
+        "end": iso_time(life.exited),
+        "uptime": int(life.lifetime_s),
+        "args": [life.exe or life.name, *life.args],
+    }
+    if life.exe:
+        process["executable"] = life.exe
+    if life.parent is not None:
+        process["parent"] = {"pid": life.parent.pid,
+                             "entity_id": entity_id(life.parent.pid, life.parent.start_ticks)}
+    if life.uid is not None:
+        process["real_user"] = {"id": str(life.uid)}
+    doc: dict[str, Any] = {
+        "@timestamp": iso_time(life.exited),
+        "event": {"kind": "event", "dataset": "fluxtui.process_exit",
+                  "category": ["process"], "type": ["end"], "action": "process-exited",
+                  "risk_score": exit_.risk},
+        "message": f"{life.name} (pid {life.key.pid}) exited after {life.lifetime_s:.2f} s, "
+                   f"{life.total_syscalls} syscalls, risk {exit_.risk:g}",
+        "process": process,
+        "fluxtui": {"process": {
+            "start_ticks": life.key.start_ticks,
+            "parent_start_ticks": life.parent.start_ticks if life.parent else None,
+            "lifetime_s": round(life.lifetime_s, 3),
+            "exit_seen": life.exit_seen,
+            "syscalls": {"total": life.total_syscalls, "by_name": [
+                {"name": n, "count": c}
+                for n, c in sorted(life.syscalls.items(), key=lambda kv: (-kv[1], kv[0]))]},
+            "events": life.events,
+            "rules": list(life.rules),
+            "risk": {"score": exit_.risk, "reasons": list(exit_.reasons),
+                     "anomaly": exit_.anomaly, "anomaly_reason": exit_.anomaly_reason},
+            "alerts": list(exit_.alerts),
+        }},
+    }
+    if exit_.technique_id:
+        doc["threat"] = {"framework": "MITRE ATT&CK",
+                         "technique": {"id": [exit_.technique_id],
+                                       "name": [exit_.technique_name]}}
+    return doc
+
+
+_KERNEL_TYPES = {"exec": ["start"], "exit": ["end"], "cred": ["change"]}
+
+
+def kernel_event_document(ev: KernelEvent) -> dict[str, Any]:
+    """A high-signal event from the syscall program: an exec, an exit, a credential change or
+    a watched syscall with its arguments."""
+    action = ev.kind if ev.kind in ("exec", "exit") else ev.syscall
+    process: dict[str, Any] = {
+        "pid": ev.key.pid,
+        "entity_id": entity_id(ev.key.pid, ev.key.start_ticks),
+        "thread": {"id": ev.tid},
+        "name": ev.name,
+        "real_user": {"id": str(ev.uid)},
+        "real_group": {"id": str(ev.gid)},
+    }
+    fluxtui: dict[str, Any] = {"process": {"start_ticks": ev.key.start_ticks},
+                               "cgroup_id": ev.cgroup_id}
+    if ev.kind == "exec":
+        process["executable"] = ev.exe or ev.filename
+        process["args"] = list(ev.argv)
+        process["args_count"] = len(ev.argv)
+        parent: dict[str, Any] = {"pid": ev.ppid, "name": ev.parent_comm}
+        if ev.parent_start_ticks:
+            parent["entity_id"] = entity_id(ev.ppid, ev.parent_start_ticks)
+        if ev.parent_exe:
+            parent["executable"] = ev.parent_exe
+        process["parent"] = parent
+        if ev.euid is not None:
+            process["user"] = {"id": str(ev.euid)}
+        fluxtui["exec"] = {"filename": ev.filename, "flags": list(ev.flags),
+                           "parent_start_ticks": ev.parent_start_ticks,
+                           "parent_flags": list(ev.parent_flags)}
+    elif ev.kind in ("syscall", "cred"):
+        fluxtui["syscall"] = {"name": ev.syscall, "nr": ev.nr, "args": [str(a) for a in ev.args],
+                              "strings": [s for s in ev.strings if s]}
+    return {
+        "@timestamp": iso_time(ev.timestamp),
+        "event": {"kind": "event", "dataset": "fluxtui.syscalls", "category": ["process"],
+                  "type": _KERNEL_TYPES.get(ev.kind, ["info"]), "action": action},
+        "message": ev.describe(),
+        "process": process,
+        "fluxtui": fluxtui,
+    }
