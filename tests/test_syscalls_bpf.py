@@ -42,7 +42,7 @@ from tests.kernel import require, require_bcc
 
 HERE = Path(__file__).parent
 WORKLOADS = HERE / "workloads"
-HEADER = HERE.parent / "bpf_programs" / "fluxtui_events.h"
+HEADER = HERE.parent / "fluxtui" / "collectors" / "bpf_programs" / "fluxtui_events.h"
 N_GETPPID, M_SCHED_YIELD = 5000, 321
 MAX_TICKS = 60  # every wait below is bounded by this many ticks (0.05 s apart)
 
