@@ -1009,3 +1009,29 @@ def test_wrappers_are_looked_through_to_the_real_parent(engine: Engine) -> None:
     assert "via /usr/bin/timeout" in alert.reasons[0]
     assert os.path.realpath(sys.executable) in alert.reasons[0]
     assert not ticker.alerts(quiet_pid, "T1059.004")
+
+
+# --- loading (issue 13 and 14) -------------------------------------------------------------------
+
+
+def test_program_sources_are_package_data() -> None:
+    """Found through importlib.resources inside the fluxtui package, so a wheel carries them."""
+    from fluxtui.collectors import bpf_loader
+
+    directory = bpf_loader.program_dir()
+    assert directory.parent == Path(sc.__file__).parent
+    for name in ("syscalls.bpf.c", "connect_trace.bpf.c", "fluxtui_events.h", "fluxtui_task.h"):
+        assert (directory / name).is_file()
+
+
+def test_a_program_that_fails_to_load_says_why() -> None:
+    """The helper's compile error reaches the caller as one LoadError; nothing is left held."""
+    require_bcc()
+    from fluxtui.collectors import bpf_loader
+
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(bpf_loader.LoadError, match="FX_OFF_THREAD_STATUS"):
+        bpf_loader.load_program("syscalls.bpf.c", [])  # the offsets it requires are missing
+    with pytest.raises(bpf_loader.LoadError):
+        bpf_loader.load_program("no_such_program.bpf.c", [])
+    assert set(os.listdir("/proc/self/fd")) <= before | {"3"}  # (listdir's own fd)

@@ -22,7 +22,7 @@ import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fluxtui.collectors.bpf_maps import BpfMap
 from fluxtui.collectors.ringbuf import RingBuffer
@@ -122,7 +122,8 @@ def load_program(name: str, cflags: list[str], syscall_table: bool = False) -> L
                 sock.send(b"k")
             reply = json.loads(raw)
             if not reply.get("ok"):
-                raise LoadError(str(reply.get("error") or "unknown error"))
+                raise LoadError(str(reply.get("error") or "unknown error")
+                                + _diagnostics(errors))
             names: list[str] = reply["maps"]
             if len(fds) != len(names) + int(reply["links"]):
                 raise LoadError(f"BPF helper sent {len(fds)} descriptors, expected "
@@ -140,6 +141,17 @@ def load_program(name: str, cflags: list[str], syscall_table: bool = False) -> L
                 proc.kill()  # hung in the compiler: nothing was handed over
             maxrss = _reap(proc)
     return LoadedProgram(name, maps, links, extras, maxrss)
+
+
+def _diagnostics(errors: IO[bytes]) -> str:
+    """The compiler's or verifier's error lines the helper printed (the exception bcc raises
+    says only that it failed)."""
+    errors.seek(0)
+    lines = errors.read().decode("utf-8", "replace").splitlines()
+    wanted = [line.strip() for line in lines if "error" in line.lower()][:5]
+    if not wanted:
+        wanted = [line.strip() for line in lines if line.strip()][-5:]
+    return (": " + " | ".join(wanted))[:2000] if wanted else ""
 
 
 def _reap(proc: Any) -> int:
