@@ -1,10 +1,13 @@
 """A BPF ring buffer (BPF_MAP_TYPE_RINGBUF) read by mmap, with no bcc in the process.
 
 Layout (kernel/bpf/ringbuf.c): the first page, mapped writable, holds the consumer position;
-the next page holds the producer position and is followed by the data area, mapped twice in a
-row so a record that wraps reads as one piece. Each record has an 8-byte header: its length
-with a BUSY bit (still being written) and a DISCARD bit, then the payload, padded to 8 bytes.
-epoll on the map's fd says when records are there. Nothing here imports textual.
+the next page holds the producer position and is followed by the data area. The kernel offers
+the data area twice in a row so a wrapping record reads as one piece, but it maps every page of
+a mapping at once (each counts in the resident size), so only one copy is mapped here and a
+wrapping record is read in two pieces. Each record has an 8-byte header (never split: records
+are 8-byte aligned): its length with a BUSY bit (still being written) and a DISCARD bit, then
+the payload, padded to 8 bytes. epoll on the map's fd says when records are there. Nothing here
+imports textual.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class RingBuffer:
         self._mask = data_size - 1
         self._consumer = mmap.mmap(fd, page, mmap.MAP_SHARED,
                                    mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._data = mmap.mmap(fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ,
+        self._data = mmap.mmap(fd, page + data_size, mmap.MAP_SHARED, mmap.PROT_READ,
                                offset=page)
         self._page = page
         self._epoll = select.epoll()
@@ -52,16 +55,22 @@ class RingBuffer:
             prod = struct.unpack_from("<Q", data, 0)[0]
             if cons >= prod:
                 break
-            start = page + (cons & mask)
-            length = struct.unpack_from("<I", data, start)[0]
+            at = cons & mask
+            length = struct.unpack_from("<I", data, page + at)[0]
             if length & BUSY:
                 break
             size = length & ~(BUSY | DISCARD)
             if not length & DISCARD:
-                callback(data[start + HEADER:start + HEADER + size])
+                first = (at + HEADER) & mask  # the payload may start past the end
+                end = first + size
+                if end <= self.size:
+                    callback(data[page + first:page + end])
+                else:
+                    callback(data[page + first:page + self.size]
+                             + data[page:page + end - self.size])
                 done += 1
             cons += (size + HEADER + 7) & ~7
-            # x86 and arm64 with Python's own barriers: the record was read before this store
+            # The record was copied before this store (x86's ordering; no barrier on others)
             struct.pack_into("<Q", self._consumer, 0, cons)
         return done
 
