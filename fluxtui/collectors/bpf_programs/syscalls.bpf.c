@@ -1,6 +1,6 @@
 /* fluxtui's syscall capture, loaded by fluxtui/collectors/syscalls.py with BCC.
  *
- * raw_syscalls:sys_enter counts every syscall in the kernel, per process and syscall bigram
+ * The raw sys_enter tracepoint counts every syscall in the kernel, per process and syscall bigram
  * (previous syscall of the same thread -> this one); nothing crosses to user space per syscall.
  * A run of the same bigram is counted in the thread's own storage and added to the shared map
  * when the run ends, so a tight loop costs no map update. User space drains the maps every tick
@@ -271,7 +271,33 @@ static __always_inline void stash_argv(u64 *a, u16 nr, u32 desc)
     st->valid = 1;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+#if !defined(__x86_64__) && !defined(CONFIG_X86_64)
+#error "the raw sys_enter tracepoint reads syscall arguments from x86-64 registers"
+#endif
+
+/* A syscall's arguments from the registers the raw tracepoint passes (struct pt_regs, x86-64
+ * layout): di si dx r10 r8 r9, or for a 32-bit call bx cx dx si di bp (32-bit values). Only
+ * high-signal calls pay for it. */
+static __always_inline u64 reg(u64 regs, u32 off, bool compat)
+{
+    u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (void *)(regs + off));
+    return compat ? (u32)v : v;
+}
+
+static __always_inline void syscall_args(u64 *a, u64 regs, bool compat)
+{
+    a[0] = reg(regs, compat ? 40 : 112, compat);
+    a[1] = reg(regs, compat ? 88 : 104, compat);
+    a[2] = reg(regs, 96, compat);
+    a[3] = reg(regs, compat ? 104 : 56, compat);
+    a[4] = reg(regs, compat ? 112 : 72, compat);
+    a[5] = reg(regs, compat ? 32 : 64, compat);
+}
+
+/* The raw tracepoint (not the raw_syscalls:sys_enter trace event): the kernel calls the program
+ * with the registers and the number, without filling a trace record first. */
+RAW_TRACEPOINT_PROBE(sys_enter)
 {
     u32 zero = 0;
     struct fx_config *cfg = config.lookup(&zero);
@@ -281,7 +307,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     u32 tgid = *(u32 *)(task + FX_OFF_TGID);
     if (tgid == cfg->self_tgid)
         return 0;
-    long id = args->id;
+    long id = ctx->args[1];
     bool compat = *(u32 *)(task + FX_OFF_THREAD_STATUS) & cfg->compat_mask;
     u16 nr = (id >= 0 && id < FX_MAX_NR) ? id + (compat ? FX_MAX_NR : 0) : FX_NR_OTHER;
 
@@ -320,9 +346,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         return 0;
     u32 desc = *descp;
     u64 a[6];
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        a[i] = args->args[i];
+    syscall_args(a, ctx->args[0], compat);
     if (compat) {               /* the arguments as the 32-bit call passed them, no strings */
         emit_syscall(a, th, nr, FX_CAP_EVENT);
         return 0;
