@@ -173,6 +173,8 @@ class SyscallCapture:
         d = self._dropped
         detail = (f"{self._rate:,.0f} syscalls/s · dropped {d.syscalls_lost} calls, "
                   f"{d.events_lost} events · own pid {self.collector.self_pid} untraced")
+        if self.collector.early_drains:
+            detail += f" · count maps drained early {self.collector.early_drains}"
         if self._late:
             detail += f" · {self._late} calls after a final record"
         if self._warning:

@@ -24,6 +24,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import IO, Any
 
 MAX_MESSAGE = 1 << 20
@@ -86,9 +87,13 @@ def spawn(errors: IO[bytes]) -> tuple[socket.socket, subprocess.Popen[bytes]]:
     """Starts a helper writing its messages to `errors`; returns the dashboard's end of its
     socket and the process."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # The same fluxtui as the caller's, wherever it was imported from.
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
     try:
         proc = subprocess.Popen([sys.executable, "-m", "fluxtui.collectors.bpf_helper",
-                                 str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                                 str(theirs.fileno())], pass_fds=(theirs.fileno(),), env=env,
                                 stdin=subprocess.DEVNULL, stdout=errors, stderr=errors)
     finally:
         theirs.close()
