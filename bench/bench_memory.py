@@ -36,6 +36,7 @@ from fluxtui.collectors.syscalls import unavailable_reason  # noqa: E402
 
 GOAL_MB = 100.0
 MAPS_WHEN_LOADED = 15  # the syscall and connect programs' maps (20 here); fewer: still loading
+LOAD_WAIT_S = 600  # at most this long for the eBPF runs to load their programs
 
 
 def config_for(tmp: Path, ebpf: bool, anomaly: bool = True) -> Path:
@@ -81,7 +82,7 @@ def start(tmp: Path, ebpf: bool, duration: float, anomaly: bool = True
     cmd = [sys.executable, "-m", "fluxtui", "--headless", "--config",
            str(config_for(tmp, ebpf, anomaly)),
            "--stream-file", str(tmp / "stream.json"), "--no-journal", "--log", str(tmp / "log"),
-           "--timeout", str(duration + 120)]
+           "--timeout", str(duration + LOAD_WAIT_S + 120)]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -105,7 +106,7 @@ def main() -> int:
         try:
             # The period starts once every eBPF run holds its programs (the helpers compile
             # one after another; on a loaded machine that takes a while).
-            deadline = time.monotonic() + 600
+            deadline = time.monotonic() + LOAD_WAIT_S
             while time.monotonic() < deadline and not all(
                     proc.poll() is not None or bpf_maps_held(proc.pid) >= MAPS_WHEN_LOADED
                     for name, proc in procs.items() if runs[name][0]):
