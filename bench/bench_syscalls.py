@@ -1,9 +1,15 @@
 """Syscall capture benchmarks (issue 3), each against a floor measured in the same run.
 
-1. Cost per syscall: a C loop of getppid() (bench/getppid_loop.c), ns per call untraced, with an
-   empty raw_syscalls:sys_enter BPF program attached (the floor), and with fluxtui's program
-   attached and drained every second. Rounds are interleaved so drift hits all three alike.
-   Goal: fluxtui's added cost <= 1.5x the empty program's added cost.
+1. Cost per syscall: a C loop of getppid() (bench/getppid_loop.c), ns of the thread's CPU time
+   per call untraced, with an empty raw_syscalls:sys_enter BPF program attached (the floor), and
+   with fluxtui's program (configured by the collector's code, drained each round) attached.
+   fluxtui attaches to the raw sys_enter tracepoint (no trace record is filled for it), so the
+   empty raw-tracepoint program is shown as a second, stricter floor (info).
+   Both programs stay loaded and only their sys_enter function is attached and detached, so
+   the three states of a round are measured seconds apart; within a round the fastest of its
+   runs counts (disturbances only add), and the ratio is taken within each round (other
+   programs on the same tracepoint, from other users of a shared machine, cancel out).
+   Goal: fluxtui's added cost <= 1.5x the empty program's added cost (median of the rounds).
    Also shown (info): the same with getppid()/getpid() alternating, where every call is a new
    syscall pair, so the in-kernel run counting never applies (fluxtui's worst case).
 2. Zero lost counts at full speed on all cores: one loop per core, each making a known number of
@@ -17,6 +23,7 @@ Needs root and bcc. Runtime about a minute.
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import statistics
@@ -26,6 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -42,9 +50,10 @@ from fluxtui.events import Snapshot  # noqa: E402
 
 LOOP_SOURCE = Path(__file__).with_name("getppid_loop.c")
 EMPTY_PROGRAM = "TRACEPOINT_PROBE(raw_syscalls, sys_enter) { return 0; }"
-ROUNDS = 5
+EMPTY_RAW_PROGRAM = "RAW_TRACEPOINT_PROBE(sys_enter) { return 0; }"
+ROUNDS = 9
 RUNS_PER_ROUND = 3
-CALLS_PER_RUN = 1_000_000
+CALLS_PER_RUN = 300_000
 CALLS_PER_CORE = 8_000_000  # part 2: a few seconds per loop at full speed
 MAX_WAIT_TICKS = 30
 
@@ -64,70 +73,121 @@ def build_loop(workdir: Path) -> str:
 
 
 def ns_per_call(loop: str, *mode: str) -> float:
+    """The least disturbed of RUNS_PER_ROUND runs: on a shared machine every disturbance
+    (another process on the sibling CPU, caches) only adds time."""
     runs = [float(subprocess.run([loop, str(CALLS_PER_RUN), *mode], capture_output=True,
                                  text=True, check=True, timeout=60).stdout)
             for _ in range(RUNS_PER_ROUND)]
-    return statistics.median(runs)
+    return min(runs)
 
 
-class Drainer:
-    """Drains the collector every second, as the engine's tick does."""
+class Attached:
+    """One BPF program's sys_enter function, attached and detached at will (no recompile), so
+    the states are measured seconds apart: on a shared machine other programs on the same
+    tracepoint come and go, and only a close interleaving cancels them."""
 
-    def __init__(self, collector: SyscallCollector) -> None:
-        self.collector = collector
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+    def __init__(self, bpf: Any, raw: bool) -> None:
+        self.bpf, self.raw = bpf, raw
+        self.__exit__()
 
-    def run(self) -> None:
-        while not self.stop.wait(1.0):
-            self.collector.drain()
-
-    def __enter__(self) -> Drainer:
-        self.thread.start()
+    def __enter__(self) -> Attached:
+        if self.raw:
+            self.bpf.attach_raw_tracepoint(tp=b"sys_enter", fn_name=b"raw_tracepoint__sys_enter")
+        else:
+            self.bpf.attach_tracepoint(tp=b"raw_syscalls:sys_enter",
+                                       fn_name=b"tracepoint__raw_syscalls__sys_enter")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
+        if self.raw:
+            self.bpf.detach_raw_tracepoint(b"sys_enter")
+        else:
+            self.bpf.detach_tracepoint(b"raw_syscalls:sys_enter")
+
+
+def fluxtui_program() -> tuple[Any, SyscallCollector]:
+    """fluxtui's program compiled in this process (the benchmark may hold bcc; the dashboard
+    does not) and configured by the collector's own code through dups of its map fds."""
+    from fluxtui.collectors.bpf_helper import _map_fds
+    from fluxtui.collectors.bpf_loader import LoadedProgram, compile_program
+    from fluxtui.collectors.bpf_maps import BpfMap
+    from fluxtui.collectors.btf import Btf, kernel_offsets
+    from fluxtui.collectors.syscall_table import SyscallTable
+    from fluxtui.collectors.syscalls import group_dead_supported
+
+    offsets = kernel_offsets(Btf.load())
+    collector = SyscallCollector()
+    cflags = [f"-DFX_COUNT_ENTRIES={collector.count_map_entries}",
+              f"-DFX_RINGBUF_PAGES={collector.ring_buffer_pages}",
+              f"-DFX_OFF_THREAD_STATUS={offsets['task_thread_status']}",
+              f"-DFX_OFF_TGID={offsets['task_tgid']}"]
+    if group_dead_supported():
+        cflags.append("-DFX_HAVE_GROUP_DEAD")
+    bpf = compile_program("syscalls.bpf.c", cflags)
+    maps = {name: BpfMap(os.dup(fd), name) for name, fd in _map_fds(bpf).items()}
+    collector._program = LoadedProgram("syscalls.bpf.c", maps, [], {}, 0)
+    collector.table = SyscallTable.load()
+    collector._configure(offsets)
+    collector._ring = collector._program.ring_buffer("events")
+    return bpf, collector
 
 
 def bench_cost(loop: str) -> bool:
     from bcc import BPF
 
-    figures: dict[str, list[float]] = {k: [] for k in (
-        "untraced", "empty", "fluxtui", "untraced_alt", "empty_alt", "fluxtui_alt")}
-    for _ in range(ROUNDS):
-        figures["untraced"].append(ns_per_call(loop))
-        figures["untraced_alt"].append(ns_per_call(loop, "alternate"))
-        empty = BPF(text=EMPTY_PROGRAM.encode())
-        try:
-            figures["empty"].append(ns_per_call(loop))
-            figures["empty_alt"].append(ns_per_call(loop, "alternate"))
-        finally:
-            empty.cleanup()
-        collector = SyscallCollector()
-        collector.start()
-        try:
-            with Drainer(collector):
-                figures["fluxtui"].append(ns_per_call(loop))
-                figures["fluxtui_alt"].append(ns_per_call(loop, "alternate"))
-        finally:
-            collector.close()
-    med = {k: statistics.median(v) for k, v in figures.items()}
-    print(f"ns per getppid() (median of {ROUNDS} rounds x {RUNS_PER_ROUND} runs x "
-          f"{CALLS_PER_RUN:,} calls): untraced {med['untraced']:.1f}, empty program "
-          f"{med['empty']:.1f}, fluxtui {med['fluxtui']:.1f}")
-    print(f"  per round: untraced {[round(x) for x in figures['untraced']]}, "
-          f"empty {[round(x) for x in figures['empty']]}, "
-          f"fluxtui {[round(x) for x in figures['fluxtui']]}")
-    floor = med["empty"] - med["untraced"]
-    added = med["fluxtui"] - med["untraced"]
-    ok = report("fluxtui added ns/syscall (getppid loop)", added, floor, added / floor,
-                "ratio <= 1.5", added / floor <= 1.5, " ns")
-    floor_alt = med["empty_alt"] - med["untraced_alt"]
-    added_alt = med["fluxtui_alt"] - med["untraced_alt"]
-    report("fluxtui added ns/syscall (getppid/getpid alternating, worst case)", added_alt,
-           floor_alt, added_alt / floor_alt, "(info)", None, " ns")
+    modes = {"": "getppid loop", "alternate": "getppid/getpid alternating, worst case"}
+    states = ("untraced", "empty", "empty_raw", "fluxtui")
+    figures: dict[str, list[float]] = {f"{k}{m}": [] for k in states for m in modes}
+    empty = Attached(BPF(text=EMPTY_PROGRAM.encode()), raw=False)
+    empty_raw = Attached(BPF(text=EMPTY_RAW_PROGRAM.encode()), raw=True)
+    bpf, collector = fluxtui_program()
+    fluxtui = Attached(bpf, raw=True)
+    try:
+        for _ in range(ROUNDS):
+            for mode in modes:
+                args = (mode,) if mode else ()
+                figures[f"untraced{mode}"].append(ns_per_call(loop, *args))
+                for name, program in (("empty", empty), ("empty_raw", empty_raw),
+                                      ("fluxtui", fluxtui)):
+                    with program:
+                        figures[f"{name}{mode}"].append(ns_per_call(loop, *args))
+                collector.drain()
+    finally:
+        empty.bpf.cleanup()
+        empty_raw.bpf.cleanup()
+        collector._program.close()  # type: ignore[union-attr]
+        bpf.cleanup()
+    ok = True
+    for mode, label in modes.items():
+        u, e, f = (figures[f"{k}{mode}"] for k in ("untraced", "empty", "fluxtui"))
+        ratios = [(fi - ui) / (ei - ui) for ui, ei, fi in zip(u, e, f, strict=True) if ei > ui]
+        print(f"ns of thread CPU time per call, {label} ({ROUNDS} rounds, each the fastest of "
+              f"{RUNS_PER_ROUND} runs x {CALLS_PER_RUN:,} calls): untraced "
+              f"{[round(x) for x in u]}, empty {[round(x) for x in e]}, fluxtui "
+              f"{[round(x) for x in f]}")
+        print(f"  ratio (fluxtui added / empty added) within each round: "
+              f"{[round(r, 2) for r in ratios]}")
+        floor = statistics.median(e) - statistics.median(u)
+        added = statistics.median(f) - statistics.median(u)
+        ratio = statistics.median(ratios) if ratios else float("nan")
+        valid = len(ratios) > ROUNDS // 2 and floor > 0
+        verdict: bool | None = (ratio <= 1.5 and valid) if not mode else None
+        report(f"fluxtui added ns/syscall ({label}), median ratio of the rounds", added, floor,
+               ratio, "ratio <= 1.5" if not mode else "(info)", verdict, " ns")
+        if not valid:
+            print("  not a valid measurement: the floor was not above the untraced figure in "
+                  "most rounds (noise from the shared machine larger than the effect)")
+        ok = ok and (verdict is not False)
+        r = figures[f"empty_raw{mode}"]
+        raw_ratios = [(fi - ui) / (ri - ui) for ui, ri, fi in zip(u, r, f, strict=True)
+                      if ri > ui]
+        print(f"  empty raw-tracepoint program (the mechanism fluxtui attaches with): "
+              f"{[round(x) for x in r]}; fluxtui added / its added within each round: "
+              f"{[round(x, 2) for x in raw_ratios]}")
+        report(f"fluxtui added ns/syscall ({label}) against the empty raw-tracepoint program",
+               added, statistics.median(r) - statistics.median(u),
+               statistics.median(raw_ratios) if raw_ratios else float("nan"), "(info)", None,
+               " ns")
     return ok
 
 
@@ -232,6 +292,11 @@ def bench_full_speed(loop: str) -> bool:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("all", "cost", "full-speed"), default="all")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat the cost measurement this many times (issue 13: three)")
+    args = parser.parse_args()
     reason = unavailable_reason()
     if reason:
         print(f"bench_syscalls: cannot run: {reason}")
@@ -239,8 +304,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         loop = build_loop(Path(tmp))
         start = time.monotonic()
-        ok = bench_cost(loop)
-        ok = bench_full_speed(loop) and ok
+        ok = True
+        if args.part in ("all", "cost"):
+            for run in range(args.runs):
+                if args.runs > 1:
+                    print(f"-- cost, run {run + 1} of {args.runs}")
+                ok = bench_cost(loop) and ok
+        if args.part in ("all", "full-speed"):
+            ok = bench_full_speed(loop) and ok
         print(f"bench_syscalls: {time.monotonic() - start:.0f} s")
     return 0 if ok else 1
 

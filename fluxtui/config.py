@@ -41,9 +41,12 @@ class GeneralConfig:
 @dataclass(frozen=True)
 class SyscallConfig:
     enabled: bool = True
-    ring_buffer_pages: int = field(default=64, metadata=_range(1, 4096))  # a power of two
-    count_map_entries: int = field(default=65536, metadata=_range(1024, 4194304))
-    event_queue_limit: int = field(default=10000, metadata=_range(100, 1000000))
+    ring_buffer_pages: int = field(default=2048, metadata=_range(1, 65536))  # a power of two
+    # Kernel memory for the two count maps; count_map_entries 0: as many entries as fit.
+    count_map_memory_mb: int = field(default=24, metadata=_range(1, 4096))
+    count_map_entries: int = field(default=0, metadata=_range(0, 16777216))
+    count_map_fill_level: float = field(default=0.5, metadata=_range(0.05, 1.0))
+    event_queue_limit: int = field(default=50000, metadata=_range(100, 1000000))
 
 
 # Base weight of each syscall in a process's risk score (see fluxtui/detection/risk.py).

@@ -311,15 +311,14 @@ def test_tracer_records_decode_to_attempts_outcomes_and_executables() -> None:
     tracer._exes = __import__("collections").OrderedDict()
     tracer._epoch_offset = 1_000.0
 
-    class _Bpf:
-        def ring_buffer_consume(self) -> None:
-            pass
+    class _Ring:  # records arrive through feed() below
+        def consume(self, callback: object) -> int:
+            return 0
 
-    tracer._bpf = _Bpf()
+    tracer._ring = _Ring()
 
     def feed(record: ctypes.Structure) -> None:
-        raw = ctypes.create_string_buffer(bytes(record), ctypes.sizeof(record))
-        tracer._on_event(None, ctypes.addressof(raw), ctypes.sizeof(record))
+        tracer._on_event(bytes(record))
 
     attempt = bs.ConnectEventC(kind=bs.FX_CONN_ATTEMPT, tgid=4242, ts_ns=2_000_000_000,
                                sk=0xFFFF8880DEAD0000, start_ticks=777, parent_start_ticks=70,

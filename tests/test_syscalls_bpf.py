@@ -42,7 +42,7 @@ from tests.kernel import require, require_bcc
 
 HERE = Path(__file__).parent
 WORKLOADS = HERE / "workloads"
-HEADER = HERE.parent / "bpf_programs" / "fluxtui_events.h"
+HEADER = HERE.parent / "fluxtui" / "collectors" / "bpf_programs" / "fluxtui_events.h"
 N_GETPPID, M_SCHED_YIELD = 5000, 321
 MAX_TICKS = 60  # every wait below is bounded by this many ticks (0.05 s apart)
 
@@ -137,34 +137,40 @@ def test_decode_a_truncated_path_never_invents_an_absolute_one() -> None:
     assert dec.decode_event(bytes(ev), _table()).exe == "/d/" + long_name.decode()
 
 
-class _FakeBpf:
+class _FakeProgram:
     def __init__(self) -> None:
-        self.cleaned = False
+        self.closed = False
 
-    def cleanup(self) -> None:
-        self.cleaned = True
+    def close(self) -> None:
+        self.closed = True
 
 
-def test_close_does_not_free_the_bpf_object_under_a_running_poller() -> None:
+def test_close_does_not_unmap_the_program_under_a_running_pump() -> None:
     collector = sc.SyscallCollector(self_pid=1)
     collector.join_timeout_s = 0.01
-    fake = _FakeBpf()
+    fake = _FakeProgram()
     release = threading.Event()
     poller = threading.Thread(target=release.wait, args=(10,), daemon=True)
     poller.start()
-    collector._bpf, collector._poller = fake, poller
+    collector._program, collector._poller = fake, poller  # type: ignore[assignment]
     try:
         collector.close()
-        assert not fake.cleaned and not collector.running
+        assert not fake.closed and not collector.running
         with pytest.raises(RuntimeError):
             collector.drain()
     finally:
         release.set()
         poller.join(timeout=10)
     stopped = sc.SyscallCollector(self_pid=1)
-    stopped._bpf = fake
+    stopped._program = fake  # type: ignore[assignment]
     stopped.close()
-    assert fake.cleaned
+    assert fake.closed
+
+
+def test_drop_counters_by_kind_are_numbers() -> None:
+    drops = sc.DropCounts(counts=3, thread_state=1, events=5, queue=7, argv=2, malformed=1)
+    assert drops.by_kind() == {"syscall_counts": 4, "kernel_events": 5, "event_queue": 7,
+                               "argv": 2, "malformed_events": 1}
 
 
 def test_compat_numbers_are_named_apart() -> None:
@@ -620,6 +626,89 @@ def test_status_tells_drops_and_own_pid(engine: Engine) -> None:
     status = _capture(engine).status()
     assert status.running
     assert "dropped" in status.detail and f"own pid {os.getpid()} untraced" in status.detail
+    assert set(status.drops) >= {"syscall_counts", "kernel_events", "event_queue", "argv"}
+    assert all(isinstance(n, int) and n >= 0 for n in status.drops.values())
+
+
+_NO_BCC_PROBE = """
+import json, subprocess, sys, time
+from pathlib import Path
+from fluxtui.collectors.syscalls import SyscallCollector
+c = SyscallCollector(count_map_entries=1024, ring_buffer_pages=16)
+c.start()
+try:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    counted = 0
+    for _ in range(60):
+        counted += sum(sum(v.values()) for k, v in c.drain().counts.items()
+                       if k.pid == child.pid)
+        if counted:
+            break
+        time.sleep(0.05)
+    print(json.dumps({"bcc": "bcc" in sys.modules,
+                      "libbcc": "libbcc" in Path("/proc/self/maps").read_text(),
+                      "map_memory": c.map_memory_bytes, "helper_kb": c.helper_maxrss_kb,
+                      "counted": counted}))
+finally:
+    c.close()
+"""
+
+
+def test_the_dashboard_process_never_loads_bcc() -> None:
+    """A helper process compiles the program: the process that reads it has no bcc module and
+    no libbcc (with its LLVM) mapped, and still counts syscalls."""
+    require_bcc()
+    out = subprocess.run([sys.executable, "-c", _NO_BCC_PROBE], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["bcc"] is False and got["libbcc"] is False
+    assert got["map_memory"] > 0 and got["helper_kb"] > 0 and got["counted"] > 0
+
+
+def test_a_storm_of_process_starts_loses_nothing(binaries: dict[str, str]) -> None:
+    """500 `sleep 600` started at once with count maps of 4096 entries (every start brings
+    dozens of new syscall pairs: far more keys than a map holds): the pump drains a map when
+    it is half full, so no count, event or argv is lost, and every start and end is reported
+    (the starts counted by this test are the truth)."""
+    require_bcc()
+    starts = 500
+    collector = sc.SyscallCollector(count_map_entries=4096, ring_buffer_pages=256)
+    try:
+        collector.start()
+    except sc.CollectorUnavailable as exc:
+        require(False, str(exc))
+    sleeps: list[subprocess.Popen[bytes]] = []
+    drains: list[sc.Drain] = []
+    try:
+        drains.append(collector.drain())
+        try:
+            sleeps = [subprocess.Popen(["sleep", "600"]) for _ in range(starts)]
+        finally:
+            for proc in sleeps:
+                proc.kill()
+            for proc in sleeps:
+                proc.wait(timeout=60)
+        pids = {p.pid for p in sleeps}
+        for _ in range(MAX_TICKS):
+            drains.append(collector.drain())
+            exits = {e.key.pid for d in drains for e in d.events if e.kind == "exit"}
+            if pids <= exits:
+                break
+            time.sleep(0.05)
+        drains.append(collector.drain())  # counts flushed at the last exits
+    finally:
+        collector.close()
+    events = [e for d in drains for e in d.events if e.key.pid in pids]
+    execs = {e.key.pid for e in events if e.kind == "exec" and e.filename.endswith("sleep")}
+    exits = {e.key.pid for e in events if e.kind == "exit"}
+    counted = {key.pid for d in drains for key in d.counts if key.pid in pids}
+    total = drains[-1].dropped_total
+    assert collector.early_drains > 0  # the maps did pass the fill level
+    assert (total.syscalls_lost, total.events, total.queue) == (0, 0, 0)
+    assert execs == pids and exits == pids and counted == pids
+    assert not any("no argv" in e.flags for e in events if e.kind == "exec")
 
 
 def test_nothing_is_lost_silently(binaries: dict[str, str]) -> None:
@@ -627,7 +716,8 @@ def test_nothing_is_lost_silently(binaries: dict[str, str]) -> None:
     either delivered or counted as dropped."""
     require_bcc()
     children, unshares = 1500, 2000
-    collector = sc.SyscallCollector(ring_buffer_pages=1, count_map_entries=1024)
+    collector = sc.SyscallCollector(ring_buffer_pages=1, count_map_entries=1024,
+                                    fill_level=2.0)  # only the drains below empty the maps
     try:
         collector.start()
     except sc.CollectorUnavailable as exc:
@@ -920,3 +1010,57 @@ def test_wrappers_are_looked_through_to_the_real_parent(engine: Engine) -> None:
     assert "via /usr/bin/timeout" in alert.reasons[0]
     assert os.path.realpath(sys.executable) in alert.reasons[0]
     assert not ticker.alerts(quiet_pid, "T1059.004")
+
+
+# --- loading (issue 13 and 14) -------------------------------------------------------------------
+
+
+def test_program_sources_are_package_data() -> None:
+    """Found through importlib.resources inside the fluxtui package, so a wheel carries them."""
+    from fluxtui.collectors import bpf_loader
+
+    directory = bpf_loader.program_dir()
+    assert directory.parent == Path(sc.__file__).parent
+    for name in ("syscalls.bpf.c", "connect_trace.bpf.c", "fluxtui_events.h", "fluxtui_task.h"):
+        assert (directory / name).is_file()
+
+
+def test_a_program_that_fails_to_load_says_why() -> None:
+    """The helper's compile error reaches the caller as one LoadError; nothing is left held."""
+    require_bcc()
+    from fluxtui.collectors import bpf_loader
+
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(bpf_loader.LoadError, match="FX_OFF_THREAD_STATUS"):
+        bpf_loader.load_program("syscalls.bpf.c", [])  # the offsets it requires are missing
+    with pytest.raises(bpf_loader.LoadError):
+        bpf_loader.load_program("no_such_program.bpf.c", [])
+    assert set(os.listdir("/proc/self/fd")) <= before | {"3"}  # (listdir's own fd)
+
+
+def test_records_that_wrap_around_a_small_ring_buffer_read_whole() -> None:
+    """One copy of the ring buffer is mapped (the kernel's second copy would double the resident
+    size): a 4 KiB ring where nearly every exec record (about 3.3 KiB) wraps past the end still
+    yields whole, decodable records, or counts them lost."""
+    require_bcc()
+    runs = 20
+    collector = sc.SyscallCollector(ring_buffer_pages=1, count_map_entries=4096)
+    try:
+        collector.start()
+    except sc.CollectorUnavailable as exc:
+        require(False, str(exc))
+    got: list[ke.KernelEvent] = []
+    try:
+        collector.drain()
+        for i in range(runs):
+            subprocess.run(["env", f"FX_RUN={i}", "true", f"run-{i}"], check=True)
+            got += collector.drain().events
+        last = collector.drain()
+        got += last.events
+    finally:
+        collector.close()
+    mine = [e for e in got if e.kind == "exec" and e.argv[:1] == ("true",)]
+    assert all(e.argv[1].startswith("run-") and e.filename.endswith("/true") for e in mine)
+    assert last.dropped_total.malformed == 0
+    assert len(mine) + last.dropped_total.events >= runs
+    assert len(mine) > 0

@@ -29,7 +29,12 @@ from fluxtui.capabilities.syscall_view import SyscallView
 from fluxtui.collectors.kernel_event import KernelEvent, boot_to_wall
 from fluxtui.collectors.procstat import CLOCK_TICKS, read_start_ticks
 from fluxtui.collectors.stdio_sockets import stdio_sockets
-from fluxtui.collectors.syscalls import CollectorUnavailable, DropCounts, SyscallCollector
+from fluxtui.collectors.syscalls import (
+    ENTRY_BYTES,
+    CollectorUnavailable,
+    DropCounts,
+    SyscallCollector,
+)
 from fluxtui.component import TickContext
 from fluxtui.config import Config
 from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
@@ -88,9 +93,11 @@ class SyscallCapture:
                  proc: str = "/proc", verifier: ExeVerifier | None = None) -> None:
         self.config = config
         sc = config.syscalls
+        entries = sc.count_map_entries or max(
+            1024, sc.count_map_memory_mb * 1024 * 1024 // (2 * ENTRY_BYTES))
         self.collector = collector or SyscallCollector(
-            ring_buffer_pages=sc.ring_buffer_pages, count_map_entries=sc.count_map_entries,
-            event_queue_limit=sc.event_queue_limit)
+            ring_buffer_pages=sc.ring_buffer_pages, count_map_entries=entries,
+            event_queue_limit=sc.event_queue_limit, fill_level=sc.count_map_fill_level)
         self._state = ComponentState.STOPPED
         self._reason = ""
         self._warning = ""
@@ -166,11 +173,13 @@ class SyscallCapture:
         d = self._dropped
         detail = (f"{self._rate:,.0f} syscalls/s · dropped {d.syscalls_lost} calls, "
                   f"{d.events_lost} events · own pid {self.collector.self_pid} untraced")
+        if self.collector.early_drains:
+            detail += f" · count maps drained early {self.collector.early_drains}"
         if self._late:
             detail += f" · {self._late} calls after a final record"
         if self._warning:
             detail += f" · {self._warning}"
-        return ComponentStatus(self.name, self._state, "", detail)
+        return ComponentStatus(self.name, self._state, "", detail, drops=d.by_kind())
 
     # --- for the detail view (UI thread) -----------------------------------------------------
 
@@ -263,7 +272,7 @@ class SyscallCapture:
         final: dict[ProcessKey, ProcessLifetime] = {}
         with self._lock:
             for key, (when, seen) in done.items():
-                life = self._lives.pop(key, None) or _Life()
+                life = self._lives.pop(key, _Life())
                 self._recent.pop(key, None)
                 node = self.lineage.node(key)
                 row = tick.processes.get(key)

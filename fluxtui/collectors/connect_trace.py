@@ -18,6 +18,7 @@ follows as a `ConnectOutcome`.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import socket
 import struct
@@ -25,7 +26,7 @@ import time
 from collections import OrderedDict
 from typing import NamedTuple
 
-from fluxtui.collectors.bpf_loader import compile_program
+from fluxtui.collectors.bpf_loader import LoadError, load_program
 from fluxtui.collectors.bpf_structs import (
     FX_CONN_ATTEMPT,
     FX_CONN_ESTABLISHED,
@@ -71,34 +72,35 @@ class ConnectTracer:
     def __init__(self, ring_pages: int = 128, proc: str = "/proc") -> None:
         if os.geteuid() != 0:
             raise TracerUnavailable("connect tracing needs root")
-        try:
-            import bcc  # noqa: F401  (optional; compile_program imports it)
-        except ImportError as exc:
-            raise TracerUnavailable(f"bcc is not importable ({exc})") from None
+        if importlib.util.find_spec("bcc") is None:  # the helper process imports it
+            raise TracerUnavailable("bcc is not importable (install python3-bpfcc)")
         try:
             offsets = kernel_offsets(Btf.load())
         except (OSError, ValueError, KeyError, struct.error) as exc:
             raise TracerUnavailable(f"kernel BTF unusable: {exc}") from None
         try:
-            self._bpf = compile_program("connect_trace.bpf.c",
-                                        [f"-DRING_PAGES={ring_pages}", "-w"])
-        except Exception as exc:  # bcc raises bare Exception for compile/attach errors
+            self._program = load_program("connect_trace.bpf.c",
+                                         [f"-DRING_PAGES={ring_pages}", "-w"])
+        except (LoadError, OSError) as exc:
             raise TracerUnavailable(f"eBPF program failed to load: {exc}") from None
         cfg = Config()
         for name, offset in offsets.items():
             setattr(cfg, name, offset)
         cfg.ns_per_tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-        self._bpf[b"config"][ctypes.c_int(0)] = cfg
+        try:
+            self._program["config"].update(0, bytes(cfg))
+            self._ring = self._program.ring_buffer("events")
+        except (OSError, ValueError, KeyError) as exc:
+            self._program.close()
+            raise TracerUnavailable(f"eBPF maps could not be set up: {exc}") from None
         self._proc = proc
         self._pending: list[ConnectAttempt | ConnectOutcome] = []
         self._exes: OrderedDict[tuple[int, int], str] = OrderedDict()
         # Event times are CLOCK_BOOTTIME (bpf_ktime_get_boot_ns).
         self._epoch_offset = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
-        self._bpf[b"events"].open_ring_buffer(self._on_event)
 
-    def _on_event(self, _ctx: object, data: int, size: int) -> None:
-        # Copied out inside the callback: the ring buffer slot is reused afterwards.
-        raw = ctypes.string_at(data, size)
+    def _on_event(self, raw: bytes) -> None:
+        size = len(raw)
         kind = int.from_bytes(raw[:4], "little")
         if kind == FX_CONN_PROCESS and size >= ctypes.sizeof(ConnectProcessC):
             proc = ConnectProcessC.from_buffer_copy(raw)
@@ -140,7 +142,7 @@ class ConnectTracer:
 
     def drain(self) -> list[ConnectAttempt | ConnectOutcome]:
         """Every attempt and outcome recorded since the last call, oldest first."""
-        self._bpf.ring_buffer_consume()
+        self._ring.consume(self._on_event)
         out, self._pending = self._pending, []
         return [a._replace(exe=self._exes.get((a.pid, a.start_ticks or 0), ""))
                 if isinstance(a, ConnectAttempt) else a for a in out]
@@ -148,7 +150,8 @@ class ConnectTracer:
     @property
     def dropped(self) -> int:
         """Attempts lost because the ring buffer was full."""
-        return int(self._bpf[b"dropped"][ctypes.c_int(0)].value)
+        raw = self._program["dropped"].lookup(0)
+        return int.from_bytes(raw[:8], "little") if raw else 0
 
     def close(self) -> None:
-        self._bpf.cleanup()
+        self._program.close()

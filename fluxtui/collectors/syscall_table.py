@@ -1,12 +1,12 @@
-"""Syscall number <-> name: bcc's own table (ausyscall's when installed), completed by the
-architecture's <asm/unistd_64.h> for numbers newer than bcc's built-in x86_64 list. Nothing here
-imports textual.
+"""Syscall number <-> name, from the architecture's <asm/unistd_64.h> (ausyscall's or bcc's
+table without it). Nothing here imports textual.
 """
 
 from __future__ import annotations
 
 import platform
 import re
+import subprocess
 from pathlib import Path
 
 from fluxtui.collectors.bpf_structs import COMPAT_PREFIX, FX_MAX_NR, FX_NR_OTHER, FX_NR_START
@@ -36,17 +36,36 @@ class SyscallTable:
 
     @classmethod
     def load(cls) -> SyscallTable:
-        """bcc's table (from ausyscall when installed), completed from <asm/unistd_64.h> for
-        numbers bcc's built-in x86_64 list predates (clone3, openat2, ...)."""
-        from bcc import syscall as bcc_syscall  # imports libbcc: only where bcc is installed
-
-        names = {int(nr): raw.decode() for nr, raw in bcc_syscall.syscalls.items()}
+        """The architecture's <asm/unistd_64.h> (and unistd_32.h for compat numbers); without
+        the headers, `ausyscall --dump`, else bcc's built-in table. bcc is imported only in
+        that last case: importing it maps libbcc and its LLVM (about 100 MB) into the process."""
+        names: dict[int, str] = {}
         compat: dict[int, str] = {}
         if platform.machine() == "x86_64":
-            for name, nr in _unistd("unistd_64.h"):
-                names.setdefault(nr, name)
-            compat = dict((nr, name) for name, nr in _unistd("unistd_32.h"))
+            names = {nr: name for name, nr in _unistd("unistd_64.h")}
+            compat = {nr: name for name, nr in _unistd("unistd_32.h")}
+        if not names:
+            names = _ausyscall()
+        if not names:
+            from bcc import syscall as bcc_syscall  # type: ignore[import-untyped]  # only where installed
+
+            names = {int(nr): raw.decode() for nr, raw in bcc_syscall.syscalls.items()}
         return cls(names, compat)
+
+
+def _ausyscall() -> dict[int, str]:
+    """`ausyscall --dump` (auditd's table for this machine), {} when not installed."""
+    try:
+        out = subprocess.run(["ausyscall", "--dump"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    table: dict[int, str] = {}
+    for line in out.splitlines():
+        nr, _, name = line.partition("\t")
+        if nr.strip().isdigit() and name.strip():
+            table[int(nr)] = name.strip()
+    return table
 
 
 def _unistd(header: str) -> list[tuple[str, int]]:

@@ -1,17 +1,23 @@
-"""Syscall capture with eBPF: loads bpf_programs/syscalls.bpf.c with BCC, drains its count maps
-and reads its ring buffer of high-signal events. No scoring here (see fluxtui/detection/).
+"""Syscall capture with eBPF: bpf_programs/syscalls.bpf.c, loaded by the bcc helper process
+(bpf_loader.load_program: this process never imports bcc), its count maps drained and its ring
+buffer of high-signal events read here. No scoring here (see fluxtui/detection/).
 
 What the kernel side does is described at the top of syscalls.bpf.c. The parts it needs live
 next to this module: `bpf_structs` (the ctypes mirrors of fluxtui_events.h), `btf` (kernel
-structure offsets), `syscall_table` (numbers <-> names), `kernel_event` (the event type) and
-`event_decoder` (ring buffer bytes -> events). This module loads the program, decodes ring
-buffer events on a poll thread (copied out inside the callback) and drains the count maps on
-demand (`drain`, from the engine's tick). Nothing here imports textual.
+structure offsets), `syscall_table` (numbers <-> names), `kernel_event` (the event type),
+`event_decoder` (ring buffer bytes -> events), `bpf_maps` and `ringbuf` (the bpf() calls).
+
+Nothing is lost between ticks: a pump thread wakes when the ring buffer has records (epoll) or
+every `watch_interval_s`, moves the records into the event queue, and flips and empties the
+count map being written as soon as it is `fill_level` full (keys inserted since it was last
+emptied, counted by the program), keeping the counts until the tick's `drain` takes them.
+Whatever is lost anyway is counted by kind (`DropCounts.by_kind`). Nothing here imports textual.
 """
 
 from __future__ import annotations
 
-import ctypes as ct
+import contextlib
+import importlib.util
 import logging
 import os
 import struct
@@ -20,9 +26,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from fluxtui.collectors.bpf_loader import compile_program, program_path
+from fluxtui.collectors.bpf_loader import LoadedProgram, LoadError, load_program, program_path
 from fluxtui.collectors.bpf_structs import (
     CAPTURE,
     COMPAT_CAPTURE,
@@ -30,6 +36,7 @@ from fluxtui.collectors.bpf_structs import (
     FX_DROP_SLOTS,
     FX_MAX_NR,
     Config,
+    CountKey,
 )
 from fluxtui.collectors.btf import BTF_PATH, Btf, kernel_offsets
 from fluxtui.collectors.event_decoder import decode_event
@@ -62,6 +69,7 @@ class DropCounts:
     events: int = 0
     queue: int = 0
     argv: int = 0
+    malformed: int = 0
 
     @property
     def syscalls_lost(self) -> int:
@@ -74,7 +82,14 @@ class DropCounts:
     def __sub__(self, other: DropCounts) -> DropCounts:
         return DropCounts(self.counts - other.counts, self.thread_state - other.thread_state,
                           self.events - other.events, self.queue - other.queue,
-                          self.argv - other.argv)
+                          self.argv - other.argv, self.malformed - other.malformed)
+
+    def by_kind(self) -> dict[str, int]:
+        """For ComponentStatus.drops: syscalls not counted, kernel events lost in the ring
+        buffer, events lost in the queue between ticks, execs without argv, records that could
+        not be decoded."""
+        return {"syscall_counts": self.syscalls_lost, "kernel_events": self.events,
+                "event_queue": self.queue, "argv": self.argv, "malformed_events": self.malformed}
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,23 @@ class _Queue:
     malformed: int = 0
 
 
+@dataclass
+class _Pending:
+    """Counts taken out of the kernel since the last tick's drain."""
+
+    counts: dict[ProcessKey, dict[int, int]] = field(default_factory=dict)
+    bigrams: dict[ProcessKey, dict[tuple[int, int], int]] = field(default_factory=dict)
+
+
+class Loader(Protocol):
+    def __call__(self, name: str, cflags: list[str], syscall_table: bool = ...
+                 ) -> LoadedProgram: ...
+
+
+PUMP_NICE = -10  # the pump thread's nice value (root only; unchanged otherwise)
+ENTRY_BYTES = 96  # kernel memory per count map entry (16-byte key, 8-byte value, hash overhead)
+
+
 def group_dead_supported() -> bool:
     fmt = TRACEFS / "events/sched/sched_process_exit/format"
     try:
@@ -110,10 +142,8 @@ def unavailable_reason() -> str | None:
     None when every prerequisite is present (compilation may still fail: see start())."""
     if os.geteuid() != 0:
         return "needs root (run with sudo)"
-    try:
-        import bcc  # noqa: F401
-    except ImportError as exc:
-        return f"bcc not importable ({exc}); install python3-bpfcc (make setup)"
+    if importlib.util.find_spec("bcc") is None:  # found, not imported: the helper imports it
+        return "bcc not importable; install python3-bpfcc (make setup)"
     release = os.uname().release
     if not Path(f"/lib/modules/{release}/build/include").exists():
         return f"no kernel headers at /lib/modules/{release}/build (make setup links them)"
@@ -128,26 +158,38 @@ def unavailable_reason() -> str | None:
 
 class SyscallCollector:
     """Owns the loaded BPF program. `start` raises CollectorUnavailable with the reason; `drain`
-    is called from one thread (the engine tick); ring buffer events are read on a poll thread."""
+    is called from one thread (the engine tick); the pump thread reads the ring buffer and
+    empties a count map that passes `fill_level` between ticks."""
 
-    def __init__(self, ring_buffer_pages: int = 64, count_map_entries: int = 65536,
-                 event_queue_limit: int = 10_000, self_pid: int | None = None) -> None:
+    def __init__(self, ring_buffer_pages: int = 2048, count_map_entries: int = 131072,
+                 event_queue_limit: int = 50_000, self_pid: int | None = None,
+                 fill_level: float = 0.5, watch_interval_s: float = 0.05,
+                 loader: Loader = load_program) -> None:
         self.ring_buffer_pages = ring_buffer_pages
         self.count_map_entries = count_map_entries
         self.event_queue_limit = event_queue_limit
         self.self_pid = os.getpid() if self_pid is None else self_pid
+        self.fill_level = fill_level  # > 1: only the tick drains (tests of the drop counters)
+        self.watch_interval_s = watch_interval_s
+        self._loader = loader
         self.table: SyscallTable | None = None
-        self._bpf: Any = None
+        self._program: LoadedProgram | None = None
         self._config = Config()
         self._gen = 0
         self._queue = _Queue()
         self._queue_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
-        self._bpf_lock = threading.Lock()  # drain and close: the BPF object is not freed mid-use
+        # Flips, map reads and close: one at a time (the pump thread and the tick).
+        self._bpf_lock = threading.Lock()
         self.join_timeout_s = 2.0
         self._last_drain = time.monotonic()
         self._dropped_before = DropCounts()
+        self._pending = _Pending()
+        self._inserted_base = [0, 0]
+        self.early_drains = 0  # flips made because a count map passed fill_level
+        self.map_memory_bytes = 0  # kernel memory of the program's maps (fdinfo memlock)
+        self.helper_maxrss_kb = 0  # peak resident size of the helper that compiled it
         # The exit event is the process's (not only its main thread's) when the kernel's
         # sched_process_exit says group_dead.
         self.group_dead = True
@@ -162,46 +204,53 @@ class SyscallCollector:
             offsets = kernel_offsets(Btf.load())
         except (OSError, ValueError, KeyError, struct.error) as exc:
             raise CollectorUnavailable(f"kernel BTF unusable: {exc}") from None
-        try:
-            self.table = SyscallTable.load()
-        except Exception as exc:  # bcc.syscall raises a bare Exception without ausyscall
-            raise CollectorUnavailable(f"no syscall table for this architecture: {exc}") from None
 
         cflags = [f"-DFX_COUNT_ENTRIES={self.count_map_entries}",
-                  f"-DFX_RINGBUF_PAGES={self.ring_buffer_pages}"]
+                  f"-DFX_RINGBUF_PAGES={self.ring_buffer_pages}",
+                  f"-DFX_OFF_THREAD_STATUS={offsets['task_thread_status']}",
+                  f"-DFX_OFF_TGID={offsets['task_tgid']}"]
         self.group_dead = group_dead_supported()
         if self.group_dead:
             cflags.append("-DFX_HAVE_GROUP_DEAD")
         try:
-            self._bpf = compile_program(BPF_SOURCE.name, cflags)
-        except Exception as exc:  # compile or verifier error: BCC raises Exception
+            program = self._loader(BPF_SOURCE.name, cflags, syscall_table=True)
+        except (LoadError, OSError) as exc:  # compile, verifier or helper error
             raise CollectorUnavailable(f"BPF program failed to load: {exc}") from None
         try:
+            raw = program.extras["syscall_table"]
+            self.table = SyscallTable({int(k): v for k, v in raw["names"].items()},
+                                      {int(k): v for k, v in raw["compat"].items()})
+            self._program = program
             self._configure(offsets)
-            self._bpf[b"events"].open_ring_buffer(self._on_event)
+            self._ring = program.ring_buffer("events")
         except Exception as exc:
+            self._program = program
             self.close()
             raise CollectorUnavailable(f"BPF maps could not be set up: {exc}") from None
+        self.map_memory_bytes = program.map_memory()
+        self.helper_maxrss_kb = program.helper_maxrss_kb
         self._last_drain = time.monotonic()
-        self._poller = threading.Thread(target=self._poll, args=(self._bpf,),
-                                        name="fluxtui-syscalls", daemon=True)
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._pump, name="fluxtui-syscalls",
+                                        daemon=True)
         self._poller.start()
 
     def _configure(self, offsets: dict[str, int]) -> None:
-        assert self._bpf is not None and self.table is not None
-        counts = self._bpf[b"counts"]
-        counts[ct.c_int(0)] = ct.c_int(self._bpf[b"counts_a"].get_fd())
-        counts[ct.c_int(1)] = ct.c_int(self._bpf[b"counts_b"].get_fd())
-        desc = self._bpf[b"syscall_desc"]
+        program, table = self._program, self.table
+        assert program is not None and table is not None
+        counts = program["counts"]
+        for slot, name in enumerate(_INNER):
+            counts.update(slot, program[name].fd)
+        desc = program["syscall_desc"]
         for name, value in CAPTURE.items():
-            nr = self.table.numbers.get(name)
+            nr = table.numbers.get(name)
             if nr is not None and nr < FX_MAX_NR:
-                desc[ct.c_int(nr)] = ct.c_uint32(value)
-        compat_desc = self._bpf[b"compat_desc"]
+                desc.update(nr, value)
+        compat_desc = program["compat_desc"]
         for name in COMPAT_CAPTURE:
-            nr = self.table.compat_numbers.get(name)
+            nr = table.compat_numbers.get(name)
             if nr is not None and nr < FX_MAX_NR:
-                compat_desc[ct.c_int(nr)] = ct.c_uint32(FX_CAP_EVENT)
+                compat_desc.update(nr, FX_CAP_EVENT)
         cfg = self._config
         cfg.self_tgid = self.self_pid
         cfg.gen = self._gen
@@ -210,9 +259,9 @@ class SyscallCollector:
         # The program ignores everything while ns_per_tick is 0. The array update is a plain
         # copy, so write every other field first, then the same values with ns_per_tick.
         cfg.ns_per_tick = 0
-        self._bpf[b"config"][ct.c_int(0)] = cfg
+        program["config"].update(0, bytes(cfg))
         cfg.ns_per_tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-        self._bpf[b"config"][ct.c_int(0)] = cfg
+        program["config"].update(0, bytes(cfg))
 
     def close(self) -> None:
         self._stop.set()
@@ -220,32 +269,47 @@ class SyscallCollector:
         if poller is not None:
             poller.join(timeout=self.join_timeout_s)
         with self._bpf_lock:
-            bpf, self._bpf = self._bpf, None
-            if bpf is None:
+            program, self._program = self._program, None
+            if program is None:
                 return
             if poller is not None and poller.is_alive():
-                # Freeing the ring buffer under a running poll would crash the process; the
-                # program stays loaded until the thread ends and the object is collected.
-                log.warning("syscall ring buffer poller did not stop; BPF object not cleaned up")
+                # Unmapping the ring buffer under a running pump would crash the process; the
+                # program stays attached until the thread ends and the process exits.
+                log.warning("syscall pump did not stop; BPF program left attached")
                 return
-            bpf.cleanup()
+            program.close()
 
     @property
     def running(self) -> bool:
-        return self._bpf is not None
+        return self._program is not None
 
-    # --- ring buffer -------------------------------------------------------------------------
+    # --- the pump thread ---------------------------------------------------------------------
 
-    def _poll(self, bpf: Any) -> None:
+    def _pump(self) -> None:
+        # Ahead of the other threads when the machine is busy: the ring buffer is lost data
+        # if this thread waits for a CPU, while the tick only runs late.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PUMP_NICE)
         while not self._stop.is_set():
             try:
-                bpf.ring_buffer_poll(timeout=100)
+                self._ring.wait(self.watch_interval_s)
+                with self._bpf_lock:
+                    if self._program is None:
+                        return
+                    self._ring.consume(self._on_event)
+                    if self._fill() >= self.fill_level * self.count_map_entries:
+                        self.early_drains += 1
+                        self._collect(self._flip())
             except Exception:
-                log.exception("ring buffer poll failed")
+                log.exception("syscall pump failed")
                 self._stop.wait(0.5)
 
-    def _on_event(self, _ctx: Any, data: Any, size: int) -> int:
-        raw = ct.string_at(data, size)  # copy out before the kernel reuses the buffer
+    def _fill(self) -> int:
+        """Keys inserted into the count map being written since it was last emptied."""
+        assert self._program is not None
+        return self._program["inserted"].percpu_u64_sum(self._gen) - self._inserted_base[self._gen]
+
+    def _on_event(self, raw: bytes) -> None:
         event = decode_event(raw, self.table)
         with self._queue_lock:
             if event is None:
@@ -254,7 +318,6 @@ class SyscallCollector:
                 self._queue.overflow += 1
             else:
                 self._queue.events.append(event)
-        return 0
 
     # --- draining ----------------------------------------------------------------------------
 
@@ -262,49 +325,58 @@ class SyscallCollector:
         """Counts since the previous drain (none lost: see "Draining" in syscalls.bpf.c) and
         the events received meanwhile."""
         with self._bpf_lock:
-            if self._bpf is None:
+            if self._program is None:
                 raise RuntimeError("collector not started")
             return self._drain()
+
+    def _flip(self) -> int:
+        """Makes the program write the other count map; returns the one it no longer writes."""
+        assert self._program is not None
+        old = self._gen
+        self._gen = old ^ 1
+        self._config.gen = self._gen
+        self._program["config"].update(0, bytes(self._config))
+        # Rewriting a slot of the array of maps waits until every running program is done.
+        self._program["counts"].update(old, self._program[_INNER[old]].fd)
+        return old
+
+    def _collect(self, old: int) -> None:
+        """Empties count map `old` (no longer written) into the pending counts."""
+        assert self._program is not None
+        counts, bigrams = self._pending.counts, self._pending.bigrams
+        for key_raw, value_raw in self._program[_INNER[old]].pop_all():
+            key = CountKey.from_buffer_copy(key_raw)
+            value = int.from_bytes(value_raw[:8], "little")
+            pkey = ProcessKey(key.tgid, key.start_ticks)
+            by_nr = counts.setdefault(pkey, {})
+            by_nr[key.nr] = by_nr.get(key.nr, 0) + value
+            pairs = bigrams.setdefault(pkey, {})
+            pairs[(key.prev, key.nr)] = pairs.get((key.prev, key.nr), 0) + value
+        # Nothing inserts into `old` until the next flip: what it counted so far is the base.
+        self._inserted_base[old] = self._program["inserted"].percpu_u64_sum(old)
 
     def _drain(self) -> Drain:
         # Events first, then the flip: an exit event taken here was sent after its process's
         # last counts went into the map being written (sched_process_exit flushes before it
         # emits), and that map is read below, so a process's final counts never arrive after
         # its exit event.
+        assert self._program is not None
+        self._ring.consume(self._on_event)
         with self._queue_lock:
             events = list(self._queue.events)
             self._queue.events.clear()
             overflow, malformed = self._queue.overflow, self._queue.malformed
-        old = self._gen
-        self._gen = old ^ 1
-        self._config.gen = self._gen
-        self._bpf[b"config"][ct.c_int(0)] = self._config
-        # Rewriting a slot of the array of maps waits until every running program is done.
-        self._bpf[b"counts"][ct.c_int(old)] = ct.c_int(self._bpf[_INNER[old]].get_fd())
+        self._collect(self._flip())
+        pending, self._pending = self._pending, _Pending()
         now = time.monotonic()
         window, self._last_drain = now - self._last_drain, now
 
-        counts: dict[ProcessKey, dict[int, int]] = {}
-        bigrams: dict[ProcessKey, dict[tuple[int, int], int]] = {}
-        inner = self._bpf[_INNER[old]]
-        for _ in range(3):  # one pass empties it; more only if the kernel returned a partial one
-            got = 0
-            for key, value in inner.items_lookup_and_delete_batch():
-                got += 1
-                pkey = ProcessKey(key.tgid, key.start_ticks)
-                by_nr = counts.setdefault(pkey, {})
-                by_nr[key.nr] = by_nr.get(key.nr, 0) + value
-                pairs = bigrams.setdefault(pkey, {})
-                pairs[(key.prev, key.nr)] = pairs.get((key.prev, key.nr), 0) + value
-            if not got:
-                break
-
-        dropped_map = self._bpf[b"dropped"]
-        slots = [int(dropped_map.sum(ct.c_int(i)).value) for i in range(FX_DROP_SLOTS)]
+        dropped_map = self._program["dropped"]
+        slots = [dropped_map.percpu_u64_sum(i) for i in range(FX_DROP_SLOTS)]
         total = DropCounts(counts=slots[0], events=slots[1], thread_state=slots[2],
-                           argv=slots[3], queue=overflow)
+                           argv=slots[3], queue=overflow, malformed=malformed)
         dropped, self._dropped_before = total - self._dropped_before, total
-        return Drain(window, counts, bigrams, events, dropped, total, malformed)
+        return Drain(window, pending.counts, pending.bigrams, events, dropped, total, malformed)
 
 
-_INNER = (b"counts_a", b"counts_b")
+_INNER = ("counts_a", "counts_b")

@@ -1,6 +1,6 @@
 /* fluxtui's syscall capture, loaded by fluxtui/collectors/syscalls.py with BCC.
  *
- * raw_syscalls:sys_enter counts every syscall in the kernel, per process and syscall bigram
+ * The raw sys_enter tracepoint counts every syscall in the kernel, per process and syscall bigram
  * (previous syscall of the same thread -> this one); nothing crosses to user space per syscall.
  * A run of the same bigram is counted in the thread's own storage and added to the shared map
  * when the run ends, so a tight loop costs no map update. User space drains the maps every tick
@@ -16,6 +16,14 @@
  * as FX_MAX_NR + its 32-bit number and looked up in `compat_desc`, never taken for the 64-bit
  * syscall with the same number.
  *
+ * Fill level: every key inserted into a count map is counted in `inserted[gen]` (per CPU, off
+ * the hot path: only a new key pays it). User space watches it and flips before the map fills,
+ * not only once a tick, so a storm of new processes finds room.
+ *
+ * Hot path: per syscall two helper calls (the BTF task, its task storage) and array lookups
+ * the verifier inlines; the thread status and tgid are plain loads from the BTF task at
+ * offsets given at compile time (-DFX_OFF_THREAD_STATUS, -DFX_OFF_TGID, from the kernel's BTF).
+ *
  * Compile-time sizes (-D): FX_COUNT_ENTRIES, FX_RINGBUF_PAGES; FX_HAVE_GROUP_DEAD when the
  * kernel's sched_process_exit has that field. Everything else arrives through `config` and
  * `syscall_desc` at run time.
@@ -27,6 +35,12 @@
 #endif
 #ifndef FX_RINGBUF_PAGES
 #define FX_RINGBUF_PAGES 64
+#endif
+#ifndef FX_OFF_THREAD_STATUS
+#error "FX_OFF_THREAD_STATUS (offset of task_struct.thread_info.status) is required"
+#endif
+#ifndef FX_OFF_TGID
+#error "FX_OFF_TGID (offset of task_struct.tgid) is required"
 #endif
 
 #define FX_TH_INIT 1
@@ -56,6 +70,7 @@ BPF_ARRAY(config, struct fx_config, 1);
 BPF_ARRAY(syscall_desc, u32, FX_MAX_NR);
 BPF_ARRAY(compat_desc, u32, FX_MAX_NR);    /* 32-bit numbers to emit: nonzero = emit */
 BPF_PERCPU_ARRAY(dropped, u64, FX_DROP_SLOTS);
+BPF_PERCPU_ARRAY(inserted, u64, 2);        /* keys inserted into counts_a / counts_b */
 BPF_TASK_STORAGE(threads, struct fx_thread);
 BPF_TASK_STORAGE(exec_stash, struct fx_exec_stash);
 BPF_TABLE("hash", struct fx_count_key, u64, counts_a, FX_COUNT_ENTRIES);
@@ -117,8 +132,12 @@ static __always_inline void flush_run(struct fx_config *cfg, struct fx_thread *t
         __sync_fetch_and_add(v, n);
         return;
     }
-    if (bpf_map_update_elem(map, &key, &n, BPF_NOEXIST) == 0)
+    if (bpf_map_update_elem(map, &key, &n, BPF_NOEXIST) == 0) {
+        u64 *ins = inserted.lookup(&gen);
+        if (ins)
+            *ins += 1;          /* per-CPU slot: no other writer */
         return;
+    }
     v = bpf_map_lookup_elem(map, &key);     /* another CPU inserted it first */
     if (v) {
         __sync_fetch_and_add(v, n);
@@ -252,22 +271,48 @@ static __always_inline void stash_argv(u64 *a, u16 nr, u32 desc)
     st->valid = 1;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+#if !defined(__x86_64__) && !defined(CONFIG_X86_64)
+#error "the raw sys_enter tracepoint reads syscall arguments from x86-64 registers"
+#endif
+
+/* A syscall's arguments from the registers the raw tracepoint passes (struct pt_regs, x86-64
+ * layout): di si dx r10 r8 r9, or for a 32-bit call bx cx dx si di bp (32-bit values). Only
+ * high-signal calls pay for it. */
+static __always_inline u64 reg(u64 regs, u32 off, bool compat)
+{
+    u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (void *)(regs + off));
+    return compat ? (u32)v : v;
+}
+
+static __always_inline void syscall_args(u64 *a, u64 regs, bool compat)
+{
+    a[0] = reg(regs, compat ? 40 : 112, compat);
+    a[1] = reg(regs, compat ? 88 : 104, compat);
+    a[2] = reg(regs, 96, compat);
+    a[3] = reg(regs, compat ? 104 : 56, compat);
+    a[4] = reg(regs, compat ? 112 : 72, compat);
+    a[5] = reg(regs, compat ? 32 : 64, compat);
+}
+
+/* The raw tracepoint (not the raw_syscalls:sys_enter trace event): the kernel calls the program
+ * with the registers and the number, without filling a trace record first. */
+RAW_TRACEPOINT_PROBE(sys_enter)
 {
     u32 zero = 0;
     struct fx_config *cfg = config.lookup(&zero);
     if (!cfg || !cfg->ns_per_tick)  /* not configured yet */
         return 0;
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    char *task = (char *)bpf_get_current_task_btf();
+    u32 tgid = *(u32 *)(task + FX_OFF_TGID);
     if (tgid == cfg->self_tgid)
         return 0;
-    long id = args->id;
-    bool compat = cfg->compat_mask &&
-        (read_u32(bpf_get_current_task(), cfg->task_thread_status) & cfg->compat_mask);
+    long id = ctx->args[1];
+    bool compat = *(u32 *)(task + FX_OFF_THREAD_STATUS) & cfg->compat_mask;
     u16 nr = (id >= 0 && id < FX_MAX_NR) ? id + (compat ? FX_MAX_NR : 0) : FX_NR_OTHER;
 
     struct fx_thread *th = threads.task_storage_get(
-        bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+        (struct task_struct *)task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
     if (!th) {
         count_drop(FX_DROP_THREAD, 1);
         return 0;
@@ -301,9 +346,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         return 0;
     u32 desc = *descp;
     u64 a[6];
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        a[i] = args->args[i];
+    syscall_args(a, ctx->args[0], compat);
     if (compat) {               /* the arguments as the 32-bit call passed them, no strings */
         emit_syscall(a, th, nr, FX_CAP_EVENT);
         return 0;
