@@ -126,7 +126,9 @@ class MetricsCollector:
             out[name] = Counters(c.bytes_recv, c.bytes_sent)
         return out
 
-    def sample(self) -> SystemMetrics:
+    def sample(self, process_count: int | None = None) -> SystemMetrics:
+        """`process_count`: how many processes the caller has just listed (the engine's process
+        collector), which saves listing /proc a second time."""
         now = time.monotonic()
         cpu = psutil.cpu_times()
         cores = psutil.cpu_times(percpu=True)
@@ -154,5 +156,5 @@ class MetricsCollector:
             networks=net_rates,
             load_average=psutil.getloadavg(),
             uptime_s=wall - self._boot_time,
-            process_count=len(psutil.pids()),
+            process_count=len(psutil.pids()) if process_count is None else process_count,
         )

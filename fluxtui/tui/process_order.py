@@ -79,21 +79,28 @@ def matches(row: ProcessRow, needle: str) -> bool:
 
 def sort_rows(rows: Iterable[ProcessRow], spec: SortSpec) -> list[ProcessRow]:
     value = SORT_VALUES[spec.column]
-    present = []
+    present: list[tuple[tuple[Any, bool, int], ProcessRow]] = []
     missing = []
-    for row in rows:
-        (missing if value(row) is None else present).append(row)
+    reverse = spec.reverse
     # At an equal value a running process comes before an exited one (the exits of a busy
     # machine do not push the live processes of the same risk down); then pid, which keeps the
-    # order stable from tick to tick.
-    def order(r: ProcessRow) -> tuple[Any, bool, int]:
-        alive = r.exited_at is None
-        return (value(r), alive if spec.reverse else not alive,
-                -r.pid if spec.reverse else r.pid)
-
-    present.sort(key=order, reverse=spec.reverse)
+    # order stable from tick to tick. Each row's value is computed once (thousands of rows a
+    # tick); rows themselves are never compared.
+    for row in rows:
+        v = value(row)
+        if v is None:
+            missing.append(row)
+            continue
+        alive = row.exited_at is None
+        pid = row.key.pid
+        present.append(((v, alive if reverse else not alive, -pid if reverse else pid), row))
+    present.sort(key=_first, reverse=reverse)
     missing.sort(key=lambda r: (r.exited_at is not None, r.pid))
-    return present + missing
+    return [row for _, row in present] + missing
+
+
+def _first(item: tuple[tuple[Any, bool, int], ProcessRow]) -> tuple[Any, bool, int]:
+    return item[0]
 
 
 def default_sort(rows: Iterable[ProcessRow]) -> SortSpec:

@@ -172,6 +172,9 @@ class ProcessTable(Vertical):
         self._labelled: SortSpec | None = None
         self._rows: dict[str, ProcessRow] = {}
         self._snapshot: Snapshot | None = None
+        self._row_keys: dict[ProcessKey, str] = {}
+        self._applied: dict[ProcessKey, ProcessRow] = {}
+        self._applied_view: tuple[str, SortSpec, bool] | None = None
 
     def compose(self) -> ComposeResult:
         yield FilterInput(
@@ -204,13 +207,35 @@ class ProcessTable(Vertical):
             return tree_order(rows, spec)
         return [(r, "") for r in sort_rows(rows, spec)]
 
+    def _unchanged(self) -> bool:
+        """The same row objects as last time, in the same view: nothing to redo. The engine
+        hands back the very same row object for a process that did not change."""
+        snapshot = self._snapshot
+        view = (self.state.filter, self.current_sort(), self.state.tree)
+        if snapshot is None or view != self._applied_view:
+            self._applied_view = view
+            self._applied = {}
+            return False
+        processes = snapshot.processes
+        before = self._applied
+        same = len(processes) == len(before) and all(
+            before.get(key) is row for key, row in processes.items())
+        self._applied = dict(processes)
+        return same
+
     def _apply(self) -> None:
+        if self._unchanged():
+            return
         rows = []
         shown: dict[str, tuple[ProcessRow, str, tuple[Cell, ...]]] = {}
+        names = self._row_keys
+        self._row_keys = {}
         for row, prefix in self._visible():
-            key = row_key(row.key)
+            key = names.get(row.key) or row_key(row.key)
+            self._row_keys[row.key] = key
             before = self._shown.get(key)
-            if before is not None and before[0] == row and before[1] == prefix:
+            if before is not None and before[1] == prefix and (before[0] is row
+                                                               or before[0] == row):
                 cells = before[2]  # unchanged: the table keeps its cached strip
             else:
                 cells = render_cells(row, prefix)
