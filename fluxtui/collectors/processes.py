@@ -87,8 +87,12 @@ class TickCounts:
 class ProcessCollector:
     name = "processes"
 
-    def __init__(self, proc: str = "/proc", process_events: bool = True) -> None:
+    def __init__(self, proc: str = "/proc", process_events: bool = True,
+                 stat_refresh_ticks: int = STAT_REFRESH_TICKS,
+                 identity_refresh_ticks: int = IDENTITY_REFRESH_TICKS) -> None:
         self._proc = proc
+        self._stat_refresh = stat_refresh_ticks
+        self._identity_refresh = identity_refresh_ticks
         self._tracked: dict[int, _Tracked] = {}
         self._sched = HeldReads("schedstat", proc, 128)
         self._prev_time: float | None = None
@@ -120,6 +124,10 @@ class ProcessCollector:
         if self._events is not None:
             self._events.close()
             self._events = None
+
+    def events_note(self) -> str:
+        """Why exec and uid changes are not pushed by the kernel ("" when they are)."""
+        return self._events_note
 
     def forget_identity(self, key: ProcessKey) -> None:
         """Re-read user, executable and command line at the next sample (e.g. after setuid)."""
@@ -165,7 +173,7 @@ class ProcessCollector:
                 if sched is None:
                     continue
             if (tracked is not None and sched == tracked.schedstat and tracked.threads == 1
-                    and pid not in stale and (pid + self._tick) % STAT_REFRESH_TICKS):
+                    and pid not in stale and (pid + self._tick) % self._stat_refresh):
                 row = tracked.row
                 if row.cpu_percent != 0.0 and elapsed:
                     row = tracked.row = replace(row, cpu_percent=0.0)
@@ -195,7 +203,7 @@ class ProcessCollector:
         ran = tracked is not None and (sched != tracked.schedstat or tracked.threads > 1)
         ran_since = ran or (tracked is not None and tracked.ran_since_identity)
         if (identity is None or identity.comm != stat.comm or pid in stale
-                or (ran_since and (pid + self._tick) % IDENTITY_REFRESH_TICKS == 0)):
+                or (ran_since and (pid + self._tick) % self._identity_refresh == 0)):
             counts.identity_reads += 1
             identity = read_identity(pid, stat.comm, self._proc) or identity
             if identity is None:
