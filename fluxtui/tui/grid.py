@@ -188,8 +188,13 @@ class FastTable(ScrollView, can_focus=True):
         for gone in self._strips.keys() - self._cells.keys():
             del self._strips[gone]
         size = Size(self._total_width, len(self.keys) + 1)
-        if size != self.virtual_size:
+        if size.width != self.virtual_size.width:
             self.virtual_size = size
+        elif size != self.virtual_size:
+            # More or fewer rows (processes come and go every tick): the scrollbar follows,
+            # without the layout of the whole screen that setting `virtual_size` asks for.
+            self.set_reactive(FastTable.virtual_size, size)
+            self._scroll_update(size)
         if keep is not None and keep in self._cells:
             index = self.keys.index(keep)
             cursor = index if not at_top or index < page else 0

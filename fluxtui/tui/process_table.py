@@ -19,11 +19,11 @@ from fluxtui.tui.format import DASH, human_bytes, human_rate, level_style, perce
 from fluxtui.tui.grid import Cell, Column, FastTable
 from fluxtui.tui.process_order import (
     SORT_VALUES,
+    SortedRows,
     SortSpec,
     default_sort,
     matches,
     name_label,
-    sort_rows,
     tree_order,
     user_label,
 )
@@ -173,6 +173,7 @@ class ProcessTable(Vertical):
         self._rows: dict[str, ProcessRow] = {}
         self._snapshot: Snapshot | None = None
         self._row_keys: dict[ProcessKey, str] = {}
+        self._order = SortedRows()
         self._applied: dict[ProcessKey, ProcessRow] = {}
         self._applied_view: tuple[str, SortSpec, bool] | None = None
 
@@ -205,7 +206,7 @@ class ProcessTable(Vertical):
         spec = self.current_sort()
         if self.state.tree:
             return tree_order(rows, spec)
-        return [(r, "") for r in sort_rows(rows, spec)]
+        return [(r, "") for r in self._order.order(rows, spec)]
 
     def _unchanged(self) -> bool:
         """The same row objects as last time, in the same view: nothing to redo. The engine
