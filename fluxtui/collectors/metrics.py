@@ -135,9 +135,11 @@ class MetricsCollector:
         disks = self._disk_counters()
         nets = self._net_counters()
         interval = None if self._prev_time is None else now - self._prev_time
-        if interval is None:
-            cpu_now, per_core, disk_rates, net_rates = None, (), (), ()
-        else:
+        cpu_now: CpuTimes | None = None
+        per_core: tuple[float, ...] = ()
+        disk_rates: tuple[IoRate, ...] = ()
+        net_rates: tuple[IoRate, ...] = ()
+        if interval is not None:
             cpu_now = cpu_usage(self._prev_cpu, cpu)
             per_core = tuple(cpu_usage(p, c).total for p, c in zip(self._prev_cores, cores,
                                                                     strict=False))
