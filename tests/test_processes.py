@@ -4,20 +4,23 @@ appear and exited ones leave (with their held fds)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from fluxtui.collectors import processes as processes_module
-from fluxtui.collectors.processes import ProcessCollector
+from fluxtui.collectors.processes import ProcessCollector, held_fd_budget
 from fluxtui.collectors.procstat import HeldReads, read_stat
 from fluxtui.events import ProcessRow
-from tests.kernel import require_root
+from tests.kernel import require, require_root
 
+LEADER_EXIT = Path(__file__).parent / "workloads" / "leader_exit.c"
 NEVER = 10**9  # no rotation: only a change can cause a read
 
 # Reads a line, then grows by 32 MiB and touches it (it runs: its schedstat and memory change),
@@ -132,13 +135,14 @@ def test_a_new_process_appears_and_an_exited_one_leaves_with_its_fd() -> None:
         try:
             rows = collector.sample()
             assert row_of(rows, proc.pid) is not None
-            held = collector.held_fds()
+            # its schedstat is held open (room allowing: the limit left by FD_RESERVE)
+            assert proc.pid in collector._sched or held_fd_budget() == 0
         finally:
             proc.kill()
             proc.wait(timeout=10)
         rows = collector.sample()
         assert row_of(rows, proc.pid) is None
-        assert collector.held_fds() < held or held == 0
+        assert proc.pid not in collector._sched  # and closed
         assert proc.pid not in collector._tracked
     finally:
         collector.close()
@@ -239,3 +243,36 @@ def test_held_fds_stay_within_the_limit() -> None:
         for p in procs:
             p.kill()
             p.wait(timeout=10)
+
+
+def test_a_process_whose_main_thread_exited_is_read_every_tick(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One thread left, but not the main one whose schedstat is watched: a worker burning CPU
+    behind a dead main thread must not show 0% (the hole a program could hide in)."""
+    require(shutil.which("gcc") is not None, "gcc not installed")
+    binary = tmp_path / "leader_exit"
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(binary), str(LEADER_EXIT)], check=True)
+    spy = ReadSpy(monkeypatch)
+    collector = ProcessCollector(stat_refresh_ticks=NEVER, identity_refresh_ticks=NEVER)
+    proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        collector.sample()  # main thread already a zombie: state Z, one thread
+        collector.sample()
+        spy.pids.clear()
+        assert proc.stdin is not None
+        proc.stdin.write("x")
+        proc.stdin.flush()
+        busy = None
+        for _ in range(500):
+            busy = row_of(collector.sample(), proc.pid)
+            if busy is not None and busy.cpu_percent:
+                break
+            time.sleep(0.01)
+        assert busy is not None and busy.cpu_percent and busy.cpu_percent > 0
+        assert spy.pids.count(proc.pid) >= 1
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        collector.close()

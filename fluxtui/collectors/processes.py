@@ -6,8 +6,9 @@ How that is known, per process and tick:
   thread count and (but for the cases below) memory only change when the process runs. A
   process that did not run keeps its row, with a CPU share of exactly 0; one that ran has its
   stat and statm read again.
-- A process with more than one thread: schedstat shows its main thread only, so its stat is
-  read every tick (a single-threaded process must run to start a thread).
+- A process with more than one thread, or whose main thread has exited (state Z) while
+  another thread runs on: schedstat shows the main thread only, so its stat is read every tick
+  (a single-threaded process must run to start a thread or to exit its main thread).
 - Memory a sleeping process cannot change itself (the kernel reclaiming or swapping its pages,
   another process writing into it with process_vm_writev or ptrace): every process is read
   again at least every `STAT_REFRESH_TICKS` ticks, spread over ticks.
@@ -21,6 +22,7 @@ How that is known, per process and tick:
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
 from dataclasses import dataclass, replace
@@ -64,12 +66,22 @@ def held_fd_budget() -> int:
     return max(0, soft - FD_RESERVE)
 
 
+def raise_fd_limit() -> None:
+    """Soft open-file limit up to the hard one (the guard does the same): a shell's usual 1,024
+    would leave no room to hold schedstat files. Failing that, reads open and close."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 @dataclass(slots=True)
 class _Tracked:
     key: ProcessKey
     schedstat: bytes
     cpu_seconds: float
     threads: int
+    state: str
     identity: Identity
     row: ProcessRow
     ran_since_identity: bool = False
@@ -102,6 +114,7 @@ class ProcessCollector:
         self._events_note = "process events off"
         self._events_lost = 0
         self.last = TickCounts()
+        raise_fd_limit()
         if process_events and proc == "/proc":
             try:
                 self._events = ProcEvents(rcvbuf=1 << 20, wanted=PROC_EVENT_EXEC | PROC_EVENT_UID)
@@ -173,7 +186,8 @@ class ProcessCollector:
                 if sched is None:
                     continue
             if (tracked is not None and sched == tracked.schedstat and tracked.threads == 1
-                    and pid not in stale and (pid + self._tick) % self._stat_refresh):
+                    and tracked.state != "Z" and pid not in stale
+                    and (pid + self._tick) % self._stat_refresh):
                 row = tracked.row
                 if row.cpu_percent != 0.0 and elapsed:
                     row = tracked.row = replace(row, cpu_percent=0.0)
@@ -200,7 +214,8 @@ class ProcessCollector:
         if tracked is not None and tracked.key != key:
             tracked = None  # the pid was reused between two ticks
         identity = tracked.identity if tracked is not None else None
-        ran = tracked is not None and (sched != tracked.schedstat or tracked.threads > 1)
+        ran = tracked is not None and (sched != tracked.schedstat or tracked.threads > 1
+                                       or tracked.state == "Z")
         ran_since = ran or (tracked is not None and tracked.ran_since_identity)
         if (identity is None or identity.comm != stat.comm or pid in stale
                 or (ran_since and (pid + self._tick) % self._identity_refresh == 0)):
@@ -226,4 +241,5 @@ class ProcessCollector:
         )
         if tracked is not None and tracked.row == row:
             row = tracked.row  # the same object: consumers skip it by identity
-        return _Tracked(key, sched, stat.cpu_seconds, stat.threads, identity, row, ran_since)
+        return _Tracked(key, sched, stat.cpu_seconds, stat.threads, stat.state, identity, row,
+                        ran_since)

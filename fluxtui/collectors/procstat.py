@@ -97,6 +97,9 @@ class HeldReads:
     def __len__(self) -> int:
         return len(self._fds)
 
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._fds
+
     def read(self, pid: int, limit: int) -> bytes | None:
         """The file's content now; None when the process is gone (or the file is missing). A
         held fd whose process exited reads None once, then the next read opens the path afresh
