@@ -112,16 +112,33 @@ def final_identity(row: ProcessRow, final: ProcessExit) -> ProcessRow:
                                cmdline=(life.exe or life.name, *life.args))
 
 
-def with_final_identities(snapshot: Snapshot) -> Snapshot:
+FinalCache = dict[ProcessKey, tuple[ProcessRow, ProcessExit, ProcessRow]]
+
+
+def with_final_identities(snapshot: Snapshot, cache: FinalCache | None = None) -> Snapshot:
+    """`cache` (kept by the caller from one snapshot to the next) hands back last time's row
+    object when neither the row nor its final record changed: the table then skips it."""
     view = snapshot.views.get("risk")
     finals = getattr(view, "exits", None)
     if not finals:
+        if cache:
+            cache.clear()
         return snapshot
     processes = dict(snapshot.processes)
+    kept: FinalCache = {}
     for key, final in finals.items():
         row = processes.get(key)
         if row is not None and row.exited_at is not None and isinstance(final, ProcessExit):
-            processes[key] = final_identity(row, final)
+            before = cache.get(key) if cache is not None else None
+            if before is not None and before[0] is row and before[1] is final:
+                named = before[2]
+            else:
+                named = final_identity(row, final)
+            processes[key] = named
+            kept[key] = (row, final, named)
+    if cache is not None:
+        cache.clear()
+        cache.update(kept)
     return dataclasses.replace(snapshot, processes=processes)
 
 
@@ -174,6 +191,7 @@ class ProcessTable(Vertical):
         self._snapshot: Snapshot | None = None
         self._row_keys: dict[ProcessKey, str] = {}
         self._order = SortedRows()
+        self._finals: FinalCache = {}
         self._applied: dict[ProcessKey, ProcessRow] = {}
         self._applied_view: tuple[str, SortSpec, bool] | None = None
 
@@ -196,7 +214,7 @@ class ProcessTable(Vertical):
         return default_sort(rows)
 
     def refresh_from(self, snapshot: Snapshot) -> None:
-        self._snapshot = with_final_identities(snapshot)
+        self._snapshot = with_final_identities(snapshot, self._finals)
         self._apply()
 
     def _visible(self) -> list[tuple[ProcessRow, str]]:
