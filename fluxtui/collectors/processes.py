@@ -117,7 +117,10 @@ class ProcessCollector:
         raise_fd_limit()
         if process_events and proc == "/proc":
             try:
-                self._events = ProcEvents(rcvbuf=1 << 20, wanted=PROC_EVENT_EXEC | PROC_EVENT_UID)
+                # Room for a few thousand execs between two ticks; an overflow costs one
+                # re-read of every identity and is counted in the status's drops.
+                self._events = ProcEvents(rcvbuf=8 << 20,
+                                          wanted=PROC_EVENT_EXEC | PROC_EVENT_UID)
                 self._events_note = ""
             except OSError as exc:
                 self._events_note = f"process events unavailable ({exc.strerror or exc})"
