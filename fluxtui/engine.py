@@ -15,13 +15,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from fluxtui.bus import EventBus
 from fluxtui.collectors.metrics import MetricsCollector
 from fluxtui.collectors.processes import ProcessCollector
 from fluxtui.component import Component, TickContext
 from fluxtui.config import Config
-from fluxtui.events import Alert, ComponentState, ComponentStatus, Snapshot
+from fluxtui.events import (
+    Alert,
+    ComponentState,
+    ComponentStatus,
+    ProcessKey,
+    ProcessRow,
+    Snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,8 @@ class Engine:
         self._tick_lock = threading.Lock()
         self._failed: dict[str, str] = {}  # component name -> why it no longer runs
         self._started: set[str] = set()
+        # key -> (collector row, annotations, merged row) of the last tick: see _merge_annotations
+        self._merged: dict[ProcessKey, tuple[ProcessRow, dict[str, Any], ProcessRow]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -79,6 +89,7 @@ class Engine:
         for component in reversed(self.components):
             with contextlib.suppress(Exception):
                 component.stop()
+        self.processes.close()
 
     def _run(self) -> None:
         # Components start on their own thread (a BPF compile takes seconds) while metrics and
@@ -109,8 +120,8 @@ class Engine:
             clock = time.monotonic()  # intervals: immune to wall-clock steps
             interval = None if self._last_tick is None else clock - self._last_tick
             self._last_tick = clock
-            metrics = self.metrics.sample()
             processes = self.processes.sample()
+            metrics = self.metrics.sample(len(processes))
             ctx = TickContext(now, interval, metrics, processes, self.bus)
             for component in self.components:
                 if component.name in self._failed or component.name not in self._started:
@@ -123,10 +134,7 @@ class Engine:
                     newly_failed.append(component)
             for key in ctx.stale_identities:
                 self.processes.forget_identity(key)
-            for key, columns in ctx.annotations.items():
-                row = processes.get(key)
-                if row is not None:
-                    processes[key] = dataclasses.replace(row, **columns)
+            self._merge_annotations(processes, ctx.annotations)
             self._alerts.extend(ctx.alerts)
             self._sequence += 1
             snapshot = Snapshot(
@@ -143,6 +151,27 @@ class Engine:
                 component.stop()
         self.bus.publish(snapshot)
         return snapshot
+
+    def _merge_annotations(self, processes: dict[ProcessKey, ProcessRow],
+                           annotations: dict[ProcessKey, dict[str, Any]]) -> None:
+        """Fold the components' columns into the rows. A row whose collector row is the same
+        object as last tick (the process did not change) and whose columns are equal gets last
+        tick's merged row back, the same object: the table redraws only rows that changed, and
+        nothing is copied for the thousands of processes that sleep."""
+        merged: dict[ProcessKey, tuple[ProcessRow, dict[str, Any], ProcessRow]] = {}
+        previous = self._merged
+        for key, columns in annotations.items():
+            row = processes.get(key)
+            if row is None:
+                continue
+            before = previous.get(key)
+            if before is not None and before[0] is row and before[1] == columns:
+                out = before[2]
+            else:
+                out = dataclasses.replace(row, **columns)
+            processes[key] = out
+            merged[key] = (row, columns, out)
+        self._merged = merged
 
     @property
     def snapshot(self) -> Snapshot | None:

@@ -10,6 +10,8 @@ from fluxtui.events import (
     Alert,
     ComponentState,
     ComponentStatus,
+    ProcessKey,
+    ProcessRow,
     RiskInput,
     Severity,
     Snapshot,
@@ -127,8 +129,59 @@ class Setuid(Annotator):
 def test_components_can_ask_for_a_process_identity_to_be_read_again() -> None:
     engine = Engine(Config(), [Setuid()])
     engine.start_sync()
-    assert engine.processes._identities == {}  # forgotten after the tick: re-read next time
-    assert len(engine.tick().processes) > 0
+    listed = engine.processes.last.listed
+    snapshot = engine.tick()
+    assert len(snapshot.processes) > 0
+    # every process was named stale by the component: every identity read again (those that
+    # exited in between excepted)
+    assert engine.processes.last.identity_reads >= min(listed, len(snapshot.processes)) - 5
+    engine.stop()
+
+
+class FixedRows:
+    """A process collector whose rows never change: the same objects every tick."""
+
+    name = "processes"
+
+    def __init__(self) -> None:
+        key = ProcessKey(4242, 1)
+        self.rows = {key: ProcessRow(key, 1, "root", "x", "/x", ("/x",), 0.0, 1, 1, "sleeping")}
+
+    def sample(self) -> dict[ProcessKey, ProcessRow]:
+        return dict(self.rows)
+
+    def status(self) -> ComponentStatus:
+        return ComponentStatus(self.name, ComponentState.RUNNING)
+
+    def forget_identity(self, key: ProcessKey) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Rising(Annotator):
+    name = "rising"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.risk = 1.0
+
+    def on_tick(self, tick: TickContext) -> None:
+        for key in tick.processes:
+            tick.annotate(key, risk=self.risk, syscall_counts=(("read", 1),))
+
+
+def test_an_unchanged_process_keeps_its_row_object_a_changed_one_gets_a_new_one() -> None:
+    rising = Rising()
+    engine = Engine(Config(), [rising], processes=FixedRows())  # type: ignore[arg-type]
+    first = next(iter(engine.start_sync().processes.values()))
+    second = next(iter(engine.tick().processes.values()))
+    assert second is first and second.risk == 1.0  # nothing changed: nothing copied
+    rising.risk = 2.0
+    third = next(iter(engine.tick().processes.values()))
+    assert third is not first and third.risk == 2.0 and third.syscall_counts == (("read", 1),)
+    engine.stop()
 
 
 def test_alerts_are_bounded() -> None:

@@ -35,3 +35,29 @@ def test_tree_order_draws_children_under_parents() -> None:
             row(12, "cron", ppid=1), row(99, "orphan", ppid=5000)]
     lines = [(r.pid, prefix) for r, prefix in tree_order(rows, SortSpec("pid", False))]
     assert lines == [(1, ""), (10, "├─ "), (11, "│  └─ "), (12, "└─ "), (99, "")]
+
+
+def test_kept_order_equals_a_fresh_sort_through_changes_arrivals_and_exits() -> None:
+    """SortedRows re-places only the rows that changed; whatever happened, it must give exactly
+    what sorting afresh gives (ties, unknown values, exited rows, reversed and not)."""
+    import dataclasses
+
+    from fluxtui.tui.process_order import SortedRows
+
+    rows = [row(pid, f"p{pid % 7}", cpu=None if pid % 5 == 0 else float(pid % 4))
+            for pid in range(1, 200)]
+    for spec in (SortSpec("cpu", True), SortSpec("cpu", False), SortSpec("name", False)):
+        kept = SortedRows()
+        current = list(rows)
+        assert kept.order(current, spec) == sort_rows(current, spec)
+        for step in range(1, 12):
+            # a few rows change value, one exits (kept as exited), one leaves, one arrives
+            for i in range(step, len(current), 37):
+                current[i] = dataclasses.replace(current[i], cpu_percent=float(step % 3))
+            current[step * 3] = dataclasses.replace(current[step * 3], exited_at=float(step))
+            del current[step * 5]
+            current.append(row(1000 + step, "new", cpu=None if step % 2 else 2.0))
+            assert kept.order(current, spec) == sort_rows(current, spec), (spec, step)
+        # a value that becomes unknown and back
+        current[0] = dataclasses.replace(current[0], cpu_percent=None)
+        assert kept.order(current, spec) == sort_rows(current, spec)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,7 +66,9 @@ def test_gone_process_reads_as_none() -> None:
 
 
 def test_collector_cpu_percent_from_deltas_and_identity(tmp_path: Path) -> None:
-    burner = subprocess.Popen(["python3", "-c", "import time\nt=time.time()\n"
+    # The interpreter itself, not a `python3` found on PATH that may be a wrapper script
+    # (pyenv's shim execs a chain of shells first): the identity read must be the burner's.
+    burner = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\n"
                                "while time.time()-t<5: pass"])
     try:
         collector = ProcessCollector()
@@ -78,7 +81,7 @@ def test_collector_cpu_percent_from_deltas_and_identity(tmp_path: Path) -> None:
         assert mine.cpu_percent is not None and mine.cpu_percent > 0.0
         assert mine.user == psutil.Process(burner.pid).username()
         assert mine.exe == psutil.Process(burner.pid).exe()
-        assert mine.cmdline[0].endswith("python3") and "time.time()" in mine.cmdline[-1]
+        assert mine.cmdline[0] == sys.executable and "time.time()" in mine.cmdline[-1]
     finally:
         burner.kill()
         burner.wait(timeout=10)
@@ -92,7 +95,7 @@ def test_exited_processes_leave_the_table_and_the_caches() -> None:
     child.wait(timeout=10)
     rows = collector.sample()
     assert all(r.pid != child.pid for r in rows.values())
-    assert all(key.pid != child.pid for key in collector._identities)
+    assert child.pid not in collector._tracked
 
 
 def test_long_names_use_the_executable_name(tmp_path: Path) -> None:

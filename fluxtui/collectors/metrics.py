@@ -126,16 +126,20 @@ class MetricsCollector:
             out[name] = Counters(c.bytes_recv, c.bytes_sent)
         return out
 
-    def sample(self) -> SystemMetrics:
+    def sample(self, process_count: int | None = None) -> SystemMetrics:
+        """`process_count`: how many processes the caller has just listed (the engine's process
+        collector), which saves listing /proc a second time."""
         now = time.monotonic()
         cpu = psutil.cpu_times()
         cores = psutil.cpu_times(percpu=True)
         disks = self._disk_counters()
         nets = self._net_counters()
         interval = None if self._prev_time is None else now - self._prev_time
-        if interval is None:
-            cpu_now, per_core, disk_rates, net_rates = None, (), (), ()
-        else:
+        cpu_now: CpuTimes | None = None
+        per_core: tuple[float, ...] = ()
+        disk_rates: tuple[IoRate, ...] = ()
+        net_rates: tuple[IoRate, ...] = ()
+        if interval is not None:
             cpu_now = cpu_usage(self._prev_cpu, cpu)
             per_core = tuple(cpu_usage(p, c).total for p, c in zip(self._prev_cores, cores,
                                                                     strict=False))
@@ -154,5 +158,5 @@ class MetricsCollector:
             networks=net_rates,
             load_average=psutil.getloadavg(),
             uptime_s=wall - self._boot_time,
-            process_count=len(psutil.pids()),
+            process_count=len(psutil.pids()) if process_count is None else process_count,
         )

@@ -60,7 +60,7 @@ class ProcEvent:
 
 
 class ProcEvents:
-    def __init__(self, rcvbuf: int = 4 << 20) -> None:
+    def __init__(self, rcvbuf: int = 4 << 20, wanted: int = WANTED) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
                                   NETLINK_CONNECTOR)
         try:
@@ -71,7 +71,7 @@ class ProcEvents:
             self.sock.bind((0, CN_IDX_PROC))
             # Since 6.6 the listen request may carry a filter: only the events asked for.
             if _kernel_at_least(6, 6):
-                op = struct.pack("=II", PROC_CN_MCAST_LISTEN, WANTED)
+                op = struct.pack("=II", PROC_CN_MCAST_LISTEN, wanted)
             else:
                 op = struct.pack("=I", PROC_CN_MCAST_LISTEN)
             cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
@@ -82,6 +82,7 @@ class ProcEvents:
             self.sock.close()
             raise
         self._buf = bytearray(1024)
+        self._wanted = wanted
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -103,7 +104,7 @@ class ProcEvents:
             if n < _DATA + _IDS.size:
                 continue
             what = _EVENT_HEADER.unpack_from(self._buf, _NLMSGHDR.size + _CN_MSG.size)[0]
-            if what in (PROC_EVENT_FORK, PROC_EVENT_NONE):
+            if not what & self._wanted:  # before 6.6 the kernel sends every kind
                 continue
             pid, tgid, a1, a2 = _IDS.unpack_from(self._buf, _DATA)
             events.append(ProcEvent(what, pid, tgid, a1, a2))

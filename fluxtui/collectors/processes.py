@@ -1,57 +1,53 @@
-"""The process table: one /proc/PID/stat read per process per tick for the changing columns, and
-psutil for identity (user, executable, command line), cached per process and refreshed when the
-process execs and on a rotation so that a uid change shows up within a few ticks."""
+"""The process table, re-reading only the processes whose /proc data can have changed.
+
+How that is known, per process and tick:
+- It ran: /proc/PID/schedstat (the main thread's run time in ns, wait time, time slices),
+  held open and re-read with pread, changes whenever the thread ran. CPU time, state, comm,
+  thread count and (but for the cases below) memory only change when the process runs. A
+  process that did not run keeps its row, with a CPU share of exactly 0; one that ran has its
+  stat and statm read again.
+- A process with more than one thread, or whose main thread has exited (state Z) while
+  another thread runs on: schedstat shows the main thread only, so its stat is read every tick
+  (a single-threaded process must run to start a thread or to exit its main thread).
+- Memory a sleeping process cannot change itself (the kernel reclaiming or swapping its pages,
+  another process writing into it with process_vm_writev or ptrace): every process is read
+  again at least every `STAT_REFRESH_TICKS` ticks, spread over ticks.
+- New and exited processes: the listing of /proc each tick (one getdents pass).
+- Identity (user, executable, command line): read once per process life; again on exec and on
+  a uid change, which the kernel's process events connector reports (root; collectors/
+  proc_events.py), on a comm change, when a component asks (`forget_identity`), and, for a
+  process that ran since, every `IDENTITY_REFRESH_TICKS` ticks (a rewritten argv area).
+  Without the connector, exec shows as a comm change, a uid change within the rotation.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import psutil
-
-from fluxtui.collectors.procstat import ProcStat, list_pids, read_stat
+from fluxtui.collectors.proc_events import (
+    PROC_EVENT_EXEC,
+    PROC_EVENT_UID,
+    ProcEvents,
+    ProcEventsLost,
+)
+from fluxtui.collectors.proc_identity import Identity, read_identity
+from fluxtui.collectors.procstat import HeldReads, ProcStat, list_pids, read_stat
 from fluxtui.events import ComponentState, ComponentStatus, ProcessKey, ProcessRow
 
 STATE_NAMES = {
     "R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped", "t": "tracing-stop",
     "Z": "zombie", "X": "dead", "I": "idle", "P": "parked", "W": "waking", "K": "wakekill",
 }
-# Identity (user, exe, cmdline) is re-read on exec (comm changes), when a component reports a
-# credential change (`forget_identity`), and otherwise once every this many ticks per process,
-# spread over ticks. Reading it costs three files through psutil: every tick would double the
-# cost of a tick.
+STAT_REFRESH_TICKS = 30
 IDENTITY_REFRESH_TICKS = 30
+# fds left for everything else when holding schedstat files open: the guard's waiting opens
+# (1,000 x 4, guard/limits.py), sockets, the audit database, /proc reads.
+FD_RESERVE = 8192
 
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    comm: str
-    user: str
-    exe: str
-    cmdline: tuple[str, ...]
-
-
-def read_identity(pid: int, comm: str) -> Identity | None:
-    """User, executable and command line through psutil. Fields /proc hides from us (another
-    user's exe without root) are empty strings, never guesses. None when the process is gone."""
-    try:
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            try:
-                user = proc.username()
-            except (KeyError, psutil.AccessDenied):
-                user = str(proc.uids().real)
-            try:
-                exe = proc.exe()
-            except psutil.AccessDenied:
-                exe = ""
-            try:
-                cmdline = tuple(proc.cmdline())
-            except psutil.AccessDenied:
-                cmdline = ()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return None
-    return Identity(comm, user, exe, cmdline)
+__all__ = ["Identity", "ProcessCollector", "display_name", "read_identity"]
 
 
 def display_name(stat: ProcStat, identity: Identity) -> str:
@@ -63,59 +59,190 @@ def display_name(stat: ProcStat, identity: Identity) -> str:
     return stat.comm
 
 
+def held_fd_budget() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(0, soft - FD_RESERVE)
+
+
+def raise_fd_limit() -> None:
+    """Soft open-file limit up to the hard one (the guard does the same): a shell's usual 1,024
+    would leave no room to hold schedstat files. Failing that, reads open and close."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@dataclass(slots=True)
+class _Tracked:
+    key: ProcessKey
+    schedstat: bytes
+    cpu_seconds: float
+    threads: int
+    state: str
+    identity: Identity
+    row: ProcessRow
+    ran_since_identity: bool = False
+
+
+@dataclass
+class TickCounts:
+    """What the last sample did: the evidence that unchanged processes were not read."""
+
+    listed: int = 0
+    stat_reads: int = 0
+    identity_reads: int = 0
+
+
 class ProcessCollector:
     name = "processes"
 
-    def __init__(self, proc: str = "/proc") -> None:
+    def __init__(self, proc: str = "/proc", process_events: bool = True,
+                 stat_refresh_ticks: int = STAT_REFRESH_TICKS,
+                 identity_refresh_ticks: int = IDENTITY_REFRESH_TICKS) -> None:
         self._proc = proc
-        self._prev_cpu: dict[ProcessKey, float] = {}
+        self._stat_refresh = stat_refresh_ticks
+        self._identity_refresh = identity_refresh_ticks
+        self._tracked: dict[int, _Tracked] = {}
+        self._sched = HeldReads("schedstat", proc, 128)
         self._prev_time: float | None = None
-        self._identities: dict[ProcessKey, Identity] = {}
         self._tick = 0
+        self._stale: set[int] = set()  # pids whose identity is read again at the next sample
+        self._events: ProcEvents | None = None
+        self._events_note = "process events off"
+        self._events_lost = 0
+        self.last = TickCounts()
+        raise_fd_limit()
+        if process_events and proc == "/proc":
+            try:
+                # Room for a few thousand execs between two ticks; an overflow costs one
+                # re-read of every identity and is counted in the status's drops.
+                self._events = ProcEvents(rcvbuf=8 << 20,
+                                          wanted=PROC_EVENT_EXEC | PROC_EVENT_UID)
+                self._events_note = ""
+            except OSError as exc:
+                self._events_note = f"process events unavailable ({exc.strerror or exc})"
 
     def status(self) -> ComponentStatus:
-        return ComponentStatus(self.name, ComponentState.RUNNING)
+        detail = (f"re-read {self.last.stat_reads} of {self.last.listed}"
+                  + (f" · {self._events_note}" if self._events_note else ""))
+        drops = {"process_events": self._events_lost} if self._events is not None else {}
+        return ComponentStatus(self.name, ComponentState.RUNNING, detail=detail, drops=drops)
+
+    def held_fds(self) -> int:
+        """How many /proc/PID/schedstat files are held open."""
+        return len(self._sched)
+
+    def close(self) -> None:
+        self._sched.close()
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+    def events_note(self) -> str:
+        """Why exec and uid changes are not pushed by the kernel ("" when they are)."""
+        return self._events_note
 
     def forget_identity(self, key: ProcessKey) -> None:
         """Re-read user, executable and command line at the next sample (e.g. after setuid)."""
-        self._identities.pop(key, None)
+        tracked = self._tracked.get(key.pid)
+        if tracked is not None and tracked.key == key:
+            self._stale.add(key.pid)
+
+    def _drain_events(self) -> None:
+        if self._events is None:
+            return
+        try:
+            for event in self._events.drain():
+                self._stale.add(event.tgid)
+        except ProcEventsLost:
+            # Which processes exec'd is lost: every identity is read again once.
+            self._events_lost += 1
+            self._stale.update(self._tracked)
+        except OSError as exc:
+            self._events_note = f"process events stopped ({exc.strerror or exc})"
+            self._events.close()
+            self._events = None
 
     def sample(self) -> dict[ProcessKey, ProcessRow]:
         now = time.monotonic()
         elapsed = None if self._prev_time is None else now - self._prev_time
+        self._prev_time = now
         self._tick += 1
+        self._drain_events()
+        stale, self._stale = self._stale, set()
+        limit = held_fd_budget()
+        counts = TickCounts()
         rows: dict[ProcessKey, ProcessRow] = {}
-        cpu_now: dict[ProcessKey, float] = {}
-        identities: dict[ProcessKey, Identity] = {}
+        tracked_now: dict[int, _Tracked] = {}
+        sched_read = self._sched.read
         for pid in list_pids(self._proc):
-            stat = read_stat(pid, self._proc)
-            if stat is None:
-                continue
-            key = ProcessKey(pid, stat.start_ticks)
-            identity = self._identities.get(key)
-            if (identity is None or identity.comm != stat.comm
-                    or (pid + self._tick) % IDENTITY_REFRESH_TICKS == 0):
-                identity = read_identity(pid, stat.comm) or identity
-                if identity is None:
+            tracked = self._tracked.get(pid)
+            sched = sched_read(pid, limit)
+            if sched is None:
+                if tracked is None:
+                    continue  # gone between the listing and the read
+                tracked = None  # the one we held exited: the pid may be a new process's
+                sched = sched_read(pid, limit)
+                if sched is None:
                     continue
-            identities[key] = identity
-            cpu_now[key] = stat.cpu_seconds
-            before = self._prev_cpu.get(key)
-            cpu_percent = None
-            if elapsed and before is not None:
-                cpu_percent = max(0.0, 100.0 * (stat.cpu_seconds - before) / elapsed)
-            rows[key] = ProcessRow(
-                key=key,
-                ppid=stat.ppid,
-                user=identity.user,
-                name=display_name(stat, identity),
-                exe=identity.exe,
-                cmdline=identity.cmdline,
-                cpu_percent=cpu_percent,
-                memory_rss=stat.rss_bytes,
-                threads=stat.threads,
-                state=STATE_NAMES.get(stat.state, stat.state),
-            )
-        # Replacing the caches drops every process that exited: memory stays bounded.
-        self._prev_cpu, self._identities, self._prev_time = cpu_now, identities, now
+            if (tracked is not None and sched == tracked.schedstat and tracked.threads == 1
+                    and tracked.state != "Z" and pid not in stale
+                    and (pid + self._tick) % self._stat_refresh):
+                row = tracked.row
+                if row.cpu_percent != 0.0 and elapsed:
+                    row = tracked.row = replace(row, cpu_percent=0.0)
+                rows[tracked.key] = row
+                tracked_now[pid] = tracked
+                continue
+            counts.stat_reads += 1
+            fresh = self._read(pid, sched, tracked, stale, elapsed, counts)
+            if fresh is not None:
+                rows[fresh.key] = fresh.row
+                tracked_now[pid] = fresh
+        counts.listed = len(tracked_now)
+        self._sched.retain(set(tracked_now))
+        self._tracked = tracked_now
+        self.last = counts
         return rows
+
+    def _read(self, pid: int, sched: bytes, tracked: _Tracked | None, stale: set[int],
+              elapsed: float | None, counts: TickCounts) -> _Tracked | None:
+        stat = read_stat(pid, self._proc)
+        if stat is None:
+            return None
+        key = ProcessKey(pid, stat.start_ticks)
+        if tracked is not None and tracked.key != key:
+            tracked = None  # the pid was reused between two ticks
+        identity = tracked.identity if tracked is not None else None
+        ran = tracked is not None and (sched != tracked.schedstat or tracked.threads > 1
+                                       or tracked.state == "Z")
+        ran_since = ran or (tracked is not None and tracked.ran_since_identity)
+        if (identity is None or identity.comm != stat.comm or pid in stale
+                or (ran_since and (pid + self._tick) % self._identity_refresh == 0)):
+            counts.identity_reads += 1
+            identity = read_identity(pid, stat.comm, self._proc) or identity
+            if identity is None:
+                return None
+            ran_since = False
+        cpu_percent = None
+        if elapsed and tracked is not None:
+            cpu_percent = max(0.0, 100.0 * (stat.cpu_seconds - tracked.cpu_seconds) / elapsed)
+        row = ProcessRow(
+            key=key,
+            ppid=stat.ppid,
+            user=identity.user,
+            name=display_name(stat, identity),
+            exe=identity.exe,
+            cmdline=identity.cmdline,
+            cpu_percent=cpu_percent,
+            memory_rss=stat.rss_bytes,
+            threads=stat.threads,
+            state=STATE_NAMES.get(stat.state, stat.state),
+        )
+        if tracked is not None and tracked.row == row:
+            row = tracked.row  # the same object: consumers skip it by identity
+        return _Tracked(key, sched, stat.cpu_seconds, stat.threads, stat.state, identity, row,
+                        ran_since)

@@ -76,3 +76,66 @@ def read_start_ticks(pid: int, proc: str = "/proc") -> int | None:
 
 def list_pids(proc: str = "/proc") -> list[int]:
     return [int(name) for name in os.listdir(proc) if name.isdigit()]
+
+
+class HeldReads:
+    """/proc/PID/<name> of many processes, each opened once and re-read with pread(2).
+
+    An open /proc file is bound to the process (its struct pid), not to the number: after the
+    process exits a read fails (ESRCH) even when a new process has taken the pid, so a held fd
+    can never report another process. A re-read skips the path walk and the permission check of
+    an open, which are most of the cost of a small /proc read (bench/bench_cpu.py). Each held fd
+    costs the kernel a file and a one-page buffer; `limit` bounds them, beyond it a read opens
+    and closes as usual."""
+
+    def __init__(self, name: str, proc: str = "/proc", size: int = 256) -> None:
+        self._name = name
+        self._proc = proc
+        self._size = size
+        self._fds: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._fds
+
+    def read(self, pid: int, limit: int) -> bytes | None:
+        """The file's content now; None when the process is gone (or the file is missing). A
+        held fd whose process exited reads None once, then the next read opens the path afresh
+        (the pid may be a new process's by then)."""
+        fd = self._fds.get(pid)
+        if fd is not None:
+            try:
+                return os.pread(fd, self._size, 0)
+            except OSError:
+                self.forget(pid)
+                return None
+        path = f"{self._proc}/{pid}/{self._name}"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            data = os.pread(fd, self._size, 0)
+        except OSError:
+            os.close(fd)
+            return None
+        if len(self._fds) < limit:
+            self._fds[pid] = fd
+        else:
+            os.close(fd)
+        return data
+
+    def forget(self, pid: int) -> None:
+        fd = self._fds.pop(pid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def retain(self, pids: set[int]) -> None:
+        for pid in [p for p in self._fds if p not in pids]:
+            self.forget(pid)
+
+    def close(self) -> None:
+        for pid in list(self._fds):
+            self.forget(pid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 from collections import deque
 from collections.abc import Mapping
 
@@ -25,6 +26,20 @@ COMPACT_HEIGHT = 32  # terminal rows below which the panels are compact
 
 SHORT_NAMES = {"processes": "procs", "syscalls": "sysc", "connections": "conn",
                "metrics": "metr"}
+
+
+_SHAPES: weakref.WeakKeyDictionary[Static, tuple[int, bool]] = weakref.WeakKeyDictionary()
+
+
+def show(panel: Static, text: Text) -> None:
+    """`Static.update`, with a layout of the screen only when the panel may change size: the
+    panels are `height: auto`, so when their number of lines changes, or a line is wider than
+    the panel and could wrap. Otherwise the panel alone is repainted: at 1 Hz a layout redraws
+    the whole screen, the process table included (issue 13, most of the drawing cost)."""
+    lines = text.plain.split("\n")
+    shape = (len(lines), any(cell_len(line) > panel.size.width for line in lines))
+    panel.update(text, layout=_SHAPES.get(panel) != shape or shape[1])
+    _SHAPES[panel] = shape
 
 
 class History:
@@ -124,7 +139,7 @@ class StatusHeader(Static):
         first.add(f"kernel {self.kernel}")
         text.append("\n")
         text.append_text(self._statuses(snapshot, width, mode, level))
-        self.update(text)
+        show(self, text)
 
 
     @staticmethod
@@ -209,7 +224,7 @@ class CpuPanel(Static):
                 text.append(bar(value, bar_width), style=level_style(value, level))
                 text.append(f" {value:5.1f}%\n")
         text.rstrip()
-        self.update(text)
+        show(self, text)
 
 
 class MemoryPanel(Static):
@@ -236,7 +251,7 @@ class MemoryPanel(Static):
             line.add(f"{human_bytes(mem.swap_used)}/{human_bytes(mem.swap_total)}")
         else:
             line.add("none", style="dim")
-        self.update(text)
+        show(self, text)
 
 
 def _rate(value: float) -> str:
@@ -276,7 +291,7 @@ class IoPanel(Static):
         text = Text(no_wrap=True, overflow="crop")
         if m.interval is None:
             Line(text, width).add("measuring…", style="dim")
-            self.update(text)
+            show(self, text)
             return
         if small:  # the busiest three of disks and interfaces
             _io_lines(text, m.disks, self.history, "disk:", ("R", "W"), width, 1, spark_style)
@@ -291,4 +306,4 @@ class IoPanel(Static):
                 text.append("no interface but loopback\n", style="dim")
             _io_lines(text, m.networks, self.history, "net:", ("↓", "↑"), width, 4,
                       spark_style)
-        self.update(text.rstrip() or text)
+        show(self, text.rstrip() or text)

@@ -19,11 +19,11 @@ from fluxtui.tui.format import DASH, human_bytes, human_rate, level_style, perce
 from fluxtui.tui.grid import Cell, Column, FastTable
 from fluxtui.tui.process_order import (
     SORT_VALUES,
+    SortedRows,
     SortSpec,
     default_sort,
     matches,
     name_label,
-    sort_rows,
     tree_order,
     user_label,
 )
@@ -112,16 +112,33 @@ def final_identity(row: ProcessRow, final: ProcessExit) -> ProcessRow:
                                cmdline=(life.exe or life.name, *life.args))
 
 
-def with_final_identities(snapshot: Snapshot) -> Snapshot:
+FinalCache = dict[ProcessKey, tuple[ProcessRow, ProcessExit, ProcessRow]]
+
+
+def with_final_identities(snapshot: Snapshot, cache: FinalCache | None = None) -> Snapshot:
+    """`cache` (kept by the caller from one snapshot to the next) hands back last time's row
+    object when neither the row nor its final record changed: the table then skips it."""
     view = snapshot.views.get("risk")
     finals = getattr(view, "exits", None)
     if not finals:
+        if cache:
+            cache.clear()
         return snapshot
     processes = dict(snapshot.processes)
+    kept: FinalCache = {}
     for key, final in finals.items():
         row = processes.get(key)
         if row is not None and row.exited_at is not None and isinstance(final, ProcessExit):
-            processes[key] = final_identity(row, final)
+            before = cache.get(key) if cache is not None else None
+            if before is not None and before[0] is row and before[1] is final:
+                named = before[2]
+            else:
+                named = final_identity(row, final)
+            processes[key] = named
+            kept[key] = (row, final, named)
+    if cache is not None:
+        cache.clear()
+        cache.update(kept)
     return dataclasses.replace(snapshot, processes=processes)
 
 
@@ -172,6 +189,11 @@ class ProcessTable(Vertical):
         self._labelled: SortSpec | None = None
         self._rows: dict[str, ProcessRow] = {}
         self._snapshot: Snapshot | None = None
+        self._row_keys: dict[ProcessKey, str] = {}
+        self._order = SortedRows()
+        self._finals: FinalCache = {}
+        self._applied: dict[ProcessKey, ProcessRow] = {}
+        self._applied_view: tuple[str, SortSpec, bool] | None = None
 
     def compose(self) -> ComposeResult:
         yield FilterInput(
@@ -192,7 +214,7 @@ class ProcessTable(Vertical):
         return default_sort(rows)
 
     def refresh_from(self, snapshot: Snapshot) -> None:
-        self._snapshot = with_final_identities(snapshot)
+        self._snapshot = with_final_identities(snapshot, self._finals)
         self._apply()
 
     def _visible(self) -> list[tuple[ProcessRow, str]]:
@@ -202,15 +224,37 @@ class ProcessTable(Vertical):
         spec = self.current_sort()
         if self.state.tree:
             return tree_order(rows, spec)
-        return [(r, "") for r in sort_rows(rows, spec)]
+        return [(r, "") for r in self._order.order(rows, spec)]
+
+    def _unchanged(self) -> bool:
+        """The same row objects as last time, in the same view: nothing to redo. The engine
+        hands back the very same row object for a process that did not change."""
+        snapshot = self._snapshot
+        view = (self.state.filter, self.current_sort(), self.state.tree)
+        if snapshot is None or view != self._applied_view:
+            self._applied_view = view
+            self._applied = {}
+            return False
+        processes = snapshot.processes
+        before = self._applied
+        same = len(processes) == len(before) and all(
+            before.get(key) is row for key, row in processes.items())
+        self._applied = dict(processes)
+        return same
 
     def _apply(self) -> None:
+        if self._unchanged():
+            return
         rows = []
         shown: dict[str, tuple[ProcessRow, str, tuple[Cell, ...]]] = {}
+        names = self._row_keys
+        self._row_keys = {}
         for row, prefix in self._visible():
-            key = row_key(row.key)
+            key = names.get(row.key) or row_key(row.key)
+            self._row_keys[row.key] = key
             before = self._shown.get(key)
-            if before is not None and before[0] == row and before[1] == prefix:
+            if before is not None and before[1] == prefix and (before[0] is row
+                                                               or before[0] == row):
                 cells = before[2]  # unchanged: the table keeps its cached strip
             else:
                 cells = render_cells(row, prefix)

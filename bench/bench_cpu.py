@@ -1,0 +1,217 @@
+"""The dashboard's own CPU at 1 Hz with 2,000 extra processes and every collector on (issue 13),
+against `top -d 1 -b` over the same processes and the same seconds.
+
+Three processes run side by side over one window: `top -d 1 -b` (the floor), the headless
+stream and the dashboard in tmux, each started with the same configuration (syscall capture,
+connections, the guard in monitor mode on a temporary home only, the risk scorer; the anomaly
+model runs when one is trained). CPU is user + system time of each process and its children,
+from /proc, over the same `--seconds`, after the start-up (BPF compile) is over.
+
+Also printed: how many /proc reads the process collector needed in a steady tick (the evidence
+that processes which did not run are not read).
+
+Run as root: .venv/bin/python bench/bench_cpu.py [--processes 2000] [--seconds 30]
+Bounded: the extra processes are `sleep 600`, killed on exit; every child is killed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fluxtui.collectors.processes import ProcessCollector  # noqa: E402
+from fluxtui.collectors.procstat import CLOCK_TICKS  # noqa: E402
+
+SOCKET = f"fluxtui-benchcpu-{uuid.uuid4().hex[:8]}"
+START_LIMIT_S = 180.0  # a BPF compile on a loaded 2-core machine
+
+
+def report(name: str, figure: float, floor: float, goal: str, ok: bool, unit: str) -> bool:
+    ratio = figure / floor if floor else float("inf")
+    print(f"{name}: {figure:.2f} {unit} | floor {floor:.2f} {unit} | ratio {ratio:.2f} | "
+          f"goal {goal} | {'PASS' if ok else 'MISS'}", flush=True)
+    return ok
+
+
+@contextmanager
+def extra_processes(count: int):
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            children.append(subprocess.Popen(["sleep", "600"]))
+        yield
+    finally:
+        for child in children:
+            child.kill()
+        for child in children:
+            child.wait(timeout=30)
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it (from /proc/PID/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    todo.extend(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of pid and its descendants (threads included), in seconds."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", "-L", SOCKET, "-f", "/dev/null", *args], capture_output=True,
+                          text=True, timeout=30, check=True).stdout
+
+
+def write_config(tmp: Path) -> Path:
+    home = tmp / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("not a key: a file for the guard to mark\n")
+    config = tmp / "config.yml"
+    # Every collector on, the guard on a temporary home only and in monitor mode (nothing on
+    # this shared machine ever waits for an answer), its state files in the temporary directory.
+    config.write_text(
+        "general:\n  refresh_interval: 1.0\n"
+        "syscalls:\n  enabled: true\n"
+        "network:\n  enabled: true\n"
+        f"guard:\n  enabled: true\n  mode: monitor\n  homes: [{home}]\n  system_files: []\n"
+        f"  rules_file: {tmp}/rules.yml\n  audit_db: {tmp}/audit.db\n"
+        f"  state_file: {tmp}/inodes.json\n  journal: false\n"
+        f"anomaly:\n  model_path: {tmp}/anomaly.model\n  store_path: {tmp}/windows.db\n")
+    config.chmod(0o600)
+    return config
+
+
+def wait_for(predicate, limit_s: float, what: str) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not happen within {limit_s:.0f} s")
+
+
+def steady_reads(processes: int) -> None:
+    """The collector's own count of stat reads in a steady tick, in this process."""
+    collector = ProcessCollector()
+    try:
+        collector.sample()
+        reads = []
+        for _ in range(5):
+            time.sleep(1.0)
+            collector.sample()
+            reads.append(collector.last.stat_reads)
+        listed = collector.last.listed
+        held = collector.held_fds()
+    finally:
+        collector.close()
+    print(f"[reads] {listed} processes listed ({processes} extra); stat+statm re-read per tick: "
+          f"{reads} (the rest: one pread of a held schedstat fd each; {held} fds held)",
+          flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--processes", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--no-tui", action="store_true", help="headless and top only")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench_cpu: needs root (syscall capture, guard, process events)", file=sys.stderr)
+        return 2
+    results = []
+    with tempfile.TemporaryDirectory() as tmp_name, extra_processes(args.processes):
+        tmp = Path(tmp_name)
+        config = write_config(tmp)
+        stream = tmp / "stream.json"
+        python = sys.executable
+        children: list[subprocess.Popen[bytes]] = []
+        try:
+            headless = subprocess.Popen(
+                [python, "-m", "fluxtui", "--headless", "--config", str(config),
+                 "--stream-file", str(stream), "--no-journal", "--log", str(tmp / "h.log")],
+                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            children.append(headless)
+            tui_pid = None
+            if not args.no_tui:
+                tmux("new-session", "-d", "-s", "tui", "-x", "160", "-y", "48",
+                     f"cd {REPO} && env -u COLUMNS -u LINES {python} -m fluxtui --config "
+                     f"{config} --no-journal --log {tmp}/t.log")
+                tui_pid = int(tmux("display", "-p", "-t", "tui", "#{pane_pid}").strip())
+            # Past start-up: the stream carries the syscall collector running, the TUI shows
+            # its table, and both have ticked a few times since.
+            wait_for(lambda: stream.exists() and b'"syscalls"' in stream.read_bytes()
+                     and b"running" in stream.read_bytes(), START_LIMIT_S, "headless start")
+            if tui_pid is not None:
+                wait_for(lambda: "PID" in tmux("capture-pane", "-p", "-t", "tui"),
+                         START_LIMIT_S, "dashboard start")
+            time.sleep(5.0)
+            top = subprocess.Popen(["top", "-d", "1", "-b"], stdout=subprocess.DEVNULL)
+            children.append(top)
+            time.sleep(2.0)  # top's first full listing is not its steady cost
+            measured = {"top": top.pid, "headless": headless.pid}
+            if tui_pid is not None:
+                measured["tui"] = tui_pid
+            before = {name: cpu_seconds(pid) for name, pid in measured.items()}
+            start = time.monotonic()
+            time.sleep(args.seconds)
+            after = {name: cpu_seconds(pid) for name, pid in measured.items()}
+            span = time.monotonic() - start
+            share = {name: 100.0 * (after[name] - before[name]) / span for name in measured}
+            screen = tmux("capture-pane", "-p", "-t", "tui") if tui_pid is not None else ""
+        finally:
+            for child in children:
+                child.kill()
+            for child in children:
+                child.wait(timeout=30)
+            if not args.no_tui:
+                for pid in reversed(descendants(tui_pid)) if tui_pid else ():
+                    with suppress(OSError):
+                        os.kill(pid, 9)
+                subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True,
+                               timeout=30)
+        listed = sum(1 for name in os.listdir("/proc") if name.isdigit())
+        print(f"[cpu] {listed} processes on the machine, {args.processes} extra; "
+              f"{span:.1f} s window, 1 Hz", flush=True)
+        if screen:
+            print("[tui] " + screen.splitlines()[0][:150], flush=True)
+        floor = share["top"]
+        unit = "% of one core"
+        results.append(report("dashboard CPU, headless, every collector on", share["headless"],
+                              floor, "<= top", share["headless"] <= floor, unit))
+        if "tui" in share:
+            results.append(report("dashboard CPU, TUI in tmux, every collector on",
+                                  share["tui"], floor, "<= top", share["tui"] <= floor, unit))
+        steady_reads(args.processes)
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

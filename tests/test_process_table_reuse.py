@@ -1,0 +1,79 @@
+"""The table's inputs keep their identity from tick to tick when nothing changed, so that the
+table redraws only rows that changed (issue 13)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fluxtui.capabilities.risk_scorer import RiskView
+from fluxtui.events import ProcessExit, ProcessLifetime
+from fluxtui.tui.process_table import FinalCache, with_final_identities
+from tests.fakes import row, snapshot
+
+
+def exited_snapshot(exe: str = "/tmp/x/ptracer"):  # type: ignore[no-untyped-def]
+    gone = dataclasses.replace(row(77, "bash"), exited_at=5.0)
+    life = ProcessLifetime(gone.key, "ptracer", exe, ("-v",), 0, None, 1.0, 5.0, {}, 0, ())
+    final = ProcessExit(life, 10.0, (), (), 0.0, "")
+    snap = snapshot([row(1, "init"), gone])
+    return dataclasses.replace(snap, views={"risk": RiskView(50.0, exits={gone.key: final})})
+
+
+def test_an_exited_row_named_by_its_final_record_is_the_same_object_next_time() -> None:
+    snap = exited_snapshot()
+    cache: FinalCache = {}
+    first = with_final_identities(snap, cache)
+    second = with_final_identities(snap, cache)
+    key = next(k for k in snap.processes if k.pid == 77)
+    assert first.processes[key].exe == "/tmp/x/ptracer"
+    assert second.processes[key] is first.processes[key]
+    # a new final record: named again
+    other = exited_snapshot("/tmp/y/other")
+    other = dataclasses.replace(other, processes={**other.processes, key: snap.processes[key]})
+    third = with_final_identities(other, cache)
+    assert third.processes[key].exe == "/tmp/y/other"
+
+
+def test_the_grid_redraws_only_the_lines_that_changed() -> None:
+    import asyncio
+
+    from textual.app import App, ComposeResult
+    from textual.geometry import Region
+
+    from fluxtui.tui.grid import Column, FastTable
+
+    columns = [Column("pid", "PID", 6), Column("name", "Name", 10)]
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield FastTable(columns)
+
+    rows = [(str(i), ((str(i), ""), (f"p{i}", ""))) for i in range(40)]
+
+    async def run() -> list[tuple[object, ...]]:
+        app = One()
+        async with app.run_test(size=(40, 12)) as pilot:
+            table = app.query_one(FastTable)
+            table.set_rows(rows)
+            await pilot.pause()
+            calls: list[tuple[object, ...]] = []
+            real = table.refresh
+
+            def spy(*regions: Region, **kwargs: object) -> FastTable:
+                calls.append(regions)
+                return real(*regions, **kwargs)  # type: ignore[arg-type]
+
+            table.refresh = spy  # type: ignore[method-assign]
+            again = list(rows)
+            table.set_rows(again)  # the same cells: nothing to draw
+            assert calls == []
+            again[2] = ("2", (("2", ""), ("changed", "")))
+            again.append(("99", (("99", ""), ("below", ""))))  # off screen, one row more
+            table.set_rows(again)
+            await pilot.pause()
+            return calls
+
+    calls = asyncio.run(run())
+    regions = [r for call in calls for r in call]
+    assert regions and all(isinstance(r, Region) and r.height == 1 for r in regions)
+    assert {r.y for r in regions} == {3}  # header line 0, row index 2 on line 3

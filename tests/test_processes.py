@@ -1,0 +1,278 @@
+"""Change detection of the process collector, with real processes: a process that ran is read
+again, one that did not is not; an exec'd process gets its new command line; new processes
+appear and exited ones leave (with their held fds)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from fluxtui.collectors import processes as processes_module
+from fluxtui.collectors.processes import ProcessCollector, held_fd_budget
+from fluxtui.collectors.procstat import HeldReads, read_stat
+from fluxtui.events import ProcessRow
+from tests.kernel import require, require_root
+
+LEADER_EXIT = Path(__file__).parent / "workloads" / "leader_exit.c"
+NEVER = 10**9  # no rotation: only a change can cause a read
+
+# Reads a line, then grows by 32 MiB and touches it (it runs: its schedstat and memory change),
+# prints "grown" and blocks again.
+GROWER = ("import sys\nheld = []\nfor line in sys.stdin:\n"
+          "    held.append(b'x' * (32 << 20))\n    print('grown', flush=True)\n")
+# Reads a line, then execs the same interpreter (same comm) with a new command line.
+EXECER = ("import os, sys\nsys.stdin.readline()\n"
+          "os.execv(sys.executable, [sys.executable, '-c', 'import sys; sys.stdin.read()', "
+          "'after-exec-marker'])\n")
+
+
+@contextmanager
+def child(code: str) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def wait_blocked(pid: int) -> None:
+    """Until the process sleeps and its schedstat holds still between two reads (bounded)."""
+    reader = HeldReads("schedstat")
+    try:
+        last = None
+        for _ in range(1000):
+            stat = read_stat(pid)
+            now = reader.read(pid, 1)
+            if stat is not None and stat.state == "S" and now == last:
+                return
+            last = now
+            time.sleep(0.01)
+    finally:
+        reader.close()
+    raise AssertionError(f"process {pid} never settled")
+
+
+class ReadSpy:
+    """Records the pids whose stat the collector reads."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.pids: list[int] = []
+        real = processes_module.read_stat
+
+        def spy(pid: int, proc: str = "/proc"):  # type: ignore[no-untyped-def]
+            self.pids.append(pid)
+            return real(pid, proc)
+
+        monkeypatch.setattr(processes_module, "read_stat", spy)
+
+
+def row_of(rows: dict, pid: int) -> ProcessRow | None:  # type: ignore[type-arg]
+    return next((r for r in rows.values() if r.pid == pid), None)
+
+
+def test_a_process_that_did_not_run_is_not_read_again_one_that_ran_is(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = ReadSpy(monkeypatch)
+    collector = ProcessCollector(stat_refresh_ticks=NEVER, identity_refresh_ticks=NEVER)
+    try:
+        with child(GROWER) as proc:
+            wait_blocked(proc.pid)
+            first = row_of(collector.sample(), proc.pid)
+            assert first is not None and proc.pid in spy.pids
+            spy.pids.clear()
+            second = row_of(collector.sample(), proc.pid)
+            assert proc.pid not in spy.pids  # asleep since: not read
+            assert second is not None and second.cpu_percent == 0.0
+            assert second.memory_rss == first.memory_rss
+            third = row_of(collector.sample(), proc.pid)
+            assert third is second  # the very same row: nothing downstream redoes it
+            assert proc.pid not in spy.pids
+
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write("grow\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "grown\n"
+            wait_blocked(proc.pid)
+            grown = row_of(collector.sample(), proc.pid)
+            assert proc.pid in spy.pids  # it ran: read again
+            assert grown is not None and grown.memory_rss >= first.memory_rss + (30 << 20)
+            assert grown.cpu_percent is not None
+    finally:
+        collector.close()
+
+
+def test_every_process_is_read_again_on_the_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory can change without the process running (reclaim, process_vm_writev): a sleeping
+    process is still read at least every `stat_refresh_ticks` ticks."""
+    spy = ReadSpy(monkeypatch)
+    collector = ProcessCollector(stat_refresh_ticks=3, identity_refresh_ticks=NEVER)
+    try:
+        with child(GROWER) as proc:
+            wait_blocked(proc.pid)
+            collector.sample()
+            spy.pids.clear()
+            for _ in range(3):
+                collector.sample()
+            assert spy.pids.count(proc.pid) == 1
+    finally:
+        collector.close()
+
+
+def test_a_new_process_appears_and_an_exited_one_leaves_with_its_fd() -> None:
+    collector = ProcessCollector()
+    try:
+        collector.sample()
+        proc = subprocess.Popen(["sleep", "30"])
+        try:
+            rows = collector.sample()
+            assert row_of(rows, proc.pid) is not None
+            # its schedstat is held open (room allowing: the limit left by FD_RESERVE)
+            assert proc.pid in collector._sched or held_fd_budget() == 0
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+        rows = collector.sample()
+        assert row_of(rows, proc.pid) is None
+        assert proc.pid not in collector._sched  # and closed
+        assert proc.pid not in collector._tracked
+    finally:
+        collector.close()
+
+
+def test_a_comm_change_by_exec_is_seen_without_process_events() -> None:
+    collector = ProcessCollector(process_events=False, identity_refresh_ticks=NEVER)
+    try:
+        with child("import os, sys\nsys.stdin.readline()\n"
+                   "os.execvp('sleep', ['sleep', '30'])\n") as proc:
+            wait_blocked(proc.pid)
+            before = row_of(collector.sample(), proc.pid)
+            assert before is not None and before.cmdline[0] == sys.executable
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            for _ in range(500):
+                after = row_of(collector.sample(), proc.pid)
+                if after is not None and after.name == "sleep":
+                    break
+                time.sleep(0.01)
+            assert after is not None and after.cmdline == ("sleep", "30")
+            assert after.key == before.key  # exec keeps the process
+    finally:
+        collector.close()
+
+
+@pytest.mark.kernel
+def test_an_exec_keeping_the_name_gets_its_new_command_line_from_process_events() -> None:
+    """Same comm before and after: only the kernel's exec event tells."""
+    require_root()
+    collector = ProcessCollector(stat_refresh_ticks=NEVER, identity_refresh_ticks=NEVER)
+    try:
+        assert collector.events_note() == ""
+        with child(EXECER) as proc:
+            wait_blocked(proc.pid)
+            before = row_of(collector.sample(), proc.pid)
+            assert before is not None and "after-exec-marker" not in before.cmdline
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            for _ in range(500):
+                after = row_of(collector.sample(), proc.pid)
+                if after is not None and "after-exec-marker" in after.cmdline:
+                    break
+                time.sleep(0.01)
+            assert after is not None and after.cmdline[-1] == "after-exec-marker"
+            assert after.name == before.name and after.key == before.key
+    finally:
+        collector.close()
+
+
+def test_without_process_events_the_same_exec_shows_on_the_rotation() -> None:
+    """The fallback when the connector is not there (no root): the identity of a process that
+    ran is read again on the rotation."""
+    collector = ProcessCollector(process_events=False, stat_refresh_ticks=NEVER,
+                                 identity_refresh_ticks=2)
+    try:
+        with child(EXECER) as proc:
+            wait_blocked(proc.pid)
+            collector.sample()
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            seen = False
+            for _ in range(500):
+                row = row_of(collector.sample(), proc.pid)
+                if row is not None and "after-exec-marker" in row.cmdline:
+                    seen = True
+                    break
+                time.sleep(0.01)
+            assert seen
+    finally:
+        collector.close()
+
+
+def test_a_held_fd_of_an_exited_process_reads_nothing_then_the_path_afresh() -> None:
+    reader = HeldReads("schedstat")
+    try:
+        proc = subprocess.Popen(["sleep", "30"])
+        assert reader.read(proc.pid, 10) is not None and len(reader) == 1
+        proc.kill()
+        proc.wait(timeout=10)
+        assert reader.read(proc.pid, 10) is None  # bound to the dead process, never the pid's
+        assert len(reader) == 0
+    finally:
+        reader.close()
+
+
+def test_held_fds_stay_within_the_limit() -> None:
+    reader = HeldReads("schedstat")
+    procs = [subprocess.Popen(["sleep", "30"]) for _ in range(3)]
+    try:
+        assert all(reader.read(p.pid, 2) is not None for p in procs)
+        assert len(reader) == 2  # the third was read, then closed
+    finally:
+        reader.close()
+        for p in procs:
+            p.kill()
+            p.wait(timeout=10)
+
+
+def test_a_process_whose_main_thread_exited_is_read_every_tick(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One thread left, but not the main one whose schedstat is watched: a worker burning CPU
+    behind a dead main thread must not show 0% (the hole a program could hide in)."""
+    require(shutil.which("gcc") is not None, "gcc not installed")
+    binary = tmp_path / "leader_exit"
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(binary), str(LEADER_EXIT)], check=True)
+    spy = ReadSpy(monkeypatch)
+    collector = ProcessCollector(stat_refresh_ticks=NEVER, identity_refresh_ticks=NEVER)
+    proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        collector.sample()  # main thread already a zombie: state Z, one thread
+        collector.sample()
+        spy.pids.clear()
+        assert proc.stdin is not None
+        proc.stdin.write("x")
+        proc.stdin.flush()
+        busy = None
+        for _ in range(500):
+            busy = row_of(collector.sample(), proc.pid)
+            if busy is not None and busy.cpu_percent:
+                break
+            time.sleep(0.01)
+        assert busy is not None and busy.cpu_percent and busy.cpu_percent > 0
+        assert spy.pids.count(proc.pid) >= 1
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        collector.close()
