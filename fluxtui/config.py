@@ -44,6 +44,9 @@ class SyscallConfig:
     ring_buffer_pages: int = field(default=64, metadata=_range(1, 4096))  # a power of two
     count_map_entries: int = field(default=65536, metadata=_range(1024, 4194304))
     event_queue_limit: int = field(default=10000, metadata=_range(100, 1000000))
+    # auto: eBPF where it works, else the audit subsystem (collectors/audit.py)
+    collector: Literal["auto", "ebpf", "audit"] = "auto"
+    audit_enable: bool = False  # the audit fallback may turn audit on (and off again at exit)
 
 
 # Base weight of each syscall in a process's risk score (see fluxtui/detection/risk.py).
