@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
+from fluxtui.collectors.audit import AuditCollector
 from fluxtui.collectors.audit_netlink import AuditSocket
 from fluxtui.collectors.audit_rules import KEY_PREFIX
 from fluxtui.collectors.kernel_event import KernelEvent
@@ -248,3 +249,93 @@ def test_rules_of_a_killed_instance_are_removed_at_the_next_start(
     assert fluxtui_rules() == []
     # The first instance had turned audit on; the second turned it off again.
     assert audit_status() == initial_audit
+
+
+AUDITD_CONF = """local_events = yes
+write_logs = yes
+log_file = {log}
+log_group = root
+log_format = RAW
+flush = INCREMENTAL_ASYNC
+freq = 1
+max_log_file = 8
+num_logs = 1
+priority_boost = 0
+name_format = NONE
+max_log_file_action = IGNORE
+space_left = 10
+space_left_action = IGNORE
+admin_space_left = 5
+admin_space_left_action = IGNORE
+disk_full_action = IGNORE
+disk_error_action = IGNORE
+use_libwrap = no
+tcp_listen_queue = 5
+tcp_max_per_addr = 1
+tcp_client_max_idle = 0
+transport = TCP
+distribute_network = no
+q_depth = 2000
+overflow_action = IGNORE
+max_restarts = 10
+plugin_dir = {plugins}
+end_of_event_timeout = 2
+"""
+
+
+@pytest.fixture
+def auditd(initial_audit: tuple[int, int], tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """An auditd of the test's own (temporary config, log and no plugins), started before
+    fluxtui; it turns audit on, as a system's auditd does. Stopped, and audit's enabled flag
+    put back, afterwards."""
+    require(shutil.which("auditd") is not None, "auditd not installed")
+    require(initial_audit[1] == 0, f"an audit daemon already runs (pid {initial_audit[1]})")
+    log = tmp_path / "audit.log"
+    (tmp_path / "plugins").mkdir()
+    conf = tmp_path / "auditd.conf"
+    conf.write_text(AUDITD_CONF.format(log=log, plugins=tmp_path / "plugins"))
+    conf.chmod(0o600)
+    daemon = subprocess.Popen(["auditd", "-n", "-s", "enable", "-c", str(tmp_path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: audit_status()[1] == daemon.pid or daemon.poll() is not None,
+                 "auditd registered")
+        assert daemon.poll() is None
+        yield daemon.pid, log
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+        if initial_audit[0] == 0:  # the test's auditd turned audit on: off again
+            subprocess.run(["auditctl", "-e", "0"], check=True, stdout=subprocess.DEVNULL)
+
+
+def test_an_auditd_started_before_keeps_its_records_and_its_role(
+        auditd: tuple[int, Path], binaries: dict[str, str]) -> None:
+    daemon_pid, log = auditd
+    collector = AuditCollector(allow_enable=False)  # auditd turned audit on: nothing to change
+    collector.start()
+    try:
+        assert collector.mode == "multicast" and collector.daemon_pid == daemon_pid
+        assert audit_status() == (1, daemon_pid)
+        assert "its log grows" in collector.describe()
+        proc = subprocess.run([binaries["memfd_exec"]], timeout=30)
+        assert proc.returncode == 0
+        events: list[KernelEvent] = []
+
+        def memfd_exec_seen() -> bool:
+            events.extend(collector.drain().events)
+            return any(e.kind == "exec" and "anonymous file" in e.flags for e in events)
+
+        wait_for(memfd_exec_seen, "the memfd exec read from the multicast group")
+        exec_event = next(e for e in events if e.kind == "exec" and "anonymous file" in e.flags)
+        pid = exec_event.key.pid
+    finally:
+        collector.close()
+    assert audit_status() == (1, daemon_pid)  # auditd is still the daemon, audit still on
+    assert fluxtui_rules() == []
+    # auditd wrote the same syscall (fluxtui's key) to its own log.
+    wait_for(lambda: f"pid={pid} " in log.read_text() and collector.key in log.read_text(),
+             "auditd logged the record")
+    lines = [line for line in log.read_text().splitlines()
+             if f"pid={pid} " in line and "syscall=322" in line]
+    assert lines and f'key="{collector.key}"' in lines[0]
