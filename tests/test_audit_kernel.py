@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
-from fluxtui.collectors.audit import AuditCollector
-from fluxtui.collectors.audit_netlink import AuditSocket
-from fluxtui.collectors.audit_rules import KEY_PREFIX
+from fluxtui.collectors.audit import RULE_CHECK_EVERY, AuditCollector
+from fluxtui.collectors.audit_netlink import AUDIT_STATUS_ENABLED, AuditSocket
+from fluxtui.collectors.audit_rules import KEY_PREFIX, arch_tables, build_rules, rule_key
 from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.config import Config
 from fluxtui.engine import Engine
@@ -339,3 +339,30 @@ def test_an_auditd_started_before_keeps_its_records_and_its_role(
     lines = [line for line in log.read_text().splitlines()
              if f"pid={pid} " in line and "syscall=322" in line]
     assert lines and f'key="{collector.key}"' in lines[0]
+
+
+def test_rules_deleted_or_audit_turned_off_behind_fluxtuis_back_is_said_and_undone(
+        initial_audit: tuple[int, int]) -> None:
+    """What malware with root would try first to blind the fallback."""
+    collector = AuditCollector(allow_enable=True)
+    collector.start()
+    other = AuditSocket()
+    try:
+        for raw in other.list_rules():
+            if rule_key(raw) == collector.key:
+                other.delete_rule(raw)
+        assert fluxtui_rules() == []
+        for _ in range(RULE_CHECK_EVERY):
+            collector.drain()
+        assert len(fluxtui_rules()) == len(build_rules(collector.key, 1, arch_tables() or {}))
+        assert "rules deleted by someone, put back 1×" in collector.describe()
+        other.set_status(AUDIT_STATUS_ENABLED, enabled=0)
+        collector.drain()
+        assert "audit turned off by someone" in collector.describe()
+        other.set_status(AUDIT_STATUS_ENABLED, enabled=1)
+        collector.drain()
+        assert "audit turned off" not in collector.describe()
+    finally:
+        other.close()
+        collector.close()
+    assert fluxtui_rules() == []

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 DAEMON = "daemon"
 MULTICAST = "multicast"
+RULE_CHECK_EVERY = 5  # drains (ticks) between two checks that fluxtui's rules are still there
 NO_COUNTS = "audit records only the high-signal calls, not every syscall of every process"
 
 
@@ -105,6 +106,9 @@ class AuditCollector:
         self._reader: threading.Thread | None = None
         self._last_drain = time.monotonic()
         self._dropped_before = DropCounts()
+        self._checks = 0
+        self.tampered = ""
+        self.rules_restored = 0
 
     # --- start -------------------------------------------------------------------------------
 
@@ -278,12 +282,7 @@ class AuditCollector:
             self._events.clear()
             counts, self._counts = self._counts, {}
             overflow = self._overflow
-        lost = 0
-        if self._ctl is not None:
-            try:
-                lost = max(0, self._ctl.status().lost - self._lost_at_start)
-            except OSError:
-                lost = self._dropped_before.events
+        lost = self._watch()
         now = time.monotonic()
         window, self._last_drain = now - self._last_drain, now
         incomplete = self._assembler.incomplete if self._assembler is not None else 0
@@ -291,13 +290,45 @@ class AuditCollector:
         dropped, self._dropped_before = total - self._dropped_before, total
         return Drain(window, counts, {}, events, dropped, total, self._malformed)
 
+    def _watch(self) -> int:
+        """Records the kernel lost since start; and what someone with root may have done to
+        blind fluxtui: audit turned off, fluxtui's rules deleted (put back, and said)."""
+        if self._ctl is None:
+            return 0
+        try:
+            status = self._ctl.status()
+        except OSError:
+            return self._dropped_before.events
+        self.tampered = "" if status.enabled else "audit turned off by someone: no events"
+        self._checks += 1
+        if self._checks % RULE_CHECK_EVERY == 0:
+            try:
+                present = sum(rule_key(raw) == self.key for raw in self._ctl.list_rules())
+                if present < len(self._rules):
+                    self.rules_restored += 1
+                    for raw in self._rules:
+                        try:
+                            self._ctl.add_rule(raw)
+                        except AuditError as exc:
+                            if exc.errno != errno.EEXIST:
+                                raise
+            except OSError as exc:
+                log.warning("audit rules not checked: %s", exc)
+        return max(0, status.lost - self._lost_at_start)
+
     @property
     def running(self) -> bool:
         return self._records is not None
 
     def describe(self) -> str:
         """What the header says after "audit fallback"."""
-        return " · ".join([*self.notes, f"syscall counts —: {NO_COUNTS}"])
+        said = [*self.notes]
+        if self.tampered:
+            said.insert(0, self.tampered)
+        if self.rules_restored:
+            said.insert(0, f"fluxtui's audit rules deleted by someone, put back "
+                           f"{self.rules_restored}×")
+        return " · ".join([*said, f"syscall counts —: {NO_COUNTS}"])
 
     # --- stop --------------------------------------------------------------------------------
 
