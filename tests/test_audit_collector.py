@@ -369,3 +369,44 @@ def test_auto_says_why_neither_runs() -> None:
     with pytest.raises(CollectorUnavailable, match="eBPF: kernel has no BTF; audit fallback "
                                                    "refused: audit is disabled"):
         auto.start()
+
+
+# --- fluxtui doctor ----------------------------------------------------------------------------
+
+
+def _doctor(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], collector: str,
+            ebpf: str | None, audit: str | None) -> tuple[int, str]:
+    from fluxtui import doctor
+    from fluxtui.collectors import audit_state, syscalls
+
+    monkeypatch.setattr(syscalls, "unavailable_reason", lambda: ebpf)
+    monkeypatch.setattr(audit_state, "plan", lambda allow: (
+        audit, "" if audit else "as the audit daemon (no other runs), until fluxtui exits"))
+    monkeypatch.setattr(doctor, "CHECKS", [doctor.check_syscall_capture,
+                                           doctor.check_syscall_collector])
+    config = Config(syscalls=dataclasses.replace(Config().syscalls, collector=collector))
+    code = doctor.run_doctor(config)
+    return code, " ".join(capsys.readouterr().out.split())  # columns as single spaces
+
+
+def test_doctor_says_the_audit_fallback_runs_where_ebpf_cannot(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _doctor(monkeypatch, capsys, "auto", "kernel has no BTF", None)
+    assert code == 0, out  # eBPF missing is not fatal: the fallback stands in
+    assert "absent syscall capture eBPF: kernel has no BTF" in out
+    assert ("ok syscall collector audit fallback (syscalls.collector: auto; eBPF cannot "
+            "run: kernel has no BTF): reads as the audit daemon") in out
+
+
+def test_doctor_says_why_no_collector_can_run_and_the_fix(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    refused = "audit fallback refused: audit is disabled (enabled 0); enable it (auditctl -e 1)"
+    code, out = _doctor(monkeypatch, capsys, "auto", "kernel has no BTF", refused)
+    assert code == 1
+    assert f"MISSING syscall collector none: eBPF: kernel has no BTF; {refused}" in out
+    assert "fix: auditctl -e 1, or let fluxtui turn audit on: syscalls.audit_enable: true" in out
+    code, out = _doctor(monkeypatch, capsys, "ebpf", "kernel has no BTF", None)
+    assert code == 1 and "MISSING syscall capture" in out
+    assert "fix: see the checks above, or syscalls.collector: auto" in out
+    code, out = _doctor(monkeypatch, capsys, "auto", None, None)
+    assert code == 0 and "eBPF, syscalls.collector: auto" in out

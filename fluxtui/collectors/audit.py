@@ -39,7 +39,6 @@ from fluxtui.collectors.audit_netlink import (
     RECV_BUFFER,
     AuditError,
     AuditSocket,
-    AuditStatus,
     parse_messages,
 )
 from fluxtui.collectors.audit_records import Assembler, Record, parse_record
@@ -52,6 +51,7 @@ from fluxtui.collectors.audit_rules import (
     is_stale,
     rule_key,
 )
+from fluxtui.collectors.audit_state import refusal_reason
 from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.collectors.syscall_table import SyscallTable
@@ -358,37 +358,6 @@ class AuditCollector:
         if ctl is not None:
             ctl.close()
         atexit.unregister(self.close)
-
-
-def refusal_reason(status: AuditStatus, allow_enable: bool) -> str | None:
-    """Why the audit fallback must not run with this audit state, None when it may."""
-    if status.enabled == 2:
-        return ("audit fallback refused: audit rules are locked (enabled 2, auditctl -e 2) until "
-                "reboot, so fluxtui cannot add its rules")
-    if status.enabled == 0 and not allow_enable:
-        return ("audit fallback refused: audit is disabled (enabled 0); enable it (auditctl -e 1) "
-                "or allow fluxtui to (syscalls.audit_enable: true)")
-    return None
-
-
-def unavailable_reason(allow_enable: bool = False) -> str | None:
-    """Why the audit collector cannot run here, checked without changing anything (for `fluxtui
-    doctor`); None when it can."""
-    if arch_tables() is None:
-        return f"no syscall numbers for {os.uname().machine} (x86_64 only)"
-    if os.geteuid() != 0:
-        return "needs root (CAP_AUDIT_CONTROL)"
-    try:
-        sock = AuditSocket()
-    except OSError as exc:
-        return f"no audit netlink socket ({exc.strerror}): a kernel built without CONFIG_AUDIT"
-    try:
-        status = sock.status()
-    except OSError as exc:
-        return f"audit status unreadable: {exc}"
-    finally:
-        sock.close()
-    return refusal_reason(status, allow_enable)
 
 
 def _quietly(action: object) -> None:
