@@ -151,7 +151,10 @@ def test_the_same_alerts_as_ebpf_on_ptrace_memfd_and_module_workloads(
             if collector == "audit":
                 assert status.detail.startswith("audit fallback")
             for name in SCENARIOS:
-                alerts = run_workload(engine, binaries[name])
+                try:
+                    alerts = run_workload(engine, binaries[name])
+                except AssertionError as exc:
+                    raise AssertionError(f"{name} with {collector}: {exc}") from None
                 results.setdefault(name, {})[collector] = sorted(
                     (a.rule_id, a.technique_id, a.reasons[0]) for a in alerts)
         finally:

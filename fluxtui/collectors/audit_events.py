@@ -11,8 +11,10 @@ from /proc while the process still runs (each field says where it comes from):
 - an anonymous executable (memfd): the exec's file lives on the kernel's internal shmem mount,
   the device of a memfd fluxtui makes for comparison;
 - a standard stream on an internet socket: /proc/PID/fd/0-2 at the time the record is read;
-- memfd_create's name: the link of the returned fd; mount paths: the PATH records. Module
-  parameters are not logged by audit.
+- memfd_create's name: the link of the returned fd while it is open; mount paths: the PATH
+  records. Module parameters are not logged by audit;
+- the exit event: exit_group's record, logged as the process ends (a process killed by a
+  signal has none: the capability closes it when it is gone from /proc).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ PATH_STRINGS = frozenset({"mount", "umount", "umount2", "pivot_root", "chroot"})
 DELETED = " (deleted)"
 STDIO_INET = "stdio on a network socket"
 ANON_FILE = "anonymous file"
+MEMFD_NAME_GONE = "(name not logged by audit, fd already closed)"
 REMEMBERED = 65536  # pids whose start time and ids are kept
 
 
@@ -130,7 +133,9 @@ class EventBuilder:
         try:
             link = os.readlink(f"{self._proc}/{pid}/fd/{fd}")
         except OSError:
-            return ""
+            link = ""
+        if not link.startswith("/memfd:"):  # closed (or exec'd) before the record was read
+            return MEMFD_NAME_GONE
         return link.removeprefix("/memfd:").removesuffix(DELETED)
 
     # --- the conversion ----------------------------------------------------------------------
@@ -147,6 +152,9 @@ class EventBuilder:
         key, before = self._key(pid, uid, gid)
         common = dict(timestamp=event.syscall.timestamp, key=key, tid=pid, uid=uid, gid=gid,
                       comm=event.text("comm"))
+        if base == "exit_group":  # the process ends: not a call that counts (eBPF's weight 0)
+            self._known.pop(pid, None)
+            return None, nr, [KernelEvent(kind="exit", **common)]  # type: ignore[arg-type]
         if base in EXEC_SYSCALLS:
             if event.field("success") != "yes":
                 return key, nr, []  # as with eBPF: only an exec that succeeded is an event

@@ -6,7 +6,8 @@ textual.
 The syscalls are those the eBPF collector sends as events (bpf_structs.CAPTURE, less the opens
 under /proc it filters in the kernel), with the same in-kernel filters where audit can express
 them: only the ptrace requests that take hold of or write into a process, only the bpf
-commands that load or attach a program (one rule per value: a rule's fields are ANDed).
+commands that load or attach a program (one rule per value: a rule's fields are ANDed); and
+exit_group, logged when the process ends: its exit event, in order after its other records.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ X86_64 = {
     "setresgid": 119, "capset": 126, "mount": 165, "umount2": 166, "pivot_root": 155,
     "chroot": 161, "init_module": 175, "finit_module": 313, "memfd_create": 319,
     "unshare": 272, "setns": 308, "bpf": 321, "fsopen": 430, "fsmount": 432, "move_mount": 429,
-    "open_tree": 428, "mount_setattr": 442, "open_by_handle_at": 304,
+    "open_tree": 428, "mount_setattr": 442, "open_by_handle_at": 304, "exit_group": 231,
 }
 I386 = {
     "execve": 11, "execveat": 358, "ptrace": 26, "process_vm_writev": 348,
@@ -57,7 +58,7 @@ I386 = {
     "umount2": 52, "pivot_root": 217, "chroot": 61, "init_module": 128, "finit_module": 350,
     "memfd_create": 356, "unshare": 310, "setns": 346, "bpf": 357, "fsopen": 430,
     "fsmount": 432, "move_mount": 429, "open_tree": 428, "mount_setattr": 442,
-    "open_by_handle_at": 342,
+    "open_by_handle_at": 342, "exit_group": 252,
 }
 PTRACE_REQUESTS = (0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206)  # as ptrace_wanted() in the BPF
 BPF_COMMANDS = (5, 8, 17, 28)  # as bpf_cmd_wanted(): PROG_LOAD, PROG_ATTACH, RAW_TP, LINK
