@@ -410,3 +410,16 @@ def test_doctor_says_why_no_collector_can_run_and_the_fix(
     assert "fix: see the checks above, or syscalls.collector: auto" in out
     code, out = _doctor(monkeypatch, capsys, "auto", None, None)
     assert code == 0 and "eBPF, syscalls.collector: auto" in out
+
+
+def test_exit_group_is_the_exit_event_and_not_a_counted_call(tmp_path: Path) -> None:
+    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), shmem=SHMEM)
+    key, _nr, events = builder.build(_event(_syscall(231, "a0=0 a1=0 a2=0 a3=0"), 31337))
+    assert key is None and [e.kind for e in events] == ["exit"]
+    assert events[0].key == ProcessKey(31337, 0)
+
+
+def test_a_memfd_whose_fd_is_gone_does_not_get_an_invented_name(tmp_path: Path) -> None:
+    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), shmem=SHMEM)
+    [ev] = builder.build(_event(_syscall(319, "a0=7f00 a1=1 a2=0 a3=0"), 31337))[2]
+    assert ev.strings[0] == "(name not logged by audit, fd already closed)"
