@@ -14,7 +14,9 @@ from /proc while the process still runs (each field says where it comes from):
 - memfd_create's name: the link of the returned fd while it is open; mount paths: the PATH
   records. Module parameters are not logged by audit;
 - the exit event: exit_group's record, logged as the process ends (a process killed by a
-  signal has none: the capability closes it when it is gone from /proc).
+  signal has none: the capability closes it when it is gone from /proc);
+- the cgroup id: /proc/PID/cgroup and the cgroup's directory, remembered per pid like the
+  start time.
 """
 
 from __future__ import annotations
@@ -63,11 +65,27 @@ def _device(text: str) -> tuple[int, int] | None:
         return None
 
 
+def cgroup2_root(mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """Mount point of the cgroup v2 hierarchy (as detection.containers reads it: collectors
+    sit below detection)."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        if sep and right.split(" ", 1)[0] == "cgroup2":
+            return left.split(" ")[4].replace("\\040", " ")
+    return None
+
+
 @dataclass
 class _Known:
     start_ticks: int
     uid: int
     gid: int
+    cgroup_id: int = 0
 
 
 class EventBuilder:
@@ -79,6 +97,7 @@ class EventBuilder:
         self._native = native_arch
         self._proc = proc
         self._shmem = shmem if shmem is not None else shmem_device()
+        self._cgroup_root = cgroup2_root(f"{proc}/self/mountinfo")
         self._known: OrderedDict[int, _Known] = OrderedDict()
         self.unknown_cred = 0  # set*id calls of processes whose ids before the call are unknown
 
@@ -97,15 +116,33 @@ class EventBuilder:
         """The process's key and what was known of it before this record."""
         ticks = read_start_ticks(pid, self._proc)
         before = self._known.get(pid)
+        cgroup = self._cgroup_id(pid) if ticks is not None else 0
         if ticks is None:  # gone already: the start time seen earlier, if any
             ticks = before.start_ticks if before is not None else 0
         elif before is not None and before.start_ticks != ticks:
             before = None  # the pid was reused
-        self._known[pid] = _Known(ticks, uid, gid)
+        if not cgroup and before is not None:
+            cgroup = before.cgroup_id
+        self._known[pid] = _Known(ticks, uid, gid, cgroup)
         self._known.move_to_end(pid)
         while len(self._known) > REMEMBERED:
             self._known.popitem(last=False)
         return ProcessKey(pid, ticks), before
+
+    def cgroup_of(self, pid: int) -> int:
+        known = self._known.get(pid)
+        return known.cgroup_id if known is not None else 0
+
+    def _cgroup_id(self, pid: int) -> int:
+        """The cgroup v2 id (its directory's inode number, as bpf_get_current_cgroup_id)."""
+        if self._cgroup_root is None:
+            return 0
+        try:
+            with open(f"{self._proc}/{pid}/cgroup", encoding="utf-8", errors="replace") as f:
+                path = next((line[3:].rstrip("\n") for line in f if line.startswith("0::")), "")
+            return os.stat(self._cgroup_root + path).st_ino if path else 0
+        except OSError:
+            return 0
 
     def _parent(self, ppid: int) -> tuple[int, str, str]:
         """(start ticks, exe, comm) of the parent, from /proc; zeros when gone."""
@@ -151,7 +188,7 @@ class EventBuilder:
         pid, uid, gid = event.number("pid"), event.number("uid"), event.number("gid")
         key, before = self._key(pid, uid, gid)
         common = dict(timestamp=event.syscall.timestamp, key=key, tid=pid, uid=uid, gid=gid,
-                      comm=event.text("comm"))
+                      comm=event.text("comm"), cgroup_id=self.cgroup_of(pid))
         if base == "exit_group":  # the process ends: not a call that counts (eBPF's weight 0)
             self._known.pop(pid, None)
             return None, nr, [KernelEvent(kind="exit", **common)]  # type: ignore[arg-type]
