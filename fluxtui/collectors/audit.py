@@ -142,12 +142,14 @@ class AuditCollector:
             raise CollectorUnavailable(refusal)
         self._lost_at_start = status.lost
         will_enable = status.enabled == 0
-        self.key = instance_key(self.self_pid, self._start_ticks, will_enable)
         self.stale_removed, stale_enabled = self._remove_stale()
         if stale_enabled and status.enabled == 1:
-            # A killed instance turned audit on: it goes off again when this one exits.
+            # A killed instance turned audit on: it goes off again when this one exits (and
+            # this one's key says so, should it be killed too).
             self.enabled_by_us = True
             self.notes.append("audit was turned on by a fluxtui that was killed: off at exit")
+        self.key = instance_key(self.self_pid, self._start_ticks,
+                                will_enable or self.enabled_by_us)
         if status.pid:
             self.mode, self.daemon_pid = MULTICAST, status.pid
             try:
