@@ -11,6 +11,7 @@ Audit is off on a machine booted without audit=1: these tests allow fluxtui to t
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import signal
 import subprocess
@@ -369,3 +370,28 @@ def test_rules_deleted_or_audit_turned_off_behind_fluxtuis_back_is_said_and_undo
         other.close()
         collector.close()
     assert fluxtui_rules() == []
+
+
+def test_the_dashboard_removes_its_rules_on_sigterm(
+        initial_audit: tuple[int, int], audit_only_config: Path, tmp_path: Path) -> None:
+    """The Textual dashboard, in a real terminal (tmux), killed with SIGTERM (systemd, kill)."""
+    require(shutil.which("tmux") is not None, "tmux not installed")
+    session = f"fluxtui-audit-{os.getpid()}"
+    pid_file = tmp_path / "pid"
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec {sys.executable} -m fluxtui "
+                      f"--config {audit_only_config} --log {tmp_path / 'log'}\n")
+    script.chmod(0o700)
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
+                    str(script)], check=True)
+    try:
+        wait_for(pid_file.exists, "dashboard started")
+        pid = int(pid_file.read_text())
+        wait_for(lambda: any(f"{KEY_PREFIX}{pid}:" in r for r in fluxtui_rules()),
+                 "the dashboard's rules")
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the dashboard exited")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], stderr=subprocess.DEVNULL)
+    assert fluxtui_rules() == []
+    assert audit_status() == initial_audit
