@@ -384,7 +384,8 @@ def _doctor(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         audit, "" if audit else "as the audit daemon (no other runs), until fluxtui exits"))
     monkeypatch.setattr(doctor, "CHECKS", [doctor.check_syscall_capture,
                                            doctor.check_syscall_collector])
-    config = Config(syscalls=dataclasses.replace(Config().syscalls, collector=collector))
+    config = Config(syscalls=dataclasses.replace(Config().syscalls,
+                                                 collector=collector))  # type: ignore[arg-type]
     code = doctor.run_doctor(config)
     return code, " ".join(capsys.readouterr().out.split())  # columns as single spaces
 

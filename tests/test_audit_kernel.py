@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -40,7 +41,7 @@ MAX_TICKS = 100  # every wait is bounded by this many ticks, 0.05 s apart
 SCENARIOS = ("ptrace_attach", "memfd_exec", "module_attempt")
 
 
-def audit_config(collector: str = "audit") -> Config:
+def audit_config(collector: Literal["auto", "ebpf", "audit"] = "audit") -> Config:
     config = Config()
     return dataclasses.replace(config, syscalls=dataclasses.replace(
         config.syscalls, collector=collector, audit_enable=True))
@@ -148,7 +149,9 @@ def test_the_same_alerts_as_ebpf_on_ptrace_memfd_and_module_workloads(
     for collector in ("ebpf", "audit"):
         engine = start_engine(audit_config(collector))
         try:
-            status = engine.component("syscalls").status()
+            capture = engine.component("syscalls")
+            assert isinstance(capture, SyscallCapture)
+            status = capture.status()
             if collector == "audit":
                 assert status.detail.startswith("audit fallback")
             for name in SCENARIOS:
@@ -162,8 +165,8 @@ def test_the_same_alerts_as_ebpf_on_ptrace_memfd_and_module_workloads(
             engine.stop()
     print("\nworkload        | collector | alerts (rule id, technique, reason)")
     for name, by in results.items():
-        for collector, alerts in by.items():
-            print(f"{name:<15} | {collector:<9} | {alerts}")
+        for collector, listed in by.items():
+            print(f"{name:<15} | {collector:<9} | {listed}")
     for name, by in results.items():
         assert by["audit"], f"{name}: no alert with audit"
         ebpf_ids = {rule for rule, _t, _r in by["ebpf"]}
