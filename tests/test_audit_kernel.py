@@ -235,8 +235,10 @@ def test_rules_of_a_killed_instance_are_removed_at_the_next_start(
         first.wait()
         left = fluxtui_rules()
         assert left and all(f"{KEY_PREFIX}{first.pid}:" in rule for rule in left)
-        # The kernel takes the daemon role back when the dead daemon's socket closes.
-        wait_for(lambda: audit_status()[1] == 0, "daemon role released")
+        # The kernel takes the daemon role back when it next fails to send a record to the
+        # dead daemon's socket: make one (an exec, which the left rules log).
+        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and audit_status()[1] == 0,
+                 "daemon role released")
     finally:
         if first.poll() is None:
             first.kill()

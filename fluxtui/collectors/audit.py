@@ -6,7 +6,7 @@ instance, and reads the records over the audit netlink socket (audit_netlink.py)
   AUDIT_NLGRP_READLOG: auditd keeps every record, and its log grows by fluxtui's;
 - where none is, fluxtui registers itself as the audit daemon for its lifetime (so records never
   spill into the kernel log) and gives the role back at exit; the kernel also takes it back
-  when fluxtui's socket closes, whatever way fluxtui ends.
+  when it first fails to deliver a record to fluxtui's closed socket, whatever way fluxtui ended.
 It never changes audit's failure mode, backlog limit or rate limit, nor the enabled flag unless
 `syscalls.audit_enable` allows it (then it puts it back at exit). It refuses, with the reason,
 when the rules are locked (enabled 2), when audit is off, or when the daemon role it would
@@ -143,9 +143,10 @@ class AuditCollector:
         self._lost_at_start = status.lost
         will_enable = status.enabled == 0
         self.stale_removed, stale_enabled = self._remove_stale()
-        if stale_enabled and status.enabled == 1:
+        if stale_enabled and status.enabled == 1 and not status.pid:
             # A killed instance turned audit on: it goes off again when this one exits (and
-            # this one's key says so, should it be killed too).
+            # this one's key says so, should it be killed too). Not when an audit daemon has
+            # started since: audit on is then its wish too.
             self.enabled_by_us = True
             self.notes.append("audit was turned on by a fluxtui that was killed: off at exit")
         self.key = instance_key(self.self_pid, self._start_ticks,
