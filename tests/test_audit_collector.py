@@ -49,7 +49,7 @@ from tests.fakes import metrics, row
 
 TABLES = {AUDIT_ARCH_X86_64: X86_64, AUDIT_ARCH_I386: I386}
 NAMES = {arch: {nr: name for name, nr in t.items()} for arch, t in TABLES.items()}
-SHMEM = (0, 1)
+SHMEM = frozenset({(0, 1)})
 
 # --- rules -------------------------------------------------------------------------------------
 
@@ -140,7 +140,7 @@ def _event(lines: list[tuple[int, str]], pid: int) -> Any:
 
 def test_a_memfd_exec_becomes_the_same_exec_event_and_finding_as_with_ebpf(
         tmp_path: Path) -> None:
-    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), shmem=SHMEM)
+    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), memfd_devs=SHMEM)
     key, nr, events = builder.build(_event(MEMFD_EXEC, 31337))
     assert key == ProcessKey(31337, 0) and nr == 322  # gone from /proc: start time unknown
     [ev] = events
@@ -153,7 +153,7 @@ def test_a_memfd_exec_becomes_the_same_exec_event_and_finding_as_with_ebpf(
 
 def test_a_deleted_file_on_a_real_filesystem_is_not_a_memfd(tmp_path: Path) -> None:
     lines = [(k, t.replace("dev=00:01", "dev=fe:00")) for k, t in MEMFD_EXEC]
-    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), shmem=SHMEM)
+    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), memfd_devs=SHMEM)
     [ev] = builder.build(_event(lines, 31337))[2]
     assert "anonymous file" not in ev.flags
 
@@ -179,13 +179,13 @@ def _syscall(nr: int, args: str, pid: int = 31337, arch: str = "c000003e", uid: 
 ])
 def test_syscall_records_give_the_rules_findings(tmp_path: Path, nr: int, arch: str, args: str,
                                                  rule: str, reason: str) -> None:
-    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), shmem=SHMEM)
+    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), memfd_devs=SHMEM)
     [ev] = builder.build(_event(_syscall(nr, args, arch=arch), 31337))[2]
     assert any((f.rule_id, f.reason) == (rule, reason) for f in evaluate(ev))
 
 
 def test_a_change_of_user_to_root_is_a_cred_event_after_a_known_uid(tmp_path: Path) -> None:
-    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), shmem=SHMEM)
+    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), memfd_devs=SHMEM)
     # A set*id call of a process never seen: the ids before it are unknown, no cred event.
     unknown = builder.build(_event(_syscall(117, "a0=0 a1=0 a2=0 a3=0", pid=7, uid=0), 7))[2]
     assert [e.kind for e in unknown] == ["syscall"] and builder.unknown_cred == 1
@@ -199,7 +199,7 @@ def test_a_change_of_user_to_root_is_a_cred_event_after_a_known_uid(tmp_path: Pa
 
 
 def test_a_failed_exec_is_counted_but_no_event(tmp_path: Path) -> None:
-    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), shmem=SHMEM)
+    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), memfd_devs=SHMEM)
     key, nr, events = builder.build(_event(_syscall(59, "a0=0 a1=0 a2=0 a3=0",
                                                     success="no"), 31337))
     assert key is not None and nr == 59 and events == []
@@ -414,13 +414,21 @@ def test_doctor_says_why_no_collector_can_run_and_the_fix(
 
 
 def test_exit_group_is_the_exit_event_and_not_a_counted_call(tmp_path: Path) -> None:
-    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), shmem=SHMEM)
+    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), memfd_devs=SHMEM)
     key, _nr, events = builder.build(_event(_syscall(231, "a0=0 a1=0 a2=0 a3=0"), 31337))
     assert key is None and [e.kind for e in events] == ["exit"]
     assert events[0].key == ProcessKey(31337, 0)
 
 
 def test_a_memfd_whose_fd_is_gone_does_not_get_an_invented_name(tmp_path: Path) -> None:
-    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), shmem=SHMEM)
+    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path), memfd_devs=SHMEM)
     [ev] = builder.build(_event(_syscall(319, "a0=7f00 a1=1 a2=0 a3=0"), 31337))[2]
     assert ev.strings[0] == "(name not logged by audit, fd already closed)"
+
+
+def test_a_hugetlb_memfd_is_anonymous_too(tmp_path: Path) -> None:
+    lines = [(k, t.replace("dev=00:01", "dev=00:11")) for k, t in MEMFD_EXEC]
+    builder = EventBuilder(NAMES, AUDIT_ARCH_X86_64, proc=str(tmp_path),
+                           memfd_devs=frozenset({(0, 1), (0, 0x11)}))
+    [ev] = builder.build(_event(lines, 31337))[2]
+    assert "anonymous file" in ev.flags

@@ -8,8 +8,8 @@ from /proc while the process still runs (each field says where it comes from):
   record of the process that finds it running; 0 when the process was already gone;
 - "cred" events (real uid/gid changed): the ids before the call are those of the process's
   previous record (its exec); a set*id call of a process never seen before gives none;
-- an anonymous executable (memfd): the exec's file lives on the kernel's internal shmem mount,
-  the device of a memfd fluxtui makes for comparison;
+- an anonymous executable (memfd): the exec's file lives on the kernel's internal shmem (or
+  hugetlbfs) mount, the device of memfds fluxtui makes for comparison;
 - a standard stream on an internet socket: /proc/PID/fd/0-2 at the time the record is read;
 - memfd_create's name: the link of the returned fd while it is open; mount paths: the PATH
   records. Module parameters are not logged by audit;
@@ -44,17 +44,21 @@ MEMFD_NAME_GONE = "(name not logged by audit, fd already closed)"
 REMEMBERED = 65536  # pids whose start time and ids are kept
 
 
-def shmem_device() -> tuple[int, int] | None:
-    """(major, minor) of the kernel's internal shmem mount, where memfds live."""
-    try:
-        fd = os.memfd_create("fluxtui-probe", os.MFD_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        dev = os.fstat(fd).st_dev
-    finally:
-        os.close(fd)
-    return os.major(dev), os.minor(dev)
+def memfd_devices() -> frozenset[tuple[int, int]]:
+    """(major, minor) of the kernel's internal mounts where memfds live: shmem, and hugetlbfs
+    for MFD_HUGETLB where the kernel has it."""
+    found = set()
+    for flags in (os.MFD_CLOEXEC, os.MFD_CLOEXEC | os.MFD_HUGETLB):
+        try:
+            fd = os.memfd_create("fluxtui-probe", flags)
+        except OSError:
+            continue
+        try:
+            dev = os.fstat(fd).st_dev
+        finally:
+            os.close(fd)
+        found.add((os.major(dev), os.minor(dev)))
+    return frozenset(found)
 
 
 def _device(text: str) -> tuple[int, int] | None:
@@ -92,11 +96,12 @@ class EventBuilder:
     """Turns audit events into KernelEvents; remembers per pid what later records need."""
 
     def __init__(self, names: dict[int, dict[int, str]], native_arch: int,
-                 proc: str = "/proc", shmem: tuple[int, int] | None = None) -> None:
+                 proc: str = "/proc",
+                 memfd_devs: frozenset[tuple[int, int]] | None = None) -> None:
         self._names = names  # arch -> nr -> name
         self._native = native_arch
         self._proc = proc
-        self._shmem = shmem if shmem is not None else shmem_device()
+        self._memfd_devs = memfd_devs if memfd_devs is not None else memfd_devices()
         self._cgroup_root = cgroup2_root(f"{proc}/self/mountinfo")
         self._known: OrderedDict[int, _Known] = OrderedDict()
         self.unknown_cred = 0  # set*id calls of processes whose ids before the call are unknown
@@ -227,8 +232,7 @@ class EventBuilder:
         if filename and not filename.startswith("/") and event.cwd:
             filename = os.path.join(event.cwd, filename)
         flags: list[str] = []
-        if exe.endswith(DELETED) and self._shmem is not None and \
-                _device(item0.get("dev", "")) == self._shmem:
+        if exe.endswith(DELETED) and _device(item0.get("dev", "")) in self._memfd_devs:
             flags.append(ANON_FILE)
         exe = exe.removesuffix(DELETED)
         flags += self._stdio_flags(pid)
