@@ -377,9 +377,12 @@ def test_rules_deleted_or_audit_turned_off_behind_fluxtuis_back_is_said_and_undo
     assert fluxtui_rules() == []
 
 
-def test_the_dashboard_removes_its_rules_on_sigterm(
-        initial_audit: tuple[int, int], audit_only_config: Path, tmp_path: Path) -> None:
-    """The Textual dashboard, in a real terminal (tmux), killed with SIGTERM (systemd, kill)."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_the_dashboard_removes_its_rules_on_sigterm_and_sighup(
+        initial_audit: tuple[int, int], audit_only_config: Path, tmp_path: Path,
+        sig: signal.Signals) -> None:
+    """The Textual dashboard, in a real terminal (tmux), ended with SIGTERM (systemd, kill) or
+    SIGHUP (its terminal went away)."""
     require(shutil.which("tmux") is not None, "tmux not installed")
     session = f"fluxtui-audit-{os.getpid()}"
     pid_file = tmp_path / "pid"
@@ -394,7 +397,7 @@ def test_the_dashboard_removes_its_rules_on_sigterm(
         pid = int(pid_file.read_text())
         wait_for(lambda: any(f"{KEY_PREFIX}{pid}:" in r for r in fluxtui_rules()),
                  "the dashboard's rules")
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the dashboard exited")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], stderr=subprocess.DEVNULL)
