@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -264,6 +265,11 @@ def run_tui(config: Config, privileged: bool, theme: str | None,
     from fluxtui.tui.app import FluxApp
 
     engine = Engine(config, build_components(config, privileged, interactive=True))
+    # SIGTERM and SIGHUP (the terminal went away) end the dashboard as SIGINT does
+    # (KeyboardInterrupt: the app unmounts and stops the engine), so collectors undo what they
+    # set up (the audit fallback's rules).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
     # The guard's responder answers the kernel from a thread; a shorter GIL switch interval
     # keeps a busy UI or engine thread from delaying an answer by up to 5 ms.
     sys.setswitchinterval(0.001)

@@ -47,6 +47,9 @@ class SyscallConfig:
     count_map_entries: int = field(default=0, metadata=_range(0, 16777216))
     count_map_fill_level: float = field(default=0.5, metadata=_range(0.05, 1.0))
     event_queue_limit: int = field(default=50000, metadata=_range(100, 1000000))
+    # auto: eBPF where it works, else the audit subsystem (collectors/audit.py)
+    collector: Literal["auto", "ebpf", "audit"] = "auto"
+    audit_enable: bool = False  # the audit fallback may turn audit on (and off again at exit)
 
 
 # Base weight of each syscall in a process's risk score (see fluxtui/detection/risk.py).

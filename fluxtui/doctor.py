@@ -77,13 +77,50 @@ def check_btf() -> Check:
                  "a kernel built with CONFIG_DEBUG_INFO_BTF=y")
 
 
-def check_syscall_capture() -> Check:
+def check_syscall_capture(config: Config) -> Check:
+    """eBPF's prerequisites; not required when the audit fallback may stand in (the "syscall
+    collector" check then says whether it can)."""
     from fluxtui.collectors.syscalls import unavailable_reason
 
     reason = unavailable_reason()
     if reason is None:
         return Check("syscall capture", True, "every prerequisite present")
-    return Check("syscall capture", False, reason, "see the checks above")
+    return Check("syscall capture", False, f"eBPF: {reason}", "see the checks above",
+                 required=config.syscalls.collector == "ebpf")
+
+
+def check_syscall_collector(config: Config) -> Check:
+    """Which syscall collector `syscalls.collector` would run here, and why."""
+    from fluxtui.collectors.audit_state import plan
+    from fluxtui.collectors.syscalls import unavailable_reason
+
+    sc = config.syscalls
+    name = "syscall collector"
+    if not sc.enabled:
+        return Check(name, True, "none: disabled in the configuration (syscalls.enabled: false)")
+    ebpf = None if sc.collector == "audit" else unavailable_reason()
+    if sc.collector != "audit" and ebpf is None:
+        extra = "" if sc.collector == "ebpf" else " (the audit fallback only if it fails to load)"
+        return Check(name, True, f"eBPF, syscalls.collector: {sc.collector}{extra}")
+    if sc.collector == "ebpf":
+        return Check(name, False, f"none: eBPF cannot run ({ebpf})",
+                     "see the checks above, or syscalls.collector: auto to fall back to audit")
+    audit, how = plan(sc.audit_enable)
+    if audit is None:
+        why = "" if ebpf is None else f"; eBPF cannot run: {ebpf}"
+        return Check(name, True, f"audit fallback (syscalls.collector: {sc.collector}{why}): "
+                     f"reads {how}; per-process syscall counts need eBPF")
+    fix = "sudo fluxtui"
+    if "disabled" in audit:
+        fix = "auditctl -e 1, or let fluxtui turn audit on: syscalls.audit_enable: true"
+    elif "locked" in audit:
+        fix = "audit rules are locked until reboot; boot without the rule `-e 2`"
+    elif "CONFIG_AUDIT" in audit or "x86_64" in audit:
+        fix = "eBPF (see the checks above): the audit fallback cannot run on this kernel"
+    if not audit.startswith("audit fallback"):
+        audit = f"audit fallback: {audit}"
+    detail = f"none: {audit}" if ebpf is None else f"none: eBPF: {ebpf}; {audit}"
+    return Check(name, False, detail, fix)
 
 
 def check_bpf_load() -> Check:
@@ -151,9 +188,12 @@ def check_journald() -> Check:
                  required=False)
 
 
-CHECKS: list[Callable[[], Check]] = [
+# Checks that read the configuration get it from run_doctor.
+NEEDS_CONFIG: tuple[Callable[[Config], Check], ...] = (check_syscall_capture,
+                                                       check_syscall_collector)
+CHECKS: list[Callable[..., Check]] = [
     check_root, check_bcc, check_headers, check_tracefs, check_btf, check_bpf_load,
-    check_syscall_capture, check_fanotify,
+    check_syscall_capture, check_syscall_collector, check_fanotify,
     check_sock_diag, check_journald,
 ]
 
@@ -170,9 +210,20 @@ def run_check(check: Callable[[], Check]) -> Check:
                      "sudo fluxtui doctor" if isinstance(exc, PermissionError) else "")
 
 
+def _bound(check: Callable[..., Check], config: Config) -> Callable[[], Check]:
+    if check not in NEEDS_CONFIG:
+        return check
+
+    def run() -> Check:
+        return check(config)
+
+    run.__name__ = check.__name__
+    return run
+
+
 def run_doctor(config: Config) -> int:
     print(f"fluxtui doctor (config: {config.source})")
-    results = [run_check(check) for check in CHECKS]
+    results = [run_check(_bound(check, config)) for check in CHECKS]
     width = max(len(r.name) for r in results)
     for result in results:
         mark = "ok     " if result.ok else "MISSING" if result.required else "absent "

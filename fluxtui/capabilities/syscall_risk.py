@@ -20,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from fluxtui.bus import EventBus
 from fluxtui.capabilities.lineage import ExeVerifier, Lineage
@@ -29,12 +30,8 @@ from fluxtui.capabilities.syscall_view import SyscallView
 from fluxtui.collectors.kernel_event import KernelEvent, boot_to_wall
 from fluxtui.collectors.procstat import CLOCK_TICKS, read_start_ticks
 from fluxtui.collectors.stdio_sockets import stdio_sockets
-from fluxtui.collectors.syscalls import (
-    ENTRY_BYTES,
-    CollectorUnavailable,
-    DropCounts,
-    SyscallCollector,
-)
+from fluxtui.collectors.syscall_source import make_collector
+from fluxtui.collectors.syscalls import CollectorUnavailable, DropCounts, SyscallCollector
 from fluxtui.component import TickContext
 from fluxtui.config import Config
 from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
@@ -89,15 +86,12 @@ class _Life:
 class SyscallCapture:
     name = "syscalls"
 
-    def __init__(self, config: Config, collector: SyscallCollector | None = None,
+    def __init__(self, config: Config, collector: SyscallCollector | Any = None,
                  proc: str = "/proc", verifier: ExeVerifier | None = None) -> None:
         self.config = config
         sc = config.syscalls
-        entries = sc.count_map_entries or max(
-            1024, sc.count_map_memory_mb * 1024 * 1024 // (2 * ENTRY_BYTES))
-        self.collector = collector or SyscallCollector(
-            ring_buffer_pages=sc.ring_buffer_pages, count_map_entries=entries,
-            event_queue_limit=sc.event_queue_limit, fill_level=sc.count_map_fill_level)
+        # syscalls.collector: eBPF, the audit fallback, or auto (syscall_source.py)
+        self.collector: Any = collector or make_collector(sc)
         self._state = ComponentState.STOPPED
         self._reason = ""
         self._warning = ""
@@ -171,6 +165,10 @@ class SyscallCapture:
         if self._state is not ComponentState.RUNNING:
             return ComponentStatus(self.name, self._state, self._reason)
         d = self._dropped
+        if not getattr(self.collector, "counts_syscalls", True):  # the audit fallback
+            detail = (f"audit fallback · {self.collector.describe()} · lost {d.events_lost} "
+                      f"events · own pid {self.collector.self_pid} untraced")
+            return ComponentStatus(self.name, self._state, "", detail, drops=d.by_kind())
         detail = (f"{self._rate:,.0f} syscalls/s · dropped {d.syscalls_lost} calls, "
                   f"{d.events_lost} events · own pid {self.collector.self_pid} untraced")
         if self.collector.early_drains:
@@ -222,7 +220,7 @@ class SyscallCapture:
         self._dropped = drain.dropped_total
 
         last: dict[ProcessKey, tuple[tuple[str, int], ...]] = {}
-        for key in tick.processes:
+        for key in tick.processes if getattr(self.collector, "counts_syscalls", True) else ():
             named = counts.get(key, {})
             last[key] = _sorted_counts(named)
             tick.annotate(key, syscalls_per_s=sum(named.values()) / window,
