@@ -84,7 +84,8 @@ def process_entry(row: ProcessRow) -> dict[str, Any]:
         "syscalls": {"per_s": row.syscalls_per_s, "counts": dict(row.syscall_counts)},
         "network": {"connections": row.connections, "rx_bytes_per_s": row.net_rx_per_s,
                     "tx_bytes_per_s": row.net_tx_per_s},
-        "container": {"id": row.container},
+        "container": {**row.container_identity.to_ecs().get("container", {}),
+                      "state": row.container_identity.state},
     }
 
 
@@ -149,6 +150,9 @@ def process_exit_document(exit_: ProcessExit) -> dict[str, Any]:
             "alerts": list(exit_.alerts),
         }},
     }
+    where = life.container.to_ecs()
+    doc["fluxtui"].update(where.pop("fluxtui"))
+    doc.update(where)
     if exit_.technique_id:
         doc["threat"] = {"framework": "MITRE ATT&CK",
                          "technique": {"id": exit_.technique_id, "name": exit_.technique_name}}

@@ -17,9 +17,11 @@ Nothing here imports textual.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import struct
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from fluxtui.collectors.bpf_loader import compile_program
@@ -30,7 +32,8 @@ FX_CG_MKDIR, FX_CG_RMDIR = 1, 2
 FX_SETUP_BEGIN, FX_SETUP_FORK, FX_SETUP_KEEP, FX_SETUP_END = 3, 4, 5, 6
 SETUP_KINDS = {FX_SETUP_BEGIN: "begin", FX_SETUP_FORK: "fork", FX_SETUP_KEEP: "keep",
                FX_SETUP_END: "end"}
-MAX_RUNTIMES = 64  # size of the kernel's map of runtime executables
+MAX_RUNTIMES = 64
+log = logging.getLogger(__name__)  # size of the kernel's map of runtime executables
 
 BTF_MEMBERS = {
     "task_group_leader": ("task_struct", "group_leader"),
@@ -103,9 +106,14 @@ def decode(raw: bytes) -> ContainerTraceEvent | None:
 
 
 class ContainerTrace:
-    """The loaded program. `drain` returns what happened since the last call, oldest first."""
+    """The loaded program. A thread of its own reads the buffer as events come: each cgroup
+    change goes to `on_cgroup` at once (a container's name is read while its runtime's state
+    still has it); `drain` returns the set-up changes since the last call, oldest first, after
+    reading what is left in the buffer."""
 
-    def __init__(self, ring_pages: int = 64) -> None:
+    POLL_MS = 100
+
+    def __init__(self, on_cgroup: Callable[[CgroupChange], object], ring_pages: int = 64) -> None:
         if os.geteuid() != 0:
             raise TraceUnavailable("the container trace needs root")
         try:
@@ -122,10 +130,25 @@ class ContainerTrace:
         for name, offset in offsets.items():
             setattr(cfg, name, offset)
         cfg.ns_per_tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-        self._pending: list[ContainerTraceEvent] = []
+        self._on_cgroup = on_cgroup
+        self._pending: list[SetupChange] = []
         self.malformed = 0
+        self.callback_errors = 0
+        self._lock = threading.Lock()  # the ring buffer is read by one thread at a time
+        self._stop = threading.Event()
         self._bpf[b"config"][ctypes.c_int(0)] = cfg
         self._bpf[b"events"].open_ring_buffer(self._on_event)
+        self._poller = threading.Thread(target=self._poll, name="fluxtui-containers",
+                                        daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self._bpf.ring_buffer_poll(timeout=self.POLL_MS)
+            self._stop.wait(0.005)  # let drain() take the lock
 
     def set_runtimes(self, files: Iterable[os.stat_result]) -> None:
         """The executables whose exec begins a runtime's set-up: verified by the caller."""
@@ -142,12 +165,19 @@ class ContainerTrace:
         event = decode(ctypes.string_at(data, size))  # copied out: the slot is reused
         if event is None:
             self.malformed += 1
+        elif isinstance(event, CgroupChange):
+            try:
+                self._on_cgroup(event)
+            except Exception:  # a bad state file must not stop the trace
+                self.callback_errors += 1
+                log.exception("container trace: cgroup change not handled")
         else:
             self._pending.append(event)
 
-    def drain(self) -> list[ContainerTraceEvent]:
-        self._bpf.ring_buffer_consume()
-        out, self._pending = self._pending, []
+    def drain(self) -> list[SetupChange]:
+        with self._lock:
+            self._bpf.ring_buffer_consume()
+            out, self._pending = self._pending, []
         return out
 
     @property
@@ -156,4 +186,10 @@ class ContainerTrace:
         return int(self._bpf[b"dropped"][ctypes.c_int(0)].value)
 
     def close(self) -> None:
-        self._bpf.cleanup()
+        self._stop.set()
+        self._poller.join(timeout=2 * self.POLL_MS / 1000 + 1)
+        with self._lock:
+            if self._poller.is_alive():
+                log.warning("container trace poller did not stop; BPF object not cleaned up")
+                return
+            self._bpf.cleanup()

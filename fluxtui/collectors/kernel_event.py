@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluxtui.ecs import iso_time
-from fluxtui.events import ProcessKey
+from fluxtui.events import ContainerIdentity, ProcessKey
 
 
 def text(raw: bytes) -> str:
@@ -53,6 +53,8 @@ class KernelEvent:
     parent_start_ticks: int = 0
     parent_exe: str = ""
     parent_flags: tuple[str, ...] = ()
+    # Where it happened, resolved from cgroup_id when the event was handled (None: not resolved).
+    container: ContainerIdentity | None = None
 
     @property
     def parent_key(self) -> ProcessKey | None:
@@ -103,7 +105,7 @@ class KernelEvent:
         elif self.kind in ("syscall", "cred"):
             fluxtui["syscall"] = {"name": self.syscall, "nr": self.nr, "args": list(self.args),
                                   "strings": [s for s in self.strings if s]}
-        return {
+        doc: dict[str, Any] = {
             "@timestamp": iso_time(self.timestamp),
             "event": {"kind": "event", "module": "fluxtui", "dataset": "fluxtui.syscalls",
                       "category": ["process"], "type": types, "action": action},
@@ -111,6 +113,11 @@ class KernelEvent:
             "process": process,
             "fluxtui": fluxtui,
         }
+        if self.container is not None:
+            where = self.container.to_ecs()
+            fluxtui.update(where.pop("fluxtui"))
+            doc.update(where)
+        return doc
 
 
 PTRACE_REQUESTS = {
