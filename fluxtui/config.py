@@ -130,7 +130,8 @@ DEFAULT_SANDBOXES = (
 DEFAULT_CONTAINER_RUNTIMES = (
     "/usr/sbin/runc", "/usr/bin/runc", "/usr/bin/crun", "/usr/bin/conmon",
     "/usr/libexec/podman/conmon", "/usr/bin/containerd-shim-runc-v2",
-    "/usr/bin/containerd-shim", "/usr/bin/containerd",
+    "/usr/bin/containerd-shim", "/usr/bin/containerd", "/usr/sbin/dockerd", "/usr/bin/dockerd",
+    "/usr/bin/podman",
 )
 
 

@@ -33,6 +33,7 @@ class ContainerWatch:
         self._trace: ContainerTrace | None = None
         self._reason = "not started"
         self.verified_runtimes: list[str] = []
+        self.ready = threading.Event()  # runtime executables verified and handed to the kernel
 
     def start(self) -> None:
         """Load the trace and walk the cgroup tree once; without the trace, containers are
@@ -66,10 +67,36 @@ class ContainerWatch:
         if trace is not None:
             try:
                 trace.set_runtimes(found.values())
+                for key in self._running_runtimes(set(found)):
+                    trace.mark_setup(key.pid)
+                    self.setup.seed(key)
             except Exception:  # the trace closed meanwhile
                 log.debug("runtime executables not set", exc_info=True)
                 return
         self.verified_runtimes = verified
+        self.ready.set()
+
+    def _running_runtimes(self, files: set[tuple[int, int]]) -> list[ProcessKey]:
+        """Runtime daemons started before the trace (dockerd, containerd, shims): by the device
+        and inode of their executable, outside containers."""
+        found = []
+        for entry in os.scandir(self._proc):
+            if not entry.name.isdigit():
+                continue
+            try:
+                st = os.stat(f"{entry.path}/exe")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in files:
+                continue
+            pid = int(entry.name)
+            start = read_start_ticks(pid, self._proc)
+            if start is None:
+                continue
+            key = ProcessKey(pid, start)
+            if self.resolver.of_process(key).state == "host":
+                found.append(key)
+        return found
 
     def stop(self) -> None:
         trace, self._trace = self._trace, None

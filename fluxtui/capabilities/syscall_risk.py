@@ -115,7 +115,9 @@ class SyscallCapture:
         self.watch = ContainerWatch(self.containers, self.verifier, rules.container_runtimes)
         self.lineage = Lineage(self.verifier.verified, rules.wrappers, proc)
         self.filter = RuleFilter(rules)
-        self._shell_parents = frozenset(rules.shell_parents)
+        # A container runtime starts the entrypoint (often a shell): its job, when verified.
+        self._shell_parents = frozenset(rules.shell_parents) | frozenset(
+            rules.container_runtimes)
         self._sandboxes = frozenset(rules.sandboxes)
         self._stdio = StdioWatch(proc)
         # Processes whose latest exec gave them root through the set-user-ID bit of a verified

@@ -147,7 +147,11 @@ class ContainerTrace:
             with self._lock:
                 if self._stop.is_set():
                     return
-                self._bpf.ring_buffer_poll(timeout=self.POLL_MS)
+                try:
+                    self._bpf.ring_buffer_poll(timeout=self.POLL_MS)
+                except Exception:
+                    log.exception("container trace: ring buffer poll failed")
+                    self._stop.wait(0.5)
             self._stop.wait(0.005)  # let drain() take the lock
 
     def set_runtimes(self, files: Iterable[os.stat_result]) -> None:

@@ -64,6 +64,10 @@ class RuntimeSetup:
             self._active.clear()  # bounded; a lost mark errs on the side of an alert
             self._pending.clear()
 
+    def seed(self, key: ProcessKey) -> None:
+        """A runtime process found running at start (the kernel was told too)."""
+        self._active.add(key)
+
     def on_exec(self, key: ProcessKey, anonymous: bool) -> None:
         """The exec event of `key` in the syscall stream: applies the kernel's verdict on it."""
         queue = self._pending.get(key)

@@ -357,7 +357,8 @@ PROC_SYS_CRITICAL = {
     "/proc/sysrq-trigger": "crashes, reboots or freezes the host",
     "/proc/sys/kernel/hotplug": "runs a program as root on the host at the next device event",
 }
-MOUNT_CGROUP_V1 = "cgroup"  # the fs type of a v1 hierarchy: its release_agent runs on the host
+MOUNT_CGROUP_V1 = "cgroup"
+MS_BIND = 0x1000  # the fs type of a v1 hierarchy: its release_agent runs on the host
 
 
 def _in_container(ev: KernelEvent, ctx: EventContext, title: str, reason: str, points: float,
@@ -384,7 +385,7 @@ def rule_container_escape(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
             return _in_container(ev, ctx, "Cgroup v1 hierarchy mounted in a container",
                                  f"{what}: its release_agent runs a program on the host", 60,
                                  Severity.CRITICAL)
-        if source.startswith("/dev/"):
+        if source.startswith("/dev/") and not ev.args[3] & MS_BIND:
             return _in_container(ev, ctx, "Host block device mounted in a container",
                                  f"{what}: the host's file system", 60, Severity.CRITICAL)
         return _in_container(ev, ctx, "Mount inside a container", what, 40, Severity.HIGH)
