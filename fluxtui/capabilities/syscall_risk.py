@@ -46,6 +46,7 @@ from fluxtui.detection.syscall_rules import (
     stdio_socket_finding,
 )
 from fluxtui.events import (
+    HOST,
     UNKNOWN,
     Alert,
     ComponentState,
@@ -252,12 +253,16 @@ class SyscallCapture:
         findings += self._check_stdio(tick)
         final = self._finalize(tick, exited, {e.key: e.timestamp for e in drain.events
                                               if e.kind == "exit"})
-        # The runtime's set-up adds no risk: its namespace, mount and credential calls are
-        # left out of the mix its processes are scored on (the totals keep them).
+        # The runtime's set-up adds no risk: a process in set-up all tick long is left out of
+        # the mix the scorer reads; one that exec'd its container's entrypoint this tick loses
+        # the set-up's calls (the totals and the detail view keep everything).
         for key in self.watch.setup.new_tick():
-            if key in counts:
-                counts[key] = {n: c for n, c in counts[key].items()
-                               if n not in SETUP_SYSCALLS}
+            if key not in counts:
+                continue
+            if self.watch.setup.active(key):
+                counts[key] = {}
+            else:
+                counts[key] = {n: c for n, c in counts[key].items() if n not in SETUP_SYSCALLS}
 
         tick.set_view(self.name, SyscallView(
             window_s=window, counts=counts, bigrams=bigrams, findings=tuple(findings),
@@ -347,7 +352,7 @@ class SyscallCapture:
                 self._maybe_alert(finding, event.timestamp, event.name, tick, where)
         return findings, exited
 
-    def _context(self, event: KernelEvent, where: ContainerIdentity) -> EventContext:
+    def _context(self, event: KernelEvent, where: ContainerIdentity = HOST) -> EventContext:
         setup = self.watch.setup.active(event.key)
         if setup:
             if event.kind == "exec":
@@ -444,7 +449,7 @@ class SyscallCapture:
 
     @staticmethod
     def _alert(finding: Finding, when: float, name: str, tick: TickContext,
-               where: ContainerIdentity) -> Alert:
+               where: ContainerIdentity = UNKNOWN) -> Alert:
         row = tick.processes.get(finding.key)
         assert finding.severity is not None
         return Alert(

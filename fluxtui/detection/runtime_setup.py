@@ -28,7 +28,8 @@ SETUP_SYSCALLS = frozenset({
     "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen", "fsmount",
     "move_mount", "open_tree", "mount_setattr", "capset", "setuid", "setgid", "setresuid",
     "setresgid", "setreuid", "setregid", "setgroups", "prctl", "clone", "clone3", "execve",
-    "execveat", "memfd_create", "keyctl", "sethostname", "setdomainname", "seccomp",
+    "execveat", "memfd_create", "keyctl", "sethostname", "setdomainname", "seccomp", "openat",
+    "open", "bpf",
 })
 MAX_TRACKED = 16384
 
