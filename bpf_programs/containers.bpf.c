@@ -22,7 +22,7 @@ enum {
     FX_CG_RMDIR = 2,
     FX_SETUP_BEGIN = 3,     /* exec of a verified runtime executable */
     FX_SETUP_FORK = 4,      /* forked by a process in set-up */
-    FX_SETUP_KEEP = 5,      /* exec of an unlinked file by a process in set-up */
+    FX_SETUP_KEEP = 5,      /* exec of an unlinked file or a runtime by a process in set-up */
     FX_SETUP_END = 6,       /* any other exec by a process in set-up */
 };
 
@@ -162,12 +162,19 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     key.dev = rd32(rd64(inode, cfg->inode_i_sb), cfg->sb_s_dev);
     key.ino = rd64(inode, cfg->inode_i_ino);
     u8 one = 1;
+    u8 *already = setup.lookup(&tgid);
     if (runtimes.lookup(&key)) {
+        /* A runtime re-executing itself while in set-up (runc init) goes on with it, wherever
+         * its cgroup already is; only a fresh start is judged by where it came from. */
+        if (already) {
+            send(FX_SETUP_KEEP, tgid, start_ticks_of(cfg, task), 0);
+            return 0;
+        }
         setup.update(&tgid, &one);
         send(FX_SETUP_BEGIN, tgid, start_ticks_of(cfg, task), 0);
         return 0;
     }
-    if (!setup.lookup(&tgid))
+    if (!already)
         return 0;
     if (rd32(inode, cfg->inode_i_nlink) == 0) {
         send(FX_SETUP_KEEP, tgid, start_ticks_of(cfg, task), 0);
