@@ -38,6 +38,10 @@ struct fx_cg_config {
     u32 inode_i_sb;
     u32 inode_i_nlink;
     u32 sb_s_dev;
+    u32 task_nsproxy;
+    u32 nsproxy_mnt_ns;
+    u32 mnt_ns_inum;        /* mnt_namespace.ns.inum */
+    u32 host_mnt_ns;        /* inode number of fluxtui's own mount namespace */
 };
 
 struct fx_cg_event {
@@ -163,6 +167,16 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     key.ino = rd64(inode, cfg->inode_i_ino);
     u8 one = 1;
     u8 *already = setup.lookup(&tgid);
+    /* An exec in another mount namespace than the host's is the entrypoint's: runc has
+     * pivoted into the container's root (or joined it, for `docker exec`). It ends the set-up,
+     * whatever the file is (a host runc mounted into the container included). */
+    u64 mnt_ns = rd64(rd64(task, cfg->task_nsproxy), cfg->nsproxy_mnt_ns);
+    bool host_ns = mnt_ns && rd32(mnt_ns, cfg->mnt_ns_inum) == cfg->host_mnt_ns;
+    if (already && !host_ns) {
+        setup.delete(&tgid);
+        send(FX_SETUP_END, tgid, start_ticks_of(cfg, task), 0);
+        return 0;
+    }
     if (runtimes.lookup(&key)) {
         /* A runtime re-executing itself while in set-up (runc init) goes on with it, wherever
          * its cgroup already is; only a fresh start is judged by where it came from. */

@@ -32,6 +32,7 @@ def test_runc_from_exec_to_the_entrypoint() -> None:
     assert not setup.active(INIT)
     assert setup.active(RUNC)
     assert INIT in setup.new_tick()  # its set-up calls this tick are left out of its risk
+    assert RUNC in setup.new_tick()  # still in set-up: carried over to the next tick
     assert INIT not in setup.new_tick()
     setup.exited(RUNC)
     assert not setup.active(RUNC)
@@ -57,6 +58,18 @@ def test_a_runtime_exec_from_inside_a_container_is_not_exempt() -> None:
     setup.on_exec(RUNC, anonymous=True)
     assert not setup.active(RUNC) and not setup.active(INIT)
     assert setup.refused == 1
+
+
+def test_a_set_up_that_spans_ticks_is_covered_in_the_tick_it_ends() -> None:
+    setup = RuntimeSetup()
+    setup.kernel(change("fork", INIT, RUNC.pid), inside_container=False)
+    assert INIT in setup.new_tick()
+    setup.on_exec(INIT, anonymous=False)  # the entrypoint, one tick later
+    assert INIT in setup.new_tick()
+    setup.kernel(change("fork", SHIM, RUNC.pid), inside_container=False)
+    setup.new_tick()
+    setup.exited(SHIM)  # exits in set-up the next tick
+    assert SHIM in setup.new_tick()
 
 
 def test_daemons_found_at_start_and_their_forks() -> None:

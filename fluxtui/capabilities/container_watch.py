@@ -47,8 +47,9 @@ class ContainerWatch:
             self.resolver.index.live = True
             self._reason = ""
         self.resolver.index.scan()
-        threading.Thread(target=self._verify_runtimes, name="fluxtui-runtimes",
-                         daemon=True).start()
+        # Before the first tick: a container started right after fluxtui is judged with its
+        # runtime known (a package-database lookup and a hash per runtime, cached).
+        self._verify_runtimes()
 
     def _verify_runtimes(self) -> None:
         found: dict[tuple[int, int], os.stat_result] = {}

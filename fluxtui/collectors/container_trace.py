@@ -46,12 +46,15 @@ BTF_MEMBERS = {
     "inode_i_sb": ("inode", "i_sb"),
     "inode_i_nlink": ("inode", "__i_nlink"),
     "sb_s_dev": ("super_block", "s_dev"),
+    "task_nsproxy": ("task_struct", "nsproxy"),
+    "nsproxy_mnt_ns": ("nsproxy", "mnt_ns"),
 }
 
 
 class CgConfig(ctypes.Structure):
     _fields_ = [("ns_per_tick", ctypes.c_uint64),
-                *[(name, ctypes.c_uint32) for name in BTF_MEMBERS]]
+                *[(name, ctypes.c_uint32) for name in BTF_MEMBERS],
+                ("mnt_ns_inum", ctypes.c_uint32), ("host_mnt_ns", ctypes.c_uint32)]
 
 
 class CgEventC(ctypes.Structure):
@@ -119,6 +122,8 @@ class ContainerTrace:
         try:
             btf = Btf.load()
             offsets = {name: btf.member_offset(*where) for name, where in BTF_MEMBERS.items()}
+            offsets["mnt_ns_inum"] = (btf.member_offset("mnt_namespace", "ns")
+                                      + btf.member_offset("ns_common", "inum"))
         except (OSError, ValueError, KeyError, struct.error) as exc:
             raise TraceUnavailable(f"kernel BTF unusable: {exc}") from None
         cflags = [f"-DRING_PAGES={ring_pages}", "-w"]
@@ -129,6 +134,7 @@ class ContainerTrace:
         cfg = CgConfig()
         for name, offset in offsets.items():
             setattr(cfg, name, offset)
+        cfg.host_mnt_ns = os.stat("/proc/self/ns/mnt").st_ino
         cfg.ns_per_tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
         self._on_cgroup = on_cgroup
         self._pending: list[SetupChange] = []

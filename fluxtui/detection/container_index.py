@@ -135,7 +135,8 @@ class ContainerResolver:
         return identity
 
     def _identify(self, path: str) -> ContainerIdentity:
-        found = parse_cgroup_path(path) or self.names.containerd(path)
+        found = (parse_cgroup_path(path) or self.names.containerd(path)
+                 or self.names.docker_elsewhere(path))
         if found is None:
             return HOST
         if found.name:

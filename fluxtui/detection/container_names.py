@@ -5,6 +5,8 @@ call to a runtime's API (a slow or hung daemon must not stall the collectors).
               when the container is created, before it starts
   Podman      <storage root>/overlay-containers/containers.json, "names" of the entry whose
               "id" is the container's (containers/storage's own record, written at create)
+  Docker      a container under another parent (`--cgroup-parent`): its cgroup is its bare id,
+              known as docker's by the state above
   containerd  plain containerd (`ctr run`) names no container in its cgroup path beyond
               `/<namespace>/<id>`; a live task of it has the directory
               <state>/io.containerd.runtime.v2.task/<namespace>/<id>
@@ -23,6 +25,7 @@ from pathlib import Path
 from fluxtui.events import ContainerIdentity
 
 MAX_STATE_BYTES = 8 << 20  # a state file larger than this is not read (a hostile or broken one)
+_FULL_ID = re.compile(r"^[0-9a-f]{64}$")
 _CONTAINERD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,75}$")  # containerd's identifiers
 
 
@@ -54,6 +57,16 @@ class ContainerNames:
             return None
         return ContainerIdentity("containerd", container_id, name=container_id,
                                  namespace=namespace, cgroup=cgroup_path)
+
+    def docker_elsewhere(self, cgroup_path: str) -> ContainerIdentity | None:
+        """A docker container put under another cgroup (`--cgroup-parent`): its cgroup is its
+        full id, which docker's state on disk knows."""
+        last = cgroup_path.rstrip("/").rsplit("/", 1)[-1]
+        if not _FULL_ID.match(last):
+            return None
+        if not (self.docker_root / "containers" / last).is_dir():
+            return None
+        return ContainerIdentity("docker", last, name=self._docker(last), cgroup=cgroup_path)
 
     def _docker(self, container_id: str) -> str:
         data = _read_json(self.docker_root / "containers" / container_id / "config.v2.json")

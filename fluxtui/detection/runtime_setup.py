@@ -6,9 +6,12 @@ credentials before they exec the container's entrypoint: their job, not an escap
 that fluxtui verified (package-owned, unmodified; matched by device and inode, so neither a
 name, nor a path in another mount namespace, nor a copy passes), and every process such a
 process forks. An exec of an unlinked file keeps the mark (runc re-executes itself from a
-memfd); any other exec ends it: the exec of the entrypoint into the container's root file
-system. The kernel sends each change (`SetupChange`); this tracker replays them in the order of
-the syscall stream, so the entrypoint's exec event ends the set-up exactly where it happened.
+memfd), and so does a runtime re-executing itself, while the process is still in the host's
+mount namespace; any other exec ends it, and so does any exec in another mount namespace: the
+entrypoint's, into the container's root file system (even when the entrypoint is a host runc
+mounted into the container). The kernel sends each change (`SetupChange`); this tracker
+replays them in the order of the syscall stream, so the entrypoint's exec event ends the set-up
+exactly where it happened.
 
 A runtime exec by a process that is already inside a container does not begin a set-up (an
 escaped workload, or a host path mounted into the container, could exec the real runc); nor do
@@ -95,5 +98,6 @@ class RuntimeSetup:
 
     def new_tick(self) -> set[ProcessKey]:
         """The processes in set-up at some point since the last call (and those still in it)."""
-        seen, self.seen_this_tick = self.seen_this_tick | self._active, set()
+        # Those in set-up now carry over: a set-up that ends or exits next tick is covered.
+        seen, self.seen_this_tick = self.seen_this_tick | self._active, set(self._active)
         return seen
