@@ -24,11 +24,14 @@ test_only=(
     prometheus         # tests/test_prometheus_server.py: a real Prometheus scrapes fluxtui
     systemd            # tests/test_service_unit.py: systemd-analyze verify / security --offline
     gdb curl perl util-linux procps  # demo/ scenarios of `fluxtui evaluate` (tests/test_evaluation_*.py)
+    # tests/test_containers_runtime.py and the container scenarios of demo/: a real Docker and
+    # Podman; busybox-static is the root file system of the test image (imported, no registry).
+    # The tests start dockerd when it is not running (tests/container_support.py).
+    docker.io podman busybox-static
 )
 # More test-only tools go here, each with the test that uses it, when such a test lands:
-# docker.io or podman (container tests), auditd (audit tests), chromium (page screenshots),
-# openssh-server (a login workload), busybox-static (a shell in a container image). No test uses
-# them yet, so none is installed.
+# auditd (audit tests), chromium (page screenshots), openssh-server (a login workload). No test
+# uses them yet, so none is installed.
 bash "$here/apt_install.sh" "${test_only[@]}"
 
 # Debian enables the packaged Prometheus service; tests start their own on loopback.

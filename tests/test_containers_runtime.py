@@ -173,6 +173,7 @@ def test_ten_plain_starts_raise_nothing_and_add_no_risk(watch: Watch, docker: tu
                                                         tmp_path: Path) -> None:
     """runc's unshare, mounts and pivot_root before each entrypoint: no alert, no risk, for
     the containers' processes and the runtime's."""
+    first = len(watch.events)  # what earlier tests' containers did is not this test's
     cids = []
     for i in range(10):
         cidfile = tmp_path / f"{i}.cid"
@@ -181,7 +182,7 @@ def test_ten_plain_starts_raise_nothing_and_add_no_risk(watch: Watch, docker: tu
         cids.append(cidfile.read_text().strip())
 
     def involved() -> set[ProcessKey]:
-        return {e.key for e in watch.events
+        return {e.key for e in watch.events[first:]
                 if (e.container is not None and e.container.id in cids)
                 or (e.kind == "exec" and e.exe in RUNTIME_EXES)}
 
@@ -266,3 +267,28 @@ def test_the_real_runc_run_inside_a_container_is_not_exempt(watch: Watch,
     assert "runc version" in done.stdout, done.stderr
     watch.until(lambda: watch.capture.watch.setup.refused > before,
                 "the runtime exec from inside the container refused")
+
+
+def test_the_evaluation_runs_the_container_pair(docker: tuple[str, ...],
+                                                tmp_path: Path) -> None:
+    """`fluxtui evaluate`'s container scenarios: the escape attempt is detected on the
+    scenario's own container (started under its cgroup), the plain starts raise nothing."""
+    import io
+    import json
+
+    from fluxtui.evaluation.command import run_evaluate
+    from tests.test_evaluation_sandbox import require_cgroup2
+
+    require_bcc()
+    require_cgroup2()
+    target = tmp_path / "evaluation.json"
+    out, err = io.StringIO(), io.StringIO()
+    rc = run_evaluate(Config(), ["container-mount-escape", "container-plain-start"],
+                      str(target), training_runs=0, out=out, err=err)
+    assert rc == 0, err.getvalue()
+    by_name = {s["name"]: s for s in json.loads(target.read_text())["scenarios"]}
+    escape, plain = by_name["container-mount-escape"], by_name["container-plain-start"]
+    assert escape["status"] == plain["status"] == "ok", (escape, plain)
+    assert any(a["rule_id"] == ESCAPE and a["role"] == "actor" for a in escape["alerts"]), \
+        escape["alerts"]
+    assert [a for a in plain["alerts"] if a["role"] == "actor"] == [], plain["alerts"]
