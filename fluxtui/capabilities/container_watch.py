@@ -47,9 +47,11 @@ class ContainerWatch:
             self.resolver.index.live = True
             self._reason = ""
         self.resolver.index.scan()
-        # Before the first tick: a container started right after fluxtui is judged with its
-        # runtime known (a package-database lookup and a hash per runtime, cached).
-        self._verify_runtimes()
+        # A package-database lookup and a hash per runtime: seconds on a busy machine, so on a
+        # thread of its own (the dashboard's first frame does not wait). Until it is done
+        # (`ready`), a container's set-up is judged like anything else.
+        threading.Thread(target=self._verify_runtimes, name="fluxtui-runtimes",
+                         daemon=True).start()
 
     def _verify_runtimes(self) -> None:
         found: dict[tuple[int, int], os.stat_result] = {}
@@ -108,6 +110,8 @@ class ContainerWatch:
     def note(self) -> str:
         if self._trace is None:
             return f"no kernel feed ({self._reason}); runtime set-up not told apart"
+        if not self.ready.is_set():
+            return "verifying the runtime executables"
         index = self.resolver.index
         refused = f", {self.setup.refused} runtime execs from inside containers not exempt" \
             if self.setup.refused else ""
