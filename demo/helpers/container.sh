@@ -18,6 +18,19 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     tar -C "$root" -c . | docker import - "$IMAGE" >/dev/null
 fi
 PARENT=$(sed -n 's/^0:://p' /proc/self/cgroup)
+# Docker creates the parent in each cgroup v1 hierarchy too (a hybrid machine); those empty
+# directories are removed again on exit, up to (never including) each hierarchy's root.
+remove_v1_parents() {
+    local mnt dir
+    while read -r mnt; do
+        dir=$mnt$PARENT
+        while [ "$dir" != "$mnt" ] && [ "${#dir}" -gt "${#mnt}" ]; do
+            rmdir "$dir" 2>/dev/null || break
+            dir=$(dirname "$dir")
+        done
+    done < <(awk '$3 == "cgroup" {print $2}' /proc/self/mounts)
+}
+trap 'stop_support; remove_v1_parents' EXIT
 # container_run ARGS...: docker run --rm under this scenario's cgroup.
 container_run() {
     docker run --rm --cgroup-parent "$PARENT" "$@"
