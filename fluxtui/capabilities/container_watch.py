@@ -67,17 +67,17 @@ class ContainerWatch:
             found[(st.st_dev, st.st_ino)] = st
             verified.append(path)
         trace = self._trace
-        if trace is not None:
-            try:
+        try:
+            if trace is not None:
                 trace.set_runtimes(found.values())
                 for key in self._running_runtimes(set(found)):
                     trace.mark_setup(key.pid)
                     self.setup.seed(key)
-            except Exception:  # the trace closed meanwhile
-                log.debug("runtime executables not set", exc_info=True)
-                return
-        self.verified_runtimes = verified
-        self.ready.set()
+            self.verified_runtimes = verified
+        except Exception:  # the trace closed meanwhile, or a map update failed
+            log.warning("runtime executables not handed to the kernel", exc_info=True)
+        finally:
+            self.ready.set()
 
     def _running_runtimes(self, files: set[tuple[int, int]]) -> list[ProcessKey]:
         """Runtime daemons started before the trace (dockerd, containerd, shims): by the device
