@@ -130,6 +130,17 @@ DEFAULT_SANDBOXES = (
 )
 
 
+# Container runtimes: what a process does after exec'ing one of these (verified: package-owned,
+# unmodified; matched in the kernel by device and inode) and before it execs the container's
+# entrypoint is the runtime's set-up, not an alert (fluxtui/detection/runtime_setup.py).
+DEFAULT_CONTAINER_RUNTIMES = (
+    "/usr/sbin/runc", "/usr/bin/runc", "/usr/bin/crun", "/usr/bin/conmon",
+    "/usr/libexec/podman/conmon", "/usr/bin/containerd-shim-runc-v2",
+    "/usr/bin/containerd-shim", "/usr/bin/containerd", "/usr/sbin/dockerd", "/usr/bin/dockerd",
+    "/usr/bin/podman",
+)
+
+
 @dataclass(frozen=True)
 class RulesConfig:
     disabled: list[str] = field(default_factory=list)
@@ -137,6 +148,8 @@ class RulesConfig:
     shell_parents: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL_PARENTS))
     wrappers: list[str] = field(default_factory=lambda: list(DEFAULT_WRAPPERS))
     sandboxes: list[str] = field(default_factory=lambda: list(DEFAULT_SANDBOXES))
+    container_runtimes: list[str] = field(
+        default_factory=lambda: list(DEFAULT_CONTAINER_RUNTIMES))
 
 
 @dataclass(frozen=True)

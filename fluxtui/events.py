@@ -87,6 +87,62 @@ class SystemMetrics:
 
 
 @dataclass(frozen=True)
+class ContainerIdentity:
+    """Where a process runs: a container as its runtime names it, or one of the two values
+    `HOST` (no container) and `UNKNOWN` (not known yet, or not knowable: the process was gone
+    before its cgroup could be read). Full ids, never shortened; `name` from the runtime's
+    state on disk ("" when it records none)."""
+
+    runtime: str  # docker, podman, containerd, cri-o, kubernetes; "host"; "unknown"
+    id: str = ""  # 64 hex digits, or plain containerd's own id; "" for a pod's own cgroup
+    name: str = ""
+    pod_uid: str = ""  # Kubernetes pod UID with dashes
+    namespace: str = ""  # plain containerd's namespace
+    cgroup: str = field(default="", compare=False)  # the cgroup path it was read from
+
+    @property
+    def state(self) -> str:
+        """host, unknown or container."""
+        return self.runtime if self.runtime in ("host", "unknown") else "container"
+
+    @property
+    def is_container(self) -> bool:
+        return self.state == "container"
+
+    @property
+    def label(self) -> str:
+        """The table's short form: runtime and name (or the id's first 12 digits)."""
+        if not self.is_container:
+            return self.runtime
+        if self.name:
+            return f"{self.runtime}:{self.name}"
+        if self.id:
+            return f"{self.runtime}:{self.id[:12]}"
+        return f"pod:{self.pod_uid}"
+
+    def describe(self) -> str:
+        """One line for the details: everything known, the full id included."""
+        if self.runtime == "host":
+            return "none (host)"
+        if self.runtime == "unknown":
+            return "unknown (its cgroup could not be read: gone, or not seen yet)"
+        parts = [self.runtime]
+        if self.name:
+            parts.append(self.name)
+        if self.id:
+            parts.append(f"id {self.id}")
+        if self.namespace:
+            parts.append(f"namespace {self.namespace}")
+        if self.pod_uid:
+            parts.append(f"Kubernetes pod {self.pod_uid}")
+        return ", ".join(parts)
+
+
+HOST = ContainerIdentity("host")
+UNKNOWN = ContainerIdentity("unknown")
+
+
+@dataclass(frozen=True)
 class ProcessRow:
     """One process as shown in the process table. Columns that a capability fills stay None
     (shown as "—") until its collector provides them."""
@@ -109,8 +165,9 @@ class ProcessRow:
     connections: int | None = None
     net_rx_per_s: float | None = None
     net_tx_per_s: float | None = None
-    container: str | None = None
+    container: str | None = None  # the container's label; None for the host or unknown
     exited_at: float | None = None  # wall clock of its exit: an exited process kept for a while
+    container_identity: ContainerIdentity = UNKNOWN
 
     @property
     def pid(self) -> int:
@@ -145,6 +202,7 @@ class ProcessLifetime:
     events: int  # high-signal events
     rules: tuple[str, ...]  # rule ids that fired on it
     exit_seen: bool = True  # False: gone from /proc without its exit event (ring buffer full)
+    container: ContainerIdentity = UNKNOWN  # where it ran
 
     @property
     def lifetime_s(self) -> float:
@@ -202,6 +260,7 @@ class Alert:
     process_name: str
     reasons: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    container: ContainerIdentity | None = None  # of the process; None: not about a process
 
 
 @dataclass(frozen=True)

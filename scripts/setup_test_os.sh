@@ -25,11 +25,13 @@ test_only=(
     systemd            # tests/test_service_unit.py: systemd-analyze verify / security --offline
     gdb curl perl util-linux procps  # demo/ scenarios of `fluxtui evaluate` (tests/test_evaluation_*.py)
     auditd             # tests/test_audit_kernel.py: auditctl -l (rules left) and an auditd that must keep its records
+    # tests/test_containers_runtime.py and the container scenarios of demo/: a real Docker and
+    # Podman; busybox-static is the root file system of the test image (imported, no registry).
+    # The tests start dockerd when it is not running (tests/container_support.py).
+    docker.io podman busybox-static
 )
 # More test-only tools go here, each with the test that uses it, when such a test lands:
-# docker.io or podman (container tests), chromium (page screenshots),
-# openssh-server (a login workload), busybox-static (a shell in a container image). No test uses
-# them yet, so none is installed.
+# chromium (page screenshots), openssh-server (a login workload).
 bash "$here/apt_install.sh" "${test_only[@]}"
 
 # Debian enables the packaged Prometheus service; tests start their own on loopback.

@@ -141,7 +141,7 @@ async def test_enter_opens_the_process_detail_and_escape_closes_it(tmp_path: Pat
         assert "tracer  pid 301" in shown
         assert "55/100" in shown and "anomaly not scored: no model trained" in shown
         assert "PTRACE_ATTACH of pid 400 (+55)" in shown
-        assert "Container: none (host)" in shown
+        assert "Container: unknown" in shown  # no /proc here: not known, not the host
         # The snapshot says why syscalls are missing (fakes: "bcc not importable").
         assert "syscalls: unavailable: bcc not importable" in shown
         assert "Ptrace attach to another process" in shown  # the process's own alerts

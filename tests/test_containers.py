@@ -1,27 +1,38 @@
-"""Container detection from /proc/PID/cgroup: one fixture per runtime and cgroup layout."""
+"""Container identity: cgroup paths (one fixture per runtime and layout, the styles that cannot
+run here among them: CRI-O, the systemd driver, Kubernetes), runtime state on disk, the cgroup-id
+index, the resolver, and what the stream says."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from fluxtui.collectors.container_trace import CgroupChange
 from fluxtui.collectors.procstat import read_start_ticks
+from fluxtui.detection.container_index import CgroupIndex, ContainerResolver
+from fluxtui.detection.container_names import ContainerNames
 from fluxtui.detection.containers import (
-    CgroupIdIndex,
-    ContainerCache,
-    ContainerInfo,
     parse_cgroup_path,
     parse_proc_cgroup,
     read_container,
 )
-from fluxtui.events import ProcessKey
+from fluxtui.ecs import document
+from fluxtui.ecs.processes import container_fields
+from fluxtui.events import HOST, UNKNOWN, Alert, ContainerIdentity, ProcessKey, Severity
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cgroups"
 A = "3f2a9c1b2d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcd"
 B = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29180716f5e4d3c2b1a09f8e7d6c5b"
 POD = "0b6e5c3a-2f1d-4c3e-9a7b-1c2d3e4f5a6b"
+
+
+def ContainerInfo(runtime: str, cid: str, pod: str = "", name: str = "") -> ContainerIdentity:
+    return ContainerIdentity(runtime, cid, name=name, pod_uid=pod)
+
 
 EXPECTED: dict[str, ContainerInfo | None] = {
     "docker_cgroupfs_v1.txt": ContainerInfo("docker", A),
@@ -49,13 +60,21 @@ def test_every_fixture_has_an_expectation() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_parse_fixture_keeps_the_full_id(name: str) -> None:
+    found = parse_proc_cgroup((FIXTURES / name).read_text())
+    assert found is None or len(found.id) in (0, 64)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_parse_fixture(name: str) -> None:
     assert parse_proc_cgroup((FIXTURES / name).read_text()) == EXPECTED[name]
 
 
 def test_labels() -> None:
     assert ContainerInfo("docker", A).label == "docker:3f2a9c1b2d4e"
+    assert ContainerInfo("docker", A, name="web").label == "docker:web"
     assert ContainerInfo("kubernetes", "", POD).label == f"pod:{POD}"
+    assert (HOST.label, UNKNOWN.label) == ("host", "unknown")
 
 
 def test_pod_uid_with_underscores_is_normalised_to_dashes() -> None:
@@ -84,36 +103,148 @@ def test_read_container_refuses_a_reused_pid() -> None:
     assert read_container(wrong_start) == (False, None)
 
 
-def test_fake_proc_tree_and_cache(tmp_path: Path) -> None:
-    proc = tmp_path / "proc"
-    (proc / "42").mkdir(parents=True)
-    (proc / "42" / "cgroup").write_text((FIXTURES / "docker_systemd_v2.txt").read_text())
-    stat = "42 (app) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 1000 10 0 0 0\n"
-    (proc / "42" / "stat").write_text(stat)
-    (proc / "42" / "statm").write_text("100 10 5 1 0 20 0\n")
-    cache = ContainerCache(str(proc))
-    key = ProcessKey(42, 777)
-    assert cache.get(key) == ContainerInfo("docker", A)
-    (proc / "42" / "cgroup").write_text("0::/\n")
-    assert cache.get(key) == ContainerInfo("docker", A)  # cached per process identity
-    cache.refresh(key)
-    assert cache.get(key) is None
-    (proc / "42" / "cgroup").write_text((FIXTURES / "docker_systemd_v2.txt").read_text())
-    cache.retain({key})
-    assert cache.get(key) is None  # kept: still the cached answer
-    cache.retain(set())
-    assert cache.get(key) == ContainerInfo("docker", A)  # dropped: read again
-    # Another process with the same pid (other start time) learns nothing from this cgroup file.
-    assert cache.get(ProcessKey(42, 778)) is None
-
-
-def test_cgroup_id_index_maps_inode_numbers_to_paths(tmp_path: Path) -> None:
+def test_cgroup_index_scans_once_then_learns_from_the_kernel(tmp_path: Path) -> None:
     root = tmp_path / "cgroup"
     scope = root / "system.slice" / f"docker-{A}.scope"
     scope.mkdir(parents=True)
     outside = tmp_path / "outside"
     outside.mkdir()
-    index = CgroupIdIndex(root=str(root), rescan_s=0)
-    assert index.lookup(os.stat(scope).st_ino) == (True, ContainerInfo("docker", A))
-    assert index.lookup(os.stat(root / "system.slice").st_ino) == (True, None)
-    assert index.lookup(os.stat(outside).st_ino) == (False, None)
+    now = [0.0]
+    index = CgroupIndex(root=str(root), rescan_s=5, clock=lambda: now[0])
+    index.scan()
+    index.live = True
+    assert index.path(os.stat(scope).st_ino) == f"/system.slice/docker-{A}.scope"
+    assert index.path(os.stat(outside).st_ino) is None  # live: a miss is not a rescan
+    index.learn(CgroupChange(True, 777, f"/docker/{B}", 0))
+    assert index.path(777) == f"/docker/{B}"
+    index.learn(CgroupChange(True, 778, "/cpu/x", 3))  # a v1 hierarchy: not what events carry
+    assert index.path(778) is None
+    index.learn(CgroupChange(False, 777, f"/docker/{B}", 0))
+    assert index.path(777) == f"/docker/{B}"  # removed, kept for its last events
+    assert index.path(0) is None
+
+
+def test_cgroup_index_without_the_kernel_rescans_at_most_every_interval(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    now = [100.0]
+    index = CgroupIndex(root=str(root), rescan_s=5, clock=lambda: now[0])
+    late = root / "late"
+    assert index.path(12345) is None  # first miss: scanned
+    late.mkdir()
+    assert index.path(os.stat(late).st_ino) is None  # within the interval: not rescanned
+    now[0] += 5
+    assert index.path(os.stat(late).st_ino) == "/late"
+
+
+def _docker_state(root: Path, cid: str, name: str) -> None:
+    (root / "containers" / cid).mkdir(parents=True)
+    (root / "containers" / cid / "config.v2.json").write_text(
+        json.dumps({"ID": cid, "Name": f"/{name}", "State": {"Running": True}}))
+
+
+def _names(tmp_path: Path) -> ContainerNames:
+    return ContainerNames(docker_root=str(tmp_path / "docker"),
+                          storage_root=str(tmp_path / "storage"),
+                          containerd_state=str(tmp_path / "containerd"))
+
+
+def test_names_from_docker_and_podman_state(tmp_path: Path) -> None:
+    names = _names(tmp_path)
+    _docker_state(tmp_path / "docker", A, "web-1")
+    overlay = tmp_path / "storage" / "overlay-containers"
+    overlay.mkdir(parents=True)
+    (overlay / "containers.json").write_text(
+        json.dumps([{"id": B, "names": ["db"], "image": "x"}, {"id": A, "names": []}]))
+    assert names.name("docker", A) == "web-1"
+    assert names.name("podman", B) == "db"
+    assert names.name("podman", A) == ""  # no name recorded
+    assert names.name("docker", B) == ""  # no state: removed already, or never docker's
+    assert names.name("cri-o", A) == ""
+
+
+@pytest.mark.parametrize("content", ["{", "[]", '{"Name": 5}', "x" * 10])
+def test_broken_state_files_give_no_name(tmp_path: Path, content: str) -> None:
+    names = _names(tmp_path)
+    (tmp_path / "docker" / "containers" / A).mkdir(parents=True)
+    (tmp_path / "docker" / "containers" / A / "config.v2.json").write_text(content)
+    assert names.name("docker", A) == ""
+
+
+def test_plain_containerd_by_its_live_task(tmp_path: Path) -> None:
+    """`ctr run` puts a container in /<namespace>/<id>, which could be any host cgroup: only a
+    live task of that name in containerd's state makes it a container."""
+    names = _names(tmp_path)
+    assert names.containerd("/default/redis") is None
+    (tmp_path / "containerd" / "io.containerd.runtime.v2.task" / "default" / "redis").mkdir(
+        parents=True)
+    found = names.containerd("/default/redis")
+    assert found == ContainerIdentity("containerd", "redis", name="redis", namespace="default")
+    assert names.containerd("/system.slice/cron.service") is None
+    assert names.containerd("/default/../etc") is None
+    resolver = ContainerResolver(str(tmp_path), CgroupIndex(root=""), names)
+    assert resolver.of_path("/default/redis").label == "containerd:redis"
+    assert resolver.of_path("/user.slice") == HOST
+
+
+def test_resolver_reads_the_name_when_the_cgroup_appears(tmp_path: Path) -> None:
+    """A `docker run --rm` container is gone (state removed) by the time its events are
+    handled: the name read when its cgroup was created is the one they get."""
+    names = _names(tmp_path)
+    _docker_state(tmp_path / "docker", A, "short")
+    resolver = ContainerResolver(str(tmp_path), CgroupIndex(root=""), names)
+    resolver.index.live = True
+    learnt = resolver.learn(CgroupChange(True, 4242, f"/docker/{A}", 0))
+    assert learnt is not None and learnt.name == "short"
+    shutil.rmtree(tmp_path / "docker" / "containers" / A)
+    resolver.learn(CgroupChange(False, 4242, f"/docker/{A}", 0))
+    found = resolver.of_cgroup(4242)
+    assert (found.runtime, found.id, found.name) == ("docker", A, "short")
+    assert resolver.of_cgroup(999) == UNKNOWN  # never seen: unknown, not host
+    assert resolver.learn(CgroupChange(True, 5, "/user.slice", 0)) is None
+
+
+def _fake_proc(tmp_path: Path, cgroup: str) -> Path:
+    proc = tmp_path / "proc"
+    (proc / "42").mkdir(parents=True)
+    (proc / "42" / "cgroup").write_text(cgroup)
+    stat = "42 (app) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 1000 10 0 0 0\n"
+    (proc / "42" / "stat").write_text(stat)
+    (proc / "42" / "statm").write_text("100 10 5 1 0 20 0\n")
+    return proc
+
+
+def test_resolver_per_process_host_unknown_and_events_first(tmp_path: Path) -> None:
+    proc = _fake_proc(tmp_path, (FIXTURES / "docker_systemd_v2.txt").read_text())
+    resolver = ContainerResolver(str(proc), CgroupIndex(root=""), _names(tmp_path))
+    key = ProcessKey(42, 777)
+    assert resolver.of_process(key) == ContainerInfo("docker", A)
+    (proc / "42" / "cgroup").write_text("0::/user.slice\n")
+    assert resolver.of_process(key) == ContainerInfo("docker", A)  # cached per process
+    resolver.refresh(key)
+    assert resolver.of_process(key) == HOST
+    assert resolver.of_process(ProcessKey(42, 778)) == UNKNOWN  # pid reused: nothing known
+    assert resolver.of_process(ProcessKey(43, 1)) == UNKNOWN  # gone
+    resolver.observe(key, ContainerInfo("podman", B))  # what its latest event said wins
+    assert resolver.of_process(key) == ContainerInfo("podman", B)
+    resolver.retain(set())
+    assert resolver.of_process(key) == HOST  # forgotten: read again
+
+
+def test_the_stream_names_the_container_and_tells_host_from_unknown() -> None:
+    key = ProcessKey(7, 70)
+    alert = Alert(0.0, "syscalls.container_escape", "Mount inside a container", Severity.HIGH,
+                  "T1611", "Escape to Host", key, "mount",
+                  container=ContainerIdentity("docker", A, name="web"))
+    doc = document(alert)
+    assert doc["container"] == {"id": A, "name": "web", "runtime": "docker"}
+    assert doc["fluxtui"]["container"] == {"state": "container"}
+    pod = container_fields(ContainerIdentity("containerd", B, pod_uid=POD))
+    assert pod["orchestrator"] == {"type": "kubernetes", "resource": {"type": "pod", "id": POD}}
+    host = document(Alert(0.0, "x", "t", Severity.LOW, "", "", key, "p", container=HOST))
+    unknown = document(Alert(0.0, "x", "t", Severity.LOW, "", "", key, "p",
+                               container=UNKNOWN))
+    assert "container" not in host and "container" not in unknown
+    assert host["fluxtui"]["container"]["state"] == "host"
+    assert unknown["fluxtui"]["container"]["state"] == "unknown"
+    assert "id " + A in ContainerIdentity("docker", A, name="web").describe()

@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 
 from fluxtui.collectors.kernel_event import KernelEvent
-from fluxtui.detection.containers import ContainerInfo
 from fluxtui.detection.syscall_rules import EventContext, Finding, evaluate
 from fluxtui.ecs import document
-from fluxtui.events import ProcessKey, Severity
+from fluxtui.events import HOST, ContainerIdentity, ProcessKey, Severity
 
 KEY = ProcessKey(4242, 123456)
-CONTAINER = ContainerInfo("docker", "ab" * 32)
+CONTAINER = ContainerIdentity("docker", "ab" * 32, name="web")
 
 
 def event(kind: str = "syscall", **fields: Any) -> KernelEvent:
@@ -321,21 +320,74 @@ def test_module_loads(name: str, strings: tuple[str, str, str]) -> None:
     assert "debug=1" in found.reason
 
 
+CRITICAL_IN_CONTAINER = {"open_by_handle_at"}
+
+
 @pytest.mark.parametrize("name", ["mount", "umount2", "pivot_root", "chroot", "setns",
                                   "unshare", "fsopen", "fsmount", "move_mount", "open_tree",
                                   "mount_setattr", "open_by_handle_at"])
 def test_namespace_and_mount_changes_inside_a_container(name: str) -> None:
-    ev = event(syscall=name, nr=165, args=(0,) * 6, strings=("/dev/sda1", "/mnt", "ext4"))
+    ev = event(syscall=name, nr=165, args=(0x20000,) + (0,) * 5,
+               strings=("none", "/mnt", "tmpfs"))
     found = only(evaluate(ev, EventContext(CONTAINER)))
+    severity = Severity.CRITICAL if name in CRITICAL_IN_CONTAINER else Severity.HIGH
     assert (found.rule_id, found.technique[0], found.severity) == (
-        "syscalls.container_escape", "T1611", Severity.HIGH)
-    assert CONTAINER.label in found.reason
+        "syscalls.container_escape", "T1611", severity)
+    assert CONTAINER.label in found.reason and CONTAINER.id in found.reason
+    assert found.extra["container_id"] == CONTAINER.id
     on_host = run(ev)
     if name in ("setns", "unshare"):  # on the host: the namespace rules (below)
         assert {f.rule_id for f in on_host} <= {"syscalls.namespace_enter",
                                                  "syscalls.namespace_unshare"}
     else:
         assert on_host == []  # on the host: the syscall weight only
+
+
+@pytest.mark.parametrize(("strings", "flags", "severity"), [
+    (("/dev/sda1", "/mnt", "ext4"), 0, Severity.CRITICAL),  # the host's disk
+    (("cgroup", "/tmp/cg", "cgroup"), 0, Severity.CRITICAL),  # v1: its release_agent
+    (("/dev/null", "/sys/firmware", ""), 0x1000, Severity.HIGH),  # a bind of a /dev file
+    (("none", "/mnt", "tmpfs"), 0, Severity.HIGH),
+])
+def test_mounts_in_a_container_by_what_they_reach(strings: tuple[str, str, str], flags: int,
+                                                   severity: Severity) -> None:
+    ev = event(syscall="mount", nr=165, args=(0, 0, 0, flags, 0, 0), strings=strings)
+    assert only(evaluate(ev, EventContext(CONTAINER))).severity is severity
+
+
+def test_the_runtimes_set_up_is_no_finding_and_no_risk() -> None:
+    """runc's unshare, mount, pivot_root, its memfd exec and credential changes before the
+    entrypoint: nothing, whatever the rule."""
+    setup = EventContext(CONTAINER, runtime_setup=True)
+    for ev in (event(syscall="unshare", nr=272, args=(0x10020000,) + (0,) * 5),
+               event(syscall="mount", nr=165, args=(0,) * 6, strings=("", "/", "")),
+               exec_event("/memfd:runc_cloned", flags=("anonymous file",)),
+               event("cred", syscall="setuid", args=(1000, 1000, 0, 0))):
+        assert evaluate(ev, setup) == []
+        assert evaluate(ev, dataclasses.replace(setup, runtime_setup=False)) != []
+
+
+def test_escape_indicators_against_the_host() -> None:
+    host_target = EventContext(CONTAINER, target_container=HOST)
+    same = EventContext(CONTAINER, target_container=CONTAINER)
+    attach = ptrace(16, 4321)
+    escape = [f for f in evaluate(attach, host_target) if f.rule_id == "syscalls.container_escape"]
+    assert only(escape).severity is Severity.CRITICAL and "4321" in escape[0].reason
+    assert not [f for f in evaluate(attach, same) if f.rule_id == "syscalls.container_escape"]
+    enter = event(syscall="setns", nr=308, args=(3, 0x20000, 0, 0, 0, 0))
+    assert only(evaluate(enter, host_target)).severity is Severity.CRITICAL
+    assert only(evaluate(enter, EventContext(CONTAINER))).severity is Severity.HIGH
+    core = event(syscall="openat", nr=257, args=(0, 0, 1, 0, 0, 0),
+                 strings=("", "/proc/sys/kernel/core_pattern", ""))
+    found = only(evaluate(core, EventContext(CONTAINER)))
+    assert found.severity is Severity.CRITICAL and "core_pattern" in found.reason
+    other = dataclasses.replace(core, strings=("", "/proc/sys/net/ipv4/ip_forward", ""))
+    assert only(evaluate(other, EventContext(CONTAINER))).severity is Severity.HIGH
+    assert evaluate(core) == []  # from the host: not this rule's business
+    module = event(syscall="finit_module", nr=313, args=(3, 0, 0, 0, 0, 0),
+                   strings=("", "", ""))
+    found = only(evaluate(module, EventContext(CONTAINER)))
+    assert (found.rule_id, found.severity) == ("syscalls.container_escape", Severity.CRITICAL)
 
 
 def test_namespace_changes_outside_containers_unless_a_sandbox() -> None:

@@ -16,10 +16,12 @@ from fluxtui.config import Config
 
 def build_components(config: Config, privileged: bool, interactive: bool) -> list[Component]:
     """`privileged`: running as root; `interactive`: a person answers prompts (the TUI)."""
-    components: list[Component] = [SyscallCapture(config)]
+    capture = SyscallCapture(config)
+    components: list[Component] = [capture]
     components.append(GuardComponent(config.guard, interactive=interactive))
     if config.network.enabled:
         components.append(ConnectionsComponent(config.network, rules=config.rules))
     components.append(AnomalyComponent(config))  # after the capture, before the risk scorer
-    components.append(RiskScorer(config))  # last: folds every producer's risk inputs
+    # last: folds every producer's risk inputs; one container cache with the capture
+    components.append(RiskScorer(config, containers=capture.containers))
     return components

@@ -32,12 +32,13 @@ from fluxtui.capabilities.lineage import Lineage
 from fluxtui.capabilities.syscall_view import SyscallView
 from fluxtui.component import TickContext
 from fluxtui.config import Config
-from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
+from fluxtui.detection.container_index import ContainerResolver
 from fluxtui.detection.risk import NO_MODEL, RiskModel, RiskScore
 from fluxtui.events import (
     Alert,
     ComponentState,
     ComponentStatus,
+    ContainerIdentity,
     ProcessExit,
     ProcessKey,
     ProcessLifetime,
@@ -58,7 +59,7 @@ class RiskView:
 
     threshold: float
     scores: dict[ProcessKey, RiskScore] = field(default_factory=dict)
-    containers: dict[ProcessKey, ContainerInfo] = field(default_factory=dict)
+    containers: dict[ProcessKey, ContainerIdentity] = field(default_factory=dict)
     exits: dict[ProcessKey, ProcessExit] = field(default_factory=dict)  # kept for retention
 
 
@@ -66,14 +67,16 @@ class RiskScorer:
     name = "risk"
 
     def __init__(self, config: Config, proc: str = "/proc",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 containers: ContainerResolver | None = None) -> None:
         self.config = config
         self.model = RiskModel(config.risk)
         self._clock = clock  # decay runs on this; tick.now (wall clock) stamps alerts
-        self._containers = ContainerCache(proc, CgroupIdIndex())
+        # Shared with the syscall capture (capabilities/assembly.py): one cache of containers.
+        self._containers = containers or ContainerResolver(proc)
         self._above: set[ProcessKey] = set()
         self._scores: dict[ProcessKey, RiskScore] = {}
-        self._container_of: dict[ProcessKey, ContainerInfo | None] = {}
+        self._container_of: dict[ProcessKey, ContainerIdentity] = {}
         self._state = ComponentState.STOPPED
         self._rows: dict[ProcessKey, ProcessRow] = {}  # last tick's rows, to keep exited ones
         self._exited: dict[ProcessKey, tuple[ProcessRow, ProcessExit, float]] = {}
@@ -101,7 +104,8 @@ class RiskScorer:
         """The process's score as of the last tick, None when it is not in the table."""
         return self._scores.get(key)
 
-    def container(self, key: ProcessKey) -> ContainerInfo | None:
+    def container(self, key: ProcessKey) -> ContainerIdentity | None:
+        """The process's container, None when it is not in the table."""
         return self._container_of.get(key)
 
     # --- the tick ----------------------------------------------------------------------------
@@ -141,16 +145,17 @@ class RiskScorer:
         self.model.set_anomalies(tick.anomalies, why_none, now)
 
         scores: dict[ProcessKey, RiskScore] = {}
-        containers: dict[ProcessKey, ContainerInfo | None] = {}
+        containers: dict[ProcessKey, ContainerIdentity] = {}
         for key, row in tick.processes.items():
             if key in final:
                 continue
             score = self.model.score(key, now)
-            container = self._containers.get(key)
+            container = self._containers.of_process(key)
             scores[key] = score
             containers[key] = container
             tick.annotate(key, risk=score.score, risk_reasons=score.reasons,
-                          container=container.label if container else None)
+                          container=container.label if container.is_container else None,
+                          container_identity=container)
             self._threshold_alert(tick, key, row.name, score, threshold)
 
         for key, life in final.items():
@@ -162,10 +167,22 @@ class RiskScorer:
                       **tick.processes}
         self._alerts_of = {k: v for k, v in self._alerts_of.items() if k in seen}
         self._keep_exited(tick, now)
+        self._name_containers(tick, {**containers,
+                                     **{k: life.container for k, life in final.items()}})
         self._scores, self._container_of = scores, containers
         tick.set_view(self.name, RiskView(
-            threshold, scores, {key: info for key, info in containers.items() if info is not None},
+            threshold, scores,
+            {key: info for key, info in containers.items() if info.is_container},
             {key: exit_ for key, (_, exit_, _) in self._exited.items()}))
+
+    def _name_containers(self, tick: TickContext,
+                         containers: dict[ProcessKey, ContainerIdentity]) -> None:
+        """Every alert of this tick about a process names where the process runs (the syscall
+        capture already named its own, from the event's cgroup)."""
+        for i, alert in enumerate(tick.alerts):
+            if alert.key is not None and alert.container is None:
+                where = containers.get(alert.key) or self._containers.of_process(alert.key)
+                tick.alerts[i] = dataclasses.replace(alert, container=where)
 
     def _propagate(self, lineage: Lineage | None, key: ProcessKey, points: float, reason: str,
                    technique: tuple[str, str], group: str, now: float) -> list[ProcessKey]:
@@ -213,7 +230,9 @@ class RiskScorer:
             threads=0, state="exited")
         row = dataclasses.replace(row, state="exited", exited_at=life.exited, risk=score.score,
                                   risk_reasons=score.reasons, syscalls_per_s=None,
-                                  cpu_percent=None)
+                                  cpu_percent=None, container_identity=life.container,
+                                  container=life.container.label
+                                  if life.container.is_container else None)
         self._exited[key] = (row, exit_, now + retention)
 
     def _keep_exited(self, tick: TickContext, now: float) -> None:

@@ -14,6 +14,7 @@ Nothing here imports textual.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxtui.bus import EventBus
+from fluxtui.capabilities.container_watch import ContainerWatch
 from fluxtui.capabilities.lineage import ExeVerifier, Lineage
 from fluxtui.capabilities.risk_scorer import REARM_FRACTION, RiskScorer, RiskView
 from fluxtui.capabilities.stdio_watch import STDIO_CHECKS, StdioWatch
@@ -34,9 +36,9 @@ from fluxtui.collectors.syscall_source import make_collector
 from fluxtui.collectors.syscalls import CollectorUnavailable, DropCounts, SyscallCollector
 from fluxtui.component import TickContext
 from fluxtui.config import Config
-from fluxtui.detection.containers import CgroupIdIndex, ContainerCache, ContainerInfo
+from fluxtui.detection.container_index import ContainerResolver
+from fluxtui.detection.runtime_setup import SETUP_SYSCALLS
 from fluxtui.detection.syscall_rules import (
-    CONTAINER_ESCAPE_SYSCALLS,
     SHELLS,
     EventContext,
     Finding,
@@ -46,9 +48,12 @@ from fluxtui.detection.syscall_rules import (
     stdio_socket_finding,
 )
 from fluxtui.events import (
+    HOST,
+    UNKNOWN,
     Alert,
     ComponentState,
     ComponentStatus,
+    ContainerIdentity,
     ProcessKey,
     ProcessLifetime,
 )
@@ -81,13 +86,15 @@ class _Life:
     rules: set[str] = field(default_factory=set)
     uid: int | None = None
     missing: int = 0  # ticks absent from the table without an exit event
+    container: ContainerIdentity = UNKNOWN  # as its latest event's cgroup said
 
 
 class SyscallCapture:
     name = "syscalls"
 
     def __init__(self, config: Config, collector: SyscallCollector | Any = None,
-                 proc: str = "/proc", verifier: ExeVerifier | None = None) -> None:
+                 proc: str = "/proc", verifier: ExeVerifier | None = None,
+                 containers: ContainerResolver | None = None) -> None:
         self.config = config
         sc = config.syscalls
         # syscalls.collector: eBPF, the audit fallback, or auto (syscall_source.py)
@@ -101,13 +108,18 @@ class SyscallCapture:
         self._lives: dict[ProcessKey, _Life] = {}
         self._last: dict[ProcessKey, tuple[tuple[str, int], ...]] = {}
         self._alerted: set[tuple[ProcessKey, str]] = set()
-        self._containers = ContainerCache(proc, CgroupIdIndex())
         self._proc = proc
         rules = config.rules
         self.verifier = verifier or ExeVerifier(config.guard.system_dirs)
+        # The one container cache (the risk scorer reads it too) and the kernel's feed of
+        # cgroups and runtime set-ups.
+        self.containers = containers or ContainerResolver(proc)
+        self.watch = ContainerWatch(self.containers, self.verifier, rules.container_runtimes)
         self.lineage = Lineage(self.verifier.verified, rules.wrappers, proc)
         self.filter = RuleFilter(rules)
-        self._shell_parents = frozenset(rules.shell_parents)
+        # A container runtime starts the entrypoint (often a shell): its job, when verified.
+        self._shell_parents = frozenset(rules.shell_parents) | frozenset(
+            rules.container_runtimes)
         self._sandboxes = frozenset(rules.sandboxes)
         self._stdio = StdioWatch(proc)
         # Processes whose latest exec gave them root through the set-user-ID bit of a verified
@@ -135,6 +147,7 @@ class SyscallCapture:
             self._unavailable(str(exc))
             return
         self._state = ComponentState.RUNNING
+        self.watch.start()
         table = self.collector.table
         if table is not None:
             unknown = sorted(n for n in self.config.risk.base_risk_scores if n not in table.numbers)
@@ -157,6 +170,7 @@ class SyscallCapture:
         log.info("syscall capture unavailable: %s", reason)
 
     def stop(self) -> None:
+        self.watch.stop()
         self.collector.close()
         if self._state is ComponentState.RUNNING:
             self._state = ComponentState.STOPPED
@@ -177,7 +191,9 @@ class SyscallCapture:
             detail += f" · {self._late} calls after a final record"
         if self._warning:
             detail += f" · {self._warning}"
-        return ComponentStatus(self.name, self._state, "", detail, drops=d.by_kind())
+        detail += f" · containers: {self.watch.note()}"
+        return ComponentStatus(self.name, self._state, "", detail,
+                               drops={**d.by_kind(), "container_events": self.watch.dropped})
 
     # --- for the detail view (UI thread) -----------------------------------------------------
 
@@ -243,7 +259,16 @@ class SyscallCapture:
         findings += self._check_stdio(tick)
         final = self._finalize(tick, exited, {e.key: e.timestamp for e in drain.events
                                               if e.kind == "exit"})
-        self._containers.retain(set(tick.processes))
+        # The runtime's set-up adds no risk: a process in set-up all tick long is left out of
+        # the mix the scorer reads; one that exec'd its container's entrypoint this tick loses
+        # the set-up's calls (the totals and the detail view keep everything).
+        for key in self.watch.setup.new_tick():
+            if key not in counts:
+                continue
+            if self.watch.setup.active(key):
+                counts[key] = {}
+            else:
+                counts[key] = {n: c for n, c in counts[key].items() if n not in SETUP_SYSCALLS}
 
         tick.set_view(self.name, SyscallView(
             window_s=window, counts=counts, bigrams=bigrams, findings=tuple(findings),
@@ -283,7 +308,8 @@ class SyscallCapture:
                     parent=node.parent if node else None,
                     started=ticks_to_wall(key.start_ticks), exited=when,
                     syscalls=dict(life.totals), events=life.events,
-                    rules=tuple(sorted(life.rules)), exit_seen=seen)
+                    rules=tuple(sorted(life.rules)), exit_seen=seen,
+                    container=self._container_at_exit(key, life))
         self._alerted = {(k, r) for k, r in self._alerted if k not in done}
         for key in done:
             self._stdio.forget(key)
@@ -297,18 +323,26 @@ class SyscallCapture:
                        ) -> tuple[list[Finding], list[ProcessKey]]:
         findings: list[Finding] = []
         exited: list[ProcessKey] = []
+        self.watch.before_events()  # every cgroup and set-up change up to these events
         for event in events:
             if event.key in self._finished:
                 continue
             life = self._lives.setdefault(event.key, _Life())
             life.uid = event.uid
+            where = self.watch.container_of(event)
+            if where.state != "unknown":
+                life.container = where
             if event.kind == "exit":
+                self.watch.setup.exited(event.key)
                 exited.append(event.key)
                 continue
             life.events += 1
             if event.kind in ("exec", "cred"):
                 tick.identity_changed(event.key)  # the User column follows setuid at once
-            ctx = self._context(event)
+            if event.kind == "exec":
+                self.watch.setup.on_exec(event.key, "anonymous file" in event.flags)
+            ctx = self._context(event, where)
+            event = dataclasses.replace(event, container=where)
             with self._lock:
                 self._recent.setdefault(event.key, deque(maxlen=RECENT_EVENTS)).append(event)
             if self._bus is not None:
@@ -321,12 +355,16 @@ class SyscallCapture:
                     finding = self._with_remote(finding, event)
                 findings.append(finding)
                 life.rules.add(finding.rule_id)
-                self._maybe_alert(finding, event.timestamp, event.name, tick)
+                self._maybe_alert(finding, event.timestamp, event.name, tick, where)
         return findings, exited
 
-    def _context(self, event: KernelEvent) -> EventContext:
+    def _context(self, event: KernelEvent, where: ContainerIdentity = HOST) -> EventContext:
+        setup = self.watch.setup.active(event.key)
+        if setup:
+            if event.kind == "exec":
+                self.lineage.record_exec(event)
+            return EventContext(container=where, runtime_setup=True)
         if event.kind == "exec":
-            self._containers.refresh(event.key)
             self.lineage.record_exec(event)
             exe = event.exe or event.filename
             if event.euid == 0 and event.uid != 0 and self.verifier.verified(exe):
@@ -339,21 +377,21 @@ class SyscallCapture:
             parent_exe = self.lineage.exe(parent) if parent is not None else ""
             node = self.lineage.node(parent) if parent is not None else None
             return EventContext(
+                container=where,
                 parent_exe=parent_exe,
                 parent_verified=bool(parent_exe) and parent_exe in self._shell_parents
                 and self.verifier.verified(parent_exe),
                 parent_args=node.args if node is not None else (),
                 wrappers=wrappers, shell_parents=self._shell_parents)
         if event.kind == "cred":
-            return EventContext(setuid_verified=event.key in self._setuid_verified)
-        container: ContainerInfo | None = None
+            return EventContext(container=where,
+                                setuid_verified=event.key in self._setuid_verified)
         sandbox = False
-        if event.kind == "syscall" and event.syscall in CONTAINER_ESCAPE_SYSCALLS:
-            container = self._containers.get(event.key, event.cgroup_id)
-            if event.syscall in ("unshare", "setns"):
-                exe = self._exe_of(event.key)
-                sandbox = exe in self._sandboxes and self.verifier.verified(exe)
-        return EventContext(container=container, sandbox=sandbox)
+        if event.kind == "syscall" and event.syscall in ("unshare", "setns"):
+            exe = self._exe_of(event.key)
+            sandbox = exe in self._sandboxes and self.verifier.verified(exe)
+        target = self.watch.target_of(event) if where.is_container else None
+        return EventContext(container=where, sandbox=sandbox, target_container=target)
 
     def _with_remote(self, finding: Finding, event: KernelEvent) -> Finding:
         """The kernel saw the shell's standard stream on a socket at its exec; while it still
@@ -400,14 +438,24 @@ class SyscallCapture:
             self._maybe_alert(finding, time.time(), name, tick)
         return found
 
-    def _maybe_alert(self, finding: Finding, when: float, name: str, tick: TickContext) -> None:
+    def _maybe_alert(self, finding: Finding, when: float, name: str, tick: TickContext,
+                     where: ContainerIdentity | None = None) -> None:
         once = (finding.key, finding.rule_id)
         if finding.raises_alert and once not in self._alerted:
             self._alerted.add(once)
-            tick.raise_alert(self._alert(finding, when, name, tick))
+            if where is None:
+                life = self._lives.get(finding.key)
+                where = life.container if life is not None else UNKNOWN
+            tick.raise_alert(self._alert(finding, when, name, tick, where))
+
+    def _container_at_exit(self, key: ProcessKey, life: _Life) -> ContainerIdentity:
+        if life.container.state != "unknown":
+            return life.container
+        return self.containers.of_process(key)  # gone already: UNKNOWN
 
     @staticmethod
-    def _alert(finding: Finding, when: float, name: str, tick: TickContext) -> Alert:
+    def _alert(finding: Finding, when: float, name: str, tick: TickContext,
+               where: ContainerIdentity = UNKNOWN) -> Alert:
         row = tick.processes.get(finding.key)
         assert finding.severity is not None
         return Alert(
@@ -422,6 +470,7 @@ class SyscallCapture:
             reasons=(finding.reason,),
             extra={**finding.extra, "points": finding.points,
                    "start_ticks": finding.key.start_ticks},
+            container=where,
         )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from fluxtui.events import ProcessKey
+from fluxtui.events import ContainerIdentity, ProcessKey
 
 
 def text(raw: bytes) -> str:
@@ -51,6 +51,8 @@ class KernelEvent:
     parent_start_ticks: int = 0
     parent_exe: str = ""
     parent_flags: tuple[str, ...] = ()
+    # Where it happened, resolved from cgroup_id when the event was handled (None: not resolved).
+    container: ContainerIdentity | None = None
 
     @property
     def parent_key(self) -> ProcessKey | None:

@@ -21,9 +21,8 @@ from typing import Any
 from fluxtui.collectors.bpf_structs import COMPAT_PREFIX, FX_MAX_NR, FX_PATH_PARTS
 from fluxtui.collectors.kernel_event import KernelEvent, signed32
 from fluxtui.config import DEFAULT_SHELL_PARENTS, RulesConfig
-from fluxtui.detection.containers import ContainerInfo
 from fluxtui.detection.locations import Stat, judge_location
-from fluxtui.events import ProcessKey, Severity
+from fluxtui.events import HOST, ContainerIdentity, ProcessKey, Severity
 from fluxtui.untrusted_text import visible
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
@@ -93,7 +92,14 @@ class Finding:
 
 @dataclass(frozen=True)
 class EventContext:
-    container: ContainerInfo | None = None
+    # Where the event came from: the container of the cgroup the kernel reported with it
+    # (HOST, or UNKNOWN when the cgroup could not be resolved).
+    container: ContainerIdentity = HOST
+    # The process is a container runtime setting a container up (descended from a verified
+    # runtime executable, before the exec of the entrypoint): fluxtui/detection/runtime_setup.py.
+    runtime_setup: bool = False
+    # ptrace / process_vm_writev / setns: where the target process runs (None: not known).
+    target_container: ContainerIdentity | None = None
     # For an exec: the real parent's executable path, as the kernel read it when the exec
     # succeeded, with wrappers (timeout, env, sudo, ...) looked through ("" when unknown). The
     # parent's comm is never used to decide anything: any process can rename itself.
@@ -332,29 +338,113 @@ def rule_proc_mem_write(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
 def rule_module(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     if ev.kind != "syscall" or ev.syscall not in ("init_module", "finit_module"):
         return []
+    if ctx.container.is_container:
+        return []  # rule_container_escape: a module load from a container
     params = ev.strings[2] if ev.syscall == "init_module" else ev.strings[1]
     shown = f" (params {params!r})" if params else ""
     return [_finding(ev, "module_load", "Kernel module load attempted",
                      f"{ev.syscall}{shown}", 50, T_MODULE, Severity.HIGH)]
 
 
+# Writable from a privileged container, each a way to run code on the host or stop it.
+PROC_SYS_CRITICAL = {
+    "/proc/sys/kernel/core_pattern": "runs a program of the container's choice as root on the "
+                                     "host at the next crash",
+    "/proc/sys/kernel/modprobe": "runs a program as root on the host at the next module "
+                                 "request",
+    "/proc/sys/fs/binfmt_misc/register": "makes the host kernel run a program of the "
+                                         "container's choice for some files",
+    "/proc/sysrq-trigger": "crashes, reboots or freezes the host",
+    "/proc/sys/kernel/hotplug": "runs a program as root on the host at the next device event",
+}
+MOUNT_CGROUP_V1 = "cgroup"
+MS_BIND = 0x1000  # the fs type of a v1 hierarchy: its release_agent runs on the host
+
+
+def _in_container(ev: KernelEvent, ctx: EventContext, title: str, reason: str, points: float,
+                  severity: Severity, **extra: Any) -> list[Finding]:
+    where = ctx.container
+    return [_finding(ev, "container_escape", title,
+                     f"{reason} inside container {where.label} (id {where.id or where.pod_uid})",
+                     points, T_ESCAPE, severity, container=where.label,
+                     container_id=where.id, container_runtime=where.runtime, **extra)]
+
+
 def rule_container_escape(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
-    if ev.kind != "syscall" or ctx.container is None:
+    """Escape indicators judged against the container the event came from: mounts (a block
+    device: the host's disk; a cgroup v1 hierarchy: its release_agent), namespaces entered or
+    created, kernel modules, ptrace of a process outside the container, writes under /proc/sys
+    that the host acts on. The runtime's own set-up is not judged (`runtime_setup`)."""
+    if ev.kind != "syscall" or not ctx.container.is_container or ctx.runtime_setup:
         return []
-    if ev.syscall not in CONTAINER_ESCAPE_SYSCALLS:
+    name = ev.syscall
+    what = ev.describe()
+    if name == "mount":
+        source, fstype = ev.strings[0], ev.strings[2]
+        if fstype == MOUNT_CGROUP_V1:
+            return _in_container(ev, ctx, "Cgroup v1 hierarchy mounted in a container",
+                                 f"{what}: its release_agent runs a program on the host", 60,
+                                 Severity.CRITICAL)
+        if source.startswith("/dev/") and not ev.args[3] & MS_BIND:
+            return _in_container(ev, ctx, "Host block device mounted in a container",
+                                 f"{what}: the host's file system", 60, Severity.CRITICAL)
+        return _in_container(ev, ctx, "Mount inside a container", what, 40, Severity.HIGH)
+    if name == "open_by_handle_at":
+        return _in_container(ev, ctx, "File opened by handle in a container",
+                             f"{what}: reaches host files outside the container's root "
+                             "(the 'shocker' escape)", 60, Severity.CRITICAL)
+    if name in ("init_module", "finit_module"):
+        return _in_container(ev, ctx, "Kernel module load from a container", what, 60,
+                             Severity.CRITICAL)
+    if name == "setns":
+        target = ctx.target_container
+        if target is not None and not target.is_container and target.state == "host":
+            return _in_container(ev, ctx, "Container process entered the host's namespaces",
+                                 f"{what} into namespaces of a host process", 60,
+                                 Severity.CRITICAL)
+        return _in_container(ev, ctx, "Namespaces entered from a container", what, 45,
+                             Severity.HIGH)
+    if name == "unshare":
+        flags = ev.args[0] if ev.args else 0
+        if flags & (CLONE_NEWUSER | CLONE_NEWNS):
+            return _in_container(ev, ctx, "User or mount namespace created in a container",
+                                 what, 40, Severity.HIGH)
+        return _in_container(ev, ctx, "Namespaces unshared in a container", what, 15,
+                             Severity.MEDIUM)
+    if name in ("ptrace", "process_vm_writev"):
+        target = ctx.target_container
+        if target is not None and target.state == "host" and (
+                name == "process_vm_writev" or ev.args[0] in PTRACE_ATTACH
+                or ev.args[0] in PTRACE_WRITE):
+            pid = signed32(ev.args[0] if name == "process_vm_writev" else ev.args[1])
+            return _in_container(ev, ctx, "Host process traced from a container",
+                                 f"{what}: pid {pid} runs on the host", 60, Severity.CRITICAL,
+                                 target_pid=pid)
         return []
-    label = ctx.container.label
-    return [_finding(ev, "container_escape", "Namespace or mount change inside a container",
-                     f"{ev.describe()} inside {label}", 40, T_ESCAPE, Severity.HIGH,
-                     container=label)]
+    if name in ("open", "openat"):
+        path = os.path.normpath(ev.strings[1] if name == "openat" else ev.strings[0] or "")
+        if path in PROC_SYS_CRITICAL:
+            return _in_container(ev, ctx, "Host kernel setting written from a container",
+                                 f"{path} opened for writing: {PROC_SYS_CRITICAL[path]}", 60,
+                                 Severity.CRITICAL, path=path)
+        if path.startswith("/proc/sys/"):
+            return _in_container(ev, ctx, "Kernel setting written from a container",
+                                 f"{path} opened for writing", 30, Severity.HIGH, path=path)
+        return []
+    if name in CONTAINER_ESCAPE_SYSCALLS:
+        return _in_container(ev, ctx, "Namespace or mount change inside a container", what, 40,
+                             Severity.HIGH)
+    return []
 
 
 def rule_namespace(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
     """unshare/setns outside containers. Sandboxes (verified executables of rules.sandboxes:
     bwrap, browsers, systemd and its executor, container runtimes) do this as their job and
     are not findings; the syscall's base weight still counts in the mix."""
-    if ev.kind != "syscall" or ev.syscall not in ("unshare", "setns") or ctx.container:
+    if ev.kind != "syscall" or ev.syscall not in ("unshare", "setns"):
         return []
+    if ctx.container.is_container:
+        return []  # rule_container_escape
     if ctx.sandbox:
         return []
     if ev.syscall == "setns":
@@ -411,8 +501,11 @@ RULES: tuple[Rule, ...] = (rule_ptrace, rule_process_vm_write, rule_proc_mem_wri
 
 
 def evaluate(ev: KernelEvent, ctx: EventContext | None = None) -> list[Finding]:
-    """Every finding of every rule for one event."""
+    """Every finding of every rule for one event. A container runtime setting a container up
+    (`ctx.runtime_setup`) does its job: no finding, no risk."""
     ctx = ctx or EventContext()
+    if ctx.runtime_setup:
+        return []
     return [finding for rule in RULES for finding in rule(ev, ctx)]
 
 

@@ -11,43 +11,44 @@ from typing import Any
 
 from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.ecs.common import entity_id, iso_time
-from fluxtui.events import ProcessExit, ProcessKey, ProcessRow, Snapshot
+from fluxtui.events import ContainerIdentity, ProcessExit, ProcessRow, Snapshot
 
 PROCESSES_DATASET = "fluxtui.processes"
 PROCESS_STATE_DATASET = "fluxtui.process"
 
 
-def container_fields(info: Any) -> dict[str, Any]:
-    """ECS `container` (and `orchestrator`) of a container record (`detection.containers`'s
-    ContainerInfo or its successor): every field it has. The place to map new ones."""
-    out: dict[str, Any] = {}
-    container: dict[str, Any] = {}
-    cid = getattr(info, "container_id", None) or getattr(info, "id", None)
-    if cid:
-        container["id"] = cid
-    for ecs_name, attr in (("runtime", "runtime"), ("name", "name")):
-        value = getattr(info, attr, None)
-        if value:
-            container[ecs_name] = value
-    image = getattr(info, "image", None)
-    if image:
-        container["image"] = {"name": image}
-    if container:
-        out["container"] = container
-    orchestrator: dict[str, Any] = {}
-    pod = getattr(info, "pod_uid", None)
-    if pod:
-        orchestrator = {"type": "kubernetes", "resource": {"type": "pod", "id": pod}}
-    for ecs_name, attr in (("namespace", "namespace"), ("cluster", "cluster")):
-        value = getattr(info, attr, None)
-        if value:
-            orchestrator[ecs_name] = value if ecs_name != "cluster" else {"name": value}
-    pod_name = getattr(info, "pod_name", None)
-    if pod_name:
-        orchestrator.setdefault("resource", {"type": "pod"})["name"] = pod_name
-    if orchestrator:
-        out["orchestrator"] = orchestrator
+def container_fields(where: ContainerIdentity | None) -> dict[str, Any]:
+    """ECS `container.*` (full id, runtime, name) and `orchestrator.*` (a Kubernetes pod) of a
+    process, and fluxtui's state of knowledge (`fluxtui.container.state`: container, host, or
+    unknown: gone before its cgroup could be read). None: not about a process."""
+    if where is None:
+        return {}
+    state: dict[str, Any] = {"state": where.state}
+    out: dict[str, Any] = {"fluxtui": {"container": state}}
+    if not where.is_container:
+        return out
+    container: dict[str, Any] = {"runtime": where.runtime}
+    if where.id:
+        container["id"] = where.id
+    if where.name:
+        container["name"] = where.name
+    out["container"] = container
+    if where.namespace:
+        state["namespace"] = where.namespace
+    if where.pod_uid:
+        out["orchestrator"] = {"type": "kubernetes",
+                               "resource": {"type": "pod", "id": where.pod_uid}}
     return out
+
+
+def with_container(doc: dict[str, Any], where: ContainerIdentity | None) -> dict[str, Any]:
+    """`doc` with the container fields merged in (its `fluxtui` object kept)."""
+    fields = container_fields(where)
+    custom = fields.pop("fluxtui", None)
+    if custom:
+        doc.setdefault("fluxtui", {}).update(custom)
+    doc.update(fields)
+    return doc
 
 
 def process_state(row: ProcessRow) -> dict[str, Any]:
@@ -71,14 +72,9 @@ def process_state(row: ProcessRow) -> dict[str, Any]:
                      "counts": [{"name": n, "count": c} for n, c in row.syscall_counts]},
         "network": {"connections": row.connections, "rx_bytes_per_s": row.net_rx_per_s,
                     "tx_bytes_per_s": row.net_tx_per_s},
-        "container": row.container,
+        "container": {"label": row.container, **container_fields(row.container_identity)
+                      .get("container", {}), "state": row.container_identity.state},
     }
-
-
-def _containers(snapshot: Snapshot) -> dict[ProcessKey, Any]:
-    view = snapshot.views.get("risk")
-    found = getattr(view, "containers", None)
-    return found if isinstance(found, dict) else {}
 
 
 def processes_document(snapshot: Snapshot) -> dict[str, Any]:
@@ -96,7 +92,6 @@ def processes_document(snapshot: Snapshot) -> dict[str, Any]:
 def process_state_documents(snapshot: Snapshot) -> list[dict[str, Any]]:
     """One `state` document per process (`stream.process_documents: state`): ECS process fields
     keyed by `process.entity_id`, latest wins in an entity index."""
-    containers = _containers(snapshot)
     stamp = iso_time(snapshot.metrics.timestamp)
     docs = []
     for row in sorted(snapshot.processes.values(), key=lambda r: r.key):
@@ -125,10 +120,7 @@ def process_state_documents(snapshot: Snapshot) -> list[dict[str, Any]]:
         }
         if row.risk is not None:
             doc["event"]["risk_score"] = round(row.risk, 2)
-        info = containers.get(row.key)
-        if info is not None:
-            doc.update(container_fields(info))
-        docs.append(doc)
+        docs.append(with_container(doc, row.container_identity))
     return docs
 
 
@@ -179,7 +171,7 @@ def process_exit_document(exit_: ProcessExit) -> dict[str, Any]:
         doc["threat"] = {"framework": "MITRE ATT&CK",
                          "technique": {"id": [exit_.technique_id],
                                        "name": [exit_.technique_name]}}
-    return doc
+    return with_container(doc, life.container)
 
 
 _KERNEL_TYPES = {"exec": ["start"], "exit": ["end"], "cred": ["change"]}
@@ -217,11 +209,11 @@ def kernel_event_document(ev: KernelEvent) -> dict[str, Any]:
     elif ev.kind in ("syscall", "cred"):
         fluxtui["syscall"] = {"name": ev.syscall, "nr": ev.nr, "args": [str(a) for a in ev.args],
                               "strings": [s for s in ev.strings if s]}
-    return {
+    return with_container({
         "@timestamp": iso_time(ev.timestamp),
         "event": {"kind": "event", "dataset": "fluxtui.syscalls", "category": ["process"],
                   "type": _KERNEL_TYPES.get(ev.kind, ["info"]), "action": action},
         "message": ev.describe(),
         "process": process,
         "fluxtui": fluxtui,
-    }
+    }, ev.container)

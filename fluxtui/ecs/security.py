@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fluxtui.ecs.common import entity_id, iso_time
+from fluxtui.ecs.processes import with_container
 from fluxtui.events import Alert, Severity
 from fluxtui.guard.events import TECHNIQUE_NAMES, GuardDecision, PromptView, Requester
 
@@ -60,7 +61,7 @@ def alert_document(alert: Alert) -> dict[str, Any]:
             process["real_user"] = {"id": str(uid)}
         doc["process"] = process
         doc["fluxtui"]["process"] = {"start_ticks": alert.key.start_ticks}
-    return doc
+    return with_container(doc, alert.container)
 
 
 def _requester(r: Requester) -> dict[str, Any]:

@@ -162,11 +162,22 @@ class Observer:
 
     def _kernel_event(self, event: KernelEvent) -> None:
         # The latest event wins: a process may move from the launch cgroup to the actor's.
-        self._roles[event.key] = self._ids.get(event.cgroup_id)
+        self._roles[event.key] = self._ids.get(event.cgroup_id) or self._container_role(event)
         if event.kind == "exec" and event.key not in self._names:
             self._names[event.key] = event.name
         if self._roles[event.key] in ("actor", "support"):
             self._record(event.key, self._roles[event.key] or "")
+
+    def _container_role(self, event: KernelEvent) -> str | None:
+        """A container a scenario started under its own cgroup (`--cgroup-parent`) acts for
+        it: the role of the nearest scenario cgroup above the container's."""
+        where = event.container
+        path = where.cgroup if where is not None and where.is_container else ""
+        while path.count("/") > 1:
+            path = path.rsplit("/", 1)[0]
+            if path in self._paths:
+                return self._paths[path]
+        return None
 
     def _record(self, key: ProcessKey, role: str) -> ProcessRecord:
         assert self._active is not None

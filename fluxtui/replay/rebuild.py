@@ -11,9 +11,12 @@ from fluxtui.collectors.socket_owners import Owner
 from fluxtui.ecs.common import parse_time
 from fluxtui.ecs.security import SEVERITY_NUMBER
 from fluxtui.events import (
+    HOST,
+    UNKNOWN,
     Alert,
     ComponentState,
     ComponentStatus,
+    ContainerIdentity,
     CpuTimes,
     IoRate,
     MemoryUsage,
@@ -91,9 +94,25 @@ def row_of(p: dict[str, Any]) -> ProcessRow:
         connections=network["connections"],
         net_rx_per_s=network["rx_bytes_per_s"],
         net_tx_per_s=network["tx_bytes_per_s"],
-        container=p["container"],
+        container=_container(p["container"]).label if _container(p["container"]).is_container
+        else None,
+        container_identity=_container(p["container"]),
         exited_at=_time(p["exited_at"]),
     )
+
+
+def _container(recorded: Any) -> ContainerIdentity:
+    """The process's container from its recorded state (a recording of stream version 1 made
+    before container identities carries only the label, or null)."""
+    if not isinstance(recorded, dict):
+        return UNKNOWN
+    state = recorded.get("state")
+    if state == "host":
+        return HOST
+    if state != "container":
+        return UNKNOWN
+    return ContainerIdentity(str(recorded.get("runtime", "")), str(recorded.get("id", "")),
+                             str(recorded.get("name", "")))
 
 
 def alert_of(doc: dict[str, Any]) -> Alert:

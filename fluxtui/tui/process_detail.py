@@ -172,9 +172,7 @@ class ProcessDetailScreen(ModalScreen[None]):
             if not score.reasons:
                 parts.append(Text("  nothing risky seen", style="dim"))
         container = scorer.container(self.key) if isinstance(scorer, RiskScorer) else None
-        where = (safe_text(f"{container.runtime} {container.container_id}"
-                           + (f" (pod {container.pod_uid})" if container.pod_uid else ""))
-                 if container else Text("none (host)"))
+        where = safe_text(container.describe() if container else "unknown (no risk scorer)")
         parts.append(Text.assemble(("Container: ", "bold"), where))
 
         parts.append(_section("Top syscalls"))

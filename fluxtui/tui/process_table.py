@@ -82,7 +82,7 @@ def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[Cell, ...]:
                 (risk[0], f"{risk[1]} italic" if risk[1] else muted),
                 (DASH, muted), (DASH, muted), (DASH, muted), ("exited", f"bold {muted}"),
                 (DASH, muted), (DASH, muted), (DASH, muted), (DASH, muted), (DASH, muted),
-                (visible(row.container) if row.container else DASH, muted))
+                (_container(row), muted))
     return (
         (str(row.pid), ""),
         (user, ""),
@@ -97,8 +97,14 @@ def render_cells(row: ProcessRow, name_prefix: str = "") -> tuple[Cell, ...]:
         _number(row.connections),
         (human_rate(row.net_rx_per_s), ""),
         (human_rate(row.net_tx_per_s), ""),
-        (visible(row.container) if row.container else DASH, ""),
+        (_container(row), ""),
     )
+
+
+def _container(row: ProcessRow) -> str:
+    """Runtime and name of the container, "—" for none known (the details tell the host from
+    "not known yet")."""
+    return visible(row.container) if row.container else DASH
 
 
 def final_identity(row: ProcessRow, final: ProcessExit) -> ProcessRow:

@@ -1,0 +1,180 @@
+"""The syscall capture's view of containers: the kernel's feed of cgroups and runtime set-ups
+(fluxtui/collectors/container_trace.py), the runtime executables it trusts, and the container
+each kernel event came from, resolved when the event is handled from the cgroup id the kernel
+reported with it. Nothing here imports textual.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from fluxtui.capabilities.lineage import ExeVerifier
+from fluxtui.collectors.container_trace import ContainerTrace, TraceUnavailable
+from fluxtui.collectors.kernel_event import KernelEvent, signed32
+from fluxtui.collectors.procstat import read_start_ticks
+from fluxtui.detection.container_index import ContainerResolver
+from fluxtui.detection.runtime_setup import RuntimeSetup
+from fluxtui.events import HOST, UNKNOWN, ContainerIdentity, ProcessKey
+
+log = logging.getLogger(__name__)
+NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "user", "cgroup", "time")
+
+
+class ContainerWatch:
+    def __init__(self, resolver: ContainerResolver, verifier: ExeVerifier,
+                 runtimes: list[str], proc: str = "/proc") -> None:
+        self.resolver = resolver
+        self.setup = RuntimeSetup()
+        self._verifier = verifier
+        self._runtimes = runtimes
+        self._proc = proc
+        self._trace: ContainerTrace | None = None
+        self._reason = "not started"
+        self.verified_runtimes: list[str] = []
+        self.ready = threading.Event()  # runtime executables verified and handed to the kernel
+
+    def start(self) -> None:
+        """Load the trace and walk the cgroup tree once; without the trace, containers are
+        still resolved (from /proc and rescans) but the runtime's set-up is not told apart."""
+        try:
+            self._trace = ContainerTrace(self.resolver.learn)
+        except TraceUnavailable as exc:
+            self._reason = str(exc)
+            log.warning("container trace unavailable: %s", exc)
+        else:
+            self.resolver.index.live = True
+            self._reason = ""
+        self.resolver.index.scan()
+        # A package-database lookup and a hash per runtime: seconds on a busy machine, so on a
+        # thread of its own (the dashboard's first frame does not wait). Until it is done
+        # (`ready`), a container's set-up is judged like anything else.
+        threading.Thread(target=self._verify_runtimes, name="fluxtui-runtimes",
+                         daemon=True).start()
+
+    def _verify_runtimes(self) -> None:
+        found: dict[tuple[int, int], os.stat_result] = {}
+        verified = []
+        for path in self._runtimes:
+            real = os.path.realpath(path)
+            try:
+                if not self._verifier.verified(real):
+                    continue
+                st = os.stat(real)
+            except OSError:
+                continue
+            found[(st.st_dev, st.st_ino)] = st
+            verified.append(path)
+        trace = self._trace
+        try:
+            if trace is not None:
+                trace.set_runtimes(found.values())
+                for key in self._running_runtimes(set(found)):
+                    trace.mark_setup(key.pid)
+                    self.setup.seed(key)
+            self.verified_runtimes = verified
+        except Exception:  # the trace closed meanwhile, or a map update failed
+            log.warning("runtime executables not handed to the kernel", exc_info=True)
+        finally:
+            self.ready.set()
+
+    def _running_runtimes(self, files: set[tuple[int, int]]) -> list[ProcessKey]:
+        """Runtime daemons started before the trace (dockerd, containerd, shims): by the device
+        and inode of their executable, outside containers."""
+        found = []
+        for entry in os.scandir(self._proc):
+            if not entry.name.isdigit():
+                continue
+            try:
+                st = os.stat(f"{entry.path}/exe")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in files:
+                continue
+            pid = int(entry.name)
+            start = read_start_ticks(pid, self._proc)
+            if start is None:
+                continue
+            key = ProcessKey(pid, start)
+            if self.resolver.of_process(key).state == "host":
+                found.append(key)
+        return found
+
+    def stop(self) -> None:
+        trace, self._trace = self._trace, None
+        if trace is not None:
+            trace.close()
+        self.resolver.index.live = False
+
+    def note(self) -> str:
+        if self._trace is None:
+            return f"no kernel feed ({self._reason}); runtime set-up not told apart"
+        if not self.ready.is_set():
+            return "verifying the runtime executables"
+        index = self.resolver.index
+        refused = f", {self.setup.refused} runtime execs from inside containers not exempt" \
+            if self.setup.refused else ""
+        return (f"{index.learnt} cgroups learnt, {len(self.verified_runtimes)} runtime "
+                f"executables verified{refused}")
+
+    @property
+    def dropped(self) -> int:
+        trace = self._trace
+        return trace.dropped if trace is not None else 0
+
+    def before_events(self) -> None:
+        """Take every change the kernel sent up to now: the events about to be handled were
+        all sent before this call."""
+        trace = self._trace
+        if trace is None:
+            return
+        for change in trace.drain():
+            inside = self.resolver.of_cgroup(change.cgroup_id).is_container
+            self.setup.kernel(change, inside)
+
+    def container_of(self, event: KernelEvent) -> ContainerIdentity:
+        """From the cgroup id of the event; from /proc when the id is unknown and the process
+        still runs; else UNKNOWN."""
+        found = self.resolver.of_cgroup(event.cgroup_id)
+        if found.state == "unknown":
+            found = self.resolver.of_process(event.key)
+        else:
+            self.resolver.observe(event.key, found)
+        return found
+
+    def target_of(self, event: KernelEvent) -> ContainerIdentity | None:
+        """Where the target of a ptrace / process_vm_writev / setns runs, when it can be read
+        now: the target pid's cgroup, or (setns) whether the namespace file the process holds
+        is one of the host's (pid 1's)."""
+        if event.kind != "syscall":
+            return None
+        if event.syscall in ("ptrace", "process_vm_writev"):
+            pid = signed32(event.args[1] if event.syscall == "ptrace" else event.args[0])
+            if pid <= 0:
+                return None
+            found = self._of_pid(pid)
+            return found if found.state != "unknown" else None
+        if event.syscall == "setns":
+            fd = signed32(event.args[0])
+            try:
+                target = os.readlink(f"{self._proc}/{event.key.pid}/fd/{fd}")
+            except OSError:
+                return None
+            if read_start_ticks(event.key.pid, self._proc) != event.key.start_ticks:
+                return None
+            return HOST if target in self._host_namespaces() else UNKNOWN
+        return None
+
+    def _of_pid(self, pid: int) -> ContainerIdentity:
+        start = read_start_ticks(pid, self._proc)
+        return UNKNOWN if start is None else self.resolver.of_process(ProcessKey(pid, start))
+
+    def _host_namespaces(self) -> set[str]:
+        found = set()
+        for name in NAMESPACES:
+            try:
+                found.add(os.readlink(f"{self._proc}/1/ns/{name}"))
+            except OSError:
+                continue
+        return found
