@@ -126,7 +126,7 @@ def _escape_then_check(watch: Watch, cli: tuple[str, ...], tmp_path: Path, name:
     assert "mount('none', '/mnt', type 'tmpfs'" in alert.reasons[0]
     doc = document(alert)
     assert doc["container"] == {"id": cid, "name": name, "runtime": runtime}
-    assert doc["threat"]["technique"]["id"] == "T1611"
+    assert doc["threat"]["technique"]["id"] == ["T1611"]
     return alert
 
 
