@@ -24,6 +24,7 @@ test_only=(
     prometheus         # tests/test_prometheus_server.py: a real Prometheus scrapes fluxtui
     systemd            # tests/test_service_unit.py: systemd-analyze verify / security --offline
     gdb curl perl util-linux procps  # demo/ scenarios of `fluxtui evaluate` (tests/test_evaluation_*.py)
+    cron passwd        # demo/attacks/cron-entry-*.sh: crontab(1), useradd/userdel for a temporary user
 )
 # More test-only tools go here, each with the test that uses it, when such a test lands:
 # docker.io or podman (container tests), auditd (audit tests), chromium (page screenshots),
