@@ -77,8 +77,8 @@ log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 10000  # changes waiting for the tick; past it they are counted as dropped
 RECENT = 200  # changes kept for the view
-RENAME_PIDS = 4096
 RECORDS_KEPT = 8192  # exited processes remembered (pid -> key, exe, uid) for late writers
+LATE_TICKS = 3  # ticks a change whose writer exited unidentified waits for the kernel's records
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,8 @@ class PersistenceWatch:
         self._content_bytes = 0
         self._lock = threading.Lock()
         self._queue: deque[Change] = deque()
+        self._late: list[tuple[int, Change]] = []  # (ticks waited, change)
+        self._late_renames: list[tuple[int, tuple[int, str, str, float]]] = []
         self._rename_queue: deque[tuple[int, str, str, float]] = deque()
         self._bursts: dict[str, _Burst] = {}
         self._drops: dict[str, int] = {}
@@ -460,8 +462,14 @@ class PersistenceWatch:
             self._queue.clear()
             renames = list(self._rename_queue)
             self._rename_queue.clear()
-        for change in changes:
-            self._judge(self._late_writer(change, tick), tick)
+        waiting: list[tuple[int, Change]] = []
+        for waited, change in [*self._late, *((0, c) for c in changes)]:
+            change = self._late_writer(change, tick)
+            if change.writer.key is None and change.writer.pid > 0 and waited < LATE_TICKS:
+                waiting.append((waited + 1, change))
+                continue
+            self._judge(change, tick)
+        self._late = waiting
         self._summarise_bursts(tick)
         self._check_ransomware(tick, view, renames)
         with self._lock:
@@ -576,14 +584,17 @@ class PersistenceWatch:
         for key, named in counts.items():
             self.ransomware.observe_counts(key, named, now)
         pids: dict[int, ProcessKey | None] = {}
-        for pid, old, new, when in renames:
+        unresolved: list[tuple[int, tuple[int, str, str, float]]] = []
+        for waited, item in [*self._late_renames, *((0, r) for r in renames)]:
+            pid = item[0]
             if pid not in pids:
                 pids[pid] = self._key_of(pid, tick)
-                if len(pids) > RENAME_PIDS:
-                    break
             key = pids[pid]
             if key is not None:
-                self.ransomware.observe_rename(key, old, new, when)
+                self.ransomware.observe_rename(key, item[1], item[2], item[3])
+            elif waited < LATE_TICKS and len(unresolved) < QUEUE_LIMIT:
+                unresolved.append((waited + 1, item))  # its exit record may come next tick
+        self._late_renames = unresolved
         bulk = frozenset(self.cfg.ransomware.bulk_renamers)
         for key in self.ransomware.active():
             exe = ""

@@ -11,6 +11,7 @@ unit). Nothing here imports textual.
 from __future__ import annotations
 
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
@@ -21,6 +22,7 @@ from fluxtui.guard.identity import user_name
 
 ANCESTORS = 8
 CACHE = 1024
+RECENT_PID_S = 5.0  # a writer gone by its next event is taken for the last one seen on its pid
 
 
 def _read(path: str, limit: int = 65536) -> bytes:
@@ -64,11 +66,28 @@ class WriterIdentifier:
         self.package_managers = frozenset(package_managers)
         self.proc = proc
         self._cache: OrderedDict[ProcessKey, Writer] = OrderedDict()
+        self._by_pid: dict[int, tuple[float, Writer]] = {}
 
-    def identify(self, pid: int, pidfd: int) -> Writer:
+    def identify(self, pid: int, pidfd: int, now: float | None = None) -> Writer:
+        """The writer of an event; one gone already is the last process identified on its pid
+        within RECENT_PID_S (its earlier events: crontab's temporary file, then its rename),
+        else a writer without a start time."""
+        now = time.monotonic() if now is None else now
         stat = _stat(pid, self.proc)
         if stat is None:
+            seen = self._by_pid.get(pid)
+            if seen is not None and now - seen[0] <= RECENT_PID_S:
+                return seen[1]
             return Writer(pid, None)
+        writer = self._identify(pid, pidfd, stat)
+        if writer.key is not None:
+            self._by_pid[pid] = (now, writer)
+            if len(self._by_pid) > CACHE:
+                cutoff = now - RECENT_PID_S
+                self._by_pid = {p: v for p, v in self._by_pid.items() if v[0] >= cutoff}
+        return writer
+
+    def _identify(self, pid: int, pidfd: int, stat: tuple[str, int, int]) -> Writer:
         comm, ppid, start = stat
         key = ProcessKey(pid, start)
         cached = self._cache.get(key)
@@ -82,6 +101,9 @@ class WriterIdentifier:
         except OSError:
             args = ()
         if pidfd >= 0 and not pidfd_alive(pidfd):
+            seen = self._by_pid.get(pid)
+            if seen is not None and seen[1].key == key:
+                return seen[1]
             return Writer(pid, None, exe, comm)  # gone while read: not sure it was this one
         parent_exe = _exe(ppid, self.proc) if ppid > 0 else ""
         verified = bool(exe) and self.verified(exe.removesuffix(" (deleted)"))
