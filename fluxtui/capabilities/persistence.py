@@ -14,6 +14,7 @@ Nothing here imports textual.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -345,7 +346,13 @@ class PersistenceWatch:
         if new is None and os.path.isfile(path):
             note = note or (f"larger than persistence.content_limit "
                             f"({self.cfg.content_limit} bytes) or unreadable: not compared")
-        change = Change(now, path, place, actions, writer, diff(kind, old, new), note)
+        changes = diff(kind, old, new)
+        if new is None and not os.path.lexists(path) and "renamed out" not in actions \
+                and ("written" in actions or "renamed in" in actions):
+            # installed and removed again before the reader got to it
+            changes = dataclasses.replace(changes, unseen=True)
+            note = note or "gone before its content could be read"
+        change = Change(now, path, place, actions, writer, changes, note)
         self._remember(path, new)
         self.changes_seen += 1
         with self._lock:

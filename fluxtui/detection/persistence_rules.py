@@ -113,6 +113,7 @@ class Diff:
     added: tuple[str, ...] = ()  # shown as they are (already redacted)
     removed: tuple[str, ...] = ()
     new_entries: tuple[str, ...] = ()  # crontab lines / keys that were not there before
+    unseen: bool = False  # written, then gone before fluxtui could read it
 
     def lines(self) -> list[str]:
         shown = [f"+ {a}" for a in self.added[:MAX_LINES_SHOWN]]
@@ -230,6 +231,12 @@ def judge(change: Change, entry_risk: float, expected_risk: float) -> list[Findi
         found.append(Finding(key, RULE_UNEXPECTED, "Persistence place changed by an unexpected "
                              "writer", visible(what), place.risk, technique,
                              _SEVERITY[place.severity], extra))
+    if change.diff.unseen and place.kind in ("crontab", "authorized_keys"):
+        rule, title = ((RULE_CRON, "New scheduled task entry") if place.kind == "crontab"
+                       else (RULE_KEY, "New SSH authorized key"))
+        found.append(Finding(key, rule, title, visible(
+            f"{change.path} {'/'.join(change.actions)} by {writer.describe()}, gone before its "
+            "content could be read"), entry_risk, technique, Severity.MEDIUM, extra))
     if change.diff.new_entries and place.kind == "crontab":
         shown = "; ".join(change.diff.new_entries[:3])
         found.append(Finding(key, RULE_CRON, "New scheduled task entry",
