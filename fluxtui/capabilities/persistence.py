@@ -95,6 +95,7 @@ class PersistenceView:
 @dataclass
 class _Burst:
     start: float
+    place: Any
     count: int = 0
     summarised: int = 0
     names: list[str] = field(default_factory=list)
@@ -125,6 +126,7 @@ class PersistenceWatch:
         self._plan = Plan()
         self._marked: set[str] = set()
         self._handles: dict[tuple[int, bytes], str] = {}
+        self._retired: set[tuple[int, bytes]] = set()  # directories moved away or deleted
         self._mounts: dict[tuple[int, int], int] = {}
         self._content: OrderedDict[str, Content | None] = OrderedDict()
         self._content_bytes = 0
@@ -133,7 +135,8 @@ class PersistenceWatch:
         self._late: list[tuple[int, Change]] = []  # (ticks waited, change)
         self._late_renames: list[tuple[int, tuple[int, str, str, float]]] = []
         self._rename_queue: deque[tuple[int, str, str, float]] = deque()
-        self._bursts: dict[str, _Burst] = {}
+        self._bursts: dict[str, _Burst] = {}  # reader thread only
+        self._summaries: deque[tuple[str, _Burst]] = deque()
         self._drops: dict[str, int] = {}
         self._recent: deque[FileChange] = deque(maxlen=RECENT)
         self._alerted: set[tuple[ProcessKey, str, str]] = set()
@@ -276,6 +279,7 @@ class PersistenceWatch:
                     self._read_changes()
                 if self._renames is not None and self._renames.fd in ready:
                     self._read_renames()
+                self._close_bursts()
             except Exception:  # one bad event must not end the watch
                 log.exception("persistence watch: reading events failed")
                 self._drop("unreadable_events")
@@ -305,12 +309,17 @@ class PersistenceWatch:
             return
         directory = self._handles.get(event.where.handle.key)
         if directory is None:
-            self._drop("unresolved_directory")
+            if event.where.handle.key not in self._retired:
+                self._drop("unresolved_directory")
             return
         if event.mask & (FAN_DELETE_SELF | FAN_MOVE_SELF):
+            # moved away or deleted: what is at its path now (a new ~/.ssh) is marked instead
             self._marked.discard(directory)
             self._handles.pop(event.where.handle.key, None)
-            self._replan()
+            self._retired.add(event.where.handle.key)
+            for added in self._replan():
+                self._found_in_new(added, self.identifier.identify(event.pid, event.pidfd),
+                                   self._clock())
             return
         name = os.fsdecode(event.where.name)
         now = self._clock()
@@ -323,7 +332,7 @@ class PersistenceWatch:
         if rule is None or event.mask & FAN_ONDIR:
             return
         path = os.path.join(directory, name)
-        if self._in_burst(rule.path, name, event.pid, now):
+        if self._in_burst(rule.path, name, event.pid, now, rule.place):
             return
         writer = self.identifier.identify(event.pid, event.pidfd)
         self._compare(path, rule.path, rule.place, describe_mask(event.mask), writer, now)
@@ -361,24 +370,45 @@ class PersistenceWatch:
                 return
             self._queue.append(change)
 
-    def _rescan(self, writer: Writer) -> None:
-        """After lost events: compare every watched file with what was last seen."""
+    def _rescan(self, writer: Writer, only: str = "",
+                note: str = "found by a rescan after events were lost") -> None:
+        """Compare every watched file (of place `only`, when given) with what was last seen:
+        after lost events, and after a burst whose changes were only counted."""
         now = self._clock()
         for directory in list(self._plan.rules):
             for name in self._entries(directory):
                 rule = self._plan.place_of(directory, name)
-                if rule is None:
+                if rule is None or (only and rule.path != only):
                     continue
                 path = os.path.join(directory, name)
                 new = self._read(path, rule.place.kind)
                 if new != self._content.get(path):
                     self._compare(path, rule.path, rule.place, ("changed",), writer, now,
-                                  note="found by a rescan after events were lost")
+                                  note=note)
 
-    def _in_burst(self, place_path: str, name: str, pid: int, now: float) -> bool:
+    def _close_bursts(self) -> None:
+        """Bursts whose window has passed: their place is rescanned (a real change hidden in a
+        flood of others is still compared) and a summary goes to the tick."""
+        now = self._clock()
+        for place_path, burst in list(self._bursts.items()):
+            if now - burst.start <= self.cfg.burst_window:
+                continue
+            del self._bursts[place_path]
+            if not burst.summarised:
+                continue
+            pids = list(burst.writers)
+            writer = (self.identifier.identify(pids[0], -1) if len(pids) == 1 else
+                      Writer(0, None, comm="unknown: one of several writers of a burst"))
+            self._rescan(writer, place_path, "found by a rescan after a burst of changes")
+            with self._lock:
+                self._summaries.append((place_path, burst))
+
+    def _in_burst(self, place_path: str, name: str, pid: int, now: float, place: Any) -> bool:
         burst = self._bursts.get(place_path)
         if burst is None or now - burst.start > self.cfg.burst_window:
-            burst = self._bursts[place_path] = _Burst(now)
+            if burst is not None:
+                self._close_bursts()
+            burst = self._bursts[place_path] = _Burst(now, place)
         burst.count += 1
         if burst.count <= self.cfg.burst_changes:
             return False
@@ -555,22 +585,20 @@ class PersistenceWatch:
                    "start_ticks": key.start_ticks if key is not None else None}))
 
     def _summarise_bursts(self, tick: TickContext) -> None:
+        with self._lock:
+            summaries = list(self._summaries)
+            self._summaries.clear()
         now = self._clock()
-        for place_path, burst in list(self._bursts.items()):
-            if now - burst.start <= self.cfg.burst_window:
-                continue
-            del self._bursts[place_path]
-            if not burst.summarised:
-                continue
-            place = next((p for p in self.cfg.places if p.path == place_path), None)
-            technique = place.technique if place is not None else ""
+        for place_path, burst in summaries:
+            technique = burst.place.technique
             note = visible(f"{burst.count} changes in {place_path} within "
                            f"{self.cfg.burst_window:g} s: {burst.summarised} past the first "
                            f"{self.cfg.burst_changes} counted, not examined one by one (e.g. "
                            f"{', '.join(burst.names)}; pids "
-                           f"{', '.join(map(str, burst.writers))})")
-            event = FileChange(now, visible(place_path), place_path, technique, ("burst",),
-                               next(iter(burst.writers), 0), "", "", False, "",
+                           f"{', '.join(map(str, burst.writers))}); the place was compared "
+                           "again afterwards")
+            event = FileChange(now, visible(place_path), burst.place.path, technique,
+                               ("burst",), next(iter(burst.writers), 0), "", "", False, "",
                                count=burst.summarised, note=note)
             self._recent.append(event)
             if self._bus is not None:

@@ -33,7 +33,8 @@ RULE_BURST = "persistence.burst"
 MAX_LINES_SHOWN = 10
 TOKEN_MIN = 24
 KEY_TYPES = re.compile(r"^(?:ssh-|ecdsa-|sk-)[a-z0-9@.-]+$")
-_TOKEN = re.compile(r"[A-Za-z0-9+/=_\-.$~]{" + str(TOKEN_MIN) + ",}")
+# a run of token characters (base64, hex, JWT, crypt(3) hashes), with base64 padding
+_TOKEN = re.compile(r"[A-Za-z0-9+/_\-.$~]{" + str(TOKEN_MIN) + ",}={0,2}")
 _SEVERITY = {"medium": Severity.MEDIUM, "high": Severity.HIGH, "critical": Severity.CRITICAL}
 
 
@@ -42,7 +43,8 @@ def redact(line: str) -> str:
     length; paths and plain words of any length stay."""
     def hide(match: re.Match[str]) -> str:
         token = match.group()
-        if token.startswith(("/", "~", "./")) and not token.count("/") < 2:
+        if token.startswith(("/", "~/", "./")) and all(
+                len(part) < 40 for part in token.split("/")):
             return token  # a path
         letters = any(c.isalpha() for c in token)
         digits = any(c.isdigit() for c in token)
