@@ -23,7 +23,14 @@ from fluxtui.collectors.change_watch import (
     ChangeGroup,
 )
 from fluxtui.component import TickContext
-from fluxtui.config import Config, PersistenceConfig, PersistencePlace, RansomwareConfig
+from fluxtui.config import (
+    Config,
+    PersistenceConfig,
+    PersistencePlace,
+    RansomwareConfig,
+    RuleException,
+    RulesConfig,
+)
 from fluxtui.detection.persistence_rules import read_content
 from fluxtui.events import Alert, FileChange, ProcessKey, Severity
 from tests.fakes import metrics
@@ -44,11 +51,12 @@ class Verified:
         return path in self.paths
 
 
-def _config(tmp: Path, places: list[PersistencePlace], **ransom: Any) -> Config:
+def _config(tmp: Path, places: list[PersistencePlace], rules: RulesConfig | None = None,
+            **ransom: Any) -> Config:
     cfg = PersistenceConfig(
         places=places, package_managers=[],
         ransomware=RansomwareConfig(filesystems=[str(tmp)], **ransom))
-    return dataclasses.replace(Config(), persistence=cfg)
+    return dataclasses.replace(Config(), persistence=cfg, rules=rules or RulesConfig())
 
 
 @pytest.fixture
@@ -57,8 +65,9 @@ def watch_factory(tmp_path: Path) -> Iterator[Callable[..., tuple[PersistenceWat
     made: list[PersistenceWatch] = []
 
     def make(places: list[PersistencePlace], homes: list[str], verified: set[str] | None = None,
-             **ransom: Any) -> tuple[PersistenceWatch, list[Any]]:
-        watch = PersistenceWatch(_config(tmp_path, places, **ransom),
+             rules: RulesConfig | None = None, **ransom: Any
+             ) -> tuple[PersistenceWatch, list[Any]]:
+        watch = PersistenceWatch(_config(tmp_path, places, rules, **ransom),
                                  verifier=Verified(verified or set()),  # type: ignore[arg-type]
                                  homes=homes)
         bus = EventBus()
@@ -131,6 +140,26 @@ def _write_and_wait(path: Path, text: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline() == "done\n"
     return proc
+
+
+def test_disabled_rules_and_exceptions_apply(tmp_path: Path, watch_factory):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    place = PersistencePlace("~/.ssh/authorized_keys", "T1098.004", "authorized_keys")
+    rules = RulesConfig(disabled=["persistence.unexpected_write"], exceptions=[
+        RuleException(rule="persistence.authorized_key", executable="/usr/bin/python3*")])
+    watch, published = watch_factory([place], [str(home)], rules=rules)
+    keys = home / ".ssh" / "authorized_keys"
+    proc = _write_and_wait(keys, KEY + "\n")  # python: the exception covers it
+    try:
+        tick_until(watch, lambda p: bool(changes(p)), published)
+    finally:
+        proc.kill()
+        proc.wait()
+    subprocess.run(["/bin/sh", "-c", f"echo '{KEY}2' >> '{keys}'; sleep 0.5"], check=True)
+    tick_until(watch, lambda p: bool(alerts(p)), published)
+    assert [a.rule_id for a in alerts(published)] == ["persistence.authorized_key"]
+    assert "python" not in alerts(published)[0].reasons[0]
 
 
 def test_a_replaced_ssh_directory_is_watched_again(tmp_path: Path, watch_factory):
