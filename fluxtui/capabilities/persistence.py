@@ -72,6 +72,7 @@ from fluxtui.events import (
     ProcessKey,
     Severity,
 )
+from fluxtui.guard.loop import PRIORITY_BOOST
 from fluxtui.untrusted_text import visible
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,10 @@ class PersistenceWatch:
     # --- the reader thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        # A change is judged on the writer's process, whose final record the risk scorer
+        # closes a tick after its exit: the reader must not lag behind a loaded machine.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PRIORITY_BOOST)
         fds = [g.fd for g in (self._changes, self._renames) if g is not None]
         while not self._stop.is_set():
             try:
