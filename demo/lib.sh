@@ -10,6 +10,7 @@
 #                        started with `support` (listeners, servers, victims) go there, so that
 #                        the evaluation tells the actor apart from the stage it acts on
 #   FLUX_PYTHON          the Python that runs fluxtui (has pytest), for the benign pytest run
+#   FLUX_RESTORE_ROOT    where restore markers go (default /var/lib/fluxtui/eval-restore; tests)
 #
 # Exit codes: 0 the scenario ran (an attack counts as run when it was attempted, even if the
 # guard or the kernel refused it), 77 a tool it needs is missing, anything else a failure.
@@ -70,3 +71,71 @@ wait_port() {
     done
     die "timed out waiting for a listener on 127.0.0.1:$1"
 }
+
+# --- changes outside the sandbox, always undone ---------------------------------------------
+# A scenario that must touch a system file, add a user or install a package records it first
+# in a marker under $RESTORE_ROOT (its exact bytes, mode and owner, or that it did not exist);
+# the EXIT trap undoes it, and when the script is killed before that, fluxtui does it after
+# the scenario and at the start of every run (fluxtui/evaluation/restore.py).
+RESTORE_ROOT=${FLUX_RESTORE_ROOT:-/var/lib/fluxtui/eval-restore}
+RESTORE_MARKERS=()
+
+_marker() {
+    mkdir -p "$RESTORE_ROOT"
+    chmod 700 "$RESTORE_ROOT"
+    mktemp -d "$RESTORE_ROOT/$$.XXXXXX"
+}
+
+# protect_file PATH: PATH is restored byte for byte (or removed, if it did not exist).
+protect_file() {
+    local dir
+    dir=$(_marker)
+    printf '%s' "$1" > "$dir/path"
+    if [ -e "$1" ]; then cp -a -- "$1" "$dir/backup"; else : > "$dir/absent"; fi
+    echo $$ > "$dir/owner"  # last: a marker without an owner changed nothing yet
+    RESTORE_MARKERS+=("$dir")
+}
+
+# temp_user NAME: add a user without a home or a log-in shell, removed (with its crontab).
+temp_user() {
+    local dir
+    dir=$(_marker)
+    printf '%s\n' "$1" > "$dir/user"
+    echo $$ > "$dir/owner"
+    RESTORE_MARKERS+=("$dir")
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$1"
+}
+
+# temp_package NAME: a package about to be installed, purged at the end.
+temp_package() {
+    local dir
+    dir=$(_marker)
+    printf '%s\n' "$1" > "$dir/package"
+    echo $$ > "$dir/owner"
+    RESTORE_MARKERS+=("$dir")
+}
+
+_restore_one() {
+    local dir=$1 path
+    if [ -f "$dir/path" ]; then
+        path=$(cat "$dir/path")
+        if [ -e "$dir/absent" ]; then rm -f -- "$path"
+        elif [ -f "$dir/backup" ]; then cp -a -- "$dir/backup" "$path"; fi
+    fi
+    if [ -f "$dir/package" ]; then dpkg --purge "$(cat "$dir/package")" >/dev/null 2>&1 || true; fi
+    if [ -f "$dir/user" ]; then
+        crontab -r -u "$(cat "$dir/user")" 2>/dev/null || true
+        userdel "$(cat "$dir/user")" 2>/dev/null || true
+    fi
+    rm -rf -- "$dir"
+}
+
+restore_all() {
+    local i
+    for ((i = ${#RESTORE_MARKERS[@]} - 1; i >= 0; i--)); do
+        _restore_one "${RESTORE_MARKERS[$i]}"
+    done
+    RESTORE_MARKERS=()
+}
+trap 'restore_all; stop_support' EXIT
+trap 'exit 130' INT TERM

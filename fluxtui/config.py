@@ -382,6 +382,117 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class PersistencePlace:
+    """A place attackers use to stay (config.yml `persistence.places`). `path` is absolute or
+    starts with "~/" (then it is looked for in every home); a directory means every entry in
+    it, down `depth` levels of subdirectories. `kind` says how its content is compared:
+    text, crontab (every new line is an alert), authorized_keys (keys shown by type, comment and
+    fingerprint), shadow (only user names). `writers`: executables (full paths, globs) expected
+    to change it, counted only when verified; `severity` and `risk`: of a change by any other
+    process."""
+
+    path: str = ""
+    technique: str = "T1546"
+    kind: Literal["text", "crontab", "authorized_keys", "shadow"] = "text"
+    depth: int = field(default=0, metadata=_range(0, 3))
+    writers: list[str] = field(default_factory=list)
+    severity: Literal["medium", "high", "critical"] = "high"
+    risk: float = field(default=50.0, metadata=_range(0, 100))
+
+
+_ACCOUNT_TOOLS = [f"/usr/sbin/{tool}" for tool in (
+    "useradd", "usermod", "userdel", "groupadd", "groupmod", "groupdel", "chpasswd", "chgpasswd",
+    "newusers", "pwconv", "pwunconv", "grpconv", "grpunconv", "vipw", "vigr")] + [
+    f"/usr/bin/{tool}" for tool in ("passwd", "chage", "chfn", "chsh", "gpasswd", "newgrp")] + [
+    "/usr/bin/systemd-sysusers"]
+_SYSTEMD = ["/usr/bin/systemctl", "/usr/lib/systemd/systemd", "/usr/lib/systemd/systemd-*"]
+
+
+def _place(path: str, technique: str, kind: Literal["text", "crontab", "authorized_keys",
+                                                    "shadow"] = "text",
+           writers: list[str] | None = None, depth: int = 0,
+           severity: Literal["medium", "high", "critical"] = "high",
+           risk: float = 50.0) -> PersistencePlace:
+    return PersistencePlace(path, technique, kind, depth, list(writers or []), severity, risk)
+
+
+DEFAULT_PERSISTENCE_PLACES: tuple[PersistencePlace, ...] = (
+    _place("~/.ssh/authorized_keys", "T1098.004", "authorized_keys", severity="medium"),
+    _place("~/.ssh/authorized_keys2", "T1098.004", "authorized_keys", severity="medium"),
+    *[_place(f"~/{rc}", "T1546.004", severity="medium")
+      for rc in (".bashrc", ".profile", ".bash_profile", ".bash_login", ".bash_logout",
+                 ".zshrc", ".zprofile", ".zshenv", ".zlogin")],
+    _place("/etc/profile", "T1546.004"),
+    _place("/etc/profile.d", "T1546.004"),
+    _place("/etc/bash.bashrc", "T1546.004"),
+    _place("/etc/zsh", "T1546.004"),
+    _place("/etc/crontab", "T1053.003", "crontab"),
+    *[_place(f"/etc/{d}", "T1053.003", "crontab")
+      for d in ("cron.d", "cron.hourly", "cron.daily", "cron.weekly", "cron.monthly")],
+    _place("/var/spool/cron", "T1053.003", "crontab", ["/usr/bin/crontab"], depth=1),
+    _place("/var/spool/cron/atjobs", "T1053.002", "crontab", ["/usr/bin/at", "/usr/sbin/atd"]),
+    _place("/var/spool/at", "T1053.002", "crontab", ["/usr/bin/at", "/usr/sbin/atd"]),
+    _place("/etc/systemd/system", "T1543.002", writers=_SYSTEMD, depth=1),
+    _place("/usr/lib/systemd/system", "T1543.002", writers=_SYSTEMD, depth=1),
+    _place("/etc/systemd/user", "T1543.002", writers=_SYSTEMD, depth=1),
+    _place("~/.config/systemd/user", "T1543.002", writers=_SYSTEMD, depth=1),
+    _place("/etc/passwd", "T1136.001", writers=_ACCOUNT_TOOLS),
+    _place("/etc/group", "T1098", writers=_ACCOUNT_TOOLS),
+    _place("/etc/shadow", "T1098", "shadow", writers=_ACCOUNT_TOOLS),
+    _place("/etc/gshadow", "T1098", "shadow", writers=_ACCOUNT_TOOLS),
+    _place("/etc/sudoers", "T1548.003", writers=["/usr/sbin/visudo"]),
+    _place("/etc/sudoers.d", "T1548.003", writers=["/usr/sbin/visudo"]),
+    _place("/etc/ld.so.preload", "T1574.006", severity="critical", risk=60.0),
+    _place("/etc/pam.d", "T1556.003", writers=["/usr/sbin/pam-auth-update"]),
+    _place("/etc/ssh/sshd_config", "T1098.004"),
+    _place("/etc/ssh/sshd_config.d", "T1098.004"),
+    _place("/etc/udev/rules.d", "T1546"),
+    _place("/usr/lib/udev/rules.d", "T1546"),
+    _place("/etc/rc.local", "T1037.004"),
+)
+# Package managers: a change made by one (verified), or by a process it started (its maintainer
+# scripts), is a package being installed, removed or configured.
+DEFAULT_PACKAGE_MANAGERS = ("/usr/bin/dpkg", "/usr/bin/rpm", "/usr/bin/dnf", "/usr/bin/yum",
+                            "/usr/bin/zypper", "/usr/bin/pacman", "/usr/bin/apk")
+# Programs that rename, replace or delete many files as their job (unpacking packages, syncing
+# trees, checking out branches, extracting over a tree): verified, they are not ransomware-like.
+DEFAULT_BULK_RENAMERS = ("/usr/bin/dpkg", "/usr/bin/rpm", "/usr/bin/rsync", "/usr/bin/git",
+                         "/usr/lib/git-core/git", "/usr/bin/tar")
+
+
+@dataclass(frozen=True)
+class RansomwareConfig:
+    """Many files renamed or rewritten by one process within seconds (T1486)."""
+
+    enabled: bool = True
+    renames: int = field(default=100, metadata=_range(5, 1000000))
+    rewrites: int = field(default=200, metadata=_range(5, 1000000))
+    window: float = field(default=10.0, metadata=_range(1, 600))
+    risk: float = field(default=60.0, metadata=_range(0, 100))
+    filesystems: list[str] = field(default_factory=lambda: ["/", "/home", "/tmp", "/var/tmp",
+                                                            "/dev/shm", "/srv"])
+    bulk_renamers: list[str] = field(default_factory=lambda: list(DEFAULT_BULK_RENAMERS))
+
+
+@dataclass(frozen=True)
+class PersistenceConfig:
+    """The persistence and tampering watch (fluxtui/capabilities/persistence.py)."""
+
+    enabled: bool = True
+    homes: list[str] = field(default_factory=list)
+    places: list[PersistencePlace] = field(
+        default_factory=lambda: list(DEFAULT_PERSISTENCE_PLACES))
+    package_managers: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGE_MANAGERS))
+    entry_risk: float = field(default=50.0, metadata=_range(0, 100))
+    expected_risk: float = field(default=5.0, metadata=_range(0, 100))
+    content_limit: int = field(default=65536, metadata=_range(0, 16777216))
+    cache_bytes: int = field(default=8388608, metadata=_range(0, 1073741824))
+    burst_changes: int = field(default=100, metadata=_range(1, 1000000))
+    burst_window: float = field(default=10.0, metadata=_range(1, 3600))
+    ransomware: RansomwareConfig = field(default_factory=RansomwareConfig)
+
+
+@dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
     syscalls: SyscallConfig = field(default_factory=SyscallConfig)
@@ -391,6 +502,7 @@ class Config:
     rules: RulesConfig = field(default_factory=RulesConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
+    persistence: PersistenceConfig = field(default_factory=PersistenceConfig)
     source: str = field(default="<defaults>", metadata={"internal": True})
 
 

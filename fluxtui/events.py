@@ -275,3 +275,41 @@ class Snapshot:
     # Per-capability views keyed by component name (e.g. "connections"); each component documents
     # the type it puts here.
     views: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """A change of a watched persistence place (fluxtui/capabilities/persistence.py), published
+    on the bus for the stream whether or not it raised an alert. Every string is already made
+    visible (untrusted names); `lines` never hold secrets (see detection/persistence_rules.py)."""
+
+    timestamp: float
+    path: str
+    place: str  # the catalogue entry it belongs to
+    technique_id: str
+    actions: tuple[str, ...]  # created, written, renamed in, deleted, attributes changed, ...
+    pid: int
+    executable: str
+    user: str
+    verified: bool
+    expected: str  # why the writer is expected ("" when it is not)
+    lines: tuple[str, ...] = ()  # "+ added" / "- removed", redacted
+    count: int = 1  # > 1: a burst summarised in one event
+    note: str = ""
+
+    def to_ecs(self) -> dict[str, Any]:
+        kind = ("deletion" if "deleted" in self.actions else
+                "creation" if "created" in self.actions else "change")
+        return {
+            "event": {"kind": "event", "module": "fluxtui", "dataset": "fluxtui.persistence",
+                      "category": ["file"], "type": [kind],
+                      "action": "/".join(self.actions) or "changed"},
+            "file": {"path": self.path},
+            "process": {"pid": self.pid, "executable": self.executable},
+            "user": {"name": self.user},
+            "threat": {"framework": "MITRE ATT&CK", "technique": {"id": self.technique_id}},
+            "message": self.note or f"{self.path}: {'/'.join(self.actions)}",
+            "fluxtui": {"persistence": {"place": self.place, "verified": self.verified,
+                                        "expected": self.expected, "lines": list(self.lines),
+                                        "count": self.count}},
+        }

@@ -29,6 +29,7 @@ test_only=(
     # Podman; busybox-static is the root file system of the test image (imported, no registry).
     # The tests start dockerd when it is not running (tests/container_support.py).
     docker.io podman busybox-static
+    cron passwd        # demo/attacks/cron-entry-*.sh: crontab(1), useradd/userdel for a temporary user
 )
 # More test-only tools go here, each with the test that uses it, when such a test lands:
 # chromium (page screenshots), openssh-server (a login workload).

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fluxtui.capabilities.anomaly import AnomalyComponent
 from fluxtui.capabilities.connection_tracker import ConnectionsComponent
 from fluxtui.capabilities.guard import GuardComponent
+from fluxtui.capabilities.persistence import PersistenceWatch
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
 from fluxtui.component import Component
 from fluxtui.config import Config
@@ -21,6 +22,7 @@ def build_components(config: Config, privileged: bool, interactive: bool) -> lis
     components.append(GuardComponent(config.guard, interactive=interactive))
     if config.network.enabled:
         components.append(ConnectionsComponent(config.network, rules=config.rules))
+    components.append(PersistenceWatch(config))  # after the capture (its counts), before risk
     components.append(AnomalyComponent(config))  # after the capture, before the risk scorer
     # last: folds every producer's risk inputs; one container cache with the capture
     components.append(RiskScorer(config, containers=capture.containers))

@@ -27,6 +27,7 @@ from fluxtui.engine import Engine
 from fluxtui.evaluation.manifest import Scenario
 from fluxtui.evaluation.observer import Observer
 from fluxtui.evaluation.report import Context
+from fluxtui.evaluation.restore import restore_stale
 from fluxtui.evaluation.sandbox import DecoyHome, RunSandbox, ScenarioSandbox
 from fluxtui.evaluation.scoring import Result, verdicts
 from fluxtui.events import ComponentState
@@ -104,6 +105,10 @@ def evaluation_config(config: Config, decoy: DecoyHome) -> Config:
         rules_file=str(decoy.state / "rules.yml"), audit_db=str(decoy.state / "audit.db"),
         journal=False)
     config = dataclasses.replace(config, guard=guard)
+    # The persistence watch looks at the decoy home (and the system places): the scenarios
+    # plant keys, units and rc lines there, never in a real home.
+    config = dataclasses.replace(config, persistence=dataclasses.replace(
+        config.persistence, homes=[str(decoy.home)]))
     anomaly = getattr(config, "anomaly", None)
     if dataclasses.is_dataclass(anomaly) and hasattr(anomaly, "retrain_interval"):
         # Retraining during the evaluation would learn from the attacks being measured.
@@ -216,6 +221,7 @@ def run_scenario(scenario: Scenario, run: RunSandbox, engine: Engine, observer: 
         elif proc.returncode != 0:
             status, detail = "failed", f"exit {proc.returncode}: {_last_line(log)}"
         sandbox.kill()  # listeners and victims the script left, at the latest now
+        restore_stale()  # system files, users, packages of a script killed before its trap
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
@@ -252,6 +258,7 @@ def run_evaluation(config: Config, scenarios: list[Scenario], benign_pool: list[
     plugin = AnomalyPlugin()
     results: list[Result] = []
     with _interruptible():
+        restore_stale()  # what a killed run left
         run = RunSandbox()
         try:
             cfg = evaluation_config(config, run.decoy)
