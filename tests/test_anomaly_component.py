@@ -131,17 +131,6 @@ def test_without_the_syscall_capture_there_is_nothing_to_score() -> None:
     assert tick.anomaly_model == "no syscall capture (the model scores its windows)"
 
 
-@dataclasses.dataclass(frozen=True)
-class _FinalView:
-    """A capture that also reports lifetime totals of processes that exited (issue 10 part 1)."""
-
-    window_s: float
-    counts: dict
-    bigrams: dict
-    final: dict
-    findings: tuple = ()
-
-
 def test_lifetime_totals_of_exited_processes_are_scored_not_recorded() -> None:
     bus = EventBus()
     recorded: list[FeatureWindow] = []
@@ -150,7 +139,9 @@ def test_lifetime_totals_of_exited_processes_are_scored_not_recorded() -> None:
     component.start(bus)
     counts, _ = _named(_known_window())
     _exec(bus, GONE, "/usr/bin/dpkg-query")
-    tick = _tick(bus, _FinalView(1.0, {}, {}, {GONE: {**counts, "ptrace": 1}}))
+    # A capture that also reports lifetime totals of processes that exited (issue 10 part 1).
+    view = dataclasses.replace(_view({}, {}), final={GONE: {**counts, "ptrace": 1}})
+    tick = _tick(bus, view)
     component.on_tick(tick)
     assert not recorded
     assert tick.anomalies[GONE].score >= 90
