@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from textual.app import App, ComposeResult
 
+from fluxtui.capabilities.process_details import ProcessDetails
 from fluxtui.capabilities.syscall_risk import RiskScorer
 from fluxtui.component import TickContext
 from fluxtui.config import Config
@@ -127,7 +128,10 @@ async def test_enter_opens_the_process_detail_and_escape_closes_it(tmp_path: Pat
     tick = TickContext(snap.metrics.timestamp, 1.0, metrics(), dict(snap.processes), engine.bus)
     tick.add_risk(rows[1].key, 55, "PTRACE_ATTACH of pid 400")
     scorer.on_tick(tick)
-    engine.components = [scorer]
+    details = ProcessDetails([])  # no syscall capture: the status says why
+    details.on_tick(tick)
+    engine.components = [scorer, details]
+    engine.current = dataclasses.replace(snap, views=tick.views)
 
     app = Harness(engine)
     async with app.run_test(size=(160, 40)) as pilot:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fluxtui.capabilities.anomaly import AnomalyComponent
 from fluxtui.capabilities.connection_tracker import ConnectionsComponent
 from fluxtui.capabilities.guard import GuardComponent
+from fluxtui.capabilities.process_details import ProcessDetails
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
 from fluxtui.component import Component
 from fluxtui.config import Config
@@ -22,4 +23,5 @@ def build_components(config: Config, privileged: bool, interactive: bool) -> lis
         components.append(ConnectionsComponent(config.network, rules=config.rules))
     components.append(AnomalyComponent(config))  # after the capture, before the risk scorer
     components.append(RiskScorer(config))  # last: folds every producer's risk inputs
+    components.append(ProcessDetails(components))  # the detail screens' processes (the UI's)
     return components

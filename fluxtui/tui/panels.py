@@ -291,4 +291,5 @@ class IoPanel(Static):
                 text.append("no interface but loopback\n", style="dim")
             _io_lines(text, m.networks, self.history, "net:", ("↓", "↑"), width, 4,
                       spark_style)
-        self.update(text.rstrip() or text)
+        text.rstrip()
+        self.update(text)
