@@ -121,6 +121,7 @@ class AlertsPane(Widget):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.source = source
         self._alerts: tuple[Alert, ...] = ()
+        self._executables: dict[ProcessKey, str] | None = None
         self._groups: list[AlertGroup] = []  # newest first, as in the table
         self._width = 0
 
@@ -175,7 +176,7 @@ class AlertsPane(Widget):
         self._rebuild()
 
     def _rebuild(self, force: bool = False) -> None:
-        if not hasattr(self, "_executables"):
+        if self._executables is None:  # no snapshot yet
             return
         selected = self.selected_alert()
         selected_group = next((g for g in self._groups if selected in g.alerts), None)

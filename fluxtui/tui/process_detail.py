@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -79,7 +80,11 @@ class ProcessDetailScreen(ModalScreen[None]):
         self.dismiss(None)
 
     def update_view(self) -> None:
-        self.query_one("#detail-body", Static).update(self.render_detail())
+        try:
+            body = self.query_one("#detail-body", Static)
+        except NoMatches:  # closing: its children are gone before its timer
+            return
+        body.update(self.render_detail())
         if self._final is not None:
             self.query_one(VerticalScroll).border_title = f"Process {self.key.pid} (exited)"
 
