@@ -136,7 +136,8 @@ class ConnectionsComponent:
         self._lock = threading.Lock()
         self._shared: _Shared | None = None
         self._bytes: dict[ProcessKey, list[int]] = {}  # key -> [sent, received] since last tick
-        self._bytes_span = (None, None)  # (monotonic of first, of last query) since last tick
+        # (monotonic of first, of last query) since last tick
+        self._bytes_span: tuple[float | None, float | None] = (None, None)
         self._detections: deque[Detection] = deque(maxlen=MAX_PENDING_DETECTIONS)
         self._detections_dropped = 0  # oldest pending detections dropped by the bound
         self._suppressed = 0

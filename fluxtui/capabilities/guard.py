@@ -35,7 +35,7 @@ from fluxtui.collectors.proc_events import ProcEvents
 from fluxtui.component import RISK_INPUTS, Channel, TickContext
 from fluxtui.config import GuardConfig
 from fluxtui.events import Alert, ComponentState, ComponentStatus, ProcessKey, Severity
-from fluxtui.guard.access_rules import SCOPES, RuleBook, RulesFile, SavedRule, Scope
+from fluxtui.guard.access_rules import SCOPES, RuleBook, RulesFile, SavedRule
 from fluxtui.guard.catalogue import Catalogue, CatalogueError, build_catalogue
 from fluxtui.guard.events import TECHNIQUE_NAMES, GuardDecision, PromptView
 from fluxtui.guard.exposure import ptrace_exposure
@@ -357,8 +357,7 @@ class GuardComponent:
         if action == "deny" and scope not in ("once", "always"):
             raise ValueError("a deny is given once or always")
         if self._responder is not None:
-            scope_: Scope = scope  # type: ignore[assignment]
-            self._responder.answer(prompt_id, action == "allow", scope_,
+            self._responder.answer(prompt_id, action == "allow", scope,
                                    label or f"{action} {scope}")
 
     def hold(self, prompt_id: int) -> None:

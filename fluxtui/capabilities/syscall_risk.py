@@ -266,7 +266,7 @@ class SyscallCapture:
         final: dict[ProcessKey, ProcessLifetime] = {}
         with self._lock:
             for key, (when, seen) in done.items():
-                life = self._lives.pop(key, None) or _Life()
+                life = self._lives.pop(key, _Life())
                 self._recent.pop(key, None)
                 node = self.lineage.node(key)
                 row = tick.processes.get(key)

@@ -133,6 +133,9 @@ class MetricsCollector:
         disks = self._disk_counters()
         nets = self._net_counters()
         interval = None if self._prev_time is None else now - self._prev_time
+        per_core: tuple[float, ...]
+        disk_rates: tuple[IoRate, ...]
+        net_rates: tuple[IoRate, ...]
         if interval is None:
             cpu_now, per_core, disk_rates, net_rates = None, (), (), ()
         else:

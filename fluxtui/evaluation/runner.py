@@ -104,11 +104,9 @@ def evaluation_config(config: Config, decoy: DecoyHome) -> Config:
         rules_file=str(decoy.state / "rules.yml"), audit_db=str(decoy.state / "audit.db"),
         journal=False)
     config = dataclasses.replace(config, guard=guard)
-    anomaly = getattr(config, "anomaly", None)
-    if dataclasses.is_dataclass(anomaly) and hasattr(anomaly, "retrain_interval"):
-        # Retraining during the evaluation would learn from the attacks being measured.
-        config = dataclasses.replace(config, anomaly=dataclasses.replace(  # type: ignore[call-arg]
-            anomaly, retrain_interval=0))
+    # Retraining during the evaluation would learn from the attacks being measured.
+    config = dataclasses.replace(config, anomaly=dataclasses.replace(config.anomaly,
+                                                                     retrain_interval=0))
     return config
 
 

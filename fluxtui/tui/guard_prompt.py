@@ -322,6 +322,7 @@ class PromptScreen(ModalScreen[None]):
     def __init__(self, state: PromptState) -> None:
         super().__init__()
         self.state = state
+        self._room = -1  # rows given to the scrolling body
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt-box"):
@@ -362,9 +363,9 @@ class PromptScreen(ModalScreen[None]):
         width = max(10, self.size.width - 4)  # border and padding
         key_rows = max(1, len(keys.wrap(self.app.console, width)))
         room = max(2, self.size.height - 2 - 1 - key_rows)
-        scroll = self.query_one("#prompt-scroll")
-        if scroll.styles.max_height != room:
-            scroll.styles.max_height = room
+        if room != self._room:  # set once per change: setting it lays the screen out again
+            self._room = room
+            self.query_one("#prompt-scroll").styles.max_height = room
 
     def on_resize(self) -> None:
         self.show()

@@ -79,8 +79,8 @@ def matches(row: ProcessRow, needle: str) -> bool:
 
 def sort_rows(rows: Iterable[ProcessRow], spec: SortSpec) -> list[ProcessRow]:
     value = SORT_VALUES[spec.column]
-    present = []
-    missing = []
+    present: list[ProcessRow] = []
+    missing: list[ProcessRow] = []
     for row in rows:
         (missing if value(row) is None else present).append(row)
     # At an equal value a running process comes before an exited one (the exits of a busy
