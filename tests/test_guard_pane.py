@@ -481,9 +481,9 @@ async def test_at_80_columns_the_history_shows_the_file_read_before_the_program(
         history.apply_rows([item])
         table = app.query_one("#guard-history-table", DataTable)
         await until(pilot, lambda: table.row_count == 1)
-        await pilot.pause()
-        line = "".join(s.text for s in table.render_line(1))
-        assert "/home/alice/.aws/credentials" in line, line
+        await until(pilot, lambda: "/home/alice/.aws/credentials" in "".join(
+            s.text for s in table.render_line(1)),
+            message=lambda: "".join(s.text for s in table.render_line(1)))
 
 
 def test_a_released_request_reads_as_let_through_not_as_denied() -> None:
@@ -523,7 +523,6 @@ async def test_at_80x24_the_guard_summary_leaves_the_history_its_rows() -> None:
         history = app.query_one(GuardHistory)
         summary = history.query_one("#guard-summary", Static)
         history.show_summary(view)
-        await pilot.pause()
         await until(pilot, lambda: summary.size.height > 0)
         assert summary.size.height <= 4, summary.size.height
         table = app.query_one("#guard-history-table", DataTable)

@@ -248,7 +248,7 @@ async def test_an_80x24_screen_shows_every_collector_risk_and_ten_rows_uncut() -
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.process_table.table
         await until(pilot, lambda: table.row_count == 60)
-        await pilot.pause()
+        await until(pilot, lambda: "risk" in str(app.query_one("#status-header").render()))
         header = str(app.query_one("#status-header").render())
         for name in ("metr", "procs", "sysc", "guard", "conn", "risk"):
             assert name in header, header
@@ -271,8 +271,8 @@ async def test_at_200x60_the_extra_room_goes_to_the_tables() -> None:
     async with app.run_test(size=(200, 60)) as pilot:
         table = app.process_table.table
         await until(pilot, lambda: table.row_count == 60)
-        await pilot.pause()
-        assert table.size.height - 1 >= 60 - 25  # the panels stay bounded
+        await until(pilot, lambda: table.size.height - 1 >= 60 - 25,  # the panels stay bounded
+                    message=lambda: f"{table.size.height - 1} rows")
 
 
 async def test_monitor_mode_is_shown_in_the_warning_colour_in_the_header() -> None:
