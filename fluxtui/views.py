@@ -128,6 +128,7 @@ class ProcessActivity:
     top_syscalls: tuple[tuple[str, int], ...]  # since fluxtui first saw it, most first
     last_tick: tuple[tuple[str, int], ...]  # in the last tick
     recent_events: tuple[KernelEventLine, ...]  # oldest first
+    note: str = ""  # why the counts are empty when they must be (e.g. fluxtui's own process)
 
 
 @dataclass(frozen=True)

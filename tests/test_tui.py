@@ -183,3 +183,4 @@ async def test_processtable_posts_selected_on_enter() -> None:
         await pilot.press("enter")
         await until(pilot, lambda: seen)
         assert set(seen) == {ProcessKey(301, 1301)}  # the hook sees it at every hop
+

@@ -167,3 +167,16 @@ def test_read_only_commands_refuse_everything() -> None:
                commands.kill_process(key, 15), commands.watch_process(key),
                commands.unwatch_process(key)]
     assert all(not r.ok and r.message == "replay: read-only" for r in results)
+
+
+async def test_the_rules_screen_says_how_a_rule_is_made_when_there_is_none() -> None:
+    from fluxtui.tui.guard_rules_screen import RulesScreen
+
+    snap = dataclasses.replace(snapshot(), views={"guard": guard_view()})
+    app = FluxApp(Source(snap, Recording()), privileged=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(RulesScreen(app.source))
+        screen = await until(pilot, lambda: isinstance(app.screen, RulesScreen)
+                             and app.screen.is_mounted and app.screen)
+        info = screen.query_one("#rules-info")
+        await until(pilot, lambda: "No always rules yet" in str(info.render()))

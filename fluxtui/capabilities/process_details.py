@@ -62,7 +62,11 @@ class ProcessDetails:
             tick.set_view(self.name, DetailsView(
                 unavailable=f"{capture.name}: {status.state.value}: {status.reason}"))
             return
+        own = capture.collector.self_pid
         tick.set_view(self.name, DetailsView({key: ProcessActivity(
             key, capture.top_syscalls(key), capture.last_tick_syscalls(key),
             tuple(KernelEventLine(e.timestamp, e.describe())
-                  for e in capture.recent_events(key))) for key in watched}))
+                  for e in capture.recent_events(key)),
+            f"fluxtui's own process (pid {own}) is not traced: its reads of the kernel's "
+            "counts would feed back into them" if key.pid == own else "")
+            for key in watched}))

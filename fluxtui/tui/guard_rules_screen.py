@@ -98,6 +98,9 @@ class RulesScreen(ModalScreen[None]):
             info.append(f"  ({visible(view.rules_path)})\n", style="dim")
         if view is not None and view.rules_error:
             info.append(visible(view.rules_error) + "\n", style="bold yellow")
+        if view is not None and not rules:
+            info.append("No always rules yet: A (allow always) or D (deny always) on a prompt "
+                        "saves one.\n", style="bold")
         info.append("An allow rule applies only to the same executable (path and sha256) and "
                     "never to a flagged process.  [x/Delete] delete  [Esc] close", style="dim")
         self.query_one("#rules-info", Static).update(info)

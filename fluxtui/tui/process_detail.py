@@ -204,6 +204,8 @@ class ProcessDetailScreen(ModalScreen[None]):
         activity = details.activity.get(self.key)
         if activity is None:
             return [Text("collecting: shown from the next tick", style="dim")]
+        if activity.note:
+            return [Text(activity.note, style="dim")]
         parts: list[Text | Table] = [self._syscall_table(activity.top_syscalls,
                                                          activity.last_tick)]
         parts.append(_section("Recent events"))
