@@ -182,7 +182,9 @@ async def test_timeout_applies_the_default_and_the_prompt_closes(home: Home, tmp
     with guarded_engine(config) as (engine, _guard):
         async with app_for(engine) as (app, pilot):
             with started(["cat", str(home.key)]) as cat:
-                await until(pilot, lambda: prompt_in_front(app))
+                await until(pilot, lambda: prompt_in_front(app),
+                            message=lambda: f"{app.screen_stack} {app.prompt.prompts} "
+                                            f"{_guard.pending()} {cat.poll()}")
                 front = app.prompt.front
                 assert front is not None and front.default_action == "deny"
                 assert "deny in" in app.prompt.rendered_text()
@@ -219,6 +221,7 @@ async def test_details_pause_the_countdown_and_the_queue_shows_every_request(
                 other = state.prompts[1]
                 # The waiting request: its time left, program and file.
                 assert f"{other.requester.exe} → {other.files[0]}" in text
+                await until(pilot, lambda: prompt_in_front(app))
                 keys_ready(state)
                 await pilot.press("x")
                 await until(pilot, lambda: state.front is not None
