@@ -39,6 +39,7 @@ run: setup
 lint: test-setup
 	@$(PY) -m ruff check .
 	@$(VENV)/bin/lint-imports --no-cache
+	@$(PY) -m mypy
 
 test: lint
 	@$(PY) -m pytest -q -ra $(ARGS)

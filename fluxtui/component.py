@@ -3,12 +3,20 @@
 A `Component` (syscalls and risk, credential guard, connections, ...) is started with the
 `EventBus`, and on every engine tick receives a `TickContext` to add what it knows to the
 snapshot. Nothing here imports textual.
+
+What one component hands to a later one within a tick goes through a typed `Channel`: the
+producer publishes (`publish`, `add_risk`, `set_anomaly`), the consumer reads (`read`), and
+each declares it (`produces` / `consumes`, see `DataFlow`). `check_order` refuses, when the
+engine is built, a consumer placed before a producer of what it reads; and a write to a channel
+that a component has already read this tick raises `ChannelOrderError` (it would be lost).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from fluxtui.bus import EventBus
 from fluxtui.events import (
@@ -22,6 +30,64 @@ from fluxtui.events import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Channel(Generic[T]):
+    """A typed input handed from producers to consumers within one tick. `in_snapshot`: the
+    value is also the snapshot's view of that name (what the UI and the stream see)."""
+
+    name: str
+    kind: type[T]
+    in_snapshot: bool = False
+
+
+@dataclass(frozen=True)
+class Anomalies:
+    """The anomaly model's verdicts of this tick, and why there are none ("" when a model ran)."""
+
+    verdicts: Mapping[ProcessKey, AnomalyInput] = field(default_factory=dict)
+    why_none: str = ""
+
+
+# Channels every component may use through the TickContext's own methods.
+RISK_INPUTS: Channel[tuple[RiskInput, ...]] = Channel("risk_inputs", tuple)  # add_risk
+ANOMALIES: Channel[Anomalies] = Channel("anomalies", Anomalies)  # set_anomaly, anomaly_model
+
+
+class ChannelOrderError(RuntimeError):
+    """A component wrote to a channel after another read it in the same tick."""
+
+
+@runtime_checkable
+class DataFlow(Protocol):
+    """A component that declares what it hands on and what it reads (checked by `check_order`)."""
+
+    produces: ClassVar[tuple[Channel[Any], ...]]
+    consumes: ClassVar[tuple[Channel[Any], ...]]
+
+
+def check_order(components: Sequence[object]) -> None:
+    """Raise ValueError when a component is placed before a producer of what it consumes
+    (`on_tick` runs in list order: it would never see that input)."""
+    for i, consumer in enumerate(components):
+        if not isinstance(consumer, DataFlow):
+            continue
+        for producer in components[i + 1:]:
+            if not isinstance(producer, DataFlow):
+                continue
+            late = [c.name for c in consumer.consumes if c in producer.produces]
+            if late:
+                raise ValueError(
+                    f"component order: {_name(consumer)} reads {', '.join(late)} but runs "
+                    f"before {_name(producer)}, which produces it; put {_name(producer)} first")
+
+
+def _name(component: object) -> str:
+    return str(getattr(component, "name", type(component).__name__))
+
 
 class TickContext:
     """What a component sees during one tick, and how it contributes to the snapshot."""
@@ -38,8 +104,53 @@ class TickContext:
         self.views: dict[str, Any] = {}
         self.risk_inputs: list[RiskInput] = []
         self.anomalies: dict[ProcessKey, AnomalyInput] = {}
-        self.anomaly_model: str = ""  # why there is no anomaly verdict ("" when a model ran)
+        self._anomaly_model = ""
         self.stale_identities: list[ProcessKey] = []
+        self._channels: dict[str, object] = {}
+        self._read: set[str] = set()
+
+    # --- channels --------------------------------------------------------------------------------
+
+    def publish(self, channel: Channel[T], value: T) -> None:
+        """Hand `value` to the components after this one (and to the snapshot when the channel
+        is `in_snapshot`)."""
+        if not isinstance(value, channel.kind):
+            raise TypeError(f"channel {channel.name} carries {channel.kind.__name__}, "
+                            f"not {type(value).__name__}")
+        self._written(channel)
+        self._channels[channel.name] = value
+        if channel.in_snapshot:
+            self.views[channel.name] = value
+
+    def read(self, channel: Channel[T]) -> T | None:
+        """What was published on `channel` this tick (None: nothing). After a read, a write to
+        the channel raises ChannelOrderError."""
+        self._read.add(channel.name)
+        if channel is RISK_INPUTS:
+            value: object = tuple(self.risk_inputs)
+        elif channel is ANOMALIES:
+            value = Anomalies(dict(self.anomalies), self._anomaly_model)
+        else:  # set_view(name, ...) publishes on the channel of that name too
+            value = self._channels.get(channel.name,
+                                       self.views.get(channel.name) if channel.in_snapshot
+                                       else None)
+        return value if isinstance(value, channel.kind) else None
+
+    def _written(self, channel: Channel[Any]) -> None:
+        if channel.name in self._read:
+            raise ChannelOrderError(
+                f"{channel.name} written after a component read it this tick: the producer "
+                "must run before its consumers (capabilities/assembly.py)")
+
+    @property
+    def anomaly_model(self) -> str:
+        """Why there is no anomaly verdict ("" when a model ran)."""
+        return self._anomaly_model
+
+    @anomaly_model.setter
+    def anomaly_model(self, why: str) -> None:
+        self._written(ANOMALIES)
+        self._anomaly_model = why
 
     def annotate(self, key: ProcessKey, **columns: Any) -> None:
         """Fill ProcessRow columns (risk, syscalls_per_s, connections, ...) for one process."""
@@ -50,6 +161,7 @@ class TickContext:
         """Report risk seen by a non-syscall source (e.g. a port scan); the risk scorer, which
         runs after the producers, folds it into the process's score with the same decay.
         Inputs of one `group` (e.g. a rule id) count once, at their largest."""
+        self._written(RISK_INPUTS)
         self.risk_inputs.append(RiskInput(key, points, reason, technique, group))
 
     def keep_exited(self, row: ProcessRow) -> None:
@@ -60,6 +172,7 @@ class TickContext:
     def set_anomaly(self, verdict: AnomalyInput) -> None:
         """The anomaly model's verdict for one process this tick; the risk scorer, which runs
         after it, enters it into the score with `risk.anomaly_weight`."""
+        self._written(ANOMALIES)
         self.anomalies[verdict.key] = verdict
 
     def identity_changed(self, key: ProcessKey) -> None:
@@ -72,6 +185,8 @@ class TickContext:
         self.bus.publish(alert)
 
     def set_view(self, name: str, view: Any) -> None:
+        if name in self._read:
+            raise ChannelOrderError(f"{name} written after a component read it this tick")
         self.views[name] = view
 
 

@@ -14,13 +14,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fluxtui.bus import EventBus
+from fluxtui.capabilities.command_dispatch import EngineCommands
 from fluxtui.collectors.metrics import MetricsCollector
 from fluxtui.collectors.processes import ProcessCollector
-from fluxtui.component import Component, TickContext
+from fluxtui.commands import Commands
+from fluxtui.component import Component, TickContext, check_order
 from fluxtui.config import Config
 from fluxtui.events import (
     Alert,
@@ -43,6 +45,7 @@ class Engine:
         self.metrics = metrics or MetricsCollector()
         self.processes = processes or ProcessCollector()
         self.components: list[Component] = list(components)
+        check_order(self.components)  # a consumer after its producers, or a clear error
         self._alerts: deque[Alert] = deque(maxlen=config.general.max_alerts)
         self._sequence = 0
         self._last_tick: float | None = None
@@ -191,3 +194,15 @@ class Engine:
 
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
+
+    # --- the dashboard's source (fluxtui.views.DashboardSource) ------------------------------
+
+    def latest_snapshot(self) -> Snapshot | None:
+        return self.snapshot
+
+    def subscribe(self, subscriber: Callable[[object], None]) -> Callable[[], None]:
+        return self.bus.subscribe(subscriber)
+
+    @property
+    def commands(self) -> Commands:
+        return EngineCommands(self.components)

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from textual.app import App, ComposeResult
 
+from fluxtui.capabilities.process_details import ProcessDetails
 from fluxtui.capabilities.syscall_risk import RiskScorer
 from fluxtui.component import TickContext
 from fluxtui.config import Config
@@ -20,6 +21,7 @@ from fluxtui.tui.alerts import COLUMN_INDEX as C
 from fluxtui.tui.alerts import COLUMNS, AlertsPane
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from tests.fakes import StaticEngine, metrics, row, snapshot
+from tests.tui_support import until
 
 HOSTILE = "[bold red]evil[/] \x1b[31mx\x07"
 
@@ -95,8 +97,8 @@ async def test_a_new_alert_goes_on_top() -> None:
         assert len(plain_rows(pane)) == 1
         engine.current = with_alerts(ALERTS)
         app.refresh_now()
-        await pilot.pause()
-        assert [r[C["technique"]] for r in plain_rows(pane)] == ["T1055.008", "T1059.004"]
+        await until(pilot, lambda: [r[C["technique"]] for r in plain_rows(pane)]
+                    == ["T1055.008", "T1059.004"])
         assert pane.shown == tuple(reversed(ALERTS))
 
 
@@ -111,8 +113,7 @@ async def test_a_new_alert_does_not_move_the_selection_to_another_alert() -> Non
         newer = alert(9, 302, "nc", "T1611", "Namespace or mount change inside a container")
         engine.current = with_alerts((*ALERTS, newer))
         app.refresh_now()
-        await pilot.pause()
-        assert pane.shown[0] is newer
+        await until(pilot, lambda: pane.shown[0] is newer)
         assert pane.selected_alert() is ALERTS[0]
         assert pane.table.cursor_row == 2
 
@@ -127,14 +128,17 @@ async def test_enter_opens_the_process_detail_and_escape_closes_it(tmp_path: Pat
     tick = TickContext(snap.metrics.timestamp, 1.0, metrics(), dict(snap.processes), engine.bus)
     tick.add_risk(rows[1].key, 55, "PTRACE_ATTACH of pid 400")
     scorer.on_tick(tick)
-    engine.components = [scorer]
+    details = ProcessDetails([])  # no syscall capture: the status says why
+    details.on_tick(tick)
+    engine.components = [scorer, details]
+    engine.current = dataclasses.replace(snap, views=tick.views)
 
     app = Harness(engine)
     async with app.run_test(size=(160, 40)) as pilot:
         app.query_one(AlertsPane).table.focus()
         await pilot.press("enter")  # the cursor is on the newest alert: pid 301
-        await pilot.pause()
-        screen = app.screen
+        screen = await until(pilot, lambda: isinstance(app.screen, ProcessDetailScreen)
+                             and app.screen.is_mounted and app.screen)
         assert isinstance(screen, ProcessDetailScreen)
         assert screen.key == rows[1].key
         shown = text_of(screen)
@@ -147,8 +151,7 @@ async def test_enter_opens_the_process_detail_and_escape_closes_it(tmp_path: Pat
         assert "Ptrace attach to another process" in shown  # the process's own alerts
         assert "Shell started" not in shown  # another process's alert
         await pilot.press("escape")
-        await pilot.pause()
-        assert not isinstance(app.screen, ProcessDetailScreen)
+        await until(pilot, lambda: not isinstance(app.screen, ProcessDetailScreen))
 
 
 async def test_detail_of_an_exited_process_says_so(tmp_path: Path) -> None:
@@ -157,8 +160,9 @@ async def test_detail_of_an_exited_process_says_so(tmp_path: Path) -> None:
     async with app.run_test(size=(160, 40)) as pilot:
         gone = ProcessKey(999, 1999)
         app.push_screen(ProcessDetailScreen(engine, gone))
-        await pilot.pause()
-        shown = text_of(app.screen)  # type: ignore[arg-type]
+        screen = await until(pilot, lambda: isinstance(app.screen, ProcessDetailScreen)
+                             and app.screen.is_mounted and app.screen)
+        shown = text_of(screen)
         assert "pid 999: no longer in the process table (exited)" in shown
         assert "no score" in shown
 
@@ -189,18 +193,10 @@ async def test_alert_and_reason_columns_take_the_width_of_a_large_terminal() -> 
         pane = app.query_one(AlertsPane)
         narrow = {k: pane.table.columns[k].width for k in ("title", "reasons")}  # type: ignore[index]
         await pilot.resize_terminal(260, 20)
-        await until_true(pilot, lambda: pane.table.columns["reasons"].width  # type: ignore[index]
-                         > narrow["reasons"])
+        await until(pilot, lambda: pane.table.columns["reasons"].width  # type: ignore[index]
+                    > narrow["reasons"])
         assert pane.table.columns["title"].width > narrow["title"]  # type: ignore[index]
         assert pane.table.columns["title"].width > 44  # type: ignore[index]
-
-
-async def until_true(pilot, condition, tries: int = 200) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(tries):  # bounded: waits for the app, never for a fixed time
-        if condition():
-            return
-        await pilot.pause()
-    raise AssertionError("condition not met")
 
 
 async def test_at_80_columns_the_alert_title_is_on_screen() -> None:
@@ -208,7 +204,7 @@ async def test_at_80_columns_the_alert_title_is_on_screen() -> None:
     app = Harness(engine)
     async with app.run_test(size=(80, 20)) as pilot:
         pane = app.query_one(AlertsPane)
-        await pilot.pause()
+        await until(pilot, lambda: pane.table.row_count > 0 and pane.table.size.width > 0)
         left = 0
         for key, _label, _width in COLUMNS:
             column = pane.table.columns[key]  # type: ignore[index]

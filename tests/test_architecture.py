@@ -10,8 +10,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BELOW_TUI = ["fluxtui.engine", "fluxtui.headless", "fluxtui.capabilities.assembly",
              "fluxtui.config", "fluxtui.events", "fluxtui.component", "fluxtui.bus", "fluxtui.ecs",
-             "fluxtui.replay",
-             "fluxtui.doctor",
+             "fluxtui.replay", "fluxtui.doctor", "fluxtui.views", "fluxtui.commands",
+             "fluxtui.capabilities.command_dispatch",
              "fluxtui.collectors.metrics", "fluxtui.collectors.processes"]
 
 
@@ -60,3 +60,15 @@ def test_any_skip_fails_in_ci(tmp_path: Path) -> None:
             pytest.skip("no reason good enough for CI")
     """
     assert run_pytest_on(tmp_path, body, ci=True).returncode == 1
+
+
+def test_the_ui_never_looks_a_component_up_or_guesses_a_widget_by_its_attributes() -> None:
+    """The UI reads snapshot views and acts through `Commands`; the widgets it feeds implement
+    `SnapshotReader` / `BusReader` (found with isinstance, not hasattr)."""
+    offenders = []
+    for path in sorted((REPO / "fluxtui" / "tui").glob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if ".component(" in line or "hasattr(" in line or "import fluxtui.capabilities" \
+                    in line or "from fluxtui.capabilities.guard" in line:
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

@@ -24,11 +24,11 @@ from fluxtui.config import Config, GuardConfig
 from fluxtui.engine import Engine
 from fluxtui.tui.app import FluxApp
 from fluxtui.tui.dialogs import ConfirmScreen, KillDialog
-from fluxtui.tui.guard_prompt import PromptScreen, PromptState
+from fluxtui.tui.guard_prompt import KEY_GRACE, PromptScreen, PromptState
 from fluxtui.tui.guard_rules_screen import RulesScreen
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from tests.guard_support import Home, guard_config, make_home, require_guard_kernel, started
-from tests.tui_support import until
+from tests.tui_support import StepClock, history_item, until
 
 pytestmark = pytest.mark.kernel
 
@@ -55,19 +55,32 @@ def guarded_engine(config: GuardConfig) -> Iterator[tuple[Engine, GuardComponent
 async def app_for(engine: Engine, size: tuple[int, int] = (130, 45)
                   ) -> AsyncIterator[tuple[FluxApp, object]]:
     app = FluxApp(engine, privileged=True, start_engine=False)
+    app.prompt.clock = StepClock()  # the key grace passes when a test says so
     async with app.run_test(size=size) as pilot:
         app.set_interval(0.1, engine.tick)  # the engine thread's job in the real app
         yield app, pilot
 
 
 def prompt_in_front(app: FluxApp) -> bool:
-    return isinstance(app.screen, PromptScreen) and app.prompt.showing
+    """The prompt screen is in front and mounted (its key grace started)."""
+    return isinstance(app.screen, PromptScreen) and app.screen.is_mounted \
+        and app.prompt.showing
 
 
 async def decide(pilot, state: PromptState, key: str) -> None:  # type: ignore[no-untyped-def]
     """Press a decision key once the prompt takes them (not right after it came to front)."""
-    await until(pilot, lambda: state.accepts_keys)
+    await until(pilot, lambda: isinstance(pilot.app.screen, PromptScreen)
+                and pilot.app.screen.is_mounted)
+    keys_ready(state)
     await pilot.press(key)
+
+
+def keys_ready(state: PromptState) -> None:
+    """Let the key grace of the prompt in front pass (on the UI's injected clock)."""
+    clock = state.clock
+    assert isinstance(clock, StepClock)
+    clock.advance(KEY_GRACE + 0.01)
+    assert state.accepts_keys
 
 
 async def finish(proc) -> tuple[bytes, bytes]:  # type: ignore[no-untyped-def]
@@ -164,11 +177,14 @@ async def test_always_rule_survives_an_engine_restart_and_rules_screen_deletes_i
 
 async def test_timeout_applies_the_default_and_the_prompt_closes(home: Home, tmp_path: Path
                                                                  ) -> None:
-    config = guard_config(home, tmp_path / "state", decision_timeout=2.0)
+    # Long enough for a loaded machine to show the prompt before the default applies.
+    config = guard_config(home, tmp_path / "state", decision_timeout=6.0)
     with guarded_engine(config) as (engine, _guard):
         async with app_for(engine) as (app, pilot):
             with started(["cat", str(home.key)]) as cat:
-                await until(pilot, lambda: prompt_in_front(app))
+                await until(pilot, lambda: prompt_in_front(app),
+                            message=lambda: f"{app.screen_stack} {app.prompt.prompts} "
+                                            f"{_guard.pending()} {cat.poll()}")
                 front = app.prompt.front
                 assert front is not None and front.default_action == "deny"
                 assert "deny in" in app.prompt.rendered_text()
@@ -205,7 +221,8 @@ async def test_details_pause_the_countdown_and_the_queue_shows_every_request(
                 other = state.prompts[1]
                 # The waiting request: its time left, program and file.
                 assert f"{other.requester.exe} → {other.files[0]}" in text
-                await until(pilot, lambda: state.accepts_keys)
+                await until(pilot, lambda: prompt_in_front(app))
+                keys_ready(state)
                 await pilot.press("x")
                 await until(pilot, lambda: state.front is not None
                             and state.front.deadline > before.deadline)
@@ -261,7 +278,7 @@ async def test_monitor_mode_from_the_prompt_never_lets_the_waiting_read_through(
         async with app_for(engine) as (app, pilot):
             with started(["cat", str(home.key)]) as cat:
                 await until(pilot, lambda: prompt_in_front(app))
-                await until(pilot, lambda: app.prompt.accepts_keys)
+                keys_ready(app.prompt)
                 await pilot.press("M")
                 await until(pilot, lambda: "mode switch refused" in app.prompt.rendered_text())
                 assert guard.mode == "enforce" and cat.poll() is None
@@ -429,7 +446,7 @@ async def test_a_flagged_program_gets_one_flag_line_no_lasting_allow_and_its_key
                 assert f"{len(front.requester.flags)} flags:" in text and "(x: all)" in text
                 assert "[A]" not in text and "[m]" not in text and "[S]" not in text
                 assert "[p]" not in text and "[a] allow once" in text
-                await until(pilot, lambda: state.accepts_keys)
+                keys_ready(state)
                 await pilot.press("A")  # not offered: says why, answers nothing
                 await until(pilot, lambda: "not offered" in state.rendered_text())
                 assert cat.poll() is None and len(guard.pending()) == 1
@@ -456,18 +473,18 @@ async def test_at_80_columns_the_history_shows_the_file_read_before_the_program(
         def compose(self):  # type: ignore[no-untyped-def]
             yield GuardHistory(StaticEngine(snapshot()))
 
-    item = {"id": 1, "ts": 1_800_000_000.0, "outcome": "denied",
-            "executable": "/tmp/fluxtui-eval.bn1e4mwf/.cache/kworker-with-a-long-name",
-            "pid": 569, "user": "root", "target": "/home/alice/.aws/credentials",
-            "category": "aws", "decided_by": "keypress", "count": 1, "latency_us": 2600.0,
-            "reason": ""}
+    item = history_item(
+        1, timestamp=1_800_000_000.0, outcome="denied",
+        executable="/tmp/fluxtui-eval.bn1e4mwf/.cache/kworker-with-a-long-name", pid=569,
+        user="root", file="/home/alice/.aws/credentials", group="aws",
+        decided_by="keypress", latency_us=2600.0)
     app = Harness()
     async with app.run_test(size=(80, 24)) as pilot:
         history = app.query_one(GuardHistory)
         history.apply_rows([item])
         table = app.query_one("#guard-history-table", DataTable)
         await until(pilot, lambda: table.row_count == 1)
-        await pilot.pause()
+        await pilot.pause()  # the row's widths are applied on the next refresh, not a condition
         line = "".join(s.text for s in table.render_line(1))
         assert "/home/alice/.aws/credentials" in line, line
 
@@ -476,9 +493,9 @@ def test_a_released_request_reads_as_let_through_not_as_denied() -> None:
     from fluxtui.tui.guard_pane import GuardHistory
 
     colors = {"success": "#00aa00", "warning": "#bb8800", "error": "#cc0000"}
-    base = {"ts": 1.0, "executable": "/usr/bin/cat", "target": "/h/.ssh/id_ed25519"}
-    released = GuardHistory._cells({**base, "outcome": "released"}, colors)[1]
-    denied = GuardHistory._cells({**base, "outcome": "denied"}, colors)[1]
+    base = {"timestamp": 1.0, "executable": "/usr/bin/cat", "file": "/h/.ssh/id_ed25519"}
+    released = GuardHistory._cells(history_item(1, **base, outcome="released"), colors)[1]
+    denied = GuardHistory._cells(history_item(2, **base, outcome="denied"), colors)[1]
     assert released.plain == "released (read)" and "#bb8800" in str(released.style)
     assert "#cc0000" in str(denied.style) and "#cc0000" not in str(released.style)
 
@@ -487,8 +504,8 @@ async def test_at_80x24_the_guard_summary_leaves_the_history_its_rows() -> None:
     from textual.app import App
     from textual.widgets import Static
 
-    from fluxtui.capabilities.guard import GuardView
     from fluxtui.tui.guard_pane import GuardHistory
+    from fluxtui.views import GuardView
     from tests.fakes import StaticEngine, snapshot
 
     view = GuardView(  # the notes of a real run on a machine without journald, in a container
@@ -509,7 +526,6 @@ async def test_at_80x24_the_guard_summary_leaves_the_history_its_rows() -> None:
         history = app.query_one(GuardHistory)
         summary = history.query_one("#guard-summary", Static)
         history.show_summary(view)
-        await pilot.pause()
         await until(pilot, lambda: summary.size.height > 0)
         assert summary.size.height <= 4, summary.size.height
         table = app.query_one("#guard-history-table", DataTable)

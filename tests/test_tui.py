@@ -30,7 +30,7 @@ def order(app: FluxApp) -> list[int]:
 async def test_default_sort_is_cpu_and_s_cycles_columns() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
         assert order(app) == [301, 400, 300, 1, 200]  # CPU, highest first
         await pilot.press("s")  # next column after CPU: memory
         assert app.process_table.current_sort().column == "memory"
@@ -44,14 +44,14 @@ async def test_sort_by_risk_by_default_when_risk_is_measured() -> None:
                      row(3, "c", risk=None)])
     app = make_app(snap)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
         assert order(app) == [2, 1, 3]
 
 
 async def test_command_palette_sorts_by_name() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
         await run_palette_command(pilot, app, "Sort processes by Name")
         assert app.process_table.current_sort().column == "name"
         assert order(app) == [300, 400, 200, 1, 301]  # bash postgres sshd systemd vim
@@ -60,7 +60,7 @@ async def test_command_palette_sorts_by_name() -> None:
 async def test_filter_with_slash_and_escape_clears() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
         await pilot.press("slash", *"alice")
         assert sorted(order(app)) == [300, 301]
         await pilot.press("escape")
@@ -71,7 +71,7 @@ async def test_filter_with_slash_and_escape_clears() -> None:
 async def test_tree_view_toggle() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
         await pilot.press("t")
         assert order(app) == [1, 400, 200, 300, 301]  # siblings by CPU, children under parents
         vim = app.process_table.table.cell(row_key(ProcessKey(301, 1301)), "name")
@@ -84,13 +84,12 @@ async def test_table_updates_in_place_when_a_new_tick_arrives() -> None:
     engine = StaticEngine(snapshot())
     app = FluxApp(engine, privileged=True)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
         rows = [row(1, "systemd", ppid=0, cpu=99.0), row(200, "sshd", cpu=0.0),
                 row(500, "newcomer", cpu=50.0)]
         engine.current = snapshot(rows, sequence=2)
         app.refresh_from_engine()
-        await pilot.pause()
-        assert order(app) == [1, 500, 200]
+        await until(pilot, lambda: order(app) == [1, 500, 200])
 
 
 def spawn_sleeper() -> subprocess.Popen[bytes]:
@@ -110,7 +109,7 @@ async def test_kill_dialog_terminates_a_real_child() -> None:
         assert ticks is not None
         app = make_app(sleeper_snapshot(child.pid, ticks))
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
+            await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
             assert order(app)[0] == child.pid  # cursor starts on the first row
             await pilot.press("k")
             assert isinstance(app.screen, KillDialog)
@@ -133,12 +132,11 @@ async def test_kill_refuses_a_reused_pid() -> None:
         # The table believes the PID belongs to a process started at another time.
         app = make_app(sleeper_snapshot(child.pid, ticks - 1))
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
+            await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
             await pilot.press("k", "K")
-            await pilot.pause()
+            await until(pilot, lambda: any("PID now names another process" in str(n.message)
+                                           for n in app._notifications))
             assert child.poll() is None
-            assert any("PID now names another process" in str(n.message)
-                       for n in app._notifications)
     finally:
         child.kill()
         child.wait(timeout=10)
@@ -147,7 +145,7 @@ async def test_kill_refuses_a_reused_pid() -> None:
 async def test_theme_from_option_and_switch_from_command_palette() -> None:
     app = FluxApp(StaticEngine(snapshot()), privileged=True, theme_name="fluxtui-light")
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
         assert app.theme == "fluxtui-light"
         await run_palette_command(pilot, app, "Theme: fluxtui-contrast")
         await until(pilot, lambda: app.theme == "fluxtui-contrast")
@@ -165,7 +163,7 @@ async def test_markup_and_escapes_in_a_process_name_are_shown_literally(tmp_path
         assert mine.name == evil_name[:15]
         app = make_app(snap)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
+            await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
             await pilot.press("slash", *str(child.pid))
             cell = app.process_table.table.cell(row_key(mine.key), "name")
             assert cell == visible(mine.name) == "[b]x\\x1b[2Jy[i]"
@@ -181,7 +179,8 @@ async def test_processtable_posts_selected_on_enter() -> None:
     seen: list[ProcessKey] = []
     async with app.run_test(size=SIZE, message_hook=lambda m: seen.append(m.key)
                             if isinstance(m, ProcessTable.Selected) else None) as pilot:
-        await pilot.pause()
+        await until(pilot, lambda: len(order(app)) > 0)  # the first snapshot
         await pilot.press("enter")
-        await pilot.pause()
+        await until(pilot, lambda: seen)
         assert set(seen) == {ProcessKey(301, 1301)}  # the hook sees it at every hop
+

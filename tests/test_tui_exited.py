@@ -161,8 +161,7 @@ async def test_rows_arriving_above_do_not_scroll_the_top_of_the_order_away() -> 
         gone = [exited(3000 + i, "bash", risk=1.0) for i in range(30)]
         actor = exited(4000, "ptracer", risk=57.0)
         engine.current = dataclasses.replace(snapshot([actor, *gone, *live]), sequence=2)
-        await until(pilot, lambda: table.row_count == 71)
-        await pilot.pause()
+        await until(pilot, lambda: table.row_count == 71 and table.keys[0] == "4000:5000")
         assert int(table.scroll_y) == 0, "the view followed the selection down"
         assert table.keys[0] == "4000:5000"  # the risky actor is on screen, at the top
         assert table.cursor_row < table.size.height - 1  # the selection is on screen

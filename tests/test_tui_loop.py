@@ -25,7 +25,7 @@ from fluxtui.tui.process_table import COLUMNS
 from fluxtui.tui.themes import bundled_themes
 from tests.fakes import StaticEngine, row, snapshot
 from tests.test_connections_tui import view as connections_view
-from tests.tui_support import palette_options, until
+from tests.tui_support import guard_view, history_item, palette_options, until
 
 THEMES = [t.name for t in bundled_themes()]
 COLOR_SYSTEMS = [ColorSystem.TRUECOLOR, ColorSystem.EIGHT_BIT]
@@ -92,20 +92,14 @@ async def test_selected_row_is_visible_in_every_main_table(theme: str, system: C
             assert_cursor_visible(data, system)
 
 
-class _Rules:
-    """What the rules screen reads from the guard."""
-
-    rules_path = "/tmp/rules.yml"
-    rules_error = None
-
-    def rules(self) -> list[SavedRule]:
-        return [SavedRule(id=f"r{i}", action="allow", group="ssh-keys",
-                          executable=f"/usr/bin/tool{i}", sha256="ab" * 32,
-                          created="2026-01-01T00:00:00", decided_by="key A")
-                for i in range(4)]
-
-    def delete_rule(self, rule_id: str) -> bool:
-        return False
+def _with_rules() -> StaticEngine:
+    """A snapshot whose guard view lists four rules (what the rules screen shows)."""
+    rules = tuple(SavedRule(id=f"r{i}", action="allow", group="ssh-keys",
+                            executable=f"/usr/bin/tool{i}", sha256="ab" * 32,
+                            created="2026-01-01T00:00:00", decided_by="key A")
+                  for i in range(4))
+    view = guard_view(rules=len(rules), rule_list=rules, rules_path="/tmp/rules.yml")
+    return StaticEngine(dataclasses.replace(snapshot(), views={"guard": view}))
 
 
 class HistoryAndRules(App[None]):
@@ -124,14 +118,12 @@ async def test_selected_row_is_visible_in_the_history_and_rules_tables(
             app.register_theme(t)
         app.theme = theme
         history = app.query_one(GuardHistory)
-        history.apply_rows([{"id": i, "ts": 1_800_000_000.0 + i, "outcome": "denied",
-                             "executable": "/usr/bin/cat", "pid": i, "target": "/k",
-                             "decided_by": "keypress"} for i in range(4)])
+        history.apply_rows([history_item(i) for i in range(4)])
         table = app.query_one("#guard-history-table", DataTable)
         table.focus()
         await until(pilot, lambda: table.row_count == 4 and app.focused is table)
         assert_cursor_visible(table, system)
-        app.push_screen(RulesScreen(_Rules()))  # type: ignore[arg-type]
+        app.push_screen(RulesScreen(_with_rules()))
         await until(pilot, lambda: isinstance(app.screen, RulesScreen)
                     and app.screen.query(DataTable))
         rules = app.screen.query_one(DataTable)
@@ -256,7 +248,7 @@ async def test_an_80x24_screen_shows_every_collector_risk_and_ten_rows_uncut() -
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.process_table.table
         await until(pilot, lambda: table.row_count == 60)
-        await pilot.pause()
+        await until(pilot, lambda: "risk" in str(app.query_one("#status-header").render()))
         header = str(app.query_one("#status-header").render())
         for name in ("metr", "procs", "sysc", "guard", "conn", "risk"):
             assert name in header, header
@@ -279,23 +271,15 @@ async def test_at_200x60_the_extra_room_goes_to_the_tables() -> None:
     async with app.run_test(size=(200, 60)) as pilot:
         table = app.process_table.table
         await until(pilot, lambda: table.row_count == 60)
-        await pilot.pause()
-        assert table.size.height - 1 >= 60 - 25  # the panels stay bounded
+        await until(pilot, lambda: table.size.height - 1 >= 60 - 25,  # the panels stay bounded
+                    message=lambda: f"{table.size.height - 1} rows")
 
 
 async def test_monitor_mode_is_shown_in_the_warning_colour_in_the_header() -> None:
-    from fluxtui.capabilities.guard import GuardView
-
-    def guard_view(mode: str) -> GuardView:
-        return GuardView(mode=mode, pending=0, waiting_opens=0, allowed=0, denied=0, errors=0,
-                         late=0, protected_files=3, marked_dirs=1, problems=(), rules=0,
-                         rules_error=None, audit="", journal="", process_events="",
-                         decisions_recorded=0)
-
     statuses = (ComponentStatus("guard", ComponentState.RUNNING, "", "monitor · 0 pending"),)
     for mode in ("monitor", "enforce"):
         snap = dataclasses.replace(snapshot(), statuses=statuses,
-                                   views={"guard": guard_view(mode)})
+                                   views={"guard": guard_view(mode=mode)})
         app = FluxApp(StaticEngine(snap), privileged=True)
         async with app.run_test(size=(160, 40)) as pilot:
             header = app.query_one("#status-header")

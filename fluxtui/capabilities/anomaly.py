@@ -24,13 +24,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fluxtui.bus import EventBus
+from fluxtui.capabilities.syscall_view import SYSCALLS
 from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.collectors.syscall_table import SyscallTable
-from fluxtui.component import TickContext
+from fluxtui.component import ANOMALIES, Channel, TickContext
 from fluxtui.config import Config
 from fluxtui.detection.anomaly.features import FeatureWindow, SyscallNumbers, window_from_names
 from fluxtui.detection.anomaly.fitjob import command as fit_command
@@ -71,6 +72,8 @@ class AnomalyView:
 
 class AnomalyComponent:
     name = "anomaly"
+    produces: ClassVar[tuple[Channel[Any], ...]] = (ANOMALIES,)
+    consumes: ClassVar[tuple[Channel[Any], ...]] = (SYSCALLS,)
 
     def __init__(self, config: Config, model: AnomalyModel | None = None,
                  recorder: Recorder | None = None, *, load: bool = True,
@@ -186,8 +189,8 @@ class AnomalyComponent:
         if self._state is not ComponentState.RUNNING or self._numbers is None:
             tick.anomaly_model = self._why or "anomaly model not running"
             return
-        view = tick.views.get("syscalls")
-        if view is None or not hasattr(view, "counts"):
+        view = tick.read(SYSCALLS)
+        if view is None:
             tick.anomaly_model = "no syscall capture (the model scores its windows)"
             return
         started = time.perf_counter()

@@ -10,6 +10,7 @@ from fluxtui.capabilities.anomaly import AnomalyComponent
 from fluxtui.capabilities.connection_tracker import ConnectionsComponent
 from fluxtui.capabilities.guard import GuardComponent
 from fluxtui.capabilities.persistence import PersistenceWatch
+from fluxtui.capabilities.process_details import ProcessDetails
 from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
 from fluxtui.component import Component
 from fluxtui.config import Config
@@ -26,4 +27,5 @@ def build_components(config: Config, privileged: bool, interactive: bool) -> lis
     components.append(AnomalyComponent(config))  # after the capture, before the risk scorer
     # last: folds every producer's risk inputs; one container cache with the capture
     components.append(RiskScorer(config, containers=capture.containers))
+    components.append(ProcessDetails(components))  # the detail screens' processes (the UI's)
     return components

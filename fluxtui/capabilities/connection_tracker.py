@@ -28,7 +28,7 @@ import select
 import threading
 import time
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from fluxtui.bus import EventBus
 from fluxtui.capabilities.connection_events import (
@@ -50,7 +50,7 @@ from fluxtui.collectors.sock_diag import (
     canonical_ip,
 )
 from fluxtui.collectors.socket_owners import Owner, SocketOwners
-from fluxtui.component import TickContext
+from fluxtui.component import RISK_INPUTS, Channel, TickContext
 from fluxtui.config import NetworkConfig, RulesConfig
 from fluxtui.detection.network_rules import Detection, NetRules, Observation
 from fluxtui.detection.syscall_rules import RuleFilter, Subject
@@ -97,6 +97,8 @@ class _Shared(NamedTuple):
 
 class ConnectionsComponent:
     name = "connections"
+    produces: ClassVar[tuple[Channel[Any], ...]] = (RISK_INPUTS,)
+    consumes: ClassVar[tuple[Channel[Any], ...]] = ()
     stop_timeout = 10.0  # seconds stop() waits for the thread
 
     def __init__(self, config: NetworkConfig, proc: str = "/proc",
@@ -135,7 +137,8 @@ class ConnectionsComponent:
         self._lock = threading.Lock()
         self._shared: _Shared | None = None
         self._bytes: dict[ProcessKey, list[int]] = {}  # key -> [sent, received] since last tick
-        self._bytes_span = (None, None)  # (monotonic of first, of last query) since last tick
+        # (monotonic of first, of last query) since last tick
+        self._bytes_span: tuple[float | None, float | None] = (None, None)
         self._detections: deque[Detection] = deque(maxlen=MAX_PENDING_DETECTIONS)
         self._detections_dropped = 0  # oldest pending detections dropped by the bound
         self._suppressed = 0

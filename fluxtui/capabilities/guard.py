@@ -3,11 +3,13 @@
 `start` opens a fanotify permission group, marks the credential catalogue, and starts the
 responder (answers) and recorder (audit trail) threads. Without root, without fanotify permission
 events or with a bad catalogue it reports UNAVAILABLE with the reason and everything else keeps
-working. Each tick it puts a `GuardView` in `Snapshot.views["guard"]`.
+working. Each tick it puts a `GuardView` (fluxtui/views.py) in `Snapshot.views["guard"]`:
+its figures, the prompts waiting, the rules and the latest decisions (read from the audit
+database on the guard's worker thread when something new was recorded).
 
-The UI talks to it through `pending()`, `answer()`, `hold()`, `set_mode()`/`toggle_mode()`,
-`rules()`/`delete_rule()` and `history()`; every call is thread-safe and never blocks on the
-kernel.
+The UI reads that view only and acts through `fluxtui.commands` (the engine's dispatch calls
+`answer()`, `hold()`, `set_mode()`, `delete_rule()` here); every call is thread-safe and never
+blocks on the kernel.
 
 Published on the bus: a `PromptView` when a prompt appears (fluxtui.ecs), `PromptsChanged` whenever
 the pending set changes (UI only), and a `GuardDecision` per answer (fluxtui.ecs). Each tick, every
@@ -21,19 +23,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from fluxtui.audit_trail import AuditStore, AuditStoreError
 from fluxtui.bus import EventBus
 from fluxtui.collectors.fanotify import FanotifyError, FanotifyGroup
 from fluxtui.collectors.inotify import Inotify
 from fluxtui.collectors.proc_events import ProcEvents
-from fluxtui.component import TickContext
+from fluxtui.component import RISK_INPUTS, Channel, TickContext
 from fluxtui.config import GuardConfig
 from fluxtui.events import Alert, ComponentState, ComponentStatus, ProcessKey, Severity
-from fluxtui.guard.access_rules import SCOPES, RuleBook, RulesFile, SavedRule, Scope
+from fluxtui.guard.access_rules import SCOPES, RuleBook, RulesFile, SavedRule
 from fluxtui.guard.catalogue import Catalogue, CatalogueError, build_catalogue
 from fluxtui.guard.events import TECHNIQUE_NAMES, GuardDecision, PromptView
 from fluxtui.guard.exposure import ptrace_exposure
@@ -43,33 +45,15 @@ from fluxtui.guard.namespaces import reference
 from fluxtui.guard.recorder import Recorder
 from fluxtui.guard.responder import Responder, ResponderSettings
 from fluxtui.journal import JournalUnavailable, JournalWriter
+from fluxtui.views import GuardHistoryItem, GuardView
 
 log = logging.getLogger(__name__)
 
 RELEASED_REASON = "released unanswered when fluxtui stopped"
 MAX_ALERTED = 4096  # (process, group) pairs alerted on, remembered at most
+HISTORY_LIMIT = 200  # decisions in the view (the Guard tab), newest first
 
-
-@dataclass(frozen=True)
-class GuardView:
-    """The guard's figures for the header and the Guard tab (measured, never estimated)."""
-
-    mode: str
-    pending: int  # prompts waiting for an answer
-    waiting_opens: int  # opens blocked in those prompts
-    allowed: int  # opens of protected files allowed since start
-    denied: int
-    errors: int
-    late: int  # answers written more than 10 ms after their deadline
-    protected_files: int
-    marked_dirs: int
-    problems: tuple[str, ...]
-    rules: int
-    rules_error: str | None
-    audit: str
-    journal: str
-    process_events: str
-    decisions_recorded: int  # changes whenever the history has something new
+__all__ = ["GuardComponent", "GuardView"]  # GuardView lives in fluxtui/views.py
 
 
 def _fanotify_reason(exc: OSError) -> str:
@@ -85,6 +69,8 @@ def _fanotify_reason(exc: OSError) -> str:
 
 class GuardComponent:
     name = "guard"
+    produces: ClassVar[tuple[Channel[Any], ...]] = (RISK_INPUTS,)
+    consumes: ClassVar[tuple[Channel[Any], ...]] = ()
 
     def __init__(self, config: GuardConfig, interactive: bool) -> None:
         self.config = config
@@ -104,6 +90,10 @@ class GuardComponent:
         self._book = RuleBook(RulesFile(config.rules_file))
         self._notes: dict[str, str] = {}
         self._alerted: set[tuple[ProcessKey, str]] = set()
+        self._history: tuple[GuardHistoryItem, ...] = ()
+        self._history_error = ""
+        self._history_of: int | None = None  # `recorded` count the history was read at
+        self._history_loading = threading.Lock()
 
     # --- Component ------------------------------------------------------------------------------
 
@@ -247,6 +237,7 @@ class GuardComponent:
 
     def on_tick(self, tick: TickContext) -> None:
         if self._state is ComponentState.RUNNING:
+            self._refresh_history()
             tick.set_view(self.name, self.view())
         if self._recorder is not None:
             findings = self._recorder.findings
@@ -323,7 +314,37 @@ class GuardComponent:
             audit=self._notes.get("audit", "not started"),
             journal=self._notes.get("journal", "not started"),
             process_events=self._notes.get("process_events", "not started"),
-            decisions_recorded=rec.recorded if rec else 0)
+            decisions_recorded=rec.recorded if rec else 0, prompts=pending,
+            rule_list=tuple(self._book.saved()), rules_path=self.rules_path,
+            history=self._history, history_error=self._history_error)
+
+    def _refresh_history(self) -> None:
+        """Read the latest decisions again when something new was recorded: on the worker
+        thread (SQLite), one read at a time; the view carries the last one read."""
+        recorded = self._recorder.recorded if self._recorder is not None else 0
+        workers = self._workers
+        if recorded == self._history_of or workers is None:
+            return
+        if not self._history_loading.acquire(blocking=False):
+            return  # a read is under way; the next tick asks again
+        self._history_of = recorded
+
+        def load() -> None:
+            try:
+                items = self.history(HISTORY_LIMIT)
+                self._history = tuple(GuardHistoryItem.from_record(item, index)
+                                      for index, item in enumerate(items))
+                self._history_error = ""
+            except Exception as exc:  # reported in the view; the last history stays
+                log.warning("guard history: %s", exc)
+                self._history_error = f"history not read: {exc}"
+            finally:
+                self._history_loading.release()
+
+        try:
+            workers.submit(load)
+        except RuntimeError:  # shutting down
+            self._history_loading.release()
 
     def pending(self) -> tuple[PromptView, ...]:
         return self._responder.views if self._responder else ()
@@ -336,8 +357,7 @@ class GuardComponent:
         if action == "deny" and scope not in ("once", "always"):
             raise ValueError("a deny is given once or always")
         if self._responder is not None:
-            scope_: Scope = scope  # type: ignore[assignment]
-            self._responder.answer(prompt_id, action == "allow", scope_,
+            self._responder.answer(prompt_id, action == "allow", scope,
                                    label or f"{action} {scope}")
 
     def hold(self, prompt_id: int) -> None:

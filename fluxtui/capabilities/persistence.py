@@ -23,7 +23,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from fluxtui.bus import EventBus
 from fluxtui.capabilities.lineage import ExeVerifier
@@ -35,6 +35,7 @@ from fluxtui.capabilities.persistence_places import (
     make_plan,
 )
 from fluxtui.capabilities.persistence_writers import WriterIdentifier
+from fluxtui.capabilities.syscall_view import SYSCALLS
 from fluxtui.collectors.change_watch import (
     FAN_CREATE,
     FAN_DELETE_SELF,
@@ -49,7 +50,7 @@ from fluxtui.collectors.change_watch import (
 )
 from fluxtui.collectors.fanotify import FanotifyError
 from fluxtui.collectors.file_handles import handle_of_fd, open_by_handle
-from fluxtui.component import TickContext
+from fluxtui.component import RISK_INPUTS, Channel, TickContext
 from fluxtui.config import Config
 from fluxtui.detection.persistence_rules import (
     RULE_BURST,
@@ -105,6 +106,8 @@ class _Burst:
 
 class PersistenceWatch:
     name = "persistence"
+    produces: ClassVar[tuple[Channel[Any], ...]] = (RISK_INPUTS,)
+    consumes: ClassVar[tuple[Channel[Any], ...]] = (SYSCALLS,)
 
     def __init__(self, config: Config, verifier: ExeVerifier | None = None,
                  homes: list[str] | None = None, proc: str = "/proc",
@@ -497,7 +500,7 @@ class PersistenceWatch:
     def on_tick(self, tick: TickContext) -> None:
         if self._state is not ComponentState.RUNNING:
             return
-        view = tick.views.get("syscalls")
+        view = tick.read(SYSCALLS)
         self._remember_records(view)
         with self._lock:
             changes = list(self._queue)

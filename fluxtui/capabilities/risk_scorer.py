@@ -1,10 +1,12 @@
 """The risk scorer, plugged into the engine as the "risk" component; it runs last.
 
-It folds the syscall mix, the rules' findings, every other component's `tick.risk_inputs`
-(with their ATT&CK technique) and the anomaly model's verdicts (`tick.anomalies`, set by the
-anomaly component that runs before it) into one score per process, fills the risk, reasons and
-container columns, raises an alert when a process crosses `risk_threshold`, and puts a
-`RiskView` in `Snapshot.views["risk"]`. It works from risk inputs alone when BPF is unavailable.
+It folds the syscall mix and the rules' findings (the capture's `SYSCALLS` channel), every
+other component's risk inputs (`RISK_INPUTS`, with their ATT&CK technique) and the anomaly
+model's verdicts (`ANOMALIES`) into one score per process; it declares these three in
+`consumes`, so the engine refuses an order that puts a producer of them after it. It fills
+the risk, reasons and container columns, raises an alert when a process crosses
+`risk_threshold`, and puts a `RiskView` in `Snapshot.views["risk"]`. It works from risk
+inputs alone when BPF is unavailable.
 
 Whole lives: when the syscall view reports a process's final record (`SyscallView.final`), the
 process is scored on everything it did (its findings and syscalls up to its exit, the last
@@ -25,12 +27,12 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from fluxtui.bus import EventBus
 from fluxtui.capabilities.lineage import Lineage
-from fluxtui.capabilities.syscall_view import SyscallView
-from fluxtui.component import TickContext
+from fluxtui.capabilities.syscall_view import SYSCALLS
+from fluxtui.component import ANOMALIES, RISK_INPUTS, Channel, TickContext
 from fluxtui.config import Config
 from fluxtui.detection.container_index import ContainerResolver
 from fluxtui.detection.risk import NO_MODEL, RiskModel, RiskScore
@@ -45,26 +47,19 @@ from fluxtui.events import (
     ProcessRow,
     Severity,
 )
+from fluxtui.views import RiskView
 
 log = logging.getLogger(__name__)
 
 REARM_FRACTION = 0.8  # a process re-alerts after its score fell below threshold * this
-SYSCALLS = "syscalls"  # the view this component reads
 
-
-@dataclass(frozen=True)
-class RiskView:
-    """Snapshot.views["risk"]: the score and container of every process in the table (the
-    table's container column holds the short label; this has the full id and runtime)."""
-
-    threshold: float
-    scores: dict[ProcessKey, RiskScore] = field(default_factory=dict)
-    containers: dict[ProcessKey, ContainerIdentity] = field(default_factory=dict)
-    exits: dict[ProcessKey, ProcessExit] = field(default_factory=dict)  # kept for retention
+__all__ = ["REARM_FRACTION", "RiskScorer", "RiskView"]  # RiskView: fluxtui/views.py
 
 
 class RiskScorer:
     name = "risk"
+    produces: ClassVar[tuple[Channel[Any], ...]] = ()
+    consumes: ClassVar[tuple[Channel[Any], ...]] = (SYSCALLS, RISK_INPUTS, ANOMALIES)
 
     def __init__(self, config: Config, proc: str = "/proc",
                  clock: Callable[[], float] = time.monotonic,
@@ -115,12 +110,14 @@ class RiskScorer:
         risk = self.config.risk
         threshold = risk.risk_threshold
         seen: set[ProcessKey] = set(tick.processes)
-        view = tick.views.get(SYSCALLS)
+        view = tick.read(SYSCALLS)
+        inputs = tick.read(RISK_INPUTS) or ()
+        anomalies = tick.read(ANOMALIES)
         final: dict[ProcessKey, ProcessLifetime] = {}
         for alert in tick.alerts:
             if alert.key is not None:
                 self._alerts_of.setdefault(alert.key, set()).add(alert.rule_id)
-        if isinstance(view, SyscallView):
+        if view is not None:
             for key, named in view.counts.items():
                 self.model.observe_syscalls(key, named, now)
                 seen.add(key)
@@ -132,17 +129,19 @@ class RiskScorer:
             final = self._closing
             self._closing = {k: v for k, v in view.final.items() if k not in final}
             self._received.update(dict.fromkeys(self._closing, now))
-        for item in tick.risk_inputs:
+        for item in inputs:
             self.model.add(item.key, item.points, item.reason, now, *item.technique,
                            group=item.group)
             seen.add(item.key)
-            if isinstance(view, SyscallView):
+            if view is not None:
                 seen.update(self._propagate(view.lineage, item.key, item.points, item.reason,
                                             item.technique, item.group or item.reason, now))
         # "" means a model ran; with no anomaly component nothing sets it, and no verdict came.
-        why_none = tick.anomaly_model or ("" if tick.anomalies else NO_MODEL)
+        verdicts = anomalies.verdicts if anomalies is not None else {}
+        why_none = (anomalies.why_none if anomalies is not None else "") or (
+            "" if verdicts else NO_MODEL)
         self._anomaly_note = why_none
-        self.model.set_anomalies(tick.anomalies, why_none, now)
+        self.model.set_anomalies(verdicts, why_none, now)
 
         scores: dict[ProcessKey, RiskScore] = {}
         containers: dict[ProcessKey, ContainerIdentity] = {}

@@ -21,20 +21,20 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from fluxtui.bus import EventBus
 from fluxtui.capabilities.container_watch import ContainerWatch
 from fluxtui.capabilities.lineage import ExeVerifier, Lineage
 from fluxtui.capabilities.risk_scorer import REARM_FRACTION, RiskScorer, RiskView
 from fluxtui.capabilities.stdio_watch import STDIO_CHECKS, StdioWatch
-from fluxtui.capabilities.syscall_view import SyscallView
+from fluxtui.capabilities.syscall_view import SYSCALLS, SyscallView
 from fluxtui.collectors.kernel_event import KernelEvent, boot_to_wall
 from fluxtui.collectors.procstat import CLOCK_TICKS, read_start_ticks
 from fluxtui.collectors.stdio_sockets import stdio_sockets
 from fluxtui.collectors.syscall_source import make_collector
 from fluxtui.collectors.syscalls import CollectorUnavailable, DropCounts, SyscallCollector
-from fluxtui.component import TickContext
+from fluxtui.component import Channel, TickContext
 from fluxtui.config import Config
 from fluxtui.detection.container_index import ContainerResolver
 from fluxtui.detection.runtime_setup import SETUP_SYSCALLS
@@ -91,6 +91,8 @@ class _Life:
 
 class SyscallCapture:
     name = "syscalls"
+    produces: ClassVar[tuple[Channel[Any], ...]] = (SYSCALLS,)
+    consumes: ClassVar[tuple[Channel[Any], ...]] = ()
 
     def __init__(self, config: Config, collector: SyscallCollector | Any = None,
                  proc: str = "/proc", verifier: ExeVerifier | None = None,
@@ -270,7 +272,7 @@ class SyscallCapture:
             else:
                 counts[key] = {n: c for n, c in counts[key].items() if n not in SETUP_SYSCALLS}
 
-        tick.set_view(self.name, SyscallView(
+        tick.publish(SYSCALLS, SyscallView(
             window_s=window, counts=counts, bigrams=bigrams, findings=tuple(findings),
             exited=tuple(exited), events=len(drain.events), total_syscalls=total,
             dropped=drain.dropped, dropped_total=drain.dropped_total, final=final,

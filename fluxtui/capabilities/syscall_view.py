@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fluxtui.collectors.syscalls import DropCounts
+from fluxtui.component import Channel
 from fluxtui.detection.syscall_rules import Finding
 from fluxtui.events import ProcessKey, ProcessLifetime
 
@@ -33,3 +34,7 @@ class SyscallView:
     # Who started whom (kernel exec events + the table), for the scorer's propagation; only
     # read on the tick thread.
     lineage: Lineage | None = None
+
+
+# The capture publishes its view here each tick; the anomaly model and the risk scorer read it.
+SYSCALLS: Channel[SyscallView] = Channel("syscalls", SyscallView, in_snapshot=True)

@@ -31,7 +31,7 @@ MAX_MESSAGE = 1 << 20
 
 
 def _map_fds(bpf: Any) -> dict[str, int]:
-    from bcc.libbcc import lib  # type: ignore[import-untyped]
+    from bcc.libbcc import lib
 
     lib.bpf_num_tables.restype = ct.c_size_t
     lib.bpf_num_tables.argtypes = [ct.c_void_p]

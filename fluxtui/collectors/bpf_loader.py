@@ -47,7 +47,7 @@ def program_path(name: str) -> Path:
 def compile_program(name: str, cflags: list[str]) -> Any:
     """A loaded (and, for TRACEPOINT_PROBE, attached) `bcc.BPF` of bpf_programs/`name`, in this
     process; the directory is on the include path for the shared header."""
-    from bcc import BPF  # type: ignore[import-untyped]
+    from bcc import BPF
 
     directory = program_dir()
     with _COMPILE_LOCK:

@@ -94,14 +94,14 @@ def decode_event(raw: bytes, table: SyscallTable | None,
         return None
     if len(raw) < ct.sizeof(SyscallEventC):
         return None
-    sev = SyscallEventC.from_buffer_copy(raw[: ct.sizeof(SyscallEventC)])
+    call = SyscallEventC.from_buffer_copy(raw[: ct.sizeof(SyscallEventC)])
     kind = {FX_EV_SYSCALL: "syscall", FX_EV_EXIT: "exit", FX_EV_CRED: "cred"}[header.kind]
     if kind == "exit":
         return KernelEvent(kind="exit", **common)
     name = table.name(header.nr) if table is not None else f"syscall_{header.nr}"
     return KernelEvent(
-        kind=kind, syscall=name, nr=header.nr, args=tuple(sev.args),
-        strings=(text(sev.str[0].value), text(sev.str[1].value), text(sev.str[2].value)),
-        aux=(sev.aux[0], sev.aux[1]), **common,
+        kind=kind, syscall=name, nr=header.nr, args=tuple(call.args),
+        strings=(text(call.str[0].value), text(call.str[1].value), text(call.str[2].value)),
+        aux=(call.aux[0], call.aux[1]), **common,
     )
 

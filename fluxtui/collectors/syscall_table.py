@@ -47,7 +47,7 @@ class SyscallTable:
         if not names:
             names = _ausyscall()
         if not names:
-            from bcc import syscall as bcc_syscall  # type: ignore[import-untyped]  # only where installed
+            from bcc import syscall as bcc_syscall  # only where installed
 
             names = {int(nr): raw.decode() for nr, raw in bcc_syscall.syscalls.items()}
         return cls(names, compat)

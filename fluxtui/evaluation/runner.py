@@ -109,11 +109,9 @@ def evaluation_config(config: Config, decoy: DecoyHome) -> Config:
     # plant keys, units and rc lines there, never in a real home.
     config = dataclasses.replace(config, persistence=dataclasses.replace(
         config.persistence, homes=[str(decoy.home)]))
-    anomaly = getattr(config, "anomaly", None)
-    if dataclasses.is_dataclass(anomaly) and hasattr(anomaly, "retrain_interval"):
-        # Retraining during the evaluation would learn from the attacks being measured.
-        config = dataclasses.replace(config, anomaly=dataclasses.replace(  # type: ignore[call-arg]
-            anomaly, retrain_interval=0))
+    # Retraining during the evaluation would learn from the attacks being measured.
+    config = dataclasses.replace(config, anomaly=dataclasses.replace(config.anomaly,
+                                                                     retrain_interval=0))
     return config
 
 

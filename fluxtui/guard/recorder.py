@@ -41,6 +41,10 @@ class Recorder(Sink):
         self._items: deque[Outcome] = deque()
         self._folds: deque[tuple[list[Fold], str]] = deque()
         self._views: tuple[PromptView, ...] | None = None
+        # The responder sets the newest pending set while this thread takes it: without the
+        # lock a set made between the take's read and its reset was lost, and the UI, which
+        # takes PromptsChanged as the pending set, kept showing a prompt already answered.
+        self._views_lock = threading.Lock()
         self._announced: set[int] = set()
         self._wake = threading.Event()
         self._flush_lock = threading.Lock()
@@ -75,7 +79,8 @@ class Recorder(Sink):
         self._wake.set()  # written at once: a kill -9 may come any time
 
     def prompts_changed(self, views: tuple[PromptView, ...]) -> None:
-        self._views = views
+        with self._views_lock:
+            self._views = views
         self._wake.set()
 
     # --- thread -------------------------------------------------------------------------------
@@ -107,7 +112,8 @@ class Recorder(Sink):
             self._flush()
 
     def _flush(self) -> None:
-        views, self._views = self._views, None
+        with self._views_lock:
+            views, self._views = self._views, None
         if views is not None:
             for view in views:
                 if view.id not in self._announced:

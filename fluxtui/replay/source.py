@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fluxtui.capabilities.connection_events import ConnectionsView, SocketRow
+from fluxtui.commands import Commands, ReadOnlyCommands
 from fluxtui.config import Config
 from fluxtui.ecs.common import parse_time
 from fluxtui.engine import Engine
@@ -127,6 +128,11 @@ class ReplaySource(Engine):
 
     def slower(self) -> None:
         self.speed = next((s for s in reversed(SPEEDS) if s < self.speed), self.speed)
+
+    @property
+    def commands(self) -> Commands:
+        """A recording cannot be acted on: every command is refused, saying so."""
+        return ReadOnlyCommands("replay: read-only")
 
     def guard_history(self, limit: int) -> list[dict[str, Any]]:
         """Recorded guard decisions and prompts, newest first."""

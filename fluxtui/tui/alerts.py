@@ -17,11 +17,11 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from fluxtui.engine import Engine
 from fluxtui.events import Alert, ProcessKey, Severity, Snapshot
 from fluxtui.tui.format import DASH
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.untrusted_text import safe_text
+from fluxtui.views import DashboardSource
 
 SEVERITY_STYLE = {
     Severity.LOW: "dim",
@@ -117,10 +117,11 @@ class AlertsPane(Widget):
     """
     BINDINGS = [Binding("enter", "open_process", "Details", id="alerts.open_process")]
 
-    def __init__(self, engine: Engine, **kwargs: object) -> None:
+    def __init__(self, source: DashboardSource, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.engine = engine
+        self.source = source
         self._alerts: tuple[Alert, ...] = ()
+        self._executables: dict[ProcessKey, str] | None = None
         self._groups: list[AlertGroup] = []  # newest first, as in the table
         self._width = 0
 
@@ -175,7 +176,7 @@ class AlertsPane(Widget):
         self._rebuild()
 
     def _rebuild(self, force: bool = False) -> None:
-        if not hasattr(self, "_executables"):
+        if self._executables is None:  # no snapshot yet
             return
         selected = self.selected_alert()
         selected_group = next((g for g in self._groups if selected in g.alerts), None)
@@ -215,7 +216,7 @@ class AlertsPane(Widget):
         if alert is None or alert.key is None:
             self.notify("this alert names no process", severity="warning")
             return
-        self.app.push_screen(ProcessDetailScreen(self.engine, alert.key))
+        self.app.push_screen(ProcessDetailScreen(self.source, alert.key))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -1,10 +1,12 @@
-"""The Textual application: reads engine snapshots on a timer, receives urgent items as messages."""
+"""The Textual application: reads snapshots of a `DashboardSource` (the live engine, or a
+replay) on a timer, receives urgent items as messages, and acts only through the source's
+`commands` (fluxtui/commands.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 from textual import on
@@ -14,26 +16,25 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
-from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from fluxtui.collectors.process_control import ProcessGone, send_signal
-from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
-from fluxtui.guard.events import GuardDecision, PromptsChanged, PromptView
+from fluxtui.guard.events import PromptsChanged
 from fluxtui.replay import ReplaySource
 from fluxtui.tui.alerts import AlertsPane
 from fluxtui.tui.connections_tab import ConnectionsPane
 from fluxtui.tui.dialogs import ConfirmScreen, KillDialog
-from fluxtui.tui.guard_pane import GuardHistory, switch_mode
-from fluxtui.tui.guard_prompt import PromptScreen, PromptState, guard_of
+from fluxtui.tui.guard_pane import GuardHistory, guard_status, switch_mode
+from fluxtui.tui.guard_prompt import PromptScreen, PromptState
 from fluxtui.tui.guard_rules_screen import RulesScreen
-from fluxtui.tui.inbox import BusReader, Inbox, dispatch
+from fluxtui.tui.inbox import BusReader, Inbox, SnapshotReader, dispatch
 from fluxtui.tui.panels import CpuPanel, History, IoPanel, MemoryPanel, StatusHeader
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_table import COLUMNS, ProcessTable
 from fluxtui.tui.replay_bar import ReplayBar
 from fluxtui.tui.themes import bundled_themes
+from fluxtui.untrusted_text import visible
+from fluxtui.views import GUARD, DashboardSource, GuardView, view_of
 
 TABS = {"processes": "Processes", "connections": "Connections", "alerts": "Alerts",
         "guard": "Guard"}
@@ -42,8 +43,8 @@ MAIN_WIDGET = {"processes": "#process-grid", "connections": "#conn-table",
                "alerts": "#alerts-table", "guard": "#guard-history-table"}
 
 
-# Events that make the app read the guard's pending prompts again.
-PROMPT_EVENTS: tuple[type, ...] = (PromptsChanged, PromptView, GuardDecision)
+# Events that carry the guard's pending prompts (the newest set wins).
+PROMPT_EVENTS: tuple[type, ...] = (PromptsChanged,)
 
 
 class EventsPending(Message):
@@ -103,25 +104,25 @@ class FluxApp(App[int]):
         Binding("minus", "replay_slower", "Slower", key_display="-", id="replay.slower"),
     ]
 
-    def __init__(self, engine: Engine, privileged: bool, theme_name: str | None = None,
+    def __init__(self, source: DashboardSource, privileged: bool, theme_name: str | None = None,
                  start_engine: bool = True) -> None:
         super().__init__()
-        self.engine = engine
+        self.source = source
         self.privileged = privileged
-        self._theme_name = theme_name or engine.config.general.theme
+        self._theme_name = theme_name or source.config.general.theme
         self._start_engine = start_engine
-        refresh = engine.config.general.refresh_interval
-        self.history = History(round(engine.config.general.history_seconds / refresh))
+        refresh = source.config.general.refresh_interval
+        self.history = History(round(source.config.general.history_seconds / refresh))
         self._seen_sequence = -1
         self.inbox = Inbox(PROMPT_EVENTS)  # widened to the widgets' types once they exist
-        self._unsubscribe = None
-        self._snapshot_widgets: list[tuple[Widget, TabPane | None]] = []
+        self._unsubscribe: Callable[[], None] | None = None
+        self._snapshot_widgets: list[tuple[SnapshotReader, TabPane | None]] = []
         self._event_widgets: list[BusReader] = []
-        self.prompt = PromptState(engine)
+        self.prompt = PromptState(source)
 
     @property
     def replay(self) -> ReplaySource | None:
-        return self.engine if isinstance(self.engine, ReplaySource) else None
+        return self.source if isinstance(self.source, ReplaySource) else None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action.startswith("replay_"):
@@ -152,11 +153,11 @@ class FluxApp(App[int]):
             with TabPane("Processes [1]", id="processes"):
                 yield ProcessTable(id="process-table")
             with TabPane("Connections [2]", id="connections"):
-                yield ConnectionsPane(self.engine, id="connections-pane")
+                yield ConnectionsPane(self.source, id="connections-pane")
             with TabPane("Alerts [3]", id="alerts"):
-                yield AlertsPane(self.engine, id="alerts-pane")
+                yield AlertsPane(self.source, id="alerts-pane")
             with TabPane("Guard [4]", id="guard"):
-                yield GuardHistory(self.engine, id="guard-history")
+                yield GuardHistory(self.source, id="guard-history")
         yield Footer()
 
     @property
@@ -168,10 +169,10 @@ class FluxApp(App[int]):
             self.register_theme(theme)
         self.theme = self._theme_name  # checked before start (cli): unknown is an error
         self._collect_widgets()
-        self._unsubscribe = self.engine.bus.subscribe(self._on_bus_event)
+        self._unsubscribe = self.source.subscribe(self._on_bus_event)
         if self._start_engine:
-            self.engine.start()
-        interval = min(0.5, self.engine.config.general.refresh_interval)
+            self.source.start()
+        interval = min(0.5, self.source.config.general.refresh_interval)
         self.set_interval(interval, self.refresh_from_engine)
         self.call_after_refresh(self.refresh_from_engine)  # first frame: no waiting for a timer
         self.process_table.table.focus()
@@ -180,12 +181,12 @@ class FluxApp(App[int]):
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._start_engine:
-            self.engine.stop()
+            self.source.stop()
 
     # --- data flow ---------------------------------------------------------------------------
 
     def refresh_from_engine(self) -> None:
-        snapshot = self.engine.snapshot
+        snapshot = self.source.latest_snapshot()
         if snapshot is None or snapshot.sequence == self._seen_sequence:
             return
         self._seen_sequence = snapshot.sequence
@@ -196,9 +197,9 @@ class FluxApp(App[int]):
         for widget in self._data_widgets():
             # NoMatches: its children are not mounted yet (first frames); the next tick shows it.
             with contextlib.suppress(NoMatches):
-                widget.refresh_from(snapshot)  # type: ignore[attr-defined]
+                widget.refresh_from(snapshot)
 
-    def _data_widgets(self) -> Iterable[Widget]:
+    def _data_widgets(self) -> Iterable[SnapshotReader]:
         """Widgets that show snapshots: all of them outside the tabs, and only those of the
         active tab inside (a hidden table with thousands of rows is not worth updating)."""
         try:
@@ -214,14 +215,14 @@ class FluxApp(App[int]):
         widgets are fixed after compose, so the UI loop does not walk the DOM on every tick."""
         self._snapshot_widgets = [
             (w, next((a for a in w.ancestors if isinstance(a, TabPane)), None))
-            for w in self.query("*") if hasattr(w, "refresh_from")]
+            for w in self.query("*") if isinstance(w, SnapshotReader)]
         self._event_widgets = [w for w in self.query("*") if isinstance(w, BusReader)]
         wanted = {t for w in self._event_widgets for t in w.EVENT_TYPES} | set(PROMPT_EVENTS)
         self.inbox = Inbox(wanted)
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
-        snapshot = self.engine.snapshot
+        snapshot = self.source.latest_snapshot()
         if snapshot is not None:
             self.show_snapshot(snapshot)
 
@@ -241,6 +242,11 @@ class FluxApp(App[int]):
 
     def on_events_pending(self, _: EventsPending) -> None:
         events, dropped = self.inbox.drain()
+        if dropped:
+            self.prompt.events_lost()
+        for event in events:
+            if isinstance(event, PromptsChanged):
+                self.prompt.take_event(event)
         dispatch(events, dropped, self._event_widgets)
         if dropped or any(isinstance(e, PROMPT_EVENTS) for e in events):
             self.sync_prompt()
@@ -283,18 +289,15 @@ class FluxApp(App[int]):
         self.process_table.sort_by(column)
 
     def action_guard_mode(self) -> None:
-        guard = guard_of(self.engine)
-        if guard is None:
-            self.notify("the credential guard is not running", severity="warning")
-        else:
-            switch_mode(self, guard)
+        switch_mode(self, self.source)
 
     def action_guard_rules(self) -> None:
-        guard = guard_of(self.engine)
-        if guard is None:
-            self.notify("the credential guard is not running", severity="warning")
+        snapshot = self.source.latest_snapshot()
+        if view_of(snapshot, GUARD, GuardView) is None:
+            self.notify(f"the credential guard is not running: "
+                        f"{visible(guard_status(snapshot))}", severity="warning", markup=False)
         else:
-            self.push_screen(RulesScreen(guard))
+            self.push_screen(RulesScreen(self.source))
 
     async def action_quit(self) -> None:
         waiting = self.prompt.prompts
@@ -318,7 +321,7 @@ class FluxApp(App[int]):
 
     @on(ProcessTable.Selected)
     def _show_process(self, event: ProcessTable.Selected) -> None:
-        self.push_screen(ProcessDetailScreen(self.engine, event.key))
+        self.push_screen(ProcessDetailScreen(self.source, event.key))
 
     @on(ProcessTable.KillRequested)
     def _confirm_kill(self, event: ProcessTable.KillRequested) -> None:
@@ -327,13 +330,8 @@ class FluxApp(App[int]):
         def done(choice: signal.Signals | None) -> None:
             if choice is None:
                 return
-            try:
-                send_signal(row.key, choice)
-            except ProcessGone as exc:
-                self.notify(str(exc), severity="warning")
-            except PermissionError:
-                self.notify(f"not permitted to signal process {row.pid}", severity="error")
-            else:
-                self.notify(f"sent {choice.name} to {row.pid}")
+            result = self.source.commands.kill_process(row.key, int(choice))
+            self.notify(visible(result.message), markup=False,
+                        severity="information" if result.ok else "warning")
 
         self.push_screen(KillDialog(row), done)

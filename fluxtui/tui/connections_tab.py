@@ -19,11 +19,11 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, RichLog, Static
 
 from fluxtui.capabilities.connection_tracker import ConnectionEvent, ConnectionsView, SocketRow
-from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
 from fluxtui.tui.format import DASH, human_bytes
 from fluxtui.tui.inbox import EventsDropped
 from fluxtui.untrusted_text import safe_text, visible
+from fluxtui.views import DashboardSource
 
 
 class SortText(Text):
@@ -127,9 +127,9 @@ class ConnectionsPane(Widget):
                 id="connections.clear_filter"),
     ]
 
-    def __init__(self, engine: Engine, **kwargs: Any) -> None:
+    def __init__(self, source: DashboardSource, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.engine = engine
+        self.source = source
         self.sort_column = "program"
         self.sort_reverse = False
         self.filter_text = ""
@@ -242,11 +242,11 @@ class ConnectionsPane(Widget):
             table.remove_row(key)
             del self._shown[key]
             changed = True
-        for key, (row, text) in wanted.items():
+        for key, (row, prepared) in wanted.items():
             old = self._shown.get(key)
             if old == row:
                 continue
-            text = text or cells(row)
+            text = prepared or cells(row)
             if old is None:
                 table.add_row(*self._row_cells(row, text), key=key)
             else:

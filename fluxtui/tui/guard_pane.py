@@ -4,14 +4,16 @@ Keys (active when the tab has focus): M switch enforce / monitor (asks first; re
 requests wait, since monitor mode would let them through), R the rules screen.
 The credential prompt itself is `guard_prompt.PromptScreen`.
 
+It reads the snapshot's `GuardView` only (the history in it is read by the guard on its own
+worker thread) and switches the mode through `Commands.set_guard_mode`.
+
 Every untrusted string (paths, command lines, user names) is shown through `visible`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,34 +21,49 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowDoesNotExist
 
-from fluxtui.capabilities.guard import GuardComponent, GuardView
-from fluxtui.engine import Engine
+from fluxtui.commands import GuardMode
 from fluxtui.events import Snapshot
 from fluxtui.replay import ReplaySource
+from fluxtui.replay.source import HISTORY_LIMIT
 from fluxtui.tui.dialogs import ConfirmScreen
-from fluxtui.tui.guard_prompt import guard_of
 from fluxtui.tui.guard_rules_screen import RulesScreen
 from fluxtui.tui.panels import COMPACT_HEIGHT
 from fluxtui.tui.themes import level_colors
 from fluxtui.untrusted_text import visible
-
-log = logging.getLogger(__name__)
+from fluxtui.views import GUARD, DashboardSource, GuardHistoryItem, GuardView, view_of
 
 
 def _age(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
 
 
-def switch_mode(node: Any, guard: GuardComponent) -> None:
+def guard_status(snapshot: Snapshot | None) -> str:
+    """Why the guard shows no view: its status's reason (or that it is not configured)."""
+    status = next((s for s in snapshot.statuses if s.name == GUARD), None) if snapshot else None
+    if status is None:
+        return "not configured"
+    if status.running:
+        return "starting (its figures come with the next tick)"
+    return status.reason or status.state.value
+
+
+def switch_mode(node: Any, source: DashboardSource) -> None:
     """Enforce <-> monitor, after a confirmation; never while requests wait (the responder
-    answers waiting requests "allowed" when it goes to monitor mode)."""
+    answers waiting requests "allowed" when it goes to monitor mode: the command refuses it
+    too, with the same words)."""
     app = node.app
-    waiting = len(guard.pending())
-    target = "monitor" if guard.mode == "enforce" else "enforce"
+    snapshot = source.latest_snapshot()
+    view = view_of(snapshot, GUARD, GuardView)
+    if view is None:
+        app.notify(f"the credential guard is not running: {visible(guard_status(snapshot))}",
+                   severity="warning", markup=False)
+        return
+    waiting = view.pending
+    target: GuardMode = "monitor" if view.mode == "enforce" else "enforce"
     if target == "monitor" and waiting:
         app.notify(f"not switched: {waiting} request(s) waiting would be allowed by monitor "
                    "mode; answer them first", severity="warning")
@@ -54,8 +71,9 @@ def switch_mode(node: Any, guard: GuardComponent) -> None:
 
     def done(yes: bool | None) -> None:
         if yes:
-            guard.set_mode(target)
-            app.notify(f"guard mode: {target}")
+            result = source.commands.set_guard_mode(target)
+            app.notify(visible(result.message), markup=False,
+                       severity="information" if result.ok else "warning")
 
     if target == "monitor":
         app.push_screen(ConfirmScreen(
@@ -113,15 +131,12 @@ class GuardHistory(Vertical):
         Binding("R", "rules", "Rules", id="guard_tab.rules"),
     ]
 
-    def __init__(self, engine: Engine, limit: int = 200, **kwargs: Any) -> None:
+    def __init__(self, source: DashboardSource, **kwargs: Any) -> None:
         kwargs.setdefault("id", "guard-history")
         super().__init__(**kwargs)
-        self.engine = engine
-        self.limit = limit
-        self._seen: int | None = None
-        self._loading = False
-        self._again = False
-        self._shown: dict[str, tuple[Any, Any]] = {}  # row key -> (count, last_ts) shown
+        self.source = source
+        self._seen: tuple[GuardHistoryItem, ...] | None = None
+        self._shown: dict[str, tuple[int, float]] = {}  # row key -> (count, last_ts) shown
         self._summary_widget = Static(id="guard-summary")
         self._table: DataTable[Any] = DataTable(id="guard-history-table", cursor_type="row",
                                                 zebra_stripes=True)
@@ -134,29 +149,25 @@ class GuardHistory(Vertical):
         for key, label in _HISTORY_COLUMNS:
             self._table.add_column(label, key=key)
 
-    @property
-    def guard(self) -> GuardComponent | None:
-        return guard_of(self.engine)
-
     def refresh_from(self, snapshot: Snapshot) -> None:
-        guard = self.guard
         summary = self._summary_widget
-        if isinstance(self.engine, ReplaySource):  # recorded history, nothing to answer
+        if isinstance(self.source, ReplaySource):  # recorded history, nothing to answer
             summary.update(Text("Replay: the recorded guard decisions and prompts (history "
                                 "only: nothing here can be answered)", style="bold"))
             if self._table.columns:
-                self.apply_rows(self.engine.guard_history(self.limit))
+                self.apply_rows([GuardHistoryItem.from_record(record, i) for i, record
+                                 in enumerate(self.source.guard_history(HISTORY_LIMIT))])
             return
-        view = snapshot.views.get("guard")
-        if guard is None or not isinstance(view, GuardView):
-            reason = guard.reason if guard is not None else "not configured"
-            summary.update(Text(f"Credential guard unavailable: {visible(reason)}",
-                                style="bold yellow"))
+        view = view_of(snapshot, GUARD, GuardView)
+        if view is None:
+            why = guard_status(snapshot)
+            word = "" if why.startswith("starting") else " unavailable"
+            summary.update(Text(f"Credential guard{word}: {visible(why)}", style="bold yellow"))
             return
         self.show_summary(view)
-        if view.decisions_recorded != self._seen:
-            self._seen = view.decisions_recorded
-            self.reload()
+        if view.history is not self._seen and self._table.columns:
+            self._seen = view.history
+            self.apply_rows(view.history)
 
     def show_summary(self, view: GuardView) -> None:
         summary = self._summary_widget
@@ -185,55 +196,18 @@ class GuardHistory(Vertical):
                  style="dim")
         if view.rules_error:
             t.append(visible(view.rules_error) + "\n", style="bold yellow")
+        if view.history_error:
+            t.append(visible(view.history_error) + "\n", style="bold yellow")
         for problem in view.problems[:1 if small else 3]:
             t.append(visible(problem) + "\n", style="yellow")
         t.rstrip()
         return t
 
-    class Loaded(Message):
-        """The history, read off the UI thread."""
-
-        def __init__(self, items: list[dict[str, Any]]) -> None:
-            super().__init__()
-            self.items = items
-
-    def reload(self) -> None:
-        """Read the history (SQLite) on a worker thread; the rows are applied when it is back.
-        One read at a time: a reload asked for meanwhile runs when it is done."""
-        guard = self.guard
-        if guard is None or not self._table.columns:
-            return
-        if self._loading:
-            self._again = True
-            return
-        self._loading = True
-        limit = self.limit
-
-        def load() -> None:
-            try:
-                items = guard.history(limit)
-            except Exception as exc:  # reported, the table keeps what it shows
-                log.warning("guard history: %s", exc)
-                items = None
-            self.post_message(self.Loaded(items if items is not None else []))
-
-        self.run_worker(load, thread=True, group="guard-history", exit_on_error=False)
-
-    def on_guard_history_loaded(self, message: GuardHistory.Loaded) -> None:
-        message.stop()
-        self._loading = False
-        self.apply_rows(message.items)
-        if self._again:
-            self._again = False
-            self.reload()
-
-    def apply_rows(self, items: list[dict[str, Any]]) -> None:
+    def apply_rows(self, items: Sequence[GuardHistoryItem]) -> None:
         """Bring the table to `items` (newest first) by row id: rows that left are removed,
         new rows added, changed ones (a fold counted more) updated; untouched rows stay."""
         table = self._table
-        wanted: dict[str, dict[str, Any]] = {}
-        for index, item in enumerate(items):
-            wanted[str(item.get("id", f"mem-{index}-{item['ts']}"))] = item
+        wanted = {item.id: item for item in items}
         present = {str(k.value) for k in table.rows}
         for key in present - wanted.keys():
             table.remove_row(key)
@@ -243,27 +217,27 @@ class GuardHistory(Vertical):
             if key not in present:
                 table.add_row(*cells, key=key)
                 added = True
-            elif self._shown.get(key) != (item.get("count"), item.get("last_ts")):
+            elif self._shown.get(key) != (item.count, item.last_timestamp):
                 for (column, _label), value in zip(_HISTORY_COLUMNS, cells, strict=True):
                     table.update_cell(key, column, value)
-            self._shown[key] = (item.get("count"), item.get("last_ts"))
+            self._shown[key] = (item.count, item.last_timestamp)
         for key in set(self._shown) - wanted.keys():
             del self._shown[key]
         if added:  # new rows went to the bottom: newest first again, the cursor stays put
             selected = None
             if table.row_count and table.cursor_row >= 0:
-                selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+                selected = table.coordinate_to_cell_key(
+                    Coordinate(table.cursor_row, 0)).row_key.value
             table.sort("time", key=lambda cell: cell.order, reverse=True)
             if selected is not None:
                 with contextlib.suppress(RowDoesNotExist):
                     table.move_cursor(row=table.get_row_index(selected))
 
     @staticmethod
-    def _cells(item: dict[str, Any], colors: Mapping[str, str] | None = None
+    def _cells(item: GuardHistoryItem, colors: Mapping[str, str] | None = None
                ) -> tuple[Any, ...]:
         colors = colors or {"success": "green", "warning": "yellow", "error": "red"}
-        outcome = item["outcome"]
-        latency = item.get("latency_us")
+        latency = item.latency_us
         if latency is None:
             latency_text = "—"
         elif latency >= 1e6:
@@ -272,26 +246,24 @@ class GuardHistory(Vertical):
             latency_text = f"{latency / 1e3:.1f} ms"
         else:
             latency_text = f"{latency:.0f} µs"
+        order = (item.timestamp, int(item.id) if item.id.isdigit() else 0)
         cells = {
-            "time": _TimeCell(_age(item["ts"]), (item["ts"], item.get("id") or 0)),
-            "outcome": outcome_text(outcome, colors),
-            "program": Text(visible(item.get("executable") or "?")),
-            "pid": str(item.get("pid") or ""),
-            "user": Text(visible(item.get("user") or "")),
-            "file": Text(visible(item.get("target") or "")),
-            "group": Text(visible(item.get("category") or "")),
-            "by": item.get("decided_by") or "",
-            "count": str(item.get("count", 1)),
+            "time": _TimeCell(_age(item.timestamp), order),
+            "outcome": outcome_text(item.outcome, colors),
+            "program": Text(visible(item.executable or "?")),
+            "pid": str(item.pid or ""),
+            "user": Text(visible(item.user)),
+            "file": Text(visible(item.file)),
+            "group": Text(visible(item.group)),
+            "by": item.decided_by,
+            "count": str(item.count),
             "latency": latency_text,
-            "reason": Text(visible(item.get("reason") or "")),
+            "reason": Text(visible(item.reason)),
         }
         return tuple(cells[key] for key, _label in _HISTORY_COLUMNS)
 
     def action_toggle_mode(self) -> None:
-        guard = self.guard
-        if guard is not None:
-            switch_mode(self, guard)
+        switch_mode(self, self.source)
 
     def action_rules(self) -> None:
-        if self.guard is not None:
-            self.app.push_screen(RulesScreen(self.guard))
+        self.app.push_screen(RulesScreen(self.source))

@@ -1,10 +1,13 @@
 """The credential prompt: a screen that comes to the front whatever is open.
 
-When the guard holds a request, `PromptState.sync` (called by the app on every guard event and
-tick) pushes a `PromptScreen` above whatever screen, modal, palette or filter box is in front;
-the keys below reach it and nothing else, and the screen underneath is back when it closes. A
-new prompt that arrives while a screen opened from the prompt (rules, a confirmation) is in
-front is pushed above that one too.
+The prompts come from the guard's `PromptsChanged` bus events (the newest set, at once) and,
+until the first of those, from the snapshot's `GuardView.prompts`; answers go through
+`fluxtui.commands` (a replay refuses them, and the prompt says so). When the guard holds a
+request, the app's `sync_prompt` (on every prompt event and tick) pushes a `PromptScreen`
+above whatever screen, modal, palette or filter box is in front; the keys below reach it and
+nothing else, and the screen underneath is back when it closes. A new prompt that arrives
+while a screen opened from the prompt (rules, a confirmation) is in front is pushed above that
+one too.
 
 The countdown line on top and the key line at the bottom are always on screen (at 80x24 too);
 what is between scrolls. Keys typed within KEY_GRACE of the prompt coming to the front never
@@ -26,25 +29,27 @@ Every untrusted string (paths, command lines, user names, flags) goes through `v
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from fluxtui.capabilities.guard import GuardComponent
-from fluxtui.engine import Engine
-from fluxtui.guard.events import PromptView
+from fluxtui.commands import CommandResult, PromptAction, PromptScope
+from fluxtui.events import Snapshot
+from fluxtui.guard.events import PromptsChanged, PromptView
 from fluxtui.untrusted_text import visible
+from fluxtui.views import GUARD, DashboardSource, GuardView, view_of
 
 KEY_GRACE = 1.0  # seconds during which decision keys are ignored after a prompt comes to front
 
 # action name -> (action, scope, label written to the audit trail)
-DECISIONS: dict[str, tuple[str, str, str]] = {
+DECISIONS: dict[str, tuple[PromptAction, PromptScope, str]] = {
     "allow_once": ("allow", "once", "key a: allow once"),
     "deny_once": ("deny", "once", "key d: deny once"),
     "allow_always": ("allow", "always", "key A: allow always"),
@@ -69,11 +74,6 @@ PROMPT_KEYS: list[tuple[str, str, str]] = [
     ("R", "rules", "rules"),
 ]
 KEY_OF = {action: key for key, action, _ in PROMPT_KEYS}
-
-
-def guard_of(engine: Engine) -> GuardComponent | None:
-    component = engine.component("guard")
-    return component if isinstance(component, GuardComponent) else None
 
 
 def offered(view: PromptView) -> list[tuple[str, str, str]]:
@@ -163,7 +163,8 @@ def render_body(view: PromptView, others: tuple[PromptView, ...], now: float, de
         if len(view.tree) > 6:
             tree += f"  <  … ({len(view.tree) - 6} more)"
         row("Tree", tree)
-    return out.rstrip() or out
+    out.rstrip()
+    return out
 
 
 def render_keys(view: PromptView, keys_ready: bool) -> Text:
@@ -182,17 +183,27 @@ class PromptState:
     """What the prompt shows and the keys' timing; owned by the app, so it outlives the
     screens that show it."""
 
-    def __init__(self, engine: Engine, clock: Any = time.monotonic) -> None:
-        self.engine = engine
+    def __init__(self, source: DashboardSource,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.source = source
         self.clock = clock
         self.prompts: tuple[PromptView, ...] = ()
         self.details = False
         self.notice = ""
         self.keys_from = 0.0
+        self._from_bus: tuple[PromptView, ...] | None = None  # the newest PromptsChanged
 
-    @property
-    def guard(self) -> GuardComponent | None:
-        return guard_of(self.engine)
+    def take_event(self, event: PromptsChanged) -> None:
+        """The guard's pending set changed: it replaces what the snapshots said."""
+        self._from_bus = event.pending
+
+    def events_lost(self) -> None:
+        """The bounded inbox dropped events (the newest pending set may be among them): the
+        snapshots say what waits until the next PromptsChanged."""
+        self._from_bus = None
+
+    def guard_view(self) -> GuardView | None:
+        return view_of(self.source.latest_snapshot(), GUARD, GuardView)
 
     @property
     def showing(self) -> bool:
@@ -202,10 +213,14 @@ class PromptState:
     def front(self) -> PromptView | None:
         return self.prompts[0] if self.prompts else None
 
-    def update(self) -> bool:
-        """Read the pending prompts; True when the one in front is new."""
-        guard = self.guard
-        prompts = guard.pending() if guard is not None else ()
+    def update(self, snapshot: Snapshot | None = None) -> bool:
+        """Take the pending prompts (the bus's newest set, else the snapshot's); True when the
+        one in front is new."""
+        if self._from_bus is not None:
+            prompts = self._from_bus
+        else:
+            view = view_of(snapshot or self.source.latest_snapshot(), GUARD, GuardView)
+            prompts = view.prompts if view is not None else ()
         new = bool(prompts) and (not self.prompts or prompts[0].id != self.prompts[0].id)
         if new:
             self.details = False
@@ -235,10 +250,17 @@ class PromptState:
 
     # --- actions (the screen's keys) -------------------------------------------------------------
 
+    def _result(self, result: CommandResult) -> str | None:
+        """A refused command is said in the prompt; a note of a done one is returned."""
+        if not result.ok:
+            self.notice = result.message
+            return None
+        return result.message or None
+
     def decide(self, name: str) -> str | None:
-        """Answer the front prompt; returns a warning for the user, if any."""
-        guard, front = self.guard, self.front
-        if guard is None or front is None:
+        """Answer the front prompt; returns a note for the user, if any."""
+        front = self.front
+        if front is None:
             return None
         if not self.accepts_keys:
             self.notice = "key ignored: this prompt has just appeared"
@@ -249,26 +271,23 @@ class PromptState:
                            "or lasting allowance covers a flagged program. a allows once.")
             return None
         action, scope, label = DECISIONS[name]
-        warning = None
-        if scope == "always" and guard.rules_error:
-            warning = f"saved for this session only: {visible(guard.rules_error)}"
-        guard.answer(front.id, action, scope, label)
-        return warning
+        return self._result(self.source.commands.answer_prompt(front.id, action, scope, label))
 
     def deny_all(self) -> None:
-        guard = self.guard
-        if guard is None or not self.prompts:
+        if not self.prompts:
             return
         if not self.accepts_keys:
             self.notice = "key ignored: this prompt has just appeared"
             return
+        commands = self.source.commands
         for prompt in self.prompts:
-            guard.answer(prompt.id, "deny", "once", "key N: deny all waiting")
+            self._result(commands.answer_prompt(prompt.id, "deny", "once",
+                                                "key N: deny all waiting"))
 
     def hold(self) -> None:
-        guard, front = self.guard, self.front
-        if guard is not None and front is not None:
-            guard.hold(front.id)
+        front = self.front
+        if front is not None:
+            self._result(self.source.commands.hold_prompt(front.id))
 
 
 class PromptScreen(ModalScreen[None]):
@@ -293,8 +312,9 @@ class PromptScreen(ModalScreen[None]):
     PromptScreen #prompt-keys { height: auto; }
     """
 
-    BINDINGS = [Binding(key, f"prompt('{action}')", label.capitalize(), show=False,
-                        id=f"guard.{action}") for key, action, label in PROMPT_KEYS] + [
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(key, f"prompt('{action}')", label.capitalize(), show=False,
+                  id=f"guard.{action}") for key, action, label in PROMPT_KEYS),
         Binding("M", "mode", "Mode", show=False, id="guard.mode"),
         Binding("q", "app.quit", "Quit", show=False),  # a modal hides the app's bindings
     ]
@@ -302,6 +322,7 @@ class PromptScreen(ModalScreen[None]):
     def __init__(self, state: PromptState) -> None:
         super().__init__()
         self.state = state
+        self._room = -1  # rows given to the scrolling body
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt-box"):
@@ -342,9 +363,9 @@ class PromptScreen(ModalScreen[None]):
         width = max(10, self.size.width - 4)  # border and padding
         key_rows = max(1, len(keys.wrap(self.app.console, width)))
         room = max(2, self.size.height - 2 - 1 - key_rows)
-        scroll = self.query_one("#prompt-scroll")
-        if scroll.styles.max_height != room:
-            scroll.styles.max_height = room
+        if room != self._room:  # set once per change: setting it lays the screen out again
+            self._room = room
+            self.query_one("#prompt-scroll").styles.max_height = room
 
     def on_resize(self) -> None:
         self.show()
@@ -364,7 +385,7 @@ class PromptScreen(ModalScreen[None]):
         if name in DECISIONS:
             warning = state.decide(name)
             if warning:
-                self.app.notify(warning, severity="warning", markup=False)
+                self.app.notify(visible(warning), severity="warning", markup=False)
         elif name == "deny_all":
             state.deny_all()
         elif name == "details":
@@ -372,11 +393,9 @@ class PromptScreen(ModalScreen[None]):
             state.details = not state.details
         elif name == "rules":
             state.hold()
-            guard = state.guard
-            if guard is not None:
-                from fluxtui.tui.guard_rules_screen import RulesScreen
+            from fluxtui.tui.guard_rules_screen import RulesScreen
 
-                self.app.push_screen(RulesScreen(guard))
+            self.app.push_screen(RulesScreen(state.source))
         self.show()
 
     def action_mode(self) -> None:

@@ -5,6 +5,9 @@ connection event) from collector threads. The UI keeps only the types a widget d
 `EVENT_TYPES` (and what wakes the credential prompt); of those, at most `limit` wait, the
 oldest dropped first and counted, so a build machine's thousands of exits a second cost the UI
 one isinstance check each and never memory.
+
+The two Protocols say which widgets the app feeds: a `SnapshotReader` gets each new snapshot,
+a `BusReader` the bus events of its types. The app finds them with isinstance, once.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
+
+from fluxtui.events import Snapshot
 
 # Events waiting for the UI thread at most: fewer than the connection events log keeps (500
 # lines), so that the notice of a drop stays on screen above the newest events.
@@ -25,6 +30,14 @@ class EventsDropped:
     """Delivered to the widgets before a batch whose oldest events the bounded inbox dropped."""
 
     count: int
+
+
+@runtime_checkable
+class SnapshotReader(Protocol):
+    """A widget that shows snapshots: `refresh_from` is called on the UI thread with each new
+    one (widgets inside a tab only while their tab is shown)."""
+
+    def refresh_from(self, snapshot: Snapshot) -> None: ...
 
 
 @runtime_checkable

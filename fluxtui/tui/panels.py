@@ -21,6 +21,7 @@ from fluxtui.events import ComponentState, IoRate, Snapshot
 from fluxtui.tui.format import bar, duration, human_bytes, level_style, sparkline
 from fluxtui.tui.themes import level_colors
 from fluxtui.untrusted_text import visible
+from fluxtui.views import GUARD, GuardView, view_of
 
 COMPACT_HEIGHT = 32  # terminal rows below which the panels are compact
 
@@ -129,8 +130,8 @@ class StatusHeader(Static):
             first.add(" ROOT ", style=f"bold black on {level['success']}")
         else:
             first.add(" PASSIVE: not root ", style=f"bold black on {level['warning']}")
-        guard = snapshot.views.get("guard")
-        mode = getattr(guard, "mode", None)
+        guard = view_of(snapshot, GUARD, GuardView)
+        mode = guard.mode if guard is not None else None
         if mode == "monitor":
             first.add(" GUARD: MONITOR ", style=f"bold black on {level['warning']}")
         first.add(f"up {duration(m.uptime_s)}")
@@ -306,4 +307,5 @@ class IoPanel(Static):
                 text.append("no interface but loopback\n", style="dim")
             _io_lines(text, m.networks, self.history, "net:", ("↓", "↑"), width, 4,
                       spark_style)
-        show(self, text.rstrip() or text)
+        text.rstrip()  # in place
+        show(self, text)

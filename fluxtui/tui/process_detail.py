@@ -1,7 +1,9 @@
 """The process detail view (Enter on a process or an alert): the process's risk score and its
 reasons, its top syscalls, its recent high-signal events and alerts, its container. Escape
-closes it. It reads the engine's snapshot and the syscall/risk components once a second; when
-a component is unavailable, the section says why instead of showing nothing.
+closes it. It reads the snapshot only, once a second: the risk scorer's `RiskView` and the
+`DetailsView` that carries this process's activity while the screen watches it
+(`Commands.watch_process` on open, `unwatch_process` on close). When a part is unavailable,
+the section says why instead of showing nothing.
 """
 
 from __future__ import annotations
@@ -14,20 +16,20 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from fluxtui.capabilities.risk_scorer import RiskView
-from fluxtui.capabilities.syscall_risk import RiskScorer, SyscallCapture
 from fluxtui.detection.risk import NO_MODEL, NO_VERDICT
-from fluxtui.engine import Engine
 from fluxtui.events import ComponentStatus, ProcessExit, ProcessKey, ProcessRow, Snapshot
 from fluxtui.tui.format import DASH
 from fluxtui.tui.process_order import name_label, user_label
 from fluxtui.tui.process_table import final_identity
 from fluxtui.untrusted_text import safe_text
+from fluxtui.views import DETAILS, RISK, DashboardSource, DetailsView, RiskView, view_of
 
 TOP_SYSCALLS = 12
+SYSCALLS = "syscalls"  # the capture's status: why there are no syscalls
 
 
 def _section(title: str) -> Text:
@@ -50,10 +52,11 @@ class ProcessDetailScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape", "close", "Close", id="process_detail.close")]
     # Rows are cut at the window's edge, never wrapped past it: untrusted text is one line.
 
-    def __init__(self, engine: Engine, key: ProcessKey) -> None:
+    def __init__(self, source: DashboardSource, key: ProcessKey) -> None:
         super().__init__()
-        self.engine = engine
+        self.source = source
         self.key = key
+        self._watch_refused = ""
         # Its final record, once seen: shown on after the table's retention has dropped it.
         self._final: ProcessExit | None = None
 
@@ -65,22 +68,31 @@ class ProcessDetailScreen(ModalScreen[None]):
         box = self.query_one(VerticalScroll)
         box.border_title = f"Process {self.key.pid}"
         box.border_subtitle = "Esc closes  ↑↓ scroll"
+        result = self.source.commands.watch_process(self.key)
+        self._watch_refused = "" if result.ok else result.message
         self.update_view()
         self.set_interval(1.0, self.update_view)
+
+    def on_unmount(self) -> None:
+        self.source.commands.unwatch_process(self.key)
 
     def action_close(self) -> None:
         self.dismiss(None)
 
     def update_view(self) -> None:
-        self.query_one("#detail-body", Static).update(self.render_detail())
+        try:
+            body = self.query_one("#detail-body", Static)
+        except NoMatches:  # closing: its children are gone before its timer
+            return
+        body.update(self.render_detail())
         if self._final is not None:
             self.query_one(VerticalScroll).border_title = f"Process {self.key.pid} (exited)"
 
     def render_detail(self) -> Group:
-        snapshot = self.engine.snapshot
+        snapshot = self.source.latest_snapshot()
         row = snapshot.processes.get(self.key) if snapshot else None
-        risk_view = snapshot.views.get(RiskScorer.name) if snapshot else None
-        final = risk_view.exits.get(self.key) if isinstance(risk_view, RiskView) else None
+        risk_view = view_of(snapshot, RISK, RiskView)
+        final = risk_view.exits.get(self.key) if risk_view is not None else None
         final = self._final = final or self._final
         if final is not None or (row is not None and row.exited_at is not None):
             parts = self._exited_parts(row, final)
@@ -113,7 +125,7 @@ class ProcessDetailScreen(ModalScreen[None]):
         if not command and life is not None:
             command = " ".join((life.exe or life.name, *life.args))
         parts.append(safe_text(command or DASH, style="dim"))
-        if life is None:
+        if life is None or final is None:
             parts.append(Text(f"pid {self.key.pid} has exited; its final record is not "
                               "available (it is scored once, and kept for "
                               "risk.exited_retention_s seconds)", style="bold"))
@@ -149,8 +161,7 @@ class ProcessDetailScreen(ModalScreen[None]):
 
     def _live_parts(self, snapshot: Snapshot | None, row: ProcessRow | None
                     ) -> list[Text | Table]:
-        capture = self.engine.component(SyscallCapture.name)
-        scorer = self.engine.component(RiskScorer.name)
+        risk_view = view_of(snapshot, RISK, RiskView)
         parts: list[Text | Table] = []
         if row is not None:
             parts.append(self._head(row))
@@ -160,9 +171,9 @@ class ProcessDetailScreen(ModalScreen[None]):
                               style="bold"))
 
         parts.append(_section("Risk"))
-        score = scorer.explain(self.key) if isinstance(scorer, RiskScorer) else None
+        score = risk_view.scores.get(self.key) if risk_view is not None else None
         if score is None:
-            parts.append(Text(self._why_missing(snapshot, RiskScorer.name, "no score")))
+            parts.append(Text(self._why_missing(snapshot, RISK, "no score")))
         else:
             parts.append(Text(
                 f"{score.score:.0f}/100  (syscalls {score.syscall_points:.1f}, "
@@ -171,24 +182,38 @@ class ProcessDetailScreen(ModalScreen[None]):
             parts.extend(safe_text(f"  {reason}") for reason in score.reasons)
             if not score.reasons:
                 parts.append(Text("  nothing risky seen", style="dim"))
-        container = scorer.container(self.key) if isinstance(scorer, RiskScorer) else None
-        where = safe_text(container.describe() if container else "unknown (no risk scorer)")
+        container = risk_view.containers.get(self.key) if risk_view is not None else None
+        where = safe_text(container.describe() if container is not None
+                          else "unknown (no risk scorer, or not seen yet)")
         parts.append(Text.assemble(("Container: ", "bold"), where))
 
         parts.append(_section("Top syscalls"))
-        if isinstance(capture, SyscallCapture) and capture.status().running:
-            parts.append(self._syscall_table(capture))
-            parts.append(_section("Recent events"))
-            events = capture.recent_events(self.key)
-            if not events:
-                parts.append(Text("none", style="dim"))
-            for event in reversed(events):
-                line = Text(time.strftime("%H:%M:%S ", time.localtime(event.timestamp)))
-                line.append_text(safe_text(event.describe()))
-                parts.append(line)
-        else:
-            parts.append(Text(self._why_missing(snapshot, SyscallCapture.name,
-                                                "syscall capture not running")))
+        parts.extend(self._activity_parts(snapshot))
+        return parts
+
+    def _activity_parts(self, snapshot: Snapshot | None) -> list[Text | Table]:
+        details = view_of(snapshot, DETAILS, DetailsView)
+        if self._watch_refused:
+            return [Text(f"not available: {self._watch_refused}", style="dim")]
+        if details is None:
+            return [Text(self._why_missing(snapshot, DETAILS, "process details not collected"),
+                         style="dim")]
+        if details.unavailable:  # the capture's own status says why, when it has one
+            return [Text(self._why_missing(snapshot, SYSCALLS, details.unavailable))]
+        activity = details.activity.get(self.key)
+        if activity is None:
+            return [Text("collecting: shown from the next tick", style="dim")]
+        if activity.note:
+            return [Text(activity.note, style="dim")]
+        parts: list[Text | Table] = [self._syscall_table(activity.top_syscalls,
+                                                         activity.last_tick)]
+        parts.append(_section("Recent events"))
+        if not activity.recent_events:
+            parts.append(Text("none", style="dim"))
+        for event in reversed(activity.recent_events):
+            line = Text(time.strftime("%H:%M:%S ", time.localtime(event.timestamp)))
+            line.append_text(safe_text(event.text))
+            parts.append(line)
         return parts
 
     def _alert_parts(self, snapshot: Snapshot | None, final: ProcessExit | None
@@ -209,13 +234,15 @@ class ProcessDetailScreen(ModalScreen[None]):
             parts.append(line)
         return parts
 
-    def _syscall_table(self, capture: SyscallCapture) -> Table:
+    @staticmethod
+    def _syscall_table(totals: tuple[tuple[str, int], ...],
+                       last_tick: tuple[tuple[str, int], ...]) -> Table:
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
         table.add_column("syscall")
         table.add_column("calls since seen", justify="right")
         table.add_column("last tick", justify="right")
-        last = dict(capture.last_tick_syscalls(self.key))
-        top = capture.top_syscalls(self.key)[:TOP_SYSCALLS]
+        last = dict(last_tick)
+        top = totals[:TOP_SYSCALLS]
         for name, count in top:
             table.add_row(name, f"{count:,}", f"{last.get(name, 0):,}")
         if not top:

@@ -1,9 +1,11 @@
-"""Themes from the themes/ directory (YAML: a name and Textual's colour variables)."""
+"""Themes shipped in the package (fluxtui/themes/*.yml: a name and Textual's colour variables),
+found through importlib.resources: a source checkout, an editable install, a wheel and
+`pip install --user` read them the same way."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import yaml
 from textual.theme import Theme
@@ -12,13 +14,14 @@ THEME_KEYS = {"name", "dark", "primary", "secondary", "accent", "foreground", "b
               "surface", "panel", "success", "warning", "error"}
 
 
-def theme_dirs() -> list[Path]:
-    """The repository's themes/ (source checkout, editable install), then the installed copy."""
-    repo = Path(__file__).resolve().parents[2] / "themes"
-    return [repo, Path(sys.prefix) / "share" / "fluxtui" / "themes"]
+def theme_files() -> list[Traversable]:
+    """The bundled theme files, by name."""
+    folder = files("fluxtui").joinpath("themes")
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".yml") and f.is_file()),
+                  key=lambda f: f.name)
 
 
-def load_theme(path: Path) -> Theme:
+def load_theme(path: Traversable) -> Theme:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or "name" not in data or "primary" not in data:
         raise ValueError(f"{path}: a theme needs at least 'name' and 'primary'")
@@ -29,11 +32,7 @@ def load_theme(path: Path) -> Theme:
 
 
 def bundled_themes() -> list[Theme]:
-    for directory in theme_dirs():
-        files = sorted(directory.glob("*.yml"))
-        if files:
-            return [load_theme(f) for f in files]
-    return []
+    return [load_theme(f) for f in theme_files()]
 
 
 def theme_error(name: str) -> str | None:

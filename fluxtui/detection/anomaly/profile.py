@@ -177,7 +177,7 @@ class Profiles:
         new = (made & ~table.seen[index]).any(axis=1)
         # 32-bit calls and numbers past the layout share one column: judged one by one.
         for i in np.flatnonzero((x[:, COMPAT_SLOT] > 0) | (x[:, OTHER_SLOT] > 0)):
-            new[i] = bool(self.new_syscalls(windows[i]))
+            new[i] = bool(self.new_syscalls(windows[int(i)]))
         new_score = np.where(new, np.where(table.strong[index], NEW_SYSCALL_SCORE,
                                            NEW_SYSCALL_WEAK_SCORE), 0.0)
         factor = self.rate_factors(windows, x, index)
