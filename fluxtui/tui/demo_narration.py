@@ -22,7 +22,6 @@ class Narration(Static):
 
     DEFAULT_CSS = """
     Narration {
-        dock: bottom;
         height: auto;
         max-height: 3;
         padding: 0 1;
