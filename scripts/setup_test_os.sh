@@ -24,9 +24,10 @@ test_only=(
     prometheus         # tests/test_prometheus_server.py: a real Prometheus scrapes fluxtui
     systemd            # tests/test_service_unit.py: systemd-analyze verify / security --offline
     gdb curl perl util-linux procps  # demo/ scenarios of `fluxtui evaluate` (tests/test_evaluation_*.py)
+    chromium           # tests/test_serve.py: the served dashboard in a headless browser
 )
 # More test-only tools go here, each with the test that uses it, when such a test lands:
-# docker.io or podman (container tests), auditd (audit tests), chromium (page screenshots),
+# docker.io or podman (container tests), auditd (audit tests),
 # openssh-server (a login workload), busybox-static (a shell in a container image). No test uses
 # them yet, so none is installed.
 bash "$here/apt_install.sh" "${test_only[@]}"

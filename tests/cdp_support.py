@@ -43,7 +43,6 @@ RECORDER = """
   window.WebSocket.prototype = Native.prototype;
 })();
 """
-ANSI = re.compile(r"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]")
 
 
 def chromium_path() -> str | None:
@@ -104,31 +103,39 @@ class Browser:
                     raise AssertionError(f"{method}: {data['error']}")
                 return dict(data.get("result", {}))
 
-    async def terminal_text(self) -> str:
-        result = await self.call("Runtime.evaluate", expression="window.__fluxBytes || ''",
-                                 returnByValue=True)
-        return ANSI.sub("", str(result.get("result", {}).get("value", "")))
+    async def found(self, needles: tuple[str, ...]) -> tuple[bool, str]:
+        """Whether the terminal received every needle (escape sequences removed, in the page:
+        the stream grows to megabytes), and its last 2,000 characters."""
+        expression = (
+            "(() => { const t = (window.__fluxBytes || '').replace("
+            r"/\x1b\[[0-9;?<>=]*[ -\/]*[@-~]/g, ''); "
+            f"return [{json.dumps(list(needles))}.every(n => t.includes(n)), "
+            "t.slice(-2000)]; })()")
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        ok, tail = result.get("result", {}).get("value", [False, ""])
+        return bool(ok), str(tail)
 
     async def wait_for_text(self, *needles: str, timeout: float = 300.0) -> str:
         end = time.monotonic() + timeout  # a bound for a broken page, not a pause
-        text = ""
+        tail = ""
         while time.monotonic() < end:
-            text = await self.terminal_text()
-            if all(n in text for n in needles):
-                return text
+            ok, tail = await self.found(needles)
+            if ok:
+                return tail
             await asyncio.sleep(0.2)
-        raise AssertionError(f"{needles} never reached the browser; it got:\n{text[-2000:]}")
+        raise AssertionError(f"{needles} never reached the browser; it got:\n{tail}")
 
     async def screenshot(self) -> bytes:
         result = await self.call("Page.captureScreenshot", format="png")
         return base64.b64decode(result["data"])
 
     async def press(self, key: str) -> None:
-        for kind in ("keyDown", "keyUp"):
-            params: dict[str, Any] = {"type": kind, "key": key}
-            if kind == "keyDown":
-                params["text"] = key
-            await self.call("Input.dispatchKeyEvent", **params)
+        """Type one letter into the terminal (xterm reads keys from its focused textarea)."""
+        await self.call("Runtime.evaluate", expression=(
+            "document.querySelector('.xterm-helper-textarea')?.focus()"))
+        code = {"windowsVirtualKeyCode": ord(key.upper()), "code": f"Key{key.upper()}"}
+        await self.call("Input.dispatchKeyEvent", type="keyDown", key=key, text=key, **code)
+        await self.call("Input.dispatchKeyEvent", type="keyUp", key=key, **code)
 
     async def close(self) -> None:
         if self.socket is not None:

@@ -27,7 +27,7 @@ from tests.kernel import require, require_bcc, require_root
 REPO = Path(__file__).resolve().parents[1]
 SOCKET = f"fluxtui-demo-test-{uuid.uuid4().hex[:8]}"
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(1800)]
 
 
 def tmux(*args: str) -> str:
@@ -115,7 +115,8 @@ def audit_rules() -> str:
 
 
 def test_the_whole_story_plays_unattended_and_leaves_nothing(tmp_path: Path) -> None:
-    assert (demo := default_demo_dir()) is not None
+    demo = default_demo_dir()
+    assert demo is not None
     steps = build_story(load_manifest(demo))
     before, rules_before = set(Path("/tmp").glob(PREFIX + "*")), audit_rules()
     session = f"demo-{uuid.uuid4().hex[:8]}"

@@ -138,7 +138,19 @@ def dashboards(config: Path) -> list[int]:
     return pids
 
 
+def marked(path: Path) -> bool:
+    inode = path.stat().st_ino
+    for fdinfo in Path("/proc").glob("[0-9]*/fdinfo/*"):
+        with suppress(OSError):
+            for line in fdinfo.read_text().splitlines():
+                if line.startswith("fanotify ino:") and \
+                        int(line.split()[1].split(":")[1], 16) == inode:
+                    return True
+    return False
+
+
 @pytest.mark.kernel
+@pytest.mark.timeout(1200)
 async def test_the_dashboard_in_chromium_denies_a_real_read_with_d(tmp_path: Path) -> None:
     require_guard_kernel()
     require(chromium_path() is not None, "chromium not installed (make test-setup)")
@@ -167,10 +179,15 @@ async def test_the_dashboard_in_chromium_denies_a_real_read_with_d(tmp_path: Pat
                 await asyncio.sleep(0.5)
             else:
                 raise AssertionError("no header band in the screenshot")
+            # The guard runs once the kernel holds its mark on the file (a group's fdinfo).
+            end = time.monotonic() + 300
+            while not marked(home.aws) and time.monotonic() < end:
+                await asyncio.sleep(0.2)
+            assert marked(home.aws), "the served dashboard's guard never marked the home"
             # A real read of the decoy key: blocked until the browser answers.
             reader = subprocess.Popen(["cat", str(home.aws)], stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True)
-            await browser.wait_for_text("deny", str(home.aws.name))
+            await browser.wait_for_text("deny", "/usr/bin/cat")
             shot = await browser.screenshot()
             (tmp_path / "serve.png").write_bytes(shot)
             if os.environ.get("FLUXTUI_SERVE_SCREENSHOT"):

@@ -65,6 +65,7 @@ class DemoPlayer:
         self._stop = False
         self._thread: threading.Thread | None = None
         self.played_stories = 0
+        self._unsubscribe: Callable[[], None] = lambda: None
 
     # --- commands (any thread) ----------------------------------------------------------------
 
@@ -140,7 +141,7 @@ class DemoPlayer:
 
     def _run(self) -> None:
         try:
-            self.observer_unsubscribe = self.engine.bus.subscribe(self.observer)
+            self._unsubscribe = self.engine.bus.subscribe(self.observer)
             if not self._wait_started():
                 return
             while not self._stop:
@@ -163,7 +164,7 @@ class DemoPlayer:
             self._say(self.narration.number, "the demo story stopped after an error",
                       "processes", FINISHED)
         finally:
-            self.observer_unsubscribe()
+            self._unsubscribe()
 
     def _wait_started(self) -> bool:
         deadline = time.monotonic() + STARTUP_TIMEOUT
