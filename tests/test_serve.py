@@ -113,6 +113,8 @@ async def test_the_real_server_answers_403_without_token_host_or_origin() -> Non
         async with aiohttp.ClientSession() as http:
             async with http.get(url) as page:
                 assert page.status == 200
+                assert page.headers["Referrer-Policy"] == "no-referrer"
+                assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
                 assert f"ws://127.0.0.1:{port}/{token}/ws" in await page.text()
             for path in ("/", "/ws", "/static/js/textual.js", f"/{token[:-1]}/"):
                 async with http.get(base + path) as response:

@@ -12,6 +12,7 @@ import io
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,7 +56,8 @@ class DemoPlayer:
         self.options = Options(demo_dir, training_runs=0, settle_ticks=2,
                                progress=io.StringIO())
         self.observer = Observer(stage.run.cgroup_root)
-        self.results: list[tuple[Step, list[Result]]] = []  # every step played, in order
+        # The steps of the latest story played, in order (a kiosk runs for days: bounded).
+        self.results: deque[tuple[Step, list[Result]]] = deque(maxlen=len(steps))
         self.narration = DemoNarration(0, len(steps), "starting the collectors…", "processes",
                                        STARTING, auto=auto)
         self._cond = threading.Condition()
@@ -180,6 +182,10 @@ class DemoPlayer:
         return True
 
     def _play_story(self) -> None:
+        # A fresh observer per story: it remembers every host process it looked up.
+        self._unsubscribe()
+        self.observer = Observer(self.stage.run.cgroup_root)
+        self._unsubscribe = self.engine.bus.subscribe(self.observer)
         for step in self.steps:
             if self._stop or self._restart:
                 return

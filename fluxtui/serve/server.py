@@ -32,6 +32,16 @@ BUSY = (b"\r\n fluxtui serve: another browser session is running.\r\n"
         b" One session at a time: close the other tab (its dashboard stops), then reload.\r\n")
 
 
+async def _private_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The token is in the page's URL: never sent on as a Referer (the page loads a web font
+    from another site), never cached, never framed by another page (keys typed into it would
+    answer the guard)."""
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+
+
 class ServeAddressError(Exception):
     """The address to listen on cannot be served safely; phrased for the user."""
 
@@ -96,6 +106,7 @@ class GuardedServer(Server):
         ])
         app.on_startup.append(self.on_startup)
         app.on_shutdown.append(self.on_shutdown)
+        app.on_response_prepare.append(_private_headers)
         return app
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
