@@ -192,8 +192,8 @@ class DemoPlayer:
             self._play(step)
             if self._stop or self._restart:
                 return
-            if step is not self.steps[-1]:
-                self._wait_next(self.step_delay if self.auto else None)
+            # After the last step too: its outcome stays on screen before the end is said.
+            self._wait_next(self.step_delay if self.auto else None)
 
     def _play(self, step: Step) -> None:
         with self._cond:
