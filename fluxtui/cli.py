@@ -1,4 +1,5 @@
-"""Command line: the dashboard (default), the headless stream, doctor, or evaluate.
+"""Command line: the dashboard (default), the headless stream, doctor, evaluate, train, demo or
+serve.
 
 The configuration is the file given with --config, else the one named by the FLUXTUI_CONFIG
 environment variable, else /etc/fluxtui/config.yml when present, else the built-in defaults.
