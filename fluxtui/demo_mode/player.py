@@ -213,7 +213,10 @@ class DemoPlayer:
             results.append(run_scenario(scenario, self.stage.run, self.engine, self.observer,
                                         self.options, threshold, model))
         self.results.append((step, results))
-        self._say(step.number, step.title, step.view, DONE, outcome(step, results))
+        said = outcome(step, results)
+        if self._next:  # the presenter ended it: the script was killed, not failing
+            said = "ended early" + (f" · {said}" if said.startswith("caught") else "")
+        self._say(step.number, step.title, step.view, DONE, said)
 
     def _wait_next(self, delay: float | None) -> None:
         """Until `next()` (or, with a delay, until it passed), held while paused."""
