@@ -133,7 +133,7 @@ def test_the_whole_story_plays_unattended_and_leaves_nothing(tmp_path: Path) -> 
     config = demo_config(tmp_path)
     command = (f"cd {REPO} && env -u COLUMNS -u LINES {sys.executable} -m fluxtui demo "
                f"--config {config} --auto --step-delay 4 --loops 1 "
-               f"--record {tmp_path / 'demo.jsonl'} 2>{tmp_path / 'err'}; "
+               f"--record {tmp_path / 'demo.jsonl'} --log {tmp_path / 'log'}; "
                f"echo $? > {done}; sleep 600")
     with tmux_server():
         tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50", command)
@@ -159,7 +159,7 @@ def test_the_whole_story_plays_unattended_and_leaves_nothing(tmp_path: Path) -> 
         end = time.monotonic() + 120
         while not (done.exists() and done.read_text().strip()) and time.monotonic() < end:
             time.sleep(0.1)
-        assert done.read_text().strip() == "0", (tmp_path / "err").read_text()
+        assert done.read_text().strip() == "0", (tmp_path / "log").read_text()[-3000:]
         summary = screen(session)
     for step in steps:  # printed when the demo ends: every step and what was caught
         expected = ("no alarm" if step.quiet else re.escape(step.missing) if not step.scenarios
@@ -180,7 +180,7 @@ def test_a_demo_killed_with_sigkill_is_cleaned_up(tmp_path: Path) -> None:
     session = f"demo-{uuid.uuid4().hex[:8]}"
     config = demo_config(tmp_path)
     command = (f"cd {REPO} && exec env -u COLUMNS -u LINES {sys.executable} -m fluxtui demo "
-               f"--config {config} 2>{tmp_path / 'err'}")
+               f"--config {config}")  # the UI is on stderr: never redirected
     with tmux_server():
         tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
         demo_pid = int(tmux("list-panes", "-t", session, "-F", "#{pane_pid}").split()[0])
