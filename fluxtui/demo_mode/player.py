@@ -137,8 +137,7 @@ class DemoPlayer:
         if state == FINISHED:
             return "the end · n plays it again" if not self.auto else ""
         if state in (DONE, WAITING):
-            return f"next in {self.step_delay:g} s · {KEYS}" if self.auto \
-                else f"n: next step · {KEYS}"
+            return f"next in {self.step_delay:g} s · {KEYS}" if self.auto else KEYS
         return ""
 
     def _run(self) -> None:
