@@ -21,7 +21,7 @@ import pytest
 
 from fluxtui.demo_mode.story import build_story
 from fluxtui.evaluation.manifest import default_demo_dir, load_manifest
-from fluxtui.evaluation.sandbox import MARKER, PREFIX, RunSandbox, cgroup2_root
+from fluxtui.evaluation.sandbox import MARKER, PREFIX, TEMP_ROOTS, RunSandbox, cgroup2_root
 from tests.kernel import require, require_bcc, require_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,9 +81,21 @@ def ours(before: set[Path], config: Path) -> set[Path]:
     for path in set(Path("/tmp").glob(PREFIX + "*")) - before:
         with suppress(OSError, ValueError):
             owner = int((path / MARKER).read_text())
-            if str(config).encode() in Path(f"/proc/{owner}/cmdline").read_bytes():
+            if str(config).encode() in Path(f"/proc/{owner}/cmdline").read_bytes() \
+                    and (path / "home" / ".fluxtui-decoy").exists():
                 found.add(path)
     return found
+
+
+def owned_dirs(owners: set[int]) -> list[Path]:
+    """Marked temporary directories (the decoy tree, each scenario's) of these owners."""
+    left = []
+    for root in TEMP_ROOTS:
+        for path in Path(root).glob(PREFIX + "*"):
+            with suppress(OSError, ValueError):
+                if int((path / MARKER).read_text()) in owners:
+                    left.append(path)
+    return left
 
 
 def decoy_inodes(trees: set[Path]) -> set[int]:
@@ -167,6 +179,7 @@ def test_the_whole_story_plays_unattended_and_leaves_nothing(tmp_path: Path) -> 
         assert re.search(rf"step {step.number}/{step.total} .*: {expected}", summary), summary
     # Nothing left: the tree, its cgroups, their processes, the guard's marks, audit rules.
     assert trees and not any(t.exists() for t in trees)
+    assert not owned_dirs(owners)  # the scenarios' own directories too
     assert not cgroups_of(owners)
     assert not any(processes_mentioning(str(t)) for t in trees)
     assert not fanotify_marks_on(inodes)
