@@ -48,7 +48,7 @@ def test_a_missing_chapter_is_a_step_that_says_it_was_skipped() -> None:
     assert cred.scenarios == () or cred.scenarios[0].technique.startswith("T1552")
     ransom = next(s for s in steps if s.title == "ransomware-like renames")
     assert ransom.scenarios == ()
-    assert ransom.missing == "skipped: scenario ransomware-renames not shipped"
+    assert ransom.missing == "skipped: scenario ransomware-rename-python not shipped"
 
 
 def test_a_later_scenario_of_the_technique_is_found_by_technique() -> None:

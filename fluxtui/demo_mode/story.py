@@ -29,10 +29,10 @@ CHAPTERS = (
     Chapter("ptrace injection", ("ptrace-python-seize", "ptrace-gdb"), ("T1055.008",)),
     Chapter("memfd execution", ("memfd-exec-python",), ("T1620",)),
     Chapter("port scan", ("port-scan-python", "port-scan-bash"), ("T1046",)),
-    Chapter("ransomware-like renames", ("ransomware-renames", "ransomware-rename"),
-            ("T1486",)),
-    Chapter("persistence", ("persistence-authorized-keys", "authorized-keys-append",
-                            "persistence-cron", "crontab-entry"),
+    # The last two come with the persistence watch (scenarios of the "persistence" work):
+    # until they are shipped, their steps say so. The key is appended in the decoy home.
+    Chapter("ransomware-like renames", ("ransomware-rename-python",), ("T1486",)),
+    Chapter("persistence", ("authorized-keys-append",),
             ("T1098.004", "T1053.003", "T1543.002", "T1546.004", "T1574.006")),
 )
 
