@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,8 @@ class DemoUI(Protocol):
     def exit(self, result: Any = None) -> None: ...
 
 
+HARD_EXIT_AFTER = 30.0  # seconds after a signal
+
 AppFactory = Callable[[Engine, DemoPlayer, "str | None"], DemoUI]
 
 
@@ -37,6 +40,12 @@ def _exits_on_signals(app: DemoUI) -> Iterator[None]:
     """SIGTERM, SIGHUP and SIGINT end the app like `q` does, so every `finally` runs."""
     def stop(*_: object) -> None:
         app.exit(130)
+        # Should the UI not wind down (a terminal gone with SIGHUP can leave Textual's output
+        # thread waiting for good), the process ends anyway: the watchdog then removes the
+        # actors and the tree, and the kernel the guard's marks.
+        deadline = threading.Timer(HARD_EXIT_AFTER, os._exit, (130,))
+        deadline.daemon = True
+        deadline.start()
 
     previous = {sig: signal.signal(sig, stop)
                 for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
