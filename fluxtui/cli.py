@@ -1,4 +1,5 @@
-"""Command line: the dashboard (default), the headless stream, doctor, or evaluate.
+"""Command line: the dashboard (default), the headless stream, doctor, evaluate, train, demo or
+serve.
 
 The configuration is the file given with --config, else the one named by the FLUXTUI_CONFIG
 environment variable, else /etc/fluxtui/config.yml when present, else the built-in defaults.
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 HEADLESS_ONLY = ("output", "timeout", "stream_file", "stream_max_mb", "stream_backups")
 STREAM_MAX_MB = 100.0
 STREAM_BACKUPS = 5
+DEMO_ONLY = ("auto", "step_delay", "loops", "record")
+SERVE_ONLY = ("port", "bind")
+STEP_DELAY = 8.0
+SERVE_PORT = 8470
 
 
 def package_version() -> str:
@@ -45,11 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Terminal dashboard for Linux host security. Run as root for the kernel "
                     "collectors (eBPF syscalls, credential guard); without root it runs passive.",
     )
-    parser.add_argument("command", nargs="?", choices=("doctor", "evaluate", "train", "replay"),
+    parser.add_argument("command", nargs="?",
+                        choices=("doctor", "evaluate", "train", "replay", "demo", "serve"),
                         help="doctor: check which capabilities this machine offers; "
                              "evaluate: run the labelled scenarios of demo/ and score detection; "
                              "train: record this machine's behaviour and fit the anomaly model; "
-                             "replay FILE: play a recorded stream in the dashboard")
+                             "replay FILE: play a recorded stream in the dashboard; "
+                             "demo: play the scenarios as a story on the dashboard (decoy home); "
+                             "serve: the dashboard in a browser (one session at a time)")
     parser.add_argument("recording", nargs="?", metavar="FILE",
                         help="replay: a recording of --headless --output json (plain or gzip)")
     parser.add_argument("--version", action="version", version=f"fluxtui {package_version()}")
@@ -90,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "the fit holds out the latest 30%% of the recording, so one round "
                           "would leave the last benign scenarios out of training; 0: none)")
     evaluate.add_argument("--demo-dir", metavar="DIR", help="scenarios (default: demo/)")
+    demo = parser.add_argument_group("demo")
+    demo.add_argument("--auto", action="store_true",
+                      help="demo: play the story unattended, again and again (kiosk)")
+    demo.add_argument("--step-delay", type=float, metavar="SECONDS",
+                      help=f"demo --auto: pause between steps (default {STEP_DELAY:g})")
+    demo.add_argument("--loops", type=int, metavar="N",
+                      help="demo --auto: stop after the story played N times")
+    demo.add_argument("--record", metavar="FILE",
+                      help="demo: also write the engine's stream (JSON lines) to FILE")
+    serve = parser.add_argument_group("serve")
+    serve.add_argument("--port", type=int, metavar="PORT",
+                       help=f"serve: TCP port (default {SERVE_PORT})")
+    serve.add_argument("--bind", metavar="ADDR",
+                       help="serve: listen on ADDR instead of 127.0.0.1 (anyone who can reach "
+                            "it and has the URL's token gets the dashboard: a warning is "
+                            "printed)")
     parser.add_argument("--duration", type=float, metavar="SECONDS",
                         help="train: seconds to record (default: anomaly.train_duration)")
     parser.add_argument("--append", action="store_true",
@@ -107,6 +131,19 @@ def usage_error(args: argparse.Namespace) -> str | None:
         if given:
             mode = "doctor" if args.command == "doctor" else "the dashboard"
             return f"{', '.join(given)}: only with --headless (not for {mode})"
+    for command, names in (("demo", DEMO_ONLY), ("serve", SERVE_ONLY)):
+        given = [f"--{name.replace('_', '-')}" for name in names
+                 if getattr(args, name) not in (None, False)]
+        if given and args.command != command:
+            return f"{', '.join(given)}: only with {command}"
+    if args.step_delay is not None and args.step_delay < 0:
+        return "--step-delay: expected 0 or more seconds"
+    if args.loops is not None and (args.loops < 1 or not args.auto):
+        return "--loops: expected 1 or more, with --auto"
+    if args.port is not None and not 0 < args.port < 65536:
+        return "--port: expected 1-65535"
+    if args.command in ("demo", "serve") and args.headless:
+        return f"--headless: not for {args.command}"
     if args.command == "doctor" and args.prometheus is not None:
         return "--prometheus: not for doctor"
     if args.stream_file is not None and args.output == "journal":
@@ -156,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         from fluxtui.train import run_train
 
         return run_train(config, args.duration, args.append)
+    if args.command == "demo":
+        return run_demo_command(config, args)
+    if args.command == "serve":
+        from fluxtui.serve.command import run_serve
+
+        return run_serve(args.config, args.theme, args.bind, args.port or SERVE_PORT,
+                         args.log)
     privileged = os.geteuid() == 0
     if args.headless:
         from fluxtui.stream_outputs import StreamSettings
@@ -169,6 +213,20 @@ def main(argv: list[str] | None = None) -> int:
                             prometheus=args.prometheus)
     return run_tui(config, privileged, args.theme, prometheus=args.prometheus,
                    journal=not args.no_journal)
+
+
+def run_demo_command(config: Config, args: argparse.Namespace) -> int:
+    from fluxtui.demo_mode.command import run_demo
+    from fluxtui.tui.demo_narration import DemoApp
+    from fluxtui.tui.themes import theme_error
+
+    problem = theme_error(args.theme or config.general.theme)
+    if problem:
+        print(f"fluxtui: {problem}", file=sys.stderr)
+        return 2
+    return run_demo(config, DemoApp, theme=args.theme, auto=args.auto,
+                    step_delay=STEP_DELAY if args.step_delay is None else args.step_delay,
+                    loops=args.loops, record=args.record, demo_dir=args.demo_dir)
 
 
 def run_headless(config: Config, privileged: bool, output: str, timeout: float | None,

@@ -297,19 +297,26 @@ class FileChange:
     count: int = 1  # > 1: a burst summarised in one event
     note: str = ""
 
-    def to_ecs(self) -> dict[str, Any]:
-        kind = ("deletion" if "deleted" in self.actions else
-                "creation" if "created" in self.actions else "change")
-        return {
-            "event": {"kind": "event", "module": "fluxtui", "dataset": "fluxtui.persistence",
-                      "category": ["file"], "type": [kind],
-                      "action": "/".join(self.actions) or "changed"},
-            "file": {"path": self.path},
-            "process": {"pid": self.pid, "executable": self.executable},
-            "user": {"name": self.user},
-            "threat": {"framework": "MITRE ATT&CK", "technique": {"id": self.technique_id}},
-            "message": self.note or f"{self.path}: {'/'.join(self.actions)}",
-            "fluxtui": {"persistence": {"place": self.place, "verified": self.verified,
-                                        "expected": self.expected, "lines": list(self.lines),
-                                        "count": self.count}},
-        }
+
+@dataclass(frozen=True)
+class DemoNarration:
+    """What `fluxtui demo` says on screen, published on the bus (the UI shows it, a recording
+    keeps it): one per change of step or state."""
+
+    number: int  # the step, 1-based (0 before the first)
+    total: int
+    title: str  # what happens (a scenario's title: text of this repository, not of a process)
+    view: str  # the tab that shows it: processes, connections, guard
+    state: str
+    hint: str = ""  # what to look at or press
+    outcome: str = ""  # after the step: what fluxtui caught, or why it was skipped
+    auto: bool = False
+
+    def line(self) -> str:
+        """ "Step 3/8 · A script reads ~/.aws/credentials · press d to deny" """
+        parts = [f"Step {self.number}/{self.total}" if self.number else "Demo", self.title]
+        if self.outcome:
+            parts.append(self.outcome)
+        if self.hint:
+            parts.append(self.hint)
+        return " · ".join(p for p in parts if p)

@@ -30,9 +30,10 @@ test_only=(
     # The tests start dockerd when it is not running (tests/container_support.py).
     docker.io podman busybox-static
     cron passwd        # demo/attacks/cron-entry-*.sh: crontab(1), useradd/userdel for a temporary user
+    chromium           # tests/test_serve.py: the served dashboard in a headless browser
 )
 # More test-only tools go here, each with the test that uses it, when such a test lands:
-# chromium (page screenshots), openssh-server (a login workload).
+# openssh-server (a login workload).
 bash "$here/apt_install.sh" "${test_only[@]}"
 
 # Debian enables the packaged Prometheus service; tests start their own on loopback.

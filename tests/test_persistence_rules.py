@@ -41,6 +41,7 @@ from fluxtui.detection.persistence_rules import (
 )
 from fluxtui.detection.ransomware import RULE_RENAME, RULE_REWRITE, RansomwareDetector
 from fluxtui.detection.syscall_rules import RuleFilter, Subject
+from fluxtui.ecs import document
 from fluxtui.evaluation.restore import restore_stale
 from fluxtui.events import FileChange, ProcessKey, Severity
 
@@ -227,8 +228,9 @@ def test_config_section_validates() -> None:
 
 
 def test_file_change_ecs_document() -> None:
-    doc = FileChange(1.0, "/etc/ld.so.preload", "/etc/ld.so.preload", "T1574.006", ("created",),
-                     12, "/usr/bin/bash", "root", True, "", ("+ /tmp/x.so",)).to_ecs()
+    doc = document(FileChange(1.0, "/etc/ld.so.preload", "/etc/ld.so.preload", "T1574.006",
+                              ("created",), 12, "/usr/bin/bash", "root", True, "",
+                              ("+ /tmp/x.so",)))
     assert doc["event"]["dataset"] == "fluxtui.persistence"
     assert doc["event"]["type"] == ["creation"] and doc["file"]["path"] == "/etc/ld.so.preload"
 

@@ -44,6 +44,7 @@ from fluxtui.guard.marks import Marks, plan_marks
 from fluxtui.guard.namespaces import reference
 from fluxtui.guard.recorder import Recorder
 from fluxtui.guard.responder import Responder, ResponderSettings
+from fluxtui.guard.set_lock import GuardSetLock, protected_roots
 from fluxtui.journal import JournalUnavailable, JournalWriter
 from fluxtui.views import GuardHistoryItem, GuardView
 
@@ -94,6 +95,7 @@ class GuardComponent:
         self._history_error = ""
         self._history_of: int | None = None  # `recorded` count the history was read at
         self._history_loading = threading.Lock()
+        self._set_lock: GuardSetLock | None = None
 
     # --- Component ------------------------------------------------------------------------------
 
@@ -106,9 +108,18 @@ class GuardComponent:
         except CatalogueError as exc:
             self._unavailable(f"config: {exc}")
             return
+        self._set_lock = GuardSetLock(protected_roots(
+            self._catalogue.homes, any(g.absolute for g in self._catalogue.groups)))
+        taken = self._set_lock.acquire()
+        if taken is not None:  # another fluxtui guards these files
+            self._unavailable(taken)
+            return
+        if self._set_lock.note:
+            self._notes["lock"] = self._set_lock.note
         try:
             self._fan = FanotifyGroup.for_permissions()
         except FanotifyError as exc:
+            self._set_lock.release()
             self._unavailable(_fanotify_reason(exc))
             return
         try:
@@ -218,6 +229,8 @@ class GuardComponent:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+        if self._set_lock is not None:
+            self._set_lock.release()  # after the fanotify group: the files are free now
         if self._state is ComponentState.RUNNING:
             self._state = ComponentState.STOPPED
             self._reason = "stopped"
@@ -303,6 +316,8 @@ class GuardComponent:
             problems = (*problems, self._notes["fd_limit"])
         if "ptrace" in self._notes:
             problems = (*problems, self._notes["ptrace"])
+        if "lock" in self._notes:
+            problems = (*problems, self._notes["lock"])
         return GuardView(
             mode=r.mode if r else self.config.mode, pending=len(pending),
             waiting_opens=sum(p.requests for p in pending),

@@ -9,10 +9,12 @@ processes, the socket listing)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fluxtui.capabilities.connection_events import ConnectionEvent
 from fluxtui.collectors.kernel_event import KernelEvent
+from fluxtui.ecs.changes import file_change_document, narration_document
 from fluxtui.ecs.common import ECS_VERSION, STREAM_VERSION, envelope, host_fields, iso_time
 from fluxtui.ecs.host import DropLedger, drop_documents, metrics_document
 from fluxtui.ecs.network import connection_document, listing_document
@@ -23,7 +25,7 @@ from fluxtui.ecs.processes import (
     processes_document,
 )
 from fluxtui.ecs.security import alert_document, decision_document, prompt_document
-from fluxtui.events import Alert, ProcessExit
+from fluxtui.events import Alert, DemoNarration, FileChange, ProcessExit
 from fluxtui.guard.events import GuardDecision, PromptView
 
 __all__ = [
@@ -58,6 +60,10 @@ def event_documents(event: object) -> list[dict[str, Any]]:
         return [decision_document(event)]
     if isinstance(event, PromptView):
         return [prompt_document(event)]
+    if isinstance(event, FileChange):
+        return [file_change_document(event)]
+    if isinstance(event, DemoNarration):  # carries no time of its own: said as it is written
+        return [narration_document(event, time.time())]
     return []
 
 
