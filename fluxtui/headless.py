@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
 from fluxtui.bus import EventBus
-from fluxtui.capabilities.connection_events import ConnectionsView
 from fluxtui.config import Config
+from fluxtui.connection_views import ConnectionsView
 from fluxtui.ecs import (
     DropLedger,
     envelope,

@@ -7,11 +7,11 @@ import io
 import json
 from pathlib import Path
 
-from fluxtui.capabilities.connection_events import ConnectionEvent, ConnectionsView, SocketRow
 from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.collectors.sock_diag import SocketEntry
 from fluxtui.collectors.socket_owners import Owner
 from fluxtui.config import Config, StreamConfig
+from fluxtui.connection_views import ConnectionEvent, ConnectionsView, SocketRow
 from fluxtui.ecs import ECS_VERSION, document, envelope, host_fields
 from fluxtui.ecs.common import os_fields, read_os_release
 from fluxtui.events import Alert, ComponentState, ComponentStatus, ProcessKey, Severity

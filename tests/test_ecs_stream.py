@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from fluxtui.capabilities.assembly import build_components
-from fluxtui.capabilities.connection_events import ConnectionEvent
 from fluxtui.config import Config, StreamConfig
+from fluxtui.connection_views import ConnectionEvent
 from fluxtui.engine import Engine
 from fluxtui.events import Alert, ProcessExit
 from fluxtui.guard.events import GuardDecision

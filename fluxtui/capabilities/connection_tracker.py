@@ -31,11 +31,6 @@ from collections import deque
 from typing import Any, ClassVar, NamedTuple
 
 from fluxtui.bus import EventBus
-from fluxtui.capabilities.connection_events import (
-    ConnectionEvent,
-    ConnectionsView,
-    SocketRow,
-)
 from fluxtui.collectors.connect_trace import (
     ConnectAttempt,
     ConnectOutcome,
@@ -52,6 +47,11 @@ from fluxtui.collectors.sock_diag import (
 from fluxtui.collectors.socket_owners import Owner, SocketOwners
 from fluxtui.component import RISK_INPUTS, Channel, TickContext
 from fluxtui.config import NetworkConfig, RulesConfig
+from fluxtui.connection_views import (
+    ConnectionEvent,
+    ConnectionsView,
+    SocketRow,
+)
 from fluxtui.detection.network_rules import Detection, NetRules, Observation
 from fluxtui.detection.syscall_rules import RuleFilter, Subject
 from fluxtui.events import ComponentState, ComponentStatus, ProcessKey

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fluxtui.capabilities.connection_events import ConnectionEvent
 from fluxtui.collectors.kernel_event import KernelEvent
+from fluxtui.connection_views import ConnectionEvent
 from fluxtui.ecs.changes import file_change_document, narration_document
 from fluxtui.ecs.common import ECS_VERSION, STREAM_VERSION, envelope, host_fields, iso_time
 from fluxtui.ecs.host import DropLedger, drop_documents, metrics_document

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxtui.capabilities.connection_events import ConnectionEvent, ConnectionsView, SocketRow
 from fluxtui.collectors.sock_diag import SocketEntry
 from fluxtui.collectors.socket_owners import Owner
+from fluxtui.connection_views import ConnectionEvent, ConnectionsView, SocketRow
 from fluxtui.ecs.common import parse_time
 from fluxtui.ecs.security import SEVERITY_NUMBER
 from fluxtui.events import (

@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from fluxtui.capabilities.connection_events import ConnectionsView, SocketRow
 from fluxtui.commands import Commands, ReadOnlyCommands
 from fluxtui.config import Config
+from fluxtui.connection_views import ConnectionsView, SocketRow
 from fluxtui.ecs.common import parse_time
 from fluxtui.engine import Engine
 from fluxtui.events import Alert, ComponentStatus, ProcessKey, ProcessRow, Snapshot

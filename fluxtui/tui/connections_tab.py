@@ -18,7 +18,7 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, RichLog, Static
 
-from fluxtui.capabilities.connection_tracker import ConnectionEvent, ConnectionsView, SocketRow
+from fluxtui.connection_views import ConnectionEvent, ConnectionsView, SocketRow
 from fluxtui.events import Snapshot
 from fluxtui.tui.format import DASH, human_bytes
 from fluxtui.tui.inbox import EventsDropped
