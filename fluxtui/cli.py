@@ -13,15 +13,20 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from fluxtui.config import Config, ConfigError, config_from_env_or_file
 
 if TYPE_CHECKING:
+    from textual.app import App
+
     from fluxtui.engine import Engine
     from fluxtui.prometheus import PrometheusExporter
     from fluxtui.stream_outputs import StreamSettings
+
+log = logging.getLogger(__name__)
 
 # Flags that only the headless mode reads: given to the dashboard or doctor they are an error
 # (exit 2), never silently ignored. Their defaults are applied in `main`, so that "not given"
@@ -231,6 +236,7 @@ def run_demo_command(config: Config, args: argparse.Namespace) -> int:
 
 def run_headless(config: Config, privileged: bool, output: str, timeout: float | None,
                  stream: StreamSettings | None = None, prometheus: str | None = None) -> int:
+
     from fluxtui.capabilities.assembly import build_components
     from fluxtui.engine import Engine
     from fluxtui.headless import HeadlessRunner
@@ -317,17 +323,13 @@ def run_tui(config: Config, privileged: bool, theme: str | None,
     if problem:
         print(f"fluxtui: {problem}", file=sys.stderr)
         return 2
+
     from fluxtui.capabilities.assembly import build_components
     from fluxtui.engine import Engine
     from fluxtui.journal_alerts import AlertJournal
     from fluxtui.tui.app import FluxApp
 
     engine = Engine(config, build_components(config, privileged, interactive=True))
-    # SIGTERM and SIGHUP (the terminal went away) end the dashboard as SIGINT does
-    # (KeyboardInterrupt: the app unmounts and stops the engine), so collectors undo what they
-    # set up (the audit fallback's rules).
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.default_int_handler)
     # The guard's responder answers the kernel from a thread; a shorter GIL switch interval
     # keeps a busy UI or engine thread from delaying an answer by up to 5 ms.
     sys.setswitchinterval(0.001)
@@ -336,15 +338,51 @@ def run_tui(config: Config, privileged: bool, theme: str | None,
             alerts = AlertJournal.if_running(engine.bus) if journal else None
             if alerts is not None and exporter is not None:
                 exporter.count_drops("journal", lambda: alerts.dropped + alerts.sink.dropped)
+            app = FluxApp(engine, privileged, theme)
+            ended = threading.Event()
+            end_on_signals(app, engine, ended)
             try:
-                result = FluxApp(engine, privileged, theme).run()
+                result = app.run()
             finally:
+                ended.set()
                 if alerts is not None:
                     alerts.stop()
     except MetricsUnavailable as exc:
         print(f"fluxtui: --prometheus: {exc}", file=sys.stderr)
         return 2
     return 0 if result is None else int(result)
+
+
+SIGNAL_GRACE_S = 10.0  # for the dashboard to end by itself after SIGTERM, SIGHUP or SIGINT
+
+
+def end_on_signals(app: App[int], engine: Engine, ended: threading.Event,
+                   grace_s: float = SIGNAL_GRACE_S) -> None:
+    """SIGTERM, SIGHUP (the terminal went away) and SIGINT end the dashboard as `q` does: the
+    app exits and stops the engine, so collectors undo what they set up (the audit fallback's
+    rules, fanotify marks). When the app cannot end by itself within `grace_s` (with its
+    terminal gone, Textual's writer can spin forever), the engine is stopped here and the
+    process exits."""
+
+    def backstop(signum: int) -> None:
+        if ended.wait(grace_s):
+            return
+        log.warning("the dashboard did not end %.0f s after signal %d: stopping the engine "
+                    "and exiting", grace_s, signum)
+        with contextlib.suppress(Exception):
+            engine.stop()
+        os._exit(128 + signum)
+
+    def handler(signum: int, _frame: object) -> None:
+        def end() -> None:
+            with contextlib.suppress(Exception):  # not running yet, or already ending
+                app.call_from_thread(app.exit)
+        threading.Thread(target=end, name="fluxtui-signal", daemon=True).start()
+        threading.Thread(target=backstop, args=(signum,), name="fluxtui-signal-backstop",
+                         daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, handler)
 
 
 class MetricsUnavailable(Exception):

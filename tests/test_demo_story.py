@@ -56,7 +56,8 @@ def test_a_later_scenario_of_the_technique_is_found_by_technique() -> None:
     base = manifest()[0]
     added = replace(base, name="encrypt-home-files", title="A script renames 300 files",
                     technique="T1486", fits=("T1486",), view="processes", variant_of="")
-    steps = build_story([*manifest(), added])
+    shipped = [s for s in manifest() if s.technique != "T1486"]  # the step's own is not shipped
+    steps = build_story([*shipped, added])
     ransom = next(s for s in steps if s.scenarios and s.scenarios[0].name == added.name)
     assert ransom.title == "A script renames 300 files"
 

@@ -88,14 +88,22 @@ def dashboard(tmp_path: Path, config: Path, size: tuple[int, int]) -> Iterator[s
                f"--config {config} --log {tmp_path / 'fluxtui.log'}; "
                f"echo $? > {tmp_path / 'exit-code'}; sleep 30")
     tmux("new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), command)
+    dashboard_processes: list[psutil.Process] = []
     try:
         wait_for_screen(session, r"PID\s+User")
+        pane = int(tmux("display-message", "-p", "-t", session, "#{pane_pid}").strip())
+        dashboard_processes = psutil.Process(pane).children(recursive=True)
         # The guard is running (components start in the background: a BPF compile first).
         wait_for_screen(session, r"● guard", tries=1200)
         yield session
     finally:
         subprocess.run(["tmux", "-L", SOCKET, "kill-session", "-t", session],
                        capture_output=True, timeout=30)
+        # The terminal went away (SIGHUP): the dashboard must end by itself, undoing its set-up.
+        _, alive = psutil.wait_procs(dashboard_processes, timeout=60)
+        for survivor in alive:
+            survivor.kill()
+        assert not alive, f"the dashboard outlived its terminal: {alive}"
 
 
 def screen_without(session: str, text: str, tries: int = 200) -> str:

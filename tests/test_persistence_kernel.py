@@ -17,11 +17,13 @@ import pytest
 
 from fluxtui.bus import EventBus
 from fluxtui.capabilities.persistence import PersistenceWatch
+from fluxtui.capabilities.syscall_view import SyscallView
 from fluxtui.collectors.change_watch import (
     FAN_Q_OVERFLOW,
     ChangeEvent,
     ChangeGroup,
 )
+from fluxtui.collectors.syscalls import DropCounts
 from fluxtui.component import TickContext
 from fluxtui.config import (
     Config,
@@ -97,6 +99,13 @@ def tick_until(watch: PersistenceWatch, done: Callable[[list[Any]], bool],
         if done(published) or time.monotonic() > deadline:
             return tick
         time.sleep(0.05)
+
+
+def syscall_view(counts: dict[ProcessKey, dict[str, int]]) -> SyscallView:
+    """What the syscall capture hands the watch in one tick: these counts, nothing else."""
+    return SyscallView(window_s=1.0, counts=counts, bigrams={}, findings=(), exited=(),
+                       events=0, total_syscalls=sum(sum(c.values()) for c in counts.values()),
+                       dropped=DropCounts(), dropped_total=DropCounts())
 
 
 def alerts(published: list[Any]) -> list[Alert]:
@@ -325,16 +334,12 @@ def test_mass_rename_with_new_names_alerts_and_raises_risk(tmp_path: Path, watch
         start = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
         key = ProcessKey(proc.pid, start)
 
-        class View:
-            counts = {key: {"rename": 150, "write": 1}}
-            final: dict[Any, Any] = {}
-            exited = ()
-            lineage = None
+        view = syscall_view({key: {"rename": 150, "write": 1}})
 
         row = type("Row", (), {"exe": sys.executable, "name": "python", "user": "root",
                                "cmdline": ()})()
         tick = tick_until(watch, lambda p: any(a.rule_id == "ransomware.mass_rename"
-                                               for a in alerts(p)), published, View(),
+                                               for a in alerts(p)), published, view,
                           {key: row})
         (alert,) = [a for a in alerts(published) if a.rule_id == "ransomware.mass_rename"]
         assert alert.key == key and alert.technique_id == "T1486"
@@ -362,16 +367,12 @@ def test_atomic_saves_are_not_ransomware(tmp_path: Path, watch_factory):
         start = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
         key = ProcessKey(proc.pid, start)
 
-        class View:
-            counts = {key: {"rename": 150, "write": 150}}
-            final: dict[Any, Any] = {}
-            exited = ()
-            lineage = None
+        view = syscall_view({key: {"rename": 150, "write": 150}})
 
         row = type("Row", (), {"exe": sys.executable, "name": "python", "user": "root",
                                "cmdline": ()})()
         tick_until(watch, lambda p: watch.ransomware.totals(key, time.time()).named >= 150,
-                   published, View(), {key: row})
+                   published, view, {key: row})
         assert not [a for a in alerts(published) if a.rule_id.startswith("ransomware.")]
         assert watch.ransomware.totals(key, time.time()).named >= 150
     finally:
