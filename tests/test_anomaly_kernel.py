@@ -108,8 +108,9 @@ def test_a_syscall_the_program_never_made_in_training_scores_high(probe: str) ->
         # The window holding the ptrace call (the next one may show the bigram ptrace->...).
         reason = f"{probe} called ptrace, never seen in training ({profile.windows} windows)"
         attacked = [v for v in results["ptrace"] if v.reasons[:1] == (reason,)]
-        assert len(attacked) == 1, [v.reasons for v in results["ptrace"]]
-        assert attacked[0].score >= 90 == attacked[0].profile_score
+        # The tick's window, and the whole-life record when the probe exited within that tick.
+        assert attacked, [v.reasons for v in results["ptrace"]]
+        assert all(v.score >= 90 == v.profile_score for v in attacked)
         assert results["normal"], "the normal run was scored too"
         assert all(v.profile_score < 90 for v in results["normal"])
         assert not any("ptrace" in r for v in results["normal"] for r in v.reasons)
