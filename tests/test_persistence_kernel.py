@@ -87,8 +87,9 @@ def watch_factory(tmp_path: Path) -> Iterator[Callable[..., tuple[PersistenceWat
 
 def tick_until(watch: PersistenceWatch, done: Callable[[list[Any]], bool],
                published: list[Any], view: Any = None, processes: Any = None,
-               limit: float = 20.0) -> TickContext:
-    """Tick until `done(published)`, bounded."""
+               limit: float = 20.0, view_once: bool = False) -> TickContext:
+    """Tick until `done(published)`, bounded. `view`: the syscall capture's view of each tick
+    (of the first one only with `view_once`: the calls were made once)."""
     deadline = time.monotonic() + limit
     while True:
         tick = TickContext(time.time(), 1.0, metrics(), dict(processes or {}), EventBus())
@@ -96,6 +97,8 @@ def tick_until(watch: PersistenceWatch, done: Callable[[list[Any]], bool],
         if view is not None:
             tick.views["syscalls"] = view
         watch.on_tick(tick)
+        if view_once:
+            view = None
         if done(published) or time.monotonic() > deadline:
             return tick
         time.sleep(0.05)
@@ -340,7 +343,7 @@ def test_mass_rename_with_new_names_alerts_and_raises_risk(tmp_path: Path, watch
                                "cmdline": ()})()
         tick = tick_until(watch, lambda p: any(a.rule_id == "ransomware.mass_rename"
                                                for a in alerts(p)), published, view,
-                          {key: row})
+                          {key: row}, view_once=True)
         (alert,) = [a for a in alerts(published) if a.rule_id == "ransomware.mass_rename"]
         assert alert.key == key and alert.technique_id == "T1486"
         assert "150 renames" in alert.reasons[0] and ".locked" in alert.reasons[0]

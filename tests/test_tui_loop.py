@@ -136,8 +136,11 @@ async def test_a_sort_change_shows_the_top_of_the_new_order_and_keeps_the_proces
     async with app.run_test(size=(120, 30)) as pilot:
         table = app.process_table.table
         await until(pilot, lambda: table.row_count == 60)
+        await until(pilot, lambda: table.max_scroll_y > 0 and app.focused is table)  # laid out
         await pilot.press("end")  # the last row: scrolled down
-        await until(pilot, lambda: table.scroll_y > 0)
+        await until(pilot, lambda: table.scroll_y > 0, message=lambda: (
+            f"cursor {table.cursor_row}, scroll {table.scroll_y}/{table.max_scroll_y}, "
+            f"focus {app.focused}"))
         app.process_table.sort_by("memory")
         await until(pilot, lambda: table.scroll_y == 0)
         assert table.cursor_row == 0  # the old row is far below: the selection starts on top

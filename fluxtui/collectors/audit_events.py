@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from fluxtui.collectors.audit_records import AuditEvent, untrusted
 from fluxtui.collectors.bpf_structs import COMPAT_PREFIX, FX_MAX_NR
 from fluxtui.collectors.kernel_event import KernelEvent
-from fluxtui.collectors.procstat import read_start_ticks
+from fluxtui.collectors.procstat import cgroup2_mount, read_start_ticks
 from fluxtui.collectors.stdio_sockets import stdio_sockets
 from fluxtui.events import ProcessKey
 
@@ -69,21 +69,6 @@ def _device(text: str) -> tuple[int, int] | None:
         return None
 
 
-def cgroup2_root(mountinfo: str = "/proc/self/mountinfo") -> str | None:
-    """Mount point of the cgroup v2 hierarchy (as detection.containers reads it: collectors
-    sit below detection)."""
-    try:
-        with open(mountinfo, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        left, sep, right = line.partition(" - ")
-        if sep and right.split(" ", 1)[0] == "cgroup2":
-            return left.split(" ")[4].replace("\\040", " ")
-    return None
-
-
 @dataclass
 class _Known:
     start_ticks: int
@@ -102,7 +87,7 @@ class EventBuilder:
         self._native = native_arch
         self._proc = proc
         self._memfd_devs = memfd_devs if memfd_devs is not None else memfd_devices()
-        self._cgroup_root = cgroup2_root(f"{proc}/self/mountinfo")
+        self._cgroup_root = cgroup2_mount(f"{proc}/self/mountinfo")
         self._known: OrderedDict[int, _Known] = OrderedDict()
         self.unknown_cred = 0  # set*id calls of processes whose ids before the call are unknown
 

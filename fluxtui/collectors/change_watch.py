@@ -14,14 +14,13 @@ import struct
 from dataclasses import dataclass
 
 from fluxtui.collectors.fanotify import (
-    _METADATA,
     FAN_CLASS_NOTIF,
     FAN_CLOEXEC,
     FAN_NONBLOCK,
-    FANOTIFY_METADATA_VERSION,
     FanotifyError,
     FanotifyGroup,
     _libc,
+    event_headers,
 )
 from fluxtui.collectors.file_handles import FileHandle
 
@@ -126,19 +125,11 @@ def _dir_name(buf: bytes, start: int, end: int, with_name: bool) -> DirName:
 def parse_change_events(buf: bytes) -> list[ChangeEvent]:
     """Split a read() of a FAN_REPORT_DFID_NAME group into events with their info records."""
     events: list[ChangeEvent] = []
-    offset = 0
-    size = len(buf)
-    while offset + _METADATA.size <= size:
-        event_len, vers, _r, metadata_len, mask, _fd, pid = _METADATA.unpack_from(buf, offset)
-        if vers != FANOTIFY_METADATA_VERSION:
-            raise FanotifyError(0, f"fanotify metadata version {vers}, expected "
-                                   f"{FANOTIFY_METADATA_VERSION}")
-        if event_len < metadata_len or event_len == 0 or offset + event_len > size:
-            break
+    for header in event_headers(buf):
         pidfd = FAN_NOPIDFD
         where = old = new = None
-        info = offset + metadata_len
-        end = offset + event_len
+        info = header.offset + header.metadata_len
+        end = header.offset + header.length
         while info + _INFO_HEADER.size <= end:
             info_type, _pad, length = _INFO_HEADER.unpack_from(buf, info)
             if length < _INFO_HEADER.size or info + length > end:
@@ -153,8 +144,7 @@ def parse_change_events(buf: bytes) -> list[ChangeEvent]:
             elif info_type == INFO_PIDFD:
                 (pidfd,) = _PIDFD.unpack_from(buf, body)
             info += length
-        events.append(ChangeEvent(mask, pid, pidfd, where, old, new))
-        offset += event_len
+        events.append(ChangeEvent(header.mask, header.pid, pidfd, where, old, new))
     return events
 
 

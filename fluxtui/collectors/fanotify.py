@@ -11,7 +11,9 @@ import ctypes.util
 import errno
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # fanotify_init flags
 FAN_CLOEXEC = 0x00000001
@@ -77,9 +79,20 @@ class FanEvent:
         return bool(self.mask & FAN_OPEN_PERM)
 
 
-def parse_events(buf: bytes) -> list[FanEvent]:
-    """Split a read() of the fanotify fd into events (several per read)."""
-    events: list[FanEvent] = []
+class EventHeader(NamedTuple):
+    """One event's metadata in a read() buffer: where it starts, its length, and where its info
+    records start (`offset + metadata_len`, for groups that report fids and names)."""
+
+    offset: int
+    length: int
+    metadata_len: int
+    mask: int
+    fd: int
+    pid: int
+
+
+def event_headers(buf: bytes) -> Iterator[EventHeader]:
+    """The events of one read() of a fanotify fd, in order (the kernel writes whole events)."""
     offset = 0
     size = len(buf)
     while offset + _METADATA.size <= size:
@@ -87,11 +100,15 @@ def parse_events(buf: bytes) -> list[FanEvent]:
         if vers != FANOTIFY_METADATA_VERSION:
             raise FanotifyError(0, f"fanotify metadata version {vers}, expected "
                                    f"{FANOTIFY_METADATA_VERSION}")
-        if event_len < metadata_len or event_len == 0:
-            break
-        events.append(FanEvent(mask, fd, pid))
+        if event_len < metadata_len or event_len == 0 or offset + event_len > size:
+            return
+        yield EventHeader(offset, event_len, metadata_len, mask, fd, pid)
         offset += event_len
-    return events
+
+
+def parse_events(buf: bytes) -> list[FanEvent]:
+    """Split a read() of the fanotify fd into events (several per read)."""
+    return [FanEvent(h.mask, h.fd, h.pid) for h in event_headers(buf)]
 
 
 class FanotifyGroup:

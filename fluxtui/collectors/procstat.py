@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -139,3 +140,17 @@ class HeldReads:
     def close(self) -> None:
         for pid in list(self._fds):
             self.forget(pid)
+
+
+def cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """Mount point of the cgroup v2 (unified) hierarchy, None when there is none."""
+    try:
+        lines = Path(mountinfo).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        # "... mount_point options - fstype source super_options"
+        left, sep, right = line.partition(" - ")
+        if sep and right.split(" ", 1)[0] == "cgroup2":
+            return left.split(" ")[4].replace("\\040", " ")
+    return None

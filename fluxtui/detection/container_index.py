@@ -25,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fluxtui.collectors.container_trace import CgroupChange
-from fluxtui.collectors.procstat import read_start_ticks
+from fluxtui.collectors.procstat import cgroup2_mount, read_start_ticks
 from fluxtui.detection.container_names import ContainerNames
-from fluxtui.detection.containers import cgroup2_mount, parse_cgroup_path
+from fluxtui.detection.containers import parse_cgroup_path
 from fluxtui.events import HOST, UNKNOWN, ContainerIdentity, ProcessKey
 
 V2_HIERARCHY = 0  # the kernel's id of the unified hierarchy in cgroup_mkdir events

@@ -100,15 +100,3 @@ def read_container(key: ProcessKey, proc: str = "/proc") -> tuple[bool, Containe
     return True, parse_proc_cgroup(text)
 
 
-def cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> str | None:
-    """Mount point of the cgroup v2 (unified) hierarchy, None when there is none."""
-    try:
-        lines = Path(mountinfo).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        # "... mount_point options - fstype source super_options"
-        left, sep, right = line.partition(" - ")
-        if sep and right.split(" ", 1)[0] == "cgroup2":
-            return left.split(" ")[4].replace("\\040", " ")
-    return None

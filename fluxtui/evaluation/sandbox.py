@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fluxtui.detection.containers import cgroup2_mount
+from fluxtui.collectors.procstat import cgroup2_mount
 
 PREFIX = "fluxtui-eval."
 MARKER = ".fluxtui-eval-owner"

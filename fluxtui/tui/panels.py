@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import weakref
 from collections import deque
 from collections.abc import Mapping
 
@@ -29,18 +28,6 @@ SHORT_NAMES = {"processes": "procs", "syscalls": "sysc", "connections": "conn",
                "metrics": "metr"}
 
 
-_SHAPES: weakref.WeakKeyDictionary[Static, tuple[int, bool]] = weakref.WeakKeyDictionary()
-
-
-def show(panel: Static, text: Text) -> None:
-    """`Static.update`, with a layout of the screen only when the panel may change size: the
-    panels are `height: auto`, so when their number of lines changes, or a line is wider than
-    the panel and could wrap. Otherwise the panel alone is repainted: at 1 Hz a layout redraws
-    the whole screen, the process table included (issue 13, most of the drawing cost)."""
-    lines = text.plain.split("\n")
-    shape = (len(lines), any(cell_len(line) > panel.size.width for line in lines))
-    panel.update(text, layout=_SHAPES.get(panel) != shape or shape[1])
-    _SHAPES[panel] = shape
 
 
 class History:
@@ -140,7 +127,7 @@ class StatusHeader(Static):
         first.add(f"kernel {self.kernel}")
         text.append("\n")
         text.append_text(self._statuses(snapshot, width, mode, level))
-        show(self, text)
+        self.update(text)
 
 
     @staticmethod
@@ -225,7 +212,7 @@ class CpuPanel(Static):
                 text.append(bar(value, bar_width), style=level_style(value, level))
                 text.append(f" {value:5.1f}%\n")
         text.rstrip()
-        show(self, text)
+        self.update(text)
 
 
 class MemoryPanel(Static):
@@ -252,7 +239,7 @@ class MemoryPanel(Static):
             line.add(f"{human_bytes(mem.swap_used)}/{human_bytes(mem.swap_total)}")
         else:
             line.add("none", style="dim")
-        show(self, text)
+        self.update(text)
 
 
 def _rate(value: float) -> str:
@@ -292,7 +279,7 @@ class IoPanel(Static):
         text = Text(no_wrap=True, overflow="crop")
         if m.interval is None:
             Line(text, width).add("measuring…", style="dim")
-            show(self, text)
+            self.update(text)
             return
         if small:  # the busiest three of disks and interfaces
             _io_lines(text, m.disks, self.history, "disk:", ("R", "W"), width, 1, spark_style)
@@ -308,4 +295,4 @@ class IoPanel(Static):
             _io_lines(text, m.networks, self.history, "net:", ("↓", "↑"), width, 4,
                       spark_style)
         text.rstrip()  # in place
-        show(self, text)
+        self.update(text)
