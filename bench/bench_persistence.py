@@ -79,7 +79,7 @@ def main() -> int:
         for _ in range(ROUNDS):
             floor.append(run_loop(binary, floor_dir))
             measured.append(run_loop(binary, watched))
-        seen = watch.changes_seen
+        seen = watch.reader.changes_seen
         time.sleep(0.5)
     finally:
         if watch is not None:

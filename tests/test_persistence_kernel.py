@@ -67,11 +67,11 @@ def watch_factory(tmp_path: Path) -> Iterator[Callable[..., tuple[PersistenceWat
     made: list[PersistenceWatch] = []
 
     def make(places: list[PersistencePlace], homes: list[str], verified: set[str] | None = None,
-             rules: RulesConfig | None = None, **ransom: Any
-             ) -> tuple[PersistenceWatch, list[Any]]:
+             rules: RulesConfig | None = None, clock: Callable[[], float] = time.time,
+             **ransom: Any) -> tuple[PersistenceWatch, list[Any]]:
         watch = PersistenceWatch(_config(tmp_path, places, rules, **ransom),
                                  verifier=Verified(verified or set()),  # type: ignore[arg-type]
-                                 homes=homes)
+                                 homes=homes, clock=clock)
         bus = EventBus()
         published: list[Any] = []
         bus.subscribe(published.append)
@@ -250,8 +250,7 @@ def test_burst_is_summarised_and_a_change_hidden_in_it_still_found(tmp_path: Pat
     spool.mkdir()
     place = PersistencePlace(str(spool), "T1053.003", "crontab")
     now = [1000.0]
-    watch, published = watch_factory([place], [])
-    watch._clock = lambda: now[0]
+    watch, published = watch_factory([place], [], clock=lambda: now[0])
     cfg = watch.cfg
     for i in range(10_000):
         (spool / f"f{i}").write_bytes(b"")
@@ -261,7 +260,7 @@ def test_burst_is_summarised_and_a_change_hidden_in_it_still_found(tmp_path: Pat
 
     def drained(_: list[Any]) -> bool:
         """Every event read: the count stopped moving for three ticks, past 10,000."""
-        totals.append(sum(b.count for b in list(watch._bursts.values()))
+        totals.append(sum(b.count for b in list(watch.reader._bursts.values()))
                       + sum(watch.status().drops.values()))
         return totals[-1] >= 10_000 and len(set(totals[-3:])) == 1 and len(totals) >= 3
 
@@ -287,8 +286,8 @@ def test_overflow_is_a_drop_and_a_rescan_finds_what_changed(tmp_path: Path, watc
     watch, published = watch_factory([PersistencePlace(str(etc / "crontab"), "T1053.003",
                                                        "crontab")], [])
     # what lost events would have shown: the content changed, no event was read for it
-    watch._remember(str(etc / "crontab"), read_content("crontab", b""))
-    watch._handle(ChangeEvent(FAN_Q_OVERFLOW, 0, -1, None))
+    watch.reader._remember(str(etc / "crontab"), read_content("crontab", b""))
+    watch.reader._handle(ChangeEvent(FAN_Q_OVERFLOW, 0, -1, None))
     tick_until(watch, lambda p: bool(alerts(p)), published)
     assert watch.status().drops == {"change_events_overflow": 1}
     assert "lost: change_events_overflow 1" in watch.status().detail
