@@ -246,11 +246,10 @@ class SyscallCollector:
             nr = table.numbers.get(name)
             if nr is not None and nr < FX_MAX_NR:
                 desc.update(nr, value)
-        compat_desc = program["compat_desc"]
-        for name in COMPAT_CAPTURE:
+        for name in COMPAT_CAPTURE:  # 32-bit calls: their arguments, no strings
             nr = table.compat_numbers.get(name)
             if nr is not None and nr < FX_MAX_NR:
-                compat_desc.update(nr, FX_CAP_EVENT)
+                desc.update(FX_MAX_NR + nr, FX_CAP_EVENT)
         cfg = self._config
         cfg.self_tgid = self.self_pid
         cfg.gen = self._gen

@@ -13,16 +13,16 @@
  * writes the old map any more and it is read and emptied without losing an increment.
  *
  * A 32-bit syscall (TS_COMPAT in the thread's status: int 0x80, or a 32-bit program) is counted
- * as FX_MAX_NR + its 32-bit number and looked up in `compat_desc`, never taken for the 64-bit
- * syscall with the same number.
+ * as FX_MAX_NR + its 32-bit number, never taken for the 64-bit syscall with the same number.
  *
  * Fill level: every key inserted into a count map is counted in `inserted[gen]` (per CPU, off
  * the hot path: only a new key pays it). User space watches it and flips before the map fills,
  * not only once a tick, so a storm of new processes finds room.
  *
- * Hot path: per syscall two helper calls (the BTF task, its task storage) and array lookups
- * the verifier inlines; the thread status and tgid are plain loads from the BTF task at
- * offsets given at compile time (-DFX_OFF_THREAD_STATUS, -DFX_OFF_TGID, from the kernel's BTF).
+ * Hot path: per syscall two helper calls (the BTF task, its task storage), two array lookups
+ * the verifier inlines (config, syscall_desc) and, while a run continues, one compare and an
+ * increment; the thread status and tgid are plain loads from the BTF task at offsets given at
+ * compile time (-DFX_OFF_THREAD_STATUS, -DFX_OFF_TGID, from the kernel's BTF).
  *
  * Compile-time sizes (-D): FX_COUNT_ENTRIES, FX_RINGBUF_PAGES; FX_HAVE_GROUP_DEAD when the
  * kernel's sched_process_exit has that field. Everything else arrives through `config` and
@@ -49,14 +49,16 @@
 struct fx_thread {
     u64 start_ticks;            /* of the process (group leader), cached at the first syscall */
     u64 run_count;              /* syscalls in the current run of one bigram, not yet in a map */
+    u64 run_id;                 /* the run's RUN_ID(gen, prev, nr): one compare per syscall */
     u64 cred_ids;               /* uid | gid << 32 when the last set*id call was entered */
-    u32 run_gen;
     u16 prev;
-    u16 run_prev;
-    u16 run_nr;
     u16 flags;
     s32 cred_nr;
 };
+
+#define RUN_ID(gen, prev, nr) ((u64)(u32)(gen) | (u64)(prev) << 32 | (u64)(nr) << 48)
+#define RUN_PREV(id) ((u16)((id) >> 32))
+#define RUN_NR(id) ((u16)((id) >> 48))
 
 struct fx_exec_stash {
     u32 valid;
@@ -67,8 +69,10 @@ struct fx_exec_stash {
 };
 
 BPF_ARRAY(config, struct fx_config, 1);
-BPF_ARRAY(syscall_desc, u32, FX_MAX_NR);
-BPF_ARRAY(compat_desc, u32, FX_MAX_NR);    /* 32-bit numbers to emit: nonzero = emit */
+/* What to capture of each syscall (0: only counted), indexed by the counted number: 64-bit
+ * calls at their number, 32-bit ones at FX_MAX_NR + theirs. One map, so the lookup is one the
+ * verifier inlines (a choice between two maps at one call site is a real helper call). */
+BPF_ARRAY(syscall_desc, u32, 2 * FX_MAX_NR);
 BPF_PERCPU_ARRAY(dropped, u64, FX_DROP_SLOTS);
 BPF_PERCPU_ARRAY(inserted, u64, 2);        /* keys inserted into counts_a / counts_b */
 BPF_TASK_STORAGE(threads, struct fx_thread);
@@ -116,7 +120,7 @@ static __always_inline void flush_run(struct fx_config *cfg, struct fx_thread *t
     th->run_count = 0;
     if (!n)
         return;
-    u32 gen = cfg->gen & 1;
+    u32 gen = cfg->gen & 1;     /* the map written now: the other may be being drained */
     void *map = counts.lookup(&gen);
     if (!map) {
         count_drop(FX_DROP_COUNTS, n);
@@ -124,8 +128,8 @@ static __always_inline void flush_run(struct fx_config *cfg, struct fx_thread *t
     }
     struct fx_count_key key = {};
     key.tgid = tgid;
-    key.prev = th->run_prev;
-    key.nr = th->run_nr;
+    key.prev = RUN_PREV(th->run_id);
+    key.nr = RUN_NR(th->run_id);
     key.start_ticks = th->start_ticks;
     u64 *v = bpf_map_lookup_elem(map, &key);
     if (v) {
@@ -317,31 +321,33 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         count_drop(FX_DROP_THREAD, 1);
         return 0;
     }
-    if (!(th->flags & FX_TH_INIT)) {
-        th->start_ticks = process_start_ticks(cfg);
-        th->prev = FX_NR_START;
-        th->flags = FX_TH_INIT;
+    if (th->flags != FX_TH_INIT) {  /* the thread's first syscall, or after a set*id call */
+        if (!(th->flags & FX_TH_INIT)) {
+            th->start_ticks = process_start_ticks(cfg);
+            th->prev = FX_NR_START;
+            th->run_count = 0;
+            th->flags = FX_TH_INIT;
+        }
+        if (th->flags & FX_TH_CRED_PENDING)
+            check_cred(th);
     }
-    if (th->flags & FX_TH_CRED_PENDING)
-        check_cred(th);
 
-    u16 prev = th->prev;
-    u32 gen = cfg->gen;
+    /* A run that continues (same bigram, same count map) only counts; a run of 0 calls with
+     * the same id is the same as a new one. */
+    u64 run_id = RUN_ID(cfg->gen, th->prev, nr);
     th->prev = nr;
-    if (th->run_count && th->run_gen == gen && th->run_prev == prev && th->run_nr == nr) {
+    if (th->run_id == run_id) {
         th->run_count++;
     } else {
         flush_run(cfg, th, tgid);
-        th->run_prev = prev;
-        th->run_nr = nr;
-        th->run_gen = gen;
+        th->run_id = run_id;
         th->run_count = 1;
     }
 
     if (nr == FX_NR_OTHER)
         return 0;
-    u32 idx = compat ? nr - FX_MAX_NR : nr;
-    u32 *descp = compat ? compat_desc.lookup(&idx) : syscall_desc.lookup(&idx);
+    u32 idx = nr;
+    u32 *descp = syscall_desc.lookup(&idx);
     if (!descp || !*descp)
         return 0;
     u32 desc = *descp;
