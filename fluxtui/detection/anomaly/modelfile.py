@@ -43,7 +43,8 @@ FORMAT = 2
 MAGIC_PREFIX = b"FLUXTUI-ANOMALY-MODEL "
 MAGIC = MAGIC_PREFIX + f"{FORMAT}\n".encode()
 PARTS = ("data", "arrays")
-SCORERS: tuple[tuple[str, Any], ...] = (("forest", ForestScorer), ("svm", SvmScorer), ("dbscan", CoreDistanceScorer))
+SCORERS: tuple[tuple[str, Any], ...] = (
+    ("forest", ForestScorer), ("svm", SvmScorer), ("dbscan", CoreDistanceScorer))
 MODEL_ARRAYS = ("active", "mean", "scale", "components", "center", "medians", "thresholds")
 RETRAIN = "retrain: fluxtui train"
 
