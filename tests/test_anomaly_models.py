@@ -234,3 +234,27 @@ def test_the_held_out_part_is_whole_processes_of_every_period() -> None:
     held = sorted(i for part in split[1:] for i in part)
     assert held[0] < len(ordered) // 3 and held[-1] > 2 * len(ordered) // 3
     assert split_by_process(keys[:3], 0.3) is None  # too few processes: time split instead
+
+
+def test_scoring_many_windows_keeps_its_matrices_small() -> None:
+    """1,912 windows at once: the same verdicts as one pass over all of them, with a peak of
+    traced memory (numpy's arrays included) far under one dense matrix of every row (1,912 x
+    783 floats: 12 MB; one pass makes several)."""
+    import tracemalloc
+
+    from fluxtui.detection.anomaly.features import N_FEATURES
+    from fluxtui.detection.anomaly.models import SCORE_ROWS
+
+    model = recorded_model()
+    windows = recorded_windows()
+    assert len(windows) > 4 * SCORE_ROWS
+    whole = model._score(windows)
+    tracemalloc.start()
+    try:
+        chunked = model.score(windows)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert chunked == whole
+    one_matrix = len(windows) * N_FEATURES * 8
+    assert peak < one_matrix / 2, (peak, one_matrix)

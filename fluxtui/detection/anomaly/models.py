@@ -43,6 +43,7 @@ Z_CLIP = 100.0
 ALARM = 50.0  # a score at or above this is an alarm (the calibrated threshold)
 EXPLAIN_FROM = 25.0  # rows scoring below this get no feature-level reasons (saves time)
 MAX_REASONS = 5
+SCORE_ROWS = 256  # windows scored at once (bounds the matrices' memory)
 SEED = 0  # subsamples are drawn from the recorded windows with a fixed seed: same store, same model
 
 
@@ -102,8 +103,15 @@ class AnomalyModel:
         return np.clip(ALARM * (raw - self.medians) / spread, 0.0, 100.0)
 
     def score(self, windows: Sequence[FeatureWindow]) -> list[AnomalyVerdict]:
-        if not windows:
-            return []
+        """One verdict per window. Scored SCORE_ROWS windows at a time: every row is scored on
+        its own, and the dense matrices (N_FEATURES floats a row, several copies) stay a few MB
+        however many processes were active, instead of tens of MB at a few thousand."""
+        out: list[AnomalyVerdict] = []
+        for start in range(0, len(windows), SCORE_ROWS):
+            out.extend(self._score(windows[start:start + SCORE_ROWS]))
+        return out
+
+    def _score(self, windows: Sequence[FeatureWindow]) -> list[AnomalyVerdict]:
         x = feature_matrix(windows)
         z, p = self.project(x)
         raw = self._raw(p)
