@@ -6,7 +6,9 @@ DURATION seconds and reads the process's VmRSS and peak (VmHWM) from /proc/PID/s
 is the same run, side by side, with eBPF off (syscalls.enabled and network.connect_trace false).
 The anomaly runs load a real model: fitted here on the 1,912 windows `fluxtui train` recorded on
 this machine (tests/fixtures/anomaly), saved 0600 where the run's config points; the model's state
-is read back from the run's stream. The same pair runs without the anomaly model too.
+is read back from the run's stream. The same pair runs without the anomaly model too, and the
+dashboard itself (the TUI, in a private tmux server at 160x48) runs with every collector on and
+with no eBPF: the goal is the dashboard's.
 Also shown: where the resident memory is (/proc/PID/smaps: the BPF maps' mmapped pages, i.e. the
 ring buffers; files; anonymous memory), whether the dashboard process mapped libbcc, scikit-learn
 or scipy (it must not), the peak of the short-lived bcc helper that compiles a program (it exits
@@ -143,6 +145,43 @@ def start(tmp: Path, ebpf: bool, duration: float, anomaly: bool = True
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+TMUX = ["tmux", "-L", f"fluxtui-bench-memory-{os.getpid()}", "-f", "/dev/null"]
+
+
+def start_tui(tmp: Path, ebpf: bool, name: str) -> int:
+    """The dashboard itself, in a private tmux server (160x48); returns its python's pid."""
+    command = (f"cd {REPO} && env -u COLUMNS -u LINES {sys.executable} -m fluxtui --config "
+               f"{config_for(tmp, ebpf)} --log {tmp / 'log'}")
+    subprocess.run([*TMUX, "new-session", "-d", "-s", name, "-x", "160", "-y", "48", command],
+                   check=True, timeout=30)
+    pane = int(subprocess.run([*TMUX, "display-message", "-p", "-t", name, "#{pane_pid}"],
+                              capture_output=True, text=True, check=True, timeout=30).stdout)
+    for _ in range(300):  # bounded: 30 s for the shell to start python
+        children = Path(f"/proc/{pane}/task/{pane}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise RuntimeError(f"{name}: the dashboard never started in tmux")
+
+
+class Pid:
+    """A process started in tmux, with Popen's poll() for the checks below."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        return None if Path(f"/proc/{self.pid}").exists() else 1
+
+
+def tui_model_state(tmp: Path) -> str:
+    log = (tmp / "log").read_text() if (tmp / "log").exists() else ""
+    refused = [line for line in log.splitlines() if "anomaly model not used" in line]
+    return (f"refused: {refused[-1]}" if refused else
+            "running: model trained (loaded: no refusal in its log; the same file loads in "
+            "the headless runs)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=600.0,
@@ -153,20 +192,22 @@ def main() -> int:
         print(f"bench_memory: cannot run: {reason}")
         return 1
     runs = {"full": (True, True), "floor": (False, True), "no_anomaly": (True, False),
-            "no_anomaly_floor": (False, False)}
+            "no_anomaly_floor": (False, False), "tui": (True, True), "tui_floor": (False, True)}
     got = {}
     from fluxtui.detection.anomaly.modelfile import save_model
     from tests.anomaly_support import recorded_model
 
     model = recorded_model()
     with tempfile.TemporaryDirectory() as tmp:
-        procs = {}
-        for name, (ebpf, anomaly) in runs.items():
-            (Path(tmp) / name).mkdir()
-            if anomaly:
-                save_model(model, Path(tmp) / name / "anomaly.model")
-            procs[name] = start(Path(tmp) / name, ebpf, args.duration, anomaly)
+        procs: dict[str, subprocess.Popen[bytes] | Pid] = {}
         try:
+            for name, (ebpf, anomaly) in runs.items():
+                (Path(tmp) / name).mkdir()
+                if anomaly:
+                    save_model(model, Path(tmp) / name / "anomaly.model")
+                procs[name] = (Pid(start_tui(Path(tmp) / name, ebpf, name))
+                               if name.startswith("tui") else
+                               start(Path(tmp) / name, ebpf, args.duration, anomaly))
             # The period starts once every eBPF run holds its programs (the helpers compile
             # one after another; on a loaded machine that takes a while).
             deadline = time.monotonic() + LOAD_WAIT_S
@@ -177,25 +218,31 @@ def main() -> int:
             time.sleep(args.duration)
             for name, proc in procs.items():
                 if proc.poll() is not None:
-                    print(f"{name} run exited early ({proc.returncode}); see its log")
+                    print(f"{name} run exited early ({proc.poll()}); see its log")
                     return 1
+                run_dir = Path(tmp) / name
+                state = ("off" if not runs[name][1] else tui_model_state(run_dir)
+                         if name.startswith("tui") else anomaly_state(run_dir / "stream.json"))
                 got[name] = (status_kb(proc.pid), bpf_maps_held(proc.pid),
-                             mapped_libraries(proc.pid), smaps_kb(proc.pid),
-                             anomaly_state(Path(tmp) / name / "stream.json")
-                             if runs[name][1] else "off")
+                             mapped_libraries(proc.pid), smaps_kb(proc.pid), state)
         finally:
+            subprocess.run([*TMUX, "kill-server"], capture_output=True, timeout=30)
             for proc in procs.values():
-                if proc.poll() is None:
+                if isinstance(proc, subprocess.Popen) and proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
             for proc in procs.values():
+                if not isinstance(proc, subprocess.Popen):
+                    continue
                 try:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-    for name, label in (("full", "every collector"), ("floor", "no eBPF (floor)"),
-                        ("no_anomaly", "every collector but the anomaly model"),
-                        ("no_anomaly_floor", "no eBPF, no anomaly model")):
+    for name, label in (("full", "headless, every collector"), ("floor", "headless, no eBPF"),
+                        ("no_anomaly", "headless, every collector but the anomaly model"),
+                        ("no_anomaly_floor", "headless, no eBPF, no anomaly model"),
+                        ("tui", "dashboard (TUI), every collector"),
+                        ("tui_floor", "dashboard (TUI), no eBPF")):
         kb, maps, libraries, smaps, model_state = got[name]
         print(f"after {args.duration:g} s, {label}: VmRSS {kb['VmRSS'] / 1024:.1f} MB (anon "
               f"{smaps['anon'] / 1024:.1f}, files {smaps['file'] / 1024:.1f}, BPF maps mmapped "
@@ -215,15 +262,16 @@ def main() -> int:
     program.close()
     print(f"  bcc helper (compiles syscalls.bpf.c, then exits): peak {helper_mb:.1f} MB")
     ok = True
-    for name, base_name, what in (("full", "floor", "every collector on"),
+    for name, base_name, what in (("tui", "tui_floor", "dashboard (TUI), every collector on"),
+                                  ("full", "floor", "headless, every collector on"),
                                   ("no_anomaly", "no_anomaly_floor",
-                                   "every collector but the anomaly model")):
+                                   "headless, every collector but the anomaly model")):
         kb, maps, libraries, _, model_state = got[name]
         rss, base = kb["VmRSS"] / 1024, got[base_name][0]["VmRSS"] / 1024
         loaded = name == "no_anomaly" or model_state.startswith("running: model trained")
         good = rss <= GOAL_MB and maps > 0 and not libraries and loaded
         ok = ok and good
-        print(f"dashboard RSS, {what}, after {args.duration:g} s: {rss:.1f} MB | floor (no eBPF) "
+        print(f"RSS, {what}, after {args.duration:g} s: {rss:.1f} MB | floor (no eBPF) "
               f"{base:.1f} MB | ratio {rss / base:.2f} | goal <= {GOAL_MB:g} MB | "
               f"{'PASS' if good else 'MISS'}")
     return 0 if ok else 1
