@@ -150,18 +150,13 @@ TMUX = ["tmux", "-L", f"fluxtui-bench-memory-{os.getpid()}", "-f", "/dev/null"]
 
 def start_tui(tmp: Path, ebpf: bool, name: str) -> int:
     """The dashboard itself, in a private tmux server (160x48); returns its python's pid."""
-    command = (f"cd {REPO} && env -u COLUMNS -u LINES {sys.executable} -m fluxtui --config "
-               f"{config_for(tmp, ebpf)} --log {tmp / 'log'}")
+    command = (f"cd {REPO} && exec env -u COLUMNS -u LINES {sys.executable} -m fluxtui "
+               f"--config {config_for(tmp, ebpf)} --log {tmp / 'log'}")
     subprocess.run([*TMUX, "new-session", "-d", "-s", name, "-x", "160", "-y", "48", command],
                    check=True, timeout=30)
-    pane = int(subprocess.run([*TMUX, "display-message", "-p", "-t", name, "#{pane_pid}"],
+    # exec: the pane's process is the dashboard's python
+    return int(subprocess.run([*TMUX, "display-message", "-p", "-t", name, "#{pane_pid}"],
                               capture_output=True, text=True, check=True, timeout=30).stdout)
-    for _ in range(300):  # bounded: 30 s for the shell to start python
-        children = Path(f"/proc/{pane}/task/{pane}/children").read_text().split()
-        if children:
-            return int(children[0])
-        time.sleep(0.1)
-    raise RuntimeError(f"{name}: the dashboard never started in tmux")
 
 
 class Pid:
@@ -209,11 +204,21 @@ def main() -> int:
                                if name.startswith("tui") else
                                start(Path(tmp) / name, ebpf, args.duration, anomaly))
             # The period starts once every eBPF run holds its programs (the helpers compile
-            # one after another; on a loaded machine that takes a while).
+            # one after another; on a loaded machine that takes a while) and every headless
+            # run's anomaly component has started (it starts after the capture).
             deadline = time.monotonic() + LOAD_WAIT_S
-            while time.monotonic() < deadline and not all(
-                    proc.poll() is not None or bpf_maps_held(proc.pid) >= MAPS_WHEN_LOADED
-                    for name, proc in procs.items() if runs[name][0]):
+
+            def ready(name: str) -> bool:
+                proc, (ebpf, anomaly) = procs[name], runs[name]
+                if proc.poll() is not None:
+                    return True
+                if ebpf and bpf_maps_held(proc.pid) < MAPS_WHEN_LOADED:
+                    return False
+                stream = Path(tmp) / name / "stream.json"
+                return (not anomaly or name.startswith("tui") or not stream.exists()
+                        or not anomaly_state(stream).startswith("stopped"))
+
+            while time.monotonic() < deadline and not all(ready(name) for name in procs):
                 time.sleep(1)
             time.sleep(args.duration)
             for name, proc in procs.items():
