@@ -214,9 +214,11 @@ def main() -> int:
                     return True
                 if ebpf and bpf_maps_held(proc.pid) < MAPS_WHEN_LOADED:
                     return False
+                if not anomaly or name.startswith("tui"):
+                    return True
                 stream = Path(tmp) / name / "stream.json"
-                return (not anomaly or name.startswith("tui") or not stream.exists()
-                        or not anomaly_state(stream).startswith("stopped"))
+                return stream.exists() and anomaly_state(stream).startswith(("running",
+                                                                             "unavailable"))
 
             while time.monotonic() < deadline and not all(ready(name) for name in procs):
                 time.sleep(1)
