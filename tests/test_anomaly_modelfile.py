@@ -187,6 +187,11 @@ def test_arrays_that_do_not_fit_together_are_refused(model_path: Path) -> None:
         lambda a: a["scale"].__setitem__(0, 0.0))
     assert "array 'mean' is float32" in edit(
         lambda a: a.update({"mean": a["mean"].astype(np.float32)}))
+    assert "support vectors or coefficients not finite" in edit(
+        lambda a: a["svm.coef"].__setitem__(0, np.nan))  # would silence the SVM: NaN scores
+    assert "not finite" in edit(lambda a: a["dbscan.cores"].__setitem__((0, 0), np.inf))
+    assert "array 'thresholds' is float64[3]" in edit(
+        lambda a: a["thresholds"].__setitem__(1, np.nan))
     assert "arrays missing: svm.gamma; unexpected: none" in edit(lambda a: a.pop("svm.gamma"))
     assert "arrays missing: none; unexpected: extra" in edit(
         lambda a: a.update({"extra": np.zeros(1)}))

@@ -177,6 +177,8 @@ class SvmScorer:
         if vectors.shape != (len(coef), width) or len(coef) == 0:
             raise ValueError(f"support vectors {vectors.shape} do not fit {len(coef)} "
                              f"coefficients of width {width}")
+        if not (np.isfinite(vectors).all() and np.isfinite(coef).all()):
+            raise ValueError("support vectors or coefficients not finite")
         return cls(vectors, coef, _scalar(arrays, "intercept"), _scalar(arrays, "gamma"))
 
     def raw(self, z: np.ndarray) -> np.ndarray:
@@ -202,8 +204,9 @@ class CoreDistanceScorer:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], width: int) -> CoreDistanceScorer:
         cores = _take(arrays, "cores", np.float64, 2)
-        if cores.shape[1] != width:
-            raise ValueError(f"core samples of width {cores.shape[1]}, expected {width}")
+        if cores.shape[1] != width or not np.isfinite(cores).all():
+            raise ValueError(f"core samples of width {cores.shape[1]} (expected {width}) or "
+                             "not finite")
         return cls(cores, _scalar(arrays, "eps"))
 
     def raw(self, z: np.ndarray) -> np.ndarray:
