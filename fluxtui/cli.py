@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from fluxtui import malloc_policy
 from fluxtui.config import Config, ConfigError, config_from_env_or_file
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ def usage_error(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    malloc_policy.apply()  # before any thread exists: see fluxtui/malloc_policy.py
     args = build_parser().parse_args(argv)
     problem = usage_error(args)
     if problem is not None:

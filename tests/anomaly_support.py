@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from fluxtui.collectors.syscall_table import SyscallTable
-from fluxtui.detection.anomaly import AnomalyModel, FeatureWindow, fit_models
+from fluxtui.detection.anomaly import AnomalyModel, FeatureWindow
 from fluxtui.events import ProcessKey
 
 FIXTURE = Path(__file__).parent / "fixtures" / "anomaly" / "windows.json.gz"
@@ -44,4 +44,6 @@ def table() -> SyscallTable:
 @functools.cache
 def recorded_model() -> AnomalyModel:
     """The model fitted on the recorded windows (the same every time: the fit is seeded)."""
+    from fluxtui.detection.anomaly.fit import fit_models  # scikit-learn: only when fitting
+
     return fit_models(recorded_windows(), names=names(), host="test")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import platform
 import struct
+from array import array
 from pathlib import Path
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
@@ -54,7 +55,12 @@ _BTF_MODIFIERS = (8, 9, 10, 11, 18)  # typedef, volatile, const, restrict, type_
 
 class Btf:
     """Just enough of the BTF format (linux/Documentation/bpf/btf.rst) to find the byte offset
-    of a struct member, looking into anonymous structs and unions."""
+    of a struct member, looking into anonymous structs and unions.
+
+    The kernel's BTF has about 127,000 types here: each is kept as the offset of its record in one
+    array (read on demand), not as Python objects; only structs are indexed by name. A tuple
+    per type held 17 MB, three times at start (syscalls, connections, containers), and the
+    pymalloc arenas they were in stayed resident after they were freed (issue 13)."""
 
     def __init__(self, data: bytes) -> None:
         magic, _version, _flags, hdr_len, type_off, type_len, str_off, _str_len = (
@@ -63,27 +69,46 @@ class Btf:
             raise ValueError("not BTF data (bad magic)")
         self._data = data
         self._strings = hdr_len + str_off
-        self._types: list[tuple[int, int, int, int, int]] = [(0, 0, 0, 0, 0)]  # id 0 is void
+        self._pos = array("I", [0])  # type id -> offset of its record; id 0 is void
+        self._structs: dict[int, int] = {}  # name offset -> first struct with members
         pos, end = hdr_len + type_off, hdr_len + type_off + type_len
         while pos < end:
-            name_off, info, size_or_type = struct.unpack_from("<III", data, pos)
+            name_off, info = struct.unpack_from("<II", data, pos)
             kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
-            self._types.append((kind, name_off, info, size_or_type, pos + 12))
+            if kind == _BTF_STRUCT and vlen:
+                self._structs.setdefault(name_off, len(self._pos))
+            self._pos.append(pos)
             pos += 12 + _BTF_TRAILER.get(kind, 0) + _BTF_PER_MEMBER.get(kind, 0) * vlen
 
     @classmethod
     def load(cls, path: Path = BTF_PATH) -> Btf:
         return cls(path.read_bytes())
 
+    def _type(self, type_id: int) -> tuple[int, int, int, int, int]:
+        """(kind, name offset, info, size or type, offset of what follows the header)."""
+        if type_id == 0:
+            return (0, 0, 0, 0, 0)
+        pos = self._pos[type_id]
+        name_off, info, size_or_type = struct.unpack_from("<III", self._data, pos)
+        return (info >> 24) & 0x1F, name_off, info, size_or_type, pos + 12
+
     def _name_is(self, name_off: int, name: bytes) -> bool:
         return self._data.startswith(name + b"\0", self._strings + name_off)
 
     def struct_id(self, name: str) -> int:
-        wanted = name.encode()
-        for type_id, (kind, name_off, info, _size, _pos) in enumerate(self._types):
-            if kind == _BTF_STRUCT and info & 0xFFFF and self._name_is(name_off, wanted):
-                return type_id
-        raise KeyError(f"struct {name} not in the kernel's BTF")
+        """The first struct with members named `name`: every place the name is spelled in the
+        string section, as a name offset of such a struct."""
+        wanted = name.encode() + b"\0"
+        found = []
+        at = self._data.find(wanted, self._strings)
+        while at >= 0:
+            type_id = self._structs.get(at - self._strings)
+            if type_id is not None:
+                found.append(type_id)
+            at = self._data.find(wanted, at + 1)
+        if not found:
+            raise KeyError(f"struct {name} not in the kernel's BTF")
+        return min(found)
 
     def member_offset(self, struct_name: str, member: str) -> int:
         offset = self._find(self.struct_id(struct_name), member.encode())
@@ -92,7 +117,7 @@ class Btf:
         return offset
 
     def _find(self, type_id: int, member: bytes) -> int | None:
-        _kind, _name_off, info, _size, pos = self._types[type_id]
+        _kind, _name_off, info, _size, pos = self._type(type_id)
         bitfield_encoding = info >> 31
         for i in range(info & 0xFFFF):
             name_off, member_type, bits = struct.unpack_from("<III", self._data, pos + 12 * i)
@@ -102,9 +127,9 @@ class Btf:
                 return bits // 8
             if not name_off:  # anonymous struct or union: look inside
                 inner = member_type
-                while self._types[inner][0] in _BTF_MODIFIERS:
-                    inner = self._types[inner][3]
-                if self._types[inner][0] in (_BTF_STRUCT, _BTF_UNION):
+                while self._type(inner)[0] in _BTF_MODIFIERS:
+                    inner = self._type(inner)[3]
+                if self._type(inner)[0] in (_BTF_STRUCT, _BTF_UNION):
                     found = self._find(inner, member)
                     if found is not None:
                         return bits // 8 + found

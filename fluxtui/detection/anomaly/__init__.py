@@ -3,21 +3,34 @@
 - features.py: `FeatureWindow` (one process during one tick) and the fixed numeric layout;
 - store.py: the feature store `fluxtui train` records into (SQLite, root-owned 0600);
 - profile.py: per executable, the syscalls and bigrams it made in training;
-- scorers.py: vectorised scoring of the fitted scikit-learn estimators;
-- models.py: `fit_models` and `AnomalyModel` (IsolationForest, One-Class SVM, DBSCAN);
-- modelfile.py: saving and loading the model with skops, refusing unsafe or foreign files;
+- scorers.py: the fitted detectors as numpy arrays, scoring a whole tick at once;
+- models.py: `AnomalyModel` (scoring, numpy only) and the training/held-out split;
+- fit.py: `fit_models` (IsolationForest, One-Class SVM, DBSCAN: scikit-learn);
+- modelfile.py: saving and loading the model (JSON and numpy arrays), refusing unsafe files;
 - fitjob.py: the child process that fits and saves (fluxtui train, background retraining).
-Nothing here imports textual.
+Nothing here imports textual. Only fit.py imports scikit-learn (and with it scipy): the
+dashboard never imports it; `fit_models`, `FitReport` and `TrainingError` are imported from here
+on first use.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fluxtui.detection.anomaly.features import FEATURE_SCHEMA, FeatureWindow
-from fluxtui.detection.anomaly.models import (
-    AnomalyModel,
-    AnomalyVerdict,
-    FitReport,
-    TrainingError,
-    fit_models,
-)
+from fluxtui.detection.anomaly.models import AnomalyModel, AnomalyVerdict
+
+if TYPE_CHECKING:
+    from fluxtui.detection.anomaly.fit import FitReport, TrainingError, fit_models
 
 __all__ = ["FEATURE_SCHEMA", "AnomalyModel", "AnomalyVerdict", "FeatureWindow", "FitReport",
            "TrainingError", "fit_models"]
+_FIT_NAMES = ("FitReport", "TrainingError", "fit_models")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FIT_NAMES:
+        from fluxtui.detection.anomaly import fit
+
+        return getattr(fit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

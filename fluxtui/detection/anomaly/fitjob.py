@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from fluxtui.detection.anomaly.modelfile import save_model
-from fluxtui.detection.anomaly.models import FitReport, TrainingError, fit_models
 from fluxtui.detection.anomaly.store import FeatureStore, StoreError
 
 
@@ -47,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout-fraction", type=float, default=0.3)
     parser.add_argument("--min-profile-windows", type=int, default=5)
     args = parser.parse_args(argv)
+    # Here, not at the top: the dashboard imports this module for `command` and must never
+    # import scikit-learn.
+    from fluxtui.detection.anomaly.fit import FitReport, TrainingError, fit_models
+
     started = time.monotonic()
     try:
         with FeatureStore(args.store, create=False) as store:

@@ -1,17 +1,26 @@
-"""Scoring of the fitted scikit-learn models, vectorised over a whole tick.
+"""Scoring of the fitted models with numpy alone, vectorised over a whole tick.
 
 scikit-learn's own `score_samples` / `decision_function` walk one tree (or one kernel block) at a
 time with per-call checks and cost 10-20 ms for 1,000 rows here; the tick's budget for all of the
-model is 5 ms. These classes read the fitted estimators' arrays once and score every row with a
-few numpy operations. tests/test_anomaly_models.py checks that they give scikit-learn's numbers.
-Every raw score here grows with abnormality.
+model is 5 ms. Each class is built once from the fitted estimator (`from_estimator`, in the
+process that fitted it: fluxtui train, evaluate) and is otherwise plain arrays (`arrays` /
+`from_arrays`): the model file holds those arrays, so the dashboard scores without importing
+scikit-learn or scipy (about 120 MB resident). tests/test_anomaly_models.py checks that they give
+scikit-learn's numbers. Every raw score here grows with abnormality.
+
+`from_arrays` checks shapes, dtypes and index ranges: a file whose digests match but whose arrays
+do not fit together is refused (ValueError) rather than failing at every tick.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
-from sklearn.ensemble import IsolationForest
-from sklearn.svm import OneClassSVM
+
+Arrays = dict[str, np.ndarray]
+MAX_TREE_STEPS = 64  # an isolation tree of 256 samples is 8 deep; a file asking for more is odd
 
 
 def average_path_length(n: np.ndarray) -> np.ndarray:
@@ -25,6 +34,21 @@ def average_path_length(n: np.ndarray) -> np.ndarray:
     return out
 
 
+def _take(arrays: Mapping[str, np.ndarray], name: str, dtype: type, ndim: int) -> np.ndarray:
+    a = arrays[name]
+    if a.dtype != np.dtype(dtype) or a.ndim != ndim:
+        raise ValueError(f"array {name!r} is {a.dtype}[{a.ndim}d], expected "
+                         f"{np.dtype(dtype)}[{ndim}d]")
+    return a
+
+
+def _scalar(arrays: Mapping[str, np.ndarray], name: str) -> float:
+    value = float(_take(arrays, name, np.float64, 0))
+    if not np.isfinite(value):
+        raise ValueError(f"{name!r} is not finite")
+    return value
+
+
 class ForestScorer:
     """IsolationForest: raw score = -score_samples (0.5 typical, towards 1 for outliers).
 
@@ -33,7 +57,21 @@ class ForestScorer:
     float32, as scikit-learn's tree.apply does, against thresholds rounded down to float32
     (x <= t and x <= the largest float32 not above t agree for every float32 x)."""
 
-    def __init__(self, forest: IsolationForest) -> None:
+    ARRAYS = ("children", "feature", "threshold", "value", "roots", "steps", "denominator")
+
+    def __init__(self, children: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
+                 value: np.ndarray, roots: np.ndarray, steps: int, denominator: float) -> None:
+        self.children = np.asarray(children, dtype=np.intp)
+        self.feature = np.asarray(feature, dtype=np.intp)
+        self.threshold = np.asarray(threshold, dtype=np.float32)
+        self.value = np.asarray(value, dtype=np.float64)
+        self.roots = np.asarray(roots, dtype=np.intp)
+        self.steps = int(steps)
+        self.denominator = float(denominator)
+
+    @classmethod
+    def from_estimator(cls, forest: Any) -> ForestScorer:
+        """From a fitted sklearn.ensemble.IsolationForest."""
         children, features, thresholds, values, roots = [], [], [], [], []
         offset = 0
         depth = 0
@@ -57,14 +95,40 @@ class ForestScorer:
             roots.append(offset)
             offset += n
             depth = max(depth, tree.max_depth)
-        self.children = np.concatenate(children).astype(np.intp)
-        self.feature = np.concatenate(features).astype(np.intp)
-        self.threshold = np.concatenate(thresholds).astype(np.float32)
-        self.value = np.concatenate(values)
-        self.roots = np.asarray(roots, dtype=np.intp)
-        self.steps = depth
-        self.denominator = len(forest.estimators_) * float(
+        denominator = len(forest.estimators_) * float(
             average_path_length(np.asarray([forest.max_samples_]))[0])
+        return cls(np.concatenate(children), np.concatenate(features),
+                   np.concatenate(thresholds), np.concatenate(values), np.asarray(roots), depth,
+                   denominator)
+
+    def arrays(self) -> Arrays:
+        return {"children": self.children.astype(np.int64),
+                "feature": self.feature.astype(np.int64), "threshold": self.threshold,
+                "value": self.value, "roots": self.roots.astype(np.int64),
+                "steps": np.asarray(self.steps, dtype=np.int64),
+                "denominator": np.asarray(self.denominator, dtype=np.float64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], width: int) -> ForestScorer:
+        """`width`: the number of PCA coordinates the features index."""
+        children = _take(arrays, "children", np.int64, 1)
+        feature = _take(arrays, "feature", np.int64, 1)
+        threshold = _take(arrays, "threshold", np.float32, 1)
+        value = _take(arrays, "value", np.float64, 1)
+        roots = _take(arrays, "roots", np.int64, 1)
+        steps = int(_take(arrays, "steps", np.int64, 0))
+        nodes = len(value)
+        if (len(children) != 2 * nodes or len(feature) != nodes or len(threshold) != nodes
+                or nodes == 0 or len(roots) == 0):
+            raise ValueError("forest arrays of different lengths")
+        if ((children < 0) | (children >= nodes)).any() or ((roots < 0) | (roots >= nodes)).any():
+            raise ValueError("forest node index out of range")
+        if ((feature < 0) | (feature >= width)).any():
+            raise ValueError("forest feature index out of range")
+        if not 0 <= steps <= MAX_TREE_STEPS or not np.isfinite(value).all():
+            raise ValueError("forest depth or path lengths out of range")
+        return cls(children, feature, threshold, value, roots, steps,
+                   _scalar(arrays, "denominator"))
 
     def raw(self, z: np.ndarray) -> np.ndarray:
         n_rows, width = z.shape
@@ -84,12 +148,38 @@ class ForestScorer:
 class SvmScorer:
     """One-Class SVM with an RBF kernel: raw score = -decision_function."""
 
-    def __init__(self, svm: OneClassSVM) -> None:
-        self.vectors = np.asarray(svm.support_vectors_, dtype=np.float64)
-        self.coef = np.asarray(svm.dual_coef_, dtype=np.float64).ravel()
-        self.intercept = float(np.asarray(svm.intercept_).ravel()[0])
-        self.gamma = float(svm._gamma)  # the value 'scale' resolved to at fit time
+    ARRAYS = ("vectors", "coef", "intercept", "gamma")
+
+    def __init__(self, vectors: np.ndarray, coef: np.ndarray, intercept: float,
+                 gamma: float) -> None:
+        self.vectors = np.asarray(vectors, dtype=np.float64)
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = float(intercept)
+        self.gamma = float(gamma)
         self.norms = (self.vectors ** 2).sum(axis=1)
+
+    @classmethod
+    def from_estimator(cls, svm: Any) -> SvmScorer:
+        """From a fitted sklearn.svm.OneClassSVM (RBF kernel)."""
+        return cls(svm.support_vectors_, np.asarray(svm.dual_coef_).ravel(),
+                   float(np.asarray(svm.intercept_).ravel()[0]),
+                   float(svm._gamma))  # the value 'scale' resolved to at fit time
+
+    def arrays(self) -> Arrays:
+        return {"vectors": self.vectors, "coef": self.coef,
+                "intercept": np.asarray(self.intercept, dtype=np.float64),
+                "gamma": np.asarray(self.gamma, dtype=np.float64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], width: int) -> SvmScorer:
+        vectors = _take(arrays, "vectors", np.float64, 2)
+        coef = _take(arrays, "coef", np.float64, 1)
+        if vectors.shape != (len(coef), width) or len(coef) == 0:
+            raise ValueError(f"support vectors {vectors.shape} do not fit {len(coef)} "
+                             f"coefficients of width {width}")
+        if not (np.isfinite(vectors).all() and np.isfinite(coef).all()):
+            raise ValueError("support vectors or coefficients not finite")
+        return cls(vectors, coef, _scalar(arrays, "intercept"), _scalar(arrays, "gamma"))
 
     def raw(self, z: np.ndarray) -> np.ndarray:
         d2 = (z ** 2).sum(axis=1)[:, None] + self.norms[None, :] - 2.0 * z @ self.vectors.T
@@ -101,10 +191,23 @@ class CoreDistanceScorer:
     """DBSCAN: raw score = distance to the nearest core sample; beyond `eps` a window belongs
     to no cluster (noise)."""
 
+    ARRAYS = ("cores", "eps")
+
     def __init__(self, cores: np.ndarray, eps: float) -> None:
         self.cores = np.asarray(cores, dtype=np.float64)
         self.eps = float(eps)
         self.norms = (self.cores ** 2).sum(axis=1)
+
+    def arrays(self) -> Arrays:
+        return {"cores": self.cores, "eps": np.asarray(self.eps, dtype=np.float64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], width: int) -> CoreDistanceScorer:
+        cores = _take(arrays, "cores", np.float64, 2)
+        if cores.shape[1] != width or not np.isfinite(cores).all():
+            raise ValueError(f"core samples of width {cores.shape[1]} (expected {width}) or "
+                             "not finite")
+        return cls(cores, _scalar(arrays, "eps"))
 
     def raw(self, z: np.ndarray) -> np.ndarray:
         if len(self.cores) == 0:
