@@ -597,3 +597,46 @@ def test_a_verified_set_user_id_exec_makes_its_change_to_root_expected(tmp_path:
     assert run("/usr/bin/sudo", 500, euid=0)
     assert not run("/tmp/x/sudo", 501, euid=0)  # a set-user-ID copy nobody verified
     assert not run("/usr/bin/sudo", 502, euid=1000)  # not given root by its exec
+
+
+def test_lineage_forgets_exited_processes_no_live_process_descends_from() -> None:
+    """Every exited process stayed in the lineage until 65,536 (about 1 KB each): on a machine
+    that starts many, tens of MB. Now an exited process is forgotten once a whole pruning pass
+    went by without it being live or an ancestor of a live process."""
+    from fluxtui.capabilities.lineage import PRUNE_EVERY
+
+    lineage = Lineage(lambda path: False)
+    shell, build, compiler, daemon = (row(10, "bash"), row(11, "make", ppid=10),
+                                      row(12, "cc1", ppid=11), row(20, "sshd"))
+    lineage.record_rows({r.key: r for r in (shell, build, compiler, daemon)})
+    # make has exited; cc1, its child, runs on; bash has exited too; sshd runs
+    still = {r.key: r for r in (compiler, daemon)}
+    for _ in range(3 * PRUNE_EVERY):
+        lineage.record_rows(still)
+    assert build.key in lineage and shell.key in lineage  # ancestors of a live process
+    assert lineage.ancestors(compiler.key, 3)[:1] == [build.key]
+    # cc1 ends: nothing live descends from make or bash any more
+    for _ in range(3 * PRUNE_EVERY):
+        lineage.record_rows({daemon.key: daemon})
+    assert daemon.key in lineage
+    assert compiler.key not in lineage and build.key not in lineage and shell.key not in lineage
+    assert len(lineage) == 1
+
+
+def test_lineage_keeps_an_exited_process_for_a_whole_pass() -> None:
+    """An exited process's final record and findings come a tick or more after its exit: it is
+    kept until a whole pass went by without it."""
+    from fluxtui.capabilities.lineage import PRUNE_EVERY
+
+    lineage = Lineage(lambda path: False)
+    daemon, short = row(20, "sshd"), row(30, "curl", ppid=20)
+    lineage.record_rows({daemon.key: daemon})
+    for _ in range(PRUNE_EVERY - 1):
+        lineage.record_rows({daemon.key: daemon})
+    lineage.record_rows({daemon.key: daemon, short.key: short})  # seen once, at a pass
+    for _ in range(PRUNE_EVERY):
+        lineage.record_rows({daemon.key: daemon})
+    assert short.key in lineage  # one pass without it: still known
+    for _ in range(PRUNE_EVERY):
+        lineage.record_rows({daemon.key: daemon})
+    assert short.key not in lineage

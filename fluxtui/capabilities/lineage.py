@@ -38,6 +38,7 @@ from fluxtui.guard.identity import (
 )
 
 MAX_NODES = 65536
+PRUNE_EVERY = 30  # ticks (record_rows calls) between two passes that forget unneeded nodes
 
 
 class ExeVerifier:
@@ -78,13 +79,14 @@ class ExeVerifier:
         return ok
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     parent: ProcessKey | None
     exe: str = ""
     args: tuple[str, ...] = ()  # argv[1:] as exec'd ("" entries: not captured)
     uid: int | None = None
     name: str = ""
+    needed: int = 0  # the last pruning pass that found it live or an ancestor of a live one
 
 
 def session_of(pid: int, proc: str = "/proc") -> tuple[int, int] | None:
@@ -105,11 +107,17 @@ class Lineage:
         self.wrappers = frozenset(wrappers)
         self._proc = proc
         self._nodes: OrderedDict[ProcessKey, Node] = OrderedDict()
+        self._pass = 0
+        self._ticks = 0
 
     def __contains__(self, key: object) -> bool:
         return key in self._nodes
 
+    def __len__(self) -> int:
+        return len(self._nodes)
+
     def _put(self, key: ProcessKey, node: Node) -> None:
+        node.needed = self._pass
         self._nodes[key] = node
         self._nodes.move_to_end(key)
         while len(self._nodes) > MAX_NODES:
@@ -137,6 +145,29 @@ class Lineage:
                                     None, row.name))
             elif node.parent is None and row.ppid in by_pid:
                 node.parent = by_pid[row.ppid]
+        self._ticks += 1
+        if self._ticks % PRUNE_EVERY == 0:
+            self.prune(rows)
+
+    def prune(self, live: Iterable[ProcessKey]) -> int:
+        """Forget processes that are neither live nor an ancestor of a live one, once a whole
+        pass (PRUNE_EVERY ticks) has gone by without them being needed: ample time for an
+        exited process's final record and its findings to reach its ancestors. Without it
+        every exited process stayed until MAX_NODES (about 1 KB each with its argv) on a
+        machine that starts many. Returns how many were forgotten."""
+        self._pass += 1
+        for key in live:
+            current: ProcessKey | None = key
+            while current is not None:
+                node = self._nodes.get(current)
+                if node is None or node.needed == self._pass:
+                    break
+                node.needed = self._pass
+                current = node.parent
+        stale = [key for key, node in self._nodes.items() if node.needed < self._pass - 1]
+        for key in stale:
+            del self._nodes[key]
+        return len(stale)
 
     def node(self, key: ProcessKey) -> Node | None:
         return self._nodes.get(key)
