@@ -20,6 +20,7 @@ from fluxtui.events import HOST, UNKNOWN, ContainerIdentity, ProcessKey
 
 log = logging.getLogger(__name__)
 NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "user", "cgroup", "time")
+VERIFY_WAIT_S = 120.0  # the longest start() waits for the runtime executables' verification
 
 
 class ContainerWatch:
@@ -34,10 +35,21 @@ class ContainerWatch:
         self._reason = "not started"
         self.verified_runtimes: list[str] = []
         self.ready = threading.Event()  # runtime executables verified and handed to the kernel
+        self._trace_loaded = threading.Event()  # start() tried to load the trace
 
     def start(self) -> None:
-        """Load the trace and walk the cgroup tree once; without the trace, containers are
-        still resolved (from /proc and rescans) but the runtime's set-up is not told apart."""
+        """Load the kernel feed, verify the runtime executables and hand them to it, and mark
+        the runtime processes already running: all before returning. The caller attaches the
+        syscall source after this, so that no container's set-up is ever seen by it without
+        the kernel's marks (a container started in fluxtui's first seconds was judged like a
+        workload, its runc's unshare and mounts alerted, when the verification still ran in
+        the background). The verification (a package-database lookup and a hash per runtime)
+        runs while the trace compiles; it seldom adds to the start. Without the trace,
+        containers are still resolved (from /proc and rescans) but the runtime's set-up is not
+        told apart."""
+        verifying = threading.Thread(target=self._verify_runtimes, name="fluxtui-runtimes",
+                                     daemon=True)
+        verifying.start()
         try:
             self._trace = ContainerTrace(self.resolver.learn)
         except TraceUnavailable as exc:
@@ -46,28 +58,32 @@ class ContainerWatch:
         else:
             self.resolver.index.live = True
             self._reason = ""
+        finally:
+            self._trace_loaded.set()
         self.resolver.index.scan()
-        # A package-database lookup and a hash per runtime: seconds on a busy machine, so on a
-        # thread of its own (the dashboard's first frame does not wait). Until it is done
-        # (`ready`), a container's set-up is judged like anything else.
-        threading.Thread(target=self._verify_runtimes, name="fluxtui-runtimes",
-                         daemon=True).start()
+        if not self.ready.wait(VERIFY_WAIT_S):
+            # A verification this slow (a huge package database, a stalled disk) does not
+            # hold the syscall capture back for ever; it hands over when it is done, and the
+            # status says that set-ups are judged like anything else until then.
+            log.warning("runtime executables still being verified after %.0f s; container "
+                        "set-ups are judged like workloads until that ends", VERIFY_WAIT_S)
 
     def _verify_runtimes(self) -> None:
         found: dict[tuple[int, int], os.stat_result] = {}
         verified = []
-        for path in self._runtimes:
-            real = os.path.realpath(path)
-            try:
-                if not self._verifier.verified(real):
-                    continue
-                st = os.stat(real)
-            except OSError:
-                continue
-            found[(st.st_dev, st.st_ino)] = st
-            verified.append(path)
-        trace = self._trace
         try:
+            for path in self._runtimes:
+                real = os.path.realpath(path)
+                try:
+                    if not self._verifier.verified(real):
+                        continue
+                    st = os.stat(real)
+                except OSError:
+                    continue
+                found[(st.st_dev, st.st_ino)] = st
+                verified.append(path)
+            self._trace_loaded.wait()
+            trace = self._trace
             if trace is not None:
                 trace.set_runtimes(found.values())
                 for key in self._running_runtimes(set(found)):
@@ -111,7 +127,7 @@ class ContainerWatch:
         if self._trace is None:
             return f"no kernel feed ({self._reason}); runtime set-up not told apart"
         if not self.ready.is_set():
-            return "verifying the runtime executables"
+            return "verifying the runtime executables (set-ups judged as workloads until done)"
         index = self.resolver.index
         refused = f", {self.setup.refused} runtime execs from inside containers not exempt" \
             if self.setup.refused else ""
