@@ -159,6 +159,10 @@ def _nsenter(watch: Watch, cli: tuple[str, ...], tmp_path: Path, name: str) -> N
     alert = next(a for a in watch.escape_alerts(cid) if "setns" in a.reasons[0])
     assert alert.container is not None and alert.container.name == name
     assert cid in alert.reasons[0]
+    # The container had exited when its events were handled: what its fd held was read by the
+    # kernel at the call, so the host's namespaces are named (critical), not just "entered".
+    assert alert.title == "Container process entered the host's namespaces", alert.reasons
+    assert alert.severity is Severity.CRITICAL
 
 
 def test_nsenter_into_the_host_from_a_docker_container(watch: Watch, docker: tuple[str, ...],

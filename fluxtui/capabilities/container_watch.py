@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict, deque
 
 from fluxtui.capabilities.lineage import ExeVerifier
-from fluxtui.collectors.container_trace import ContainerTrace, TraceUnavailable
+from fluxtui.collectors.container_trace import ContainerTrace, SetnsTarget, TraceUnavailable
 from fluxtui.collectors.kernel_event import KernelEvent, signed32
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.detection.container_index import ContainerResolver
@@ -21,6 +22,7 @@ from fluxtui.events import HOST, UNKNOWN, ContainerIdentity, ProcessKey
 log = logging.getLogger(__name__)
 NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "user", "cgroup", "time")
 VERIFY_WAIT_S = 120.0  # the longest start() waits for the runtime executables' verification
+MAX_SETNS = 4096  # threads with setns targets not matched to an event yet (oldest dropped)
 
 
 class ContainerWatch:
@@ -36,6 +38,9 @@ class ContainerWatch:
         self.verified_runtimes: list[str] = []
         self.ready = threading.Event()  # runtime executables verified and handed to the kernel
         self._trace_loaded = threading.Event()  # start() tried to load the trace
+        # (pid, tid) -> inode numbers of the files setns() was given, oldest first: matched to
+        # the setns events of the syscall stream in order.
+        self._setns: OrderedDict[tuple[int, int], deque[int]] = OrderedDict()
 
     def start(self) -> None:
         """Load the kernel feed, verify the runtime executables and hand them to it, and mark
@@ -146,6 +151,11 @@ class ContainerWatch:
         if trace is None:
             return
         for change in trace.drain():
+            if isinstance(change, SetnsTarget):
+                self._setns.setdefault((change.pid, change.tid), deque()).append(change.inode)
+                while len(self._setns) > MAX_SETNS:  # the runtime's own, never looked up
+                    self._setns.popitem(last=False)
+                continue
             inside = self.resolver.of_cgroup(change.cgroup_id).is_container
             self.setup.kernel(change, inside)
 
@@ -162,7 +172,8 @@ class ContainerWatch:
     def target_of(self, event: KernelEvent) -> ContainerIdentity | None:
         """Where the target of a ptrace / process_vm_writev / setns runs, when it can be read
         now: the target pid's cgroup, or (setns) whether the namespace file the process holds
-        is one of the host's (pid 1's)."""
+        is one of the host's: fluxtui's own (it runs in the host's namespaces; pid 1's may be
+        unreadable even to root), as the kernel read it at the call when it could."""
         if event.kind != "syscall":
             return None
         if event.syscall in ("ptrace", "process_vm_writev"):
@@ -172,6 +183,14 @@ class ContainerWatch:
             found = self._of_pid(pid)
             return found if found.state != "unknown" else None
         if event.syscall == "setns":
+            recorded = self._setns.get((event.key.pid, event.tid))
+            if recorded:
+                inode = recorded.popleft()
+                if not recorded:
+                    del self._setns[(event.key.pid, event.tid)]
+                # What the fd held at the call, read by the kernel: known even when the
+                # process has exited since.
+                return HOST if inode in self._host_namespace_inodes() else UNKNOWN
             fd = signed32(event.args[0])
             try:
                 target = os.readlink(f"{self._proc}/{event.key.pid}/fd/{fd}")
@@ -186,11 +205,20 @@ class ContainerWatch:
         start = read_start_ticks(pid, self._proc)
         return UNKNOWN if start is None else self.resolver.of_process(ProcessKey(pid, start))
 
+    def _host_namespace_inodes(self) -> set[int]:
+        found = set()
+        for name in NAMESPACES:
+            try:
+                found.add(os.stat(f"{self._proc}/self/ns/{name}").st_ino)
+            except OSError:
+                continue
+        return found
+
     def _host_namespaces(self) -> set[str]:
         found = set()
         for name in NAMESPACES:
             try:
-                found.add(os.readlink(f"{self._proc}/1/ns/{name}"))
+                found.add(os.readlink(f"{self._proc}/self/ns/{name}"))
             except OSError:
                 continue
         return found
