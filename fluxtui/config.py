@@ -127,6 +127,11 @@ DEFAULT_SANDBOXES = (
     "/usr/lib/systemd/systemd-nspawn", "/usr/bin/flatpak", "/usr/sbin/runc", "/usr/bin/runc",
     "/usr/bin/crun", "/usr/bin/conmon", "/usr/bin/podman",
     "/usr/bin/containerd-shim-runc-v2", "/usr/bin/newuidmap", "/usr/bin/newgidmap",
+    # CNI plugins (containernetworking-plugins): podman runs them to wire a container's
+    # network, entering its network namespace.
+    *(f"/usr/lib/cni/{name}" for name in (
+        "bridge", "tuning", "loopback", "ptp", "macvlan", "ipvlan", "vlan", "host-device",
+        "bandwidth", "sbr", "vrf", "portmap", "firewall")),
 )
 
 

@@ -20,7 +20,7 @@ from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.config import Config
 from fluxtui.ecs import document
 from fluxtui.engine import Engine
-from fluxtui.events import Alert, ProcessExit, ProcessKey
+from fluxtui.events import Alert, ProcessExit, ProcessKey, Severity
 from tests import container_support as cs
 from tests.kernel import require, require_bcc
 
@@ -159,6 +159,10 @@ def _nsenter(watch: Watch, cli: tuple[str, ...], tmp_path: Path, name: str) -> N
     alert = next(a for a in watch.escape_alerts(cid) if "setns" in a.reasons[0])
     assert alert.container is not None and alert.container.name == name
     assert cid in alert.reasons[0]
+    # The container had exited when its events were handled: what its fd held was read by the
+    # kernel at the call, so the host's namespaces are named (critical), not just "entered".
+    assert alert.title == "Container process entered the host's namespaces", alert.reasons
+    assert alert.severity is Severity.CRITICAL
 
 
 def test_nsenter_into_the_host_from_a_docker_container(watch: Watch, docker: tuple[str, ...],
@@ -293,3 +297,65 @@ def test_the_evaluation_runs_the_container_pair(docker: tuple[str, ...],
     assert any(a["rule_id"] == ESCAPE and a["role"] == "actor" for a in escape["alerts"]), \
         escape["alerts"]
     assert [a for a in plain["alerts"] if a["role"] == "actor"] == [], plain["alerts"]
+
+
+def test_a_cgroup_v1_hierarchy_mounted_for_its_release_agent(watch: Watch,
+                                                            docker: tuple[str, ...],
+                                                            tmp_path: Path) -> None:
+    """The release_agent escape's first step, for real: a container with CAP_SYS_ADMIN mounts a
+    cgroup v1 hierarchy (a new named one, no controllers: nothing of the host's changes) and
+    writes its release_agent (/bin/true, never triggered: no cgroup is created in it). The
+    mount is the alert, naming the container; the write itself is not seen (README: this
+    kernel runs no kprobe nor fentry program)."""
+    name = f"fxt-cgv1-{os.getpid()}"
+    cidfile = tmp_path / "cgv1.cid"
+    done = watch.run([*cs.run_args(docker), "--name", name, "--cidfile", str(cidfile),
+                      "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+                      cs.IMAGE, "sh", "-c",
+                      "mkdir -p /tmp/cg && mount -t cgroup -o none,name=fluxtest cgroup /tmp/cg"
+                      " && echo /bin/true > /tmp/cg/release_agent && cat /tmp/cg/release_agent"
+                      " && umount /tmp/cg"])
+    assert done.stdout.strip() == "/bin/true", done.stderr
+    cid = cidfile.read_text().strip()
+    watch.until(lambda: any("type 'cgroup'" in a.reasons[0] for a in watch.escape_alerts(cid)),
+                "the cgroup v1 mount alert")
+    alert = next(a for a in watch.escape_alerts(cid) if "type 'cgroup'" in a.reasons[0])
+    assert alert.title == "Cgroup v1 hierarchy mounted in a container"
+    assert alert.severity is Severity.CRITICAL
+    assert alert.container is not None and (alert.container.id, alert.container.name) == (
+        cid, name)
+
+
+CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
+
+
+def test_core_pattern_written_from_a_container_but_not_read(watch: Watch,
+                                                           docker: tuple[str, ...],
+                                                           tmp_path: Path) -> None:
+    """A write-open of /proc/sys/kernel/core_pattern from a container is alerted (the attempt:
+    Docker mounts /proc/sys read-only, so the host's value never changes); a read of it, in
+    another container, is not."""
+    before = CORE_PATTERN.read_bytes()
+    try:
+        reader, writer = f"fxt-corer-{os.getpid()}", f"fxt-corew-{os.getpid()}"
+        cids = {}
+        for name, script in ((reader, f"cat {CORE_PATTERN}"),
+                             (writer, f"echo '|/bin/true' > {CORE_PATTERN}; echo tried")):
+            cidfile = tmp_path / f"{name}.cid"
+            done = watch.run([*cs.run_args(docker), "--name", name, "--cidfile", str(cidfile),
+                              cs.IMAGE, "sh", "-c", script])
+            assert done.returncode == 0, done.stderr
+            cids[name] = cidfile.read_text().strip()
+        assert CORE_PATTERN.read_bytes() == before
+        watch.until(lambda: bool(watch.escape_alerts(cids[writer])), "the core_pattern alert")
+        alert = watch.escape_alerts(cids[writer])[0]
+        assert alert.title == "Host kernel setting written from a container"
+        assert str(CORE_PATTERN) in alert.reasons[0]
+        assert alert.container is not None and alert.container.name == writer
+        # The reader ran first: its events were handled before the writer's alert came.
+        assert watch.escape_alerts(cids[reader]) == []
+        assert not [a for a in watch.alerts
+                    if a.container is not None and a.container.id == cids[reader]]
+    finally:
+        if CORE_PATTERN.read_bytes() != before:
+            CORE_PATTERN.write_bytes(before)

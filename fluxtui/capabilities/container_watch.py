@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict, deque
 
 from fluxtui.capabilities.lineage import ExeVerifier
-from fluxtui.collectors.container_trace import ContainerTrace, TraceUnavailable
+from fluxtui.collectors.container_trace import ContainerTrace, SetnsTarget, TraceUnavailable
 from fluxtui.collectors.kernel_event import KernelEvent, signed32
 from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.detection.container_index import ContainerResolver
@@ -20,6 +21,8 @@ from fluxtui.events import HOST, UNKNOWN, ContainerIdentity, ProcessKey
 
 log = logging.getLogger(__name__)
 NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "user", "cgroup", "time")
+VERIFY_WAIT_S = 120.0  # the longest start() waits for the runtime executables' verification
+MAX_SETNS = 4096  # threads with setns targets not matched to an event yet (oldest dropped)
 
 
 class ContainerWatch:
@@ -34,10 +37,24 @@ class ContainerWatch:
         self._reason = "not started"
         self.verified_runtimes: list[str] = []
         self.ready = threading.Event()  # runtime executables verified and handed to the kernel
+        self._trace_loaded = threading.Event()  # start() tried to load the trace
+        # (pid, tid) -> inode numbers of the files setns() was given, oldest first: matched to
+        # the setns events of the syscall stream in order.
+        self._setns: OrderedDict[tuple[int, int], deque[int]] = OrderedDict()
 
     def start(self) -> None:
-        """Load the trace and walk the cgroup tree once; without the trace, containers are
-        still resolved (from /proc and rescans) but the runtime's set-up is not told apart."""
+        """Load the kernel feed, verify the runtime executables and hand them to it, and mark
+        the runtime processes already running: all before returning. The caller attaches the
+        syscall source after this, so that no container's set-up is ever seen by it without
+        the kernel's marks (a container started in fluxtui's first seconds was judged like a
+        workload, its runc's unshare and mounts alerted, when the verification still ran in
+        the background). The verification (a package-database lookup and a hash per runtime)
+        runs while the trace compiles; it seldom adds to the start. Without the trace,
+        containers are still resolved (from /proc and rescans) but the runtime's set-up is not
+        told apart."""
+        verifying = threading.Thread(target=self._verify_runtimes, name="fluxtui-runtimes",
+                                     daemon=True)
+        verifying.start()
         try:
             self._trace = ContainerTrace(self.resolver.learn)
         except TraceUnavailable as exc:
@@ -46,28 +63,32 @@ class ContainerWatch:
         else:
             self.resolver.index.live = True
             self._reason = ""
+        finally:
+            self._trace_loaded.set()
         self.resolver.index.scan()
-        # A package-database lookup and a hash per runtime: seconds on a busy machine, so on a
-        # thread of its own (the dashboard's first frame does not wait). Until it is done
-        # (`ready`), a container's set-up is judged like anything else.
-        threading.Thread(target=self._verify_runtimes, name="fluxtui-runtimes",
-                         daemon=True).start()
+        if not self.ready.wait(VERIFY_WAIT_S):
+            # A verification this slow (a huge package database, a stalled disk) does not
+            # hold the syscall capture back for ever; it hands over when it is done, and the
+            # status says that set-ups are judged like anything else until then.
+            log.warning("runtime executables still being verified after %.0f s; container "
+                        "set-ups are judged like workloads until that ends", VERIFY_WAIT_S)
 
     def _verify_runtimes(self) -> None:
         found: dict[tuple[int, int], os.stat_result] = {}
         verified = []
-        for path in self._runtimes:
-            real = os.path.realpath(path)
-            try:
-                if not self._verifier.verified(real):
-                    continue
-                st = os.stat(real)
-            except OSError:
-                continue
-            found[(st.st_dev, st.st_ino)] = st
-            verified.append(path)
-        trace = self._trace
         try:
+            for path in self._runtimes:
+                real = os.path.realpath(path)
+                try:
+                    if not self._verifier.verified(real):
+                        continue
+                    st = os.stat(real)
+                except OSError:
+                    continue
+                found[(st.st_dev, st.st_ino)] = st
+                verified.append(path)
+            self._trace_loaded.wait()
+            trace = self._trace
             if trace is not None:
                 trace.set_runtimes(found.values())
                 for key in self._running_runtimes(set(found)):
@@ -111,7 +132,7 @@ class ContainerWatch:
         if self._trace is None:
             return f"no kernel feed ({self._reason}); runtime set-up not told apart"
         if not self.ready.is_set():
-            return "verifying the runtime executables"
+            return "verifying the runtime executables (set-ups judged as workloads until done)"
         index = self.resolver.index
         refused = f", {self.setup.refused} runtime execs from inside containers not exempt" \
             if self.setup.refused else ""
@@ -130,6 +151,11 @@ class ContainerWatch:
         if trace is None:
             return
         for change in trace.drain():
+            if isinstance(change, SetnsTarget):
+                self._setns.setdefault((change.pid, change.tid), deque()).append(change.inode)
+                while len(self._setns) > MAX_SETNS:  # the runtime's own, never looked up
+                    self._setns.popitem(last=False)
+                continue
             inside = self.resolver.of_cgroup(change.cgroup_id).is_container
             self.setup.kernel(change, inside)
 
@@ -146,7 +172,8 @@ class ContainerWatch:
     def target_of(self, event: KernelEvent) -> ContainerIdentity | None:
         """Where the target of a ptrace / process_vm_writev / setns runs, when it can be read
         now: the target pid's cgroup, or (setns) whether the namespace file the process holds
-        is one of the host's (pid 1's)."""
+        is one of the host's: fluxtui's own (it runs in the host's namespaces; pid 1's may be
+        unreadable even to root), as the kernel read it at the call when it could."""
         if event.kind != "syscall":
             return None
         if event.syscall in ("ptrace", "process_vm_writev"):
@@ -156,6 +183,14 @@ class ContainerWatch:
             found = self._of_pid(pid)
             return found if found.state != "unknown" else None
         if event.syscall == "setns":
+            recorded = self._setns.get((event.key.pid, event.tid))
+            if recorded:
+                inode = recorded.popleft()
+                if not recorded:
+                    del self._setns[(event.key.pid, event.tid)]
+                # What the fd held at the call, read by the kernel: known even when the
+                # process has exited since.
+                return HOST if inode in self._host_namespace_inodes() else UNKNOWN
             fd = signed32(event.args[0])
             try:
                 target = os.readlink(f"{self._proc}/{event.key.pid}/fd/{fd}")
@@ -170,11 +205,20 @@ class ContainerWatch:
         start = read_start_ticks(pid, self._proc)
         return UNKNOWN if start is None else self.resolver.of_process(ProcessKey(pid, start))
 
+    def _host_namespace_inodes(self) -> set[int]:
+        found = set()
+        for name in NAMESPACES:
+            try:
+                found.add(os.stat(f"{self._proc}/self/ns/{name}").st_ino)
+            except OSError:
+                continue
+        return found
+
     def _host_namespaces(self) -> set[str]:
         found = set()
         for name in NAMESPACES:
             try:
-                found.add(os.readlink(f"{self._proc}/1/ns/{name}"))
+                found.add(os.readlink(f"{self._proc}/self/ns/{name}"))
             except OSError:
                 continue
         return found

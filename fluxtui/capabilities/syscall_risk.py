@@ -143,13 +143,16 @@ class SyscallCapture:
         if pages & (pages - 1):
             self._unavailable(f"syscalls.ring_buffer_pages must be a power of two, not {pages}")
             return
+        # The container feed and the runtimes' marks first: the syscall source must never
+        # see a container's set-up that the kernel did not mark (container_watch.py).
+        self.watch.start()
         try:
             self.collector.start()
         except CollectorUnavailable as exc:
+            self.watch.stop()
             self._unavailable(str(exc))
             return
         self._state = ComponentState.RUNNING
-        self.watch.start()
         table = self.collector.table
         if table is not None:
             unknown = sorted(n for n in self.config.risk.base_risk_scores if n not in table.numbers)

@@ -31,6 +31,7 @@ from fluxtui.collectors.btf import Btf
 PROGRAM = "containers.bpf.c"
 FX_CG_MKDIR, FX_CG_RMDIR = 1, 2
 FX_SETUP_BEGIN, FX_SETUP_FORK, FX_SETUP_KEEP, FX_SETUP_END = 3, 4, 5, 6
+FX_SETNS = 7
 SETUP_KINDS = {FX_SETUP_BEGIN: "begin", FX_SETUP_FORK: "fork", FX_SETUP_KEEP: "keep",
                FX_SETUP_END: "end"}
 MAX_RUNTIMES = 64
@@ -50,12 +51,19 @@ BTF_MEMBERS = {
     "task_nsproxy": ("task_struct", "nsproxy"),
     "nsproxy_mnt_ns": ("nsproxy", "mnt_ns"),
 }
+LATE_MEMBERS = {  # after mnt_ns_inum and host_mnt_ns in the config
+    "task_files": ("task_struct", "files"),
+    "files_fdt": ("files_struct", "fdt"),
+    "fdtable_fd": ("fdtable", "fd"),
+    "fdtable_max_fds": ("fdtable", "max_fds"),
+}
 
 
 class CgConfig(ctypes.Structure):
     _fields_ = [("ns_per_tick", ctypes.c_uint64),
                 *[(name, ctypes.c_uint32) for name in BTF_MEMBERS],
-                ("mnt_ns_inum", ctypes.c_uint32), ("host_mnt_ns", ctypes.c_uint32)]
+                ("mnt_ns_inum", ctypes.c_uint32), ("host_mnt_ns", ctypes.c_uint32),
+                *[(name, ctypes.c_uint32) for name in LATE_MEMBERS]]
 
 
 class CgEventC(ctypes.Structure):
@@ -84,7 +92,17 @@ class SetupChange(NamedTuple):
     parent_pid: int = 0  # fork: the process in set-up that forked it
 
 
-ContainerTraceEvent = CgroupChange | SetupChange
+class SetnsTarget(NamedTuple):
+    """What the fd given to setns() held when the call was made: the inode number of the file
+    (a namespace file's is the namespace's id, as in /proc/PID/ns/*)."""
+
+    pid: int
+    tid: int
+    start_ticks: int
+    inode: int
+
+
+ContainerTraceEvent = CgroupChange | SetupChange | SetnsTarget
 
 
 class TraceUnavailable(Exception):
@@ -106,14 +124,16 @@ def decode(raw: bytes) -> ContainerTraceEvent | None:
     if ev.kind in SETUP_KINDS:
         parent = ev.level if ev.kind == FX_SETUP_FORK else 0
         return SetupChange(SETUP_KINDS[ev.kind], ev.tgid, ev.start_ticks, ev.id, parent)
+    if ev.kind == FX_SETNS:
+        return SetnsTarget(ev.tgid, ev.level, ev.start_ticks, ev.id)
     return None
 
 
 class ContainerTrace:
     """The loaded program. A thread of its own reads the buffer as events come: each cgroup
     change goes to `on_cgroup` at once (a container's name is read while its runtime's state
-    still has it); `drain` returns the set-up changes since the last call, oldest first, after
-    reading what is left in the buffer."""
+    still has it); `drain` returns the set-up changes and setns targets since the last call,
+    oldest first, after reading what is left in the buffer."""
 
     POLL_MS = 100
 
@@ -125,6 +145,8 @@ class ContainerTrace:
             offsets = {name: btf.member_offset(*where) for name, where in BTF_MEMBERS.items()}
             offsets["mnt_ns_inum"] = (btf.member_offset("mnt_namespace", "ns")
                                       + btf.member_offset("ns_common", "inum"))
+            offsets.update({name: btf.member_offset(*where)
+                            for name, where in LATE_MEMBERS.items()})
         except (OSError, ValueError, KeyError, struct.error) as exc:
             raise TraceUnavailable(f"kernel BTF unusable: {exc}") from None
         cflags = [f"-DRING_PAGES={ring_pages}", "-w"]
@@ -139,7 +161,7 @@ class ContainerTrace:
         cfg.host_mnt_ns = os.stat("/proc/self/ns/mnt").st_ino
         cfg.ns_per_tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
         self._on_cgroup = on_cgroup
-        self._pending: list[SetupChange] = []
+        self._pending: list[SetupChange | SetnsTarget] = []
         self.malformed = 0
         self.callback_errors = 0
         self._lock = threading.Lock()  # the ring buffer is read by one thread at a time
@@ -186,7 +208,7 @@ class ContainerTrace:
         else:
             self._pending.append(event)
 
-    def drain(self) -> list[SetupChange]:
+    def drain(self) -> list[SetupChange | SetnsTarget]:
         with self._lock:
             self._ring.consume(self._on_event)
             out, self._pending = self._pending, []

@@ -9,7 +9,11 @@
 //   "in set-up", and so is every process it forks, until the exec that starts the container's
 //   entrypoint. An exec of an unlinked file (runc re-executes itself from a memfd) keeps a
 //   process in set-up; any other exec ends it. Each change is sent (FX_SETUP_*), so user space
-//   can tell the runtime's unshare/mount/pivot_root from the workload's.
+//   can tell the runtime's unshare/mount/pivot_root from the workload's;
+// - for every setns(fd, ...) outside the host's mount namespace, the inode number of the
+//   namespace file the fd holds, read when the call is made (FX_SETNS): whether a container
+//   joined the host's namespaces is known even when it has exited before its event is
+//   handled (nsenter in a --pid=host container).
 //
 // Offsets into kernel structures come from the running kernel's BTF (`config`).
 // RING_PAGES (ring buffer size, fixed at load) is given with -D by the loader.
@@ -24,6 +28,7 @@ enum {
     FX_SETUP_FORK = 4,      /* forked by a process in set-up */
     FX_SETUP_KEEP = 5,      /* exec of an unlinked file or a runtime by a process in set-up */
     FX_SETUP_END = 6,       /* any other exec by a process in set-up */
+    FX_SETNS = 7,           /* setns: id is the inode number of the fd's file, level the tid */
 };
 
 struct fx_cg_config {
@@ -42,6 +47,10 @@ struct fx_cg_config {
     u32 nsproxy_mnt_ns;
     u32 mnt_ns_inum;        /* mnt_namespace.ns.inum */
     u32 host_mnt_ns;        /* inode number of fluxtui's own mount namespace */
+    u32 task_files;
+    u32 files_fdt;
+    u32 fdtable_fd;
+    u32 fdtable_max_fds;
 };
 
 struct fx_cg_event {
@@ -227,5 +236,44 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     u32 tgid = id >> 32;
     if ((u32)id == tgid)
         setup.delete(&tgid);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_setns)
+{
+    struct fx_cg_config *cfg = cg_cfg();
+    if (!cfg)
+        return 0;
+    int fd = (int)args->fd;
+    if (fd < 0)
+        return 0;
+    u64 task = (u64)bpf_get_current_task();
+    /* Only from another mount namespace than the host's: every container has its own (host
+     * processes' setns are judged without a container). */
+    u64 mnt_ns = rd64(rd64(task, cfg->task_nsproxy), cfg->nsproxy_mnt_ns);
+    if (!mnt_ns || rd32(mnt_ns, cfg->mnt_ns_inum) == cfg->host_mnt_ns)
+        return 0;
+    u64 fdt = rd64(rd64(task, cfg->task_files), cfg->files_fdt);
+    if (!fdt || (u32)fd >= rd32(fdt, cfg->fdtable_max_fds))
+        return 0;
+    u64 file = rd64(rd64(fdt, cfg->fdtable_fd), (u32)fd * sizeof(u64));
+    u64 inode = file ? rd64(file, cfg->file_f_inode) : 0;
+    if (!inode)
+        return 0;
+    struct fx_cg_event *e = events.ringbuf_reserve(sizeof(*e));
+    if (!e) {
+        count_drop();
+        return 0;
+    }
+    u64 id = bpf_get_current_pid_tgid();
+    e->kind = FX_SETNS;
+    e->level = (u32)id;
+    e->id = rd64(inode, cfg->inode_i_ino);
+    e->tgid = id >> 32;
+    e->root = 0;
+    e->start_ticks = start_ticks_of(cfg, task);
+    e->ktime_ns = bpf_ktime_get_boot_ns();
+    e->path[0] = 0;
+    events.ringbuf_submit(e, 0);
     return 0;
 }
