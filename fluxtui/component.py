@@ -13,8 +13,9 @@ that a component has already read this tick raises `ChannelOrderError` (it would
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -23,6 +24,7 @@ from fluxtui.events import (
     Alert,
     AnomalyInput,
     ComponentStatus,
+    ContainerIdentity,
     ProcessKey,
     ProcessRow,
     RiskInput,
@@ -106,6 +108,9 @@ class TickContext:
         self.anomalies: dict[ProcessKey, AnomalyInput] = {}
         self._anomaly_model = ""
         self.stale_identities: list[ProcessKey] = []
+        # Where a process runs, for alerts raised without it (set by the syscall capture, which
+        # owns the container index): every alert about a process names its container.
+        self.container_of: Callable[[ProcessKey], ContainerIdentity] | None = None
         self._channels: dict[str, object] = {}
         self._read: set[str] = set()
 
@@ -181,6 +186,8 @@ class TickContext:
         self.stale_identities.append(key)
 
     def raise_alert(self, alert: Alert) -> None:
+        if alert.container is None and alert.key is not None and self.container_of is not None:
+            alert = dataclasses.replace(alert, container=self.container_of(alert.key))
         self.alerts.append(alert)
         self.bus.publish(alert)
 

@@ -248,3 +248,35 @@ def test_the_stream_names_the_container_and_tells_host_from_unknown() -> None:
     assert host["fluxtui"]["container"]["state"] == "host"
     assert unknown["fluxtui"]["container"]["state"] == "unknown"
     assert "id " + A in ContainerIdentity("docker", A, name="web").describe()
+
+
+def test_every_alert_the_bus_carries_names_the_container(tmp_path: Path) -> None:
+    """The stream and the journal take alerts from the bus. A risk alert, or an alert another
+    component raised without a container, reached them with `container: null` (only the
+    snapshot's copies were named afterwards)."""
+    import dataclasses
+
+    from fluxtui.bus import EventBus
+    from fluxtui.capabilities.risk_scorer import RiskScorer
+    from fluxtui.component import TickContext
+    from fluxtui.config import Config
+    from tests.fakes import metrics, row
+
+    proc = _fake_proc(tmp_path, (FIXTURES / "docker_systemd_v2.txt").read_text())
+    resolver = ContainerResolver(str(proc), CgroupIndex(root=""), _names(tmp_path))
+    key = ProcessKey(42, 777)
+    scorer = RiskScorer(Config(), proc=str(proc), clock=lambda: 100.0, containers=resolver)
+    bus = EventBus()
+    scorer.start(bus)
+    published: list[object] = []
+    bus.subscribe(published.append)
+    tick = TickContext(100.0, 1.0, metrics(), {key: dataclasses.replace(row(42, "app"), key=key)},
+                       bus)
+    tick.container_of = resolver.of_process  # as the syscall capture sets it each tick
+    tick.raise_alert(Alert(100.0, "guard.read", "Credential read", Severity.HIGH, "T1552.004",
+                           "Private Keys", key, "app"))
+    tick.add_risk(key, 90.0, "a finding", ("T1611", "Escape to Host"))
+    scorer.on_tick(tick)
+    alerts = [o for o in published if isinstance(o, Alert)]
+    assert sorted(a.rule_id for a in alerts) == ["guard.read", "risk.threshold"]
+    assert all(a.container == ContainerInfo("docker", A) for a in alerts), alerts

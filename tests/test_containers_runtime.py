@@ -45,6 +45,7 @@ class Watch:
         self.alerts: list[Alert] = []
         self.events: list[KernelEvent] = []
         self.exits: list[ProcessExit] = []
+        self.published: list[Alert] = []  # as the bus carried them (to the stream, the journal)
         self._seen: set[int] = set()
         engine.bus.subscribe(self._on_bus)
 
@@ -53,6 +54,8 @@ class Watch:
             self.events.append(obj)
         elif isinstance(obj, ProcessExit):
             self.exits.append(obj)
+        elif isinstance(obj, Alert):
+            self.published.append(obj)
 
     def tick(self) -> None:
         snapshot = self.engine.tick()
@@ -127,6 +130,11 @@ def _escape_then_check(watch: Watch, cli: tuple[str, ...], tmp_path: Path, name:
     doc = document(alert)
     assert doc["container"] == {"id": cid, "name": name, "runtime": runtime}
     assert doc["threat"]["technique"]["id"] == ["T1611"]
+    # Every alert about the process names the container as the bus carried it to the stream
+    # (the snapshot's copies were named afterwards, the bus's were not).
+    about = [a for a in watch.published if a.key == alert.key]
+    assert all(a.container is not None and a.container.id == cid for a in about), [
+        (a.rule_id, a.container) for a in about]
     return alert
 
 

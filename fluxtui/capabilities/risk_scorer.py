@@ -155,7 +155,7 @@ class RiskScorer:
             tick.annotate(key, risk=score.score, risk_reasons=score.reasons,
                           container=container.label if container.is_container else None,
                           container_identity=container)
-            self._threshold_alert(tick, key, row.name, score, threshold)
+            self._threshold_alert(tick, key, row.name, score, threshold, container)
 
         for key, life in final.items():
             self._close(tick, key, life, now, threshold)
@@ -199,10 +199,10 @@ class RiskScorer:
         return ancestors
 
     def _threshold_alert(self, tick: TickContext, key: ProcessKey, name: str, score: RiskScore,
-                         threshold: float) -> None:
+                         threshold: float, container: ContainerIdentity) -> None:
         if score.score >= threshold and score.score > 0 and key not in self._above:
             self._above.add(key)
-            tick.raise_alert(self._alert(key, name, score, threshold, tick.now))
+            tick.raise_alert(self._alert(key, name, score, threshold, tick.now, container))
             self._alerts_of.setdefault(key, set()).add("risk.threshold")
         elif score.score < threshold * REARM_FRACTION:
             self._above.discard(key)
@@ -212,7 +212,7 @@ class RiskScorer:
         """Score a process that exited on its whole life and publish its final record (scored
         as of when its final record arrived: the one-tick wait does not decay it)."""
         score = self.model.score(key, self._received.pop(key, now))
-        self._threshold_alert(tick, key, life.name, score, threshold)
+        self._threshold_alert(tick, key, life.name, score, threshold, life.container)
         exit_ = ProcessExit(life, score.score, score.reasons,
                             tuple(sorted(self._alerts_of.pop(key, set()))), score.anomaly,
                             score.anomaly_reason, score.technique_id, score.technique_name)
@@ -245,8 +245,8 @@ class RiskScorer:
                 tick.keep_exited(row)
 
     @staticmethod
-    def _alert(key: ProcessKey, name: str, score: RiskScore, threshold: float, now: float
-               ) -> Alert:
+    def _alert(key: ProcessKey, name: str, score: RiskScore, threshold: float, now: float,
+               container: ContainerIdentity) -> Alert:
         return Alert(
             timestamp=now,
             rule_id="risk.threshold",
@@ -261,4 +261,5 @@ class RiskScorer:
                    "event_points": round(score.event_points, 1),
                    "anomaly": score.anomaly, "anomaly_reason": score.anomaly_reason,
                    "start_ticks": key.start_ticks},
+            container=container,
         )

@@ -220,6 +220,7 @@ class SyscallCapture:
     # --- the tick ----------------------------------------------------------------------------
 
     def on_tick(self, tick: TickContext) -> None:
+        tick.container_of = self.containers.of_process
         if self._state is not ComponentState.RUNNING:
             return
         drain = self.collector.drain()
