@@ -516,3 +516,16 @@ def test_another_process_memory_opened_for_writing_through_proc() -> None:
         assert "pid 777" in found.reason
     assert opened(f"/proc/{KEY.pid}/mem") == []
     assert opened("/proc/777/uid_map") == [] and opened("/proc/self/oom_score_adj") == []
+
+
+def test_an_open_for_writing_under_proc_is_described_by_its_path_and_flags() -> None:
+    """The message of an open event named raw pointers (`openat(0xffff…9c, 0xc0001b4870, …)`):
+    it names the path and the flags."""
+    from fluxtui.collectors.kernel_event import describe_syscall
+
+    at = describe_syscall("openat", (2**64 - 100, 0x7FFD0000, 0o1101, 0o644, 0, 0),
+                          ("", "/proc/sys/kernel/core_pattern", ""), (0, 0))
+    assert at == "openat('/proc/sys/kernel/core_pattern', flags 0o1101)"
+    plain = describe_syscall("open", (0x7FFD0000, 0o2, 0, 0, 0, 0), ("/proc/1/mem", "", ""),
+                             (0, 0))
+    assert plain == "open('/proc/1/mem', flags 0o2)"

@@ -133,6 +133,10 @@ def describe_syscall(name: str, args: tuple[int, ...], strings: tuple[str, str, 
         return f"move_mount(fd {signed32(a[0])}, {strings[1]!r}, flags {a[4]:#x})"
     if name in ("open_tree", "mount_setattr"):
         return f"{name}(fd {signed32(a[0])}, {strings[1]!r}, flags {a[2]:#x})"
+    if name == "open":
+        return f"open({strings[0]!r}, flags {a[1]:#o})"
+    if name == "openat":
+        return f"openat({strings[1]!r}, flags {a[2]:#o})"
     if name == "open_by_handle_at":
         return f"open_by_handle_at(mount fd {signed32(a[0])}, flags {a[2]:#x})"
     return f"{name}({', '.join(hex(x) for x in a)})"
