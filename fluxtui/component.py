@@ -202,7 +202,12 @@ class Component(Protocol):
 
     `start` may spawn threads; it must not raise for a missing kernel feature but report it in
     `status()`. `on_tick` runs on the engine's tick thread, in registration order, and must be
-    quick (drain maps, merge caches), never blocking on I/O that may hang."""
+    quick (drain maps, merge caches), never blocking on I/O that may hang.
+
+    A component may set `quick_start = True` (a class attribute): its start does no kernel
+    set-up, and the engine starts it before the others, so a consumer (the risk scorer) is
+    ticking when its producers (the syscall capture, seconds into a BPF compile) join, and
+    nothing they hand on in their first ticks is lost."""
 
     name: str
 

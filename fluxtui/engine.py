@@ -73,7 +73,10 @@ class Engine:
         return self.tick()
 
     def _start_components(self) -> None:
-        for component in self.components:
+        # The quick ones first (see Component): a final record the capture hands on in its
+        # first tick must find the risk scorer ticking. sorted() keeps the order otherwise.
+        for component in sorted(self.components,
+                                key=lambda c: not getattr(c, "quick_start", False)):
             if self._stop.is_set():
                 return
             try:

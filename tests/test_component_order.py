@@ -108,3 +108,29 @@ def _row() -> Any:
     from dataclasses import replace
 
     return replace(row(KEY.pid, "nc"), key=KEY)
+
+
+class SlowProducer(PortScanner):
+    """A producer whose start takes a while (a BPF compile): it records which components had
+    started, and so joined the ticks, by then."""
+
+    name = "slow"
+    started: set[str] = set()  # the engine's own set, given by the test
+
+    def start(self, bus: EventBus) -> None:
+        self.seen = set(self.started)
+
+
+def test_consumers_start_before_the_producers_so_no_first_tick_is_lost() -> None:
+    """The risk scorer started after the syscall capture (registration order): the final
+    records of processes that exited in the capture's first ticks found no scorer (35 in a
+    real start) and were never scored."""
+    config = Config()
+    producer = SlowProducer()
+    engine = Engine(config, [producer, RiskScorer(config)])
+    producer.started = engine._started
+    try:
+        engine.start_sync()
+    finally:
+        engine.stop()
+    assert producer.seen == {"risk"}

@@ -71,6 +71,7 @@ class AnomalyView:
 
 
 class AnomalyComponent:
+    quick_start = True  # scores the capture's final records from its first tick
     name = "anomaly"
     produces: ClassVar[tuple[Channel[Any], ...]] = (ANOMALIES,)
     consumes: ClassVar[tuple[Channel[Any], ...]] = (SYSCALLS,)

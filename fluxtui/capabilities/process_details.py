@@ -24,6 +24,7 @@ MAX_WATCHED = 16  # detail screens open at once, at most (each is one process)
 
 class ProcessDetails:
     name = DETAILS
+    quick_start = True
 
     def __init__(self, components: Iterable[Component]) -> None:
         self._capture = next((c for c in components if isinstance(c, SyscallCapture)), None)

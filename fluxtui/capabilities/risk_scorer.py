@@ -58,6 +58,7 @@ __all__ = ["REARM_FRACTION", "RiskScorer", "RiskView"]  # RiskView: fluxtui/view
 
 class RiskScorer:
     name = "risk"
+    quick_start = True  # consumes what the others produce from their first tick
     produces: ClassVar[tuple[Channel[Any], ...]] = ()
     consumes: ClassVar[tuple[Channel[Any], ...]] = (SYSCALLS, RISK_INPUTS, ANOMALIES)
 
