@@ -312,17 +312,17 @@ def test_a_cgroup_v1_hierarchy_mounted_for_its_release_agent(watch: Watch,
                                                             tmp_path: Path) -> None:
     """The release_agent escape's first step, for real: a container with CAP_SYS_ADMIN mounts a
     cgroup v1 hierarchy (a new named one, no controllers: nothing of the host's changes) and
-    writes its release_agent (/bin/true, never triggered: no cgroup is created in it). The
-    mount is the alert, naming the container; the write itself is not seen (README: this
-    kernel runs no kprobe nor fentry program)."""
+    writes its release_agent (/bin/true, never triggered: no cgroup is created in it) by a
+    relative path. The mount and the write are each a critical alert naming the container: the
+    kernel sends opens for writing of a path whose name is release_agent, wherever it is."""
     name = f"fxt-cgv1-{os.getpid()}"
     cidfile = tmp_path / "cgv1.cid"
     done = watch.run([*cs.run_args(docker), "--name", name, "--cidfile", str(cidfile),
                       "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
                       cs.IMAGE, "sh", "-c",
                       "mkdir -p /tmp/cg && mount -t cgroup -o none,name=fluxtest cgroup /tmp/cg"
-                      " && echo /bin/true > /tmp/cg/release_agent && cat /tmp/cg/release_agent"
-                      " && umount /tmp/cg"])
+                      " && cd /tmp/cg && echo /bin/true > release_agent && cat release_agent"
+                      " && cd / && umount /tmp/cg"])
     assert done.stdout.strip() == "/bin/true", done.stderr
     cid = cidfile.read_text().strip()
     watch.until(lambda: any("type 'cgroup'" in a.reasons[0] for a in watch.escape_alerts(cid)),
@@ -332,6 +332,12 @@ def test_a_cgroup_v1_hierarchy_mounted_for_its_release_agent(watch: Watch,
     assert alert.severity is Severity.CRITICAL
     assert alert.container is not None and (alert.container.id, alert.container.name) == (
         cid, name)
+    watch.until(lambda: any("release_agent opened for writing" in a.reasons[0]
+                            for a in watch.escape_alerts(cid)), "the release_agent write alert")
+    write = next(a for a in watch.escape_alerts(cid)
+                 if "release_agent opened for writing" in a.reasons[0])
+    assert write.title == "Cgroup release_agent written from a container"
+    assert write.severity is Severity.CRITICAL and write.container == alert.container
 
 
 CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")

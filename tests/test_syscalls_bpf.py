@@ -985,6 +985,39 @@ def test_another_process_memory_written_through_proc_pid_mem_is_critical(
         victim.wait(timeout=10)
 
 
+OPENAT2 = """
+import ctypes, os, sys
+class OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+libc = ctypes.CDLL(None, use_errno=True)
+how = OpenHow(os.O_RDWR | os.O_CLOEXEC, 0, 0)
+fd = libc.syscall(437, -100, sys.argv[1].encode(), ctypes.byref(how), ctypes.sizeof(how))
+if fd < 0:
+    sys.exit(f"openat2: {os.strerror(ctypes.get_errno())}")
+os.close(fd)
+"""
+
+
+def test_openat2_of_another_process_memory_is_seen_as_well(engine: Engine) -> None:
+    """openat2 (flags in its struct open_how) went unseen: the same write-open of /proc/PID/mem
+    through it raised nothing."""
+    ticker = Ticker(engine)
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        subprocess.run([sys.executable, "-c", OPENAT2, f"/proc/{victim.pid}/mem"], timeout=30,
+                       check=True)
+
+        def found() -> list[Alert]:
+            return [a for a in ticker.snapshot.alerts if a.rule_id == "syscalls.proc_mem_write"
+                    and a.extra.get("target_pid") == victim.pid] if ticker.snapshot else []
+        ticker.until(lambda _: bool(found()))
+        assert "openat2 of /proc/" in found()[0].reasons[0]
+    finally:
+        victim.kill()
+        victim.wait(timeout=10)
+
+
 def sc_checks() -> int:
     from fluxtui.capabilities.syscall_risk import STDIO_CHECKS
 

@@ -118,10 +118,12 @@ CAPTURE: dict[str, int] = {
     "open_tree": FX_CAP_EVENT | 0b010 << 8,
     "mount_setattr": FX_CAP_EVENT | 0b010 << 8,
     "open_by_handle_at": FX_CAP_EVENT,
-    # Opens for writing of a path under /proc/ (another process's memory through /proc/PID/mem);
-    # the kernel sends only those, with the path.
+    # Opens for writing of a path under /proc/ (another process's memory through /proc/PID/mem,
+    # kernel settings) or of a cgroup v1 release_agent; the kernel sends only those, with the
+    # path. openat2's flags are in its struct open_how (bit 15).
     "open": FX_CAP_OPEN_PROC | 0b001 << 8 | 0 << 12,
     "openat": FX_CAP_OPEN_PROC | 0b010 << 8 | 1 << 12,
+    "openat2": FX_CAP_OPEN_PROC | 0b010 << 8 | 1 << 12 | 1 << 15,
 }
 
 # 32-bit (compat) syscalls emitted as events, by their 32-bit names: the high-signal calls above.

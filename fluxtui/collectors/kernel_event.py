@@ -137,6 +137,8 @@ def describe_syscall(name: str, args: tuple[int, ...], strings: tuple[str, str, 
         return f"open({strings[0]!r}, flags {a[1]:#o})"
     if name == "openat":
         return f"openat({strings[1]!r}, flags {a[2]:#o})"
+    if name == "openat2":
+        return f"openat2({strings[1]!r}, for writing)"  # the flags are in its struct open_how
     if name == "open_by_handle_at":
         return f"open_by_handle_at(mount fd {signed32(a[0])}, flags {a[2]:#x})"
     return f"{name}({', '.join(hex(x) for x in a)})"

@@ -32,7 +32,7 @@ SETUP_SYSCALLS = frozenset({
     "move_mount", "open_tree", "mount_setattr", "capset", "setuid", "setgid", "setresuid",
     "setresgid", "setreuid", "setregid", "setgroups", "prctl", "clone", "clone3", "execve",
     "execveat", "memfd_create", "keyctl", "sethostname", "setdomainname", "seccomp", "openat",
-    "open", "bpf",
+    "open", "openat2", "bpf",
 })
 MAX_TRACKED = 16384
 

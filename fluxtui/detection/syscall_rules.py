@@ -316,14 +316,22 @@ def rule_process_vm_write(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
 
 
 # /proc/PID/mem (or a thread's /proc/PID/task/TID/mem), opened for writing: the kernel sends
-# only opens for writing of paths under /proc/ (FX_CAP_OPEN_PROC).
+# only opens for writing of paths under /proc/ or of a release_agent (FX_CAP_OPEN_PROC).
 PROC_MEM = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/mem$")
+OPENS = ("open", "openat", "openat2")
+
+
+def opened_path(ev: KernelEvent) -> str:
+    """The path of an open event ("" when it is not one)."""
+    if ev.syscall == "open":
+        return ev.strings[0]
+    return ev.strings[1] if ev.syscall in OPENS else ""
 
 
 def rule_proc_mem_write(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
-    if ev.kind != "syscall" or ev.syscall not in ("open", "openat"):
+    if ev.kind != "syscall" or ev.syscall not in OPENS:
         return []
-    path = ev.strings[1] if ev.syscall == "openat" else ev.strings[0]
+    path = opened_path(ev)
     match = PROC_MEM.match(os.path.normpath(path)) if path else None
     if match is None:
         return []
@@ -421,8 +429,13 @@ def rule_container_escape(ev: KernelEvent, ctx: EventContext) -> list[Finding]:
                                  f"{what}: pid {pid} runs on the host", 60, Severity.CRITICAL,
                                  target_pid=pid)
         return []
-    if name in ("open", "openat"):
-        path = os.path.normpath(ev.strings[1] if name == "openat" else ev.strings[0] or "")
+    if name in OPENS:
+        path = os.path.normpath(opened_path(ev) or ".")
+        if os.path.basename(path) == "release_agent":
+            return _in_container(ev, ctx, "Cgroup release_agent written from a container",
+                                 f"{path} opened for writing: the program it names runs as "
+                                 "root on the host when a cgroup of the hierarchy empties", 60,
+                                 Severity.CRITICAL, path=path)
         if path in PROC_SYS_CRITICAL:
             return _in_container(ev, ctx, "Host kernel setting written from a container",
                                  f"{path} opened for writing: {PROC_SYS_CRITICAL[path]}", 60,

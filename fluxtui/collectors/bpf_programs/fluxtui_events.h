@@ -41,9 +41,10 @@
                                    (a debugger's per-step requests are counted, not sent) */
 #define FX_CAP_BPF 6            /* emit only commands that load or attach a program (map
                                    lookups are counted, not sent) */
-#define FX_CAP_OPEN_PROC 7      /* open/openat: emit only opens for writing of a path that
-                                   starts with "/proc/" (path argument: desc >> 12; its flags
-                                   follow it) */
+#define FX_CAP_OPEN_PROC 7      /* open/openat/openat2: emit only opens for writing of a
+                                   path that starts with "/proc/" or names a release_agent
+                                   (path argument: desc >> 12; its flags follow it, or, with
+                                   bit 15, are the first field of the struct after it) */
 
 /* Indices of the per-CPU `dropped` array: what could not be recorded, never silently. */
 #define FX_DROP_COUNTS 0        /* syscalls not counted: count map full */

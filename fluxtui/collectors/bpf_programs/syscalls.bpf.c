@@ -75,6 +75,10 @@ BPF_ARRAY(config, struct fx_config, 1);
 BPF_ARRAY(syscall_desc, u32, 2 * FX_MAX_NR);
 BPF_PERCPU_ARRAY(dropped, u64, FX_DROP_SLOTS);
 BPF_PERCPU_ARRAY(inserted, u64, 2);        /* keys inserted into counts_a / counts_b */
+struct fx_path_scratch {
+    char p[2 * FX_STR_LEN];     /* a path read whole; twice as long so any suffix offset fits */
+};
+BPF_PERCPU_ARRAY(path_scratch, struct fx_path_scratch, 1);
 BPF_TASK_STORAGE(threads, struct fx_thread);
 BPF_TASK_STORAGE(exec_stash, struct fx_exec_stash);
 BPF_TABLE("hash", struct fx_count_key, u64, counts_a, FX_COUNT_ENTRIES);
@@ -229,20 +233,48 @@ static __always_inline bool bpf_cmd_wanted(u64 cmd)
     return cmd == 5 || cmd == 8 || cmd == 17 || cmd == 28;
 }
 
-/* An open for writing (O_WRONLY or O_RDWR) of an absolute path under /proc/: another
- * process's memory (/proc/PID/mem), its maps of ids, its attributes. Every other open is only
- * counted: the check costs one 8-byte read of user memory, and only for opens for writing. */
-static __always_inline bool proc_write_wanted(u64 *a, u32 desc)
+/* Whether the path ends in "release_agent" (the whole name): a cgroup v1 hierarchy's program,
+ * run as root on the host when a cgroup empties, wherever the hierarchy is mounted. */
+static __always_inline bool release_agent_path(void *path)
+{
+    u32 zero = 0;
+    struct fx_path_scratch *s = path_scratch.lookup(&zero);
+    if (!s)
+        return false;
+    long n = bpf_probe_read_user_str(s->p, FX_STR_LEN, path);   /* n counts the NUL */
+    if (n < 14)
+        return false;
+    u32 off = (n - 14) & (FX_STR_LEN - 1);
+    const char name[] = "release_agent";
+#pragma unroll
+    for (int i = 0; i < 13; i++)
+        if (s->p[off + i] != name[i])
+            return false;
+    return off == 0 || s->p[(off - 1) & (FX_STR_LEN - 1)] == '/';
+}
+
+/* An open for writing (O_WRONLY or O_RDWR) of an absolute path under /proc/ (another process's
+ * memory through /proc/PID/mem, its maps of ids, kernel settings under /proc/sys) or of a
+ * cgroup v1 release_agent. Every other open is only counted: the check costs one 8-byte read
+ * of user memory and, unless it starts with /proc/, one read of the path; only for opens for
+ * writing. openat2 carries its flags in struct open_how (desc bit 15). */
+static __always_inline bool open_write_wanted(u64 *a, u32 desc)
 {
     u32 at = (desc >> 12) & 1;
     u64 flags = at ? a[2] : a[1];
+    if ((desc >> 15) & 1) {
+        flags = 0;
+        bpf_probe_read_user(&flags, sizeof(flags), (void *)a[2]);   /* open_how.flags */
+    }
     if (!(flags & 3))
         return false;
+    void *path = (void *)(at ? a[1] : a[0]);
     char p[8] = {};
-    if (bpf_probe_read_user(p, sizeof(p), (void *)(at ? a[1] : a[0])))
+    if (bpf_probe_read_user(p, sizeof(p), path))
         return false;
-    return p[0] == '/' && p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c' &&
-           p[5] == '/';
+    if (p[0] == '/' && p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c' && p[5] == '/')
+        return true;
+    return release_agent_path(path);
 }
 
 static __always_inline void stash_argv(u64 *a, u16 nr, u32 desc)
@@ -366,7 +398,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         return 0;
     if (cls == FX_CAP_BPF && !bpf_cmd_wanted(a[0]))
         return 0;
-    if (cls == FX_CAP_OPEN_PROC && !proc_write_wanted(a, desc))
+    if (cls == FX_CAP_OPEN_PROC && !open_write_wanted(a, desc))
         return 0;
     emit_syscall(a, th, nr, desc);
     if (cls == FX_CAP_CRED || cls == FX_CAP_CAPSET) {
