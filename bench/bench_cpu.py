@@ -10,7 +10,13 @@ from /proc, over the same `--seconds`, after the start-up (BPF compile) is over.
 Also printed: how many /proc reads the process collector needed in a steady tick (the evidence
 that processes which did not run are not read).
 
+With --profile DIR, after the measured window, both fluxtui processes are sampled with py-spy
+for --profile-seconds (bench/profile_summary.py) and the top entries printed: where the CPU
+goes, by thread and function. The profile is taken after the window so it cannot change the
+figures.
+
 Run as root: .venv/bin/python bench/bench_cpu.py [--processes 2000] [--seconds 30]
+             [--profile DIR [--profile-seconds 20]]
 Bounded: the extra processes are `sleep 600`, killed on exit; every child is killed on exit.
 """
 
@@ -29,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.profile_summary import record, summary  # noqa: E402
 from fluxtui.collectors.processes import ProcessCollector  # noqa: E402
 from fluxtui.collectors.procstat import CLOCK_TICKS  # noqa: E402
 
@@ -137,11 +144,40 @@ def steady_reads(processes: int) -> None:
           flush=True)
 
 
+def python_pid(pid: int) -> int:
+    """The fluxtui Python process at or below `pid` (a tmux pane runs it under a shell)."""
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if b"fluxtui" in f.read() and os.readlink(f"/proc/{p}/exe").find("python") >= 0:
+                    return p
+        except OSError:
+            continue
+    return pid
+
+
+def profile(pids: dict[str, int], seconds: float, where: Path) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    running = {}
+    for name, pid in pids.items():
+        path = where / f"{name}.txt"
+        running[name] = (path, record(python_pid(pid), seconds, path))
+    for name, (path, proc) in running.items():
+        _out, err = proc.communicate(timeout=seconds + 60)
+        if proc.returncode != 0 or not path.exists():
+            print(f"[profile {name}] py-spy failed: {err.decode(errors='replace')[-300:]}",
+                  flush=True)
+            continue
+        print(summary(path, title=name), flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--processes", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--no-tui", action="store_true", help="headless and top only")
+    parser.add_argument("--profile", type=Path, help="py-spy both after the window, into DIR")
+    parser.add_argument("--profile-seconds", type=float, default=20.0)
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_cpu: needs root (syscall capture, guard, process events)", file=sys.stderr)
@@ -186,6 +222,9 @@ def main() -> int:
             span = time.monotonic() - start
             share = {name: 100.0 * (after[name] - before[name]) / span for name in measured}
             screen = tmux("capture-pane", "-p", "-t", "tui") if tui_pid is not None else ""
+            if args.profile is not None:
+                profile({n: p for n, p in measured.items() if n != "top"},
+                        args.profile_seconds, args.profile)
         finally:
             for child in children:
                 child.kill()
