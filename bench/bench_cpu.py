@@ -35,7 +35,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.profile_summary import record, summary  # noqa: E402
+from bench.profile_summary import (  # noqa: E402
+    cpu_by_thread,
+    record,
+    summary,
+    thread_cpu,
+    thread_names,
+)
 from fluxtui.collectors.processes import ProcessCollector  # noqa: E402
 from fluxtui.collectors.procstat import CLOCK_TICKS  # noqa: E402
 
@@ -160,15 +166,18 @@ def profile(pids: dict[str, int], seconds: float, where: Path) -> None:
     where.mkdir(parents=True, exist_ok=True)
     running = {}
     for name, pid in pids.items():
-        path = where / f"{name}.txt"
-        running[name] = (path, record(python_pid(pid), seconds, path))
-    for name, (path, proc) in running.items():
+        path, target = where / f"{name}.txt", python_pid(pid)
+        running[name] = (path, target, thread_cpu(target), time.monotonic(),
+                         record(target, seconds, path))
+    for name, (path, target, before, start, proc) in running.items():
         _out, err = proc.communicate(timeout=seconds + 60)
+        after, span = thread_cpu(target), time.monotonic() - start
         if proc.returncode != 0 or not path.exists():
             print(f"[profile {name}] py-spy failed: {err.decode(errors='replace')[-300:]}",
                   flush=True)
             continue
         print(summary(path, title=name), flush=True)
+        print(cpu_by_thread(before, after, span, thread_names(path)), flush=True)
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ Run alone: .venv/bin/python bench/profile_summary.py PROFILE.txt [--top 15]
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ from pathlib import Path
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 _THREAD = re.compile(r"^thread \(\d+\): ?([^;]*)$")
+_THREAD_ID = re.compile(r"^thread \((\d+)\): ?([^;]*);")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def py_spy() -> str | None:
@@ -39,6 +42,48 @@ def record(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes]:
          "--format", "raw", "--output", str(path), "--threads", "--function", "--nonblocking",
          "--rate", "100"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of `pid`, from /proc/PID/task/TID/stat."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
+
+
+def thread_names(path: Path) -> dict[int, str]:
+    """Thread id -> Python thread name, as py-spy wrote them."""
+    names = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = _THREAD_ID.match(line)
+        if match:
+            names[int(match.group(1))] = match.group(2) or "?"
+    return names
+
+
+def cpu_by_thread(before: dict[int, float], after: dict[int, float], seconds: float,
+                  names: dict[int, str]) -> str:
+    """The measured CPU of each thread over the window, in % of one core, busiest first:
+    py-spy's samples also count threads that were runnable but waiting for a CPU."""
+    used: dict[str, float] = {}
+    for tid, end in after.items():
+        name = names.get(tid, f"tid {tid}")
+        used[name] = used.get(name, 0.0) + end - before.get(tid, 0.0)
+    total = sum(used.values())
+    parts = [f"{name} {100 * cpu / seconds:.1f}%"
+             for name, cpu in sorted(used.items(), key=lambda kv: -kv[1]) if cpu > 0]
+    return f"  CPU by thread (/proc): total {100 * total / seconds:.1f}% of one core: " + \
+        ", ".join(parts)
 
 
 def _short(frame: str) -> str:
