@@ -214,11 +214,11 @@ async def test_round_trip_real_engine_to_the_dashboard(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: source.finished, timeout=60, message=source.summary)
         assert source.damage is None
-        await until(pilot, lambda: set(app.process_table._rows) == {
+        await until(pilot, lambda: set(app.process_table.rows) == {
             f"{k.pid}:{k.start_ticks}" for k in final.processes} or None, timeout=10,
-            message=lambda: f"{len(app.process_table._rows)} rows vs {len(final.processes)}")
+            message=lambda: f"{len(app.process_table.rows)} rows vs {len(final.processes)}")
         for key, row in final.processes.items():
-            shown = app.process_table._rows[f"{key.pid}:{key.start_ticks}"]
+            shown = app.process_table.rows[f"{key.pid}:{key.start_ticks}"]
             assert (shown.name, shown.cmdline, shown.user, shown.risk) == (
                 row.name, row.cmdline, row.user, row.risk)
         await pilot.press("3")

@@ -282,6 +282,11 @@ class ProcessTable(Vertical):
         self.table.set_labels({c.key: c.label + (arrow if c.key == spec.column else "")
                                for c in COLUMNS})
 
+    @property
+    def rows(self) -> dict[str, ProcessRow]:
+        """The rows shown, by table key, in the table's order (built on demand)."""
+        return {key: entry[0] for key, entry in self._shown.items()}
+
     def selected_key_str(self) -> str | None:
         return self.table.cursor_key
 
