@@ -47,6 +47,7 @@ from fluxtui.collectors.procstat import CLOCK_TICKS  # noqa: E402
 
 SOCKET = f"fluxtui-benchcpu-{uuid.uuid4().hex[:8]}"
 START_LIMIT_S = 180.0  # a BPF compile on a loaded 2-core machine
+SETTLED_S = 10.0
 
 
 def report(name: str, figure: float, floor: float, goal: str, ok: bool, unit: str) -> bool:
@@ -150,6 +151,27 @@ def steady_reads(processes: int) -> None:
           flush=True)
 
 
+def threads(pid: int) -> frozenset[int]:
+    try:
+        return frozenset(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return frozenset()
+
+
+def settle(pids: list[int]) -> None:
+    """Until the set of threads of every pid has not changed for SETTLED_S (bounded)."""
+    deadline = time.monotonic() + START_LIMIT_S
+    seen = [threads(p) for p in pids]
+    since = time.monotonic()
+    while time.monotonic() - since < SETTLED_S and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = [threads(p) for p in pids]
+        if now != seen:
+            seen, since = now, time.monotonic()
+    print(f"[cpu] threads settled: {[len(t) for t in seen]} "
+          f"({time.monotonic() - since:.0f} s unchanged)", flush=True)
+
+
 def python_pid(pid: int) -> int:
     """The fluxtui Python process at or below `pid` (a tmux pane runs it under a shell)."""
     for p in descendants(pid):
@@ -217,7 +239,10 @@ def main() -> int:
             if tui_pid is not None:
                 wait_for(lambda: "PID" in tmux("capture-pane", "-p", "-t", "tui"),
                          START_LIMIT_S, "dashboard start")
-            time.sleep(5.0)
+            # Start-up work on threads of its own (verifying the executables the rules name,
+            # hashing them: tens of seconds on a loaded machine) is not the steady cost: wait
+            # until no thread has come or gone in both processes for SETTLED_S.
+            settle([headless.pid] + ([python_pid(tui_pid)] if tui_pid is not None else []))
             top = subprocess.Popen(["top", "-d", "1", "-b"], stdout=subprocess.DEVNULL)
             children.append(top)
             time.sleep(2.0)  # top's first full listing is not its steady cost
