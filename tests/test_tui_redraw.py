@@ -69,38 +69,3 @@ async def test_a_panel_with_more_lines_is_laid_out_again(monkeypatch) -> None:
         app.refresh_from_engine()
         await until(pilot, lambda: cpu.size.height == 8)
         assert layouts[0] >= 1
-
-
-def rows_of(count: int, busy: int = -1) -> list:
-    return [row(1000 + i, f"proc{i}", cpu=50.0 if i == busy else 0.0) for i in range(count)]
-
-
-async def test_rows_coming_and_going_past_a_page_lay_nothing_out_and_end_still_scrolls(
-        monkeypatch) -> None:
-    layouts = counting_layouts(monkeypatch)
-    engine = StaticEngine(snapshot(rows_of(200)))
-    app = FluxApp(engine, privileged=True, start_engine=False)
-    async with app.run_test(size=(120, 40)) as pilot:
-        table = app.process_table.table
-        await until(pilot, lambda: table.row_count == 200 and table.max_scroll_y > 0
-                    and app.focused is table)
-        await pilot.pause()
-        layouts[0] = 0
-        for sequence, count in ((2, 230), (3, 190), (4, 205)):
-            engine.current = snapshot(rows_of(count, busy=count - 1), sequence=sequence)
-            app.refresh_from_engine()
-            await pilot.pause()
-            assert table.row_count == count
-            assert table.max_scroll_y == (count + 1 - table.container_size.height
-                                          + table.scrollbar_size_horizontal)
-        assert layouts[0] == 0
-        # the busiest row came first (sorted by CPU) and its line shows it
-        assert "50.0" in "".join(s.text for s in table.render_line(1))
-        await pilot.press("end")
-        await until(pilot, lambda: table.cursor_row == 204 and table.scroll_y > 0)
-        assert table.scroll_y <= 204 < table.scroll_y + table.size.height - 1  # on screen
-        # down to fewer rows than a page: laid out (the scrollbar goes), all rows shown
-        engine.current = snapshot(rows_of(10), sequence=5)
-        app.refresh_from_engine()
-        await until(pilot, lambda: table.row_count == 10 and table.max_scroll_y == 0)
-        await until(pilot, lambda: layouts[0] >= 1)

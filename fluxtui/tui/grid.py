@@ -182,45 +182,17 @@ class FastTable(ScrollView, can_focus=True):
         keep = self.cursor_key
         page = max(1, self.size.height - 1)
         at_top = int(self.scroll_y) == 0 and self.cursor_row < page
-        old_keys, old_cells = self.keys, self._cells
         self.keys = [key for key, _ in rows]
         self._cells = dict(rows)
         for gone in self._strips.keys() - self._cells.keys():
             del self._strips[gone]
-        size = Size(self._total_width, len(self.keys) + 1)
-        before = self.virtual_size
-        view = self.container_size.height
-        if size != before and (size.width != before.width or before.height <= view
-                               or size.height <= view):
-            self.virtual_size = size  # a layout: the scrollbar may come or go
-        elif size != before:
-            # More or fewer rows (processes come and go every tick) past a page both times: the
-            # scrollbar stays and follows, without the layout of the whole screen that setting
-            # `virtual_size` asks for.
-            self.set_reactive(FastTable.virtual_size, size)
-            self._scroll_update(size)
+        self.virtual_size = Size(self._total_width, len(self.keys) + 1)
         if keep is not None and keep in self._cells:
             index = self.keys.index(keep)
-            cursor = index if not at_top or index < page else 0
+            self.cursor_row = index if not at_top or index < page else 0
         else:
-            cursor = min(self.cursor_row, max(0, len(self.keys) - 1))
-        if cursor != self.cursor_row:
-            self.cursor_row = cursor  # redraws the whole view
-        else:
-            self._refresh_changed(old_keys, old_cells)
-
-    def _refresh_changed(self, old_keys: list[str], old_cells: dict[str, tuple[Cell, ...]]
-                         ) -> None:
-        """Redraw only the visible lines whose row moved or whose cells changed: a tick over a
-        thousand sleeping processes then redraws a handful of lines, not the whole view."""
-        top = int(self.scroll_y)
-        width = self.size.width
-        for y in range(1, self.size.height):
-            index = top + y - 1
-            old = old_keys[index] if index < len(old_keys) else None
-            new = self.keys[index] if index < len(self.keys) else None
-            if old != new or (new is not None and old_cells.get(new) is not self._cells[new]):
-                self.refresh(Region(0, y, width, 1))
+            self.cursor_row = min(self.cursor_row, max(0, len(self.keys) - 1))
+        self.refresh()
 
     def on_resize(self) -> None:
         self._relayout()
