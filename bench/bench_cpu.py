@@ -10,13 +10,20 @@ from /proc, over the same `--seconds`, after the start-up (BPF compile) is over.
 Also printed: how many /proc reads the process collector needed in a steady tick (the evidence
 that processes which did not run are not read).
 
+With --profile DIR, after the measured window, both fluxtui processes are sampled with py-spy
+for --profile-seconds (bench/profile_summary.py) and the top entries printed: where the CPU
+goes, by thread and function. The profile is taken after the window so it cannot change the
+figures.
+
 Run as root: .venv/bin/python bench/bench_cpu.py [--processes 2000] [--seconds 30]
+             [--profile DIR [--profile-seconds 20]]
 Bounded: the extra processes are `sleep 600`, killed on exit; every child is killed on exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -29,11 +36,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.profile_summary import (  # noqa: E402
+    cpu_by_thread,
+    record,
+    summary,
+    thread_cpu,
+    thread_names,
+)
 from fluxtui.collectors.processes import ProcessCollector  # noqa: E402
 from fluxtui.collectors.procstat import CLOCK_TICKS  # noqa: E402
 
 SOCKET = f"fluxtui-benchcpu-{uuid.uuid4().hex[:8]}"
 START_LIMIT_S = 180.0  # a BPF compile on a loaded 2-core machine
+SETTLED_S = 10.0
 
 
 def report(name: str, figure: float, floor: float, goal: str, ok: bool, unit: str) -> bool:
@@ -137,11 +152,80 @@ def steady_reads(processes: int) -> None:
           flush=True)
 
 
+def all_started(stream: Path) -> bool:
+    """The stream's last metrics document has every component started (none "starting…")."""
+    if not stream.exists():
+        return False
+    for line in reversed(stream.read_bytes().splitlines()):
+        if b'"fluxtui.metrics"' not in line:
+            continue
+        try:
+            collectors = json.loads(line)["fluxtui"]["collectors"]
+        except (ValueError, KeyError):
+            return False
+        return "syscalls" in collectors and not any(
+            "starting" in str(c.get("reason", "")) for c in collectors.values())
+    return False
+
+
+def threads(pid: int) -> frozenset[int]:
+    try:
+        return frozenset(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return frozenset()
+
+
+def settle(pids: list[int]) -> None:
+    """Until the set of threads of every pid has not changed for SETTLED_S (bounded)."""
+    deadline = time.monotonic() + START_LIMIT_S
+    seen = [threads(p) for p in pids]
+    since = time.monotonic()
+    while time.monotonic() - since < SETTLED_S and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = [threads(p) for p in pids]
+        if now != seen:
+            seen, since = now, time.monotonic()
+    print(f"[cpu] threads settled: {[len(t) for t in seen]} "
+          f"({time.monotonic() - since:.0f} s unchanged)", flush=True)
+
+
+def python_pid(pid: int) -> int:
+    """The fluxtui Python process at or below `pid` (a tmux pane runs it under a shell)."""
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if b"fluxtui" in f.read() and os.readlink(f"/proc/{p}/exe").find("python") >= 0:
+                    return p
+        except OSError:
+            continue
+    return pid
+
+
+def profile(pids: dict[str, int], seconds: float, where: Path) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    running = {}
+    for name, pid in pids.items():
+        path, target = where / f"{name}.txt", python_pid(pid)
+        running[name] = (path, target, thread_cpu(target), time.monotonic(),
+                         record(target, seconds, path))
+    for name, (path, target, before, start, proc) in running.items():
+        _out, err = proc.communicate(timeout=seconds + 60)
+        after, span = thread_cpu(target), time.monotonic() - start
+        if proc.returncode != 0 or not path.exists():
+            print(f"[profile {name}] py-spy failed: {err.decode(errors='replace')[-300:]}",
+                  flush=True)
+            continue
+        print(summary(path, title=name), flush=True)
+        print(cpu_by_thread(before, after, span, thread_names(path)), flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--processes", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--no-tui", action="store_true", help="headless and top only")
+    parser.add_argument("--profile", type=Path, help="py-spy both after the window, into DIR")
+    parser.add_argument("--profile-seconds", type=float, default=20.0)
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_cpu: needs root (syscall capture, guard, process events)", file=sys.stderr)
@@ -167,12 +251,17 @@ def main() -> int:
                 tui_pid = int(tmux("display", "-p", "-t", "tui", "#{pane_pid}").strip())
             # Past start-up: the stream carries the syscall collector running, the TUI shows
             # its table, and both have ticked a few times since.
-            wait_for(lambda: stream.exists() and b'"syscalls"' in stream.read_bytes()
-                     and b"running" in stream.read_bytes(), START_LIMIT_S, "headless start")
+            # Past start-up: every component has started (a BPF compile runs in a helper
+            # process, a child whose CPU would count in the window).
+            wait_for(lambda: all_started(stream), START_LIMIT_S, "headless start")
             if tui_pid is not None:
-                wait_for(lambda: "PID" in tmux("capture-pane", "-p", "-t", "tui"),
+                wait_for(lambda: "PID" in (screen := tmux("capture-pane", "-p", "-t", "tui"))
+                         and "starting" not in "".join(screen.splitlines()[:3]),
                          START_LIMIT_S, "dashboard start")
-            time.sleep(5.0)
+            # Start-up work on threads of its own (verifying the executables the rules name,
+            # hashing them: tens of seconds on a loaded machine) is not the steady cost: wait
+            # until no thread has come or gone in both processes for SETTLED_S.
+            settle([headless.pid] + ([python_pid(tui_pid)] if tui_pid is not None else []))
             top = subprocess.Popen(["top", "-d", "1", "-b"], stdout=subprocess.DEVNULL)
             children.append(top)
             time.sleep(2.0)  # top's first full listing is not its steady cost
@@ -186,6 +275,9 @@ def main() -> int:
             span = time.monotonic() - start
             share = {name: 100.0 * (after[name] - before[name]) / span for name in measured}
             screen = tmux("capture-pane", "-p", "-t", "tui") if tui_pid is not None else ""
+            if args.profile is not None:
+                profile({n: p for n, p in measured.items() if n != "top"},
+                        args.profile_seconds, args.profile)
         finally:
             for child in children:
                 child.kill()

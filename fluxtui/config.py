@@ -384,6 +384,9 @@ class StreamConfig:
     process_documents: Literal["list", "state", "both"] = "list"
     # Seconds between two full listings of the socket table (the first one at start).
     connection_listing_interval: float = field(default=60.0, metadata=_range(1, 86400))
+    # Seconds between two full listings of the processes (the first one at start); the ticks
+    # between carry only the processes that changed and those gone. 0: every tick in full.
+    process_listing_interval: float = field(default=60.0, metadata=_range(0, 86400))
 
 
 @dataclass(frozen=True)

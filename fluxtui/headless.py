@@ -6,7 +6,9 @@ and is written as it came, with the time it happened as `@timestamp`; snapshots 
 only the latest waits (a slow reader skips ticks, never events). Each written snapshot gives the
 tick's documents, in this order and all with `fluxtui.tick`: host metrics with every
 component's status and drop counters, the processes (one list document or one state document
-per process, `stream.process_documents`), the full socket listing when it is due
+per process, `stream.process_documents`; every process at start and every
+`stream.process_listing_interval`, only those that changed or are gone in between:
+ecs/process_changes.py), the full socket listing when it is due
 (`stream.connection_listing_interval`); then one event per drop counter that went up. The
 first line is a `recording-started` document. Collector threads only enqueue; the thread that
 drains writes, so lines never interleave.
@@ -44,6 +46,7 @@ from fluxtui.ecs import (
 )
 from fluxtui.ecs.common import iso_time
 from fluxtui.ecs.host import all_drops, drop_documents
+from fluxtui.ecs.process_changes import ProcessListing
 from fluxtui.engine import Engine
 from fluxtui.events import Snapshot
 from fluxtui.untrusted_text import visible
@@ -73,11 +76,16 @@ def text_line(doc: dict[str, Any]) -> str | None:
                 f"load {load:.2f} procs {m['process_count']} lost {lost}")
     if dataset == "fluxtui.processes":
         procs = own["processes"]
+        # Between full listings only changed rows are here; a process using CPU has changed.
         busiest = sorted((p for p in procs if p["cpu_pct"] is not None),
                          key=lambda p: p["cpu_pct"], reverse=True)[:3]
         top = ", ".join(f"{visible(p['name'])}({p['pid']}) {p['cpu_pct']:.1f}%"
                         for p in busiest)
-        return f"{stamp} processes {len(procs)} top cpu: {top}"
+        listing = own.get("listing", {})
+        count = listing.get("count", len(procs))
+        changed = (f" ({listing.get('changed', 0)} changed, {listing.get('removed', 0)} gone)"
+                   if listing.get("kind") == "changes" else "")
+        return f"{stamp} processes {count}{changed} top cpu: {top}"
     if dataset == "fluxtui.process":
         return None  # one per process per tick: the list document says it in one line
     if dataset == "fluxtui.connection_listing":
@@ -101,6 +109,7 @@ def recording_started(config: Config, now: float) -> dict[str, Any]:
             "refresh_interval_s": config.general.refresh_interval,
             "process_documents": config.stream.process_documents,
             "connection_listing_interval_s": config.stream.connection_listing_interval,
+            "process_listing_interval_s": config.stream.process_listing_interval,
             "privileged": os.geteuid() == 0,
         }},
     }
@@ -127,6 +136,7 @@ class StreamWriter:
         self.dropped = 0
         self._ledger = DropLedger()
         self._last_listing: float | None = None
+        self._processes = ProcessListing(config.stream.process_listing_interval)
         self._started = False
 
     def attach(self, bus: EventBus) -> Callable[[], None]:
@@ -155,10 +165,11 @@ class StreamWriter:
         drops = self._ledger.update(all_drops(snapshot.statuses, self._extra_drops()))
         docs = [metrics_document(snapshot, drops)]
         mode = self.config.stream.process_documents
+        changes = self._processes.take(snapshot)
         if mode in ("list", "both"):
-            docs.append(processes_document(snapshot))
+            docs.append(processes_document(snapshot, changes))
         if mode in ("state", "both"):
-            docs.extend(process_state_documents(snapshot))
+            docs.extend(process_state_documents(snapshot, changes))
         view = snapshot.views.get("connections")
         now = snapshot.metrics.timestamp
         if isinstance(view, ConnectionsView) and (

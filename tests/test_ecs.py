@@ -227,3 +227,78 @@ def test_the_stream_section_of_the_config_is_checked() -> None:
         parse_config("stream:\n  process_documents: each\n", "test.yml")
     with pytest.raises(ConfigError, match="connection_listing_interval"):
         parse_config("stream:\n  connection_listing_interval: 0\n", "test.yml")
+    assert parse_config("stream:\n  process_listing_interval: 0\n", "test.yml"
+                        ).stream.process_listing_interval == 0
+    with pytest.raises(ConfigError, match="process_listing_interval"):
+        parse_config("stream:\n  process_listing_interval: -1\n", "test.yml")
+
+
+def changing_ticks() -> list:
+    """Four ticks at 0, 1, 2 and 10 s: vim runs (its CPU changes), bash exits at 2 s, a new
+    process starts at 1 s; the rest sleep (the same row objects, as the engine hands them)."""
+    rows = {r.pid: r for r in fakes.snapshot().processes.values()}
+    ticks = []
+    for sequence, at in ((1, 0.0), (2, 1.0), (3, 2.0), (4, 10.0)):
+        rows[301] = dataclasses.replace(rows[301], cpu_percent=10.0 + sequence)
+        if at == 1.0:
+            rows[500] = fakes.row(500, "new")
+        if at == 2.0:
+            del rows[300]
+        snap = fakes.snapshot(list(rows.values()), sequence=sequence)
+        ticks.append(dataclasses.replace(
+            snap, metrics=dataclasses.replace(snap.metrics, timestamp=T + at)))
+    return ticks
+
+
+def test_between_full_listings_only_changed_and_gone_processes_are_written() -> None:
+    out = io.StringIO()
+    config = Config(stream=StreamConfig(process_documents="both", process_listing_interval=10))
+    w = StreamWriter(config, "json", out, clock=lambda: T)
+    for snap in changing_ticks():
+        w.offer(snap)
+        w.drain()
+    docs = lines(out)
+    lists = [d["fluxtui"] for d in docs if d["event"]["dataset"] == "fluxtui.processes"]
+    assert [x["listing"]["kind"] for x in lists] == ["full", "changes", "changes", "full"]
+    assert [x["listing"]["count"] for x in lists] == [5, 6, 5, 5]
+    assert [sorted(p["pid"] for p in x["processes"]) for x in lists] == [
+        [1, 200, 300, 301, 400], [301, 500], [301], [1, 200, 301, 400, 500]]
+    assert [x.get("removed") for x in lists] == [None, [], [{"pid": 300, "start_ticks": 1300}],
+                                                 None]
+    states = [d for d in docs if d["event"]["dataset"] == "fluxtui.process"]
+    by_tick: dict[int, list] = {}
+    for d in states:
+        by_tick.setdefault(d["fluxtui"]["tick"], []).append(d)
+    assert [len(by_tick[t]) for t in (1, 2, 3, 4)] == [5, 2, 2, 5]
+    gone = next(d for d in by_tick[3] if "process_removed" in d["fluxtui"])
+    assert gone["event"]["type"] == ["end"] and gone["process"]["pid"] == 300
+    assert gone["process"]["entity_id"].endswith("-300-1300")
+    for doc in docs:
+        assert problems(doc) == [], doc["event"]["dataset"]
+
+
+def test_a_slow_reader_gets_every_change_since_what_it_was_last_written() -> None:
+    out = io.StringIO()
+    w = StreamWriter(Config(stream=StreamConfig(process_listing_interval=60)), "json", out,
+                     clock=lambda: T)
+    first, second, third, _ = changing_ticks()
+    w.offer(first)
+    w.drain()
+    w.offer(second)  # never written: the third arrives before the reader is back
+    w.offer(third)
+    w.drain()
+    lists = [d["fluxtui"] for d in lines(out) if d["event"]["dataset"] == "fluxtui.processes"]
+    assert sorted(p["pid"] for p in lists[1]["processes"]) == [301, 500]  # 500 came in tick 2
+    assert lists[1]["removed"] == [{"pid": 300, "start_ticks": 1300}]
+
+
+def test_a_zero_listing_interval_writes_every_process_every_tick() -> None:
+    out = io.StringIO()
+    w = StreamWriter(Config(stream=StreamConfig(process_listing_interval=0)), "json", out,
+                     clock=lambda: T)
+    for snap in changing_ticks():
+        w.offer(snap)
+        w.drain()
+    lists = [d["fluxtui"] for d in lines(out) if d["event"]["dataset"] == "fluxtui.processes"]
+    assert [x["listing"]["kind"] for x in lists] == ["full"] * 4
+    assert [len(x["processes"]) for x in lists] == [5, 6, 5, 5]

@@ -109,3 +109,13 @@ def test_long_names_use_the_executable_name(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+def test_identity_only_reads_need_stat_alone(tmp_path: Path) -> None:
+    """Socket ownership and start ticks read /proc/PID/stat only (one read, not two)."""
+    (tmp_path / "4242").mkdir()
+    (tmp_path / "4242" / "stat").write_bytes(SAMPLE)
+    assert read_stat(4242, str(tmp_path)) is None  # no statm: the full read fails
+    stat = read_stat(4242, str(tmp_path), memory=False)
+    assert stat is not None and stat.comm == "we(ird) )name" and stat.start_ticks == 123456
+    assert read_start_ticks(4242, str(tmp_path)) == 123456

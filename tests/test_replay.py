@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fluxtui.capabilities.connection_tracker import ConnectionsComponent
-from fluxtui.config import Config, NetworkConfig
+from fluxtui.config import Config, NetworkConfig, StreamConfig
 from fluxtui.ecs import host_fields
 from fluxtui.engine import Engine
 from fluxtui.events import Alert, ProcessKey, Severity, Snapshot
@@ -214,11 +214,11 @@ async def test_round_trip_real_engine_to_the_dashboard(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: source.finished, timeout=60, message=source.summary)
         assert source.damage is None
-        await until(pilot, lambda: set(app.process_table._rows) == {
+        await until(pilot, lambda: set(app.process_table.rows) == {
             f"{k.pid}:{k.start_ticks}" for k in final.processes} or None, timeout=10,
-            message=lambda: f"{len(app.process_table._rows)} rows vs {len(final.processes)}")
+            message=lambda: f"{len(app.process_table.rows)} rows vs {len(final.processes)}")
         for key, row in final.processes.items():
-            shown = app.process_table._rows[f"{key.pid}:{key.start_ticks}"]
+            shown = app.process_table.rows[f"{key.pid}:{key.start_ticks}"]
             assert (shown.name, shown.cmdline, shown.user, shown.risk) == (
                 row.name, row.cmdline, row.user, row.risk)
         await pilot.press("3")
@@ -283,3 +283,45 @@ async def test_recorded_guard_decisions_are_history_in_the_guard_tab(tmp_path: P
         cells = [str(c) for c in table.get_row_at(0)]
         assert "denied" in cells and "/usr/bin/cat" in cells and "/h/.aws/credentials" in cells
         assert not isinstance(app.screen, PromptScreen)
+
+
+@pytest.mark.parametrize("mode", ["list", "state"])
+def test_a_recording_of_changes_between_full_listings_replays_every_table(
+        tmp_path: Path, mode: str) -> None:
+    """Between full listings the stream carries only changed and gone processes: the replay
+    rebuilds each tick's whole table from them, a tick where nothing changed included."""
+    out = io.StringIO()
+    config = Config(stream=StreamConfig(process_documents=mode,  # type: ignore[arg-type]
+                                        process_listing_interval=60))
+    writer = StreamWriter(config, "json", out, clock=lambda: T0)
+    rows = {r.pid: r for r in fakes.snapshot().processes.values()}
+    tables = []
+    for sequence in range(1, 6):
+        if sequence == 2:
+            rows[500] = fakes.row(500, "new")
+        if sequence == 3:
+            rows[301] = dataclasses.replace(rows[301], cpu_percent=50.0)
+            del rows[300]
+        # sequence 4 and 5: nothing changes
+        snap = fakes.snapshot(list(rows.values()), sequence=sequence)
+        snap = dataclasses.replace(snap, metrics=fakes.metrics(timestamp=T0 + sequence))
+        tables.append(dict(snap.processes))
+        writer.offer(snap)
+        writer.drain()
+    assert '"kind": "changes"' in out.getvalue()
+    path = tmp_path / "rec.jsonl"
+    path.write_text(out.getvalue())
+    seen: list[Snapshot] = []
+    source = ReplaySource(str(path), Config(), speed=1000)
+    source.bus.subscribe(lambda e: seen.append(e) if isinstance(e, Snapshot) else None)
+    source.start()
+    end = time.monotonic() + 60
+    while not source.finished:
+        assert time.monotonic() < end, "the replay did not finish"
+        time.sleep(0.01)
+    source.stop()
+    assert source.damage is None and len(seen) == 5
+    for replayed, recorded in zip(seen, tables, strict=True):
+        assert sorted(replayed.processes) == sorted(recorded)
+        for key, row in recorded.items():
+            assert replayed.processes[key].cpu_percent == row.cpu_percent

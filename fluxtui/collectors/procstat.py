@@ -57,11 +57,13 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
-def read_stat(pid: int, proc: str = "/proc") -> ProcStat | None:
-    """None when the process is gone (or never was)."""
+def read_stat(pid: int, proc: str = "/proc", memory: bool = True) -> ProcStat | None:
+    """None when the process is gone (or never was). `memory=False`: stat alone, one read
+    instead of two, for a caller that needs no exact resident size (rss_bytes is then stat's
+    approximate figure): identity and name only."""
     try:
         raw = _read(f"{proc}/{pid}/stat")
-        statm = _read(f"{proc}/{pid}/statm")
+        statm = _read(f"{proc}/{pid}/statm") if memory else b""
     except OSError:
         return None
     if not raw:
@@ -71,7 +73,7 @@ def read_stat(pid: int, proc: str = "/proc") -> ProcStat | None:
 
 def read_start_ticks(pid: int, proc: str = "/proc") -> int | None:
     """The start time that, with the pid, identifies a process across PID reuse."""
-    stat = read_stat(pid, proc)
+    stat = read_stat(pid, proc, memory=False)
     return None if stat is None else stat.start_ticks
 
 

@@ -109,7 +109,7 @@ class SocketOwners:
             self._drop(gone)
         pending: list[tuple[int, Owner, int]] = []  # not re-read this time
         for pid in pids:
-            stat = read_stat(pid, self._proc)
+            stat = read_stat(pid, self._proc, memory=False)  # identity and name only
             if stat is None:
                 self._drop(pid)
                 continue

@@ -1,5 +1,6 @@
 """Processes in ECS: the per-tick process listing (one document with an array, or one `state`
-document per process), a process's final record, and the kernel's process events.
+document per process; the whole table, or what changed since the previous written tick:
+ecs/process_changes.py), a process's final record, and the kernel's process events.
 
 `process.user` is the effective user and `process.real_user` the real one, as ECS has them; a
 value the source does not know is left out, never filled with the other one.
@@ -11,7 +12,8 @@ from typing import Any
 
 from fluxtui.collectors.kernel_event import KernelEvent
 from fluxtui.ecs.common import entity_id, iso_time
-from fluxtui.events import ContainerIdentity, ProcessExit, ProcessRow, Snapshot
+from fluxtui.ecs.process_changes import ProcessChanges
+from fluxtui.events import ContainerIdentity, ProcessExit, ProcessKey, ProcessRow, Snapshot
 
 PROCESSES_DATASET = "fluxtui.processes"
 PROCESS_STATE_DATASET = "fluxtui.process"
@@ -77,24 +79,53 @@ def process_state(row: ProcessRow) -> dict[str, Any]:
     }
 
 
-def processes_document(snapshot: Snapshot) -> dict[str, Any]:
-    """Every process of the tick in one document (`stream.process_documents: list`)."""
-    rows = sorted(snapshot.processes.values(), key=lambda r: r.key)
+def _key(key: ProcessKey) -> dict[str, int]:
+    return {"pid": key.pid, "start_ticks": key.start_ticks}
+
+
+def listing_fields(snapshot: Snapshot, changes: ProcessChanges | None) -> dict[str, Any]:
+    """`fluxtui.listing`: whether the tick's process documents are the whole table ("full") or
+    what changed since the previous written tick ("changes"), and the table's size."""
+    if changes is None or changes.full:
+        return {"kind": "full", "count": len(snapshot.processes)}
+    return {"kind": "changes", "count": len(snapshot.processes),
+            "changed": len(changes.changed), "removed": len(changes.removed)}
+
+
+def processes_document(snapshot: Snapshot, changes: ProcessChanges | None = None
+                       ) -> dict[str, Any]:
+    """The processes of the tick in one document (`stream.process_documents: list`): every one
+    (`fluxtui.listing.kind: full`), or, with `changes` between two full listings, those new or
+    changed since the previous written tick and the keys of those gone from the table
+    (`fluxtui.removed`)."""
+    rows = (sorted(snapshot.processes.values(), key=lambda r: r.key)
+            if changes is None or changes.full else changes.changed)
+    own: dict[str, Any] = {"tick": snapshot.sequence,
+                           "listing": listing_fields(snapshot, changes),
+                           "processes": [process_state(r) for r in rows]}
+    if changes is not None and not changes.full:
+        own["removed"] = [_key(k) for k in changes.removed]
     return {
         "@timestamp": iso_time(snapshot.metrics.timestamp),
         "event": {"kind": "state", "dataset": PROCESSES_DATASET, "category": ["process"],
                   "type": ["info"]},
-        "fluxtui": {"tick": snapshot.sequence,
-                    "processes": [process_state(r) for r in rows]},
+        "fluxtui": own,
     }
 
 
-def process_state_documents(snapshot: Snapshot) -> list[dict[str, Any]]:
+def process_state_documents(snapshot: Snapshot, changes: ProcessChanges | None = None
+                            ) -> list[dict[str, Any]]:
     """One `state` document per process (`stream.process_documents: state`): ECS process fields
-    keyed by `process.entity_id`, latest wins in an entity index."""
+    keyed by `process.entity_id`, latest wins in an entity index. With `changes` between two
+    full listings: only the processes new or changed since the previous written tick, and one
+    `event.type: end` document for each process gone from the table
+    (`fluxtui.process_removed`)."""
     stamp = iso_time(snapshot.metrics.timestamp)
+    listing = listing_fields(snapshot, changes)
+    rows = (sorted(snapshot.processes.values(), key=lambda r: r.key)
+            if changes is None or changes.full else changes.changed)
     docs = []
-    for row in sorted(snapshot.processes.values(), key=lambda r: r.key):
+    for row in rows:
         process: dict[str, Any] = {
             "pid": row.pid,
             "entity_id": entity_id(row.pid, row.key.start_ticks),
@@ -116,11 +147,21 @@ def process_state_documents(snapshot: Snapshot) -> list[dict[str, Any]]:
             "event": {"kind": "state", "dataset": PROCESS_STATE_DATASET,
                       "category": ["process"], "type": ["info"]},
             "process": process,
-            "fluxtui": {"tick": snapshot.sequence, "process": process_state(row)},
+            "fluxtui": {"tick": snapshot.sequence, "listing": listing,
+                        "process": process_state(row)},
         }
         if row.risk is not None:
             doc["event"]["risk_score"] = round(row.risk, 2)
         docs.append(with_container(doc, row.container_identity))
+    for key in changes.removed if changes is not None and not changes.full else ():
+        docs.append({
+            "@timestamp": stamp,
+            "event": {"kind": "state", "dataset": PROCESS_STATE_DATASET,
+                      "category": ["process"], "type": ["end"]},
+            "process": {"pid": key.pid, "entity_id": entity_id(key.pid, key.start_ticks)},
+            "fluxtui": {"tick": snapshot.sequence, "listing": listing,
+                        "process_removed": _key(key)},
+        })
     return docs
 
 

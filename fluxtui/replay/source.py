@@ -50,6 +50,8 @@ class _Tick:
     metrics: dict[str, Any] | None = None
     rows: dict[ProcessKey, ProcessRow] = dataclasses.field(default_factory=dict)
     listing: ConnectionsView | None = None
+    carried: bool = False  # rows start from the previous tick's (a "changes" listing)
+    listed: bool = False  # the tick had process documents (none: nothing changed)
 
 
 def recording_origin(path: str) -> tuple[str, float | None, bool]:
@@ -87,6 +89,7 @@ class ReplaySource(Engine):
         self._statuses: tuple[ComponentStatus, ...] = ()
         self._replay_alerts: deque[Alert] = deque(maxlen=self.config.general.max_alerts)
         self._sockets: dict[int, SocketRow] = {}
+        self._rows: dict[ProcessKey, ProcessRow] = {}  # the last published tick's
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LIMIT)
         self._last_tick_time: float | None = None
         self._played = 0
@@ -183,13 +186,8 @@ class ReplaySource(Engine):
             pending = pending or _Tick(tick)
             if dataset == "fluxtui.metrics":
                 pending.metrics = doc
-            elif dataset == "fluxtui.processes":
-                for p in doc["fluxtui"]["processes"]:
-                    row = row_of(p)
-                    pending.rows[row.key] = row
-            elif dataset == "fluxtui.process":
-                row = row_of(doc["fluxtui"]["process"])
-                pending.rows[row.key] = row
+            elif dataset in ("fluxtui.processes", "fluxtui.process"):
+                self._take_processes(doc["fluxtui"], pending)
             else:
                 pending.listing = listing_of(doc)
             return pending
@@ -214,6 +212,22 @@ class ReplaySource(Engine):
             self._history.append(history_item(doc, self._played))
         return None
 
+    def _take_processes(self, own: dict[str, Any], pending: _Tick) -> None:
+        """A tick's process documents: the whole table, or (`listing.kind: changes`, see
+        ecs/process_changes.py) the rows changed since the previous tick and those gone."""
+        pending.listed = True
+        if own.get("listing", {}).get("kind") == "changes" and not pending.carried:
+            pending.carried = True
+            pending.rows = {**self._rows, **pending.rows}
+        removed = [own["process_removed"]] if "process_removed" in own else own.get("removed", [])
+        for gone in removed:
+            pending.rows.pop(ProcessKey(int(gone["pid"]), int(gone["start_ticks"])), None)
+        listed = own["processes"] if "processes" in own else [own["process"]] if "process" in own \
+            else []
+        for p in listed:
+            row = row_of(p)
+            pending.rows[row.key] = row
+
     def _publish(self, tick: _Tick) -> None:
         if tick.metrics is None:
             raise RebuildError(f"tick {tick.number} has no metrics document")
@@ -231,6 +245,9 @@ class ReplaySource(Engine):
                                                    tuple(self._sockets.values()), 0.0, 0.0,
                                                    ("replay: sockets as of the last listing "
                                                     "and the events since",), 0)
+        if not tick.listed:  # state documents of changes only, and nothing changed
+            tick.rows = dict(self._rows)
+        self._rows = tick.rows
         self._sequence += 1
         self.ticks += 1
         self.position = metrics.timestamp

@@ -29,6 +29,19 @@ SHORT_NAMES = {"processes": "procs", "syscalls": "sysc", "connections": "conn",
 
 
 
+def show(panel: Static, text: Text) -> None:
+    """`Static.update`, with a layout of the screen only when the panel's size may change: the
+    panels are `height: auto`, and at 1 Hz a layout redraws the whole screen, the process table
+    included (issue 13: most of the dashboard's drawing cost). A layout is asked for when the
+    number of lines changes, when a line is wider than the panel, and whenever the panel's laid
+    out height is not its number of lines (not laid out yet, or laid out from other content:
+    a header laid out at zero height shows again at the next tick, whatever hid it)."""
+    lines = text.plain.count("\n") + 1
+    size = panel.size
+    settled = (size.width > 0 and size.height == lines
+               and all(cell_len(line) <= size.width for line in text.plain.split("\n")))
+    panel.update(text, layout=not settled)
+
 
 class History:
     """A bounded series per name, for sparklines."""
@@ -127,7 +140,7 @@ class StatusHeader(Static):
         first.add(f"kernel {self.kernel}")
         text.append("\n")
         text.append_text(self._statuses(snapshot, width, mode, level))
-        self.update(text)
+        show(self, text)
 
 
     @staticmethod
@@ -212,7 +225,7 @@ class CpuPanel(Static):
                 text.append(bar(value, bar_width), style=level_style(value, level))
                 text.append(f" {value:5.1f}%\n")
         text.rstrip()
-        self.update(text)
+        show(self, text)
 
 
 class MemoryPanel(Static):
@@ -239,7 +252,7 @@ class MemoryPanel(Static):
             line.add(f"{human_bytes(mem.swap_used)}/{human_bytes(mem.swap_total)}")
         else:
             line.add("none", style="dim")
-        self.update(text)
+        show(self, text)
 
 
 def _rate(value: float) -> str:
@@ -279,7 +292,7 @@ class IoPanel(Static):
         text = Text(no_wrap=True, overflow="crop")
         if m.interval is None:
             Line(text, width).add("measuring…", style="dim")
-            self.update(text)
+            show(self, text)
             return
         if small:  # the busiest three of disks and interfaces
             _io_lines(text, m.disks, self.history, "disk:", ("R", "W"), width, 1, spark_style)
@@ -295,4 +308,4 @@ class IoPanel(Static):
             _io_lines(text, m.networks, self.history, "net:", ("↓", "↑"), width, 4,
                       spark_style)
         text.rstrip()  # in place
-        self.update(text)
+        show(self, text)

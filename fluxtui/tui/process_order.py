@@ -133,10 +133,18 @@ class SortedRows:
         self._placed: dict[ProcessKey, tuple[bool, Any, ProcessRow]] = {}
 
     def order(self, rows: list[ProcessRow], spec: SortSpec) -> list[ProcessRow]:
-        current = {row.key: row for row in rows}
         placed = self._placed
         changed = [row for row in rows if (p := placed.get(row.key)) is None or p[2] is not row]
-        gone = [key for key in placed if key not in current]
+        # Gone: placed rows not among today's objects (by id: hashing a ProcessKey runs Python
+        # code, thousands per tick), less those that are only changed. Placed rows are held,
+        # so no id can be reused meanwhile.
+        objects = {id(row) for row in rows}
+        stale = [key for key, p in placed.items() if id(p[2]) not in objects]
+        if stale:
+            renewed = {row.key for row in changed}
+            gone = [key for key in stale if key not in renewed]
+        else:
+            gone = []
         if spec != self._spec or (len(changed) + len(gone)) * self.REBUILD_FRACTION > len(rows):
             self._rebuild(rows, spec)
         else:

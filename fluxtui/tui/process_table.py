@@ -193,9 +193,7 @@ class ProcessTable(Vertical):
         self.state = TableState()
         self._shown: dict[str, tuple[ProcessRow, str, tuple[Cell, ...]]] = {}
         self._labelled: SortSpec | None = None
-        self._rows: dict[str, ProcessRow] = {}
         self._snapshot: Snapshot | None = None
-        self._row_keys: dict[ProcessKey, str] = {}
         self._order = SortedRows()
         self._finals: FinalCache = {}
         self._applied: dict[ProcessKey, ProcessRow] = {}
@@ -249,16 +247,19 @@ class ProcessTable(Vertical):
         return same
 
     def _apply(self) -> None:
+        """One pass over the visible rows: a row that is the same object as last time (the
+        engine hands back the very same object for a process that did not change) keeps its
+        cells, so the table keeps its cached strip; only changed rows are rendered. Keys are
+        built, not looked up: a lookup hashes a ProcessKey in Python, thousands per tick."""
         if self._unchanged():
             return
         rows = []
+        old = self._shown
         shown: dict[str, tuple[ProcessRow, str, tuple[Cell, ...]]] = {}
-        names = self._row_keys
-        self._row_keys = {}
         for row, prefix in self._visible():
-            key = names.get(row.key) or row_key(row.key)
-            self._row_keys[row.key] = key
-            before = self._shown.get(key)
+            pk = row.key
+            key = f"{pk.pid}:{pk.start_ticks}"
+            before = old.get(key)
             if before is not None and before[1] == prefix and (before[0] is row
                                                                or before[0] == row):
                 cells = before[2]  # unchanged: the table keeps its cached strip
@@ -267,7 +268,6 @@ class ProcessTable(Vertical):
             shown[key] = (row, prefix, cells)
             rows.append((key, cells))
         self._shown = shown
-        self._rows = {key: entry[0] for key, entry in shown.items()}
         # A tree's names need room for their depth: as much as the deepest one, room allowing.
         deepest = (max((cell_len(cells[2][0]) for _, cells in rows), default=0)
                    if self.state.tree else 0)
@@ -282,12 +282,18 @@ class ProcessTable(Vertical):
         self.table.set_labels({c.key: c.label + (arrow if c.key == spec.column else "")
                                for c in COLUMNS})
 
+    @property
+    def rows(self) -> dict[str, ProcessRow]:
+        """The rows shown, by table key, in the table's order (built on demand)."""
+        return {key: entry[0] for key, entry in self._shown.items()}
+
     def selected_key_str(self) -> str | None:
         return self.table.cursor_key
 
     def selected_row(self) -> ProcessRow | None:
         key = self.selected_key_str()
-        return None if key is None else self._rows.get(key)
+        entry = None if key is None else self._shown.get(key)
+        return None if entry is None else entry[0]
 
     # --- actions -----------------------------------------------------------------------------
 
@@ -356,6 +362,6 @@ class ProcessTable(Vertical):
 
     @on(FastTable.RowSelected, "#process-grid")
     def _row_chosen(self, event: FastTable.RowSelected) -> None:
-        row = self._rows.get(event.key)
-        if row is not None:
-            self.post_message(self.Selected(row.key))
+        entry = self._shown.get(event.key)
+        if entry is not None:
+            self.post_message(self.Selected(entry[0].key))
