@@ -171,7 +171,7 @@ def test_a_rate_far_above_training_is_named() -> None:
     nr, _ = max(normal.counts.items(), key=lambda kv: kv[1])
     peak = model.profiles.executables["/usr/bin/cat"].peak_rate[nr]
     burst = dataclasses.replace(normal, counts={**normal.counts, nr: int(peak * 50) + 20},
-                                window_s=1.0, key=dataclasses.replace(normal.key, pid=1))
+                                window_s=1.0, key=normal.key._replace(pid=1))
     verdict = model.score([burst])[0]
     assert verdict.score >= ALARM
     assert any(r.startswith(f"{names()[nr]} ") and r.endswith("x its training rate")
@@ -208,7 +208,7 @@ def test_the_rate_factor_is_calibrated_on_held_out_windows() -> None:
 
     def at(factor: float):
         return dataclasses.replace(normal, counts={**normal.counts, nr: int(peak * factor) + 20},
-                                   window_s=1.0, key=dataclasses.replace(normal.key, pid=1))
+                                   window_s=1.0, key=normal.key._replace(pid=1))
     held_out = [at(30.0) for _ in range(20)]
     calibrated = copy.deepcopy(profiles)
     calibrated.calibrate_rate(held_out, feature_matrix(held_out), 0.01)
