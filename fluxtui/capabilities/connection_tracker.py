@@ -184,6 +184,7 @@ class ConnectionsComponent:
             if resource is not None:
                 with contextlib.suppress(Exception):
                     resource.close()
+        self._owners.close()
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)

@@ -1,12 +1,16 @@
 """Which processes hold a socket: exact match of its inode against /proc/PID/fd links
 (`socket:[INODE]`), as `ss -p` does, but incremental.
 
-A refresh reads each process's /proc/PID/stat (identity: pid + start time) and stats its
-/proc/PID/fd directory, whose size is the number of open fds (Linux >= 6.2). Only processes that
-are new, whose fd count changed, or whose turn in a slow rotation has come have their fd links
-read again. A socket inode that is still unknown after that triggers one full pass, after which it
-is remembered as unresolvable (held by the kernel, by another pid namespace, or in flight in a
-unix-socket message) so it does not trigger the full pass again. On kernels before 6.2 the size
+A refresh first re-reads each process's /proc/PID/schedstat through a held fd (one pread): a
+process whose main thread has not run since the last refresh cannot have opened, closed or
+exec'd, and is skipped. The others have /proc/PID/stat read (identity: pid + start time) and
+their /proc/PID/fd directory stat'ed, whose size is the number of open fds (Linux >= 6.2). Only
+processes that are new, whose fd count changed, or whose turn in a slow rotation has come have
+their fd links read again. Another thread of a process can open a socket while the main thread
+sleeps: such a socket is unknown to the index, which triggers the full pass below. A socket
+inode that is still unknown after that triggers one full pass, after which it is remembered as
+unresolvable (held by the kernel, by another pid namespace, or in flight in a unix-socket
+message) so it does not trigger the full pass again. On kernels before 6.2 the size
 is always 0 and every process is re-read on every refresh: correct, just slower.
 
 Without root, /proc/PID/fd of another user's process cannot be read: its sockets' owners are
@@ -20,7 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from fluxtui.collectors.procstat import list_pids, read_stat
+from fluxtui.collectors.processes import held_fd_budget
+from fluxtui.collectors.procstat import HeldReads, list_pids, read_stat
 from fluxtui.events import ProcessKey
 
 ROTATION = 16  # every process is re-read at least once per this many refreshes
@@ -41,6 +46,7 @@ class _Process:
     owner: Owner
     fd_count: int
     inodes: frozenset[int] | None  # None: /proc/PID/fd not readable
+    schedstat: bytes = b""  # at the last refresh: unchanged, the main thread has not run
 
 
 def read_socket_inodes(fd_dir: str) -> frozenset[int] | None:
@@ -75,6 +81,10 @@ class SocketOwners:
         self._index: dict[int, list[Owner]] = {}  # socket inode -> processes holding it
         self._unresolvable: set[int] = set()
         self._round = 0
+        self._sched = HeldReads("schedstat", proc, 128)
+
+    def close(self) -> None:
+        self._sched.close()
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -108,13 +118,25 @@ class SocketOwners:
         for gone in self._procs.keys() - set(pids):
             self._drop(gone)
         pending: list[tuple[int, Owner, int]] = []  # not re-read this time
+        limit = held_fd_budget() // 2  # the process collector holds as many
         for pid in pids:
+            cached = self._procs.get(pid)
+            sched = self._sched.read(pid, limit)
+            if sched is None and cached is not None:
+                self._drop(pid)  # the held file's process exited: the pid may be another's
+                cached = None
+                sched = self._sched.read(pid, limit)
+            if sched is None:
+                continue
+            if (cached is not None and sched == cached.schedstat
+                    and (pid + self._round) % ROTATION):
+                pending.append((pid, cached.owner, cached.fd_count))  # it has not run
+                continue
             stat = read_stat(pid, self._proc, memory=False)  # identity and name only
             if stat is None:
                 self._drop(pid)
                 continue
             owner = Owner(pid, stat.start_ticks, stat.comm)
-            cached = self._procs.get(pid)
             if cached is not None and cached.owner.start_ticks != owner.start_ticks:
                 self._drop(pid)  # pid reused: never inherit the old process's sockets
                 cached = None
@@ -125,20 +147,21 @@ class SocketOwners:
                 continue
             if (cached is None or cached.fd_count != fd_count or fd_count == 0
                     or (pid + self._round) % ROTATION == 0):
-                self._rescan(pid, owner, fd_count)
+                self._rescan(pid, owner, fd_count, sched)
             else:
                 if cached.owner.name != owner.name:  # exec: same fds, new name
-                    self._rescan(pid, owner, fd_count)
+                    self._rescan(pid, owner, fd_count, sched)
                 else:
+                    cached.schedstat = sched
                     pending.append((pid, owner, fd_count))
         unresolved = wanted_set - self._index.keys() - self._unresolvable
         if unresolved:
             for pid, owner, fd_count in pending:
-                self._rescan(pid, owner, fd_count)
+                self._rescan(pid, owner, fd_count, self._procs[pid].schedstat)
             self._unresolvable |= wanted_set - self._index.keys()
         self._unresolvable &= wanted_set
 
-    def _rescan(self, pid: int, owner: Owner, fd_count: int) -> None:
+    def _rescan(self, pid: int, owner: Owner, fd_count: int, schedstat: bytes) -> None:
         try:
             inodes = read_socket_inodes(f"{self._proc}/{pid}/fd")
         except FileNotFoundError:
@@ -146,12 +169,13 @@ class SocketOwners:
             return
         old = self._procs.get(pid)
         self._unindex(old)
-        self._procs[pid] = _Process(owner, fd_count, inodes)
+        self._procs[pid] = _Process(owner, fd_count, inodes, schedstat)
         for inode in inodes or ():
             self._index.setdefault(inode, []).append(owner)
 
     def _drop(self, pid: int) -> None:
         self._unindex(self._procs.pop(pid, None))
+        self._sched.forget(pid)
 
     def _unindex(self, process: _Process | None) -> None:
         if process is None or not process.inodes:
