@@ -28,7 +28,8 @@ from fluxtui.collectors.processes import held_fd_budget
 from fluxtui.collectors.procstat import HeldReads, list_pids, read_stat
 from fluxtui.events import ProcessKey
 
-ROTATION = 16  # every process is re-read at least once per this many refreshes
+ROTATION = 64  # every process is re-read at least once per this many refreshes (16 s at 4 Hz;
+# a socket unknown to the index triggers a full pass at once, this only renews names and drops)
 
 
 class Owner(NamedTuple):
