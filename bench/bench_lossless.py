@@ -40,7 +40,7 @@ from fluxtui.collectors.kernel_event import KernelEvent  # noqa: E402
 from fluxtui.collectors.syscalls import unavailable_reason  # noqa: E402
 from fluxtui.config import Config  # noqa: E402
 from fluxtui.engine import Engine  # noqa: E402
-from fluxtui.events import Snapshot  # noqa: E402
+from fluxtui.events import ProcessKey, Snapshot  # noqa: E402
 
 HERE = Path(__file__).parent
 SETTLE_S = 60.0  # at most this long for the last exits of a workload to arrive
@@ -57,6 +57,11 @@ class Recorder:
         self.parents: dict[int, int] = {}
         self.exits: set[int] = set()
         self.counts: dict[int, Counter[str]] = {}
+        # The same by process key: the exec load starts more processes than pid_max (32,768
+        # here), so pids are reused and a pid counts several processes.
+        self.exec_keys: dict[ProcessKey, str] = {}
+        self.exit_keys: set[ProcessKey] = set()
+        self.key_counts: dict[ProcessKey, Counter[str]] = {}
         engine.bus.subscribe(self.on_bus)
 
     def on_bus(self, obj: object) -> None:
@@ -64,13 +69,16 @@ class Recorder:
             if isinstance(obj, KernelEvent):
                 if obj.kind == "exec":
                     self.execs[obj.key.pid] = obj.exe or obj.filename
+                    self.exec_keys[obj.key] = obj.exe or obj.filename
                     self.parents[obj.key.pid] = obj.ppid
             elif isinstance(obj, Snapshot):
                 view = obj.views.get("syscalls")
                 if isinstance(view, SyscallView):
                     self.exits.update(key.pid for key in view.exited)
+                    self.exit_keys.update(view.exited)
                     for key, named in view.counts.items():
                         self.counts.setdefault(key.pid, Counter()).update(named)
+                        self.key_counts.setdefault(key, Counter()).update(named)
 
     def wait(self, done: Callable[[], bool]) -> bool:
         deadline = time.monotonic() + SETTLE_S
@@ -146,14 +154,14 @@ def exec_load(engine: Engine, capture: SyscallCapture, rec: Recorder, workdir: P
     print(f"  started {n:,} in {float(took):.1f} s: {n / float(took):,.0f} execs/s reached "
           f"(the machine's limit under the load it shares)", flush=True)
 
-    def tiny_pids() -> set[int]:
-        return {p for p, exe in rec.execs.items() if exe == str(tiny)}
+    def tiny_keys() -> set[ProcessKey]:
+        return {k for k, exe in rec.exec_keys.items() if exe == str(tiny)}
 
-    rec.wait(lambda: len(tiny_pids()) >= n and tiny_pids() <= rec.exits)
+    rec.wait(lambda: len(tiny_keys()) >= n and tiny_keys() <= rec.exit_keys)
     with rec.lock:
-        pids = tiny_pids()
-        execs, exits = len(pids), len(pids & rec.exits)
-        exit_groups = sum(rec.counts.get(p, Counter())["exit_group"] for p in pids)
+        keys = tiny_keys()
+        execs, exits = len(keys), len(keys & rec.exit_keys)
+        exit_groups = sum(rec.key_counts.get(k, Counter())["exit_group"] for k in keys)
         getppid = rec.counts.get(proc_pid(rec, gen), Counter())["getppid"]
     ok = line("exec events of the started programs", execs, n, "= truth", execs == n)
     ok = line("exit events of the started programs", exits, n, "= truth", exits == n) and ok
