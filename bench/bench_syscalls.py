@@ -196,6 +196,18 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def settle(limit_s: float = 120.0) -> None:
+    """Until this process's CPU has stayed under 2% of a core for 2 s (bounded): the engine's
+    start-up work (verifying every executable running, fluxtui-verify) is not the capture's
+    cost, and a short window right after start measured it."""
+    quiet = 0
+    deadline = time.monotonic() + limit_s
+    while quiet < 2 and time.monotonic() < deadline:
+        before = cpu_seconds()
+        time.sleep(1.0)
+        quiet = quiet + 1 if cpu_seconds() - before < 0.02 else 0
+
+
 def run_loops(engine: Engine, loop: str, cores: int) -> tuple[float, float, dict[int, int]]:
     """Runs one barrier-started loop per core with the engine ticking; returns (wall seconds,
     CPU seconds of this process, getppid calls counted per loop pid)."""
@@ -250,7 +262,7 @@ def bench_full_speed(loop: str) -> bool:
     floor_engine = Engine(config)  # metrics + process table only
     floor_engine.start()
     try:
-        time.sleep(1.5)
+        settle()
         floor_wall, floor_cpu, _ = run_loops(floor_engine, loop, cores)
     finally:
         floor_engine.stop()
@@ -266,7 +278,7 @@ def bench_full_speed(loop: str) -> bool:
         if not capture.status().running:
             print(f"syscall capture unavailable: {capture.status().reason}")
             return False
-        time.sleep(1.5)
+        settle()
         wall, cpu, counted = run_loops(engine, loop, cores)
         dropped = capture.collector.drain().dropped_total
     finally:
