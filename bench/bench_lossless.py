@@ -241,6 +241,10 @@ def main() -> int:
             ok = exec_load(engine, capture, rec, Path(tmp), args.rate, args.seconds) and ok
             ok = build(engine, capture, rec, Path(tmp)) and ok
         print(f"  count maps drained early (past the fill level): {collector.early_drains}")
+        ring = collector.ring
+        print(f"  ring buffer: {ring.records_read:,} records read, "
+              f"{ring.bytes_read / max(ring.records_read, 1):,.0f} bytes each on average; "
+              f"fullest {ring.peak_pending / 2**20:.2f} MiB of {ring.size / 2**20:.0f} MiB")
     finally:
         engine.stop()
     print(f"bench_lossless: {time.monotonic() - t0:.0f} s, {'PASS' if ok else 'MISS'}")

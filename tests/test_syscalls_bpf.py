@@ -53,6 +53,7 @@ MIRRORS = {"fx_config": bs.Config, "fx_count_key": bs.CountKey, "fx_header": bs.
            "fx_connect_event": bs.ConnectEventC, "fx_connect_process": bs.ConnectProcessC}
 DEFINES = ["FX_MAX_NR", "FX_NR_OTHER", "FX_NR_START", "FX_COMM_LEN", "FX_STR_LEN",
            "FX_FILENAME_LEN", "FX_MAX_ARGS", "FX_ARG_LEN", "FX_PATH_PARTS", "FX_PART_LEN",
+           "FX_EXEC_DATA_LEN",
            "FX_EV_SYSCALL", "FX_EV_EXEC", "FX_EV_EXIT", "FX_EV_CRED", "FX_CAP_EVENT",
            "FX_CAP_EXEC", "FX_CAP_CRED", "FX_CAP_CAPSET", "FX_CAP_PTRACE", "FX_CAP_BPF",
            "FX_CAP_OPEN_PROC",
@@ -91,50 +92,63 @@ def _table() -> st.SyscallTable:
     return st.SyscallTable({59: "execve", 101: "ptrace", 117: "setresuid", 165: "mount"})
 
 
+def exec_record(fixed: bs.ExecFixedC, filename: bytes, argv: list[bytes], exe: list[bytes],
+                parent_exe: tuple[bytes, ...] | list[bytes] = ()) -> bytes:
+    """An exec record as the kernel sends it: the fixed part, argv rows, path rows, filename."""
+    fixed.h.kind = bs.FX_EV_EXEC
+    fixed.argc, fixed.exe_parts, fixed.parent_exe_parts = len(argv), len(exe), len(parent_exe)
+    data = b"".join(arg.ljust(bs.FX_ARG_LEN, b"\0") for arg in argv)
+    data += b"".join(part.ljust(bs.FX_PART_LEN, b"\0") for part in [*exe, *parent_exe])
+    data += filename + b"\0"
+    fixed.data_len = len(data)
+    return bytes(fixed) + data
+
+
+def test_the_exec_record_is_its_fixed_part_then_its_data() -> None:
+    assert ct.sizeof(bs.ExecFixedC) == bs.ExecEventC.data.offset
+    assert bs.ExecEventC.data.size == bs.FX_EXEC_DATA_LEN
+
+
 def test_decode_exec_event() -> None:
-    ev = bs.ExecEventC()
+    ev = bs.ExecFixedC()
     ev.h.boot_ns, ev.h.start_ticks, ev.h.tgid, ev.h.tid = 5_000_000_000, 777, 42, 43
-    ev.h.uid, ev.h.gid, ev.h.kind, ev.h.nr, ev.h.comm = 1000, 100, bs.FX_EV_EXEC, -1, b"true"
+    ev.h.uid, ev.h.gid, ev.h.nr, ev.h.comm = 1000, 100, -1, b"true"
     ev.ppid, ev.old_tid, ev.euid, ev.exec_nr = 41, 43, 0, 59
-    ev.filename = b"./true"
-    ev.argc = 2
-    ev.argv[0].value, ev.argv[1].value = b"./true", b"--\x1b[31m"
-    ev.exe_parts = 4  # leaf first; "" marks the crossing into the tmpfs mounted on /tmp
-    for i, part in enumerate([b"true", b"x", b"", b"tmp"]):
-        ev.exe[i].value = part
     ev.flags = bs.FX_EXEC_ARGV_TRUNCATED
     ev.parent_comm = b"bash"
-    decoded = dec.decode_event(bytes(ev), _table(), to_wall=lambda ns: ns / 1e9)
+    # leaf first; "" marks the crossing into the tmpfs mounted on /tmp
+    raw = exec_record(ev, b"./true", [b"./true", b"--\x1b[31m"], [b"true", b"x", b"", b"tmp"],
+                      [b"bash", b"bin", b"usr"])
+    decoded = dec.decode_event(raw, _table(), to_wall=lambda ns: ns / 1e9)
     assert decoded == ke.KernelEvent(
         kind="exec", timestamp=5.0, key=ProcessKey(42, 777), tid=43, uid=1000, gid=100,
         comm="true", syscall="execve", nr=59, filename="./true", argv=("./true", "--\x1b[31m"),
-        exe="/tmp/x/true", ppid=41, parent_comm="bash", euid=0, flags=("argv truncated",))
+        exe="/tmp/x/true", ppid=41, parent_comm="bash", euid=0, flags=("argv truncated",),
+        parent_exe="/usr/bin/bash")
     assert decoded.name == "true"
     doc = json.loads(json.dumps(document(decoded)))
     assert doc["process"]["executable"] == "/tmp/x/true"
-    assert doc["process"]["parent"] == {"pid": 41, "name": "bash"}
+    assert doc["process"]["parent"] == {"pid": 41, "name": "bash", "executable": "/usr/bin/bash"}
     assert doc["process"]["user"] == {"id": "0"} and doc["process"]["real_user"] == {"id": "1000"}
     assert doc["event"]["action"] == "exec" and doc["event"]["type"] == ["start"]
 
 
 def test_decode_a_truncated_path_never_invents_an_absolute_one() -> None:
-    ev = bs.ExecEventC()
-    ev.h.kind, ev.h.tgid = bs.FX_EV_EXEC, 42
-    ev.exe_parts = bs.FX_PATH_PARTS
+    ev = bs.ExecFixedC()
+    ev.h.tgid = 42
     long_name = b"n" * (bs.FX_PART_LEN - 1)  # what the kernel side keeps of a longer name
-    ev.exe[0].value = long_name
-    for i in range(1, bs.FX_PATH_PARTS):
-        ev.exe[i].value = b"d"
+    parts = [long_name] + [b"d"] * (bs.FX_PATH_PARTS - 1)
     ev.flags = bs.FX_EXEC_PATH_TRUNCATED | bs.FX_EXEC_NAME_TRUNCATED
     ev.cut_parts = 1
-    decoded = dec.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
+    decoded = dec.decode_event(exec_record(ev, b"x", [], parts), _table(), to_wall=lambda ns: 0.0)
     assert decoded is not None
     leaf = long_name.decode() + "\u2026"
     assert decoded.exe == "\u2026/" + "d/" * (bs.FX_PATH_PARTS - 1) + leaf
     assert decoded.flags == ("path truncated", "name truncated")
     assert decoded.name == leaf
-    ev.flags, ev.cut_parts, ev.exe_parts = 0, 0, 2  # a name of exactly 47 bytes is not cut
-    assert dec.decode_event(bytes(ev), _table()).exe == "/d/" + long_name.decode()
+    ev.flags, ev.cut_parts = 0, 0  # a name of exactly 47 bytes is not cut
+    assert dec.decode_event(exec_record(ev, b"x", [], parts[:2]), _table()).exe \
+        == "/d/" + long_name.decode()
 
 
 class _FakeProgram:
@@ -199,15 +213,19 @@ def test_decode_syscall_cred_and_exit_events() -> None:
     assert cred is not None and cred.kind == "cred"
     assert cred.describe() == "setresuid: uid 1000→0, gid 1000→1000"
 
-    ev.h.kind = bs.FX_EV_EXIT
-    exit_event = dec.decode_event(bytes(ev), _table(), to_wall=lambda ns: 0.0)
+    ev.h.kind = bs.FX_EV_EXIT  # an exit is its header only
+    exit_event = dec.decode_event(bytes(ev.h), _table(), to_wall=lambda ns: 0.0)
     assert exit_event is not None and exit_event.kind == "exit" and exit_event.args == ()
 
 
 def test_decode_rejects_short_or_unknown_records() -> None:
-    ev = bs.ExecEventC()
-    ev.h.kind = bs.FX_EV_EXEC
-    assert dec.decode_event(bytes(ev)[:-1], _table()) is None
+    raw = exec_record(bs.ExecFixedC(), b"/bin/true", [b"true"], [b"true", b"bin"])
+    assert dec.decode_event(raw, _table()) is not None
+    assert dec.decode_event(raw[:-1], _table()) is None  # its last string cut
+    assert dec.decode_event(raw[:ct.sizeof(bs.ExecFixedC) - 1], _table()) is None
+    fixed = bs.ExecFixedC.from_buffer_copy(raw)
+    fixed.argc = 5  # more rows counted than sent
+    assert dec.decode_event(bytes(fixed) + raw[ct.sizeof(fixed):], _table()) is None
     assert dec.decode_event(b"\0" * 8, _table()) is None
     other = bs.SyscallEventC()
     other.h.kind = 99
@@ -1073,8 +1091,9 @@ def test_a_program_that_fails_to_load_says_why() -> None:
 
 def test_records_that_wrap_around_a_small_ring_buffer_read_whole() -> None:
     """One copy of the ring buffer is mapped (the kernel's second copy would double the resident
-    size): a 4 KiB ring where nearly every exec record (about 3.3 KiB) wraps past the end still
-    yields whole, decodable records, or counts them lost."""
+    size): in a 4 KiB ring, exec records with long argv entries (about 1 KiB) often wrap past
+    the end and still yield whole, decodable records, or are counted lost. A record carries
+    only the bytes it uses: well under the 3.3 KiB of a record with room for every string."""
     require_bcc()
     runs = 20
     collector = sc.SyscallCollector(ring_buffer_pages=1, count_map_entries=4096)
@@ -1083,17 +1102,22 @@ def test_records_that_wrap_around_a_small_ring_buffer_read_whole() -> None:
     except sc.CollectorUnavailable as exc:
         require(False, str(exc))
     got: list[ke.KernelEvent] = []
+    long_args = [c * 60 for c in "wxyz"]
     try:
         collector.drain()
         for i in range(runs):
-            subprocess.run(["env", f"FX_RUN={i}", "true", f"run-{i}"], check=True)
+            subprocess.run(["env", f"FX_RUN={i}", "true", f"run-{i}", *long_args], check=True)
             got += collector.drain().events
         last = collector.drain()
         got += last.events
     finally:
         collector.close()
     mine = [e for e in got if e.kind == "exec" and e.argv[:1] == ("true",)]
-    assert all(e.argv[1].startswith("run-") and e.filename.endswith("/true") for e in mine)
+    assert all(e.argv[1].startswith("run-") and list(e.argv[2:]) == long_args
+               and e.filename.endswith("/true") and e.exe.endswith("/true") for e in mine)
     assert last.dropped_total.malformed == 0
     assert len(mine) + last.dropped_total.events >= runs
     assert len(mine) > 0
+    ring = collector.ring
+    assert ring.bytes_read > 4 * ring.size  # around the ring several times: records wrapped
+    assert ring.bytes_read / ring.records_read < 1536

@@ -17,6 +17,7 @@ FX_MAX_ARGS = 8
 FX_ARG_LEN = 64
 FX_PATH_PARTS = 24
 FX_PART_LEN = 48
+FX_EXEC_DATA_LEN = FX_MAX_ARGS * FX_ARG_LEN + 2 * FX_PATH_PARTS * FX_PART_LEN + FX_FILENAME_LEN
 FX_EV_SYSCALL, FX_EV_EXEC, FX_EV_EXIT, FX_EV_CRED = 1, 2, 3, 4
 FX_CAP_EVENT, FX_CAP_EXEC, FX_CAP_CRED, FX_CAP_CAPSET, FX_CAP_PTRACE, FX_CAP_BPF = 1, 2, 3, 4, 5, 6
 FX_CAP_OPEN_PROC = 7
@@ -59,18 +60,27 @@ class SyscallEventC(ct.Structure):
                 ("str", (ct.c_char * FX_STR_LEN) * 3)]
 
 
+_EXEC_FIXED_FIELDS = [
+    ("h", Header), ("ppid", ct.c_uint32), ("old_tid", ct.c_uint32), ("euid", ct.c_uint32),
+    ("argc", ct.c_uint32), ("flags", ct.c_uint32), ("exe_parts", ct.c_uint32),
+    ("exec_nr", ct.c_int32), ("cut_parts", ct.c_uint32),
+    ("parent_comm", ct.c_char * FX_COMM_LEN), ("parent_start_ticks", ct.c_uint64),
+    ("parent_exe_parts", ct.c_uint32), ("parent_cut_parts", ct.c_uint32),
+    ("parent_flags", ct.c_uint32), ("data_len", ct.c_uint32),
+]
+
+
+class ExecFixedC(ct.Structure):
+    """The fixed part of an exec record; `data_len` bytes of strings follow it."""
+
+    _fields_ = _EXEC_FIXED_FIELDS
+
+
 class ExecEventC(ct.Structure):
-    _fields_ = [
-        ("h", Header), ("ppid", ct.c_uint32), ("old_tid", ct.c_uint32), ("euid", ct.c_uint32),
-        ("argc", ct.c_uint32), ("flags", ct.c_uint32), ("exe_parts", ct.c_uint32),
-        ("exec_nr", ct.c_int32), ("cut_parts", ct.c_uint32),
-        ("parent_comm", ct.c_char * FX_COMM_LEN), ("filename", ct.c_char * FX_FILENAME_LEN),
-        ("argv", (ct.c_char * FX_ARG_LEN) * FX_MAX_ARGS),
-        ("exe", (ct.c_char * FX_PART_LEN) * FX_PATH_PARTS),
-        ("parent_start_ticks", ct.c_uint64), ("parent_exe_parts", ct.c_uint32),
-        ("parent_cut_parts", ct.c_uint32), ("parent_flags", ct.c_uint32), ("pad", ct.c_uint32),
-        ("parent_exe", (ct.c_char * FX_PART_LEN) * FX_PATH_PARTS),
-    ]
+    """struct fx_exec_event whole (the kernel sends only its first sizeof(ExecFixedC) +
+    data_len bytes)."""
+
+    _fields_ = [*_EXEC_FIXED_FIELDS, ("data", ct.c_char * FX_EXEC_DATA_LEN)]
 
 
 class ConnectEventC(ct.Structure):

@@ -39,6 +39,11 @@ class RingBuffer:
         self._page = page
         self._epoll = select.epoll()
         self._epoll.register(fd, select.EPOLLIN)
+        # Since start: records and bytes read (headers and padding included), and the most
+        # bytes found waiting at the start of a read (how close the buffer came to full).
+        self.records_read = 0
+        self.bytes_read = 0
+        self.peak_pending = 0
 
     def pending_bytes(self) -> int:
         prod = struct.unpack_from("<Q", self._data, 0)[0]
@@ -49,7 +54,8 @@ class RingBuffer:
         """Calls `callback` with each committed record's bytes (a copy), oldest first; returns
         how many. A record still being written ends the pass."""
         data, page, mask = self._data, self._page, self._mask
-        cons = struct.unpack_from("<Q", self._consumer, 0)[0]
+        start = cons = struct.unpack_from("<Q", self._consumer, 0)[0]
+        self.peak_pending = max(self.peak_pending, struct.unpack_from("<Q", data, 0)[0] - cons)
         done = 0
         while limit is None or done < limit:
             prod = struct.unpack_from("<Q", data, 0)[0]
@@ -72,6 +78,8 @@ class RingBuffer:
             cons += (size + HEADER + 7) & ~7
             # The record was copied before this store (x86's ordering; no barrier on others)
             struct.pack_into("<Q", self._consumer, 0, cons)
+        self.records_read += done
+        self.bytes_read += cons - start
         return done
 
     def wait(self, timeout_s: float) -> bool:

@@ -8,7 +8,9 @@ structure offsets), `syscall_table` (numbers <-> names), `kernel_event` (the eve
 `event_decoder` (ring buffer bytes -> events), `bpf_maps` and `ringbuf` (the bpf() calls).
 
 Nothing is lost between ticks: a pump thread wakes when the ring buffer has records (epoll) or
-every `watch_interval_s`, moves the records into the event queue, and flips and empties the
+every `watch_interval_s`, copies the records into the event queue (the tick decodes them: the
+pump holds the interpreter only for the copy, so it keeps up even when other threads hold it
+for long), and flips and empties the
 count map being written as soon as it is `fill_level` full (keys inserted since it was last
 emptied, counted by the program), keeping the counts until the tick's `drain` takes them.
 Whatever is lost anyway is counted by kind (`DropCounts.by_kind`). Nothing here imports textual.
@@ -41,6 +43,7 @@ from fluxtui.collectors.bpf_structs import (
 from fluxtui.collectors.btf import BTF_PATH, Btf, kernel_offsets
 from fluxtui.collectors.event_decoder import decode_event
 from fluxtui.collectors.kernel_event import KernelEvent
+from fluxtui.collectors.ringbuf import RingBuffer
 from fluxtui.collectors.syscall_table import SyscallTable
 from fluxtui.events import ProcessKey
 
@@ -107,9 +110,11 @@ class Drain:
 
 @dataclass
 class _Queue:
-    events: deque[KernelEvent] = field(default_factory=deque)
+    """Ring buffer records copied by the pump, decoded by the tick: the pump holds the
+    interpreter for the copy only, so it empties the ring buffer quickly whenever it runs."""
+
+    records: deque[bytes] = field(default_factory=deque)
     overflow: int = 0
-    malformed: int = 0
 
 
 @dataclass
@@ -177,11 +182,15 @@ class SyscallCollector:
         self._config = Config()
         self._gen = 0
         self._queue = _Queue()
+        self._malformed = 0  # records that could not be decoded, since start
         self._queue_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         # Flips, map reads and close: one at a time (the pump thread and the tick).
         self._bpf_lock = threading.Lock()
+        # Reading the ring buffer, apart from the flips: the pump keeps reading while the tick
+        # empties a count map. Taken inside _bpf_lock by the tick, alone by the pump.
+        self._ring_lock = threading.Lock()
         self.join_timeout_s = 2.0
         self._last_drain = time.monotonic()
         self._dropped_before = DropCounts()
@@ -267,7 +276,7 @@ class SyscallCollector:
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.join(timeout=self.join_timeout_s)
-        with self._bpf_lock:
+        with self._bpf_lock, self._ring_lock:
             program, self._program = self._program, None
             if program is None:
                 return
@@ -277,6 +286,11 @@ class SyscallCollector:
                 log.warning("syscall pump did not stop; BPF program left attached")
                 return
             program.close()
+
+    @property
+    def ring(self) -> RingBuffer:
+        """The event ring buffer (its read counters); only once started."""
+        return self._ring
 
     @property
     def running(self) -> bool:
@@ -292,10 +306,13 @@ class SyscallCollector:
         while not self._stop.is_set():
             try:
                 self._ring.wait(self.watch_interval_s)
-                with self._bpf_lock:
+                with self._ring_lock:
                     if self._program is None:
                         return
                     self._ring.consume(self._on_event)
+                with self._bpf_lock:
+                    if self._program is None:
+                        return
                     if self._fill() >= self.fill_level * self.count_map_entries:
                         self.early_drains += 1
                         self._collect(self._flip())
@@ -309,14 +326,11 @@ class SyscallCollector:
         return self._program["inserted"].percpu_u64_sum(self._gen) - self._inserted_base[self._gen]
 
     def _on_event(self, raw: bytes) -> None:
-        event = decode_event(raw, self.table)
         with self._queue_lock:
-            if event is None:
-                self._queue.malformed += 1
-            elif len(self._queue.events) >= self.event_queue_limit:
+            if len(self._queue.records) >= self.event_queue_limit:
                 self._queue.overflow += 1
             else:
-                self._queue.events.append(event)
+                self._queue.records.append(raw)
 
     # --- draining ----------------------------------------------------------------------------
 
@@ -360,12 +374,20 @@ class SyscallCollector:
         # emits), and that map is read below, so a process's final counts never arrive after
         # its exit event.
         assert self._program is not None
-        self._ring.consume(self._on_event)
-        with self._queue_lock:
-            events = list(self._queue.events)
-            self._queue.events.clear()
-            overflow, malformed = self._queue.overflow, self._queue.malformed
+        with self._ring_lock:
+            self._ring.consume(self._on_event)
+            with self._queue_lock:
+                records, self._queue.records = self._queue.records, deque()
+                overflow = self._queue.overflow
         self._collect(self._flip())
+        events = []
+        for raw in records:
+            event = decode_event(raw, self.table)
+            if event is None:
+                self._malformed += 1
+            else:
+                events.append(event)
+        malformed = self._malformed
         pending, self._pending = self._pending, _Pending()
         now = time.monotonic()
         window, self._last_drain = now - self._last_drain, now

@@ -26,7 +26,7 @@
 /* Event kinds in struct fx_header.kind. */
 #define FX_EV_SYSCALL 1         /* a high-signal syscall was entered (struct fx_syscall_event) */
 #define FX_EV_EXEC 2            /* an exec succeeded (struct fx_exec_event) */
-#define FX_EV_EXIT 3            /* the last thread of a process exited (struct fx_syscall_event) */
+#define FX_EV_EXIT 3            /* the last thread of a process exited (struct fx_header only) */
 #define FX_EV_CRED 4            /* real uid or gid changed after a set*id call: args[0..3] are
                                    old uid, old gid, new uid, new gid (struct fx_syscall_event) */
 
@@ -133,28 +133,34 @@ struct fx_syscall_event {
     char str[3][FX_STR_LEN];    /* user strings of arguments 0-2 when the syscall has them */
 };
 
+/* An exec, sent with only the bytes it uses: the fixed fields, then `data_len` bytes of data:
+ * `argc` argv entries (FX_ARG_LEN bytes each), the executable's `exe_parts` path steps (leaf
+ * first, "" = a mount crossing; FX_PART_LEN bytes each), the parent's `parent_exe_parts` steps,
+ * then the filename as passed to exec, NUL-terminated. Each entry and step is a NUL-terminated
+ * string (bytes after the NUL are left over, not meant). A typical exec is about 600 bytes
+ * instead of the 3 KiB a record with room for every string at its longest would take. */
+#define FX_EXEC_DATA_LEN (FX_MAX_ARGS * FX_ARG_LEN + 2 * FX_PATH_PARTS * FX_PART_LEN \
+                          + FX_FILENAME_LEN)
+
 struct fx_exec_event {
     struct fx_header h;
     __u32 ppid;
     __u32 old_tid;              /* the thread that called exec (differs from tid after de_thread) */
     __u32 euid;
-    __u32 argc;                 /* entries of argv filled */
+    __u32 argc;                 /* argv entries in data */
     __u32 flags;                /* FX_EXEC_* */
-    __u32 exe_parts;            /* entries of exe filled, leaf first ("" = a mount crossing) */
+    __u32 exe_parts;            /* path steps of the executable in data */
     __s32 exec_nr;              /* execve or execveat */
-    __u32 cut_parts;            /* bit i: the name in exe[i] was cut to FX_PART_LEN - 1 bytes */
+    __u32 cut_parts;            /* bit i: the name of step i was cut to FX_PART_LEN - 1 bytes */
     char parent_comm[FX_COMM_LEN];
-    char filename[FX_FILENAME_LEN];         /* as passed to exec */
-    char argv[FX_MAX_ARGS][FX_ARG_LEN];
-    char exe[FX_PATH_PARTS][FX_PART_LEN];   /* resolved from the executable file's dentries */
     /* The parent (real_parent) when the exec succeeded, read in the kernel: its process start
      * time and its executable, so the parent is known even after it exited or exec'd again. */
     __u64 parent_start_ticks;
     __u32 parent_exe_parts;
     __u32 parent_cut_parts;
     __u32 parent_flags;         /* FX_EXEC_* flags of the parent's path */
-    __u32 pad;
-    char parent_exe[FX_PATH_PARTS][FX_PART_LEN];
+    __u32 data_len;             /* bytes of data sent */
+    char data[FX_EXEC_DATA_LEN];
 };
 
 /* connect_trace.bpf.c: TCP connect attempts with the process that made them, read in the kernel

@@ -79,6 +79,15 @@ struct fx_path_scratch {
     char p[2 * FX_STR_LEN];     /* a path read whole; twice as long so any suffix offset fits */
 };
 BPF_PERCPU_ARRAY(path_scratch, struct fx_path_scratch, 1);
+/* An exec event is built here, then only its used bytes are sent (ringbuf_output). The paths
+ * are walked into fixed rows first (a walk at a variable offset is too much for the verifier),
+ * then their used rows are copied after the argv entries. */
+BPF_PERCPU_ARRAY(exec_out, struct fx_exec_event, 1);
+struct fx_exec_paths {
+    char exe[FX_PATH_PARTS][FX_PART_LEN];
+    char parent_exe[FX_PATH_PARTS][FX_PART_LEN];
+};
+BPF_PERCPU_ARRAY(exec_paths, struct fx_exec_paths, 1);
 BPF_TASK_STORAGE(threads, struct fx_thread);
 BPF_TASK_STORAGE(exec_stash, struct fx_exec_stash);
 BPF_TABLE("hash", struct fx_count_key, u64, counts_a, FX_COUNT_ENTRIES);
@@ -417,8 +426,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         return 0;
     if ((u32)(bpf_get_current_pid_tgid() >> 32) == cfg->self_tgid)
         return 0;
-    struct fx_exec_event *ev = events.ringbuf_reserve(sizeof(struct fx_exec_event));
-    if (!ev) {
+    struct fx_exec_event *ev = exec_out.lookup(&zero);
+    struct fx_exec_paths *paths = exec_paths.lookup(&zero);
+    if (!ev || !paths) {
         count_drop(FX_DROP_EVENTS, 1);
         return 0;
     }
@@ -429,12 +439,16 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     ev->old_tid = args->old_pid;
     ev->flags = 0;
     ev->cut_parts = 0;
-    TP_DATA_LOC_READ_STR(ev->filename, filename, FX_FILENAME_LEN);
 
+    u32 off = 0;
     struct fx_exec_stash *st = exec_stash.task_storage_get(btf_task, 0, 0);
     if (st && st->valid) {
-        bpf_probe_read_kernel(ev->argv, sizeof(ev->argv), st->argv);
-        ev->argc = st->argc;
+        u32 argc = st->argc;
+        if (argc > FX_MAX_ARGS)
+            argc = FX_MAX_ARGS;
+        bpf_probe_read_kernel(ev->data, argc * FX_ARG_LEN, st->argv);
+        off = argc * FX_ARG_LEN;
+        ev->argc = argc;
         ev->flags |= st->flags;
         ev->exec_nr = st->nr;
         st->valid = 0;
@@ -450,14 +464,34 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     ev->ppid = read_u32(parent, cfg->task_tgid);
     bpf_probe_read_kernel_str(ev->parent_comm, FX_COMM_LEN, (void *)(parent + cfg->task_comm));
     ev->euid = read_u32(read_u64(task, cfg->task_cred), cfg->cred_euid);
-    ev->flags |= task_exe(ev->exe, &ev->exe_parts, &ev->cut_parts, cfg, task);
+    ev->flags |= task_exe(paths->exe, &ev->exe_parts, &ev->cut_parts, cfg, task);
     ev->parent_start_ticks = task_start_ticks(cfg, parent);
-    ev->parent_flags = task_exe(ev->parent_exe, &ev->parent_exe_parts, &ev->parent_cut_parts,
-                                cfg, parent);
+    ev->parent_flags = task_exe(paths->parent_exe, &ev->parent_exe_parts,
+                                &ev->parent_cut_parts, cfg, parent);
+    u32 parts = ev->exe_parts;
+    if (parts > FX_PATH_PARTS)
+        parts = FX_PATH_PARTS;
+    bpf_probe_read_kernel(ev->data + off, parts * FX_PART_LEN, paths->exe);
+    off += parts * FX_PART_LEN;
+    parts = ev->parent_exe_parts;
+    if (parts > FX_PATH_PARTS)
+        parts = FX_PATH_PARTS;
+    bpf_probe_read_kernel(ev->data + off, parts * FX_PART_LEN, paths->parent_exe);
+    off += parts * FX_PART_LEN;
     ev->flags |= stdio_inet(cfg, task);
     ev->parent_flags |= stdio_inet(cfg, parent);
-    ev->pad = 0;
-    events.ringbuf_submit(ev, 0);
+    /* The filename last: only its own length is sent. It is read from the tracepoint's record,
+     * which cannot fault; were it to, the helper leaves "" (and its NUL is sent). */
+    long n = bpf_probe_read_kernel_str(ev->data + off, FX_FILENAME_LEN,
+                                       (char *)args + (args->data_loc_filename & 0xFFFF));
+    off += n > 0 ? n : 1;
+    ev->data_len = off;
+    u64 size = __builtin_offsetof(struct fx_exec_event, data) + off;
+    asm volatile("" : "+r"(size));  /* keep the bound check on the register passed below */
+    if (size > sizeof(struct fx_exec_event))    /* cannot happen; bounds it for the verifier */
+        return 0;
+    if (events.ringbuf_output(ev, size, 0))
+        count_drop(FX_DROP_EVENTS, 1);
     return 0;
 }
 
@@ -485,6 +519,12 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         return 0;
 #endif
     u64 start = (th && (th->flags & FX_TH_INIT)) ? th->start_ticks : process_start_ticks(cfg);
-    emit_plain(FX_EV_EXIT, -1, start, 0, 0, 0, 0);
+    struct fx_header *h = events.ringbuf_reserve(sizeof(struct fx_header));
+    if (!h) {
+        count_drop(FX_DROP_EVENTS, 1);
+        return 0;
+    }
+    fill_header(h, FX_EV_EXIT, -1, start);
+    events.ringbuf_submit(h, 0);
     return 0;
 }
