@@ -244,7 +244,8 @@ def main() -> int:
         ring = collector.ring
         print(f"  ring buffer: {ring.records_read:,} records read, "
               f"{ring.bytes_read / max(ring.records_read, 1):,.0f} bytes each on average; "
-              f"fullest {ring.peak_pending / 2**20:.2f} MiB of {ring.size / 2**20:.0f} MiB")
+              f"fullest {ring.peak_pending / 2**20:.2f} MiB of {ring.size / 2**20:.0f} MiB; "
+              f"writes the kernel refused with room left and retried: {collector.ring_retries}")
     finally:
         engine.stop()
     print(f"bench_lossless: {time.monotonic() - t0:.0f} s, {'PASS' if ok else 'MISS'}")

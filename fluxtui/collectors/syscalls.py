@@ -37,6 +37,7 @@ from fluxtui.collectors.bpf_structs import (
     FX_CAP_EVENT,
     FX_DROP_SLOTS,
     FX_MAX_NR,
+    FX_RETRIED,
     Config,
     CountKey,
 )
@@ -197,6 +198,7 @@ class SyscallCollector:
         self._pending = _Pending()
         self._inserted_base = [0, 0]
         self.early_drains = 0  # flips made because a count map passed fill_level
+        self.ring_retries = 0  # ring buffer writes the kernel refused with room left, retried
         self.map_memory_bytes = 0  # kernel memory of the program's maps (fdinfo memlock)
         self.helper_maxrss_kb = 0  # peak resident size of the helper that compiled it
         # The exit event is the process's (not only its main thread's) when the kernel's
@@ -396,6 +398,7 @@ class SyscallCollector:
         slots = [dropped_map.percpu_u64_sum(i) for i in range(FX_DROP_SLOTS)]
         total = DropCounts(counts=slots[0], events=slots[1], thread_state=slots[2],
                            argv=slots[3], queue=overflow, malformed=malformed)
+        self.ring_retries = slots[FX_RETRIED]
         dropped, self._dropped_before = total - self._dropped_before, total
         return Drain(window, pending.counts, pending.bigrams, events, dropped, total, malformed)
 

@@ -51,7 +51,8 @@
 #define FX_DROP_EVENTS 1        /* events lost: ring buffer full */
 #define FX_DROP_THREAD 2        /* syscalls not counted: no per-thread state (allocation failed) */
 #define FX_DROP_ARGV 3          /* exec events sent without argv (stash allocation failed) */
-#define FX_DROP_SLOTS 4
+#define FX_RETRIED 4            /* not a drop: ring buffer writes that failed and were tried again */
+#define FX_DROP_SLOTS 5
 
 /* Flags in fx_exec_event.flags. */
 #define FX_EXEC_NO_ARGV 1       /* argv could not be captured */

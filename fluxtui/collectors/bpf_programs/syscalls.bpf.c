@@ -104,6 +104,40 @@ static __always_inline void count_drop(u32 slot, u64 n)
 
 #include "fluxtui_task.h"
 
+/* Since Linux 6.15 the ring buffer's lock can be a resilient spinlock (rqspinlock): a write can
+ * fail while there is room (the lock held past its timeout, or a suspected deadlock), not only
+ * when the buffer is full. Seen here about once in 30,000 events under load. Another try gets
+ * those through; a full buffer fails every try at once. Retries are counted (FX_RETRIED). */
+#define FX_RING_TRIES 3
+
+static __always_inline struct fx_syscall_event *reserve_syscall_event(void)
+{
+    struct fx_syscall_event *ev = NULL;
+#pragma unroll
+    for (int i = 0; i < FX_RING_TRIES && !ev; i++) {
+        if (i)
+            count_drop(FX_RETRIED, 1);
+        ev = events.ringbuf_reserve(sizeof(struct fx_syscall_event));
+    }
+    if (!ev)
+        count_drop(FX_DROP_EVENTS, 1);
+    return ev;
+}
+
+static __always_inline struct fx_header *reserve_header(void)
+{
+    struct fx_header *h = NULL;
+#pragma unroll
+    for (int i = 0; i < FX_RING_TRIES && !h; i++) {
+        if (i)
+            count_drop(FX_RETRIED, 1);
+        h = events.ringbuf_reserve(sizeof(struct fx_header));
+    }
+    if (!h)
+        count_drop(FX_DROP_EVENTS, 1);
+    return h;
+}
+
 /* Start time of the current process in clock ticks, as in field 22 of /proc/PID/stat. */
 static __always_inline u64 process_start_ticks(struct fx_config *cfg)
 {
@@ -167,11 +201,9 @@ static __always_inline void flush_run(struct fx_config *cfg, struct fx_thread *t
 static __always_inline void emit_plain(u32 kind, s32 nr, u64 start_ticks,
                                        u64 a0, u64 a1, u64 a2, u64 a3)
 {
-    struct fx_syscall_event *ev = events.ringbuf_reserve(sizeof(struct fx_syscall_event));
-    if (!ev) {
-        count_drop(FX_DROP_EVENTS, 1);
+    struct fx_syscall_event *ev = reserve_syscall_event();
+    if (!ev)
         return;
-    }
     fill_header(&ev->h, kind, nr, start_ticks);
     ev->args[0] = a0;
     ev->args[1] = a1;
@@ -200,11 +232,9 @@ static __always_inline void check_cred(struct fx_thread *th)
 
 static __always_inline void emit_syscall(u64 *a, struct fx_thread *th, u16 nr, u32 desc)
 {
-    struct fx_syscall_event *ev = events.ringbuf_reserve(sizeof(struct fx_syscall_event));
-    if (!ev) {
-        count_drop(FX_DROP_EVENTS, 1);
+    struct fx_syscall_event *ev = reserve_syscall_event();
+    if (!ev)
         return;
-    }
     fill_header(&ev->h, FX_EV_SYSCALL, nr, th->start_ticks);
 #pragma unroll
     for (int i = 0; i < 6; i++)
@@ -490,7 +520,14 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     asm volatile("" : "+r"(size));  /* keep the bound check on the register passed below */
     if (size > sizeof(struct fx_exec_event))    /* cannot happen; bounds it for the verifier */
         return 0;
-    if (events.ringbuf_output(ev, size, 0))
+    long err = 1;
+#pragma unroll
+    for (int i = 0; i < FX_RING_TRIES && err; i++) {
+        if (i)
+            count_drop(FX_RETRIED, 1);
+        err = events.ringbuf_output(ev, size, 0);
+    }
+    if (err)
         count_drop(FX_DROP_EVENTS, 1);
     return 0;
 }
@@ -519,11 +556,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         return 0;
 #endif
     u64 start = (th && (th->flags & FX_TH_INIT)) ? th->start_ticks : process_start_ticks(cfg);
-    struct fx_header *h = events.ringbuf_reserve(sizeof(struct fx_header));
-    if (!h) {
-        count_drop(FX_DROP_EVENTS, 1);
+    struct fx_header *h = reserve_header();
+    if (!h)
         return 0;
-    }
     fill_header(h, FX_EV_EXIT, -1, start);
     events.ringbuf_submit(h, 0);
     return 0;
