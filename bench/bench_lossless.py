@@ -148,7 +148,7 @@ def exec_load(engine: Engine, capture: SyscallCapture, rec: Recorder, workdir: P
     print(f"exec load: {rate:,} execs/s asked for {seconds:g} s", flush=True)
     before = dict(capture.status().drops)
     proc = subprocess.run([str(gen), str(rate), str(seconds), str(tiny)], capture_output=True,
-                          text=True, check=True, timeout=seconds * 3 + 60)
+                          text=True, check=True, timeout=seconds * 3 + 180)
     started, calls, took = proc.stdout.split()
     n, calls_n = int(started), int(calls)
     print(f"  started {n:,} in {float(took):.1f} s: {n / float(took):,.0f} execs/s reached "
