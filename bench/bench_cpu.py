@@ -201,9 +201,11 @@ def python_pid(pid: int) -> int:
     return pid
 
 
-def profile(pids: dict[str, int], seconds: float, where: Path) -> None:
+def profile(pids: dict[str, int], seconds: float, where: Path) -> dict[str, dict[int, str]]:
+    """Thread names (py-spy's) of each profiled process, by thread id."""
     where.mkdir(parents=True, exist_ok=True)
     running = {}
+    names: dict[str, dict[int, str]] = {}
     for name, pid in pids.items():
         path, target = where / f"{name}.txt", python_pid(pid)
         running[name] = (path, target, thread_cpu(target), time.monotonic(),
@@ -215,8 +217,29 @@ def profile(pids: dict[str, int], seconds: float, where: Path) -> None:
             print(f"[profile {name}] py-spy failed: {err.decode(errors='replace')[-300:]}",
                   flush=True)
             continue
+        names[name] = thread_names(path)
         print(summary(path, title=name), flush=True)
-        print(cpu_by_thread(before, after, span, thread_names(path)), flush=True)
+        print(cpu_by_thread(before, after, span, names[name]), flush=True)
+    return names
+
+
+def stream_composition(stream: Path, offset: int, seconds: float) -> str:
+    """What the headless process wrote over the window: documents per second by dataset."""
+    with open(stream, "rb") as f:
+        f.seek(offset if offset <= os.fstat(f.fileno()).st_size else 0)  # rotated meanwhile
+        data = f.read()
+    by_dataset: dict[str, int] = {}
+    lines = data.splitlines()
+    for line in lines:
+        try:
+            dataset = json.loads(line)["event"]["dataset"]
+        except (ValueError, KeyError):
+            dataset = "?"
+        by_dataset[dataset] = by_dataset.get(dataset, 0) + 1
+    parts = ", ".join(f"{name} {count / seconds:.1f}" for name, count in
+                      sorted(by_dataset.items(), key=lambda kv: -kv[1]))
+    return (f"[stream] {len(lines) / seconds:.1f} documents/s, {len(data) / seconds / 1024:.1f} "
+            f"KiB/s over the window; per second by dataset: {parts}")
 
 
 def main() -> int:
@@ -268,16 +291,26 @@ def main() -> int:
             measured = {"top": top.pid, "headless": headless.pid}
             if tui_pid is not None:
                 measured["tui"] = tui_pid
+            pythons = {n: python_pid(p) for n, p in measured.items() if n != "top"}
+            threads_before = {n: thread_cpu(p) for n, p in pythons.items()}
             before = {name: cpu_seconds(pid) for name, pid in measured.items()}
+            stream_from = stream.stat().st_size
             start = time.monotonic()
             time.sleep(args.seconds)
             after = {name: cpu_seconds(pid) for name, pid in measured.items()}
             span = time.monotonic() - start
+            threads_after = {n: thread_cpu(p) for n, p in pythons.items()}
+            written = stream_composition(stream, stream_from, span)
             share = {name: 100.0 * (after[name] - before[name]) / span for name in measured}
             screen = tmux("capture-pane", "-p", "-t", "tui") if tui_pid is not None else ""
+            names: dict[str, dict[int, str]] = {}
             if args.profile is not None:
-                profile({n: p for n, p in measured.items() if n != "top"},
-                        args.profile_seconds, args.profile)
+                names = profile({n: p for n, p in measured.items() if n != "top"},
+                                args.profile_seconds, args.profile)
+            for name in pythons:
+                print(f"[window {name}]" + cpu_by_thread(
+                    threads_before[name], threads_after[name], span, names.get(name, {})),
+                    flush=True)
         finally:
             for child in children:
                 child.kill()
@@ -292,6 +325,7 @@ def main() -> int:
         listed = sum(1 for name in os.listdir("/proc") if name.isdigit())
         print(f"[cpu] {listed} processes on the machine, {args.processes} extra; "
               f"{span:.1f} s window, 1 Hz", flush=True)
+        print(written, flush=True)
         if screen:
             print("[tui] " + screen.splitlines()[0][:150], flush=True)
         floor = share["top"]
