@@ -207,3 +207,46 @@ def test_a_socket_of_another_thread_is_found_though_the_main_thread_slept() -> N
         owners.close()
         child.kill()
         child.wait()
+
+
+def test_a_hinted_process_holding_the_new_socket_ends_the_hunt(monkeypatch) -> None:
+    """The connect tracer's pid (or a listener's holder) is read first; when it holds every
+    unknown inode, /proc is not listed; a wrong hint still ends in the full hunt."""
+    child = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    listed: list[int] = []
+    real = socket_owners.list_pids
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        listed.append(1)
+        return real(*args)
+
+    try:
+        owners.refresh([])
+        assert child.stdout is not None and child.stdin is not None
+        fd = int(child.stdout.readline())
+        inode = int(os.readlink(f"/proc/{child.pid}/fd/{fd}")[8:-1])
+        monkeypatch.setattr(socket_owners, "list_pids", counting)
+        assert owners.unknown([inode, 0]) == {inode}
+        owners.refresh([inode], hints=[child.pid])
+        assert listed == [] and owners.hinted == 1
+        assert [o.pid for o in owners.owners(inode) or ()] == [child.pid]
+
+        second = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        try:
+            assert second.stdout is not None
+            fd2 = int(second.stdout.readline())
+            inode2 = int(os.readlink(f"/proc/{second.pid}/fd/{fd2}")[8:-1])
+            owners.refresh([inode, inode2], hints=[child.pid])  # the wrong process
+            assert listed == [1]  # the full hunt
+            assert [o.pid for o in owners.owners(inode2) or ()] == [second.pid]
+        finally:
+            second.kill()
+            second.wait()
+    finally:
+        owners.close()
+        child.kill()
+        child.wait()

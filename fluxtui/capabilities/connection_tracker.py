@@ -147,6 +147,7 @@ class ConnectionsComponent:
         # The engine's processes as of its last tick (pids): spares the owner sweep a listing of
         # /proc. Replaced whole by on_tick, read by the worker.
         self._tick_pids: tuple[int, ...] | None = None
+        self._connecting: set[int] = set()  # pids the tracer saw connect since the last query
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -278,7 +279,11 @@ class ConnectionsComponent:
         self._notes = {k: v for k, v in self._notes.items() if not k.startswith("dump-")}
         for name, error in errors.items():
             self._notes[f"dump-{name}"] = f"{name} sockets not listed: {error}"
-        self._owners.refresh((e.inode for e in entries), self._tick_pids)
+        inodes = [e.inode for e in entries]
+        unknown = self._owners.unknown(inodes)
+        hints = self._hints([e for e in entries if e.inode in unknown]) if unknown else ()
+        self._owners.refresh(inodes, self._tick_pids, hints)
+        self._connecting = set()
         owners_of = self._owners.owners
         table: dict[int, SocketRow] = {}
         for entry in entries:
@@ -324,6 +329,20 @@ class ConnectionsComponent:
             first, _ = self._bytes_span
             self._bytes_span = (first if first is not None else started, started)
             self._poll_ms = view.query_ms
+
+    def _hints(self, entries: list[SocketEntry]) -> set[int]:
+        """Processes likely to hold the new sockets `entries`: those that connected since the
+        last listing (the tracer), and the holders of a listener (as of the last listing) on
+        the local port of a connection (an accepted one)."""
+        hints = set(self._connecting)
+        listeners = {(r.entry.proto, r.entry.local_port): r.owners for r in self._table.values()
+                     if r.entry.state == "LISTEN" and r.owners}
+        if listeners:
+            for entry in entries:
+                if entry.state != "LISTEN" and entry.has_peer:
+                    for owner in listeners.get((entry.proto, entry.local_port)) or ():
+                        hints.add(owner.pid)
+        return hints
 
     def _diff(self, now: float, table: dict[int, SocketRow]) -> None:
         old = self._table
@@ -462,6 +481,7 @@ class ConnectionsComponent:
                     self._add_detections(self._rules.outcome(obs._replace(timestamp=a.timestamp),
                                                              a.established))
                 continue
+            self._connecting.add(a.pid)
             key = None if a.start_ticks is None else ProcessKey(a.pid, a.start_ticks)
             obs = Observation(a.timestamp, key, a.pid, a.comm, "tcp", canonical_ip(a.remote_addr),
                               a.remote_port, uid=a.uid, ppid=a.ppid, exe=a.exe,

@@ -15,7 +15,9 @@ says something is new, not on every listing.
   from the slow rotation (each has its turn once per ROTATION sweeps: renews co-holders that
   received a still-held socket by fd passing, the one case nothing else reveals, and a pid
   reused by a process that inherited a socket).
-- A hunt, at once, when a listed inode is unknown: every process's schedstat is read; those that
+- A hunt, at once, when a listed inode is unknown. The hinted processes first (the connect
+  tracer's connecting pids, the holders of the listener a new connection came in to): when they
+  hold every unknown inode, that is all. Else every process's schedstat is read; those that
   ran since their fds were last read and whose fd count changed have their fds read (the socket's
   creator is among them unless it opened one fd and closed another); if the inode is still
   unknown, those that ran with the same count, then all the others (a socket opened by a thread
@@ -145,7 +147,8 @@ class SocketOwners:
         self._sched = HeldReads("schedstat", proc, 128)
         self._self = os.getpid() if proc == "/proc" else -1
         self.fd_reads = 0  # /proc/PID/fd directories read since start (for the benchmark)
-        self.hunts = 0  # refreshes that looked for an unknown inode
+        self.hunts = 0  # refreshes that looked for an unknown inode in every process
+        self.hinted = 0  # unknown inodes all found in the hinted processes
 
     def close(self) -> None:
         self._sched.close()
@@ -162,6 +165,11 @@ class SocketOwners:
             return ()
         return None
 
+    def unknown(self, inodes: Iterable[int]) -> set[int]:
+        """The inodes a refresh would hunt for: in no process's fds as last read, and not known
+        to be unresolvable."""
+        return {i for i in inodes if i and i not in self._index and i not in self._unresolvable}
+
     @property
     def denied(self) -> int:
         """Processes whose fds we may not read (not root)."""
@@ -173,17 +181,27 @@ class SocketOwners:
 
     # --- refresh -----------------------------------------------------------------------------
 
-    def refresh(self, wanted: Iterable[int], pids: Collection[int] | None = None) -> None:
+    def refresh(self, wanted: Iterable[int], pids: Collection[int] | None = None,
+                 hints: Iterable[int] = ()) -> None:
         """Bring the index up to date for the socket inodes the kernel just listed. `pids`: the
         processes as someone else listed them lately (the engine's table, at most a tick old),
-        which spares a sweep its own listing of /proc; a hunt always lists /proc afresh."""
+        which spares a sweep its own listing of /proc; a hunt always lists /proc afresh.
+        `hints`: processes likely to hold a new socket (those the connect tracer saw connect,
+        the holders of a listener a new connection came in to): read first, and when they
+        hold every unknown inode, the hunt ends there."""
         wanted_set = set(wanted)
         wanted_set.discard(0)
         self._unresolvable &= wanted_set
         unknown = wanted_set - self._index.keys() - self._unresolvable
         now = self._clock()
-        if (not unknown and self._last_sweep is not None
-                and 0 <= now - self._last_sweep < self.sweep_s):
+        swept = self._last_sweep is not None and 0 <= now - self._last_sweep < self.sweep_s
+        if unknown and swept and hints:
+            self._read_hinted(hints)
+            unknown -= self._index.keys()
+            if not unknown:
+                self.hinted += 1
+                return
+        if not unknown and swept:
             return
         self._last_sweep = now
         self._round += 1
@@ -252,6 +270,27 @@ class SocketOwners:
                     return
                 self._rescan(pid, owner, fd_count, sched)
         self._unresolvable |= unknown - self._index.keys()
+
+    def _read_hinted(self, hints: Iterable[int]) -> None:
+        limit = held_fd_budget() // 2
+        for pid in set(hints):
+            cached = self._procs.get(pid)
+            sched = self._sched.read(pid, limit)
+            if sched is None:
+                self._drop(pid)
+                continue
+            stat_ = read_stat(pid, self._proc, memory=False)
+            if stat_ is None:
+                self._drop(pid)
+                continue
+            if cached is not None and cached.owner.start_ticks != stat_.start_ticks:
+                self._drop(pid)
+            try:
+                fd_count = os.stat(f"{self._proc}/{pid}/fd").st_size
+            except OSError:
+                self._drop(pid)
+                continue
+            self._rescan(pid, Owner(pid, stat_.start_ticks, stat_.comm), fd_count, sched)
 
     def _rescan(self, pid: int, owner: Owner, fd_count: int, schedstat: bytes) -> None:
         self.fd_reads += 1
