@@ -6,7 +6,9 @@ shared socket stops naming it at the next sweep. The clock is injected: no test 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -250,3 +252,66 @@ def test_a_hinted_process_holding_the_new_socket_ends_the_hunt(monkeypatch) -> N
         owners.close()
         child.kill()
         child.wait()
+
+
+FORKER = """
+import socket, subprocess, sys
+held = ()
+if sys.argv[1] == "hold":
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); held = (s.fileno(),)
+    print(s.fileno(), flush=True)
+sys.stdin.readline()
+child = subprocess.Popen(["sleep", "60"], pass_fds=held)
+print(child.pid, flush=True)
+sys.stdin.readline()
+child.kill()
+"""
+
+
+def test_a_new_child_is_read_only_when_its_parent_holds_a_socket(monkeypatch) -> None:
+    """A child inherits its parent's sockets: the new child of a holder has its fds read at the
+    next sweep (and is named with its parent); that of a process holding none is taken to hold
+    none, unread (a socket it opens later is unknown to the index, which starts a hunt)."""
+    holder = subprocess.Popen([sys.executable, "-c", FORKER, "hold"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    plain = subprocess.Popen([sys.executable, "-c", FORKER, "none"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    forked: list[int] = []
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert plain.stdout is not None and plain.stdin is not None
+        fd = int(holder.stdout.readline())
+        inode = int(os.readlink(f"/proc/{holder.pid}/fd/{fd}")[8:-1])
+        owners.refresh([inode])  # a hunt: every process read
+        assert plain.pid in {k.pid for k in owners.readable()}
+        for proc in (holder, plain):
+            assert proc.stdin is not None
+            proc.stdin.write(b"fork\n")
+            proc.stdin.flush()
+        heir = int(holder.stdout.readline())
+        other = int(plain.stdout.readline())
+        forked += [heir, other]
+        read: list[str] = []
+        real = socket_owners.socket_fds
+
+        def counting(fd_dir: str):  # type: ignore[no-untyped-def]
+            read.append(fd_dir)
+            return real(fd_dir)
+
+        monkeypatch.setattr(socket_owners, "socket_fds", counting)
+        clock.now += SWEEP_S
+        owners.refresh([inode])
+        assert {o.pid for o in owners.owners(inode) or ()} == {holder.pid, heir}
+        assert f"/proc/{heir}/fd" in read
+        assert f"/proc/{other}/fd" not in read and owners.inferred >= 1
+        assert other in {k.pid for k in owners.readable()}  # known to hold none
+    finally:
+        owners.close()
+        for pid in forked:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for proc in (holder, plain):
+            proc.kill()
+            proc.wait()

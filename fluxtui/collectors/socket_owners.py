@@ -6,8 +6,9 @@ says something is new, not on every listing.
 - Nothing, when every inode listed is already in the index (or known unresolvable) and the last
   sweep is less than `sweep_s` old: the common case on a quiet host.
 - A sweep, at most every `sweep_s` (1 s): /proc is listed (or the engine's table is taken);
-  new processes have their fds read
-  (a child inherits its parent's sockets), gone ones are dropped; of the rest only processes
+  new processes have their fds read when their parent holds a socket (a child inherits its
+  parent's sockets; the child of a process that holds none is taken to hold none, and a socket
+  it opens later is unknown, which starts a hunt), gone ones are dropped; of the rest only processes
   that hold a socket are looked at (one pread of a held /proc/PID/schedstat fd: a process whose
   main thread has not run since its fds were last read cannot have closed or passed a socket);
   one that ran and whose fd count changed has its fds read again, so a socket it closed or
@@ -149,6 +150,7 @@ class SocketOwners:
         self.fd_reads = 0  # /proc/PID/fd directories read since start (for the benchmark)
         self.hunts = 0  # refreshes that looked for an unknown inode in every process
         self.hinted = 0  # unknown inodes all found in the hinted processes
+        self.inferred = 0  # new processes taken to hold no socket: their parent holds none
 
     def close(self) -> None:
         self._sched.close()
@@ -227,6 +229,19 @@ class SocketOwners:
             due = pid % ROTATION == rotation
             if cached is not None and not unknown and not cached.inodes and not due:
                 continue  # holds no socket: only a hunt or its turn brings it back
+            fresh = None
+            if cached is None and not unknown and not due:
+                fresh = read_stat(pid, self._proc, memory=False)
+                if fresh is None:
+                    continue
+                parent = self._procs.get(fresh.ppid)
+                if parent is not None and parent.inodes == {}:
+                    # Forked from a process that holds no socket: it inherited none. One it
+                    # opens is unknown to the index, and a hunt reads it (it counts as "ran").
+                    self._procs[pid] = _Process(Owner(pid, fresh.start_ticks, fresh.comm), -1,
+                                                {})
+                    self.inferred += 1
+                    continue
             sched = self._sched.read(pid, limit)
             if sched is None and cached is not None:
                 self._drop(pid)  # the held file's process exited: the pid may be another's
@@ -237,7 +252,7 @@ class SocketOwners:
             if cached is not None and sched == cached.schedstat and not due:
                 idle.append((cached.fd_count, pid, cached.owner, sched))
                 continue
-            stat_ = read_stat(pid, self._proc, memory=False)  # identity and name only
+            stat_ = fresh or read_stat(pid, self._proc, memory=False)  # identity and name
             if stat_ is None:
                 self._drop(pid)
                 continue
