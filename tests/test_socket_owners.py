@@ -21,6 +21,7 @@ from fluxtui.collectors.socket_owners import ROTATION, SWEEP_S, SocketOwners, re
 
 HOLDER = """
 import socket, sys
+sys.stdin.readline()  # until the test says: after its first refresh
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
 print(s.fileno(), flush=True)
 sys.stdin.readline()
@@ -136,8 +137,10 @@ def test_a_new_socket_of_another_process_is_attributed_at_once() -> None:
     clock = Clock()
     owners = SocketOwners(clock=clock)
     try:
-        owners.refresh([])  # may run before the child's socket exists
+        owners.refresh([])  # before the child's socket exists
         assert child.stdout is not None and child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
         fd = int(child.stdout.readline())
         inode = int(os.readlink(f"/proc/{child.pid}/fd/{fd}")[8:-1])
         owners.refresh([inode])  # no time passed: not a sweep, a hunt
@@ -167,7 +170,9 @@ def test_a_holder_that_closes_a_shared_socket_is_dropped_at_the_next_sweep() -> 
                 if b"readline" in f.read():
                     break
             time.sleep(0.01)
-        owners.refresh([inode])
+        owners.refresh([inode])  # a hunt: stops at the first holder found
+        clock.now += SWEEP_S
+        owners.refresh([inode])  # a sweep: the new child of a holder is read
         assert {o.pid for o in owners.owners(inode) or ()} == {os.getpid(), child.pid}
         listener.close()
         clock.now += SWEEP_S
@@ -226,8 +231,10 @@ def test_a_hinted_process_holding_the_new_socket_ends_the_hunt(monkeypatch) -> N
         return real(*args)
 
     try:
-        owners.refresh([])
+        owners.refresh([])  # before the child's socket exists
         assert child.stdout is not None and child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
         fd = int(child.stdout.readline())
         inode = int(os.readlink(f"/proc/{child.pid}/fd/{fd}")[8:-1])
         monkeypatch.setattr(socket_owners, "list_pids", counting)
@@ -239,7 +246,9 @@ def test_a_hinted_process_holding_the_new_socket_ends_the_hunt(monkeypatch) -> N
         second = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE)
         try:
-            assert second.stdout is not None
+            assert second.stdout is not None and second.stdin is not None
+            second.stdin.write(b"go\n")
+            second.stdin.flush()
             fd2 = int(second.stdout.readline())
             inode2 = int(os.readlink(f"/proc/{second.pid}/fd/{fd2}")[8:-1])
             owners.refresh([inode, inode2], hints=[child.pid])  # the wrong process
@@ -284,7 +293,9 @@ def test_a_new_child_is_read_only_when_its_parent_holds_a_socket(monkeypatch) ->
         assert plain.stdout is not None and plain.stdin is not None
         fd = int(holder.stdout.readline())
         inode = int(os.readlink(f"/proc/{holder.pid}/fd/{fd}")[8:-1])
-        owners.refresh([inode])  # a hunt: every process read
+        owners.refresh([inode])  # a hunt: until the holder is found
+        clock.now += SWEEP_S
+        owners.refresh([inode])  # a sweep: every process new to it read (started before it)
         assert plain.pid in {k.pid for k in owners.readable()}
         for proc in (holder, plain):
             assert proc.stdin is not None

@@ -6,23 +6,26 @@ says something is new, not on every listing.
 - Nothing, when every inode listed is already in the index (or known unresolvable) and the last
   sweep is less than `sweep_s` old: the common case on a quiet host.
 - A sweep, at most every `sweep_s` (1 s): /proc is listed (or the engine's table is taken);
-  new processes have their fds read when their parent holds a socket (a child inherits its
-  parent's sockets; the child of a process that holds none is taken to hold none, and a socket
-  it opens later is unknown, which starts a hunt), gone ones are dropped; of the rest only processes
-  that hold a socket are looked at (one pread of a held /proc/PID/schedstat fd: a process whose
-  main thread has not run since its fds were last read cannot have closed or passed a socket);
-  one that ran and whose fd count changed has its fds read again, so a socket it closed or
-  handed over stops naming it within a sweep. Processes that hold no socket are skipped, apart
+  new processes have their fds read unless their parent held no socket when last read and they
+  started after that (a child inherits its parent's sockets; one its parent opened since, or it
+  opens, is unknown to the index, which starts a hunt), gone ones are dropped; of the rest only
+  processes that hold a socket are looked at (one pread of a held /proc/PID/schedstat fd: a
+  process whose main thread has not run since its fds were last read cannot have closed or
+  passed a socket);
+  one that ran has the fd recorded for each of its sockets checked (one readlink each) and
+  its fds read again when one changed, so a socket it closed or handed over stops naming it
+  within a sweep. Processes that hold no socket are skipped, apart
   from the slow rotation (each has its turn once per ROTATION sweeps: renews co-holders that
   received a still-held socket by fd passing, the one case nothing else reveals, and a pid
   reused by a process that inherited a socket).
 - A hunt, at once, when a listed inode is unknown. The hinted processes first (the connect
   tracer's connecting pids, the holders of the listener a new connection came in to): when they
   hold every unknown inode, that is all. Else every process's schedstat is read; those that
-  ran since their fds were last read and whose fd count changed have their fds read (the socket's
-  creator is among them unless it opened one fd and closed another); if the inode is still
-  unknown, those that ran with the same count, then all the others (a socket opened by a thread
-  other than the main one), stopping once every inode is found. An inode still unknown after
+  are new or ran since their fds were last read and whose fd count changed have their fds read
+  (the socket's creator is among them unless it opened one fd and closed another); if the inode
+  is still unknown, those that ran with the same count, then all the others (a socket opened by
+  a thread other than the main one); fewest fds first, those with more than BIG_FDS last,
+  stopping once every inode is found. An inode still unknown after
   that is remembered as unresolvable (held by the kernel, by another pid namespace, or in flight
   in a unix-socket message) and does not trigger another hunt.
 
@@ -47,9 +50,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from fluxtui.collectors.processes import held_fd_budget
-from fluxtui.collectors.procstat import HeldReads, list_pids, read_stat
+from fluxtui.collectors.procstat import CLOCK_TICKS, HeldReads, list_pids, read_stat
 from fluxtui.events import ProcessKey
 
+BIG_FDS = 256  # a hunt reads processes with more fds than this last
 SWEEP_S = 1.0  # without an unknown socket, processes are looked at at most this often
 ROTATION = 300  # sweeps: every process's fds are re-read at least once per this many (5 min)
 
@@ -70,6 +74,12 @@ class _Process:
     fd_count: int
     inodes: dict[int, int] | None  # socket inode -> an fd holding it; None: fds not readable
     schedstat: bytes = b""  # when its fds were read: unchanged, the main thread has not run
+    known_at: int = 0  # clock ticks since boot when its fds were read (or it started, inferred)
+
+
+def _boot_ticks() -> int:
+    """Now, in the unit and clock of a process's start time in /proc/PID/stat."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLOCK_TICKS)
 
 
 def read_socket_inodes(fd_dir: str) -> frozenset[int] | None:
@@ -197,12 +207,13 @@ class SocketOwners:
         unknown = wanted_set - self._index.keys() - self._unresolvable
         now = self._clock()
         swept = self._last_sweep is not None and 0 <= now - self._last_sweep < self.sweep_s
-        if unknown and swept and hints:
+        if unknown and hints:
             self._read_hinted(hints)
             unknown -= self._index.keys()
             if not unknown:
                 self.hinted += 1
-                return
+                if swept:
+                    return
         if not unknown and swept:
             return
         self._last_sweep = now
@@ -235,11 +246,13 @@ class SocketOwners:
                 if fresh is None:
                     continue
                 parent = self._procs.get(fresh.ppid)
-                if parent is not None and parent.inodes == {}:
-                    # Forked from a process that holds no socket: it inherited none. One it
-                    # opens is unknown to the index, and a hunt reads it (it counts as "ran").
+                if (parent is not None and parent.inodes == {}
+                        and fresh.start_ticks > parent.known_at):
+                    # Forked from a process that held no socket after it was last read: it
+                    # inherited none (one its parent opened in between, or it opens, is unknown
+                    # to the index, and a hunt reads it: it counts as "ran").
                     self._procs[pid] = _Process(Owner(pid, fresh.start_ticks, fresh.comm), -1,
-                                                {})
+                                                {}, known_at=fresh.start_ticks)
                     self.inferred += 1
                     continue
             sched = self._sched.read(pid, limit)
@@ -265,8 +278,10 @@ class SocketOwners:
             except OSError:
                 self._drop(pid)
                 continue
-            if (cached is None or due or fd_count == 0 or cached.owner.name != owner.name
-                    or (cached.inodes and cached.fd_count != fd_count and not still_held(
+            if cached is None and unknown and not due:
+                changed.append((fd_count, pid, owner, sched))  # new: read in order, below
+            elif (cached is None or due or fd_count == 0 or cached.owner.name != owner.name
+                    or (cached.inodes and not still_held(
                         f"{self._proc}/{pid}/fd", cached.inodes, pid == self._self))):
                 # New, its turn, exec'd, or a holder that closed or moved one of its sockets.
                 self._rescan(pid, owner, fd_count, sched)
@@ -276,14 +291,18 @@ class SocketOwners:
                 ran.append((fd_count, pid, owner, sched))
         if not unknown:
             return
-        # The creator is among those that ran with a new fd count unless a thread other than the
-        # main one opened it, or it closed one fd for another. Fewest fds first, in each group:
-        # stops as soon as every inode is found.
-        for group in (changed, ran, idle):
-            for fd_count, pid, owner, sched in sorted(group, key=lambda p: (p[0], p[1])):
-                if not unknown - self._index.keys():
-                    return
-                self._rescan(pid, owner, fd_count, sched)
+        # The creator is among the new processes and those that ran with a new fd count unless a
+        # thread other than the main one opened it, or it closed one fd for another: in that
+        # order, fewest fds first,
+        # processes with many fds (BIG_FDS) after all others, since reading them costs most.
+        # Stops as soon as every inode is found.
+        order = sorted(((fd_count > BIG_FDS, rank, fd_count, pid, owner, sched)
+                        for rank, group in enumerate((changed, ran, idle))
+                        for fd_count, pid, owner, sched in group), key=lambda p: p[:4])
+        for _big, _rank, fd_count, pid, owner, sched in order:
+            if not unknown - self._index.keys():
+                return
+            self._rescan(pid, owner, fd_count, sched)
         self._unresolvable |= unknown - self._index.keys()
 
     def _read_hinted(self, hints: Iterable[int]) -> None:
@@ -319,7 +338,7 @@ class SocketOwners:
             return
         old = self._procs.get(pid)
         self._unindex(old)
-        self._procs[pid] = _Process(owner, fd_count, inodes, schedstat)
+        self._procs[pid] = _Process(owner, fd_count, inodes, schedstat, _boot_ticks() - 1)
         for inode in inodes or ():
             self._index.setdefault(inode, []).append(owner)
 
