@@ -8,7 +8,12 @@ model runs when one is trained). CPU is user + system time of each process and i
 from /proc, over the same `--seconds`, after the start-up (BPF compile) is over.
 
 Also printed: how many /proc reads the process collector needed in a steady tick (the evidence
-that processes which did not run are not read).
+that processes which did not run are not read); each fluxtui process's CPU by thread over the
+window (thread names from py-spy when --profile is given); what the stream wrote over the
+window (documents per second by dataset) and, for each socket opened in the window, whether
+its event named its owner (the event is written in the listing the socket first appears in).
+With --socket-probe, a process opens loopback sockets from a thread other than its main one
+during the window, twice a second, so that attribution is exercised.
 
 With --profile DIR, after the measured window, both fluxtui processes are sampled with py-spy
 for --profile-seconds (bench/profile_summary.py) and the top entries printed: where the CPU
@@ -16,7 +21,7 @@ goes, by thread and function. The profile is taken after the window so it cannot
 figures.
 
 Run as root: .venv/bin/python bench/bench_cpu.py [--processes 2000] [--seconds 30]
-             [--profile DIR [--profile-seconds 20]]
+             [--profile DIR [--profile-seconds 20]] [--socket-probe]
 Bounded: the extra processes are `sleep 600`, killed on exit; every child is killed on exit.
 """
 
@@ -88,7 +93,10 @@ def descendants(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of pid and its descendants (threads included), in seconds."""
+    """CPU of pid and its descendants (threads included), in seconds: utime + stime of each live
+    one, and cutime + cstime, the time of the children it has reaped. Without the latter, a
+    child that exits within the window (the BPF compiler's helper, a package query) took its
+    whole past CPU out of the figure."""
     total = 0
     for p in descendants(pid):
         try:
@@ -96,7 +104,7 @@ def cpu_seconds(pid: int) -> float:
                 fields = f.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total / CLOCK_TICKS
 
 
@@ -201,9 +209,11 @@ def python_pid(pid: int) -> int:
     return pid
 
 
-def profile(pids: dict[str, int], seconds: float, where: Path) -> None:
+def profile(pids: dict[str, int], seconds: float, where: Path) -> dict[str, dict[int, str]]:
+    """Thread names (py-spy's) of each profiled process, by thread id."""
     where.mkdir(parents=True, exist_ok=True)
     running = {}
+    names: dict[str, dict[int, str]] = {}
     for name, pid in pids.items():
         path, target = where / f"{name}.txt", python_pid(pid)
         running[name] = (path, target, thread_cpu(target), time.monotonic(),
@@ -215,8 +225,59 @@ def profile(pids: dict[str, int], seconds: float, where: Path) -> None:
             print(f"[profile {name}] py-spy failed: {err.decode(errors='replace')[-300:]}",
                   flush=True)
             continue
+        names[name] = thread_names(path)
         print(summary(path, title=name), flush=True)
-        print(cpu_by_thread(before, after, span, thread_names(path)), flush=True)
+        print(cpu_by_thread(before, after, span, names[name]), flush=True)
+    return names
+
+
+def stream_composition(stream: Path, offset: int, seconds: float) -> str:
+    """What the headless process wrote over the window: documents per second by dataset."""
+    with open(stream, "rb") as f:
+        f.seek(offset if offset <= os.fstat(f.fileno()).st_size else 0)  # rotated meanwhile
+        data = f.read()
+    by_dataset: dict[str, int] = {}
+    owners: dict[str, int] = {}  # sockets opened in the window, by owner status at first sight
+    lines = data.splitlines()
+    for line in lines:
+        try:
+            doc = json.loads(line)
+            dataset = doc["event"]["dataset"]
+        except (ValueError, KeyError):
+            dataset = "?"
+        by_dataset[dataset] = by_dataset.get(dataset, 0) + 1
+        if dataset == "fluxtui.connections":
+            conn = doc["fluxtui"]["connection"]
+            if conn["event"] in ("opened", "listening") and conn["inode"]:
+                owners[conn["owner"]] = owners.get(conn["owner"], 0) + 1
+    parts = ", ".join(f"{name} {count / seconds:.1f}" for name, count in
+                      sorted(by_dataset.items(), key=lambda kv: -kv[1]))
+    attributed = ", ".join(f"{n} {status}" for status, n in sorted(owners.items())) or "none"
+    return (f"[stream] {len(lines) / seconds:.1f} documents/s, {len(data) / seconds / 1024:.1f} "
+            f"KiB/s over the window; per second by dataset: {parts}\n"
+            f"[attribution] sockets opened or listening in the window (inode != 0), by owner "
+            f"in the event, i.e. in the listing they first appeared in: {attributed}")
+
+
+# --socket-probe: loopback sockets opened by a thread other than the main one (the hard case for
+# attribution: the main thread's schedstat does not move), two a second, each kept 2 s; bounded
+# by the window (the probe is killed with the other children).
+SOCKET_PROBE = """
+import socket, threading, time
+def pair():
+    listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    time.sleep(2.0)
+    for s in (server, client, listener):
+        s.close()
+def run():
+    while True:
+        threading.Thread(target=pair, daemon=True).start()
+        time.sleep(0.5)
+threading.Thread(target=run, daemon=True).start()
+threading.Event().wait(3600)
+"""
 
 
 def main() -> int:
@@ -226,6 +287,8 @@ def main() -> int:
     parser.add_argument("--no-tui", action="store_true", help="headless and top only")
     parser.add_argument("--profile", type=Path, help="py-spy both after the window, into DIR")
     parser.add_argument("--profile-seconds", type=float, default=20.0)
+    parser.add_argument("--socket-probe", action="store_true",
+                        help="open loopback sockets from a thread during the window (attribution)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_cpu: needs root (syscall capture, guard, process events)", file=sys.stderr)
@@ -264,20 +327,32 @@ def main() -> int:
             settle([headless.pid] + ([python_pid(tui_pid)] if tui_pid is not None else []))
             top = subprocess.Popen(["top", "-d", "1", "-b"], stdout=subprocess.DEVNULL)
             children.append(top)
+            if args.socket_probe:
+                children.append(subprocess.Popen([python, "-c", SOCKET_PROBE]))
             time.sleep(2.0)  # top's first full listing is not its steady cost
             measured = {"top": top.pid, "headless": headless.pid}
             if tui_pid is not None:
                 measured["tui"] = tui_pid
+            pythons = {n: python_pid(p) for n, p in measured.items() if n != "top"}
+            threads_before = {n: thread_cpu(p) for n, p in pythons.items()}
             before = {name: cpu_seconds(pid) for name, pid in measured.items()}
+            stream_from = stream.stat().st_size
             start = time.monotonic()
             time.sleep(args.seconds)
             after = {name: cpu_seconds(pid) for name, pid in measured.items()}
             span = time.monotonic() - start
+            threads_after = {n: thread_cpu(p) for n, p in pythons.items()}
+            written = stream_composition(stream, stream_from, span)
             share = {name: 100.0 * (after[name] - before[name]) / span for name in measured}
             screen = tmux("capture-pane", "-p", "-t", "tui") if tui_pid is not None else ""
+            names: dict[str, dict[int, str]] = {}
             if args.profile is not None:
-                profile({n: p for n, p in measured.items() if n != "top"},
-                        args.profile_seconds, args.profile)
+                names = profile({n: p for n, p in measured.items() if n != "top"},
+                                args.profile_seconds, args.profile)
+            for name in pythons:
+                print(f"[window {name}]" + cpu_by_thread(
+                    threads_before[name], threads_after[name], span, names.get(name, {})),
+                    flush=True)
         finally:
             for child in children:
                 child.kill()
@@ -292,6 +367,7 @@ def main() -> int:
         listed = sum(1 for name in os.listdir("/proc") if name.isdigit())
         print(f"[cpu] {listed} processes on the machine, {args.processes} extra; "
               f"{span:.1f} s window, 1 Hz", flush=True)
+        print(written, flush=True)
         if screen:
             print("[tui] " + screen.splitlines()[0][:150], flush=True)
         floor = share["top"]

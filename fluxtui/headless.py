@@ -56,6 +56,7 @@ from fluxtui.untrusted_text import visible
 # never queue: only the latest waits.
 QUEUE_LIMIT = 10000
 RECORDING_DATASET = "fluxtui.recording"
+_ENCODER = json.JSONEncoder(default=str)  # json.dumps(doc, default=str) builds one per call
 
 
 def text_line(doc: dict[str, Any]) -> str | None:
@@ -181,31 +182,40 @@ class StreamWriter:
         return docs
 
     def _write(self, docs: list[dict[str, Any]]) -> None:
+        """The documents as lines, handed to the output in one call (one write(2) for a
+        rotating file: a burst of exits is thousands of documents)."""
         written = self.clock()
+        created = iso_time(written)
+        lines = []
         for raw in docs:
-            doc = envelope(raw, self.host, written)
+            doc = envelope(raw, self.host, written, created)
             for sink in self.sinks:
                 sink(doc)
             if self.output == "journal":
                 continue
             if self.output == "json":
-                self.out.write(json.dumps(doc, default=str) + "\n")
+                lines.append(_ENCODER.encode(doc) + "\n")
             else:
                 line = text_line(doc)
                 if line is not None:
-                    self.out.write(line + "\n")
+                    lines.append(line + "\n")
+        if lines:
+            self.out.writelines(lines)
 
     def drain(self) -> None:
         with self._write_lock:
             if not self._started:
                 self._started = True
                 self._write([recording_started(self.config, self.clock())])
+            events: list[dict[str, Any]] = []
             while True:
                 try:
                     event = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                self._write(event_documents(event))
+                events.extend(event_documents(event))
+            if events:
+                self._write(events)
             with self._latest_lock:
                 snapshot, self._latest = self._latest, None
             if snapshot is not None:

@@ -17,7 +17,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
@@ -68,15 +68,33 @@ class RotatingFile:
         self._fd, self._size = fd, info.st_size
 
     def write(self, text: str) -> int:
-        data = text.encode("utf-8", "backslashreplace")
-        if self._size > 0 and self._size + len(data) > self.max_bytes:
-            self.rotate()
+        self.writelines((text,))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        """Whole lines, as few write(2) calls as the rotation allows: one per file touched."""
+        chunk: list[bytes] = []
+        size = self._size
+        for text in lines:
+            data = text.encode("utf-8", "backslashreplace")
+            if size > 0 and size + len(data) > self.max_bytes:
+                self._append(chunk)
+                chunk = []
+                self.rotate()
+                size = self._size
+            chunk.append(data)
+            size += len(data)
+        self._append(chunk)
+
+    def _append(self, chunk: list[bytes]) -> None:
+        if not chunk:
+            return
+        data = b"".join(chunk)
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
         self._size += len(data)
-        return len(text)
 
     def rotate(self) -> None:
         os.close(self._fd)

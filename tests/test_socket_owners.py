@@ -1,10 +1,14 @@
-"""Socket ownership from /proc (collectors/socket_owners.py), on real processes: a process whose
-main thread has not run is not re-read, and a socket opened by another thread while the main
-one sleeps is still attributed (the unknown inode triggers the full pass)."""
+"""Socket ownership from /proc (collectors/socket_owners.py), on real processes: nothing is read
+while every listed socket is known and the last sweep is recent; a sweep reads only new
+processes, holders and those whose turn it is; a socket opened by another thread while the main
+one sleeps is still attributed (the unknown inode triggers the hunt); a holder that closes a
+shared socket stops naming it at the next sweep. The clock is injected: no test waits."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +17,23 @@ from collections.abc import Iterator
 import pytest
 
 import fluxtui.collectors.socket_owners as socket_owners
-from fluxtui.collectors.socket_owners import ROTATION, SocketOwners, read_socket_inodes
+from fluxtui.collectors.socket_owners import ROTATION, SWEEP_S, SocketOwners, read_socket_inodes
+
+HOLDER = """
+import socket, sys
+sys.stdin.readline()  # until the test says: after its first refresh
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.fileno(), flush=True)
+sys.stdin.readline()
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 THREAD_LISTENER = """
 import socket, sys, threading
@@ -61,12 +81,13 @@ def _schedstat(pid: int) -> str:
         return f.read()
 
 
-def test_a_process_that_did_not_run_is_not_read_again(sleepers, monkeypatch) -> None:
-    """Every process's /proc/PID/stat was read four times a second (16% of a core at 2,000
-    processes): now only those whose main thread ran since the last refresh."""
+def test_a_sweep_reads_only_new_processes_holders_and_the_rotation(sleepers, monkeypatch) -> None:
+    """Every process's schedstat was read four times a second (and its stat when it ran): now a
+    sweep looks at new processes, socket holders and the slow rotation's share only."""
     for p in sleepers:
         _wait_sleeping(p.pid)
-    owners = SocketOwners()
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
     try:
         owners.refresh([])
         read: list[int] = []
@@ -77,12 +98,91 @@ def test_a_process_that_did_not_run_is_not_read_again(sleepers, monkeypatch) -> 
             return real(pid, *args, **kwargs)
 
         monkeypatch.setattr(socket_owners, "read_stat", counting)
+        clock.now += SWEEP_S
         owners.refresh([])
-        due = {p.pid for p in sleepers if (p.pid + 2) % ROTATION == 0}  # the slow rotation
+        due = {p.pid for p in sleepers if p.pid % ROTATION == 2 % ROTATION}  # second sweep
         assert {p.pid for p in sleepers} & set(read) == due
         assert {p.pid for p in sleepers} <= {k.pid for k in owners.readable()}
     finally:
         owners.close()
+
+
+def test_nothing_is_read_between_sweeps_while_every_socket_is_known(sleepers,
+                                                                      monkeypatch) -> None:
+    """The listing runs four times a second; /proc is read only when it shows an unknown socket
+    or a sweep is due."""
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    try:
+        owners.refresh([])
+        calls: list[str] = []
+        monkeypatch.setattr(socket_owners, "list_pids",
+                            lambda *a: calls.append("list") or [])  # type: ignore[func-returns-value]
+        monkeypatch.setattr(socket_owners, "read_stat",
+                            lambda *a, **k: calls.append("stat"))  # type: ignore[func-returns-value]
+        clock.now += SWEEP_S / 2
+        owners.refresh([0])
+        assert calls == []
+        clock.now += SWEEP_S
+        owners.refresh([])
+        assert calls == ["list"]  # the sweep lists /proc (nothing there: the stub)
+    finally:
+        owners.close()
+
+
+def test_a_new_socket_of_another_process_is_attributed_at_once() -> None:
+    """Between sweeps, an unknown inode triggers the hunt in the same refresh."""
+    child = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    try:
+        owners.refresh([])  # before the child's socket exists
+        assert child.stdout is not None and child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        fd = int(child.stdout.readline())
+        inode = int(os.readlink(f"/proc/{child.pid}/fd/{fd}")[8:-1])
+        owners.refresh([inode])  # no time passed: not a sweep, a hunt
+        found = owners.owners(inode)
+        assert found and [o.pid for o in found] == [child.pid]
+    finally:
+        owners.close()
+        child.kill()
+        child.wait()
+
+
+def test_a_holder_that_closes_a_shared_socket_is_dropped_at_the_next_sweep() -> None:
+    """A socket two processes hold: the one that closes it stops being named at the next sweep
+    (its recorded fd no longer points at it), the other stays."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    inode = os.fstat(listener.fileno()).st_ino
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"],
+                             stdin=subprocess.PIPE, pass_fds=(listener.fileno(),))
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    try:
+        for _ in range(500):  # bounded: until the child runs Python (its fds are settled)
+            with open(f"/proc/{child.pid}/cmdline", "rb") as f:
+                if b"readline" in f.read():
+                    break
+            time.sleep(0.01)
+        owners.refresh([inode])  # a hunt: stops at the first holder found
+        clock.now += SWEEP_S
+        owners.refresh([inode])  # a sweep: the new child of a holder is read
+        assert {o.pid for o in owners.owners(inode) or ()} == {os.getpid(), child.pid}
+        listener.close()
+        clock.now += SWEEP_S
+        owners.refresh([inode])
+        assert [o.pid for o in owners.owners(inode) or ()] == [child.pid]
+    finally:
+        listener.close()
+        owners.close()
+        child.kill()
+        child.wait()
 
 
 def test_a_socket_of_another_thread_is_found_though_the_main_thread_slept() -> None:
@@ -114,3 +214,115 @@ def test_a_socket_of_another_thread_is_found_though_the_main_thread_slept() -> N
         owners.close()
         child.kill()
         child.wait()
+
+
+def test_a_hinted_process_holding_the_new_socket_ends_the_hunt(monkeypatch) -> None:
+    """The connect tracer's pid (or a listener's holder) is read first; when it holds every
+    unknown inode, /proc is not listed; a wrong hint still ends in the full hunt."""
+    child = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    listed: list[int] = []
+    real = socket_owners.list_pids
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        listed.append(1)
+        return real(*args)
+
+    try:
+        owners.refresh([])  # before the child's socket exists
+        assert child.stdout is not None and child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        fd = int(child.stdout.readline())
+        inode = int(os.readlink(f"/proc/{child.pid}/fd/{fd}")[8:-1])
+        monkeypatch.setattr(socket_owners, "list_pids", counting)
+        assert owners.unknown([inode, 0]) == {inode}
+        owners.refresh([inode], hints=[child.pid])
+        assert listed == [] and owners.hinted == 1
+        assert [o.pid for o in owners.owners(inode) or ()] == [child.pid]
+
+        second = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        try:
+            assert second.stdout is not None and second.stdin is not None
+            second.stdin.write(b"go\n")
+            second.stdin.flush()
+            fd2 = int(second.stdout.readline())
+            inode2 = int(os.readlink(f"/proc/{second.pid}/fd/{fd2}")[8:-1])
+            owners.refresh([inode, inode2], hints=[child.pid])  # the wrong process
+            assert listed == [1]  # the full hunt
+            assert [o.pid for o in owners.owners(inode2) or ()] == [second.pid]
+        finally:
+            second.kill()
+            second.wait()
+    finally:
+        owners.close()
+        child.kill()
+        child.wait()
+
+
+FORKER = """
+import socket, subprocess, sys
+held = ()
+if sys.argv[1] == "hold":
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); held = (s.fileno(),)
+    print(s.fileno(), flush=True)
+sys.stdin.readline()
+child = subprocess.Popen(["sleep", "60"], pass_fds=held)
+print(child.pid, flush=True)
+sys.stdin.readline()
+child.kill()
+"""
+
+
+def test_a_new_child_is_read_only_when_its_parent_holds_a_socket(monkeypatch) -> None:
+    """A child inherits its parent's sockets: the new child of a holder has its fds read at the
+    next sweep (and is named with its parent); that of a process holding none is taken to hold
+    none, unread (a socket it opens later is unknown to the index, which starts a hunt)."""
+    holder = subprocess.Popen([sys.executable, "-c", FORKER, "hold"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    plain = subprocess.Popen([sys.executable, "-c", FORKER, "none"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    forked: list[int] = []
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert plain.stdout is not None and plain.stdin is not None
+        fd = int(holder.stdout.readline())
+        inode = int(os.readlink(f"/proc/{holder.pid}/fd/{fd}")[8:-1])
+        owners.refresh([inode])  # a hunt: until the holder is found
+        clock.now += SWEEP_S
+        owners.refresh([inode])  # a sweep: every process new to it read (started before it)
+        assert plain.pid in {k.pid for k in owners.readable()}
+        for proc in (holder, plain):
+            assert proc.stdin is not None
+            proc.stdin.write(b"fork\n")
+            proc.stdin.flush()
+        heir = int(holder.stdout.readline())
+        other = int(plain.stdout.readline())
+        forked += [heir, other]
+        read: list[str] = []
+        real = socket_owners.socket_fds
+
+        def counting(fd_dir: str):  # type: ignore[no-untyped-def]
+            read.append(fd_dir)
+            return real(fd_dir)
+
+        monkeypatch.setattr(socket_owners, "socket_fds", counting)
+        clock.now += SWEEP_S
+        owners.refresh([inode])
+        assert {o.pid for o in owners.owners(inode) or ()} == {holder.pid, heir}
+        assert f"/proc/{heir}/fd" in read
+        assert f"/proc/{other}/fd" not in read and owners.inferred >= 1
+        assert other in {k.pid for k in owners.readable()}  # known to hold none
+    finally:
+        owners.close()
+        for pid in forked:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for proc in (holder, plain):
+            proc.kill()
+            proc.wait()

@@ -61,7 +61,7 @@ __all__ = ["ConnectionEvent", "ConnectionsComponent", "ConnectionsView", "Socket
 log = logging.getLogger(__name__)
 
 MAX_POLL_SHARE = 0.2  # the thread sleeps at least 4x as long as a query took
-TRACER_DRAIN_S = 0.1  # ring buffer drained at least this often
+TRACER_DRAIN_S = 0.1  # ring buffer drained at most this often, when the kernel says it has news
 RECENTLY_CLOSED = 65536  # cookies already reported closed (TIME-WAIT keeps the cookie)
 UDP_LISTEN_LISTINGS = 3  # an unconnected UDP socket in this many listings is a listener
 MAX_PENDING_DETECTIONS = 10000  # detections waiting for the next tick; beyond: dropped, counted
@@ -144,6 +144,10 @@ class ConnectionsComponent:
         self._suppressed = 0
         self._rates: dict[ProcessKey, tuple[float, float]] = {}
         self._poll_ms = 0.0
+        # The engine's processes as of its last tick (pids): spares the owner sweep a listing of
+        # /proc. Replaced whole by on_tick, read by the worker.
+        self._tick_pids: tuple[int, ...] | None = None
+        self._connecting: set[int] = set()  # pids the tracer saw connect since the last query
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -225,7 +229,21 @@ class ConnectionsComponent:
             except TracerUnavailable as exc:
                 self._notes["tracer"] = (f"{exc}: detections see only connections a listing or "
                                          "close notification catches")
-        next_query = time.monotonic()
+        # poll, not select: the guard raises the fd limit, and select fails on fds > 1023.
+        # Two sets: the ring buffer of the connect tracer is left out for TRACER_DRAIN_S after a
+        # drain (the kernel wakes the reader once per batch; this bounds the drains to 10/s).
+        quiet = select.poll()
+        quiet.register(self._wake_r, select.POLLIN)
+        if self._destroy is not None:
+            quiet.register(self._destroy.fileno(), select.POLLIN)
+        traced = select.poll()
+        traced.register(self._wake_r, select.POLLIN)
+        if self._destroy is not None:
+            traced.register(self._destroy.fileno(), select.POLLIN)
+        if self._tracer is not None:
+            traced.register(self._tracer.fileno(), select.POLLIN)
+        next_query = next_drain = time.monotonic()
+        ready: set[int] = set()
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_query:
@@ -237,16 +255,18 @@ class ConnectionsComponent:
                 took = time.monotonic() - started
                 next_query = started + max(self.config.poll_interval, took / MAX_POLL_SHARE)
                 self.ready.set()
+            if self._tracer is not None and (self._tracer.fileno() in ready
+                                             or now >= next_drain + 1.0):
+                self._on_attempts(self._tracer.drain())  # (once a second regardless)
+                next_drain = time.monotonic() + TRACER_DRAIN_S
+            now = time.monotonic()
+            wait = max(0.0, next_query - now)
+            poller = quiet
             if self._tracer is not None:
-                self._on_attempts(self._tracer.drain())
-            wait = max(0.0, next_query - time.monotonic())
-            if self._tracer is not None:
-                wait = min(wait, TRACER_DRAIN_S)
-            # poll, not select: the guard raises the fd limit, and select fails on fds > 1023.
-            poller = select.poll()
-            poller.register(self._wake_r, select.POLLIN)
-            if self._destroy is not None:
-                poller.register(self._destroy.fileno(), select.POLLIN)
+                if now >= next_drain:
+                    poller = traced
+                else:
+                    wait = min(wait, next_drain - now)
             ready = {fd for fd, _ in poller.poll(wait * 1000)}
             if self._destroy is not None and self._destroy.fileno() in ready:
                 self._on_destroyed(self._destroy.read())
@@ -259,7 +279,11 @@ class ConnectionsComponent:
         self._notes = {k: v for k, v in self._notes.items() if not k.startswith("dump-")}
         for name, error in errors.items():
             self._notes[f"dump-{name}"] = f"{name} sockets not listed: {error}"
-        self._owners.refresh(e.inode for e in entries)
+        inodes = [e.inode for e in entries]
+        unknown = self._owners.unknown(inodes)
+        hints = self._hints([e for e in entries if e.inode in unknown]) if unknown else ()
+        self._owners.refresh(inodes, self._tick_pids, hints)
+        self._connecting = set()
         owners_of = self._owners.owners
         table: dict[int, SocketRow] = {}
         for entry in entries:
@@ -305,6 +329,20 @@ class ConnectionsComponent:
             first, _ = self._bytes_span
             self._bytes_span = (first if first is not None else started, started)
             self._poll_ms = view.query_ms
+
+    def _hints(self, entries: list[SocketEntry]) -> set[int]:
+        """Processes likely to hold the new sockets `entries`: those that connected since the
+        last listing (the tracer), and the holders of a listener (as of the last listing) on
+        the local port of a connection (an accepted one)."""
+        hints = set(self._connecting)
+        listeners = {(r.entry.proto, r.entry.local_port): r.owners for r in self._table.values()
+                     if r.entry.state == "LISTEN" and r.owners}
+        if listeners:
+            for entry in entries:
+                if entry.state != "LISTEN" and entry.has_peer:
+                    for owner in listeners.get((entry.proto, entry.local_port)) or ():
+                        hints.add(owner.pid)
+        return hints
 
     def _diff(self, now: float, table: dict[int, SocketRow]) -> None:
         old = self._table
@@ -443,6 +481,7 @@ class ConnectionsComponent:
                     self._add_detections(self._rules.outcome(obs._replace(timestamp=a.timestamp),
                                                              a.established))
                 continue
+            self._connecting.add(a.pid)
             key = None if a.start_ticks is None else ProcessKey(a.pid, a.start_ticks)
             obs = Observation(a.timestamp, key, a.pid, a.comm, "tcp", canonical_ip(a.remote_addr),
                               a.remote_port, uid=a.uid, ppid=a.ppid, exe=a.exe,
@@ -527,6 +566,8 @@ class ConnectionsComponent:
     # --- the engine tick ---------------------------------------------------------------------
 
     def on_tick(self, tick: TickContext) -> None:
+        if self._proc == "/proc":  # the engine lists the same /proc
+            self._tick_pids = tuple(key.pid for key in tick.processes)
         moved: dict[ProcessKey, list[int]] = {}
         with self._lock:
             shared = self._shared

@@ -140,6 +140,10 @@ class ConnectTracer:
             sock=event.sk,
         ))
 
+    def fileno(self) -> int:
+        """Readable (poll) while records wait in the ring buffer."""
+        return self._ring.fd
+
     def drain(self) -> list[ConnectAttempt | ConnectOutcome]:
         """Every attempt and outcome recorded since the last call, oldest first."""
         self._ring.consume(self._on_event)
