@@ -11,6 +11,9 @@ With `anomaly.retrain_interval`, windows that raised nothing (score under the al
 finding) are added to the feature store, and every interval a child process refits the model on
 the store; the new model replaces the old one when it has been saved and loaded.
 Puts an `AnomalyView` in `Snapshot.views["anomaly"]`. Nothing here imports textual.
+
+Without a model, a recorder or retraining, no window is built, and numpy (with the model's
+modules) is imported only once a model loads: about 16 MB resident saved (bench/bench_memory.py).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fluxtui.bus import EventBus
 from fluxtui.capabilities.syscall_view import SYSCALLS
@@ -36,8 +39,6 @@ from fluxtui.config import Config
 from fluxtui.detection.anomaly.features import FeatureWindow, SyscallNumbers, window_from_names
 from fluxtui.detection.anomaly.fitjob import command as fit_command
 from fluxtui.detection.anomaly.modelfile import ModelRefused, load_model
-from fluxtui.detection.anomaly.models import ALARM, AnomalyModel, AnomalyVerdict
-from fluxtui.detection.anomaly.profile import NEW_SYSCALL_SCORE
 from fluxtui.detection.anomaly.store import FeatureStore, StoreError
 from fluxtui.events import (
     Alert,
@@ -48,6 +49,9 @@ from fluxtui.events import (
     ProcessLifetime,
     Severity,
 )
+
+if TYPE_CHECKING:
+    from fluxtui.detection.anomaly.models import AnomalyModel, AnomalyVerdict
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +199,14 @@ class AnomalyComponent:
             tick.anomaly_model = "no syscall capture (the model scores its windows)"
             return
         started = time.perf_counter()
-        windows = self._windows(view, tick)
+        model = self._model
+        # Windows are built only for something that reads them (a model, a recorder).
+        wanted = model is not None or self.recorder is not None
+        windows = self._windows(view, tick) if wanted else []
         if self.recorder is not None:
             for w in windows:
                 self.recorder(w)
-        scored = windows + self._final_windows(view, tick)
-        model = self._model
+        scored = windows + self._final_windows(view, tick) if model is not None else []
         verdicts: dict[ProcessKey, AnomalyVerdict] = {}
         if model is None:
             tick.anomaly_model = self._why or "no model trained"
@@ -212,6 +218,8 @@ class AnomalyComponent:
         self._score_ms = (time.perf_counter() - started) * 1000
         self._forget(view, tick)
         if model is not None and self.settings.retrain_interval > 0:
+            from fluxtui.detection.anomaly.models import ALARM
+
             flagged = {f.key for f in getattr(view, "findings", ())}
             self._clean.extend(w for w in windows if w.key not in flagged
                                and verdicts[w.key].score < ALARM)
@@ -223,6 +231,8 @@ class AnomalyComponent:
     def _alert(self, verdicts: dict[ProcessKey, AnomalyVerdict], tick: TickContext) -> None:
         """An alert of the model's own for a verdict at or above `anomaly.alert_score`, once per
         process and kind: the risk score takes only `risk.anomaly_weight` of the verdict."""
+        from fluxtui.detection.anomaly.profile import NEW_SYSCALL_SCORE
+
         bar = self.settings.alert_score
         for key, v in verdicts.items():
             if v.score < bar:
