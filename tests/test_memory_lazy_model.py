@@ -1,9 +1,10 @@
 """Resident memory (issue 13): the dashboard loads numpy and the anomaly model's modules only
-once a model is in use (about 16 MB resident), and without a model (or a recorder) the anomaly
-component builds no feature window."""
+once a model is in use (about 16 MB resident); without a model (or a recorder) the anomaly
+component builds no feature window, and with one it holds one batch of windows at a time."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from fluxtui.bus import EventBus
 from fluxtui.capabilities import anomaly as anomaly_component
 from fluxtui.capabilities.anomaly import AnomalyComponent, AnomalyView
 from fluxtui.config import AnomalyConfig, Config
+from fluxtui.detection.anomaly.features import FeatureWindow
 from fluxtui.detection.anomaly.modelfile import save_model
 from fluxtui.events import ProcessKey
 from tests.anomaly_support import recorded_model, table
@@ -82,3 +84,37 @@ def test_without_a_model_or_a_recorder_no_window_is_built(tmp_path: Path,
     tick = _tick(bus, _view({KEY: {"read": 3, "write": 1}}, {}))
     scoring.on_tick(tick)
     assert built == [KEY] and KEY in tick.anomalies
+
+
+class _CountingModel:
+    """The recorded model, noting how many feature windows are alive whenever it scores."""
+
+    def __init__(self) -> None:
+        self.model = recorded_model()
+        self.alive: list[int] = []
+        self.scored = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.model, name)
+
+    def score(self, windows: list[FeatureWindow]) -> list[object]:
+        self.alive.append(sum(isinstance(o, FeatureWindow) for o in gc.get_objects()))
+        self.scored += len(windows)
+        return self.model.score(windows)  # type: ignore[return-value]
+
+
+def test_a_tick_of_many_processes_holds_one_batch_of_windows_at_a_time() -> None:
+    from fluxtui.detection.anomaly.models import SCORE_ROWS
+
+    processes = 3 * SCORE_ROWS + 10
+    counts = {ProcessKey(10_000 + i, i): {"read": 3 + i % 5, "write": 1} for i in range(processes)}
+    bus = EventBus()
+    model = _CountingModel()
+    component = AnomalyComponent(Config(), model=model, table=table())  # type: ignore[arg-type]
+    component.start(bus)
+    gc.collect()
+    before = sum(isinstance(o, FeatureWindow) for o in gc.get_objects())
+    tick = _tick(bus, _view(counts, {}))
+    component.on_tick(tick)
+    assert model.scored == processes and set(tick.anomalies) == set(counts)
+    assert max(model.alive) - before <= SCORE_ROWS

@@ -23,9 +23,10 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -200,29 +201,18 @@ class AnomalyComponent:
             return
         started = time.perf_counter()
         model = self._model
-        # Windows are built only for something that reads them (a model, a recorder).
-        wanted = model is not None or self.recorder is not None
-        windows = self._windows(view, tick) if wanted else []
-        if self.recorder is not None:
-            for w in windows:
-                self.recorder(w)
-        scored = windows + self._final_windows(view, tick) if model is not None else []
         verdicts: dict[ProcessKey, AnomalyVerdict] = {}
         if model is None:
             tick.anomaly_model = self._why or "no model trained"
+            if self.recorder is not None:  # windows are built only for a reader
+                for w in self._windows(view, tick):
+                    self.recorder(w)
         else:
-            for verdict in model.score(scored):
-                verdicts[verdict.key] = verdict
-                tick.set_anomaly(AnomalyInput(verdict.key, verdict.score, verdict.reasons))
+            self._score(model, view, tick, verdicts)
             self._alert(verdicts, tick)
         self._score_ms = (time.perf_counter() - started) * 1000
         self._forget(view, tick)
         if model is not None and self.settings.retrain_interval > 0:
-            from fluxtui.detection.anomaly.models import ALARM
-
-            flagged = {f.key for f in getattr(view, "findings", ())}
-            self._clean.extend(w for w in windows if w.key not in flagged
-                               and verdicts[w.key].score < ALARM)
             self._maybe_retrain()
         tick.set_view(self.name, AnomalyView(
             self.describe(model) if model is not None else tick.anomaly_model, verdicts,
@@ -261,7 +251,29 @@ class AnomalyComponent:
                                           v.model_scores, strict=True)),
                        "start_ticks": key.start_ticks}))
 
-    def _windows(self, view: Any, tick: TickContext) -> list[FeatureWindow]:
+    def _score(self, model: AnomalyModel, view: Any, tick: TickContext,
+               verdicts: dict[ProcessKey, AnomalyVerdict]) -> None:
+        """Scores the tick's windows, then the exited processes' lifetimes, SCORE_ROWS at a
+        time as they are built: however many processes a tick saw (tens of thousands in a
+        storm of short-lived processes), only one batch of windows is alive at once."""
+        from fluxtui.detection.anomaly.models import ALARM, SCORE_ROWS
+
+        retrain = self.settings.retrain_interval > 0
+        flagged = {f.key for f in getattr(view, "findings", ())} if retrain else set()
+        for source, live in ((self._windows(view, tick), True),
+                             (self._final_windows(view, tick), False)):
+            while batch := list(islice(source, SCORE_ROWS)):
+                if live and self.recorder is not None:
+                    for w in batch:
+                        self.recorder(w)
+                for verdict in model.score(batch):
+                    verdicts[verdict.key] = verdict
+                    tick.set_anomaly(AnomalyInput(verdict.key, verdict.score, verdict.reasons))
+                if live and retrain:
+                    self._clean.extend(w for w in batch if w.key not in flagged
+                                       and verdicts[w.key].score < ALARM)
+
+    def _windows(self, view: Any, tick: TickContext) -> Iterator[FeatureWindow]:
         assert self._numbers is not None
         events: dict[ProcessKey, dict[str, int]] = {}
         for f in getattr(view, "findings", ()):
@@ -272,32 +284,28 @@ class AnomalyComponent:
         with self._exe_lock:
             exec_exe = dict(self._exe)
         processes = tick.processes
-        out = []
         for key, named in view.counts.items():
             if not any(named.values()):
                 continue
             exe = exec_exe.get(key) or (processes[key].exe if key in processes
                                         else self._exe_of(key, tick))
-            out.append(window_from_names(key, exe, view.window_s, named, bigrams.get(key, {}),
-                                         events.get(key, {}), self._numbers, now))
-        return out
+            yield window_from_names(key, exe, view.window_s, named, bigrams.get(key, {}),
+                                    events.get(key, {}), self._numbers, now)
 
-    def _final_windows(self, view: Any, tick: TickContext) -> list[FeatureWindow]:
+    def _final_windows(self, view: Any, tick: TickContext) -> Iterator[FeatureWindow]:
         """Lifetime totals of processes that exited this tick (`SyscallView.final`, their
         `ProcessLifetime`s): scored, not recorded (their calls are in the tick windows)."""
         final: Mapping[ProcessKey, ProcessLifetime] = getattr(view, "final", {})
         if self._numbers is None:
-            return []
-        out = []
+            return
         now = self._wall()
         for key, record in final.items():
             if not any(record.syscalls.values()):
                 continue
             window_s = record.lifetime_s if record.lifetime_s > 0 else view.window_s
             exe = record.exe or self._exe_of(key, tick)
-            out.append(window_from_names(key, exe, window_s, record.syscalls, {}, {},
-                                         self._numbers, now))
-        return out
+            yield window_from_names(key, exe, window_s, record.syscalls, {}, {},
+                                    self._numbers, now)
 
     def _exe_of(self, key: ProcessKey, tick: TickContext) -> str:
         with self._exe_lock:

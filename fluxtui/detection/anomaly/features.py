@@ -68,7 +68,7 @@ _GROUP_OF = {rule: i for i, (_, rules) in enumerate(EVENT_GROUPS) for rule in ru
 _OTHER_GROUP = len(EVENT_GROUPS) - 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FeatureWindow:
     """One process during one window. `counts` and `bigrams` are keyed by the kernel's syscall
     numbers (32-bit calls as FX_MAX_NR + their number, FX_NR_START before the first call seen);
