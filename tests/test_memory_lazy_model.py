@@ -5,6 +5,7 @@ component builds no feature window, and with one it holds one batch of windows a
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import textwrap
@@ -118,3 +119,24 @@ def test_a_tick_of_many_processes_holds_one_batch_of_windows_at_a_time() -> None
     component.on_tick(tick)
     assert model.scored == processes and set(tick.anomalies) == set(counts)
     assert max(model.alive) - before <= SCORE_ROWS
+
+
+def test_the_model_scores_without_blas_threads(tmp_path: Path) -> None:
+    """numpy's OpenBLAS would start a spinning thread per core; the dashboard's numpy has none
+    (one thread: the interpreter's), unless the user set OPENBLAS_NUM_THREADS."""
+    save_model(recorded_model(), tmp_path / "anomaly.model")
+    probe = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        import fluxtui.capabilities.assembly
+        from fluxtui.detection.anomaly.modelfile import load_model
+        model = load_model(Path(sys.argv[1]))
+        threads = next(line.split()[1] for line in Path("/proc/self/status").read_text()
+                       .splitlines() if line.startswith("Threads:"))
+        print("numpy" in sys.modules, threads)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "anomaly.model")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
+                          env=env)
+    assert done.stdout.split() == ["True", "1"]

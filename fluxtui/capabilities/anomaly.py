@@ -56,6 +56,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# numpy's OpenBLAS starts a thread per core that spins while it waits for work. The model's
+# matrix products are small; on a loaded machine those threads fought the engine's for the
+# cores: 4,000 windows scored in 2.6 s instead of 1.0 s at load 28, and ticks of 111-140 s in a
+# storm of 4,000 processes (bench/bench_memory.py: the engine's state grows with a tick's
+# length). Read by OpenBLAS when numpy is first imported (after this: see modelfile.py); the
+# model's child processes (retraining) inherit it. A value set by the user is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 Recorder = Callable[[FeatureWindow], None]
 RETRAIN_FLUSH_TICKS = 10  # clean windows are written to the store in batches
 RETRAIN_TIMEOUT_S = 3600.0
