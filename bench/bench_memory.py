@@ -27,6 +27,7 @@ Needs root and bcc. Goal: <= 100 MB resident with every collector on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -187,6 +188,14 @@ class Pid:
     def poll(self) -> int | None:
         return None if Path(f"/proc/{self.pid}").exists() else 1
 
+    def wait_gone(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
 
 def tui_model_state(tmp: Path) -> str:
     log = (tmp / "log").read_text() if (tmp / "log").exists() else ""
@@ -212,7 +221,7 @@ def main() -> int:
     from tests.anomaly_support import recorded_model
 
     model = recorded_model()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         procs: dict[str, subprocess.Popen[bytes] | Pid] = {}
         try:
             for name, (ebpf, anomaly) in runs.items():
@@ -256,6 +265,11 @@ def main() -> int:
                              mapped_libraries(proc.pid), smaps_kb(proc.pid), state)
         finally:
             subprocess.run([*TMUX, "kill-server"], capture_output=True, timeout=30)
+            # the dashboards end on SIGHUP within their grace (cli.SIGNAL_GRACE_S); wait, so
+            # that none still writes its log into the directory being removed
+            for proc in procs.values():
+                if isinstance(proc, Pid):
+                    proc.wait_gone()
             for proc in procs.values():
                 if isinstance(proc, subprocess.Popen) and proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
