@@ -13,7 +13,9 @@ Also shown: where the resident memory is (/proc/PID/smaps: the BPF maps' mmapped
 ring buffers; files; anonymous memory), whether the dashboard process mapped libbcc, scikit-learn
 or scipy (it must not), the peak of the short-lived bcc helper that compiles a program (it exits
 after handing the program over), and what an interpreter holds with only the modules imported
-(python; + numpy; + the headless modules; + textual for the TUI): the floor under any run.
+(python; + the headless modules; + numpy and the model's modules, imported once a model
+loads; + textual for the TUI): the floor under any run. The period's process churn is shown: the
+engine's state grows with the processes it follows.
 
 Safety: the guard runs in monitor mode on a temporary home with no system files, every state
 file lives in a temporary directory, the stream goes to a temporary file.
@@ -25,6 +27,7 @@ Needs root and bcc. Goal: <= 100 MB resident with every collector on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -94,27 +97,44 @@ def mapped_libraries(pid: int) -> list[str]:
 
 
 def anomaly_state(stream: Path) -> str:
-    """The anomaly component's state and detail in the newest metrics document of the stream."""
+    """The anomaly component's state and detail in the newest metrics document of the stream
+    (read backwards in 4 MB steps: with thousands of processes a tick's documents are large)."""
+    size = stream.stat().st_size
+    end = size
     with stream.open("rb") as f:
-        f.seek(max(0, stream.stat().st_size - 4_000_000))
-        lines = f.read().splitlines()
-    for line in reversed(lines):
-        if b'"collectors"' not in line:
-            continue
-        try:
-            status = json.loads(line)["fluxtui"]["collectors"]["anomaly"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        return f"{status['state']}: {status.get('detail') or status.get('reason')}"
+        while end > 0:
+            start = max(0, end - 4_000_000)
+            f.seek(start)
+            lines = f.read(end - start + 1_000_000).splitlines()  # overlap: whole lines
+            for line in reversed(lines):
+                if b'"collectors"' not in line:
+                    continue
+                try:
+                    status = json.loads(line)["fluxtui"]["collectors"]["anomaly"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                return f"{status['state']}: {status.get('detail') or status.get('reason')}"
+            end = start
     return "no status in the stream"
 
 
-IMPORT_FLOORS = (("python", ""), ("+ numpy", "import numpy"),
-                 ("+ the headless modules", "import numpy, fluxtui.headless, "
-                                            "fluxtui.capabilities.assembly, fluxtui.cli"),
-                 ("+ textual (the TUI)", "import numpy, fluxtui.headless, "
-                                         "fluxtui.capabilities.assembly, fluxtui.cli, "
-                                         "fluxtui.tui.app"))
+def processes_started() -> int:
+    """Processes (and threads) created on this machine since boot (/proc/stat)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("processes "):
+            return int(line.split()[1])
+    return 0
+
+
+def processes_now() -> int:
+    return sum(1 for name in os.listdir("/proc") if name.isdigit())
+
+
+HEADLESS = "import fluxtui.headless, fluxtui.capabilities.assembly, fluxtui.cli"
+MODEL = "import fluxtui.detection.anomaly.modelfile, fluxtui.detection.anomaly.models"
+IMPORT_FLOORS = (("python", ""), ("+ the headless modules (no model: no numpy)", HEADLESS),
+                 ("+ numpy and the model's modules", f"{HEADLESS}; {MODEL}"),
+                 ("+ textual (the TUI)", f"{HEADLESS}; {MODEL}; import fluxtui.tui.app"))
 
 
 def import_floor_mb(code: str) -> float:
@@ -168,6 +188,14 @@ class Pid:
     def poll(self) -> int | None:
         return None if Path(f"/proc/{self.pid}").exists() else 1
 
+    def wait_gone(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
 
 def tui_model_state(tmp: Path) -> str:
     log = (tmp / "log").read_text() if (tmp / "log").exists() else ""
@@ -193,7 +221,7 @@ def main() -> int:
     from tests.anomaly_support import recorded_model
 
     model = recorded_model()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         procs: dict[str, subprocess.Popen[bytes] | Pid] = {}
         try:
             for name, (ebpf, anomaly) in runs.items():
@@ -222,7 +250,10 @@ def main() -> int:
 
             while time.monotonic() < deadline and not all(ready(name) for name in procs):
                 time.sleep(1)
+            forks_before, started = processes_started(), time.monotonic()
             time.sleep(args.duration)
+            churn = ((processes_started() - forks_before) / (time.monotonic() - started),
+                     processes_now())
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     print(f"{name} run exited early ({proc.poll()}); see its log")
@@ -234,6 +265,11 @@ def main() -> int:
                              mapped_libraries(proc.pid), smaps_kb(proc.pid), state)
         finally:
             subprocess.run([*TMUX, "kill-server"], capture_output=True, timeout=30)
+            # the dashboards end on SIGHUP within their grace (cli.SIGNAL_GRACE_S); wait, so
+            # that none still writes its log into the directory being removed
+            for proc in procs.values():
+                if isinstance(proc, Pid):
+                    proc.wait_gone()
             for proc in procs.values():
                 if isinstance(proc, subprocess.Popen) and proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
@@ -256,6 +292,9 @@ def main() -> int:
               f"{smaps['bpf'] / 1024:.1f}), peak {kb['VmHWM'] / 1024:.1f} MB, {maps} BPF maps "
               f"held, mapped: {', '.join(libraries) or 'no libbcc, scikit-learn or scipy'}; "
               f"anomaly model {model_state}")
+    print(f"  the machine during the period: {churn[0]:,.0f} processes and threads started "
+          f"per second (/proc/stat), {churn[1]:,} processes at the end; the engine's state "
+          "grows with both (bench/memory_sites.py shows what holds it)")
     print("  an interpreter with only the modules imported: " + "; ".join(
         f"{label} {import_floor_mb(code):.1f} MB" for label, code in IMPORT_FLOORS))
     from fluxtui.collectors.bpf_loader import load_program

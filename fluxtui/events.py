@@ -143,7 +143,7 @@ HOST = ContainerIdentity("host")
 UNKNOWN = ContainerIdentity("unknown")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessRow:
     """One process as shown in the process table. Columns that a capability fills stay None
     (shown as "—") until its collector provides them."""
@@ -186,7 +186,7 @@ class RiskInput:
     group: str = ""  # inputs of one group count once, at their largest (default: the reason)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessLifetime:
     """What the kernel reported about one process from its start (or from when fluxtui started)
     to its exit: syscall totals by name, the high-signal events and the rules they raised."""
@@ -214,7 +214,7 @@ class ProcessLifetime:
         return sum(self.syscalls.values())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessExit:
     """A process's final record, published on the bus once when it exits: its lifetime and the
     risk it was scored at over its whole life (the headless stream writes it as one ECS event)."""
@@ -229,7 +229,7 @@ class ProcessExit:
     technique_name: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AnomalyInput:
     """The anomaly model's verdict on one process's latest window: `score` 0-100 (0 = like
     training, 100 = far outside it) and the reasons that name what deviated."""

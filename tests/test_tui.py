@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import signal
 import subprocess
@@ -98,7 +99,7 @@ def spawn_sleeper() -> subprocess.Popen[bytes]:
 
 def sleeper_snapshot(pid: int, start_ticks: int):
     target = row(pid, "sleep", cpu=99.0)
-    target = type(target)(**{**target.__dict__, "key": ProcessKey(pid, start_ticks)})
+    target = dataclasses.replace(target, key=ProcessKey(pid, start_ticks))
     return snapshot([target, row(1, "systemd", ppid=0, cpu=0.1)])
 
 

@@ -11,6 +11,9 @@ With `anomaly.retrain_interval`, windows that raised nothing (score under the al
 finding) are added to the feature store, and every interval a child process refits the model on
 the store; the new model replaces the old one when it has been saved and loaded.
 Puts an `AnomalyView` in `Snapshot.views["anomaly"]`. Nothing here imports textual.
+
+Without a model, a recorder or retraining, no window is built, and numpy (with the model's
+modules) is imported only once a model loads: about 16 MB resident saved (bench/bench_memory.py).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fluxtui.bus import EventBus
 from fluxtui.capabilities.syscall_view import SYSCALLS
@@ -36,8 +40,6 @@ from fluxtui.config import Config
 from fluxtui.detection.anomaly.features import FeatureWindow, SyscallNumbers, window_from_names
 from fluxtui.detection.anomaly.fitjob import command as fit_command
 from fluxtui.detection.anomaly.modelfile import ModelRefused, load_model
-from fluxtui.detection.anomaly.models import ALARM, AnomalyModel, AnomalyVerdict
-from fluxtui.detection.anomaly.profile import NEW_SYSCALL_SCORE
 from fluxtui.detection.anomaly.store import FeatureStore, StoreError
 from fluxtui.events import (
     Alert,
@@ -49,7 +51,18 @@ from fluxtui.events import (
     Severity,
 )
 
+if TYPE_CHECKING:
+    from fluxtui.detection.anomaly.models import AnomalyModel, AnomalyVerdict
+
 log = logging.getLogger(__name__)
+
+# numpy's OpenBLAS starts a thread per core that spins while it waits for work. The model's
+# matrix products are small; on a loaded machine those threads fought the engine's for the
+# cores: 4,000 windows scored in 2.6 s instead of 1.0 s at load 28, and ticks of 111-140 s in a
+# storm of 4,000 processes (bench/bench_memory.py: the engine's state grows with a tick's
+# length). Read by OpenBLAS when numpy is first imported (after this: see modelfile.py); the
+# model's child processes (retraining) inherit it. A value set by the user is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 Recorder = Callable[[FeatureWindow], None]
 RETRAIN_FLUSH_TICKS = 10  # clean windows are written to the store in batches
@@ -195,26 +208,19 @@ class AnomalyComponent:
             tick.anomaly_model = "no syscall capture (the model scores its windows)"
             return
         started = time.perf_counter()
-        windows = self._windows(view, tick)
-        if self.recorder is not None:
-            for w in windows:
-                self.recorder(w)
-        scored = windows + self._final_windows(view, tick)
         model = self._model
         verdicts: dict[ProcessKey, AnomalyVerdict] = {}
         if model is None:
             tick.anomaly_model = self._why or "no model trained"
+            if self.recorder is not None:  # windows are built only for a reader
+                for w in self._windows(view, tick):
+                    self.recorder(w)
         else:
-            for verdict in model.score(scored):
-                verdicts[verdict.key] = verdict
-                tick.set_anomaly(AnomalyInput(verdict.key, verdict.score, verdict.reasons))
+            self._score(model, view, tick, verdicts)
             self._alert(verdicts, tick)
         self._score_ms = (time.perf_counter() - started) * 1000
         self._forget(view, tick)
         if model is not None and self.settings.retrain_interval > 0:
-            flagged = {f.key for f in getattr(view, "findings", ())}
-            self._clean.extend(w for w in windows if w.key not in flagged
-                               and verdicts[w.key].score < ALARM)
             self._maybe_retrain()
         tick.set_view(self.name, AnomalyView(
             self.describe(model) if model is not None else tick.anomaly_model, verdicts,
@@ -223,6 +229,8 @@ class AnomalyComponent:
     def _alert(self, verdicts: dict[ProcessKey, AnomalyVerdict], tick: TickContext) -> None:
         """An alert of the model's own for a verdict at or above `anomaly.alert_score`, once per
         process and kind: the risk score takes only `risk.anomaly_weight` of the verdict."""
+        from fluxtui.detection.anomaly.profile import NEW_SYSCALL_SCORE
+
         bar = self.settings.alert_score
         for key, v in verdicts.items():
             if v.score < bar:
@@ -251,7 +259,29 @@ class AnomalyComponent:
                                           v.model_scores, strict=True)),
                        "start_ticks": key.start_ticks}))
 
-    def _windows(self, view: Any, tick: TickContext) -> list[FeatureWindow]:
+    def _score(self, model: AnomalyModel, view: Any, tick: TickContext,
+               verdicts: dict[ProcessKey, AnomalyVerdict]) -> None:
+        """Scores the tick's windows, then the exited processes' lifetimes, SCORE_ROWS at a
+        time as they are built: however many processes a tick saw (tens of thousands in a
+        storm of short-lived processes), only one batch of windows is alive at once."""
+        from fluxtui.detection.anomaly.models import ALARM, SCORE_ROWS
+
+        retrain = self.settings.retrain_interval > 0
+        flagged = {f.key for f in getattr(view, "findings", ())} if retrain else set()
+        for source, live in ((self._windows(view, tick), True),
+                             (self._final_windows(view, tick), False)):
+            while batch := list(islice(source, SCORE_ROWS)):
+                if live and self.recorder is not None:
+                    for w in batch:
+                        self.recorder(w)
+                for verdict in model.score(batch):
+                    verdicts[verdict.key] = verdict
+                    tick.set_anomaly(AnomalyInput(verdict.key, verdict.score, verdict.reasons))
+                if live and retrain:
+                    self._clean.extend(w for w in batch if w.key not in flagged
+                                       and verdicts[w.key].score < ALARM)
+
+    def _windows(self, view: Any, tick: TickContext) -> Iterator[FeatureWindow]:
         assert self._numbers is not None
         events: dict[ProcessKey, dict[str, int]] = {}
         for f in getattr(view, "findings", ()):
@@ -262,32 +292,28 @@ class AnomalyComponent:
         with self._exe_lock:
             exec_exe = dict(self._exe)
         processes = tick.processes
-        out = []
         for key, named in view.counts.items():
             if not any(named.values()):
                 continue
             exe = exec_exe.get(key) or (processes[key].exe if key in processes
                                         else self._exe_of(key, tick))
-            out.append(window_from_names(key, exe, view.window_s, named, bigrams.get(key, {}),
-                                         events.get(key, {}), self._numbers, now))
-        return out
+            yield window_from_names(key, exe, view.window_s, named, bigrams.get(key, {}),
+                                    events.get(key, {}), self._numbers, now)
 
-    def _final_windows(self, view: Any, tick: TickContext) -> list[FeatureWindow]:
+    def _final_windows(self, view: Any, tick: TickContext) -> Iterator[FeatureWindow]:
         """Lifetime totals of processes that exited this tick (`SyscallView.final`, their
         `ProcessLifetime`s): scored, not recorded (their calls are in the tick windows)."""
         final: Mapping[ProcessKey, ProcessLifetime] = getattr(view, "final", {})
         if self._numbers is None:
-            return []
-        out = []
+            return
         now = self._wall()
         for key, record in final.items():
             if not any(record.syscalls.values()):
                 continue
             window_s = record.lifetime_s if record.lifetime_s > 0 else view.window_s
             exe = record.exe or self._exe_of(key, tick)
-            out.append(window_from_names(key, exe, window_s, record.syscalls, {}, {},
-                                         self._numbers, now))
-        return out
+            yield window_from_names(key, exe, window_s, record.syscalls, {}, {},
+                                    self._numbers, now)
 
     def _exe_of(self, key: ProcessKey, tick: TickContext) -> str:
         with self._exe_lock:

@@ -77,7 +77,7 @@ def ticks_to_wall(start_ticks: int) -> float:
     return boot_to_wall(start_ticks * 1_000_000_000 // CLOCK_TICKS)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Life:
     """What is known of one process since fluxtui first saw it."""
 

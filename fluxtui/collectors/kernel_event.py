@@ -19,7 +19,7 @@ def boot_to_wall(boot_ns: int) -> float:
     return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - boot_ns / 1e9)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KernelEvent:
     """One high-signal event from the ring buffer. kind: "syscall" (a high-signal syscall was
     entered, with its arguments), "exec" (an exec succeeded), "exit" (the process's last thread

@@ -37,7 +37,7 @@ NO_MODEL = "no model trained"
 NO_VERDICT = "the anomaly model gave no verdict on this process this tick"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RiskScore:
     score: float  # 0-100
     reasons: tuple[str, ...]  # largest contributions first, "reason (+points)"
@@ -69,7 +69,7 @@ class _Peak:
     updated: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _ProcessState:
     updated: float
     syscalls: dict[str, float] = field(default_factory=dict)  # name -> recency, 1 when used

@@ -10,7 +10,8 @@
 - fitjob.py: the child process that fits and saves (fluxtui train, background retraining).
 Nothing here imports textual. Only fit.py imports scikit-learn (and with it scipy): the
 dashboard never imports it; `fit_models`, `FitReport` and `TrainingError` are imported from here
-on first use.
+on first use, and so are `AnomalyModel` and `AnomalyVerdict` (numpy: a dashboard without a model
+never imports it).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fluxtui.detection.anomaly.features import FEATURE_SCHEMA, FeatureWindow
-from fluxtui.detection.anomaly.models import AnomalyModel, AnomalyVerdict
 
 if TYPE_CHECKING:
     from fluxtui.detection.anomaly.fit import FitReport, TrainingError, fit_models
+    from fluxtui.detection.anomaly.models import AnomalyModel, AnomalyVerdict
 
 __all__ = ["FEATURE_SCHEMA", "AnomalyModel", "AnomalyVerdict", "FeatureWindow", "FitReport",
            "TrainingError", "fit_models"]
 _FIT_NAMES = ("FitReport", "TrainingError", "fit_models")
+_MODEL_NAMES = ("AnomalyModel", "AnomalyVerdict")
 
 
 def __getattr__(name: str) -> Any:
@@ -33,4 +35,8 @@ def __getattr__(name: str) -> Any:
         from fluxtui.detection.anomaly import fit
 
         return getattr(fit, name)
+    if name in _MODEL_NAMES:
+        from fluxtui.detection.anomaly import models
+
+        return getattr(models, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

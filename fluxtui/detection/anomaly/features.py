@@ -27,12 +27,14 @@ import platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from fluxtui.collectors.bpf_structs import COMPAT_PREFIX, FX_MAX_NR, FX_NR_OTHER, FX_NR_START
 from fluxtui.collectors.syscall_table import SyscallTable
 from fluxtui.events import ProcessKey
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SCHEMA_VERSION = 1
 NATIVE_SLOTS = 512  # x86_64 and arm64 number their syscalls below 512
@@ -66,7 +68,7 @@ _GROUP_OF = {rule: i for i, (_, rules) in enumerate(EVENT_GROUPS) for rule in ru
 _OTHER_GROUP = len(EVENT_GROUPS) - 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FeatureWindow:
     """One process during one window. `counts` and `bigrams` are keyed by the kernel's syscall
     numbers (32-bit calls as FX_MAX_NR + their number, FX_NR_START before the first call seen);
@@ -160,6 +162,8 @@ def window_from_names(key: ProcessKey, exe: str, window_s: float, counts: Mappin
 
 def bigram_buckets(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`bigram_bucket` over arrays (the same numbers: tests compare them)."""
+    import numpy as np
+
     mask = np.uint64(0xFFFFFFFF)
     h = ((a.astype(np.uint64) * np.uint64(0x9E3779B1)) ^ (b.astype(np.uint64)
                                                           * np.uint64(0x85EBCA77))) & mask
@@ -172,6 +176,8 @@ def bigram_buckets(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def feature_matrix(windows: Sequence[FeatureWindow]) -> np.ndarray:
     """Rows of N_FEATURES floats (float64), one per window, in the fixed layout above.
     Flattened with list.extend and computed with numpy: no Python work per syscall."""
+    import numpy as np
+
     n = len(windows)
     nrs: list[int] = []
     calls: list[int] = []

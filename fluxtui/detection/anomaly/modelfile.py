@@ -18,6 +18,9 @@ Loading refuses, with one line saying why:
 - content that does not match the digests in its header (tampered with or truncated). The digest
   is not a signature: someone able to rewrite a root-owned file could rewrite the header too;
 - arrays that do not fit together (shapes, types, index ranges: see scorers.py).
+
+numpy and the modules built on it are imported on first use: a dashboard that finds no model
+(or refuses one) never loads numpy (about 16 MB resident; bench/bench_memory.py).
 """
 
 from __future__ import annotations
@@ -29,22 +32,22 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from fluxtui.detection.anomaly.features import FEATURE_SCHEMA, N_FEATURES
-from fluxtui.detection.anomaly.models import AnomalyModel
-from fluxtui.detection.anomaly.profile import Profiles
-from fluxtui.detection.anomaly.scorers import CoreDistanceScorer, ForestScorer, SvmScorer
 from fluxtui.policy_files import UnsafeFileError, atomic_write, read_policy_file
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from fluxtui.detection.anomaly.models import AnomalyModel
+    from fluxtui.detection.anomaly.profile import Profiles
 
 FORMAT = 2
 MAGIC_PREFIX = b"FLUXTUI-ANOMALY-MODEL "
 MAGIC = MAGIC_PREFIX + f"{FORMAT}\n".encode()
 PARTS = ("data", "arrays")
-SCORERS: tuple[tuple[str, Any], ...] = (
-    ("forest", ForestScorer), ("svm", SvmScorer), ("dbscan", CoreDistanceScorer))
+SCORER_NAMES = ("forest", "svm", "dbscan")
 MODEL_ARRAYS = ("active", "mean", "scale", "components", "center", "medians", "thresholds")
 RETRAIN = "retrain: fluxtui train"
 
@@ -57,10 +60,19 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def scorers() -> tuple[tuple[str, Any], ...]:
+    """(prefix, scorer class) of the three detectors, in the file's order."""
+    from fluxtui.detection.anomaly.scorers import CoreDistanceScorer, ForestScorer, SvmScorer
+
+    return tuple(zip(SCORER_NAMES, (ForestScorer, SvmScorer, CoreDistanceScorer), strict=True))
+
+
 def model_arrays(model: AnomalyModel) -> dict[str, np.ndarray]:
     """Every array the model scores with, by name (scorers' arrays prefixed with their name)."""
+    import numpy as np
+
     out = {name: np.asarray(getattr(model, name)) for name in MODEL_ARRAYS}
-    for prefix, _ in SCORERS:
+    for prefix in SCORER_NAMES:
         for name, array in getattr(model, prefix).arrays().items():
             out[f"{prefix}.{name}"] = array
     return out
@@ -69,6 +81,8 @@ def model_arrays(model: AnomalyModel) -> dict[str, np.ndarray]:
 def save_model(model: AnomalyModel, path: Path) -> int:
     """Write the model atomically, mode 0600 (owned by the writer: root for fluxtui train).
     Returns the file's size in bytes."""
+    import numpy as np
+
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **model_arrays(model))
     parts = {
@@ -121,12 +135,16 @@ def read_header(blob: bytes, path: Path) -> tuple[dict[str, Any], dict[str, byte
 
 
 def _read_arrays(part: bytes) -> dict[str, np.ndarray]:
+    import numpy as np
+
     with np.load(io.BytesIO(part), allow_pickle=False) as npz:
         return {name: npz[name] for name in npz.files}
 
 
 def _take(arrays: Mapping[str, np.ndarray], name: str, dtype: type, shape: tuple[int, ...]
           ) -> np.ndarray:
+    import numpy as np
+
     a = arrays[name]
     if a.dtype != np.dtype(dtype) or a.shape != shape or not np.isfinite(a).all():
         raise ValueError(f"array {name!r} is {a.dtype}{list(a.shape)}, expected "
@@ -137,7 +155,11 @@ def _take(arrays: Mapping[str, np.ndarray], name: str, dtype: type, shape: tuple
 def model_from_arrays(arrays: Mapping[str, np.ndarray], profiles: Profiles,
                       names: Mapping[int, str], metadata: dict[str, Any]) -> AnomalyModel:
     """The model the arrays describe; ValueError when they do not fit together."""
-    expected = set(MODEL_ARRAYS) | {f"{prefix}.{name}" for prefix, cls in SCORERS
+    import numpy as np
+
+    from fluxtui.detection.anomaly.models import AnomalyModel
+
+    expected = set(MODEL_ARRAYS) | {f"{prefix}.{name}" for prefix, cls in scorers()
                                     for name in cls.ARRAYS}
     missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
     if missing or extra:
@@ -153,18 +175,18 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], profiles: Profiles,
     if components.ndim != 2 or components.shape[1] != n or components.shape[0] == 0:
         raise ValueError(f"PCA components {components.shape} do not fit {n} columns")
     width = components.shape[0]
-    scorers: dict[str, Any] = {}
-    for prefix, cls in SCORERS:
-        scorers[prefix] = cls.from_arrays({name: arrays[f"{prefix}.{name}"]
-                                           for name in cls.ARRAYS}, width)
+    fitted: dict[str, Any] = {}
+    for prefix, cls in scorers():
+        fitted[prefix] = cls.from_arrays({name: arrays[f"{prefix}.{name}"]
+                                          for name in cls.ARRAYS}, width)
     scale = _take(arrays, "scale", np.float64, (n,))
     if (scale <= 0).any():
         raise ValueError("array 'scale' holds a value <= 0")
     return AnomalyModel(
         active=active, mean=_take(arrays, "mean", np.float64, (n,)), scale=scale,
         components=_take(arrays, "components", np.float64, (width, n)),
-        center=_take(arrays, "center", np.float64, (n,)), forest=scorers["forest"],
-        svm=scorers["svm"], dbscan=scorers["dbscan"],
+        center=_take(arrays, "center", np.float64, (n,)), forest=fitted["forest"],
+        svm=fitted["svm"], dbscan=fitted["dbscan"],
         medians=_take(arrays, "medians", np.float64, (3,)),
         thresholds=_take(arrays, "thresholds", np.float64, (3,)),
         profiles=profiles, names=names, metadata=metadata)
@@ -189,6 +211,8 @@ def load_model(path: Path) -> AnomalyModel:
     header, parts = read_header(blob, path)
     try:
         data = json.loads(parts["data"])
+        from fluxtui.detection.anomaly.profile import Profiles
+
         return model_from_arrays(
             _read_arrays(parts["arrays"]), Profiles.from_data(data["profiles"]),
             {int(nr): str(name) for nr, name in data["names"].items()}, header["metadata"])

@@ -47,7 +47,7 @@ SCORE_ROWS = 256  # windows scored at once (bounds the matrices' memory)
 SEED = 0  # subsamples are drawn from the recorded windows with a fixed seed: same store, same model
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AnomalyVerdict:
     key: ProcessKey
     score: float  # 0-100
