@@ -41,7 +41,7 @@ class GeneralConfig:
 @dataclass(frozen=True)
 class SyscallConfig:
     enabled: bool = True
-    ring_buffer_pages: int = field(default=2048, metadata=_range(1, 65536))  # a power of two
+    ring_buffer_pages: int = field(default=1024, metadata=_range(1, 65536))  # a power of two
     # Kernel memory for the two count maps; count_map_entries 0: as many entries as fit.
     count_map_memory_mb: int = field(default=24, metadata=_range(1, 4096))
     count_map_entries: int = field(default=0, metadata=_range(0, 16777216))

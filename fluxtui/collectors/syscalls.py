@@ -167,7 +167,7 @@ class SyscallCollector:
     is called from one thread (the engine tick); the pump thread reads the ring buffer and
     empties a count map that passes `fill_level` between ticks."""
 
-    def __init__(self, ring_buffer_pages: int = 2048, count_map_entries: int = 131072,
+    def __init__(self, ring_buffer_pages: int = 1024, count_map_entries: int = 131072,
                  event_queue_limit: int = 50_000, self_pid: int | None = None,
                  fill_level: float = 0.5, watch_interval_s: float = 0.05,
                  loader: Loader = load_program) -> None:
