@@ -224,7 +224,9 @@ class ProcessTable(Vertical):
     def _visible(self) -> list[tuple[ProcessRow, str]]:
         if self._snapshot is None:
             return []
-        rows = [r for r in self._snapshot.processes.values() if matches(r, self.state.filter)]
+        needle = self.state.filter
+        rows = ([r for r in self._snapshot.processes.values() if matches(r, needle)] if needle
+                else list(self._snapshot.processes.values()))
         spec = self.current_sort()
         if self.state.tree:
             return tree_order(rows, spec)
