@@ -156,6 +156,7 @@ class FastTable(ScrollView, can_focus=True):
         self.widths = [c.min_width for c in self.columns]
         self._total_width = sum(w + 1 for w in self.widths)
         self._wanted: dict[str, int] = {}
+        self._frame_style: Style | None = None  # rich_style during one render_lines
 
     # --- data --------------------------------------------------------------------------------
 
@@ -286,10 +287,18 @@ class FastTable(ScrollView, can_focus=True):
             segments.append(Segment(" ", style))
         return Strip(segments, self._total_width)
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The widget's style walks every ancestor's styles: once per frame, not once a line.
+        self._frame_style = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame_style = None
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
-        base = self.rich_style
+        base = self._frame_style if self._frame_style is not None else self.rich_style
         if y == 0:
             strip = self._header_strip()
         else:
