@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import resource
 import statistics
 import subprocess
@@ -69,7 +71,7 @@ def stop_tmux() -> None:
     """Kill every pane's process tree, then the server: a pane's `top -b` survives SIGHUP."""
     try:
         panes = tmux("list-panes", "-a", "-F", "#{pane_pid}").split()
-    except subprocess.CalledProcessError:
+    except RuntimeError:
         panes = []
     for pid in panes:
         try:
@@ -82,8 +84,24 @@ def stop_tmux() -> None:
 
 
 def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", "-L", SOCKET, "-f", "/dev/null", *args], capture_output=True,
-                          text=True, timeout=30, check=True).stdout
+    done = subprocess.run(["tmux", "-L", SOCKET, "-f", "/dev/null", *args],
+                          capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise RuntimeError(f"tmux {' '.join(args[:3])}: rc {done.returncode}: "
+                           f"{done.stderr.strip()}")
+    return done.stdout
+
+
+@contextmanager
+def tmux_server():
+    """One tmux server for a benchmark's rounds, kept by a session of its own: killing the
+    last session makes the server exit while the next `new-session` may already be connecting
+    to it (that race failed the first-frame rounds with rc 1: "server exited unexpectedly")."""
+    tmux("new-session", "-d", "-s", "keeper", "sleep 600")
+    try:
+        yield
+    finally:
+        stop_tmux()
 
 
 PS = ["ps", "-e", "-o", "pid,user,comm,pcpu,rss,nlwp,stat"]
@@ -101,12 +119,13 @@ def ps_round() -> tuple[float, float]:
     return time.perf_counter() - start, children_cpu() - cpu
 
 
-def bench_tick(rounds: int = 40) -> bool:
+def bench_tick(rounds: int = 40, profile: int = 0) -> bool:
     """Ticks 1 s apart, as the dashboard runs (what changed in a real second is re-read), each
     paired with a `ps` over the same processes right before or after it (alternating), so that
     both see the same load: on a shared machine the load changes from second to second, and a
     floor measured apart from the figure compares two different machines. Medians of the
-    rounds and the median of the per-round ratios."""
+    rounds and the median of the per-round ratios. `profile`: print that many entries of a
+    cProfile (CPU time) of the rounds, by own time (the profiler slows the rounds down)."""
     with extra_processes(1000):
         engine = Engine(Config())
         engine.start_sync()
@@ -119,17 +138,29 @@ def bench_tick(rounds: int = 40) -> bool:
         reads: list[int] = []
         rows = 0
 
+        profiler = cProfile.Profile(time.process_time)
+
         async def tick_round(pilot) -> None:
             nonlocal rows
+            if profile:
+                profiler.enable()
             start, cpu_start = time.perf_counter(), time.process_time()
             snapshot = engine.tick()
             ticked = time.perf_counter()
             # What the app's timer does on a new snapshot (calling show_snapshot directly
             # would leave the timer to show the same snapshot a second time).
             app.refresh_from_engine()
-            await pilot.pause()  # let the table and panels render
+            # The frame: every message the update posted handled, then the screen's update
+            # (layout if asked, the changed lines rendered), which the app's refresh timer
+            # would run next. Wall time ends here: pilot.pause() sleeps at least 20 ms to
+            # detect idleness (textual/_wait.py), which is not the dashboard's time.
+            await pilot._wait_for_screen()
+            app.screen._on_timer_update()
             times.append(time.perf_counter() - start)
+            await pilot.pause()  # anything left over runs here: counted in the CPU time
             cpu.append(time.process_time() - cpu_start)
+            if profile:
+                profiler.disable()
             ticks.append(ticked - start)
             reads.append(engine.processes.last.stat_reads)
             rows = len(snapshot.processes)
@@ -153,6 +184,9 @@ def bench_tick(rounds: int = 40) -> bool:
 
         asyncio.run(drive())
         engine.stop()
+    if profile:
+        print(f"[tick] profile of the rounds (CPU time), top {profile} by own time:")
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(profile)
     figure, floor = statistics.median(times) * 1000, statistics.median(floor_times) * 1000
     paired = statistics.median(t / f for t, f in zip(times, floor_times, strict=True))
     print(f"[tick] {rows} processes in the table (1,000 extra), {rounds} rounds 1 s apart, "
@@ -202,7 +236,7 @@ def bench_first_frame(config: Path, rounds: int = 5) -> bool:
                        "class M(App):\n    def compose(self):\n        yield Static('READY')\n"
                        "M().run()\n")
     floors, figures = [], []
-    try:
+    with tmux_server():
         for i in range(rounds):
             start_in_tmux(f"{sys.executable} {minimal}", f"floor{i}")
             floors.append(wait_screen(f"floor{i}", "READY"))
@@ -210,8 +244,6 @@ def bench_first_frame(config: Path, rounds: int = 5) -> bool:
             figures.append(wait_screen(f"flux{i}", "PID"))
             for session in (f"floor{i}", f"flux{i}"):
                 tmux("kill-session", "-t", session)
-    finally:
-        stop_tmux()
     return report("first frame (median)", statistics.median(figures),
                   statistics.median(floors), 1.0, "s")
 
@@ -231,17 +263,14 @@ def cpu_share(pid: int, seconds: float) -> float:
 
 
 def bench_own_cpu(config: Path, seconds: float = 15.0) -> bool:
-    with extra_processes(500):
-        try:
-            start_in_tmux("top -b -d 1 > /dev/null", "top")
-            start_in_tmux(fluxtui_command(config), "flux")
-            wait_screen("flux", "PID")
-            time.sleep(3)  # past start-up
-            top_pid, flux_pid = pane_pid("top"), pane_pid("flux")
-            floor = cpu_share(top_pid, seconds)
-            figure = cpu_share(flux_pid, seconds)
-        finally:
-            stop_tmux()
+    with extra_processes(500), tmux_server():
+        start_in_tmux("top -b -d 1 > /dev/null", "top")
+        start_in_tmux(fluxtui_command(config), "flux")
+        wait_screen("flux", "PID")
+        time.sleep(3)  # past start-up
+        top_pid, flux_pid = pane_pid("top"), pane_pid("flux")
+        floor = cpu_share(top_pid, seconds)
+        figure = cpu_share(flux_pid, seconds)
     return report("dashboard CPU at 1 Hz, 500 extra processes", figure, floor, 5.0,
                   "% of one core")
 
@@ -250,7 +279,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="foundation benchmarks")
     parser.add_argument("--only", choices=("tick", "cpu", "first-frame"),
                         help="run one benchmark")
-    only = parser.parse_args().only
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="tick: print the top N functions of a profile of the rounds")
+    args = parser.parse_args()
+    only = args.only
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yml"
         # Only the foundation is measured here: kernel capabilities have their own benchmarks.
@@ -259,7 +291,7 @@ def main() -> int:
         config.chmod(0o600)
         results = []
         if only in (None, "tick"):
-            results.append(bench_tick())
+            results.append(bench_tick(profile=args.profile))
         if only in (None, "cpu"):
             results.append(bench_own_cpu(config))
         if only in (None, "first-frame"):

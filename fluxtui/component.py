@@ -159,7 +159,16 @@ class TickContext:
 
     def annotate(self, key: ProcessKey, **columns: Any) -> None:
         """Fill ProcessRow columns (risk, syscalls_per_s, connections, ...) for one process."""
-        self.annotations.setdefault(key, {}).update(columns)
+        self.annotate_columns(key, columns)
+
+    def annotate_columns(self, key: ProcessKey, columns: Mapping[str, Any]) -> None:
+        """`annotate` with the columns in a mapping (not copied by the caller: a component
+        that annotates every process each tick can hand the same mapping again)."""
+        mine = self.annotations.get(key)
+        if mine is None:
+            self.annotations[key] = dict(columns)
+        else:
+            mine.update(columns)
 
     def add_risk(self, key: ProcessKey, points: float, reason: str,
                  technique: tuple[str, str] = ("", ""), group: str = "") -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from textual.screen import Screen
 
 from fluxtui.tui.app import FluxApp
+from fluxtui.tui.grid import FastTable
 from tests.fakes import StaticEngine, metrics, row, snapshot
 from tests.tui_support import until
 
@@ -69,3 +70,73 @@ async def test_a_panel_with_more_lines_is_laid_out_again(monkeypatch) -> None:
         app.refresh_from_engine()
         await until(pilot, lambda: cpu.size.height == 8)
         assert layouts[0] >= 1
+
+
+def rows_of(count: int, busy: int = -1) -> list:
+    return [row(1000 + i, f"proc{i}", cpu=50.0 if i == busy else 0.0) for i in range(count)]
+
+
+def counting_table_layouts(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
+    """Layouts the process table asks for (a focus change elsewhere lays the screen out too,
+    at moments a test does not control)."""
+    count = [0]
+    original = FastTable.refresh
+
+    def counted(self, *regions: Any, **kwargs: Any) -> Any:
+        if kwargs.get("layout"):
+            count[0] += 1
+        return original(self, *regions, **kwargs)
+
+    monkeypatch.setattr(FastTable, "refresh", counted)
+    return count
+
+
+async def test_rows_coming_and_going_past_a_page_lay_nothing_out_and_end_still_scrolls(
+        monkeypatch) -> None:
+    layouts = counting_table_layouts(monkeypatch)
+    engine = StaticEngine(snapshot(rows_of(200)))
+    app = FluxApp(engine, privileged=True, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.process_table.table
+        await until(pilot, lambda: table.row_count == 200 and table.max_scroll_y > 0
+                    and app.focused is table)
+        await pilot.pause()
+        layouts[0] = 0
+        for sequence, count in ((2, 230), (3, 190), (4, 205)):
+            engine.current = snapshot(rows_of(count, busy=count - 1), sequence=sequence)
+            app.refresh_from_engine()
+            await pilot.pause()
+            assert table.row_count == count
+            assert table.max_scroll_y == (count + 1 - table.container_size.height
+                                          + table.scrollbar_size_horizontal)
+        assert layouts[0] == 0
+        # the busiest row came first (sorted by CPU) and its line shows it
+        assert "50.0" in "".join(s.text for s in table.render_line(1))
+        await pilot.press("end")
+        await until(pilot, lambda: table.cursor_row == 204 and table.scroll_y > 0)
+        assert table.scroll_y <= 204 < table.scroll_y + table.size.height - 1  # on screen
+        # down to fewer rows than a page: laid out (the scrollbar goes), all rows shown
+        engine.current = snapshot(rows_of(10), sequence=5)
+        app.refresh_from_engine()
+        await until(pilot, lambda: table.row_count == 10 and table.max_scroll_y == 0)
+        assert layouts[0] >= 1
+
+
+async def test_end_pressed_before_the_layout_shows_the_scrollbar_still_scrolls() -> None:
+    """Rows arriving past a page ask for a layout (the scrollbar comes); End pressed before
+    that layout ran was ignored by Textual (no scrollbar yet: no vertical scroll allowed), and
+    the cursor stayed below the screen."""
+    engine = StaticEngine(snapshot(rows_of(5)))
+    app = FluxApp(engine, privileged=True, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.process_table.table
+        await until(pilot, lambda: table.row_count == 5 and app.focused is table)
+        await pilot.pause()
+        engine.current = snapshot(rows_of(200), sequence=2)
+        app.refresh_from_engine()
+        table.action_jump(-1)  # at once: the layout has not run yet
+        await until(pilot, lambda: table.show_vertical_scrollbar)
+        await until(pilot, lambda: table.scroll_y > 0, message=lambda: (
+            f"cursor {table.cursor_row}, scroll {table.scroll_y}/{table.max_scroll_y}"))
+        assert table.cursor_row == 199
+        assert table.scroll_y <= 199 < table.scroll_y + table.size.height - 1  # on screen

@@ -137,13 +137,16 @@ class Lineage:
     def record_rows(self, rows: dict[ProcessKey, ProcessRow]) -> None:
         """Processes of the table not known from an exec event (started before fluxtui, or
         forked without exec): parent resolved by pid among the rows of the same tick."""
-        by_pid = {key.pid: key for key in rows}
-        for key, row in rows.items():
-            node = self._nodes.get(key)
+        nodes = self._nodes
+        # Known processes with a known parent (nearly all, tick after tick) need nothing.
+        todo = [key for key in rows if (node := nodes.get(key)) is None or node.parent is None]
+        by_pid = {key.pid: key for key in rows} if todo else {}
+        for key in todo:
+            row, node = rows[key], nodes.get(key)
             if node is None:
                 self._put(key, Node(by_pid.get(row.ppid), row.exe, tuple(row.cmdline[1:]),
                                     None, row.name))
-            elif node.parent is None and row.ppid in by_pid:
+            elif row.ppid in by_pid:
                 node.parent = by_pid[row.ppid]
         self._ticks += 1
         if self._ticks % PRUNE_EVERY == 0:

@@ -82,6 +82,8 @@ class RiskScorer:
         # process (its connections thread hands them over at the next tick) still counts.
         self._closing: dict[ProcessKey, ProcessLifetime] = {}
         self._received: dict[ProcessKey, float] = {}  # monotonic time each final arrived
+        # key -> (score, container, the columns annotated): last tick's, see on_tick
+        self._columns: dict[ProcessKey, tuple[RiskScore, ContainerIdentity, dict[str, Any]]] = {}
 
     def start(self, bus: EventBus) -> None:
         self._state = ComponentState.RUNNING
@@ -146,17 +148,33 @@ class RiskScorer:
 
         scores: dict[ProcessKey, RiskScore] = {}
         containers: dict[ProcessKey, ContainerIdentity] = {}
+        # The loop runs for every process each tick: its columns dict is reused while the
+        # score and the container are the same objects as last tick (a process with nothing
+        # against it scores the one shared zero), and the alert check is inlined.
+        score_of, container_of = self.model.score, self._containers.of_process
+        annotate, above, rearm = tick.annotate_columns, self._above, threshold * REARM_FRACTION
+        previous, columns_now = self._columns, {}
         for key, row in tick.processes.items():
             if key in final:
                 continue
-            score = self.model.score(key, now)
-            container = self._containers.of_process(key)
+            score = score_of(key, now)
+            container = container_of(key)
             scores[key] = score
             containers[key] = container
-            tick.annotate(key, risk=score.score, risk_reasons=score.reasons,
-                          container=container.label if container.is_container else None,
-                          container_identity=container)
-            self._threshold_alert(tick, key, row.name, score, threshold, container)
+            before = previous.get(key)
+            if before is not None and before[0] is score and before[1] is container:
+                columns = before[2]
+            else:
+                columns = {"risk": score.score, "risk_reasons": score.reasons,
+                           "container": container.label if container.is_container else None,
+                           "container_identity": container}
+            columns_now[key] = (score, container, columns)
+            annotate(key, columns)
+            points = score.score
+            if (points >= threshold and points > 0 and key not in above) or (
+                    points < rearm and key in above):
+                self._threshold_alert(tick, key, row.name, score, threshold, container)
+        self._columns = columns_now
 
         for key, life in final.items():
             self._close(tick, key, life, now, threshold)

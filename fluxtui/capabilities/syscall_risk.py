@@ -241,12 +241,21 @@ class SyscallCapture:
         self._rate = total / window
         self._dropped = drain.dropped_total
 
+        # Only processes that made calls this tick have counts to sort (`last` keeps theirs;
+        # the others read as none): the rest of the table, thousands of sleeping processes,
+        # share one columns mapping.
         last: dict[ProcessKey, tuple[tuple[str, int], ...]] = {}
-        for key in tick.processes if getattr(self.collector, "counts_syscalls", True) else ():
-            named = counts.get(key, {})
-            last[key] = _sorted_counts(named)
-            tick.annotate(key, syscalls_per_s=sum(named.values()) / window,
-                          syscall_counts=last[key])
+        if getattr(self.collector, "counts_syscalls", True):
+            annotate = tick.annotate_columns
+            idle = {"syscalls_per_s": 0.0, "syscall_counts": ()}
+            for key in tick.processes:
+                made = counts.get(key)
+                if not made:
+                    annotate(key, idle)
+                    continue
+                last[key] = top = _sorted_counts(made)
+                annotate(key, {"syscalls_per_s": sum(made.values()) / window,
+                               "syscall_counts": top})
         self.lineage.record_rows(tick.processes)
 
         with self._lock:

@@ -23,6 +23,7 @@ How that is known, per process and tick:
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import time
 from dataclasses import dataclass, replace
@@ -85,6 +86,12 @@ class _Tracked:
     identity: Identity
     row: ProcessRow
     ran_since_identity: bool = False
+    # schedstat shows the main thread only: a process with more threads, or whose main
+    # thread has exited (Z), is read every tick (see the module's docstring)
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        self.quiet = self.threads == 1 and self.state != "Z"
 
 
 @dataclass
@@ -178,25 +185,32 @@ class ProcessCollector:
         rows: dict[ProcessKey, ProcessRow] = {}
         tracked_now: dict[int, _Tracked] = {}
         sched_read = self._sched.read
+        # The loop below runs for every process each tick: what it does for one that did not
+        # run (a held fd's pread, one comparison) is kept inline, without method calls.
+        held, pread, size = self._sched.held, os.pread, self._sched.size
+        tracked_of, tick, refresh = self._tracked.get, self._tick, self._stat_refresh
         for pid in list_pids(self._proc):
-            tracked = self._tracked.get(pid)
-            sched = sched_read(pid, limit)
+            tracked = tracked_of(pid)
+            sched = None
+            if tracked is not None and (fd := held.get(pid)) is not None:
+                try:
+                    sched = pread(fd, size, 0)
+                except OSError:
+                    self._sched.forget(pid)
+                    tracked = None  # the one we held exited: the pid may be a new process's
+                else:
+                    if (sched == tracked.schedstat and tracked.quiet and pid not in stale
+                            and (pid + tick) % refresh):
+                        row = tracked.row
+                        if row.cpu_percent != 0.0 and elapsed:
+                            row = tracked.row = replace(row, cpu_percent=0.0)
+                        rows[tracked.key] = row
+                        tracked_now[pid] = tracked
+                        continue
             if sched is None:
-                if tracked is None:
-                    continue  # gone between the listing and the read
-                tracked = None  # the one we held exited: the pid may be a new process's
                 sched = sched_read(pid, limit)
                 if sched is None:
-                    continue
-            if (tracked is not None and sched == tracked.schedstat and tracked.threads == 1
-                    and tracked.state != "Z" and pid not in stale
-                    and (pid + self._tick) % self._stat_refresh):
-                row = tracked.row
-                if row.cpu_percent != 0.0 and elapsed:
-                    row = tracked.row = replace(row, cpu_percent=0.0)
-                rows[tracked.key] = row
-                tracked_now[pid] = tracked
-                continue
+                    continue  # gone between the listing and the read
             counts.stat_reads += 1
             fresh = self._read(pid, sched, tracked, stale, elapsed, counts)
             if fresh is not None:

@@ -100,6 +100,15 @@ class HeldReads:
     def __len__(self) -> int:
         return len(self._fds)
 
+    @property
+    def held(self) -> dict[int, int]:
+        """pid -> the held fd (read-only for callers: a hot loop preads these itself)."""
+        return self._fds
+
+    @property
+    def size(self) -> int:
+        return self._size
+
     def __contains__(self, pid: object) -> bool:
         return pid in self._fds
 

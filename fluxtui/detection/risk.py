@@ -83,6 +83,7 @@ class RiskModel:
         self._anomalies: Mapping[ProcessKey, AnomalyInput] = {}
         self._peaks: dict[ProcessKey, _Peak] = {}
         self._no_model = NO_MODEL
+        self._zeros: dict[tuple[float, str], RiskScore] = {}
 
     def set_anomalies(self, verdicts: Mapping[ProcessKey, AnomalyInput], why_none: str,
                       now: float | None = None) -> None:
@@ -195,13 +196,24 @@ class RiskModel:
             return 0.0, self._no_model or NO_VERDICT, ()
         return score, "; ".join(verdict.reasons), verdict.reasons
 
+    def _zero(self, anomaly: float, anomaly_reason: str) -> RiskScore:
+        """The score of a process with nothing against it: one object per (anomaly, reason),
+        not a new one per process and tick (most of a table of thousands scores this)."""
+        zero = self._zeros.get((anomaly, anomaly_reason))
+        if zero is None:
+            if len(self._zeros) >= 64:
+                self._zeros.clear()
+            zero = ZERO if anomaly_reason == NO_MODEL and anomaly == 0.0 else \
+                dataclasses.replace(ZERO, anomaly=anomaly, anomaly_reason=anomaly_reason)
+            self._zeros[(anomaly, anomaly_reason)] = zero
+        return zero
+
     def score(self, key: ProcessKey, now: float) -> RiskScore:
         state = self._at(key, now, create=False)
         anomaly, anomaly_reason, anomaly_reasons = self._anomaly(key, now)
         anomaly_points = anomaly * self.config.anomaly_weight
         if state is None and anomaly_points <= 0:
-            return ZERO if anomaly_reason == NO_MODEL else dataclasses.replace(
-                ZERO, anomaly=anomaly, anomaly_reason=anomaly_reason)
+            return self._zero(anomaly, anomaly_reason)
         parts: list[tuple[float, str]] = []
         syscall_points = 0.0
         event_points = 0.0

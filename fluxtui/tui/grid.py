@@ -156,6 +156,7 @@ class FastTable(ScrollView, can_focus=True):
         self.widths = [c.min_width for c in self.columns]
         self._total_width = sum(w + 1 for w in self.widths)
         self._wanted: dict[str, int] = {}
+        self._frame_style: Style | None = None  # rich_style during one render_lines
 
     # --- data --------------------------------------------------------------------------------
 
@@ -182,17 +183,45 @@ class FastTable(ScrollView, can_focus=True):
         keep = self.cursor_key
         page = max(1, self.size.height - 1)
         at_top = int(self.scroll_y) == 0 and self.cursor_row < page
+        old_keys, old_cells = self.keys, self._cells
         self.keys = [key for key, _ in rows]
         self._cells = dict(rows)
         for gone in self._strips.keys() - self._cells.keys():
             del self._strips[gone]
-        self.virtual_size = Size(self._total_width, len(self.keys) + 1)
+        size = Size(self._total_width, len(self.keys) + 1)
+        before = self.virtual_size
+        view = self.container_size.height
+        if size != before and (size.width != before.width or before.height <= view
+                               or size.height <= view):
+            self.virtual_size = size  # a layout: the scrollbar may come or go
+        elif size != before:
+            # More or fewer rows (processes come and go every tick) past a page both times: the
+            # scrollbar stays and follows, without the layout of the whole screen that setting
+            # `virtual_size` asks for.
+            self.set_reactive(FastTable.virtual_size, size)
+            self._scroll_update(size)
         if keep is not None and keep in self._cells:
             index = self.keys.index(keep)
-            self.cursor_row = index if not at_top or index < page else 0
+            cursor = index if not at_top or index < page else 0
         else:
-            self.cursor_row = min(self.cursor_row, max(0, len(self.keys) - 1))
-        self.refresh()
+            cursor = min(self.cursor_row, max(0, len(self.keys) - 1))
+        if cursor != self.cursor_row:
+            self.cursor_row = cursor  # redraws the whole view
+        else:
+            self._refresh_changed(old_keys, old_cells)
+
+    def _refresh_changed(self, old_keys: list[str], old_cells: dict[str, tuple[Cell, ...]]
+                         ) -> None:
+        """Redraw only the visible lines whose row moved or whose cells changed: a tick over a
+        thousand sleeping processes then redraws a handful of lines, not the whole view."""
+        top = int(self.scroll_y)
+        width = self.size.width
+        for y in range(1, self.size.height):
+            index = top + y - 1
+            old = old_keys[index] if index < len(old_keys) else None
+            new = self.keys[index] if index < len(self.keys) else None
+            if old != new or (new is not None and old_cells.get(new) is not self._cells[new]):
+                self.refresh(Region(0, y, width, 1))
 
     def on_resize(self) -> None:
         self._relayout()
@@ -258,10 +287,18 @@ class FastTable(ScrollView, can_focus=True):
             segments.append(Segment(" ", style))
         return Strip(segments, self._total_width)
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The widget's style walks every ancestor's styles: once per frame, not once a line.
+        self._frame_style = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame_style = None
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
-        base = self.rich_style
+        base = self._frame_style if self._frame_style is not None else self.rich_style
         if y == 0:
             strip = self._header_strip()
         else:
@@ -281,12 +318,15 @@ class FastTable(ScrollView, can_focus=True):
         return max(1, self.size.height - 2)
 
     def watch_cursor_row(self, row: int) -> None:
+        # force: before the screen's layout has shown the scrollbar, Textual ignores a scroll
+        # (allow_vertical_scroll is False) and the cursor would stay off screen; the offset is
+        # still bounded by max_scroll_y, which follows virtual_size at once.
         top = int(self.scroll_y)
         visible = max(1, self.size.height - 1)
         if row < top:
-            self.scroll_to(y=row, animate=False)
+            self.scroll_to(y=row, animate=False, force=True)
         elif row >= top + visible:
-            self.scroll_to(y=row - visible + 1, animate=False)
+            self.scroll_to(y=row - visible + 1, animate=False, force=True)
         self.refresh()
 
     def move_cursor_to(self, row: int) -> None:
@@ -320,7 +360,7 @@ class FastTable(ScrollView, can_focus=True):
         page, else it goes to the first row."""
         if self.cursor_row >= max(1, self.size.height - 1):
             self.cursor_row = 0
-        self.scroll_to(y=0, animate=False)
+        self.scroll_to(y=0, animate=False, force=True)
         self.refresh()
 
     def on_click(self, event: events.Click) -> None:

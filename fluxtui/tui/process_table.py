@@ -198,6 +198,7 @@ class ProcessTable(Vertical):
         self._finals: FinalCache = {}
         self._applied: dict[ProcessKey, ProcessRow] = {}
         self._applied_view: tuple[str, SortSpec, bool] | None = None
+        self._default_sort = default_sort(())
 
     def compose(self) -> ComposeResult:
         yield FilterInput(
@@ -214,17 +215,21 @@ class ProcessTable(Vertical):
     def current_sort(self) -> SortSpec:
         if self.state.sort is not None:
             return self.state.sort
-        rows = self._snapshot.processes.values() if self._snapshot else ()
-        return default_sort(rows)
+        return self._default_sort
 
     def refresh_from(self, snapshot: Snapshot) -> None:
         self._snapshot = with_final_identities(snapshot, self._finals)
+        # Once per snapshot: without a risk column (no risk scorer) this scans every row, and
+        # the sort is asked for several times a tick.
+        self._default_sort = default_sort(self._snapshot.processes.values())
         self._apply()
 
     def _visible(self) -> list[tuple[ProcessRow, str]]:
         if self._snapshot is None:
             return []
-        rows = [r for r in self._snapshot.processes.values() if matches(r, self.state.filter)]
+        needle = self.state.filter
+        rows = ([r for r in self._snapshot.processes.values() if matches(r, needle)] if needle
+                else list(self._snapshot.processes.values()))
         spec = self.current_sort()
         if self.state.tree:
             return tree_order(rows, spec)
