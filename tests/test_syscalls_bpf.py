@@ -1120,3 +1120,21 @@ def test_records_that_wrap_around_a_small_ring_buffer_read_whole() -> None:
     ring = collector.ring
     assert ring.bytes_read > 4 * ring.size  # around the ring several times: records wrapped
     assert ring.bytes_read / ring.records_read < 1536
+
+
+def test_count_batches_are_parsed_as_the_kernel_packs_them() -> None:
+    """The pump only copies a full count map out; the tick parses the packed keys (struct
+    fx_count_key) and values, summing what several batches hold for one process."""
+    assert sc._COUNT_KEY.size == ct.sizeof(bs.CountKey)
+
+    def key(tgid: int, prev: int, nr: int, start: int) -> bytes:
+        k = bs.CountKey(tgid=tgid, prev=prev, nr=nr, start_ticks=start)
+        return bytes(k)
+
+    first = (key(7, bs.FX_NR_START, 39, 100) + key(7, 39, 39, 100) + key(8, 0, 1, 5),
+             (1).to_bytes(8, "little") + (4).to_bytes(8, "little") + (2).to_bytes(8, "little"))
+    second = (key(7, 39, 39, 100), (10).to_bytes(8, "little"))
+    counts, bigrams = sc._parse_counts([first, second])
+    assert counts == {ProcessKey(7, 100): {39: 15}, ProcessKey(8, 5): {1: 2}}
+    assert bigrams == {ProcessKey(7, 100): {(bs.FX_NR_START, 39): 1, (39, 39): 14},
+                       ProcessKey(8, 5): {(0, 1): 2}}

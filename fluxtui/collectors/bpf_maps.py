@@ -145,13 +145,22 @@ class BpfMap:
 
     def pop_all(self) -> list[tuple[bytes, bytes]]:
         """Every (key, value), each deleted as it is read (BPF_MAP_LOOKUP_AND_DELETE_BATCH)."""
+        keys, values = self.pop_all_packed()
+        size_k, size_v = self.info.key_size, self.value_bytes
+        return [(keys[i * size_k:(i + 1) * size_k], values[i * size_v:(i + 1) * size_v])
+                for i in range(len(keys) // size_k)]
+
+    def pop_all_packed(self) -> tuple[bytes, bytes]:
+        """Every key and value, each deleted as it is read (BPF_MAP_LOOKUP_AND_DELETE_BATCH),
+        as two packed byte strings (entry i at i * key size, i * value size)."""
         size_k, size_v = self.info.key_size, self.value_bytes
         count = max(1, self.info.max_entries)
         keys = ct.create_string_buffer(size_k * count)
         values = ct.create_string_buffer(size_v * count)
         token_in = ct.create_string_buffer(max(size_k, 8))
         token_out = ct.create_string_buffer(max(size_k, 8))
-        out: list[tuple[bytes, bytes]] = []
+        out_keys: list[bytes] = []
+        out_values: list[bytes] = []
         first = True
         while True:
             attr = _BatchAttr(0 if first else ct.addressof(token_in), ct.addressof(token_out),
@@ -164,11 +173,10 @@ class BpfMap:
                     raise
                 done = True
             n = attr.count
-            kraw, vraw = keys.raw, values.raw
-            out.extend((kraw[i * size_k:(i + 1) * size_k], vraw[i * size_v:(i + 1) * size_v])
-                       for i in range(n))
+            out_keys.append(ct.string_at(keys, n * size_k))
+            out_values.append(ct.string_at(values, n * size_v))
             if done or n == 0:
-                return out
+                return b"".join(out_keys), b"".join(out_values)
             ct.memmove(token_in, token_out, len(token_out))
             first = False
 

@@ -39,7 +39,6 @@ from fluxtui.collectors.bpf_structs import (
     FX_MAX_NR,
     FX_RETRIED,
     Config,
-    CountKey,
 )
 from fluxtui.collectors.btf import BTF_PATH, Btf, kernel_offsets
 from fluxtui.collectors.event_decoder import decode_event
@@ -120,10 +119,35 @@ class _Queue:
 
 @dataclass
 class _Pending:
-    """Counts taken out of the kernel since the last tick's drain."""
+    """Count map contents taken out of the kernel since the last tick's drain, as read: keys
+    and values packed (struct fx_count_key, u64). The tick parses them; the pump, which empties
+    a map that passes its fill level, only copies them, and goes back to the ring buffer."""
 
-    counts: dict[ProcessKey, dict[int, int]] = field(default_factory=dict)
-    bigrams: dict[ProcessKey, dict[tuple[int, int], int]] = field(default_factory=dict)
+    batches: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+_COUNT_KEY = struct.Struct("<IHHQ")  # struct fx_count_key: tgid, prev, nr, start_ticks
+_COUNT = struct.Struct("<Q")
+
+
+def _parse_counts(batches: list[tuple[bytes, bytes]]
+                  ) -> tuple[dict[ProcessKey, dict[int, int]],
+                             dict[ProcessKey, dict[tuple[int, int], int]]]:
+    """Per process: counts by syscall number and by bigram, summed over the batches."""
+    counts: dict[ProcessKey, dict[int, int]] = {}
+    bigrams: dict[ProcessKey, dict[tuple[int, int], int]] = {}
+    for keys, values in batches:
+        for (tgid, prev, nr, start), (value,) in zip(_COUNT_KEY.iter_unpack(keys),
+                                                     _COUNT.iter_unpack(values), strict=True):
+            pkey = ProcessKey(tgid, start)
+            by_nr = counts.get(pkey)
+            if by_nr is None:
+                by_nr = counts[pkey] = {}
+                bigrams[pkey] = {}
+            by_nr[nr] = by_nr.get(nr, 0) + value
+            pairs = bigrams[pkey]
+            pairs[(prev, nr)] = pairs.get((prev, nr), 0) + value
+    return counts, bigrams
 
 
 class Loader(Protocol):
@@ -356,17 +380,9 @@ class SyscallCollector:
         return old
 
     def _collect(self, old: int) -> None:
-        """Empties count map `old` (no longer written) into the pending counts."""
+        """Empties count map `old` (no longer written) into the pending batches."""
         assert self._program is not None
-        counts, bigrams = self._pending.counts, self._pending.bigrams
-        for key_raw, value_raw in self._program[_INNER[old]].pop_all():
-            key = CountKey.from_buffer_copy(key_raw)
-            value = int.from_bytes(value_raw[:8], "little")
-            pkey = ProcessKey(key.tgid, key.start_ticks)
-            by_nr = counts.setdefault(pkey, {})
-            by_nr[key.nr] = by_nr.get(key.nr, 0) + value
-            pairs = bigrams.setdefault(pkey, {})
-            pairs[(key.prev, key.nr)] = pairs.get((key.prev, key.nr), 0) + value
+        self._pending.batches.append(self._program[_INNER[old]].pop_all_packed())
         # Nothing inserts into `old` until the next flip: what it counted so far is the base.
         self._inserted_base[old] = self._program["inserted"].percpu_u64_sum(old)
 
@@ -400,7 +416,8 @@ class SyscallCollector:
                            argv=slots[3], queue=overflow, malformed=malformed)
         self.ring_retries = slots[FX_RETRIED]
         dropped, self._dropped_before = total - self._dropped_before, total
-        return Drain(window, pending.counts, pending.bigrams, events, dropped, total, malformed)
+        counts, bigrams = _parse_counts(pending.batches)
+        return Drain(window, counts, bigrams, events, dropped, total, malformed)
 
 
 _INNER = ("counts_a", "counts_b")
