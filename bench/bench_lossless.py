@@ -245,7 +245,8 @@ def main() -> int:
         print(f"  ring buffer: {ring.records_read:,} records read, "
               f"{ring.bytes_read / max(ring.records_read, 1):,.0f} bytes each on average; "
               f"fullest {ring.peak_pending / 2**20:.2f} MiB of {ring.size / 2**20:.0f} MiB; "
-              f"writes the kernel refused with room left and retried: {collector.ring_retries}")
+              f"writes the kernel refused with room left and retried: {collector.ring_retries}, "
+              f"records that went through the spare ring: {collector.spill_ring.records_read}")
     finally:
         engine.stop()
     print(f"bench_lossless: {time.monotonic() - t0:.0f} s, {'PASS' if ok else 'MISS'}")

@@ -82,6 +82,10 @@ class RingBuffer:
         self.bytes_read += cons - start
         return done
 
+    def wake_also_on(self, other: RingBuffer) -> None:
+        """`wait` returns when `other` has records too."""
+        self._epoll.register(other.fd, select.EPOLLIN)
+
     def wait(self, timeout_s: float) -> bool:
         """True when the kernel signalled new records within `timeout_s` seconds."""
         return bool(self._epoll.poll(timeout_s))

@@ -115,6 +115,7 @@ class _Queue:
 
     records: deque[bytes] = field(default_factory=deque)
     overflow: int = 0
+    spilled: bool = False  # records from the spare ring buffer since the last drain
 
 
 @dataclass
@@ -124,6 +125,10 @@ class _Pending:
     a map that passes its fill level, only copies them, and goes back to the ring buffer."""
 
     batches: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def _boot_ns(record: bytes) -> int:
+    return int.from_bytes(record[:8], "little")  # fx_header.boot_ns: every record starts so
 
 
 _COUNT_KEY = struct.Struct("<IHHQ")  # struct fx_count_key: tgid, prev, nr, start_ticks
@@ -258,6 +263,8 @@ class SyscallCollector:
             self._program = program
             self._configure(offsets)
             self._ring = program.ring_buffer("events")
+            self._spill = program.ring_buffer("spill")
+            self._ring.wake_also_on(self._spill)
         except Exception as exc:
             self._program = program
             self.close()
@@ -319,6 +326,11 @@ class SyscallCollector:
         return self._ring
 
     @property
+    def spill_ring(self) -> RingBuffer:
+        """The spare ring buffer, written when the main one refuses a record with room left."""
+        return self._spill
+
+    @property
     def running(self) -> bool:
         return self._program is not None
 
@@ -335,13 +347,18 @@ class SyscallCollector:
                 with self._ring_lock:
                     if self._program is None:
                         return
-                    self._ring.consume(self._on_event)
-                with self._bpf_lock:
-                    if self._program is None:
-                        return
-                    if self._fill() >= self.fill_level * self.count_map_entries:
-                        self.early_drains += 1
-                        self._collect(self._flip())
+                    self._consume()
+                # Never waits for the tick's drain (which empties a map itself): back to the
+                # ring buffer instead.
+                if self._bpf_lock.acquire(blocking=False):
+                    try:
+                        if self._program is None:
+                            return
+                        if self._fill() >= self.fill_level * self.count_map_entries:
+                            self.early_drains += 1
+                            self._collect(self._flip())
+                    finally:
+                        self._bpf_lock.release()
             except Exception:
                 log.exception("syscall pump failed")
                 self._stop.wait(0.5)
@@ -350,6 +367,14 @@ class SyscallCollector:
         """Keys inserted into the count map being written since it was last emptied."""
         assert self._program is not None
         return self._program["inserted"].percpu_u64_sum(self._gen) - self._inserted_base[self._gen]
+
+    def _consume(self) -> None:
+        """Both ring buffers into the queue (the spare one is written only when the main one
+        refused a record with room left: see FX_RING_TRIES in syscalls.bpf.c)."""
+        self._ring.consume(self._on_event)
+        if self._spill.consume(self._on_event):
+            with self._queue_lock:
+                self._queue.spilled = True
 
     def _on_event(self, raw: bytes) -> None:
         with self._queue_lock:
@@ -366,7 +391,8 @@ class SyscallCollector:
         with self._bpf_lock:
             if self._program is None:
                 raise RuntimeError("collector not started")
-            return self._drain()
+            taken = self._take()
+        return self._decode(*taken)  # outside the lock: the pump may empty a map meanwhile
 
     def _flip(self) -> int:
         """Makes the program write the other count map; returns the one it no longer writes."""
@@ -386,18 +412,30 @@ class SyscallCollector:
         # Nothing inserts into `old` until the next flip: what it counted so far is the base.
         self._inserted_base[old] = self._program["inserted"].percpu_u64_sum(old)
 
-    def _drain(self) -> Drain:
+    def _take(self) -> tuple[deque[bytes], int, list[tuple[bytes, bytes]], list[int]]:
+        """What the kernel sent since the last drain, as read: ring buffer records, count map
+        batches, the drop counters."""
         # Events first, then the flip: an exit event taken here was sent after its process's
         # last counts went into the map being written (sched_process_exit flushes before it
         # emits), and that map is read below, so a process's final counts never arrive after
         # its exit event.
         assert self._program is not None
         with self._ring_lock:
-            self._ring.consume(self._on_event)
+            self._consume()
             with self._queue_lock:
                 records, self._queue.records = self._queue.records, deque()
-                overflow = self._queue.overflow
+                overflow, spilled = self._queue.overflow, self._queue.spilled
+                self._queue.spilled = False
+        if spilled:  # records of the spare ring may be older than some of the main one's
+            records = deque(sorted(records, key=_boot_ns))
         self._collect(self._flip())
+        pending, self._pending = self._pending, _Pending()
+        dropped_map = self._program["dropped"]
+        slots = [dropped_map.percpu_u64_sum(i) for i in range(FX_DROP_SLOTS)]
+        return records, overflow, pending.batches, slots
+
+    def _decode(self, records: deque[bytes], overflow: int, batches: list[tuple[bytes, bytes]],
+                slots: list[int]) -> Drain:
         events = []
         for raw in records:
             event = decode_event(raw, self.table)
@@ -405,19 +443,14 @@ class SyscallCollector:
                 self._malformed += 1
             else:
                 events.append(event)
-        malformed = self._malformed
-        pending, self._pending = self._pending, _Pending()
         now = time.monotonic()
         window, self._last_drain = now - self._last_drain, now
-
-        dropped_map = self._program["dropped"]
-        slots = [dropped_map.percpu_u64_sum(i) for i in range(FX_DROP_SLOTS)]
         total = DropCounts(counts=slots[0], events=slots[1], thread_state=slots[2],
-                           argv=slots[3], queue=overflow, malformed=malformed)
+                           argv=slots[3], queue=overflow, malformed=self._malformed)
         self.ring_retries = slots[FX_RETRIED]
         dropped, self._dropped_before = total - self._dropped_before, total
-        counts, bigrams = _parse_counts(pending.batches)
-        return Drain(window, counts, bigrams, events, dropped, total, malformed)
+        counts, bigrams = _parse_counts(batches)
+        return Drain(window, counts, bigrams, events, dropped, total, self._malformed)
 
 
 _INNER = ("counts_a", "counts_b")
