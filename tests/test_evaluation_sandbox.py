@@ -183,6 +183,22 @@ def _leftovers(pid: int) -> list[str]:
     return found
 
 
+def _sigcatch(pid: int) -> bool:
+    """Whether `pid` has a handler for SIGINT (SigCgt in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+    return False
+
+
+def _sigint_as_a_shell() -> None:
+    """The child gets Ctrl-C as from an interactive shell: SIGINT neither ignored nor blocked,
+    whatever this test process inherited or was left with (an ignored SIGINT is inherited
+    across exec, and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @pytest.mark.kernel
 def test_ctrl_c_during_a_scenario_removes_its_processes_and_directories(
         safe_config: Path) -> None:
@@ -190,7 +206,7 @@ def test_ctrl_c_during_a_scenario_removes_its_processes_and_directories(
     proc = subprocess.Popen([sys.executable, "-m", "fluxtui", "--config", str(safe_config),
                              "evaluate", "--scenario", "http-server-curl",
                              "--training-runs", "0"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_as_a_shell)
     try:
         support = root / own_cgroup().lstrip("/") / f"{PREFIX}{proc.pid}" / \
             "01-http-server-curl" / "support" / "cgroup.procs"
@@ -200,13 +216,14 @@ def test_ctrl_c_during_a_scenario_removes_its_processes_and_directories(
             assert time.monotonic() < deadline, "the scenario never started"
             time.sleep(0.05)
         server = int(support.read_text().split()[0])
+        caught = _sigcatch(proc.pid)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, f"{err}\nSIGINT caught by the child: {caught}"
     assert "interrupted" in err
     assert not alive(server)
     assert _leftovers(proc.pid) == []

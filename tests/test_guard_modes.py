@@ -46,9 +46,15 @@ def test_switch_to_monitor_keeps_the_waiting_request_waiting(home: Home,
             out, err = waiting.communicate(timeout=10)
         assert waiting.returncode == 1 and out == b"" and EPERM in err
         guard.flush()
-        mine = [e for e in events if isinstance(e, GuardDecision)
-                and e.requester.pid == waiting.pid]
-    assert [(d.allowed, d.decided_by, d.mode) for d in mine] == [(False, "keypress", "enforce")]
+
+        def mine() -> list[GuardDecision]:
+            # Published by the guard's thread once the answer is written: the kernel may
+            # release `cat` first.
+            return [e for e in events if isinstance(e, GuardDecision)
+                    and e.requester.pid == waiting.pid]
+        wait_for(mine)
+    assert [(d.allowed, d.decided_by, d.mode) for d in mine()] == [
+        (False, "keypress", "enforce")]
 
 
 def test_switch_to_monitor_leaves_the_deadline_in_charge(home: Home, tmp_path: Path) -> None:
