@@ -81,6 +81,16 @@ def _schedstat(pid: int) -> str:
         return f.read()
 
 
+def _socket_of(proc: subprocess.Popen[bytes], ask: bool = True) -> int:
+    """The inode of the socket a HOLDER-like child reports (asked to open it first)."""
+    assert proc.stdout is not None and proc.stdin is not None
+    if ask:
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+    fd = int(proc.stdout.readline())
+    return int(os.readlink(f"/proc/{proc.pid}/fd/{fd}")[8:-1])
+
+
 def test_a_sweep_reads_only_new_processes_holders_and_the_rotation(sleepers, monkeypatch) -> None:
     """Every process's schedstat was read four times a second (and its stat when it ran): now a
     sweep looks at new processes, socket holders and the slow rotation's share only."""
@@ -138,11 +148,7 @@ def test_a_new_socket_of_another_process_is_attributed_at_once() -> None:
     owners = SocketOwners(clock=clock)
     try:
         owners.refresh([])  # before the child's socket exists
-        assert child.stdout is not None and child.stdin is not None
-        child.stdin.write(b"go\n")
-        child.stdin.flush()
-        fd = int(child.stdout.readline())
-        inode = int(os.readlink(f"/proc/{child.pid}/fd/{fd}")[8:-1])
+        inode = _socket_of(child)
         owners.refresh([inode])  # no time passed: not a sweep, a hunt
         found = owners.owners(inode)
         assert found and [o.pid for o in found] == [child.pid]
@@ -174,7 +180,15 @@ def test_a_holder_that_closes_a_shared_socket_is_dropped_at_the_next_sweep() -> 
         clock.now += SWEEP_S
         owners.refresh([inode])  # a sweep: the new child of a holder is read
         assert {o.pid for o in owners.owners(inode) or ()} == {os.getpid(), child.pid}
+        before = _schedstat(os.getpid())
         listener.close()
+        # The sweep re-checks holders that ran, known by their schedstat, which the kernel
+        # updates at a tick or a switch: with the clock injected, the two refreshes can fall
+        # within one tick of each other, so wait (bounded) until this process's has moved.
+        for _ in range(1000):
+            if _schedstat(os.getpid()) != before:
+                break
+            time.sleep(0.001)
         clock.now += SWEEP_S
         owners.refresh([inode])
         assert [o.pid for o in owners.owners(inode) or ()] == [child.pid]
@@ -232,11 +246,7 @@ def test_a_hinted_process_holding_the_new_socket_ends_the_hunt(monkeypatch) -> N
 
     try:
         owners.refresh([])  # before the child's socket exists
-        assert child.stdout is not None and child.stdin is not None
-        child.stdin.write(b"go\n")
-        child.stdin.flush()
-        fd = int(child.stdout.readline())
-        inode = int(os.readlink(f"/proc/{child.pid}/fd/{fd}")[8:-1])
+        inode = _socket_of(child)
         monkeypatch.setattr(socket_owners, "list_pids", counting)
         assert owners.unknown([inode, 0]) == {inode}
         owners.refresh([inode], hints=[child.pid])
@@ -246,11 +256,7 @@ def test_a_hinted_process_holding_the_new_socket_ends_the_hunt(monkeypatch) -> N
         second = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE)
         try:
-            assert second.stdout is not None and second.stdin is not None
-            second.stdin.write(b"go\n")
-            second.stdin.flush()
-            fd2 = int(second.stdout.readline())
-            inode2 = int(os.readlink(f"/proc/{second.pid}/fd/{fd2}")[8:-1])
+            inode2 = _socket_of(second)
             owners.refresh([inode, inode2], hints=[child.pid])  # the wrong process
             assert listed == [1]  # the full hunt
             assert [o.pid for o in owners.owners(inode2) or ()] == [second.pid]
@@ -291,8 +297,7 @@ def test_a_new_child_is_read_only_when_its_parent_holds_a_socket(monkeypatch) ->
     try:
         assert holder.stdout is not None and holder.stdin is not None
         assert plain.stdout is not None and plain.stdin is not None
-        fd = int(holder.stdout.readline())
-        inode = int(os.readlink(f"/proc/{holder.pid}/fd/{fd}")[8:-1])
+        inode = _socket_of(holder, ask=False)
         owners.refresh([inode])  # a hunt: until the holder is found
         clock.now += SWEEP_S
         owners.refresh([inode])  # a sweep: every process new to it read (started before it)

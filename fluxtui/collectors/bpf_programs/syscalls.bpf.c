@@ -116,38 +116,22 @@ static __always_inline void count_drop(u32 slot, u64 n)
  * Retries are counted (FX_RETRIED), and so is what is lost after all of them (FX_DROP_EVENTS). */
 #define FX_RING_TRIES 4
 
-static __always_inline struct fx_syscall_event *reserve_syscall_event(void)
+/* `size` is a constant at each (inlined) call, as ringbuf_reserve needs. */
+static __always_inline void *ring_reserve(u64 size)
 {
-    struct fx_syscall_event *ev = NULL;
+    void *rec = NULL;
 #pragma unroll
-    for (int i = 0; i < 2 * FX_RING_TRIES && !ev; i++) {
+    for (int i = 0; i < 2 * FX_RING_TRIES && !rec; i++) {
         if (i)
             count_drop(FX_RETRIED, 1);
         if (i < FX_RING_TRIES)
-            ev = events.ringbuf_reserve(sizeof(struct fx_syscall_event));
+            rec = events.ringbuf_reserve(size);
         else
-            ev = spill.ringbuf_reserve(sizeof(struct fx_syscall_event));
+            rec = spill.ringbuf_reserve(size);
     }
-    if (!ev)
+    if (!rec)
         count_drop(FX_DROP_EVENTS, 1);
-    return ev;
-}
-
-static __always_inline struct fx_header *reserve_header(void)
-{
-    struct fx_header *h = NULL;
-#pragma unroll
-    for (int i = 0; i < 2 * FX_RING_TRIES && !h; i++) {
-        if (i)
-            count_drop(FX_RETRIED, 1);
-        if (i < FX_RING_TRIES)
-            h = events.ringbuf_reserve(sizeof(struct fx_header));
-        else
-            h = spill.ringbuf_reserve(sizeof(struct fx_header));
-    }
-    if (!h)
-        count_drop(FX_DROP_EVENTS, 1);
-    return h;
+    return rec;
 }
 
 /* Start time of the current process in clock ticks, as in field 22 of /proc/PID/stat. */
@@ -213,7 +197,7 @@ static __always_inline void flush_run(struct fx_config *cfg, struct fx_thread *t
 static __always_inline void emit_plain(u32 kind, s32 nr, u64 start_ticks,
                                        u64 a0, u64 a1, u64 a2, u64 a3)
 {
-    struct fx_syscall_event *ev = reserve_syscall_event();
+    struct fx_syscall_event *ev = ring_reserve(sizeof(struct fx_syscall_event));
     if (!ev)
         return;
     fill_header(&ev->h, kind, nr, start_ticks);
@@ -244,7 +228,7 @@ static __always_inline void check_cred(struct fx_thread *th)
 
 static __always_inline void emit_syscall(u64 *a, struct fx_thread *th, u16 nr, u32 desc)
 {
-    struct fx_syscall_event *ev = reserve_syscall_event();
+    struct fx_syscall_event *ev = ring_reserve(sizeof(struct fx_syscall_event));
     if (!ev)
         return;
     fill_header(&ev->h, FX_EV_SYSCALL, nr, th->start_ticks);
@@ -571,7 +555,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         return 0;
 #endif
     u64 start = (th && (th->flags & FX_TH_INIT)) ? th->start_ticks : process_start_ticks(cfg);
-    struct fx_header *h = reserve_header();
+    struct fx_header *h = ring_reserve(sizeof(struct fx_header));
     if (!h)
         return 0;
     fill_header(h, FX_EV_EXIT, -1, start);
