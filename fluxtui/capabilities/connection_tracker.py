@@ -91,7 +91,8 @@ class _Shared(NamedTuple):
     """What one query hands to the next tick."""
 
     view: ConnectionsView
-    counts: dict[ProcessKey, int]  # sockets per readable process (0 included)
+    counts: dict[ProcessKey, int]  # sockets per process that holds at least one
+    readable: frozenset[ProcessKey]  # processes whose fds were read (the others: unknown)
     tcp_keys: frozenset[ProcessKey]  # processes holding at least one TCP socket
 
 
@@ -301,8 +302,7 @@ class ConnectionsComponent:
         moved = self._account_bytes(table, first=not self._first_query_done)
         self._first_query_done = True
 
-        readable = self._owners.readable()
-        counts = dict.fromkeys(readable, 0)
+        counts: dict[ProcessKey, int] = {}
         tcp_keys: set[ProcessKey] = set()
         for row in table.values():
             for owner in row.owners or ():
@@ -325,7 +325,8 @@ class ConnectionsComponent:
                                unreadable_processes=denied)
         with self._lock:  # bytes and the span they cover change together
             self._merge_bytes_locked(moved)
-            self._shared = _Shared(view, counts, frozenset(tcp_keys))
+            self._shared = _Shared(view, counts, frozenset(self._owners.readable()),
+                                   frozenset(tcp_keys))
             first, _ = self._bytes_span
             self._bytes_span = (first if first is not None else started, started)
             self._poll_ms = view.query_ms
@@ -596,9 +597,9 @@ class ConnectionsComponent:
             self._rates = {key: (sent / span, received / span)
                            for key, (sent, received) in moved.items()}
         for key in tick.processes:
-            count = shared.counts.get(key)
-            if count is None:
+            if key not in shared.readable:
                 continue  # fds not readable: unknown, left empty
+            count = shared.counts.get(key, 0)
             columns: dict[str, Any] = {"connections": count}
             if key in shared.tcp_keys or key in self._rates:
                 sent, received = self._rates.get(key, (0.0, 0.0))
