@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -95,11 +96,16 @@ class TickContext:
     """What a component sees during one tick, and how it contributes to the snapshot."""
 
     def __init__(self, now: float, interval: float | None, metrics: SystemMetrics,
-                 processes: dict[ProcessKey, ProcessRow], bus: EventBus) -> None:
+                 processes: dict[ProcessKey, ProcessRow], bus: EventBus,
+                 appeared: AbstractSet[ProcessKey] | None = None) -> None:
         self.now = now
         self.interval = interval  # seconds since previous tick, None on the first
         self.metrics = metrics
         self.processes = processes  # read-only for components: use annotate()
+        self._appeared = appeared
+        self.first_tick = True  # set by the engine: the running component's first tick
+        self.component = ""  # set by the engine: the component whose on_tick runs
+        self.annotated_by: dict[str, set[str]] = {}  # component -> the columns it set
         self.bus = bus
         self.annotations: dict[ProcessKey, dict[str, Any]] = {}
         self.alerts: list[Alert] = []
@@ -157,18 +163,35 @@ class TickContext:
         self._written(ANOMALIES)
         self._anomaly_model = why
 
+    @property
+    def appeared(self) -> AbstractSet[ProcessKey]:
+        """The processes new in the table since the last tick: those a component annotates
+        for the first time. Every process on the component's first tick (it may join late:
+        a BPF compile takes seconds), or when the engine did not say."""
+        if self._appeared is None or self.first_tick:
+            return self.processes.keys()
+        return self._appeared
+
     def annotate(self, key: ProcessKey, **columns: Any) -> None:
-        """Fill ProcessRow columns (risk, syscalls_per_s, connections, ...) for one process."""
+        """Fill ProcessRow columns (risk, syscalls_per_s, connections, ...) for one process.
+        Columns persist: the engine keeps them on the process's row until they are set again
+        or the process leaves the table, so a component sets them when they change (and for
+        `appeared` processes), not for every process every tick."""
         self.annotate_columns(key, columns)
 
     def annotate_columns(self, key: ProcessKey, columns: Mapping[str, Any]) -> None:
         """`annotate` with the columns in a mapping (not copied by the caller: a component
-        that annotates every process each tick can hand the same mapping again)."""
+        can hand the same mapping for many processes)."""
         mine = self.annotations.get(key)
         if mine is None:
             self.annotations[key] = dict(columns)
         else:
             mine.update(columns)
+        names = self.annotated_by.get(self.component)
+        if names is None:
+            self.annotated_by[self.component] = set(columns)
+        elif not names.issuperset(columns):
+            names.update(columns)
 
     def add_risk(self, key: ProcessKey, points: float, reason: str,
                  technique: tuple[str, str] = ("", ""), group: str = "") -> None:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from fluxtui.bus import EventBus
@@ -34,6 +35,11 @@ from fluxtui.events import (
 )
 
 log = logging.getLogger(__name__)
+
+_UNSET = object()
+# A column of a component that stopped goes back to its default: "not measured" (None).
+ROW_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ProcessRow)
+                if f.default is not dataclasses.MISSING}
 
 
 class Engine:
@@ -56,8 +62,14 @@ class Engine:
         self._tick_lock = threading.Lock()
         self._failed: dict[str, str] = {}  # component name -> why it no longer runs
         self._started: set[str] = set()
-        # key -> (collector row, annotations, merged row) of the last tick: see _merge_annotations
-        self._merged: dict[ProcessKey, tuple[ProcessRow, dict[str, Any], ProcessRow]] = {}
+        # See _merge: the collector's rows of the last tick, the columns the components set
+        # (they persist), the rows shown (collector row + columns), which columns each
+        # component set, and the components that have ticked.
+        self._sampled: dict[ProcessKey, ProcessRow] = {}
+        self._columns: dict[ProcessKey, dict[str, Any]] = {}
+        self._rows: dict[ProcessKey, ProcessRow] = {}
+        self._columns_of: dict[str, set[str]] = {}
+        self._ticked: set[str] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -126,12 +138,17 @@ class Engine:
             clock = time.monotonic()  # intervals: immune to wall-clock steps
             interval = None if self._last_tick is None else clock - self._last_tick
             self._last_tick = clock
-            processes = self.processes.sample()
-            metrics = self.metrics.sample(len(processes))
-            ctx = TickContext(now, interval, metrics, processes, self.bus)
+            sampled = self.processes.sample()
+            metrics = self.metrics.sample(len(sampled))
+            first = not self._sampled
+            appeared = None if first else sampled.keys() - self._sampled.keys()
+            ctx = TickContext(now, interval, metrics, dict(sampled), self.bus, appeared)
             for component in self.components:
                 if component.name in self._failed or component.name not in self._started:
                     continue
+                ctx.component = component.name
+                ctx.first_tick = component.name not in self._ticked
+                self._ticked.add(component.name)
                 try:
                     component.on_tick(ctx)
                 except Exception as exc:
@@ -140,16 +157,23 @@ class Engine:
                     newly_failed.append(component)
             for key in ctx.stale_identities:
                 self.processes.forget_identity(key)
-            self._merge_annotations(processes, ctx.annotations)
+            self._columns_of.update((name, self._columns_of.get(name, set()) | columns)
+                                    for name, columns in ctx.annotated_by.items())
+            cleared = {column: ROW_DEFAULTS[column] for c in newly_failed
+                       for column in self._columns_of.pop(c.name, ())}
+            changed, removed = self._merge(sampled, ctx.processes, ctx.annotations, cleared)
+            self._sampled = sampled
             self._alerts.extend(ctx.alerts)
             self._sequence += 1
             snapshot = Snapshot(
                 sequence=self._sequence,
                 metrics=metrics,
-                processes=processes,
+                processes=dict(self._rows),
                 statuses=self.statuses(),
                 alerts=tuple(self._alerts),
                 views=ctx.views,
+                changed=None if first else changed,
+                removed=removed,
             )
             self._snapshot = snapshot
         for component in newly_failed:  # its threads must not run on unobserved
@@ -158,26 +182,55 @@ class Engine:
         self.bus.publish(snapshot)
         return snapshot
 
-    def _merge_annotations(self, processes: dict[ProcessKey, ProcessRow],
-                           annotations: dict[ProcessKey, dict[str, Any]]) -> None:
-        """Fold the components' columns into the rows. A row whose collector row is the same
-        object as last tick (the process did not change) and whose columns are equal gets last
-        tick's merged row back, the same object: the table redraws only rows that changed, and
-        nothing is copied for the thousands of processes that sleep."""
-        merged: dict[ProcessKey, tuple[ProcessRow, dict[str, Any], ProcessRow]] = {}
-        previous = self._merged
-        for key, columns in annotations.items():
-            row = processes.get(key)
-            if row is None:
+    def _merge(self, sampled: dict[ProcessKey, ProcessRow], rows: dict[ProcessKey, ProcessRow],
+               annotations: dict[ProcessKey, dict[str, Any]], cleared: dict[str, Any],
+               ) -> tuple[frozenset[ProcessKey], frozenset[ProcessKey]]:
+        """Fold the components' columns into the rows; returns (changed, removed) keys.
+
+        Columns persist per process (see TickContext.annotate), so only the processes whose
+        collector row is another object than last tick's, or whose columns changed, are
+        copied: the rest keep last tick's merged row, the same object, and nothing is done
+        for the thousands of processes that sleep. `sampled`: the collector's rows; `rows`:
+        those and the exited processes a component kept, shown as they are."""
+        merged, columns, before = self._rows, self._columns, self._sampled
+        removed = frozenset(merged.keys() - rows.keys())
+        for key in removed:
+            del merged[key]
+            columns.pop(key, None)
+        for key in before.keys() - sampled.keys():
+            columns.pop(key, None)  # exited (a kept row is shown as the component made it)
+        changed = self._changed_rows(sampled, before)
+        changed.update(rows.keys() - merged.keys())
+        changed.update(key for key in rows.keys() - sampled.keys()  # kept exited ones
+                       if merged.get(key) is not rows[key])
+        for key, delta in annotations.items():
+            if key not in sampled:
                 continue
-            before = previous.get(key)
-            if before is not None and before[0] is row and before[1] == columns:
-                out = before[2]
-            else:
-                out = dataclasses.replace(row, **columns)
-            processes[key] = out
-            merged[key] = (row, columns, out)
-        self._merged = merged
+            mine = columns.get(key)
+            if mine is None:
+                columns[key] = dict(delta)
+                changed.add(key)
+            elif any(mine.get(name, _UNSET) != value for name, value in delta.items()):
+                mine.update(delta)
+                changed.add(key)
+        if cleared:  # a component stopped: its columns go back to "not measured"
+            for mine in columns.values():
+                mine.update(cleared)
+            changed.update(columns)
+        for key in changed:
+            row = rows[key]
+            mine = columns.get(key) if key in sampled else None
+            merged[key] = dataclasses.replace(row, **mine) if mine else row
+        return frozenset(changed), removed
+
+    def _changed_rows(self, sampled: dict[ProcessKey, ProcessRow],
+                      before: dict[ProcessKey, ProcessRow]) -> set[ProcessKey]:
+        """The processes whose collector row is not last tick's object (new ones included):
+        the collector says which (it re-read them), or each row is compared."""
+        told = getattr(self.processes, "changed", None)
+        if isinstance(told, AbstractSet):
+            return set(told)
+        return {key for key, row in sampled.items() if before.get(key) is not row}
 
     @property
     def snapshot(self) -> Snapshot | None:

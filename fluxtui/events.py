@@ -276,6 +276,11 @@ class Snapshot:
     # Per-capability views keyed by component name (e.g. "connections"); each component documents
     # the type it puts here.
     views: dict[str, Any] = field(default_factory=dict)
+    # Against the previous snapshot (sequence - 1): the processes whose row is another object
+    # (new ones included) and those it had that this one has not. A consumer that saw it
+    # updates only these; None: not known (the first snapshot, or a hand-made one).
+    changed: frozenset[ProcessKey] | None = None
+    removed: frozenset[ProcessKey] = frozenset()
 
 
 @dataclass(frozen=True)

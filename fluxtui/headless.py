@@ -116,6 +116,21 @@ def recording_started(config: Config, now: float) -> dict[str, Any]:
     }
 
 
+def write_whole(out: TextIO, lines: list[str]) -> None:
+    """Every line, whole. A write to a pipe that a signal interrupts (SIGTERM while the reader
+    is behind) returns what went through, and io.BufferedWriter reports that count and drops
+    the rest: a document cut mid-object. So the bytes go through the binary buffer in a loop
+    until all are written."""
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:  # a file of our own (rotating stream), or a StringIO in tests
+        out.writelines(lines)
+        return
+    out.flush()
+    data = memoryview("".join(lines).encode(out.encoding or "utf-8", "backslashreplace"))
+    while data:
+        data = data[buffer.write(data):]
+
+
 class StreamWriter:
     """Turns what an engine publishes into stream lines. `offer` runs on any thread and never
     blocks; `drain` writes what waits, on the caller's thread (one drainer at a time)."""
@@ -200,7 +215,7 @@ class StreamWriter:
                 if line is not None:
                     lines.append(line + "\n")
         if lines:
-            self.out.writelines(lines)
+            write_whole(self.out, lines)
 
     def drain(self) -> None:
         with self._write_lock:

@@ -137,6 +137,7 @@ class ConnectionsComponent:
         # Handed to on_tick under the lock.
         self._lock = threading.Lock()
         self._shared: _Shared | None = None
+        self._annotated_from: _Shared | None = None  # the query whose columns are set
         self._bytes: dict[ProcessKey, list[int]] = {}  # key -> [sent, received] since last tick
         # (monotonic of first, of last query) since last tick
         self._bytes_span: tuple[float | None, float | None] = (None, None)
@@ -593,18 +594,33 @@ class ConnectionsComponent:
                               (alert.technique_id, alert.technique_name), group=alert.rule_id)
         if shared is None:
             return
+        rates_before, before = self._rates, self._annotated_from
         if span:  # a new query since the last tick: rates over the queries' own interval
             self._rates = {key: (sent / span, received / span)
                            for key, (sent, received) in moved.items()}
-        for key in tick.processes:
-            if key not in shared.readable:
-                continue  # fds not readable: unknown, left empty
-            count = shared.counts.get(key, 0)
-            columns: dict[str, Any] = {"connections": count}
-            if key in shared.tcp_keys or key in self._rates:
-                sent, received = self._rates.get(key, (0.0, 0.0))
-                columns["net_tx_per_s"] = sent
-                columns["net_rx_per_s"] = received
-            tick.annotate(key, **columns)
+        # Columns persist (TickContext.annotate): set for new processes, and for those a new
+        # query or new rates changed, not for the thousands that hold no socket.
+        todo: set[ProcessKey] = set(tick.appeared)
+        if before is None or shared is not before:
+            todo.update(shared.counts, shared.tcp_keys)
+            if before is not None:
+                todo.update(before.counts, before.tcp_keys, shared.readable ^ before.readable)
+            else:
+                todo.update(shared.readable)
+        if self._rates is not rates_before:
+            todo.update(self._rates, rates_before)
+        self._annotated_from = shared
+        for key in todo:
+            if key not in tick.processes:
+                continue
+            if key not in shared.readable:  # fds not readable: unknown, left empty
+                tick.annotate(key, connections=None, net_tx_per_s=None, net_rx_per_s=None)
+                continue
+            sent_received = self._rates.get(key)
+            if sent_received is None and key in shared.tcp_keys:
+                sent_received = (0.0, 0.0)
+            sent, received = sent_received or (None, None)
+            tick.annotate(key, connections=shared.counts.get(key, 0), net_tx_per_s=sent,
+                          net_rx_per_s=received)
         tick.set_view(self.name, shared.view)
 

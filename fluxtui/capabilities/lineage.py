@@ -109,6 +109,7 @@ class Lineage:
         self._nodes: OrderedDict[ProcessKey, Node] = OrderedDict()
         self._pass = 0
         self._ticks = 0
+        self._unparented: set[ProcessKey] = set()  # rows whose parent was not among the rows
 
     def __contains__(self, key: object) -> bool:
         return key in self._nodes
@@ -134,20 +135,32 @@ class Lineage:
             elif not known.exe:
                 known.exe = ev.parent_exe
 
-    def record_rows(self, rows: dict[ProcessKey, ProcessRow]) -> None:
+    def record_rows(self, rows: dict[ProcessKey, ProcessRow],
+                    appeared: Iterable[ProcessKey] | None = None) -> None:
         """Processes of the table not known from an exec event (started before fluxtui, or
-        forked without exec): parent resolved by pid among the rows of the same tick."""
+        forked without exec): parent resolved by pid among the rows of the same tick.
+        `appeared`: the rows new since the last call (None: look at every row); those whose
+        parent was not found yet are looked at again, and every row once a pruning pass (a
+        node forgotten at MAX_NODES comes back)."""
         nodes = self._nodes
         # Known processes with a known parent (nearly all, tick after tick) need nothing.
-        todo = [key for key in rows if (node := nodes.get(key)) is None or node.parent is None]
+        full = appeared is None or (self._ticks + 1) % PRUNE_EVERY == 0
+        candidates = rows.keys() if full else {*(appeared or ()), *self._unparented}
+        todo = [key for key in candidates
+                if key in rows and ((node := nodes.get(key)) is None or node.parent is None)]
         by_pid = {key.pid: key for key in rows} if todo else {}
+        unparented = set()
         for key in todo:
             row, node = rows[key], nodes.get(key)
             if node is None:
-                self._put(key, Node(by_pid.get(row.ppid), row.exe, tuple(row.cmdline[1:]),
-                                    None, row.name))
+                node = Node(by_pid.get(row.ppid), row.exe, tuple(row.cmdline[1:]), None,
+                            row.name)
+                self._put(key, node)
             elif row.ppid in by_pid:
                 node.parent = by_pid[row.ppid]
+            if node.parent is None and row.ppid != 0:  # pid 0: init, kthreadd have none
+                unparented.add(key)
+        self._unparented = unparented
         self._ticks += 1
         if self._ticks % PRUNE_EVERY == 0:
             self.prune(rows)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from fluxtui.bus import EventBus
@@ -71,8 +71,6 @@ class RiskScorer:
         # Shared with the syscall capture (capabilities/assembly.py): one cache of containers.
         self._containers = containers or ContainerResolver(proc)
         self._above: set[ProcessKey] = set()
-        self._scores: dict[ProcessKey, RiskScore] = {}
-        self._container_of: dict[ProcessKey, ContainerIdentity] = {}
         self._state = ComponentState.STOPPED
         self._rows: dict[ProcessKey, ProcessRow] = {}  # last tick's rows, to keep exited ones
         self._exited: dict[ProcessKey, tuple[ProcessRow, ProcessExit, float]] = {}
@@ -82,8 +80,14 @@ class RiskScorer:
         # process (its connections thread hands them over at the next tick) still counts.
         self._closing: dict[ProcessKey, ProcessLifetime] = {}
         self._received: dict[ProcessKey, float] = {}  # monotonic time each final arrived
-        # key -> (score, container, the columns annotated): last tick's, see on_tick
-        self._columns: dict[ProcessKey, tuple[RiskScore, ContainerIdentity, dict[str, Any]]] = {}
+        # Every process's score and container as of the last tick (see _score_changed), the
+        # processes in a container, and what _score_changed compares with.
+        self._scores: dict[ProcessKey, RiskScore] = {}
+        self._container_of: dict[ProcessKey, ContainerIdentity] = {}
+        self._in_containers: dict[ProcessKey, ContainerIdentity] = {}
+        self._published: dict[ProcessKey, RiskScore] = {}  # the last view's copy (UI thread)
+        self._why_none_before: str | None = None
+        self._verdicts_before: set[ProcessKey] = set()
 
     def start(self, bus: EventBus) -> None:
         self._state = ComponentState.RUNNING
@@ -100,7 +104,7 @@ class RiskScorer:
 
     def explain(self, key: ProcessKey) -> RiskScore | None:
         """The process's score as of the last tick, None when it is not in the table."""
-        return self._scores.get(key)
+        return self._published.get(key)
 
     def container(self, key: ProcessKey) -> ContainerIdentity | None:
         """The process's container, None when it is not in the table."""
@@ -146,60 +150,79 @@ class RiskScorer:
         self._anomaly_note = why_none
         self.model.set_anomalies(verdicts, why_none, now)
 
-        scores: dict[ProcessKey, RiskScore] = {}
-        containers: dict[ProcessKey, ContainerIdentity] = {}
-        # The loop runs for every process each tick: its columns dict is reused while the
-        # score and the container are the same objects as last tick (a process with nothing
-        # against it scores the one shared zero), and the alert check is inlined.
+        self._score_changed(tick, now, threshold, final, verdicts, why_none)
+        for key, life in final.items():
+            self._close(tick, key, life, now, threshold)
+        self.model.retain((seen | set(self._closing)) - set(final))
+        self._above &= tick.processes.keys() | self._closing.keys()
+        kept = {key: self._rows[key] for key in self._closing if key in self._rows}
+        self._rows = {**kept, **tick.processes}
+        self._alerts_of = {k: v for k, v in self._alerts_of.items() if k in seen}
+        self._keep_exited(tick, now)
+        self._name_containers(tick, final)
+        self._published = dict(self._scores)
+        tick.set_view(self.name, RiskView(threshold, self._published, dict(self._in_containers),
+                                          {key: exit_ for key, (_, exit_, _)
+                                           in self._exited.items()}))
+
+    def _score_changed(self, tick: TickContext, now: float, threshold: float,
+                       final: dict[ProcessKey, ProcessLifetime],
+                       verdicts: Mapping[ProcessKey, Any], why_none: str) -> None:
+        """Score the processes whose score can have changed since the last tick, set their
+        columns and check the threshold. Which can: new processes, those with anything in the
+        model (decaying syscall recency, findings, an anomaly peak), those with a verdict this
+        tick or the last, those whose container an event told; every process when the reason
+        for no verdict changed (it is in every zero score). A process with nothing against it
+        scores the one shared zero, unchanged tick after tick: the thousands of processes that
+        sleep are not looked at."""
+        scores, containers, in_containers = self._scores, self._container_of, self._in_containers
+        processes = tick.processes
+        for key in [k for k in scores.keys() - processes.keys()] + [k for k in final
+                                                                      if k in scores]:
+            scores.pop(key, None)
+            containers.pop(key, None)
+            in_containers.pop(key, None)
+        self._containers.forget(self._containers.known() - processes.keys())
+        if why_none != self._why_none_before:
+            dirty: set[ProcessKey] | Any = processes.keys()
+        else:
+            dirty = {*tick.appeared, *self.model.tracked(), *verdicts, *self._verdicts_before,
+                     *self._containers.take_observed()}
+        self._why_none_before = why_none
+        self._verdicts_before = set(verdicts)
         score_of, container_of = self.model.score, self._containers.of_process
         annotate, above, rearm = tick.annotate_columns, self._above, threshold * REARM_FRACTION
-        previous, columns_now = self._columns, {}
-        for key, row in tick.processes.items():
-            if key in final:
+        for key in dirty:
+            row = processes.get(key)
+            if row is None or key in final:
                 continue
             score = score_of(key, now)
             container = container_of(key)
-            scores[key] = score
-            containers[key] = container
-            before = previous.get(key)
-            if before is not None and before[0] is score and before[1] is container:
-                columns = before[2]
-            else:
-                columns = {"risk": score.score, "risk_reasons": score.reasons,
-                           "container": container.label if container.is_container else None,
-                           "container_identity": container}
-            columns_now[key] = (score, container, columns)
-            annotate(key, columns)
+            if scores.get(key) is not score or containers.get(key) is not container:
+                annotate(key, {"risk": score.score, "risk_reasons": score.reasons,
+                               "container": container.label if container.is_container else None,
+                               "container_identity": container})
+                scores[key] = score
+                containers[key] = container
+                if container.is_container:
+                    in_containers[key] = container
+                else:
+                    in_containers.pop(key, None)
             points = score.score
             if (points >= threshold and points > 0 and key not in above) or (
                     points < rearm and key in above):
                 self._threshold_alert(tick, key, row.name, score, threshold, container)
-        self._columns = columns_now
-
-        for key, life in final.items():
-            self._close(tick, key, life, now, threshold)
-        self.model.retain((seen | set(self._closing)) - set(final))
-        self._above &= set(tick.processes) | set(self._closing)
-        self._containers.retain(set(tick.processes))
-        self._rows = {**{k: r for k, r in self._rows.items() if k in self._closing},
-                      **tick.processes}
-        self._alerts_of = {k: v for k, v in self._alerts_of.items() if k in seen}
-        self._keep_exited(tick, now)
-        self._name_containers(tick, {**containers,
-                                     **{k: life.container for k, life in final.items()}})
-        self._scores, self._container_of = scores, containers
-        tick.set_view(self.name, RiskView(
-            threshold, scores,
-            {key: info for key, info in containers.items() if info.is_container},
-            {key: exit_ for key, (_, exit_, _) in self._exited.items()}))
 
     def _name_containers(self, tick: TickContext,
-                         containers: dict[ProcessKey, ContainerIdentity]) -> None:
+                         final: dict[ProcessKey, ProcessLifetime]) -> None:
         """Every alert of this tick about a process names where the process runs (the syscall
         capture already named its own, from the event's cgroup)."""
         for i, alert in enumerate(tick.alerts):
             if alert.key is not None and alert.container is None:
-                where = containers.get(alert.key) or self._containers.of_process(alert.key)
+                life = final.get(alert.key)
+                where = (life.container if life is not None else
+                         self._container_of.get(alert.key)
+                         or self._containers.of_process(alert.key))
                 tick.alerts[i] = dataclasses.replace(alert, container=where)
 
     def _propagate(self, lineage: Lineage | None, key: ProcessKey, points: float, reason: str,

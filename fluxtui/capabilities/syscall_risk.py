@@ -29,6 +29,7 @@ from fluxtui.capabilities.lineage import ExeVerifier, Lineage
 from fluxtui.capabilities.risk_scorer import REARM_FRACTION, RiskScorer, RiskView
 from fluxtui.capabilities.stdio_watch import STDIO_CHECKS, StdioWatch
 from fluxtui.capabilities.syscall_view import SYSCALLS, SyscallView
+from fluxtui.collectors.bpf_structs import FX_MAX_NR
 from fluxtui.collectors.kernel_event import KernelEvent, boot_to_wall
 from fluxtui.collectors.procstat import CLOCK_TICKS, read_start_ticks
 from fluxtui.collectors.stdio_sockets import stdio_sockets
@@ -109,6 +110,8 @@ class SyscallCapture:
         self._recent: dict[ProcessKey, deque[KernelEvent]] = {}
         self._lives: dict[ProcessKey, _Life] = {}
         self._last: dict[ProcessKey, tuple[tuple[str, int], ...]] = {}
+        self._names: dict[int, str] = {}  # syscall number -> name (see on_tick)
+        self._names_table: object = None  # the table they come from
         self._alerted: set[tuple[ProcessKey, str]] = set()
         self._proc = proc
         rules = config.rules
@@ -228,35 +231,49 @@ class SyscallCapture:
         assert table is not None
         window = drain.window_s if drain.window_s > 0 else (tick.interval or 1.0)
 
+        names = self._names  # number -> name, filled as numbers are met
+        if self._names_table is not table or len(names) > 2 * FX_MAX_NR + 2:
+            names.clear()
+            self._names_table = table
+
+        def name_of(nr: int) -> str:
+            name = names.get(nr)
+            if name is None:
+                name = names[nr] = table.name(nr)
+            return name
+
         counts: dict[ProcessKey, dict[str, int]] = {}
         for key, by_nr in drain.counts.items():
             named: dict[str, int] = {}
             for nr, n in by_nr.items():
-                name = table.name(nr)
+                name = names.get(nr) or name_of(nr)
                 named[name] = named.get(name, 0) + n
             counts[key] = named
-        bigrams = {key: {(table.name(a), table.name(b)): n for (a, b), n in pairs.items()}
+        bigrams = {key: {(names.get(a) or name_of(a), names.get(b) or name_of(b)): n
+                         for (a, b), n in pairs.items()}
                    for key, pairs in drain.bigrams.items()}
         total = sum(sum(named.values()) for named in counts.values())
         self._rate = total / window
         self._dropped = drain.dropped_total
 
-        # Only processes that made calls this tick have counts to sort (`last` keeps theirs;
-        # the others read as none): the rest of the table, thousands of sleeping processes,
-        # share one columns mapping.
+        # Columns persist (TickContext.annotate): set for the processes that made calls this
+        # tick, back to none for those that made some last tick and none now, and none for the
+        # new ones; the rest of the table, thousands of sleeping processes, is not touched.
         last: dict[ProcessKey, tuple[tuple[str, int], ...]] = {}
         if getattr(self.collector, "counts_syscalls", True):
-            annotate = tick.annotate_columns
+            annotate, processes = tick.annotate_columns, tick.processes
+            for key, made in counts.items():
+                if made and key in processes:
+                    last[key] = top = _sorted_counts(made)
+                    annotate(key, {"syscalls_per_s": sum(made.values()) / window,
+                                   "syscall_counts": top})
             idle = {"syscalls_per_s": 0.0, "syscall_counts": ()}
-            for key in tick.processes:
-                made = counts.get(key)
-                if not made:
+            for key in tick.appeared - last.keys():
+                annotate(key, idle)
+            for key in self._last.keys() - last.keys():
+                if key in processes:
                     annotate(key, idle)
-                    continue
-                last[key] = top = _sorted_counts(made)
-                annotate(key, {"syscalls_per_s": sum(made.values()) / window,
-                               "syscall_counts": top})
-        self.lineage.record_rows(tick.processes)
+        self.lineage.record_rows(tick.processes, tick.appeared)
 
         with self._lock:
             self._last = last

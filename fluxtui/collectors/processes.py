@@ -121,6 +121,8 @@ class ProcessCollector:
         self._events_note = "process events off"
         self._events_lost = 0
         self.last = TickCounts()
+        # The processes whose row is another object than the last sample's (new ones included)
+        self.changed: set[ProcessKey] = set()
         raise_fd_limit()
         if process_events and proc == "/proc":
             try:
@@ -184,6 +186,7 @@ class ProcessCollector:
         counts = TickCounts()
         rows: dict[ProcessKey, ProcessRow] = {}
         tracked_now: dict[int, _Tracked] = {}
+        changed: set[ProcessKey] = set()
         sched_read = self._sched.read
         # The loop below runs for every process each tick: what it does for one that did not
         # run (a held fd's pread, one comparison) is kept inline, without method calls.
@@ -204,6 +207,7 @@ class ProcessCollector:
                         row = tracked.row
                         if row.cpu_percent != 0.0 and elapsed:
                             row = tracked.row = replace(row, cpu_percent=0.0)
+                            changed.add(tracked.key)
                         rows[tracked.key] = row
                         tracked_now[pid] = tracked
                         continue
@@ -216,9 +220,12 @@ class ProcessCollector:
             if fresh is not None:
                 rows[fresh.key] = fresh.row
                 tracked_now[pid] = fresh
+                if tracked is None or fresh.row is not tracked.row:
+                    changed.add(fresh.key)
         counts.listed = len(tracked_now)
         self._sched.retain(set(tracked_now))
         self._tracked = tracked_now
+        self.changed = changed
         self.last = counts
         return rows
 

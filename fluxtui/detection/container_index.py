@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from fluxtui.collectors.container_trace import CgroupChange
@@ -101,6 +101,7 @@ class ContainerResolver:
         self._lock = threading.Lock()
         self._by_path: dict[str, tuple[ContainerIdentity, float]] = {}  # (identity, read at)
         self._by_key: dict[ProcessKey, ContainerIdentity] = {}
+        self._observed: set[ProcessKey] = set()  # see take_observed
 
     # --- cgroups -----------------------------------------------------------------------------
 
@@ -151,7 +152,27 @@ class ContainerResolver:
         """What an event of the process said (fresher than /proc)."""
         if identity.state != "unknown":
             with self._lock:
+                if self._by_key.get(key) != identity:
+                    self._observed.add(key)
                 self._by_key[key] = identity
+
+    def take_observed(self) -> set[ProcessKey]:
+        """The processes whose container an event told since the last call (it may differ
+        from what /proc said before)."""
+        with self._lock:
+            observed, self._observed = self._observed, set()
+        return observed
+
+    def known(self) -> set[ProcessKey]:
+        """The processes whose container is cached."""
+        with self._lock:
+            return set(self._by_key)
+
+    def forget(self, keys: Iterable[ProcessKey]) -> None:
+        with self._lock:
+            for key in keys:
+                self._by_key.pop(key, None)
+                self._observed.discard(key)
 
     def of_process(self, key: ProcessKey) -> ContainerIdentity:
         """A process in the table: what its events said, else its /proc/PID/cgroup (v2 line);
@@ -191,8 +212,10 @@ class ContainerResolver:
         """Read again at the next lookup (after an exec, a process may have moved)."""
         with self._lock:
             self._by_key.pop(key, None)
+            self._observed.add(key)
 
     def retain(self, alive: set[ProcessKey]) -> None:
         """Forget every process not in `alive`: memory stays bounded."""
         with self._lock:
             self._by_key = {k: v for k, v in self._by_key.items() if k in alive}
+            self._observed &= alive

@@ -176,6 +176,11 @@ class RiskModel:
         for key in [k for k in self._peaks if k not in keep]:
             del self._peaks[key]
 
+    def tracked(self) -> set[ProcessKey]:
+        """The processes with anything against them (decaying: their score changes with
+        time); every other process scores zero."""
+        return self._state.keys() | self._peaks.keys()
+
     def __len__(self) -> int:
         return len(self._state)
 
