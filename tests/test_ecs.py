@@ -302,3 +302,25 @@ def test_a_zero_listing_interval_writes_every_process_every_tick() -> None:
     lists = [d["fluxtui"] for d in lines(out) if d["event"]["dataset"] == "fluxtui.processes"]
     assert [x["listing"]["kind"] for x in lists] == ["full"] * 4
     assert [len(x["processes"]) for x in lists] == [5, 6, 5, 5]
+
+
+def test_a_listing_that_follows_looks_at_the_changed_rows_and_a_skipped_tick_at_all() -> None:
+    """Issue 13: right after the snapshot written, only the rows the engine says changed are
+    compared (thousands of sleeping processes are not); after a skipped tick, every row."""
+    from fluxtui.ecs.process_changes import ProcessListing
+
+    rows = fakes.snapshot().processes
+    listing = ProcessListing(interval=3600)
+    first = dataclasses.replace(fakes.snapshot(), sequence=1)
+    assert listing.take(first).full
+    vim = next(k for k, r in rows.items() if r.name == "vim")
+    bash = next(k for k, r in rows.items() if r.name == "bash")
+    moved = {**rows, vim: dataclasses.replace(rows[vim], cpu_percent=99.0),
+             bash: dataclasses.replace(rows[bash], cpu_percent=98.0)}
+    # The engine said only vim changed: bash's new object is not looked at (the engine never
+    # leaves out a changed row; this shows the comparison follows what it says).
+    told = dataclasses.replace(first, sequence=2, processes=moved, changed=frozenset({vim}))
+    assert [r.key for r in listing.take(told).changed] == [vim]
+    later = {**moved, bash: dataclasses.replace(moved[bash], cpu_percent=1.0)}
+    skipped = dataclasses.replace(first, sequence=4, processes=later, changed=frozenset())
+    assert [r.key for r in listing.take(skipped).changed] == [bash]  # all rows compared

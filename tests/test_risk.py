@@ -15,7 +15,7 @@ from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.collectors.syscalls import DropCounts
 from fluxtui.component import TickContext
 from fluxtui.config import Config, RiskConfig
-from fluxtui.detection.risk import NO_MODEL, NO_VERDICT, RiskModel
+from fluxtui.detection.risk import NO_MODEL, NO_VERDICT, RiskModel, RiskScore
 from fluxtui.detection.syscall_rules import Finding
 from fluxtui.ecs import document
 from fluxtui.engine import Engine
@@ -640,3 +640,40 @@ def test_lineage_keeps_an_exited_process_for_a_whole_pass() -> None:
     for _ in range(PRUNE_EVERY):
         lineage.record_rows({daemon.key: daemon})
     assert short.key not in lineage
+
+
+def test_only_processes_whose_score_can_change_are_scored(tmp_path: Path) -> None:
+    """Issue 13: a process with nothing against it scores zero once; later ticks do not score
+    it again (thousands sleep), and one that gets risk is scored and its columns set."""
+    scorer = _scorer(tmp_path)
+    quiet, busy = row(pid=100, name="quiet"), row(pid=101, name="busy")
+    scored: list[ProcessKey] = []
+    real = scorer.model.score
+
+    def counting(key: ProcessKey, now: float) -> RiskScore:
+        scored.append(key)
+        return real(key, now)
+
+    scorer.model.score = counting  # type: ignore[method-assign]
+    first = _tick(1000.0, [quiet, busy])
+    scorer.on_tick(first)
+    assert set(scored) == {quiet.key, busy.key}
+    assert first.annotations[quiet.key]["risk"] == 0.0
+    scored.clear()
+
+    def later(now: float) -> TickContext:
+        CLOCK.value = now
+        tick = TickContext(now, 1.0, metrics(), {quiet.key: quiet, busy.key: busy}, EventBus(),
+                           appeared=frozenset())
+        tick.first_tick = False
+        return tick
+
+    second = later(1001.0)
+    scorer.on_tick(second)
+    assert scored == [] and second.annotations == {}
+    third = later(1002.0)
+    third.add_risk(busy.key, 30.0, "port scan")
+    scorer.on_tick(third)
+    assert scored == [busy.key]
+    assert set(third.annotations) == {busy.key} and third.annotations[busy.key]["risk"] == 30.0
+    assert scorer.explain(quiet.key) is not None  # still in the view, unchanged

@@ -6,7 +6,8 @@ A row changes when anything the table shows for it changes: a process that ran h
 share, so it is written; the thousands that sleep are not. The comparison is against what was
 written, not against the previous snapshot: a slow reader that skips ticks still gets every
 change. Rows are compared by identity first (the engine hands back the very same object for a
-process that did not change), then by value.
+process that did not change), then by value; when the snapshot follows the one last written,
+only the rows it says changed (`Snapshot.changed`) are looked at.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ProcessListing:
         self.interval = interval  # seconds between full listings; 0: every tick
         self._written: dict[ProcessKey, ProcessRow] = {}
         self._last_full: float | None = None
+        self._sequence = -1  # of the snapshot last written
 
     def take(self, snapshot: Snapshot) -> ProcessChanges:
         """What to write for this snapshot; remembers it as written."""
@@ -36,13 +38,18 @@ class ProcessListing:
         full = (self.interval <= 0 or self._last_full is None
                 or now - self._last_full >= self.interval or now < self._last_full)
         before, self._written = self._written, dict(rows)
+        follows = snapshot.sequence == self._sequence + 1 and snapshot.changed is not None
+        self._sequence = snapshot.sequence
         if full:
             self._last_full = now
             return ProcessChanges(True, tuple(sorted(rows.values(), key=lambda r: r.key)), ())
+        # The snapshot right after the one written says which rows are other objects; else
+        # (a tick skipped) every row is compared.
+        candidates = snapshot.changed if follows and snapshot.changed is not None else rows
         changed = []
-        for key, row in rows.items():
-            old = before.get(key)
-            if old is not row and old != row:
+        for key in candidates:
+            row, old = rows.get(key), before.get(key)
+            if row is not None and old is not row and old != row:
                 changed.append(row)
         changed.sort(key=lambda r: r.key)
         removed = sorted(before.keys() - rows.keys())
