@@ -135,7 +135,7 @@ class ContainerTrace:
     still has it); `drain` returns the set-up changes and setns targets since the last call,
     oldest first, after reading what is left in the buffer."""
 
-    POLL_MS = 100
+    POLL_MS = 250  # how soon the poller sees a stop; records wake it at once
 
     def __init__(self, on_cgroup: Callable[[CgroupChange], object], ring_pages: int = 64) -> None:
         if os.geteuid() != 0:
@@ -172,17 +172,18 @@ class ContainerTrace:
         self._poller.start()
 
     def _poll(self) -> None:
+        # The wait is outside the lock: drain() (the engine's tick) never waits for it.
         while not self._stop.is_set():
-            with self._lock:
-                if self._stop.is_set():
-                    return
-                try:
-                    if self._ring.wait(self.POLL_MS / 1000):
-                        self._ring.consume(self._on_event)
-                except Exception:
-                    log.exception("container trace: ring buffer poll failed")
-                    self._stop.wait(0.5)
-            self._stop.wait(0.005)  # let drain() take the lock
+            try:
+                if not self._ring.wait(self.POLL_MS / 1000):
+                    continue
+                with self._lock:
+                    if self._stop.is_set():
+                        return
+                    self._ring.consume(self._on_event)
+            except Exception:
+                log.exception("container trace: ring buffer poll failed")
+                self._stop.wait(0.5)
 
     def set_runtimes(self, files: Iterable[os.stat_result]) -> None:
         """The executables whose exec begins a runtime's set-up: verified by the caller."""
