@@ -24,10 +24,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fluxtui.capabilities.connection_tracker import ConnectionsComponent  # noqa: E402
-from fluxtui.collectors.procstat import list_pids  # noqa: E402
-from fluxtui.collectors.sock_diag import SockDiag  # noqa: E402
-from fluxtui.config import NetworkConfig  # noqa: E402
+from fluxtui.capabilities.connection_tracker import ConnectionsComponent
+from fluxtui.collectors.procstat import list_pids
+from fluxtui.collectors.sock_diag import SockDiag
+from fluxtui.config import NetworkConfig
 
 GOAL_MS_PER_S = 10.0  # 1% of a core
 

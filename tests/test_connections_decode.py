@@ -21,9 +21,11 @@ from fluxtui.capabilities.connection_tracker import (
 from fluxtui.collectors.sock_diag import (
     NLMSGHDR,
     SOCK_DIAG_BY_FAMILY,
+    TCPDIAG_GETSOCK,
     DiagError,
     SocketEntry,
     build_request,
+    build_tcp_request,
     canonical_ip,
     decode_message,
     ipv4_mapped,
@@ -130,6 +132,17 @@ def test_request_layout() -> None:
     assert raw[24:] == bytes(48)  # no socket-id filter
     udp = build_request(socket.AF_INET, socket.IPPROTO_UDP, seq=1)
     assert udp[18] == 0  # no tcp_info requested for UDP
+
+
+def test_tcp_request_layout() -> None:
+    """The one-walk TCP listing: a legacy inet_diag_req, family AF_UNSPEC (both), tcp_info."""
+    raw = build_tcp_request(seq=9)
+    length, kind, flags, seq, pid = NLMSGHDR.unpack_from(raw)
+    assert (length, kind, flags, seq, pid) == (76, TCPDIAG_GETSOCK, 0x301, 9, 0)
+    family, src_len, dst_len, ext = struct.unpack_from("=BBBB", raw, 16)
+    assert (family, src_len, dst_len, ext) == (socket.AF_UNSPEC, 0, 0, 1 << 1)
+    assert raw[20:68] == bytes(48)  # no socket-id filter
+    assert struct.unpack_from("=II", raw, 68) == (0xFFFFFFFF, 0)  # every state
 
 
 def test_truncated_message_is_an_error() -> None:

@@ -367,7 +367,7 @@ def test_the_readable_set_is_kept_with_the_processes_not_rebuilt_per_query(sleep
         newcomer = subprocess.Popen(["sleep", "60"])
         try:
             _wait_sleeping(newcomer.pid)
-            pids = pids[1:] + [newcomer.pid]
+            pids = [*pids[1:], newcomer.pid]
             clock.now += SWEEP_S
             owners.refresh([], pids=pids)
             gone_key = next(k for k in keys if k.pid == gone.pid)

@@ -1,9 +1,13 @@
 """TCP and UDP sockets, IPv4 and IPv6, in every state, from the kernel over NETLINK_SOCK_DIAG.
 
-One SOCK_DIAG_BY_FAMILY dump per (family, protocol) returns an `inet_diag_msg` per socket, with
-`tcp_info` for TCP (bytes acked/received, RTT). `DestroyWatch` joins the sock_diag multicast
-groups through which the kernel reports every socket it frees (Linux >= 4.10), so closes between
-two dumps are seen too.
+A dump returns an `inet_diag_msg` per socket, with `tcp_info` for TCP (bytes acked/received,
+RTT). UDP is listed with one SOCK_DIAG_BY_FAMILY dump per family; TCP with one legacy
+TCPDIAG_GETSOCK dump (`struct inet_diag_req`), which the kernel answers for both families in one
+walk of its TCP hash tables (it sets the family filter to AF_UNSPEC), where two SOCK_DIAG_BY_FAMILY
+dumps walk them twice: most of a listing's cost on a quiet host is that walk of every bucket of
+the established hash. A kernel that refuses the legacy request gets the two dumps.
+`DestroyWatch` joins the sock_diag multicast groups through which the kernel reports every socket
+it frees (Linux >= 4.10), so closes between two dumps are seen too.
 
 Why not pyroute2: its DiagSocket (0.9.7) is marked work in progress ("the signature will be
 changed"), decodes tcp_info's wscale bit fields wrongly, and turns each message into a dict-like
@@ -24,6 +28,7 @@ from typing import NamedTuple
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
+TCPDIAG_GETSOCK = 18  # legacy inet_diag request: TCP of both families in one dump
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
@@ -46,6 +51,10 @@ NLATTR = struct.Struct("=HH")  # len, type
 # inet_diag_req_v2: family, protocol, ext, pad, states, then a 48-byte inet_diag_sockid (zeros:
 # no filter).
 REQUEST = struct.Struct("=BBBxI48x")
+# inet_diag_req (legacy): family (AF_UNSPEC), src_len, dst_len, ext, a 48-byte inet_diag_sockid
+# (zeros), states, dbs.
+LEGACY_REQUEST = struct.Struct("=BBBB48xII")
+SEQ_OFFSET = 8  # of nlmsg_seq in the netlink header
 # inet_diag_msg (72 bytes): family, state, timer, retrans | sport, dport (big endian) | src[16] |
 # dst[16] | if | cookie[2] | expires | rqueue | wqueue | uid | inode. Ports are decoded with PORTS.
 MESSAGE = struct.Struct("=BB2x4s16s16s4xII4xIIII")
@@ -142,6 +151,13 @@ def build_request(family: int, protocol: int, seq: int) -> bytes:
                          NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
+def build_tcp_request(seq: int) -> bytes:
+    """The legacy TCPDIAG_GETSOCK dump request: every TCP socket, both families, with tcp_info."""
+    body = LEGACY_REQUEST.pack(socket.AF_UNSPEC, 0, 0, 1 << (INET_DIAG_INFO - 1), ALL_STATES, 0)
+    return NLMSGHDR.pack(NLMSGHDR.size + len(body), TCPDIAG_GETSOCK,
+                         NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
 def decode_message(body: memoryview | bytes, protocol: int | None) -> SocketEntry:
     """One inet_diag_msg with its attributes. `protocol` None: take it from INET_DIAG_PROTOCOL
     (close notifications carry it; dumps do not, the request says it)."""
@@ -220,16 +236,36 @@ class SockDiag:
         self._seq = 0
         # A dump datagram holds at most 32 KiB (SKB_WITH_OVERHEAD(32768) in netlink_dump).
         self._buffer = bytearray(1 << 16)
+        self._view = memoryview(self._buffer)
+        # Requests built once; each dump writes its sequence number into its own.
+        self._requests: dict[tuple[int, int], bytearray] = {
+            query: bytearray(build_request(*query, 0)) for query in QUERIES}
+        self._tcp_request = bytearray(build_tcp_request(0))
+        self.legacy_tcp: str | None = None  # why the kernel refused the one-walk TCP dump
 
     def close(self) -> None:
         self._sock.close()
 
     def dump(self, family: int, protocol: int) -> list[SocketEntry]:
-        self._seq += 1
-        seq = self._seq
-        self._sock.send(build_request(family, protocol, seq))
+        """The sockets of one family and protocol (a SOCK_DIAG_BY_FAMILY dump)."""
+        request = self._requests.get((family, protocol))
+        if request is None:
+            request = bytearray(build_request(family, protocol, 0))
+        return self._dump(request, SOCK_DIAG_BY_FAMILY, protocol,
+                          _query_name(family, protocol))
+
+    def dump_tcp(self) -> list[SocketEntry]:
+        """Every TCP socket of both families in one dump (the legacy TCPDIAG_GETSOCK request:
+        one walk of the kernel's TCP tables instead of one per family)."""
+        return self._dump(self._tcp_request, TCPDIAG_GETSOCK, socket.IPPROTO_TCP, "tcp")
+
+    def _dump(self, request: bytearray, reply_type: int, protocol: int,
+              name: str) -> list[SocketEntry]:
+        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+        struct.pack_into("=I", request, SEQ_OFFSET, seq)
+        self._sock.send(request)
         entries: list[SocketEntry] = []
-        view = memoryview(self._buffer)
+        view = self._view
         while True:
             size = self._sock.recv_into(self._buffer)
             for msg_type, _flags, msg_seq, body in iter_messages(view[:size]):
@@ -241,8 +277,8 @@ class SockDiag:
                     code = _error_code(body)
                     if code == 0:
                         continue
-                    raise DiagError(f"{_query_name(family, protocol)}: {os.strerror(code)}")
-                if msg_type == SOCK_DIAG_BY_FAMILY:
+                    raise DiagError(f"{name}: {os.strerror(code)}")
+                if msg_type == reply_type:
                     entries.append(decode_message(body, protocol))
 
     def dump_all(self) -> tuple[list[SocketEntry], dict[str, str]]:
@@ -251,11 +287,30 @@ class SockDiag:
         entries: list[SocketEntry] = []
         errors: dict[str, str] = {}
         for family, protocol in QUERIES:
+            if protocol == socket.IPPROTO_TCP and self.legacy_tcp is None:
+                if family != socket.AF_INET:
+                    continue  # listed with AF_INET's, in one dump
+                try:
+                    entries.extend(self.dump_tcp())
+                    continue
+                except DiagError as exc:  # refused: one dump per family from now on
+                    self.legacy_tcp = str(exc)
+                except OSError:  # this time, one dump per family
+                    self._drain()
             try:
                 entries.extend(self.dump(family, protocol))
             except (DiagError, OSError) as exc:
                 errors[_query_name(family, protocol)] = str(exc)
         return entries, errors
+
+    def _drain(self) -> None:
+        """Drop what is left of an abandoned dump (its replies would be skipped by their
+        sequence number anyway; this keeps them from filling the socket buffer)."""
+        while True:
+            try:
+                self._sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)
+            except OSError:
+                return
 
 
 def _query_name(family: int, protocol: int) -> str:

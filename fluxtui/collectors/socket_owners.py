@@ -46,7 +46,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from fluxtui.collectors.processes import held_fd_budget
@@ -75,7 +75,10 @@ class _Process:
     inodes: dict[int, int] | None  # socket inode -> an fd holding it; None: fds not readable
     schedstat: bytes = b""  # when its fds were read: unchanged, the main thread has not run
     known_at: int = 0  # clock ticks since boot when its fds were read (or it started, inferred)
-    key: ProcessKey = ProcessKey(0, 0)  # owner.key, built once (set by SocketOwners._put)
+    key: ProcessKey = field(init=False)  # owner.key, built once
+
+    def __post_init__(self) -> None:
+        self.key = self.owner.key
 
 
 def _boot_ticks() -> int:
@@ -356,7 +359,6 @@ class SocketOwners:
         old = self._procs.get(pid)
         frozen = self._readable_frozen
         self._remove(pid)
-        process.key = process.owner.key
         self._procs[pid] = process
         if process.inodes is None:
             self._denied += 1
