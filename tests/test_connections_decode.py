@@ -23,6 +23,7 @@ from fluxtui.collectors.sock_diag import (
     SOCK_DIAG_BY_FAMILY,
     TCPDIAG_GETSOCK,
     DiagError,
+    SockDiag,
     SocketEntry,
     build_request,
     build_tcp_request,
@@ -143,6 +144,41 @@ def test_tcp_request_layout() -> None:
     assert (family, src_len, dst_len, ext) == (socket.AF_UNSPEC, 0, 0, 1 << 1)
     assert raw[20:68] == bytes(48)  # no socket-id filter
     assert struct.unpack_from("=II", raw, 68) == (0xFFFFFFFF, 0)  # every state
+
+
+def test_an_unchanged_socket_is_handed_on_undecoded_as_the_same_entry() -> None:
+    """A listing decodes only the sockets whose fields changed since the last one: the same
+    SocketEntry object comes back for one whose reported fields are all the same (its timer
+    and expiry, which tick on an idle socket, are not among them), a new one for any change of
+    state, queue, rtt or bytes; only the last listing's sockets are remembered."""
+    diag = SockDiag()
+    try:
+        src, dst = bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2])
+
+        def tcp(rtt: int = 100, acked: int = 5, state: int = 1, expires: int = 0) -> memoryview:
+            raw = bytearray(diag_msg(socket.AF_INET, state, 40000, 443, src, dst, cookie=77,
+                                     uid=0, inode=9,
+                                     attrs=attr(8, b"\0") + attr(2, tcp_info(rtt, acked, 1))))
+            raw[2] = 2  # idiag_timer: keepalive
+            struct.pack_into("=I", raw, 52, expires)
+            return memoryview(raw)
+
+        first = diag._decode_known(tcp(), socket.IPPROTO_TCP)
+        diag._known, diag._seen = diag._seen, {}  # what dump_all does as a listing starts
+        assert diag._decode_known(tcp(expires=5000), socket.IPPROTO_TCP) is first
+        for changed in (tcp(rtt=101), tcp(acked=6), tcp(state=8)):
+            entry = diag._decode_known(changed, socket.IPPROTO_TCP)
+            assert entry is not first
+            assert entry == decode_message(changed, socket.IPPROTO_TCP)
+        udp = memoryview(diag_msg(socket.AF_INET, 7, 5353, 0, src, bytes(4), 78, 0, 10))
+        udp_entry = diag._decode_known(udp, socket.IPPROTO_UDP)
+        diag._known, diag._seen = diag._seen, {}
+        assert diag._decode_known(udp, socket.IPPROTO_UDP) is udp_entry
+        diag.dump_all()
+        diag.dump_all()  # two listings without cookie 78: forgotten
+        assert 78 not in diag._known and 78 not in diag._seen
+    finally:
+        diag.close()
 
 
 def test_truncated_message_is_an_error() -> None:

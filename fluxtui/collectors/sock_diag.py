@@ -24,7 +24,7 @@ import ipaddress
 import os
 import socket
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -161,10 +161,16 @@ def build_tcp_request(seq: int) -> bytes:
 def decode_message(body: memoryview | bytes, protocol: int | None) -> SocketEntry:
     """One inet_diag_msg with its attributes. `protocol` None: take it from INET_DIAG_PROTOCOL
     (close notifications carry it; dumps do not, the request says it)."""
-    (family, state, ports, src, dst, cookie_lo, cookie_hi, recv_q, send_q, uid,
-     inode) = MESSAGE.unpack_from(body)
+    return _decode(body, protocol, MESSAGE.unpack_from(body))[0]
+
+
+def _decode(body: memoryview | bytes, protocol: int | None, head: tuple[Any, ...]
+            ) -> tuple[SocketEntry, int]:
+    """The entry, and the offset of its INET_DIAG_INFO attribute (-1: none)."""
+    (family, state, ports, src, dst, cookie_lo, cookie_hi, recv_q, send_q, uid, inode) = head
     sport, dport = PORTS.unpack(ports)
     rtt = sent = received = None
+    info = -1
     offset = MESSAGE.size
     end = len(body)
     while offset + NLATTR.size <= end:
@@ -175,10 +181,8 @@ def decode_message(body: memoryview | bytes, protocol: int | None) -> SocketEntr
         size = attr_len - NLATTR.size
         attr_type &= 0x3FFF  # strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
         if attr_type == INET_DIAG_INFO:
-            if size >= TCPI_RTT_OFFSET + TCPI_RTT.size:
-                (rtt,) = TCPI_RTT.unpack_from(body, payload + TCPI_RTT_OFFSET)
-            if size >= TCPI_BYTES_OFFSET + TCPI_BYTES.size:
-                sent, received = TCPI_BYTES.unpack_from(body, payload + TCPI_BYTES_OFFSET)
+            info = offset
+            rtt, sent, received = _tcp_values(body, payload, size)
         elif attr_type == INET_DIAG_PROTOCOL and protocol is None and size >= 1:
             protocol = body[payload]
         offset += (attr_len + 3) & ~3
@@ -202,7 +206,28 @@ def decode_message(body: memoryview | bytes, protocol: int | None) -> SocketEntr
         rtt_us=rtt,
         bytes_sent=sent,
         bytes_received=received,
-    )
+    ), info
+
+
+def _tcp_values(body: memoryview | bytes, payload: int, size: int
+                ) -> tuple[int | None, int | None, int | None]:
+    """rtt, bytes acked, bytes received from a tcp_info of `size` bytes (None: too short)."""
+    rtt = sent = received = None
+    if size >= TCPI_RTT_OFFSET + TCPI_RTT.size:
+        (rtt,) = TCPI_RTT.unpack_from(body, payload + TCPI_RTT_OFFSET)
+    if size >= TCPI_BYTES_OFFSET + TCPI_BYTES.size:
+        sent, received = TCPI_BYTES.unpack_from(body, payload + TCPI_BYTES_OFFSET)
+    return rtt, sent, received
+
+
+class _Known(NamedTuple):
+    """A socket as the last listing decoded it: what its entry was made of, and the entry."""
+
+    head: tuple[Any, ...]  # MESSAGE's fields (timer, retransmits and expiry left out)
+    info: int  # offset of the INET_DIAG_INFO attribute, -1 without one
+    info_header: tuple[int, int]  # that attribute's (length, type)
+    tcp: tuple[int | None, int | None, int | None]  # rtt, bytes acked, bytes received
+    entry: SocketEntry
 
 
 def iter_messages(data: memoryview | bytes):
@@ -242,6 +267,11 @@ class SockDiag:
             query: bytearray(build_request(*query, 0)) for query in QUERIES}
         self._tcp_request = bytearray(build_tcp_request(0))
         self.legacy_tcp: str | None = None  # why the kernel refused the one-walk TCP dump
+        # cookie -> the socket as the last dump_all decoded it: a socket whose fields are the
+        # same is handed on as the same SocketEntry object, undecoded (`is` tells a caller that
+        # nothing changed).
+        self._known: dict[int, _Known] = {}
+        self._seen: dict[int, _Known] = {}
 
     def close(self) -> None:
         self._sock.close()
@@ -252,15 +282,16 @@ class SockDiag:
         if request is None:
             request = bytearray(build_request(family, protocol, 0))
         return self._dump(request, SOCK_DIAG_BY_FAMILY, protocol,
-                          _query_name(family, protocol))
+                          _query_name(family, protocol), cached=False)
 
     def dump_tcp(self) -> list[SocketEntry]:
         """Every TCP socket of both families in one dump (the legacy TCPDIAG_GETSOCK request:
         one walk of the kernel's TCP tables instead of one per family)."""
-        return self._dump(self._tcp_request, TCPDIAG_GETSOCK, socket.IPPROTO_TCP, "tcp")
+        return self._dump(self._tcp_request, TCPDIAG_GETSOCK, socket.IPPROTO_TCP, "tcp",
+                          cached=False)
 
-    def _dump(self, request: bytearray, reply_type: int, protocol: int,
-              name: str) -> list[SocketEntry]:
+    def _dump(self, request: bytearray, reply_type: int, protocol: int, name: str,
+              cached: bool = True) -> list[SocketEntry]:
         self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
         struct.pack_into("=I", request, SEQ_OFFSET, seq)
         self._sock.send(request)
@@ -279,26 +310,51 @@ class SockDiag:
                         continue
                     raise DiagError(f"{name}: {os.strerror(code)}")
                 if msg_type == reply_type:
-                    entries.append(decode_message(body, protocol))
+                    entries.append(self._decode_known(body, protocol) if cached
+                                   else decode_message(body, protocol))
+
+    def _decode_known(self, body: memoryview, protocol: int) -> SocketEntry:
+        head = MESSAGE.unpack_from(body)
+        cookie = head[5] | head[6] << 32
+        known = self._known.get(cookie)
+        if known is not None and known.head == head:
+            info = known.info
+            if info < 0:
+                self._seen[cookie] = known
+                return known.entry
+            if info + NLATTR.size <= len(body):
+                header = NLATTR.unpack_from(body, info)
+                if (header == known.info_header and _tcp_values(
+                        body, info + NLATTR.size, header[0] - NLATTR.size) == known.tcp):
+                    self._seen[cookie] = known
+                    return known.entry
+        entry, info = _decode(body, protocol, head)
+        header = NLATTR.unpack_from(body, info) if info >= 0 else (0, 0)
+        self._seen[cookie] = _Known(head, info, header,
+                                    (entry.rtt_us, entry.bytes_sent, entry.bytes_received), entry)
+        return entry
 
     def dump_all(self) -> tuple[list[SocketEntry], dict[str, str]]:
         """Every TCP and UDP socket of both families; errors per query (a kernel without
         udp_diag still lists TCP)."""
         entries: list[SocketEntry] = []
         errors: dict[str, str] = {}
+        self._known, self._seen = self._seen, {}  # only the last listing's sockets are kept
         for family, protocol in QUERIES:
             if protocol == socket.IPPROTO_TCP and self.legacy_tcp is None:
                 if family != socket.AF_INET:
                     continue  # listed with AF_INET's, in one dump
                 try:
-                    entries.extend(self.dump_tcp())
+                    entries.extend(self._dump(self._tcp_request, TCPDIAG_GETSOCK,
+                                              socket.IPPROTO_TCP, "tcp"))
                     continue
                 except DiagError as exc:  # refused: one dump per family from now on
                     self.legacy_tcp = str(exc)
                 except OSError:  # this time, one dump per family
                     self._drain()
             try:
-                entries.extend(self.dump(family, protocol))
+                entries.extend(self._dump(self._requests[family, protocol], SOCK_DIAG_BY_FAMILY,
+                                          protocol, _query_name(family, protocol)))
             except (DiagError, OSError) as exc:
                 errors[_query_name(family, protocol)] = str(exc)
         return entries, errors
