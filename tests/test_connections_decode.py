@@ -14,6 +14,7 @@ import pytest
 
 from fluxtui.capabilities.connection_tracker import (
     MAX_PENDING_DETECTIONS,
+    UDP_LISTEN_LISTINGS,
     ConnectionEvent,
     ConnectionsComponent,
     SocketRow,
@@ -427,3 +428,87 @@ def test_stdio_sockets_tell_outbound_from_inbound(tmp_path) -> None:
     assert stdio_sockets(3, proc) == []
     assert stdio_sockets(4, proc) == [StdioSocket((1,), "192.168.0.2:443", False)]
     assert stdio_sockets(5, proc) == []  # gone
+
+
+class FakeDiag:
+    """dump_all() hands on `entries` as they are: the same objects while unchanged, as
+    SockDiag does."""
+
+    def __init__(self) -> None:
+        self.entries: list[SocketEntry] = []
+
+    def dump_all(self) -> tuple[list[SocketEntry], dict[str, str]]:
+        return list(self.entries), {}
+
+
+class FakeOwners:
+    def __init__(self) -> None:
+        self.by_inode: dict[int, tuple[Owner, ...]] = {}
+        self.denied = 0
+        self.keys = frozenset({A.key, B.key, C.key})
+
+    def unknown(self, inodes: object) -> set[int]:
+        return set()
+
+    def refresh(self, *args: object) -> None:
+        pass
+
+    def owners(self, inode: int) -> tuple[Owner, ...]:
+        return self.by_inode.get(inode, ())
+
+    def readable(self) -> frozenset[ProcessKey]:
+        return self.keys
+
+
+def test_an_unchanged_listing_is_handed_on_as_it_was_and_changes_still_count() -> None:
+    """A query whose listing is the last one's (same entries, same owners) hands on the last
+    rows and counts as they were, with no event and no byte; a socket taken out by a close
+    notification, a changed byte count, a new owner or an unconnected UDP socket still counting
+    its listings are all still seen as before."""
+    comp = ConnectionsComponent(NetworkConfig(connect_trace=False))
+    bus = Recorder()
+    comp._bus = bus  # type: ignore[assignment]
+    diag, owners = FakeDiag(), FakeOwners()
+    comp._diag = diag  # type: ignore[assignment]
+    comp._owners = owners  # type: ignore[assignment]
+    listener = sock(1, "tcp", "LISTEN", 8080)
+    conn = sock(2, "tcp", "ESTAB", 8080, 40001, sent=100, received=200)
+    owners.by_inode = {listener.inode: (A,), conn.inode: (A,)}
+    diag.entries = [listener, conn]
+    comp._query()  # start-up: the baseline
+    first = comp._shared
+    assert first is not None and first.counts == {A.key: 2} and first.tcp_keys == {A.key}
+    comp._query()
+    second = comp._shared
+    assert second is not None and second.view.rows is first.view.rows
+    assert second.counts is first.counts and second.readable is owners.keys
+    assert bus.take() == [] and comp._bytes == {}
+    # The kernel reports the connection closed; the next listing no longer has it.
+    comp._on_destroyed([conn._replace(state="UNCONN", bytes_sent=150, uid=None)])
+    assert bus.take() == [("closed", 2, "close-notification", False)]
+    diag.entries = [listener]
+    comp._query()
+    third = comp._shared
+    assert third is not None and [r.entry for r in third.view.rows] == [listener]
+    assert third.counts == {A.key: 1}
+    # Bytes move on a new connection; then its holder changes (same entry).
+    conn2 = sock(3, "tcp", "ESTAB", 8080, 40002, sent=0, received=0)
+    owners.by_inode[conn2.inode] = (A,)
+    diag.entries = [listener, conn2]
+    comp._query()
+    assert bus.take() == [("opened", 3, "query", False)]
+    comp._bytes.clear()
+    diag.entries = [listener, conn2._replace(bytes_sent=500, bytes_received=7)]
+    comp._query()
+    assert comp._bytes == {A.key: [500, 7]}
+    owners.by_inode[conn2.inode] = (B,)
+    comp._query()
+    fourth = comp._shared
+    assert fourth is not None and fourth.counts == {A.key: 1, B.key: 1}
+    # An unconnected UDP socket, the same entry listing after listing, becomes a listener.
+    udp = sock(4, "udp", "UNCONN", 5353)
+    owners.by_inode[udp.inode] = (C,)
+    diag.entries = [*diag.entries, udp]
+    for _ in range(UDP_LISTEN_LISTINGS):
+        comp._query()
+    assert bus.take() == [("listening", 4, "query", False)]

@@ -163,7 +163,9 @@ class SocketOwners:
         self._denied = 0
         self._holders: set[int] = set()
         self._turns: dict[int, set[int]] = {}
-        self._index: dict[int, list[Owner]] = {}  # socket inode -> processes holding it
+        # socket inode -> processes holding it; a tuple replaced on change, so owners() hands on
+        # the same object while the holders stay the same
+        self._index: dict[int, tuple[Owner, ...]] = {}
         self._unresolvable: set[int] = set()
         self._round = 0
         self._last_sweep: float | None = None
@@ -184,7 +186,7 @@ class SocketOwners:
         held by no process we can see); None when unknown because some fds were not readable."""
         found = self._index.get(inode)
         if found:
-            return tuple(found)
+            return found
         if inode == 0 or not self.denied:
             return ()
         return None
@@ -192,7 +194,9 @@ class SocketOwners:
     def unknown(self, inodes: Iterable[int]) -> set[int]:
         """The inodes a refresh would hunt for: in no process's fds as last read, and not known
         to be unresolvable."""
-        return {i for i in inodes if i and i not in self._index and i not in self._unresolvable}
+        found = set(inodes) - self._index.keys() - self._unresolvable
+        found.discard(0)
+        return found
 
     @property
     def denied(self) -> int:
@@ -352,7 +356,7 @@ class SocketOwners:
             return
         self._put(pid, _Process(owner, fd_count, inodes, schedstat, _boot_ticks() - 1))
         for inode in inodes or ():
-            self._index.setdefault(inode, []).append(owner)
+            self._index[inode] = (*self._index.get(inode, ()), owner)
 
     def _put(self, pid: int, process: _Process) -> None:
         """Record (or replace) a process, with everything kept alongside _procs."""
@@ -395,6 +399,9 @@ class SocketOwners:
             holders = self._index.get(inode)
             if holders is None:
                 continue
-            holders[:] = [o for o in holders if o.pid != process.owner.pid]
-            if not holders:
+            pid = process.owner.pid
+            rest = tuple(o for o in holders if o.pid != pid)
+            if rest:
+                self._index[inode] = rest
+            else:
                 del self._index[inode]
