@@ -20,6 +20,7 @@ from fluxtui.capabilities.connection_tracker import (
     SocketRow,
 )
 from fluxtui.collectors.sock_diag import (
+    NLMSG_DONE,
     NLMSGHDR,
     SOCK_DIAG_BY_FAMILY,
     TCPDIAG_GETSOCK,
@@ -147,39 +148,77 @@ def test_tcp_request_layout() -> None:
     assert struct.unpack_from("=II", raw, 68) == (0xFFFFFFFF, 0)  # every state
 
 
+class FakeNetlink:
+    """Answers each dump request with `replies[request type]` (inet_diag_msg bodies) then
+    NLMSG_DONE, under the request's sequence number, as the kernel does."""
+
+    def __init__(self) -> None:
+        self.replies: dict[int, list[bytes]] = {}
+        self._pending = b""
+
+    def send(self, request: bytes | bytearray) -> int:
+        _, kind, _, seq, _ = NLMSGHDR.unpack_from(request)
+        out = b""
+        for body in [*self.replies.get(kind, []), None]:
+            msg_type, payload = (NLMSG_DONE, bytes(4)) if body is None else (kind, body)
+            out += NLMSGHDR.pack(16 + len(payload), msg_type, 2, seq, 0) + payload
+            out += bytes(-len(out) % 4)
+        self._pending = out
+        return len(request)
+
+    def recv_into(self, buffer: bytearray, *args: object) -> int:
+        if not self._pending:
+            raise BlockingIOError
+        data, self._pending = self._pending, b""
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
 def test_an_unchanged_socket_is_handed_on_undecoded_as_the_same_entry() -> None:
     """A listing decodes only the sockets whose fields changed since the last one: the same
     SocketEntry object comes back for one whose reported fields are all the same (its timer
     and expiry, which tick on an idle socket, are not among them), a new one for any change of
     state, queue, rtt or bytes; only the last listing's sockets are remembered."""
     diag = SockDiag()
-    try:
-        src, dst = bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2])
+    diag._sock.close()
+    fake = FakeNetlink()
+    diag._sock = fake  # type: ignore[assignment]
+    src, dst = bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2])
 
-        def tcp(rtt: int = 100, acked: int = 5, state: int = 1, expires: int = 0) -> memoryview:
-            raw = bytearray(diag_msg(socket.AF_INET, state, 40000, 443, src, dst, cookie=77,
-                                     uid=0, inode=9,
-                                     attrs=attr(8, b"\0") + attr(2, tcp_info(rtt, acked, 1))))
-            raw[2] = 2  # idiag_timer: keepalive
-            struct.pack_into("=I", raw, 52, expires)
-            return memoryview(raw)
+    def tcp(rtt: int = 100, acked: int = 5, state: int = 1, expires: int = 0,
+            recv_q: int = 0) -> bytes:
+        raw = bytearray(diag_msg(socket.AF_INET, state, 40000, 443, src, dst, cookie=77,
+                                 uid=0, inode=9,
+                                 attrs=attr(8, b"\0") + attr(2, tcp_info(rtt, acked, 1))))
+        raw[2] = 2  # idiag_timer: keepalive
+        struct.pack_into("=II", raw, 52, expires, recv_q)
+        return bytes(raw)
 
-        first = diag._decode_known(tcp(), socket.IPPROTO_TCP)
-        diag._known, diag._seen = diag._seen, {}  # what dump_all does as a listing starts
-        assert diag._decode_known(tcp(expires=5000), socket.IPPROTO_TCP) is first
-        for changed in (tcp(rtt=101), tcp(acked=6), tcp(state=8)):
-            entry = diag._decode_known(changed, socket.IPPROTO_TCP)
-            assert entry is not first
-            assert entry == decode_message(changed, socket.IPPROTO_TCP)
-        udp = memoryview(diag_msg(socket.AF_INET, 7, 5353, 0, src, bytes(4), 78, 0, 10))
-        udp_entry = diag._decode_known(udp, socket.IPPROTO_UDP)
-        diag._known, diag._seen = diag._seen, {}
-        assert diag._decode_known(udp, socket.IPPROTO_UDP) is udp_entry
-        diag.dump_all()
-        diag.dump_all()  # two listings without cookie 78: forgotten
-        assert 78 not in diag._known and 78 not in diag._seen
-    finally:
-        diag.close()
+    def listed(*tcp_bodies: bytes) -> list[SocketEntry]:
+        fake.replies = {TCPDIAG_GETSOCK: list(tcp_bodies), SOCK_DIAG_BY_FAMILY: [udp]}
+        entries, errors = diag.dump_all()
+        assert errors == {}
+        return entries
+
+    udp = diag_msg(socket.AF_INET, 7, 5353, 0, src, bytes(4), 78, 0, 10)
+    first, _, udp_entry = listed(tcp())  # UDP: the same reply to each family's request
+    assert first == decode_message(tcp(), socket.IPPROTO_TCP)
+    again, _, udp_again = listed(tcp(expires=5000))
+    assert again is first and udp_again is udp_entry
+    for changed in (tcp(rtt=101), tcp(acked=6), tcp(state=8), tcp(recv_q=1)):
+        entry = listed(changed)[0]
+        assert entry is not first
+        assert entry == decode_message(changed, socket.IPPROTO_TCP)
+        assert listed(tcp())[0] is not first  # forgotten: the listing before did not have it
+    fake.replies = {}
+    diag.dump_all()
+    assert diag._known and not diag._seen  # the last listing had nothing
+    diag.dump_all()
+    assert not diag._known
+    diag.close()
 
 
 def test_truncated_message_is_an_error() -> None:

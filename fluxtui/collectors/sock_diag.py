@@ -220,13 +220,21 @@ def _tcp_values(body: memoryview | bytes, payload: int, size: int
     return rtt, sent, received
 
 
+# What an entry is made of, read without decoding (bytes compared, not parsed): of the
+# inet_diag_msg, family and state | the socket id (ports, addresses, interface, cookie) | the
+# queues, uid and inode (timer, retransmits and expiry, which tick on an idle socket, left out);
+# of the INET_DIAG_INFO attribute, its header, tcpi_rtt and the two byte counters.
+SAME_MESSAGE = struct.Struct("=2s2x48s4x16s")
+SAME_TCP_INFO = struct.Struct(f"=HH{TCPI_RTT_OFFSET}x4s"
+                              f"{TCPI_BYTES_OFFSET - TCPI_RTT_OFFSET - 4}x16s")
+
+
 class _Known(NamedTuple):
     """A socket as the last listing decoded it: what its entry was made of, and the entry."""
 
-    head: tuple[Any, ...]  # MESSAGE's fields (timer, retransmits and expiry left out)
-    info: int  # offset of the INET_DIAG_INFO attribute, -1 without one
-    info_header: tuple[int, int]  # that attribute's (length, type)
-    tcp: tuple[int | None, int | None, int | None]  # rtt, bytes acked, bytes received
+    info: int  # offset of the INET_DIAG_INFO attribute in the message, -1 without one
+    same_info: tuple[Any, ...] | None  # SAME_TCP_INFO there (None: too short to compare)
+    head: tuple[bytes, ...]  # SAME_MESSAGE
     entry: SocketEntry
 
 
@@ -267,11 +275,11 @@ class SockDiag:
             query: bytearray(build_request(*query, 0)) for query in QUERIES}
         self._tcp_request = bytearray(build_tcp_request(0))
         self.legacy_tcp: str | None = None  # why the kernel refused the one-walk TCP dump
-        # cookie -> the socket as the last dump_all decoded it: a socket whose fields are the
-        # same is handed on as the same SocketEntry object, undecoded (`is` tells a caller that
-        # nothing changed).
-        self._known: dict[int, _Known] = {}
-        self._seen: dict[int, _Known] = {}
+        # socket id (SAME_MESSAGE) -> the socket as the last dump_all decoded it: a socket whose
+        # fields are the same is handed on as the same SocketEntry object, undecoded (`is` tells
+        # a caller that nothing changed).
+        self._known: dict[bytes, _Known] = {}
+        self._seen: dict[bytes, _Known] = {}
 
     def close(self) -> None:
         self._sock.close()
@@ -292,46 +300,64 @@ class SockDiag:
 
     def _dump(self, request: bytearray, reply_type: int, protocol: int, name: str,
               cached: bool = True) -> list[SocketEntry]:
+        """Send one dump request and read its replies. `cached`: a socket whose fields are the
+        last listing's (see SAME_MESSAGE) is handed on as the same SocketEntry, undecoded."""
         self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
         struct.pack_into("=I", request, SEQ_OFFSET, seq)
         self._sock.send(request)
         entries: list[SocketEntry] = []
-        view = self._view
+        append = entries.append
+        buffer, view = self._buffer, self._view
+        header = NLMSGHDR.unpack_from
+        same_message, same_info = SAME_MESSAGE.unpack_from, SAME_TCP_INFO.unpack_from
+        known, seen = self._known, self._seen
+        recv_into = self._sock.recv_into
         while True:
-            size = self._sock.recv_into(self._buffer)
-            for msg_type, _flags, msg_seq, body in iter_messages(view[:size]):
+            end = recv_into(buffer)
+            offset = 0
+            while offset + NLMSGHDR.size <= end:
+                length, msg_type, _flags, msg_seq, _pid = header(buffer, offset)
+                if length < NLMSGHDR.size or offset + length > end:
+                    raise DiagError(f"truncated netlink message ({length} bytes at {offset} "
+                                    f"of {end})")
+                body = offset + NLMSGHDR.size
+                next_offset = offset + ((length + 3) & ~3)
                 if msg_seq != seq:
-                    continue  # a reply to an earlier, abandoned request
-                if msg_type == NLMSG_DONE:
+                    pass  # a reply to an earlier, abandoned request
+                elif msg_type == reply_type:
+                    if length < NLMSGHDR.size + MESSAGE.size:
+                        raise DiagError(f"{name}: short inet_diag_msg ({length} bytes)")
+                    if not cached:
+                        append(decode_message(view[body:offset + length], protocol))
+                    else:
+                        head = same_message(buffer, body)
+                        old = known.get(head[1])
+                        if old is not None and old.head == head and (
+                                old.info < 0 or (old.same_info is not None
+                                                 and old.info + SAME_TCP_INFO.size
+                                                 <= length - NLMSGHDR.size
+                                                 and same_info(buffer, body + old.info)
+                                                 == old.same_info)):
+                            seen[head[1]] = old
+                            append(old.entry)
+                        else:
+                            append(self._decode_new(view[body:offset + length], protocol,
+                                                    head))
+                elif msg_type == NLMSG_DONE:
                     return entries
-                if msg_type == NLMSG_ERROR:
-                    code = _error_code(body)
-                    if code == 0:
-                        continue
-                    raise DiagError(f"{name}: {os.strerror(code)}")
-                if msg_type == reply_type:
-                    entries.append(self._decode_known(body, protocol) if cached
-                                   else decode_message(body, protocol))
+                elif msg_type == NLMSG_ERROR:
+                    code = _error_code(view[body:offset + length])
+                    if code != 0:
+                        raise DiagError(f"{name}: {os.strerror(code)}")
+                offset = next_offset
 
-    def _decode_known(self, body: memoryview, protocol: int) -> SocketEntry:
-        head = MESSAGE.unpack_from(body)
-        cookie = head[5] | head[6] << 32
-        known = self._known.get(cookie)
-        if known is not None and known.head == head:
-            info = known.info
-            if info < 0:
-                self._seen[cookie] = known
-                return known.entry
-            if info + NLATTR.size <= len(body):
-                header = NLATTR.unpack_from(body, info)
-                if (header == known.info_header and _tcp_values(
-                        body, info + NLATTR.size, header[0] - NLATTR.size) == known.tcp):
-                    self._seen[cookie] = known
-                    return known.entry
-        entry, info = _decode(body, protocol, head)
-        header = NLATTR.unpack_from(body, info) if info >= 0 else (0, 0)
-        self._seen[cookie] = _Known(head, info, header,
-                                    (entry.rtt_us, entry.bytes_sent, entry.bytes_received), entry)
+    def _decode_new(self, body: memoryview, protocol: int, head: tuple[bytes, ...]
+                    ) -> SocketEntry:
+        entry, info = _decode(body, protocol, MESSAGE.unpack_from(body))
+        same_info = None
+        if info >= 0 and info + SAME_TCP_INFO.size <= len(body):
+            same_info = SAME_TCP_INFO.unpack_from(body, info)
+        self._seen[head[1]] = _Known(info, same_info, head, entry)
         return entry
 
     def dump_all(self) -> tuple[list[SocketEntry], dict[str, str]]:
