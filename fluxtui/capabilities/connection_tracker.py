@@ -392,6 +392,8 @@ class ConnectionsComponent:
                 continue
             before = old.get(cookie)
             seen = self._udp_pending.get(cookie)
+            if before is row and seen is None:
+                continue  # the last listing's row (same entry, same owners): no news
             if before is not None and seen is None:
                 if (entry.proto == "tcp" and entry.state in CLOSING_STATES
                         and before.entry.state in CONNECTED_STATES):
