@@ -14,16 +14,21 @@ import pytest
 
 from fluxtui.capabilities.connection_tracker import (
     MAX_PENDING_DETECTIONS,
+    UDP_LISTEN_LISTINGS,
     ConnectionEvent,
     ConnectionsComponent,
     SocketRow,
 )
 from fluxtui.collectors.sock_diag import (
+    NLMSG_DONE,
     NLMSGHDR,
     SOCK_DIAG_BY_FAMILY,
+    TCPDIAG_GETSOCK,
     DiagError,
+    SockDiag,
     SocketEntry,
     build_request,
+    build_tcp_request,
     canonical_ip,
     decode_message,
     ipv4_mapped,
@@ -130,6 +135,90 @@ def test_request_layout() -> None:
     assert raw[24:] == bytes(48)  # no socket-id filter
     udp = build_request(socket.AF_INET, socket.IPPROTO_UDP, seq=1)
     assert udp[18] == 0  # no tcp_info requested for UDP
+
+
+def test_tcp_request_layout() -> None:
+    """The one-walk TCP listing: a legacy inet_diag_req, family AF_UNSPEC (both), tcp_info."""
+    raw = build_tcp_request(seq=9)
+    length, kind, flags, seq, pid = NLMSGHDR.unpack_from(raw)
+    assert (length, kind, flags, seq, pid) == (76, TCPDIAG_GETSOCK, 0x301, 9, 0)
+    family, src_len, dst_len, ext = struct.unpack_from("=BBBB", raw, 16)
+    assert (family, src_len, dst_len, ext) == (socket.AF_UNSPEC, 0, 0, 1 << 1)
+    assert raw[20:68] == bytes(48)  # no socket-id filter
+    assert struct.unpack_from("=II", raw, 68) == (0xFFFFFFFF, 0)  # every state
+
+
+class FakeNetlink:
+    """Answers each dump request with `replies[request type]` (inet_diag_msg bodies) then
+    NLMSG_DONE, under the request's sequence number, as the kernel does."""
+
+    def __init__(self) -> None:
+        self.replies: dict[int, list[bytes]] = {}
+        self._pending = b""
+
+    def send(self, request: bytes | bytearray) -> int:
+        _, kind, _, seq, _ = NLMSGHDR.unpack_from(request)
+        out = b""
+        for body in [*self.replies.get(kind, []), None]:
+            msg_type, payload = (NLMSG_DONE, bytes(4)) if body is None else (kind, body)
+            out += NLMSGHDR.pack(16 + len(payload), msg_type, 2, seq, 0) + payload
+            out += bytes(-len(out) % 4)
+        self._pending = out
+        return len(request)
+
+    def recv_into(self, buffer: bytearray, *args: object) -> int:
+        if not self._pending:
+            raise BlockingIOError
+        data, self._pending = self._pending, b""
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_unchanged_socket_is_handed_on_undecoded_as_the_same_entry() -> None:
+    """A listing decodes only the sockets whose fields changed since the last one: the same
+    SocketEntry object comes back for one whose reported fields are all the same (its timer
+    and expiry, which tick on an idle socket, are not among them), a new one for any change of
+    state, queue, rtt or bytes; only the last listing's sockets are remembered."""
+    diag = SockDiag()
+    diag._sock.close()
+    fake = FakeNetlink()
+    diag._sock = fake  # type: ignore[assignment]
+    src, dst = bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2])
+
+    def tcp(rtt: int = 100, acked: int = 5, state: int = 1, expires: int = 0,
+            recv_q: int = 0) -> bytes:
+        raw = bytearray(diag_msg(socket.AF_INET, state, 40000, 443, src, dst, cookie=77,
+                                 uid=0, inode=9,
+                                 attrs=attr(8, b"\0") + attr(2, tcp_info(rtt, acked, 1))))
+        raw[2] = 2  # idiag_timer: keepalive
+        struct.pack_into("=II", raw, 52, expires, recv_q)
+        return bytes(raw)
+
+    def listed(*tcp_bodies: bytes) -> list[SocketEntry]:
+        fake.replies = {TCPDIAG_GETSOCK: list(tcp_bodies), SOCK_DIAG_BY_FAMILY: [udp]}
+        entries, errors = diag.dump_all()
+        assert errors == {}
+        return entries
+
+    udp = diag_msg(socket.AF_INET, 7, 5353, 0, src, bytes(4), 78, 0, 10)
+    first, _, udp_entry = listed(tcp())  # UDP: the same reply to each family's request
+    assert first == decode_message(tcp(), socket.IPPROTO_TCP)
+    again, _, udp_again = listed(tcp(expires=5000))
+    assert again is first and udp_again is udp_entry
+    for changed in (tcp(rtt=101), tcp(acked=6), tcp(state=8), tcp(recv_q=1)):
+        entry = listed(changed)[0]
+        assert entry is not first
+        assert entry == decode_message(changed, socket.IPPROTO_TCP)
+        assert listed(tcp())[0] is not first  # forgotten: the listing before did not have it
+    fake.replies = {}
+    diag.dump_all()
+    assert diag._known and not diag._seen  # the last listing had nothing
+    diag.dump_all()
+    assert not diag._known
+    diag.close()
 
 
 def test_truncated_message_is_an_error() -> None:
@@ -378,3 +467,87 @@ def test_stdio_sockets_tell_outbound_from_inbound(tmp_path) -> None:
     assert stdio_sockets(3, proc) == []
     assert stdio_sockets(4, proc) == [StdioSocket((1,), "192.168.0.2:443", False)]
     assert stdio_sockets(5, proc) == []  # gone
+
+
+class FakeDiag:
+    """dump_all() hands on `entries` as they are: the same objects while unchanged, as
+    SockDiag does."""
+
+    def __init__(self) -> None:
+        self.entries: list[SocketEntry] = []
+
+    def dump_all(self) -> tuple[list[SocketEntry], dict[str, str]]:
+        return list(self.entries), {}
+
+
+class FakeOwners:
+    def __init__(self) -> None:
+        self.by_inode: dict[int, tuple[Owner, ...]] = {}
+        self.denied = 0
+        self.keys = frozenset({A.key, B.key, C.key})
+
+    def unknown(self, inodes: object) -> set[int]:
+        return set()
+
+    def refresh(self, *args: object) -> None:
+        pass
+
+    def owners(self, inode: int) -> tuple[Owner, ...]:
+        return self.by_inode.get(inode, ())
+
+    def readable(self) -> frozenset[ProcessKey]:
+        return self.keys
+
+
+def test_an_unchanged_listing_is_handed_on_as_it_was_and_changes_still_count() -> None:
+    """A query whose listing is the last one's (same entries, same owners) hands on the last
+    rows and counts as they were, with no event and no byte; a socket taken out by a close
+    notification, a changed byte count, a new owner or an unconnected UDP socket still counting
+    its listings are all still seen as before."""
+    comp = ConnectionsComponent(NetworkConfig(connect_trace=False))
+    bus = Recorder()
+    comp._bus = bus  # type: ignore[assignment]
+    diag, owners = FakeDiag(), FakeOwners()
+    comp._diag = diag  # type: ignore[assignment]
+    comp._owners = owners  # type: ignore[assignment]
+    listener = sock(1, "tcp", "LISTEN", 8080)
+    conn = sock(2, "tcp", "ESTAB", 8080, 40001, sent=100, received=200)
+    owners.by_inode = {listener.inode: (A,), conn.inode: (A,)}
+    diag.entries = [listener, conn]
+    comp._query()  # start-up: the baseline
+    first = comp._shared
+    assert first is not None and first.counts == {A.key: 2} and first.tcp_keys == {A.key}
+    comp._query()
+    second = comp._shared
+    assert second is not None and second.view.rows is first.view.rows
+    assert second.counts is first.counts and second.readable is owners.keys
+    assert bus.take() == [] and comp._bytes == {}
+    # The kernel reports the connection closed; the next listing no longer has it.
+    comp._on_destroyed([conn._replace(state="UNCONN", bytes_sent=150, uid=None)])
+    assert bus.take() == [("closed", 2, "close-notification", False)]
+    diag.entries = [listener]
+    comp._query()
+    third = comp._shared
+    assert third is not None and [r.entry for r in third.view.rows] == [listener]
+    assert third.counts == {A.key: 1}
+    # Bytes move on a new connection; then its holder changes (same entry).
+    conn2 = sock(3, "tcp", "ESTAB", 8080, 40002, sent=0, received=0)
+    owners.by_inode[conn2.inode] = (A,)
+    diag.entries = [listener, conn2]
+    comp._query()
+    assert bus.take() == [("opened", 3, "query", False)]
+    comp._bytes.clear()
+    diag.entries = [listener, conn2._replace(bytes_sent=500, bytes_received=7)]
+    comp._query()
+    assert comp._bytes == {A.key: [500, 7]}
+    owners.by_inode[conn2.inode] = (B,)
+    comp._query()
+    fourth = comp._shared
+    assert fourth is not None and fourth.counts == {A.key: 1, B.key: 1}
+    # An unconnected UDP socket, the same entry listing after listing, becomes a listener.
+    udp = sock(4, "udp", "UNCONN", 5353)
+    owners.by_inode[udp.inode] = (C,)
+    diag.entries = [*diag.entries, udp]
+    for _ in range(UDP_LISTEN_LISTINGS):
+        comp._query()
+    assert bus.take() == [("listening", 4, "query", False)]

@@ -9,6 +9,7 @@ import os
 import re
 import select
 import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -285,3 +286,72 @@ def test_refresh_finds_a_new_socket_of_a_known_process(
         assert [o.pid for o in owners.owners(inode(fresh))] == [os.getpid()]
     finally:
         diag.close()
+
+
+class _CountingSocket:
+    """A netlink socket that counts the requests sent through it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.requests = 0
+
+    def send(self, data: bytes | bytearray) -> int:
+        self.requests += 1
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._sock, name)
+
+
+def _same_sockets(entries: list[SocketEntry]) -> set[tuple[object, ...]]:
+    """What identifies a socket and cannot change between two dumps of idle sockets."""
+    return {(e.cookie, e.proto, e.family, e.local_addr, e.local_port, e.remote_addr,
+             e.remote_port, e.inode, e.uid) for e in entries}
+
+
+@pytest.mark.kernel
+def test_one_dump_lists_tcp_of_both_families(diag: SockDiag,
+                                             sockets: list[socket.socket]) -> None:
+    """TCP is listed with one request (one walk of the kernel's TCP tables, the bulk of a
+    listing's cost) that finds exactly what the two per-family dumps find, tcp_info included;
+    UDP keeps one dump per family: three requests a listing, not four."""
+    tcp_pair(sockets, socket.AF_INET, "127.0.0.1", "127.0.0.1")
+    _, client6, server6 = tcp_pair(sockets, socket.AF_INET6, "::1", "::1")
+    client6.sendall(b"x" * 1000)
+    assert server6.recv(1000)
+    counting = _CountingSocket(diag._sock)
+    diag._sock = counting  # type: ignore[assignment]
+    entries, errors = diag.dump_all()
+    assert errors == {} and diag.legacy_tcp is None
+    assert counting.requests == 3
+    per_family = (diag.dump(socket.AF_INET, socket.IPPROTO_TCP)
+                  + diag.dump(socket.AF_INET6, socket.IPPROTO_TCP))
+    tcp = [e for e in entries if e.proto == "tcp"]
+    mine = {inode(s) for s in sockets}
+    assert {e.inode for e in tcp} >= mine
+    assert (_same_sockets([e for e in tcp if e.inode in mine])
+            == _same_sockets([e for e in per_family if e.inode in mine]))
+    sent = next(e for e in tcp if e.inode == inode(client6))
+    assert sent.family == 6 and (sent.bytes_sent or 0) >= 1000 and sent.rtt_us is not None
+
+
+@pytest.mark.kernel
+def test_a_refused_one_walk_request_falls_back_to_one_dump_per_family(
+        diag: SockDiag, sockets: list[socket.socket]) -> None:
+    """A kernel that refuses the legacy request (here: one too short for it, EINVAL) still has
+    its TCP sockets of both families listed, with per-family dumps from then on."""
+    _, client4, _ = tcp_pair(sockets, socket.AF_INET, "127.0.0.1", "127.0.0.1")
+    _, client6, _ = tcp_pair(sockets, socket.AF_INET6, "::1", "::1")
+    short = diag._tcp_request[:24]
+    struct.pack_into("=I", short, 0, 24)
+    diag._tcp_request = short
+    entries, errors = diag.dump_all()
+    assert errors == {}
+    assert diag.legacy_tcp is not None and "Invalid argument" in diag.legacy_tcp
+    listed = {e.inode for e in entries if e.proto == "tcp"}
+    assert {inode(client4), inode(client6)} <= listed
+    counting = _CountingSocket(diag._sock)
+    diag._sock = counting  # type: ignore[assignment]
+    entries, errors = diag.dump_all()
+    assert errors == {} and counting.requests == 4
+    assert {inode(client4), inode(client6)} <= {e.inode for e in entries if e.proto == "tcp"}

@@ -331,3 +331,51 @@ def test_a_new_child_is_read_only_when_its_parent_holds_a_socket(monkeypatch) ->
         for proc in (holder, plain):
             proc.kill()
             proc.wait()
+
+
+def _start_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+def test_the_readable_set_is_kept_with_the_processes_not_rebuilt_per_query(sleepers) -> None:
+    """A query hands on the readable processes four times a second: the same frozenset while
+    none is added or dropped (it was a dict rebuilt from every process, a ProcessKey each, per
+    query), and one that follows exits and new processes exactly."""
+    from fluxtui.events import ProcessKey
+
+    for p in sleepers:
+        _wait_sleeping(p.pid)
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    pids = [p.pid for p in sleepers]
+    keys = {ProcessKey(pid, _start_ticks(pid)) for pid in pids}
+    try:
+        owners.refresh([], pids=pids)
+        first = owners.readable()
+        assert isinstance(first, frozenset) and first == keys
+        clock.now += SWEEP_S / 2
+        owners.refresh([], pids=pids)  # no sweep
+        assert owners.readable() is first
+        for _ in range(3):  # sweeps (the rotation may re-read some): nobody added or dropped
+            clock.now += SWEEP_S
+            owners.refresh([], pids=pids)
+            assert owners.readable() is first
+        gone = sleepers[0]
+        gone.kill()
+        gone.wait()
+        newcomer = subprocess.Popen(["sleep", "60"])
+        try:
+            _wait_sleeping(newcomer.pid)
+            pids = [*pids[1:], newcomer.pid]
+            clock.now += SWEEP_S
+            owners.refresh([], pids=pids)
+            gone_key = next(k for k in keys if k.pid == gone.pid)
+            new_key = ProcessKey(newcomer.pid, _start_ticks(newcomer.pid))
+            assert owners.readable() == (keys - {gone_key}) | {new_key}
+            assert owners.denied == 0
+        finally:
+            newcomer.kill()
+            newcomer.wait()
+    finally:
+        owners.close()

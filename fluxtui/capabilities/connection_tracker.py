@@ -123,6 +123,7 @@ class ConnectionsComponent:
         self._notes: dict[str, str] = {}  # topic -> limit or unavailable part
         # Worker state (only the worker thread touches it).
         self._table: dict[int, SocketRow] = {}  # cookie -> row
+        self._table_cut = False  # a close notification took a row out since the last view
         self._closed_cookies: deque[int] = deque(maxlen=RECENTLY_CLOSED)
         self._closed_set: set[int] = set()
         self._udp_pending: dict[int, int] = {}  # cookie -> listings seen unconnected, unreported
@@ -286,31 +287,32 @@ class ConnectionsComponent:
         hints = self._hints([e for e in entries if e.inode in unknown]) if unknown else ()
         self._owners.refresh(inodes, self._tick_pids, hints)
         self._connecting = set()
-        owners_of = self._owners.owners
-        table: dict[int, SocketRow] = {}
-        for entry in entries:
-            table[entry.cookie] = SocketRow(entry, owners_of(entry.inode) if entry.inode else ())
-        last_owners = {}
-        for cookie, row in table.items():
-            if row.owners:
-                last_owners[cookie] = row.owners
-            elif cookie in self._last_owners:
-                last_owners[cookie] = self._last_owners[cookie]
-        self._last_owners = last_owners
-        self._diff(now, table)
-        self._rules.expire(now)  # here: NetRules is only ever touched by this thread
-        self._table = table
-        moved = self._account_bytes(table, first=not self._first_query_done)
-        self._first_query_done = True
-
-        counts: dict[ProcessKey, int] = {}
-        tcp_keys: set[ProcessKey] = set()
-        for row in table.values():
-            for owner in row.owners or ():
-                key = owner.key
-                counts[key] = counts.get(key, 0) + 1
-                if row.entry.proto == "tcp":
-                    tcp_keys.add(key)
+        table, same = self._rows(entries)
+        previous = self._shared
+        if same and previous is not None and not self._udp_pending and not self._table_cut:
+            # The listing is the last one's, entry for entry and owner for owner, and no close
+            # notification took a socket out of the table since: no socket opened, closed or
+            # changed state, no byte moved, the view's rows and the counts are the last ones.
+            self._rules.expire(now)
+            rows = previous.view.rows
+            counts, tcp_keys = previous.counts, previous.tcp_keys
+            moved: dict[ProcessKey, list[int]] = {}
+        else:
+            last_owners = {}
+            for cookie, row in table.items():
+                if row.owners:
+                    last_owners[cookie] = row.owners
+                elif cookie in self._last_owners:
+                    last_owners[cookie] = self._last_owners[cookie]
+            self._last_owners = last_owners
+            self._diff(now, table)
+            self._rules.expire(now)  # here: NetRules is only ever touched by this thread
+            self._table = table
+            self._table_cut = False
+            moved = self._account_bytes(table, first=not self._first_query_done)
+            self._first_query_done = True
+            rows = tuple(table.values())
+            counts, tcp_keys = self._counts(table)
         finished = time.monotonic()
         interval = 0.0 if self._last_query_at is None else started - self._last_query_at
         self._last_query_at = started
@@ -321,16 +323,47 @@ class ConnectionsComponent:
         if denied:
             notes.append(f"owner unknown for sockets of {denied} processes whose /proc/PID/fd "
                          "is not readable (run as root)")
-        view = ConnectionsView(timestamp=now, rows=tuple(table.values()), poll_interval=interval,
+        view = ConnectionsView(timestamp=now, rows=rows, poll_interval=interval,
                                query_ms=(finished - started) * 1000, notes=tuple(notes),
                                unreadable_processes=denied)
         with self._lock:  # bytes and the span they cover change together
             self._merge_bytes_locked(moved)
-            self._shared = _Shared(view, counts, frozenset(self._owners.readable()),
-                                   frozenset(tcp_keys))
+            self._shared = _Shared(view, counts, self._owners.readable(), tcp_keys)
             first, _ = self._bytes_span
             self._bytes_span = (first if first is not None else started, started)
             self._poll_ms = view.query_ms
+
+    def _rows(self, entries: list[SocketEntry]) -> tuple[dict[int, SocketRow], bool]:
+        """The table of this listing, and whether it is the last one's: the same entries (the
+        collector hands on an unchanged socket as the same object) with the same owners. An
+        unchanged row is the last one's object."""
+        old = self._table
+        owners_of = self._owners.owners
+        same = self._first_query_done and len(entries) == len(old)
+        table: dict[int, SocketRow] = {}
+        for entry in entries:
+            owners = owners_of(entry.inode) if entry.inode else ()
+            row = old.get(entry.cookie)
+            if (row is None or row.entry is not entry
+                    or (row.owners is not owners and row.owners != owners)):
+                row = SocketRow(entry, owners)
+                same = False
+            table[entry.cookie] = row
+        return table, same
+
+    @staticmethod
+    def _counts(table: dict[int, SocketRow]
+                ) -> tuple[dict[ProcessKey, int], frozenset[ProcessKey]]:
+        """Sockets per process holding at least one, and the processes holding a TCP one."""
+        counts: dict[ProcessKey, int] = {}
+        tcp_keys: set[ProcessKey] = set()
+        for row in table.values():
+            for owner in row.owners or ():
+                key = owner.key
+                counts[key] = counts.get(key, 0) + 1
+                if row.entry.proto == "tcp":
+                    tcp_keys.add(key)
+        return counts, frozenset(tcp_keys)
 
     def _hints(self, entries: list[SocketEntry]) -> set[int]:
         """Processes likely to hold the new sockets `entries`: those that connected since the
@@ -360,6 +393,8 @@ class ConnectionsComponent:
                 continue
             before = old.get(cookie)
             seen = self._udp_pending.get(cookie)
+            if before is row and seen is None:
+                continue  # the last listing's row (same entry, same owners): no news
             if before is not None and seen is None:
                 if (entry.proto == "tcp" and entry.state in CLOSING_STATES
                         and before.entry.state in CONNECTED_STATES):
@@ -453,6 +488,8 @@ class ConnectionsComponent:
             if cookie in self._closed_set:
                 continue
             row = self._table.pop(cookie, None)
+            if row is not None:
+                self._table_cut = True
             if self._udp_pending.pop(cookie, None) is not None:
                 continue  # never reported opened or listening: its close is no news either
             if row is not None:

@@ -1,9 +1,13 @@
 """TCP and UDP sockets, IPv4 and IPv6, in every state, from the kernel over NETLINK_SOCK_DIAG.
 
-One SOCK_DIAG_BY_FAMILY dump per (family, protocol) returns an `inet_diag_msg` per socket, with
-`tcp_info` for TCP (bytes acked/received, RTT). `DestroyWatch` joins the sock_diag multicast
-groups through which the kernel reports every socket it frees (Linux >= 4.10), so closes between
-two dumps are seen too.
+A dump returns an `inet_diag_msg` per socket, with `tcp_info` for TCP (bytes acked/received,
+RTT). UDP is listed with one SOCK_DIAG_BY_FAMILY dump per family; TCP with one legacy
+TCPDIAG_GETSOCK dump (`struct inet_diag_req`), which the kernel answers for both families in one
+walk of its TCP hash tables (it sets the family filter to AF_UNSPEC), where two SOCK_DIAG_BY_FAMILY
+dumps walk them twice: most of a listing's cost on a quiet host is that walk of every bucket of
+the established hash. A kernel that refuses the legacy request gets the two dumps.
+`DestroyWatch` joins the sock_diag multicast groups through which the kernel reports every socket
+it frees (Linux >= 4.10), so closes between two dumps are seen too.
 
 Why not pyroute2: its DiagSocket (0.9.7) is marked work in progress ("the signature will be
 changed"), decodes tcp_info's wscale bit fields wrongly, and turns each message into a dict-like
@@ -20,10 +24,11 @@ import ipaddress
 import os
 import socket
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
+TCPDIAG_GETSOCK = 18  # legacy inet_diag request: TCP of both families in one dump
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
@@ -46,6 +51,10 @@ NLATTR = struct.Struct("=HH")  # len, type
 # inet_diag_req_v2: family, protocol, ext, pad, states, then a 48-byte inet_diag_sockid (zeros:
 # no filter).
 REQUEST = struct.Struct("=BBBxI48x")
+# inet_diag_req (legacy): family (AF_UNSPEC), src_len, dst_len, ext, a 48-byte inet_diag_sockid
+# (zeros), states, dbs.
+LEGACY_REQUEST = struct.Struct("=BBBB48xII")
+SEQ_OFFSET = 8  # of nlmsg_seq in the netlink header
 # inet_diag_msg (72 bytes): family, state, timer, retrans | sport, dport (big endian) | src[16] |
 # dst[16] | if | cookie[2] | expires | rqueue | wqueue | uid | inode. Ports are decoded with PORTS.
 MESSAGE = struct.Struct("=BB2x4s16s16s4xII4xIIII")
@@ -142,13 +151,26 @@ def build_request(family: int, protocol: int, seq: int) -> bytes:
                          NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
+def build_tcp_request(seq: int) -> bytes:
+    """The legacy TCPDIAG_GETSOCK dump request: every TCP socket, both families, with tcp_info."""
+    body = LEGACY_REQUEST.pack(socket.AF_UNSPEC, 0, 0, 1 << (INET_DIAG_INFO - 1), ALL_STATES, 0)
+    return NLMSGHDR.pack(NLMSGHDR.size + len(body), TCPDIAG_GETSOCK,
+                         NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
 def decode_message(body: memoryview | bytes, protocol: int | None) -> SocketEntry:
     """One inet_diag_msg with its attributes. `protocol` None: take it from INET_DIAG_PROTOCOL
     (close notifications carry it; dumps do not, the request says it)."""
-    (family, state, ports, src, dst, cookie_lo, cookie_hi, recv_q, send_q, uid,
-     inode) = MESSAGE.unpack_from(body)
+    return _decode(body, protocol, MESSAGE.unpack_from(body))[0]
+
+
+def _decode(body: memoryview | bytes, protocol: int | None, head: tuple[Any, ...]
+            ) -> tuple[SocketEntry, int]:
+    """The entry, and the offset of its INET_DIAG_INFO attribute (-1: none)."""
+    (family, state, ports, src, dst, cookie_lo, cookie_hi, recv_q, send_q, uid, inode) = head
     sport, dport = PORTS.unpack(ports)
     rtt = sent = received = None
+    info = -1
     offset = MESSAGE.size
     end = len(body)
     while offset + NLATTR.size <= end:
@@ -159,10 +181,8 @@ def decode_message(body: memoryview | bytes, protocol: int | None) -> SocketEntr
         size = attr_len - NLATTR.size
         attr_type &= 0x3FFF  # strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
         if attr_type == INET_DIAG_INFO:
-            if size >= TCPI_RTT_OFFSET + TCPI_RTT.size:
-                (rtt,) = TCPI_RTT.unpack_from(body, payload + TCPI_RTT_OFFSET)
-            if size >= TCPI_BYTES_OFFSET + TCPI_BYTES.size:
-                sent, received = TCPI_BYTES.unpack_from(body, payload + TCPI_BYTES_OFFSET)
+            info = offset
+            rtt, sent, received = _tcp_values(body, payload, size)
         elif attr_type == INET_DIAG_PROTOCOL and protocol is None and size >= 1:
             protocol = body[payload]
         offset += (attr_len + 3) & ~3
@@ -186,7 +206,36 @@ def decode_message(body: memoryview | bytes, protocol: int | None) -> SocketEntr
         rtt_us=rtt,
         bytes_sent=sent,
         bytes_received=received,
-    )
+    ), info
+
+
+def _tcp_values(body: memoryview | bytes, payload: int, size: int
+                ) -> tuple[int | None, int | None, int | None]:
+    """rtt, bytes acked, bytes received from a tcp_info of `size` bytes (None: too short)."""
+    rtt = sent = received = None
+    if size >= TCPI_RTT_OFFSET + TCPI_RTT.size:
+        (rtt,) = TCPI_RTT.unpack_from(body, payload + TCPI_RTT_OFFSET)
+    if size >= TCPI_BYTES_OFFSET + TCPI_BYTES.size:
+        sent, received = TCPI_BYTES.unpack_from(body, payload + TCPI_BYTES_OFFSET)
+    return rtt, sent, received
+
+
+# What an entry is made of, read without decoding (bytes compared, not parsed): of the
+# inet_diag_msg, family and state | the socket id (ports, addresses, interface, cookie) | the
+# queues, uid and inode (timer, retransmits and expiry, which tick on an idle socket, left out);
+# of the INET_DIAG_INFO attribute, its header, tcpi_rtt and the two byte counters.
+SAME_MESSAGE = struct.Struct("=2s2x48s4x16s")
+SAME_TCP_INFO = struct.Struct(f"=HH{TCPI_RTT_OFFSET}x4s"
+                              f"{TCPI_BYTES_OFFSET - TCPI_RTT_OFFSET - 4}x16s")
+
+
+class _Known(NamedTuple):
+    """A socket as the last listing decoded it: what its entry was made of, and the entry."""
+
+    info: int  # offset of the INET_DIAG_INFO attribute in the message, -1 without one
+    same_info: tuple[Any, ...] | None  # SAME_TCP_INFO there (None: too short to compare)
+    head: tuple[bytes, ...]  # SAME_MESSAGE
+    entry: SocketEntry
 
 
 def iter_messages(data: memoryview | bytes):
@@ -220,42 +269,130 @@ class SockDiag:
         self._seq = 0
         # A dump datagram holds at most 32 KiB (SKB_WITH_OVERHEAD(32768) in netlink_dump).
         self._buffer = bytearray(1 << 16)
+        self._view = memoryview(self._buffer)
+        # Requests built once; each dump writes its sequence number into its own.
+        self._requests: dict[tuple[int, int], bytearray] = {
+            query: bytearray(build_request(*query, 0)) for query in QUERIES}
+        self._tcp_request = bytearray(build_tcp_request(0))
+        self.legacy_tcp: str | None = None  # why the kernel refused the one-walk TCP dump
+        # socket id (SAME_MESSAGE) -> the socket as the last dump_all decoded it: a socket whose
+        # fields are the same is handed on as the same SocketEntry object, undecoded (`is` tells
+        # a caller that nothing changed).
+        self._known: dict[bytes, _Known] = {}
+        self._seen: dict[bytes, _Known] = {}
 
     def close(self) -> None:
         self._sock.close()
 
     def dump(self, family: int, protocol: int) -> list[SocketEntry]:
-        self._seq += 1
-        seq = self._seq
-        self._sock.send(build_request(family, protocol, seq))
+        """The sockets of one family and protocol (a SOCK_DIAG_BY_FAMILY dump)."""
+        request = self._requests.get((family, protocol))
+        if request is None:
+            request = bytearray(build_request(family, protocol, 0))
+        return self._dump(request, SOCK_DIAG_BY_FAMILY, protocol,
+                          _query_name(family, protocol), cached=False)
+
+    def dump_tcp(self) -> list[SocketEntry]:
+        """Every TCP socket of both families in one dump (the legacy TCPDIAG_GETSOCK request:
+        one walk of the kernel's TCP tables instead of one per family)."""
+        return self._dump(self._tcp_request, TCPDIAG_GETSOCK, socket.IPPROTO_TCP, "tcp",
+                          cached=False)
+
+    def _dump(self, request: bytearray, reply_type: int, protocol: int, name: str,
+              cached: bool = True) -> list[SocketEntry]:
+        """Send one dump request and read its replies. `cached`: a socket whose fields are the
+        last listing's (see SAME_MESSAGE) is handed on as the same SocketEntry, undecoded."""
+        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+        struct.pack_into("=I", request, SEQ_OFFSET, seq)
+        self._sock.send(request)
         entries: list[SocketEntry] = []
-        view = memoryview(self._buffer)
+        append = entries.append
+        buffer, view = self._buffer, self._view
+        header = NLMSGHDR.unpack_from
+        same_message, same_info = SAME_MESSAGE.unpack_from, SAME_TCP_INFO.unpack_from
+        known, seen = self._known, self._seen
+        recv_into = self._sock.recv_into
         while True:
-            size = self._sock.recv_into(self._buffer)
-            for msg_type, _flags, msg_seq, body in iter_messages(view[:size]):
+            end = recv_into(buffer)
+            offset = 0
+            while offset + NLMSGHDR.size <= end:
+                length, msg_type, _flags, msg_seq, _pid = header(buffer, offset)
+                if length < NLMSGHDR.size or offset + length > end:
+                    raise DiagError(f"truncated netlink message ({length} bytes at {offset} "
+                                    f"of {end})")
+                body = offset + NLMSGHDR.size
+                next_offset = offset + ((length + 3) & ~3)
                 if msg_seq != seq:
-                    continue  # a reply to an earlier, abandoned request
-                if msg_type == NLMSG_DONE:
+                    pass  # a reply to an earlier, abandoned request
+                elif msg_type == reply_type:
+                    if length < NLMSGHDR.size + MESSAGE.size:
+                        raise DiagError(f"{name}: short inet_diag_msg ({length} bytes)")
+                    if not cached:
+                        append(decode_message(view[body:offset + length], protocol))
+                    else:
+                        head = same_message(buffer, body)
+                        old = known.get(head[1])
+                        if old is not None and old.head == head and (
+                                old.info < 0 or (old.same_info is not None
+                                                 and old.info + SAME_TCP_INFO.size
+                                                 <= length - NLMSGHDR.size
+                                                 and same_info(buffer, body + old.info)
+                                                 == old.same_info)):
+                            seen[head[1]] = old
+                            append(old.entry)
+                        else:
+                            append(self._decode_new(view[body:offset + length], protocol,
+                                                    head))
+                elif msg_type == NLMSG_DONE:
                     return entries
-                if msg_type == NLMSG_ERROR:
-                    code = _error_code(body)
-                    if code == 0:
-                        continue
-                    raise DiagError(f"{_query_name(family, protocol)}: {os.strerror(code)}")
-                if msg_type == SOCK_DIAG_BY_FAMILY:
-                    entries.append(decode_message(body, protocol))
+                elif msg_type == NLMSG_ERROR:
+                    code = _error_code(view[body:offset + length])
+                    if code != 0:
+                        raise DiagError(f"{name}: {os.strerror(code)}")
+                offset = next_offset
+
+    def _decode_new(self, body: memoryview, protocol: int, head: tuple[bytes, ...]
+                    ) -> SocketEntry:
+        entry, info = _decode(body, protocol, MESSAGE.unpack_from(body))
+        same_info = None
+        if info >= 0 and info + SAME_TCP_INFO.size <= len(body):
+            same_info = SAME_TCP_INFO.unpack_from(body, info)
+        self._seen[head[1]] = _Known(info, same_info, head, entry)
+        return entry
 
     def dump_all(self) -> tuple[list[SocketEntry], dict[str, str]]:
         """Every TCP and UDP socket of both families; errors per query (a kernel without
         udp_diag still lists TCP)."""
         entries: list[SocketEntry] = []
         errors: dict[str, str] = {}
+        self._known, self._seen = self._seen, {}  # only the last listing's sockets are kept
         for family, protocol in QUERIES:
+            if protocol == socket.IPPROTO_TCP and self.legacy_tcp is None:
+                if family != socket.AF_INET:
+                    continue  # listed with AF_INET's, in one dump
+                try:
+                    entries.extend(self._dump(self._tcp_request, TCPDIAG_GETSOCK,
+                                              socket.IPPROTO_TCP, "tcp"))
+                    continue
+                except DiagError as exc:  # refused: one dump per family from now on
+                    self.legacy_tcp = str(exc)
+                except OSError:  # this time, one dump per family
+                    self._drain()
             try:
-                entries.extend(self.dump(family, protocol))
+                entries.extend(self._dump(self._requests[family, protocol], SOCK_DIAG_BY_FAMILY,
+                                          protocol, _query_name(family, protocol)))
             except (DiagError, OSError) as exc:
                 errors[_query_name(family, protocol)] = str(exc)
         return entries, errors
+
+    def _drain(self) -> None:
+        """Drop what is left of an abandoned dump (its replies would be skipped by their
+        sequence number anyway; this keeps them from filling the socket buffer)."""
+        while True:
+            try:
+                self._sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)
+            except OSError:
+                return
 
 
 def _query_name(family: int, protocol: int) -> str:

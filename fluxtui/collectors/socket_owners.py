@@ -46,7 +46,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from fluxtui.collectors.processes import held_fd_budget
@@ -75,6 +75,10 @@ class _Process:
     inodes: dict[int, int] | None  # socket inode -> an fd holding it; None: fds not readable
     schedstat: bytes = b""  # when its fds were read: unchanged, the main thread has not run
     known_at: int = 0  # clock ticks since boot when its fds were read (or it started, inferred)
+    key: ProcessKey = field(init=False)  # owner.key, built once
+
+    def __post_init__(self) -> None:
+        self.key = self.owner.key
 
 
 def _boot_ticks() -> int:
@@ -151,7 +155,17 @@ class SocketOwners:
         self._clock = clock
         self.sweep_s = sweep_s
         self._procs: dict[int, _Process] = {}
-        self._index: dict[int, list[Owner]] = {}  # socket inode -> processes holding it
+        # Kept with _procs (_put, _remove) so that neither a query nor a sweep walks every
+        # process in Python: the keys of those whose fds were read, the count of those whose fds
+        # may not be read, the pids holding a socket, and the known pids by rotation turn.
+        self._readable: set[ProcessKey] = set()
+        self._readable_frozen: frozenset[ProcessKey] | None = frozenset()
+        self._denied = 0
+        self._holders: set[int] = set()
+        self._turns: dict[int, set[int]] = {}
+        # socket inode -> processes holding it; a tuple replaced on change, so owners() hands on
+        # the same object while the holders stay the same
+        self._index: dict[int, tuple[Owner, ...]] = {}
         self._unresolvable: set[int] = set()
         self._round = 0
         self._last_sweep: float | None = None
@@ -172,7 +186,7 @@ class SocketOwners:
         held by no process we can see); None when unknown because some fds were not readable."""
         found = self._index.get(inode)
         if found:
-            return tuple(found)
+            return found
         if inode == 0 or not self.denied:
             return ()
         return None
@@ -180,16 +194,21 @@ class SocketOwners:
     def unknown(self, inodes: Iterable[int]) -> set[int]:
         """The inodes a refresh would hunt for: in no process's fds as last read, and not known
         to be unresolvable."""
-        return {i for i in inodes if i and i not in self._index and i not in self._unresolvable}
+        found = set(inodes) - self._index.keys() - self._unresolvable
+        found.discard(0)
+        return found
 
     @property
     def denied(self) -> int:
         """Processes whose fds we may not read (not root)."""
-        return sum(1 for p in self._procs.values() if p.inodes is None)
+        return self._denied
 
-    def readable(self) -> dict[ProcessKey, Owner]:
-        """Every process whose fds were read, by key."""
-        return {p.owner.key: p.owner for p in self._procs.values() if p.inodes is not None}
+    def readable(self) -> frozenset[ProcessKey]:
+        """Every process whose fds were read: the same object until one is added or dropped."""
+        frozen = self._readable_frozen
+        if frozen is None:
+            frozen = self._readable_frozen = frozenset(self._readable)
+        return frozen
 
     # --- refresh -----------------------------------------------------------------------------
 
@@ -222,14 +241,13 @@ class SocketOwners:
             self.hunts += 1
         if unknown or pids is None:
             pids = list_pids(self._proc)
-        present = set(pids)
+        present = pids if isinstance(pids, (set, frozenset)) else set(pids)
         for gone in self._procs.keys() - present:
             self._drop(gone)
         rotation = self._round % ROTATION
         if not unknown:  # only new processes, holders, and those whose turn it is
-            pids = (present - self._procs.keys()) | {
-                pid for pid, p in self._procs.items() if p.inodes} | {
-                pid for pid in pids if pid % ROTATION == rotation}
+            pids = ((present - self._procs.keys()) | self._holders
+                    | self._turns.get(rotation, frozenset()))
         # (fd count, pid, owner, schedstat now) of processes not re-read yet:
         changed: list[tuple[int, int, Owner, bytes]] = []  # ran, their fd count changed
         ran: list[tuple[int, int, Owner, bytes]] = []  # ran, same fd count
@@ -251,8 +269,8 @@ class SocketOwners:
                     # Forked from a process that held no socket after it was last read: it
                     # inherited none (one its parent opened in between, or it opens, is unknown
                     # to the index, and a hunt reads it: it counts as "ran").
-                    self._procs[pid] = _Process(Owner(pid, fresh.start_ticks, fresh.comm), -1,
-                                                {}, known_at=fresh.start_ticks)
+                    self._put(pid, _Process(Owner(pid, fresh.start_ticks, fresh.comm), -1,
+                                            {}, known_at=fresh.start_ticks))
                     self.inferred += 1
                     continue
             sched = self._sched.read(pid, limit)
@@ -336,14 +354,42 @@ class SocketOwners:
         except FileNotFoundError:
             self._drop(pid)
             return
-        old = self._procs.get(pid)
-        self._unindex(old)
-        self._procs[pid] = _Process(owner, fd_count, inodes, schedstat, _boot_ticks() - 1)
+        self._put(pid, _Process(owner, fd_count, inodes, schedstat, _boot_ticks() - 1))
         for inode in inodes or ():
-            self._index.setdefault(inode, []).append(owner)
+            self._index[inode] = (*self._index.get(inode, ()), owner)
+
+    def _put(self, pid: int, process: _Process) -> None:
+        """Record (or replace) a process, with everything kept alongside _procs."""
+        old = self._procs.get(pid)
+        frozen = self._readable_frozen
+        self._remove(pid)
+        self._procs[pid] = process
+        if process.inodes is None:
+            self._denied += 1
+        else:
+            self._readable.add(process.key)
+            self._readable_frozen = None
+            if process.inodes:
+                self._holders.add(pid)
+            if old is not None and old.inodes is not None and old.key == process.key:
+                self._readable_frozen = frozen  # re-read, still readable: the set is the same
+        self._turns.setdefault(pid % ROTATION, set()).add(pid)
+
+    def _remove(self, pid: int) -> None:
+        process = self._procs.pop(pid, None)
+        if process is None:
+            return
+        self._unindex(process)
+        if process.inodes is None:
+            self._denied -= 1
+        else:
+            self._readable.discard(process.key)
+            self._readable_frozen = None
+        self._holders.discard(pid)
+        self._turns[pid % ROTATION].discard(pid)
 
     def _drop(self, pid: int) -> None:
-        self._unindex(self._procs.pop(pid, None))
+        self._remove(pid)
         self._sched.forget(pid)
 
     def _unindex(self, process: _Process | None) -> None:
@@ -353,6 +399,9 @@ class SocketOwners:
             holders = self._index.get(inode)
             if holders is None:
                 continue
-            holders[:] = [o for o in holders if o.pid != process.owner.pid]
-            if not holders:
+            pid = process.owner.pid
+            rest = tuple(o for o in holders if o.pid != pid)
+            if rest:
+                self._index[inode] = rest
+            else:
                 del self._index[inode]
