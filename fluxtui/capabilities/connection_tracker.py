@@ -641,7 +641,9 @@ class ConnectionsComponent:
         if before is None or shared is not before:
             todo.update(shared.counts, shared.tcp_keys)
             if before is not None:
-                todo.update(before.counts, before.tcp_keys, shared.readable ^ before.readable)
+                todo.update(before.counts, before.tcp_keys)
+                if shared.readable is not before.readable:  # the same while none came or went
+                    todo.update(shared.readable ^ before.readable)
             else:
                 todo.update(shared.readable)
         if self._rates is not rates_before:
