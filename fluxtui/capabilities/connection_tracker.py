@@ -149,7 +149,7 @@ class ConnectionsComponent:
         self._poll_ms = 0.0
         # The engine's processes as of its last tick (pids): spares the owner sweep a listing of
         # /proc. Replaced whole by on_tick, read by the worker.
-        self._tick_pids: tuple[int, ...] | None = None
+        self._tick_pids: list[int] | None = None
         self._connecting: set[int] = set()  # pids the tracer saw connect since the last query
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -606,7 +606,7 @@ class ConnectionsComponent:
 
     def on_tick(self, tick: TickContext) -> None:
         if self._proc == "/proc":  # the engine lists the same /proc
-            self._tick_pids = tuple(key.pid for key in tick.processes)
+            self._tick_pids = [key.pid for key in tick.processes]
         moved: dict[ProcessKey, list[int]] = {}
         with self._lock:
             shared = self._shared
