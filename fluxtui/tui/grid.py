@@ -294,6 +294,7 @@ class FastTable(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._relayout()
+        self._drawn = (int(self.scroll_y), self._window())  # all of it is drawn again
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
