@@ -6,7 +6,6 @@ rows on screen are rendered (issue 13). A skipped snapshot, an unknown change se
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from rich.cells import cell_len
@@ -17,7 +16,9 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input
 
-from fluxtui.events import ProcessExit, ProcessKey, ProcessRow, Snapshot
+from fluxtui.events import ProcessKey, ProcessRow, Snapshot
+from fluxtui.tui.final_names import FinalNames
+from fluxtui.tui.final_names import final_identity as final_identity  # the details use it
 from fluxtui.tui.format import DASH, human_bytes, human_rate, level_style, percent
 from fluxtui.tui.grid import Cell, Column, FastTable
 from fluxtui.tui.process_order import (
@@ -106,63 +107,19 @@ def _container(row: ProcessRow) -> str:
     return visible(row.container) if row.container else DASH
 
 
-def final_identity(row: ProcessRow, final: ProcessExit) -> ProcessRow:
-    """An exited row named by its final record: the table's last /proc listing of a process
-    that lived milliseconds can predate its exec (a forked shell, "bash -bash", for what ran
-    as /tmp/x/ptracer); the kernel's exit record names what it was when it exited."""
-    life = final.lifetime
-    if not life.exe and not life.name:
-        return row
-    return dataclasses.replace(row, name=life.name or row.name, exe=life.exe or row.exe,
-                               cmdline=(life.exe or life.name, *life.args))
-
-
 def _render(row: ProcessRow, prefix: str) -> tuple[Cell, ...]:
     return render_cells(row, prefix)  # looked up at each call: tests count the renders
 
 
-def _changes(old: dict[ProcessKey, ProcessRow], new: dict[ProcessKey, ProcessRow],
-             snapshot: Snapshot, named: set[ProcessKey]
+def _changes(snapshot: Snapshot, shown: dict[ProcessKey, ProcessRow], renamed: set[ProcessKey]
              ) -> tuple[list[ProcessKey], frozenset[ProcessKey]]:
     """The processes whose shown row is another object than last time, and those gone: the
-    engine's changes, plus the exited rows renamed by their final records (`named`: those with
-    a final record now or last time), whose row can be new while the engine's is not."""
+    engine's changes, plus the exited rows renamed by a new or dropped final record."""
     assert snapshot.changed is not None
-    changed = [key for key in snapshot.changed if key in new]
     listed = snapshot.changed
-    changed.extend(key for key in named
-                   if key not in listed and key in new and new[key] is not old.get(key))
+    changed = [key for key in listed if key in shown]
+    changed.extend(key for key in renamed if key not in listed and key in shown)
     return changed, snapshot.removed
-
-
-FinalCache = dict[ProcessKey, tuple[ProcessRow, ProcessExit, ProcessRow]]
-
-
-def with_final_identities(snapshot: Snapshot, cache: FinalCache | None = None) -> Snapshot:
-    """`cache` (kept by the caller from one snapshot to the next) hands back last time's row
-    object when neither the row nor its final record changed: the table then skips it."""
-    view = snapshot.views.get("risk")
-    finals = getattr(view, "exits", None)
-    if not finals:
-        if cache:
-            cache.clear()
-        return snapshot
-    processes = dict(snapshot.processes)
-    kept: FinalCache = {}
-    for key, final in finals.items():
-        row = processes.get(key)
-        if row is not None and row.exited_at is not None and isinstance(final, ProcessExit):
-            before = cache.get(key) if cache is not None else None
-            if before is not None and before[0] is row and before[1] is final:
-                named = before[2]
-            else:
-                named = final_identity(row, final)
-            processes[key] = named
-            kept[key] = (row, final, named)
-    if cache is not None:
-        cache.clear()
-        cache.update(kept)
-    return dataclasses.replace(snapshot, processes=processes)
 
 
 @dataclass
@@ -211,7 +168,7 @@ class ProcessTable(Vertical):
         self._labelled: SortSpec | None = None
         self._raw: Snapshot | None = None  # the engine's snapshot last shown
         self._snapshot: Snapshot | None = None  # the same, exited rows named by their finals
-        self._finals: FinalCache = {}
+        self._finals = FinalNames()
         self._rows = ProcessRows(_render)
         self._applied_view: tuple[str, SortSpec, bool] | None = None
         self._with_risk = 0  # rows with a risk score: the default sort is risk while any
@@ -237,14 +194,13 @@ class ProcessTable(Vertical):
         if snapshot is self._raw:
             return
         before, raw_before = self._snapshot, self._raw
-        named_before = set(self._finals)
         self._raw = snapshot
-        current = self._snapshot = with_final_identities(snapshot, self._finals)
+        current, renamed = self._finals.apply(snapshot)
+        self._snapshot = current
         changes = None
         if (before is not None and raw_before is not None and snapshot.changed is not None
                 and snapshot.sequence == raw_before.sequence + 1):
-            changes = _changes(before.processes, current.processes, snapshot,
-                               named_before | self._finals.keys())
+            changes = _changes(snapshot, current.processes, renamed)
         if changes is None:
             self._with_risk = sum(1 for r in current.processes.values() if r.risk is not None)
         else:
