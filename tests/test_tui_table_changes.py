@@ -177,7 +177,8 @@ async def test_a_changed_sort_value_moves_the_row_and_a_removed_one_leaves(
         assert table.keys == expected_keys(third, SortSpec("cpu", True))
 
 
-async def test_the_selection_stays_on_its_process_while_rows_move_around_it() -> None:
+async def test_the_selection_stays_on_its_process_while_rows_move_around_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     first = snapshot(sleeping(300), sequence=1)
     engine = StaticEngine(first)
     app = FluxApp(engine, privileged=True, start_engine=False)
@@ -196,9 +197,14 @@ async def test_the_selection_stays_on_its_process_while_rows_move_around_it() ->
         await pilot.pause()
         assert table.cursor_key == chosen and table.cursor_row == 5  # one out, one in above
         assert app.process_table.selected_row() is second.processes[ProcessKey(10_005, 11_005)]
+        refreshed = counting_line_refreshes(monkeypatch)
         third = following(second, removed=[ProcessKey(10_000, 11_000)])
         show(app, engine, third)
         assert table.cursor_key == chosen and table.cursor_row == 4
+        # the cursor followed its row on screen: the lines that changed are drawn again (those
+        # below the busy row on top moved up by one), not the whole view
+        assert "all" not in refreshed
+        assert sorted(r.y for r in refreshed) == list(range(2, table.size.height))
         assert table.keys == expected_keys(third, SortSpec("cpu", True))
 
 

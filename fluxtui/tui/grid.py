@@ -247,11 +247,16 @@ class FastTable(ScrollView, can_focus=True):
             cursor = index if not at_top or index < page else 0
         else:
             cursor = min(self.cursor_row, max(0, count - 1))
-        if cursor != self.cursor_row:
-            self.cursor_row = cursor  # redraws the whole view
+        top = int(self.scroll_y)
+        if cursor != self.cursor_row and not top <= cursor < top + page:
+            self.cursor_row = cursor  # scrolls to it and redraws the whole view
             self._drawn = (int(self.scroll_y), self._window())
         else:
-            self._refresh_changed()
+            # The cursor follows its row on screen: the lines it leaves and enters are drawn
+            # again, with those that changed, not the whole view.
+            moved = (self.cursor_row, cursor) if cursor != self.cursor_row else ()
+            self.set_reactive(FastTable.cursor_row, cursor)
+            self._refresh_changed(moved)
         self._cursor_key = self.cursor_key
         self._forget_strips()
 
@@ -269,10 +274,11 @@ class FastTable(ScrollView, can_focus=True):
                 lines.append((None, None))
         return lines
 
-    def _refresh_changed(self) -> None:
-        """Redraw only the visible lines whose row moved or whose cells changed: a tick over a
-        thousand sleeping processes then redraws a handful of lines, not the whole view. When
-        the view scrolled or was resized since the last update, it is all redrawn."""
+    def _refresh_changed(self, also: tuple[int, ...] = ()) -> None:
+        """Redraw only the visible lines whose row moved or whose cells changed (and the rows
+        at the indexes `also`): a tick over a thousand sleeping processes then redraws a
+        handful of lines, not the whole view. When the view scrolled or was resized since the
+        last update, it is all redrawn."""
         top = int(self.scroll_y)
         drawn_top, drawn = self._drawn
         window = self._window()
@@ -281,8 +287,9 @@ class FastTable(ScrollView, can_focus=True):
             self.refresh()
             return
         width = self.size.width
+        marked = {index - top + 1 for index in also}
         for y, (old, new) in enumerate(zip(drawn, window, strict=True), start=1):
-            if old[0] != new[0] or old[1] is not new[1]:
+            if old[0] != new[0] or old[1] is not new[1] or y in marked:
                 self.refresh(Region(0, y, width, 1))
 
     def _forget_strips(self) -> None:
