@@ -288,9 +288,18 @@ class FastTable(ScrollView, can_focus=True):
             return
         width = self.size.width
         marked = {index - top + 1 for index in also}
+        # One refresh for all of them, a region per run of lines (each call costs Textual a
+        # walk of the widget's geometry).
+        runs: list[Region] = []
         for y, (old, new) in enumerate(zip(drawn, window, strict=True), start=1):
             if old[0] != new[0] or old[1] is not new[1] or y in marked:
-                self.refresh(Region(0, y, width, 1))
+                last = runs[-1] if runs else None
+                if last is not None and last.bottom == y:
+                    runs[-1] = Region(0, last.y, width, last.height + 1)
+                else:
+                    runs.append(Region(0, y, width, 1))
+        if runs:
+            self.refresh(*runs)
 
     def _forget_strips(self) -> None:
         """Cached lines are kept for the rows on screen; past a few pages of them (rows gone or
