@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from fluxtui.tui.process_order import SortSpec, default_sort, matches, sort_rows, tree_order
+import dataclasses
+
+from fluxtui.events import ProcessRow
+from fluxtui.tui.process_order import SortSpec, matches, sort_rows, tree_order
+from fluxtui.tui.sorted_rows import SortedRows
 from tests.fakes import row
 
 
@@ -13,11 +17,6 @@ def test_sort_numbers_descending_with_unknown_values_last() -> None:
 def test_sort_by_name_is_case_insensitive_and_stable_on_ties() -> None:
     rows = [row(9, "beta"), row(3, "Alpha"), row(5, "alpha")]
     assert [r.pid for r in sort_rows(rows, SortSpec("name", False))] == [3, 5, 9]
-
-
-def test_default_sort_is_risk_when_measured_else_cpu() -> None:
-    assert default_sort([row(1, "a")]) == SortSpec("cpu", True)
-    assert default_sort([row(1, "a", risk=10.0)]) == SortSpec("risk", True)
 
 
 def test_filter_matches_pid_name_user_and_command_line() -> None:
@@ -37,27 +36,47 @@ def test_tree_order_draws_children_under_parents() -> None:
     assert lines == [(1, ""), (10, "├─ "), (11, "│  └─ "), (12, "└─ "), (99, "")]
 
 
+def placed_in_order(kept: SortedRows, current: list[ProcessRow], spec: SortSpec) -> None:
+    """Every read SortedRows offers agrees with a fresh sort."""
+    expected = sort_rows(current, spec)
+    assert list(kept) == expected
+    assert len(kept) == len(expected)
+    assert [kept.row_at(i) for i in range(len(kept))] == expected
+    assert [kept.index_of(r.key) for r in expected] == list(range(len(expected)))
+
+
 def test_kept_order_equals_a_fresh_sort_through_changes_arrivals_and_exits() -> None:
-    """SortedRows re-places only the rows that changed; whatever happened, it must give exactly
-    what sorting afresh gives (ties, unknown values, exited rows, reversed and not)."""
-    import dataclasses
-
-    from fluxtui.tui.process_order import SortedRows
-
+    """SortedRows places only the rows it is given (changed or new) and takes out those gone;
+    whatever happened, it must give exactly what sorting afresh gives (ties, unknown values,
+    exited rows, reversed and not), and find each row's index."""
     rows = [row(pid, f"p{pid % 7}", cpu=None if pid % 5 == 0 else float(pid % 4))
             for pid in range(1, 200)]
     for spec in (SortSpec("cpu", True), SortSpec("cpu", False), SortSpec("name", False)):
         kept = SortedRows()
         current = list(rows)
-        assert kept.order(current, spec) == sort_rows(current, spec)
+        kept.rebuild(current, spec)
+        placed_in_order(kept, current, spec)
         for step in range(1, 12):
             # a few rows change value, one exits (kept as exited), one leaves, one arrives
+            changed = []
             for i in range(step, len(current), 37):
                 current[i] = dataclasses.replace(current[i], cpu_percent=float(step % 3))
+                changed.append(current[i])
             current[step * 3] = dataclasses.replace(current[step * 3], exited_at=float(step))
-            del current[step * 5]
+            changed.append(current[step * 3])
+            gone = current.pop(step * 5)
             current.append(row(1000 + step, "new", cpu=None if step % 2 else 2.0))
-            assert kept.order(current, spec) == sort_rows(current, spec), (spec, step)
+            changed.append(current[-1])
+            kept.discard(gone.key)
+            for r in changed:
+                if r.key != gone.key:
+                    kept.place(r)
+            placed_in_order(kept, current, spec)
         # a value that becomes unknown and back
         current[0] = dataclasses.replace(current[0], cpu_percent=None)
-        assert kept.order(current, spec) == sort_rows(current, spec)
+        kept.place(current[0])
+        placed_in_order(kept, current, spec)
+        current[0] = dataclasses.replace(current[0], cpu_percent=99.0)
+        kept.place(current[0])
+        placed_in_order(kept, current, spec)
+        assert kept.index_of(gone.key) is None

@@ -8,12 +8,8 @@ so untrusted text stays literal.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
+from collections.abc import Sequence
 
-from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -24,73 +20,17 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-Cell = tuple[str, str]  # text shown as is, Rich style string ("" for none)
+from fluxtui.tui.grid_parts import (
+    Cell,
+    Column,
+    RowList,
+    RowSource,
+    fit,
+    layout_widths,
+    resolve_style,
+)
 
-
-ARROW_ROOM = 2  # " ▼": every header keeps room for the sort arrow
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int  # the narrowest it gets (never narrower than its header and arrow)
-    right: bool = False  # right-align (numbers)
-    grow: int = 0  # share of the width left over (0: fixed)
-
-    @property
-    def min_width(self) -> int:
-        return max(self.width, cell_len(self.label) + ARROW_ROOM)
-
-
-def layout_widths(columns: Sequence[Column], available: int,
-                  wanted: Mapping[str, int] | None = None) -> list[int]:
-    """Each column's width: its minimum; then what `wanted` asks for a column (the longest
-    text it holds, e.g. names in a deep tree) as far as the room allows; then a share of what is
-    left for growing columns. With less room than the minimums, the table scrolls sideways
-    instead of cutting headers."""
-    widths = [c.min_width for c in columns]
-    spare = available - sum(w + 1 for w in widths)
-    for i, column in enumerate(columns):
-        extra = min(max(0, spare), max(0, (wanted or {}).get(column.key, 0) - widths[i]))
-        widths[i] += extra
-        spare -= extra
-    weights = sum(c.grow for c in columns)
-    if spare <= 0 or not weights:
-        return widths
-    given = 0
-    growing = [i for i, c in enumerate(columns) if c.grow]
-    for i in growing:
-        share = spare * columns[i].grow // weights
-        widths[i] += share
-        given += share
-    widths[growing[0]] += spare - given  # rounding left-over to the first
-    return widths
-
-
-@lru_cache(maxsize=256)
-def parse_style(style: str) -> Style:
-    return Style.parse(style) if style else Style()
-
-
-_VARIABLE = re.compile(r"\$([a-z][a-z0-9-]*)")
-
-
-def resolve_style(style: str, variables: Mapping[str, str]) -> Style:
-    """A cell style; `$name` words are the theme's colours (`bold $error`)."""
-    if "$" in style:
-        style = _VARIABLE.sub(lambda m: variables.get(m.group(1), "default"), style)
-    return parse_style(style)
-
-
-def fit(text: str, width: int, right: bool) -> str:
-    """`text` cut or padded to exactly `width` cells; cut text ends with an ellipsis."""
-    length = cell_len(text)
-    if length > width:
-        return set_cell_size(text, width - 1) + "…" if width > 1 else set_cell_size(text, width)
-    padding = " " * (width - length)
-    return padding + text if right else text + padding
-
+__all__ = ["Cell", "Column", "FastTable", "RowList", "RowSource"]
 
 class FastTable(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"fast-table--header", "fast-table--cursor"}
@@ -150,8 +90,10 @@ class FastTable(ScrollView, can_focus=True):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.columns = list(columns)
         self.labels = {c.key: c.label for c in self.columns}
-        self.keys: list[str] = []
-        self._cells: dict[str, tuple[Cell, ...]] = {}
+        self._source: RowSource = RowList(())
+        self._cursor_key: str | None = None  # the cursor's row as of the last update or move
+        # What the visible lines showed at the last update: (top row, (key, cells) per line).
+        self._drawn: tuple[int, list[tuple[str | None, tuple[Cell, ...] | None]]] = (0, [])
         self._strips: dict[str, tuple[tuple[Cell, ...], Style, Strip]] = {}
         self.widths = [c.min_width for c in self.columns]
         self._total_width = sum(w + 1 for w in self.widths)
@@ -162,33 +104,42 @@ class FastTable(ScrollView, can_focus=True):
 
     @property
     def row_count(self) -> int:
-        return len(self.keys)
+        return len(self._source)
+
+    @property
+    def keys(self) -> list[str]:
+        """Every row's key in order (built on demand: the table itself reads only what it
+        draws)."""
+        source = self._source
+        return [source.key_at(i) for i in range(len(source))]
 
     @property
     def cursor_key(self) -> str | None:
-        if 0 <= self.cursor_row < len(self.keys):
-            return self.keys[self.cursor_row]
+        if 0 <= self.cursor_row < len(self._source):
+            return self._source.key_at(self.cursor_row)
         return None
 
     def cell(self, key: str, column: str) -> str:
         index = next(i for i, c in enumerate(self.columns) if c.key == column)
-        return self._cells[key][index][0]
+        return self._source.cells_of(key)[index][0]
 
     def set_rows(self, rows: Sequence[tuple[str, tuple[Cell, ...]]]) -> None:
-        """Replace the rows; the cursor stays on the same key when it is still there, except
-        that a view showing the top of the order keeps showing it: rows arriving above (the
-        exits of a busy machine, a new risky process) do not drag the view down after the
-        selected row; when that row leaves the first page the cursor goes to the first row (as
-        after a sort change)."""
-        keep = self.cursor_key
+        """Replace the rows (see `set_source`)."""
+        self.set_source(RowList(rows))
+
+    def set_source(self, source: RowSource) -> None:
+        """Show `source`, which may be the same object as before, changed in place since the
+        last call: nothing of it is read but the lines on screen and the cursor's row. The
+        cursor stays on the same key when it is still there, except that a view showing the
+        top of the order keeps showing it: rows arriving above (the exits of a busy machine, a
+        new risky process) do not drag the view down after the selected row; when that row
+        leaves the first page the cursor goes to the first row (as after a sort change)."""
+        keep = self._cursor_key
         page = max(1, self.size.height - 1)
         at_top = int(self.scroll_y) == 0 and self.cursor_row < page
-        old_keys, old_cells = self.keys, self._cells
-        self.keys = [key for key, _ in rows]
-        self._cells = dict(rows)
-        for gone in self._strips.keys() - self._cells.keys():
-            del self._strips[gone]
-        size = Size(self._total_width, len(self.keys) + 1)
+        self._source = source
+        count = len(source)
+        size = Size(self._total_width, count + 1)
         before = self.virtual_size
         view = self.container_size.height
         if size != before and (size.width != before.width or before.height <= view
@@ -200,31 +151,75 @@ class FastTable(ScrollView, can_focus=True):
             # `virtual_size` asks for.
             self.set_reactive(FastTable.virtual_size, size)
             self._scroll_update(size)
-        if keep is not None and keep in self._cells:
-            index = self.keys.index(keep)
+        index = None if keep is None else source.index_of(keep)
+        if index is not None:
             cursor = index if not at_top or index < page else 0
         else:
-            cursor = min(self.cursor_row, max(0, len(self.keys) - 1))
-        if cursor != self.cursor_row:
-            self.cursor_row = cursor  # redraws the whole view
-        else:
-            self._refresh_changed(old_keys, old_cells)
-
-    def _refresh_changed(self, old_keys: list[str], old_cells: dict[str, tuple[Cell, ...]]
-                         ) -> None:
-        """Redraw only the visible lines whose row moved or whose cells changed: a tick over a
-        thousand sleeping processes then redraws a handful of lines, not the whole view."""
+            cursor = min(self.cursor_row, max(0, count - 1))
         top = int(self.scroll_y)
+        if cursor != self.cursor_row and not top <= cursor < top + page:
+            self.cursor_row = cursor  # scrolls to it and redraws the whole view
+            self._drawn = (int(self.scroll_y), self._window())
+        else:
+            # The cursor follows its row on screen: the lines it leaves and enters are drawn
+            # again, with those that changed, not the whole view.
+            moved = (self.cursor_row, cursor) if cursor != self.cursor_row else ()
+            self.set_reactive(FastTable.cursor_row, cursor)
+            self._refresh_changed(moved)
+        self._cursor_key = self.cursor_key
+        self._forget_strips()
+
+    def _window(self) -> list[tuple[str | None, tuple[Cell, ...] | None]]:
+        """(key, cells) of each visible line below the header; (None, None) past the rows."""
+        source = self._source
+        count = len(source)
+        top = int(self.scroll_y)
+        lines: list[tuple[str | None, tuple[Cell, ...] | None]] = []
+        for index in range(top, top + max(0, self.size.height - 1)):
+            if index < count:
+                key = source.key_at(index)
+                lines.append((key, source.cells_of(key)))
+            else:
+                lines.append((None, None))
+        return lines
+
+    def _refresh_changed(self, also: tuple[int, ...] = ()) -> None:
+        """Redraw only the visible lines whose row moved or whose cells changed (and the rows
+        at the indexes `also`): a tick over a thousand sleeping processes then redraws a
+        handful of lines, not the whole view. When the view scrolled or was resized since the
+        last update, it is all redrawn."""
+        top = int(self.scroll_y)
+        drawn_top, drawn = self._drawn
+        window = self._window()
+        self._drawn = (top, window)
+        if drawn_top != top or len(drawn) != len(window):
+            self.refresh()
+            return
         width = self.size.width
-        for y in range(1, self.size.height):
-            index = top + y - 1
-            old = old_keys[index] if index < len(old_keys) else None
-            new = self.keys[index] if index < len(self.keys) else None
-            if old != new or (new is not None and old_cells.get(new) is not self._cells[new]):
-                self.refresh(Region(0, y, width, 1))
+        marked = {index - top + 1 for index in also}
+        # One refresh for all of them, a region per run of lines (each call costs Textual a
+        # walk of the widget's geometry).
+        runs: list[Region] = []
+        for y, (old, new) in enumerate(zip(drawn, window, strict=True), start=1):
+            if old[0] != new[0] or old[1] is not new[1] or y in marked:
+                last = runs[-1] if runs else None
+                if last is not None and last.bottom == y:
+                    runs[-1] = Region(0, last.y, width, last.height + 1)
+                else:
+                    runs.append(Region(0, y, width, 1))
+        if runs:
+            self.refresh(*runs)
+
+    def _forget_strips(self) -> None:
+        """Cached lines are kept for the rows on screen; past a few pages of them (rows gone or
+        scrolled past) only those on screen are kept."""
+        if len(self._strips) > 4 * max(16, self.size.height):
+            shown = {key for key, _ in self._drawn[1] if key is not None}
+            self._strips = {k: v for k, v in self._strips.items() if k in shown}
 
     def on_resize(self) -> None:
         self._relayout()
+        self._drawn = (int(self.scroll_y), self._window())  # all of it is drawn again
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -245,7 +240,7 @@ class FastTable(ScrollView, can_focus=True):
             self.widths = widths
             self._total_width = sum(w + 1 for w in widths)
             self._strips.clear()
-            self.virtual_size = Size(self._total_width, len(self.keys) + 1)
+            self.virtual_size = Size(self._total_width, len(self._source) + 1)
             self.refresh()
 
     def set_labels(self, labels: dict[str, str]) -> None:
@@ -255,7 +250,7 @@ class FastTable(ScrollView, can_focus=True):
     # --- drawing -----------------------------------------------------------------------------
 
     def _row_strip(self, key: str, base: Style) -> Strip:
-        cells = self._cells[key]
+        cells = self._source.cells_of(key)
         cached = self._strips.get(key)
         if cached is not None and cached[0] is cells and cached[1] == base:
             return cached[2]
@@ -273,7 +268,8 @@ class FastTable(ScrollView, can_focus=True):
         the cursor's background could be unreadable), so the selection shows in every theme."""
         cursor = base + self.get_component_rich_style("fast-table--cursor")
         segments = []
-        for column, width, (text, _style) in zip(self.columns, self.widths, self._cells[key],
+        for column, width, (text, _style) in zip(self.columns, self.widths,
+                                                 self._source.cells_of(key),
                                                  strict=True):
             segments.append(Segment(fit(text, width, column.right), cursor))
             segments.append(Segment(" ", cursor))
@@ -303,13 +299,14 @@ class FastTable(ScrollView, can_focus=True):
             strip = self._header_strip()
         else:
             index = scroll_y + y - 1
-            if index >= len(self.keys):
+            if index >= len(self._source):
                 return Strip.blank(width, base)
+            key = self._source.key_at(index)
             if index == self.cursor_row:
                 fill = base + self.get_component_rich_style("fast-table--cursor")
-                strip = self._cursor_strip(self.keys[index], base)
+                strip = self._cursor_strip(key, base)
                 return strip.crop_extend(scroll_x, scroll_x + width, fill)
-            strip = self._row_strip(self.keys[index], base)
+            strip = self._row_strip(key, base)
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
     # --- cursor and mouse --------------------------------------------------------------------
@@ -321,6 +318,7 @@ class FastTable(ScrollView, can_focus=True):
         # force: before the screen's layout has shown the scrollbar, Textual ignores a scroll
         # (allow_vertical_scroll is False) and the cursor would stay off screen; the offset is
         # still bounded by max_scroll_y, which follows virtual_size at once.
+        self._cursor_key = self.cursor_key
         top = int(self.scroll_y)
         visible = max(1, self.size.height - 1)
         if row < top:
@@ -330,8 +328,8 @@ class FastTable(ScrollView, can_focus=True):
         self.refresh()
 
     def move_cursor_to(self, row: int) -> None:
-        if self.keys:
-            self.cursor_row = max(0, min(len(self.keys) - 1, row))
+        if len(self._source):
+            self.cursor_row = max(0, min(len(self._source) - 1, row))
 
     def action_cursor(self, delta: int) -> None:
         self.move_cursor_to(self.cursor_row + delta)
@@ -340,7 +338,7 @@ class FastTable(ScrollView, can_focus=True):
         self.move_cursor_to(self.cursor_row + direction * self._page_rows())
 
     def action_jump(self, row: int) -> None:
-        self.move_cursor_to(row if row >= 0 else len(self.keys) - 1)
+        self.move_cursor_to(row if row >= 0 else len(self._source) - 1)
 
     def action_select(self) -> None:
         key = self.cursor_key
@@ -371,7 +369,7 @@ class FastTable(ScrollView, can_focus=True):
                 self.post_message(self.HeaderClicked(self, column))
             return
         index = scroll_y + event.y - 1
-        if 0 <= index < len(self.keys):
+        if 0 <= index < len(self._source):
             if index == self.cursor_row and event.chain >= 2:
                 self.action_select()
             self.move_cursor_to(index)

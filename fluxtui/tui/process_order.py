@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import pwd
 from collections.abc import Callable, Iterable
@@ -92,7 +91,7 @@ def sort_key(row: ProcessRow, value: Any, reverse: bool) -> SortKey:
             row.key.start_ticks)
 
 
-def _missing_key(row: ProcessRow) -> tuple[bool, int, int]:
+def missing_key(row: ProcessRow) -> tuple[bool, int, int]:
     return (row.exited_at is not None, row.pid, row.key.start_ticks)
 
 
@@ -109,103 +108,12 @@ def sort_rows(rows: Iterable[ProcessRow], spec: SortSpec) -> list[ProcessRow]:
         else:
             present.append((sort_key(row, v, reverse), row))
     present.sort(key=_first, reverse=reverse)
-    missing.sort(key=_missing_key)
+    missing.sort(key=missing_key)
     return [row for _, row in present] + missing
 
 
 def _first(item: tuple[SortKey, ProcessRow]) -> SortKey:
     return item[0]
-
-
-class SortedRows:
-    """`sort_rows` kept from one snapshot to the next: a row that is the same object as last
-    time keeps its place; only changed, new and gone rows are placed or removed (bisection),
-    so a tick over thousands of sleeping processes does not sort them all again. The result is
-    the same list as `sort_rows` gives."""
-
-    REBUILD_FRACTION = 4  # more than 1/4 of the rows changed: sorting afresh is cheaper
-
-    def __init__(self) -> None:
-        self._spec: SortSpec | None = None
-        self._present: list[tuple[SortKey, ProcessRow]] = []  # ascending
-        self._missing: list[tuple[tuple[bool, int, int], ProcessRow]] = []  # ascending
-        # process -> (has a value, its sort key, the row placed)
-        self._placed: dict[ProcessKey, tuple[bool, Any, ProcessRow]] = {}
-
-    def order(self, rows: list[ProcessRow], spec: SortSpec) -> list[ProcessRow]:
-        placed = self._placed
-        changed = [row for row in rows if (p := placed.get(row.key)) is None or p[2] is not row]
-        # Gone: placed rows not among today's objects (by id: hashing a ProcessKey runs Python
-        # code, thousands per tick), less those that are only changed. Placed rows are held,
-        # so no id can be reused meanwhile.
-        objects = {id(row) for row in rows}
-        stale = [key for key, p in placed.items() if id(p[2]) not in objects]
-        if stale:
-            renewed = {row.key for row in changed}
-            gone = [key for key in stale if key not in renewed]
-        else:
-            gone = []
-        if spec != self._spec or (len(changed) + len(gone)) * self.REBUILD_FRACTION > len(rows):
-            self._rebuild(rows, spec)
-        else:
-            for key in gone:
-                self._remove(key)
-            value = SORT_VALUES[spec.column]
-            for row in changed:
-                self._remove(row.key)
-                v = value(row)
-                if v is None:
-                    entry_m = (_missing_key(row), row)
-                    bisect.insort(self._missing, entry_m, key=_first_m)
-                    placed[row.key] = (False, entry_m[0], row)
-                else:
-                    entry = (sort_key(row, v, spec.reverse), row)
-                    bisect.insort(self._present, entry, key=_first)
-                    placed[row.key] = (True, entry[0], row)
-        present = [row for _, row in self._present]
-        if spec.reverse:
-            present.reverse()
-        return present + [row for _, row in self._missing]
-
-    def _remove(self, key: ProcessKey) -> None:
-        where = self._placed.pop(key, None)
-        if where is None:
-            return
-        is_present, sort_at, _row = where
-        if is_present:
-            index = bisect.bisect_left(self._present, sort_at, key=_first)
-            del self._present[index]
-        else:
-            index = bisect.bisect_left(self._missing, sort_at, key=_first_m)
-            del self._missing[index]
-
-    def _rebuild(self, rows: list[ProcessRow], spec: SortSpec) -> None:
-        value = SORT_VALUES[spec.column]
-        self._spec = spec
-        self._present, self._missing, self._placed = [], [], {}
-        for row in rows:
-            v = value(row)
-            if v is None:
-                key_m = _missing_key(row)
-                self._missing.append((key_m, row))
-                self._placed[row.key] = (False, key_m, row)
-            else:
-                key = sort_key(row, v, spec.reverse)
-                self._present.append((key, row))
-                self._placed[row.key] = (True, key, row)
-        self._present.sort(key=_first)
-        self._missing.sort(key=_first_m)
-
-
-def _first_m(item: tuple[tuple[bool, int, int], ProcessRow]) -> tuple[bool, int, int]:
-    return item[0]
-
-
-def default_sort(rows: Iterable[ProcessRow]) -> SortSpec:
-    """Risk when a risk collector provides it, CPU otherwise."""
-    if any(r.risk is not None for r in rows):
-        return SortSpec("risk", True)
-    return SortSpec("cpu", True)
 
 
 def tree_order(rows: list[ProcessRow], spec: SortSpec) -> list[tuple[ProcessRow, str]]:

@@ -1,9 +1,11 @@
-"""The process table: updated by diff each tick (stable row keys, update_cell only what changed),
-sortable by any column, filterable with `/`, with a tree view."""
+"""The process table: sortable by any column, filterable with `/`, with a tree view. Each tick
+costs what changed: the snapshot names the processes whose row changed and those that left
+(`Snapshot.changed`/`removed`), only those are placed anew in the sorted order, and only the
+rows on screen are rendered (issue 13). A skipped snapshot, an unknown change set or a new view
+(sort, filter, tree) redo every row."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from rich.cells import cell_len
@@ -14,19 +16,21 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input
 
-from fluxtui.events import ProcessExit, ProcessKey, ProcessRow, Snapshot
+from fluxtui.events import ProcessKey, ProcessRow, Snapshot
+from fluxtui.tui.final_names import FinalNames
+from fluxtui.tui.final_names import final_identity as final_identity  # the details use it
 from fluxtui.tui.format import DASH, human_bytes, human_rate, level_style, percent
 from fluxtui.tui.grid import Cell, Column, FastTable
 from fluxtui.tui.process_order import (
     SORT_VALUES,
-    SortedRows,
     SortSpec,
-    default_sort,
     matches,
     name_label,
     tree_order,
     user_label,
 )
+from fluxtui.tui.process_rows import ProcessRows
+from fluxtui.tui.process_rows import row_key as row_key  # the grid key of a process
 from fluxtui.tui.themes import TOKEN_LEVELS
 from fluxtui.untrusted_text import visible
 
@@ -49,10 +53,6 @@ COLUMNS: list[Column] = [
     Column("container", "Container", 12, grow=1),
 ]
 COLUMN_IDS = [c.key for c in COLUMNS]
-
-
-def row_key(key: ProcessKey) -> str:
-    return f"{key.pid}:{key.start_ticks}"
 
 
 def _alarm(value: float | None) -> str:
@@ -107,45 +107,19 @@ def _container(row: ProcessRow) -> str:
     return visible(row.container) if row.container else DASH
 
 
-def final_identity(row: ProcessRow, final: ProcessExit) -> ProcessRow:
-    """An exited row named by its final record: the table's last /proc listing of a process
-    that lived milliseconds can predate its exec (a forked shell, "bash -bash", for what ran
-    as /tmp/x/ptracer); the kernel's exit record names what it was when it exited."""
-    life = final.lifetime
-    if not life.exe and not life.name:
-        return row
-    return dataclasses.replace(row, name=life.name or row.name, exe=life.exe or row.exe,
-                               cmdline=(life.exe or life.name, *life.args))
+def _render(row: ProcessRow, prefix: str) -> tuple[Cell, ...]:
+    return render_cells(row, prefix)  # looked up at each call: tests count the renders
 
 
-FinalCache = dict[ProcessKey, tuple[ProcessRow, ProcessExit, ProcessRow]]
-
-
-def with_final_identities(snapshot: Snapshot, cache: FinalCache | None = None) -> Snapshot:
-    """`cache` (kept by the caller from one snapshot to the next) hands back last time's row
-    object when neither the row nor its final record changed: the table then skips it."""
-    view = snapshot.views.get("risk")
-    finals = getattr(view, "exits", None)
-    if not finals:
-        if cache:
-            cache.clear()
-        return snapshot
-    processes = dict(snapshot.processes)
-    kept: FinalCache = {}
-    for key, final in finals.items():
-        row = processes.get(key)
-        if row is not None and row.exited_at is not None and isinstance(final, ProcessExit):
-            before = cache.get(key) if cache is not None else None
-            if before is not None and before[0] is row and before[1] is final:
-                named = before[2]
-            else:
-                named = final_identity(row, final)
-            processes[key] = named
-            kept[key] = (row, final, named)
-    if cache is not None:
-        cache.clear()
-        cache.update(kept)
-    return dataclasses.replace(snapshot, processes=processes)
+def _changes(snapshot: Snapshot, shown: dict[ProcessKey, ProcessRow], renamed: set[ProcessKey]
+             ) -> tuple[list[ProcessKey], frozenset[ProcessKey]]:
+    """The processes whose shown row is another object than last time, and those gone: the
+    engine's changes, plus the exited rows renamed by a new or dropped final record."""
+    assert snapshot.changed is not None
+    listed = snapshot.changed
+    changed = [key for key in listed if key in shown]
+    changed.extend(key for key in renamed if key not in listed and key in shown)
+    return changed, snapshot.removed
 
 
 @dataclass
@@ -191,14 +165,13 @@ class ProcessTable(Vertical):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.state = TableState()
-        self._shown: dict[str, tuple[ProcessRow, str, tuple[Cell, ...]]] = {}
         self._labelled: SortSpec | None = None
-        self._snapshot: Snapshot | None = None
-        self._order = SortedRows()
-        self._finals: FinalCache = {}
-        self._applied: dict[ProcessKey, ProcessRow] = {}
+        self._raw: Snapshot | None = None  # the engine's snapshot last shown
+        self._snapshot: Snapshot | None = None  # the same, exited rows named by their finals
+        self._finals = FinalNames()
+        self._rows = ProcessRows(_render)
         self._applied_view: tuple[str, SortSpec, bool] | None = None
-        self._default_sort = default_sort(())
+        self._with_risk = 0  # rows with a risk score: the default sort is risk while any
 
     def compose(self) -> ComposeResult:
         yield FilterInput(
@@ -215,71 +188,85 @@ class ProcessTable(Vertical):
     def current_sort(self) -> SortSpec:
         if self.state.sort is not None:
             return self.state.sort
-        return self._default_sort
+        return SortSpec("risk", True) if self._with_risk else SortSpec("cpu", True)
 
     def refresh_from(self, snapshot: Snapshot) -> None:
-        self._snapshot = with_final_identities(snapshot, self._finals)
-        # Once per snapshot: without a risk column (no risk scorer) this scans every row, and
-        # the sort is asked for several times a tick.
-        self._default_sort = default_sort(self._snapshot.processes.values())
-        self._apply()
-
-    def _visible(self) -> list[tuple[ProcessRow, str]]:
-        if self._snapshot is None:
-            return []
-        needle = self.state.filter
-        rows = ([r for r in self._snapshot.processes.values() if matches(r, needle)] if needle
-                else list(self._snapshot.processes.values()))
-        spec = self.current_sort()
-        if self.state.tree:
-            return tree_order(rows, spec)
-        return [(r, "") for r in self._order.order(rows, spec)]
-
-    def _unchanged(self) -> bool:
-        """The same row objects as last time, in the same view: nothing to redo. The engine
-        hands back the very same row object for a process that did not change."""
-        snapshot = self._snapshot
-        view = (self.state.filter, self.current_sort(), self.state.tree)
-        if snapshot is None or view != self._applied_view:
-            self._applied_view = view
-            self._applied = {}
-            return False
-        processes = snapshot.processes
-        before = self._applied
-        same = len(processes) == len(before) and all(
-            before.get(key) is row for key, row in processes.items())
-        self._applied = dict(processes)
-        return same
-
-    def _apply(self) -> None:
-        """One pass over the visible rows: a row that is the same object as last time (the
-        engine hands back the very same object for a process that did not change) keeps its
-        cells, so the table keeps its cached strip; only changed rows are rendered. Keys are
-        built, not looked up: a lookup hashes a ProcessKey in Python, thousands per tick."""
-        if self._unchanged():
+        if snapshot is self._raw:
             return
-        rows = []
-        old = self._shown
-        shown: dict[str, tuple[ProcessRow, str, tuple[Cell, ...]]] = {}
-        for row, prefix in self._visible():
-            pk = row.key
-            key = f"{pk.pid}:{pk.start_ticks}"
-            before = old.get(key)
-            if before is not None and before[1] == prefix and (before[0] is row
-                                                               or before[0] == row):
-                cells = before[2]  # unchanged: the table keeps its cached strip
-            else:
-                cells = render_cells(row, prefix)
-            shown[key] = (row, prefix, cells)
-            rows.append((key, cells))
-        self._shown = shown
-        # A tree's names need room for their depth: as much as the deepest one, room allowing.
-        deepest = (max((cell_len(cells[2][0]) for _, cells in rows), default=0)
-                   if self.state.tree else 0)
+        before, raw_before = self._snapshot, self._raw
+        self._raw = snapshot
+        current, renamed = self._finals.apply(snapshot)
+        self._snapshot = current
+        changes = None
+        if (before is not None and raw_before is not None and snapshot.changed is not None
+                and snapshot.sequence == raw_before.sequence + 1):
+            changes = _changes(snapshot, current.processes, renamed)
+        if changes is None:
+            self._with_risk = sum(1 for r in current.processes.values() if r.risk is not None)
+        else:
+            self._count_risk(before.processes if before else {}, current.processes, *changes)
+        self._apply(changes)
+
+    def _count_risk(self, old: dict[ProcessKey, ProcessRow], new: dict[ProcessKey, ProcessRow],
+                    changed: list[ProcessKey], removed: frozenset[ProcessKey]) -> None:
+        count = self._with_risk
+        for key in changed:
+            was = old.get(key)
+            count += (new[key].risk is not None) - (was is not None and was.risk is not None)
+        for key in removed:
+            was = old.get(key)
+            count -= was is not None and was.risk is not None
+        self._with_risk = count
+
+    def _apply(self, changes: tuple[list[ProcessKey], frozenset[ProcessKey]] | None = None
+               ) -> None:
+        """Show the current snapshot. `changes` (the processes whose row changed and those
+        gone, against the snapshot shown last) in the same view: only those are placed again.
+        Otherwise, or with a tree (its prefixes depend on the neighbours) or too many changes
+        (sorting afresh is then cheaper than placing one by one), every row is."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return
+        view = (self.state.filter, self.current_sort(), self.state.tree)
+        if changes is not None and view == self._applied_view:
+            changed, removed = changes
+            if not changed and not removed:
+                return
+            if not self.state.tree and (len(changed) + len(removed)) * 4 <= len(snapshot.processes):
+                self._place(changed, removed)
+                self.table.set_source(self._rows)
+                return
+        self._applied_view = view
+        needle = self.state.filter
+        rows = ([r for r in snapshot.processes.values() if matches(r, needle)] if needle
+                else snapshot.processes.values())
+        spec = self.current_sort()
+        deepest = 0
+        if self.state.tree:
+            lines = tree_order(list(rows), spec)
+            self._rows.show_tree(lines)
+            # A tree's names need room for their depth: the deepest one's, room allowing.
+            deepest = max((cell_len(prefix + visible(name_label(r))) for r, prefix in lines),
+                          default=0)
+        else:
+            self._rows.show_flat(rows, spec)
         self.table.want_width("name", deepest)
-        self.table.set_rows(rows)
-        if self.current_sort() != self._labelled:
+        self.table.set_source(self._rows)
+        if spec != self._labelled:
             self._update_labels()
+
+    def _place(self, changed: list[ProcessKey], removed: frozenset[ProcessKey]) -> None:
+        processes = self._snapshot.processes if self._snapshot is not None else {}
+        needle = self.state.filter
+        shown: list[ProcessRow] = []
+        hidden: list[ProcessKey] = list(removed)
+        for key in changed:
+            row = processes.get(key)
+            if row is not None and (not needle or matches(row, needle)):
+                shown.append(row)
+            else:
+                hidden.append(key)
+        self._rows.update(shown, hidden)
 
     def _update_labels(self) -> None:
         spec = self._labelled = self.current_sort()
@@ -290,15 +277,15 @@ class ProcessTable(Vertical):
     @property
     def rows(self) -> dict[str, ProcessRow]:
         """The rows shown, by table key, in the table's order (built on demand)."""
-        return {key: entry[0] for key, entry in self._shown.items()}
+        rows = self._rows
+        return {key: rows.by_key[key] for key in (rows.key_at(i) for i in range(len(rows)))}
 
     def selected_key_str(self) -> str | None:
         return self.table.cursor_key
 
     def selected_row(self) -> ProcessRow | None:
         key = self.selected_key_str()
-        entry = None if key is None else self._shown.get(key)
-        return None if entry is None else entry[0]
+        return None if key is None else self._rows.row(key)
 
     # --- actions -----------------------------------------------------------------------------
 
@@ -367,6 +354,6 @@ class ProcessTable(Vertical):
 
     @on(FastTable.RowSelected, "#process-grid")
     def _row_chosen(self, event: FastTable.RowSelected) -> None:
-        entry = self._shown.get(event.key)
-        if entry is not None:
-            self.post_message(self.Selected(entry[0].key))
+        row = self._rows.row(event.key)
+        if row is not None:
+            self.post_message(self.Selected(row.key))
