@@ -19,6 +19,7 @@ _BPF_NR = {"x86_64": 321, "aarch64": 280}
 BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_GET_NEXT_KEY = 1, 2, 4
 BPF_MAP_LOOKUP_AND_DELETE_BATCH = 25
 BPF_ANY = 0
+POP_BATCH = 8192  # entries a batch call of pop_all_packed takes at most
 PERCPU_TYPES = frozenset({5, 6, 10})  # percpu_hash, percpu_array, lru_percpu_hash
 
 _libc = ct.CDLL(None, use_errno=True)
@@ -90,6 +91,7 @@ class BpfMap:
         self._slot = (self.info.value_size + 7) // 8 * 8
         self.ncpus = possible_cpus() if self.percpu else 1
         self.value_bytes = self._slot * self.ncpus if self.percpu else self.info.value_size
+        self._pop_buffers: tuple[ct.Array[ct.c_char], ...] | None = None  # see pop_all_packed
 
     def _key(self, key: bytes | int) -> ct.Array[ct.c_char]:
         raw = key.to_bytes(self.info.key_size, "little") if isinstance(key, int) else key
@@ -151,14 +153,17 @@ class BpfMap:
                 for i in range(len(keys) // size_k)]
 
     def pop_all_packed(self) -> tuple[bytes, bytes]:
-        """Every key and value, each deleted as it is read (BPF_MAP_LOOKUP_AND_DELETE_BATCH),
-        as two packed byte strings (entry i at i * key size, i * value size)."""
+        """Every key and value, each deleted as it is read (BPF_MAP_LOOKUP_AND_DELETE_BATCH,
+        POP_BATCH entries a call), as two packed byte strings (entry i at i * key size,
+        i * value size). One caller at a time per map (its buffers are reused)."""
         size_k, size_v = self.info.key_size, self.value_bytes
-        count = max(1, self.info.max_entries)
-        keys = ct.create_string_buffer(size_k * count)
-        values = ct.create_string_buffer(size_v * count)
-        token_in = ct.create_string_buffer(max(size_k, 8))
-        token_out = ct.create_string_buffer(max(size_k, 8))
+        count = max(1, min(self.info.max_entries, POP_BATCH))
+        if self._pop_buffers is None:  # made once: zero-filling megabytes each tick cost more
+            self._pop_buffers = (ct.create_string_buffer(size_k * count),  # than the call
+                                 ct.create_string_buffer(size_v * count),
+                                 ct.create_string_buffer(max(size_k, 8)),
+                                 ct.create_string_buffer(max(size_k, 8)))
+        keys, values, token_in, token_out = self._pop_buffers
         out_keys: list[bytes] = []
         out_values: list[bytes] = []
         first = True
