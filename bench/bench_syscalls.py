@@ -128,7 +128,7 @@ def fluxtui_program() -> tuple[Any, SyscallCollector]:
     collector._program = LoadedProgram("syscalls.bpf.c", maps, [], {}, 0)
     collector.table = SyscallTable.load()
     collector._configure(offsets)
-    collector._ring = collector._program.ring_buffer("events")
+    collector._open_rings()
     return bpf, collector
 
 

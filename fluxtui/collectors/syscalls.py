@@ -262,9 +262,7 @@ class SyscallCollector:
                                       {int(k): v for k, v in raw["compat"].items()})
             self._program = program
             self._configure(offsets)
-            self._ring = program.ring_buffer("events")
-            self._spill = program.ring_buffer("spill")
-            self._ring.wake_also_on(self._spill)
+            self._open_rings()
         except Exception as exc:
             self._program = program
             self.close()
@@ -276,6 +274,14 @@ class SyscallCollector:
         self._poller = threading.Thread(target=self._pump, name="fluxtui-syscalls",
                                         daemon=True)
         self._poller.start()
+
+    def _open_rings(self) -> None:
+        """The main ring buffer and the spare one (see FX_RING_TRIES in syscalls.bpf.c); a
+        wait on the main one returns when either has records."""
+        assert self._program is not None
+        self._ring = self._program.ring_buffer("events")
+        self._spill = self._program.ring_buffer("spill")
+        self._ring.wake_also_on(self._spill)
 
     def _configure(self, offsets: dict[str, int]) -> None:
         program, table = self._program, self.table
