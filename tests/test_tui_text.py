@@ -86,3 +86,22 @@ def test_headless_text_output() -> None:
 
 def test_safe_text_is_never_markup() -> None:
     assert safe_text("[bold]x[/]" + HOSTILE).plain == "[bold]x[/]" + EXPECTED
+
+
+def test_details_say_a_scored_host_process_runs_on_the_host() -> None:
+    """The risk view lists the processes in a container only: a host process with a score
+    says "none (host)", from its row, not "unknown"."""
+    import dataclasses
+
+    from fluxtui.detection.risk import ZERO
+    from fluxtui.events import HOST
+    from fluxtui.views import RiskView
+
+    target = dataclasses.replace(row(78, "sshd"), container_identity=HOST)
+    base = snapshot([target])
+    engine = StaticEngine(dataclasses.replace(
+        base, views={**base.views, "risk": RiskView(50.0, {target.key: ZERO}, {}, {})}))
+    console = Console(width=100, file=io.StringIO(), record=True, color_system=None)
+    console.print(ProcessDetailScreen(engine, target.key).render_detail())
+    text = console.export_text()
+    assert "none (host)" in text and "unknown" not in text.split("Container")[1].split("\n")[0]

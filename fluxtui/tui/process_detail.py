@@ -183,6 +183,8 @@ class ProcessDetailScreen(ModalScreen[None]):
             if not score.reasons:
                 parts.append(Text("  nothing risky seen", style="dim"))
         container = risk_view.containers.get(self.key) if risk_view is not None else None
+        if container is None and score is not None and row is not None:
+            container = row.container_identity  # the view lists those in a container only
         where = safe_text(container.describe() if container is not None
                           else "unknown (no risk scorer, or not seen yet)")
         parts.append(Text.assemble(("Container: ", "bold"), where))
