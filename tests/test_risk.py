@@ -677,24 +677,3 @@ def test_only_processes_whose_score_can_change_are_scored(tmp_path: Path) -> Non
     assert scored == [busy.key]
     assert set(third.annotations) == {busy.key} and third.annotations[busy.key]["risk"] == 30.0
     assert scorer.explain(quiet.key) is not None  # still in the view, unchanged
-
-
-def test_fluxtuis_own_helpers_are_not_scored_and_others_are(tmp_path: Path) -> None:
-    """The BPF compile helper and the package lookups fluxtui starts topped the table at every
-    start: a child of fluxtui's own process (pid and start time) is not scored; the same
-    calls and finding from any other process are."""
-    scorer = _scorer(tmp_path)
-    assert scorer._self_key is not None and scorer._self_key.pid == os.getpid()
-    helper, other = row(500, "python3.11"), row(501, "python3.11")
-    lineage = Lineage(lambda path: False, proc=str(tmp_path))
-    lineage._put(helper.key, Node(scorer._self_key, "/usr/bin/python3.11"))
-    lineage._put(other.key, Node(ProcessKey(1, 0), "/usr/bin/python3.11"))
-    findings = tuple(Finding(key, "syscalls.bpf_prog_load", "BPF program loaded", "bpf load", 20,
-                             ("T1014", "Rootkit"), Severity.MEDIUM)
-                     for key in (helper.key, other.key))
-    counts = {key: {"bpf": 3, "read": 9} for key in (helper.key, other.key)}
-    tick = _tick(0, [helper, other], {SyscallCapture.name: _view(findings, counts=counts,
-                                                                 lineage=lineage)})
-    scorer.on_tick(tick)
-    assert tick.annotations[helper.key]["risk"] == 0.0
-    assert tick.annotations[other.key]["risk"] > 0

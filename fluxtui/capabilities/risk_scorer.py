@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -33,7 +32,6 @@ from typing import Any, ClassVar
 from fluxtui.bus import EventBus
 from fluxtui.capabilities.lineage import Lineage
 from fluxtui.capabilities.syscall_view import SYSCALLS
-from fluxtui.collectors.procstat import read_start_ticks
 from fluxtui.component import ANOMALIES, RISK_INPUTS, Channel, TickContext
 from fluxtui.config import Config
 from fluxtui.detection.container_index import ContainerResolver
@@ -89,8 +87,6 @@ class RiskScorer:
         self._in_containers: dict[ProcessKey, ContainerIdentity] = {}
         self._published: dict[ProcessKey, RiskScore] = {}  # the last view's copy (UI thread)
         self._why_none_before: str | None = None
-        start = read_start_ticks(os.getpid())  # fluxtui itself: see _own_helpers
-        self._self_key = None if start is None else ProcessKey(os.getpid(), start)
         self._verdicts_before: set[ProcessKey] = set()
 
     def start(self, bus: EventBus) -> None:
@@ -128,15 +124,11 @@ class RiskScorer:
         for alert in tick.alerts:
             if alert.key is not None:
                 self._alerts_of.setdefault(alert.key, set()).add(alert.rule_id)
-        own = self._own_helpers(view)
         if view is not None:
             for key, named in view.counts.items():
-                if key not in own:
-                    self.model.observe_syscalls(key, named, now)
+                self.model.observe_syscalls(key, named, now)
                 seen.add(key)
             for f in view.findings:
-                if f.key in own:
-                    continue
                 self.model.add(f.key, f.points, f.reason, now, *f.technique, group=f.rule_id)
                 seen.add(f.key)
                 seen.update(self._propagate(view.lineage, f.key, f.points, f.reason,
@@ -145,8 +137,6 @@ class RiskScorer:
             self._closing = {k: v for k, v in view.final.items() if k not in final}
             self._received.update(dict.fromkeys(self._closing, now))
         for item in inputs:
-            if item.key in own:
-                continue
             self.model.add(item.key, item.points, item.reason, now, *item.technique,
                            group=item.group)
             seen.add(item.key)
@@ -155,8 +145,6 @@ class RiskScorer:
                                             item.technique, item.group or item.reason, now))
         # "" means a model ran; with no anomaly component nothing sets it, and no verdict came.
         verdicts = anomalies.verdicts if anomalies is not None else {}
-        if own and verdicts:
-            verdicts = {k: v for k, v in verdicts.items() if k not in own}
         why_none = (anomalies.why_none if anomalies is not None else "") or (
             "" if verdicts else NO_MODEL)
         self._anomaly_note = why_none
@@ -224,19 +212,6 @@ class RiskScorer:
             if (points >= threshold and points > 0 and key not in above) or (
                     points < rearm and key in above):
                 self._threshold_alert(tick, key, row.name, score, threshold, container)
-
-    def _own_helpers(self, view: Any) -> set[ProcessKey]:
-        """The processes fluxtui itself started this tick's data is about (the BPF compile
-        helper, the package lookups that verify executables): not scored, so that they do not
-        top the table at every start. Known by their parent, exactly (pid and start time),
-        from the lineage or a final record; nothing else can be fluxtui's child."""
-        if view is None or self._self_key is None:
-            return set()
-        lineage = view.lineage
-        keys = {*view.counts, *(f.key for f in view.findings)}
-        own = {key for key in keys if lineage is not None and lineage.parent(key) == self._self_key}
-        own.update(key for key, life in view.final.items() if life.parent == self._self_key)
-        return own
 
     def _name_containers(self, tick: TickContext,
                          final: dict[ProcessKey, ProcessLifetime]) -> None:
