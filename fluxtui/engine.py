@@ -157,8 +157,8 @@ class Engine:
                     newly_failed.append(component)
             for key in ctx.stale_identities:
                 self.processes.forget_identity(key)
-            self._columns_of.update((name, self._columns_of.get(name, set()) | columns)
-                                    for name, columns in ctx.annotated_by.items())
+            for name, columns in ctx.annotated_by.items():
+                self._columns_of.setdefault(name, set()).update(columns)
             cleared = {column: ROW_DEFAULTS[column] for c in newly_failed
                        for column in self._columns_of.pop(c.name, ())}
             changed, removed = self._merge(sampled, ctx.processes, ctx.annotations, cleared)

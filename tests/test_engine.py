@@ -139,13 +139,14 @@ def test_components_can_ask_for_a_process_identity_to_be_read_again() -> None:
 
 
 class FixedRows:
-    """A process collector whose rows never change: the same objects every tick."""
+    """A process collector whose rows change only when a test changes `rows`: the same
+    objects every tick. It does not say which rows changed (the engine compares)."""
 
     name = "processes"
 
-    def __init__(self) -> None:
-        key = ProcessKey(4242, 1)
-        self.rows = {key: ProcessRow(key, 1, "root", "x", "/x", ("/x",), 0.0, 1, 1, "sleeping")}
+    def __init__(self, *keys: ProcessKey) -> None:
+        self.rows = {key: ProcessRow(key, 1, "root", f"p{key.pid}", "/x", ("/x",), 0.0, 1, 1,
+                                     "sleeping") for key in keys or (ProcessKey(4242, 1),)}
 
     def sample(self) -> dict[ProcessKey, ProcessRow]:
         return dict(self.rows)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from fluxtui.bus import EventBus
 from fluxtui.component import TickContext
 from fluxtui.config import Config
 from fluxtui.engine import Engine
-from fluxtui.events import ComponentState, ComponentStatus, ProcessKey, ProcessRow
+from fluxtui.events import ProcessKey, ProcessRow
+from tests.test_engine import Annotator
+from tests.test_engine import FixedRows as Rows
 
 A, B, C = ProcessKey(4242, 1), ProcessKey(4243, 1), ProcessKey(4244, 1)
 
@@ -19,44 +20,15 @@ def _row(key: ProcessKey, cpu: float = 0.0) -> ProcessRow:
     return ProcessRow(key, 1, "root", f"p{key.pid}", "/x", ("/x",), cpu, 1, 1, "sleeping")
 
 
-class Rows:
-    """A process collector with rows set by the test; `changed` unset: the engine compares."""
-
-    name = "processes"
-
-    def __init__(self, *keys: ProcessKey) -> None:
-        self.rows = {key: _row(key) for key in keys}
-
-    def sample(self) -> dict[ProcessKey, ProcessRow]:
-        return dict(self.rows)
-
-    def status(self) -> ComponentStatus:
-        return ComponentStatus(self.name, ComponentState.RUNNING)
-
-    def forget_identity(self, key: ProcessKey) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class Once:
+class Once(Annotator):
     """Sets a process's connections column once, for new processes only; records what it saw."""
 
     name = "once"
 
     def __init__(self) -> None:
+        super().__init__()
         self.appeared: list[set[ProcessKey]] = []
         self.fail = False
-
-    def start(self, bus: EventBus) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def status(self) -> ComponentStatus:
-        return ComponentStatus(self.name, ComponentState.RUNNING)
 
     def on_tick(self, tick: TickContext) -> None:
         if self.fail:

@@ -177,8 +177,7 @@ class RiskScorer:
         sleep are not looked at."""
         scores, containers, in_containers = self._scores, self._container_of, self._in_containers
         processes = tick.processes
-        for key in [k for k in scores.keys() - processes.keys()] + [k for k in final
-                                                                      if k in scores]:
+        for key in (scores.keys() - processes.keys()) | (scores.keys() & final.keys()):
             scores.pop(key, None)
             containers.pop(key, None)
             in_containers.pop(key, None)

@@ -123,10 +123,6 @@ class FastTable(ScrollView, can_focus=True):
         index = next(i for i, c in enumerate(self.columns) if c.key == column)
         return self._source.cells_of(key)[index][0]
 
-    def set_rows(self, rows: Sequence[tuple[str, tuple[Cell, ...]]]) -> None:
-        """Replace the rows (see `set_source`)."""
-        self.set_source(RowList(rows))
-
     def set_source(self, source: RowSource) -> None:
         """Show `source`, which may be the same object as before, changed in place since the
         last call: nothing of it is read but the lines on screen and the cursor's row. The
