@@ -4,6 +4,7 @@ appear and exited ones leave (with their held fds)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,12 @@ from pathlib import Path
 import pytest
 
 from fluxtui.collectors import processes as processes_module
-from fluxtui.collectors.processes import ProcessCollector, held_fd_budget
+from fluxtui.collectors.proc_events import ProcEvent, ProcEventsLost
+from fluxtui.collectors.processes import (
+    ProcessCollector,
+    held_fd_budget,
+    in_initial_pid_namespace,
+)
 from fluxtui.collectors.procstat import HeldReads, read_stat
 from fluxtui.events import ProcessRow
 from tests.kernel import require, require_root
@@ -276,3 +282,105 @@ def test_a_process_whose_main_thread_exited_is_read_every_tick(
         proc.kill()
         proc.wait(timeout=10)
         collector.close()
+
+
+class ListingSpy:
+    """Counts the collector's listings of /proc."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = processes_module.list_pids
+
+        def counting(proc: str = "/proc") -> list[int]:
+            self.calls += 1
+            return real(proc)
+
+        monkeypatch.setattr(processes_module, "list_pids", counting)
+
+
+@pytest.mark.kernel
+def test_new_processes_come_from_fork_events_without_listing_proc(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root, a tick walks the known pids and the ones the kernel reported forked: no
+    getdents of 2,000 entries when nothing started."""
+    require_root()
+    listings = ListingSpy(monkeypatch)
+    collector = ProcessCollector(stat_refresh_ticks=NEVER, identity_refresh_ticks=NEVER)
+    try:
+        collector.sample()
+        assert listings.calls == 1 and collector.last.listing  # the first sample lists
+        collector.sample()
+        assert listings.calls == 1 and not collector.last.listing
+        with child("import sys, threading\n"
+                   "threading.Thread(target=sys.stdin.readline).start()\n"
+                   "print('ready', flush=True)\nsys.stdin.readline()\n") as proc:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            rows = collector.sample()
+            found = row_of(rows, proc.pid)
+            assert found is not None and found.threads == 2
+            # the thread it started (a fork event too) is not a process of its own
+            threads = thread_ids(proc.pid)
+            assert len(threads) == 1 and not threads & {row.pid for row in rows.values()}
+        rows = collector.sample()
+        assert row_of(rows, proc.pid) is None  # exited: its held fd read ESRCH
+        assert listings.calls == 1
+    finally:
+        collector.close()
+
+
+def thread_ids(pid: int) -> set[int]:
+    """The thread ids of a process but its main thread (empty once it is gone)."""
+    try:
+        return {int(t) for t in os.listdir(f"/proc/{pid}/task")} - {pid}
+    except OSError:
+        return set()
+
+
+@pytest.mark.kernel
+def test_lost_process_events_make_the_next_tick_list_proc(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connector that overflowed (a fork storm filling its socket) may have lost a new
+    process's event: /proc is listed, and the process is there."""
+    require_root()
+    listings = ListingSpy(monkeypatch)
+    collector = ProcessCollector(stat_refresh_ticks=NEVER, identity_refresh_ticks=NEVER)
+    try:
+        collector.sample()
+        assert collector._events is not None
+        real_drain = collector._events.drain
+
+        def overflowed(limit: int = 100_000) -> list[ProcEvent]:
+            real_drain(limit)  # the events are gone, as in an overflow
+            raise ProcEventsLost("process events were dropped")
+
+        monkeypatch.setattr(collector._events, "drain", overflowed)
+        proc = subprocess.Popen(["sleep", "30"])
+        try:
+            rows = collector.sample()
+            assert collector.last.listing and listings.calls == 2
+            assert row_of(rows, proc.pid) is not None
+            assert collector.status().drops["process_events"] == 1
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+    finally:
+        collector.close()
+
+
+def test_proc_is_listed_every_tick_without_process_events(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    listings = ListingSpy(monkeypatch)
+    collector = ProcessCollector(process_events=False)
+    try:
+        for _ in range(3):
+            collector.sample()
+            assert collector.last.listing
+        assert listings.calls == 3
+    finally:
+        collector.close()
+
+
+def test_a_proc_of_another_pid_namespace_is_listed(tmp_path: Path) -> None:
+    """The connector's pids are the initial namespace's: a /proc whose self/ns/pid is another
+    namespace's (here: none at all) is never walked from its events."""
+    assert not in_initial_pid_namespace(str(tmp_path))

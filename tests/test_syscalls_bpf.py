@@ -729,6 +729,73 @@ def test_a_storm_of_process_starts_loses_nothing(binaries: dict[str, str]) -> No
     assert not any("no argv" in e.flags for e in events if e.kind == "exec")
 
 
+# Forks `n` children (argv[1]) that make a few syscalls each and stay, without exec or exit:
+# new count map keys and no ring buffer event. Prints "forked", then waits for stdin to close.
+FORKER = """
+import os, sys
+r, w = os.pipe()
+kids = []
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        os.getppid(); os.getuid(); os.getgid(); os.geteuid()
+        os.read(r, 1)
+        os._exit(0)
+    kids.append(pid)
+os.close(r)
+print("forked", flush=True)
+sys.stdin.read()
+os.close(w)
+for pid in kids:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_new_keys_without_events_wake_the_pump_before_the_map_fills() -> None:
+    """The pump does not poll: a storm of forks (no exec, no exit: no ring buffer record) must
+    wake it through the program's fill wake-ups, and the map is flipped early, with no tick."""
+    require_bcc()
+    collector = sc.SyscallCollector(count_map_entries=4096, fill_level=0.25,
+                                    watch_interval_s=3600)
+    try:
+        collector.start()
+    except sc.CollectorUnavailable as exc:
+        require(False, str(exc))
+    forker = None
+    try:
+        collector.drain()
+        forker = subprocess.Popen([sys.executable, "-c", FORKER, "600"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert forker.stdout is not None and forker.stdout.readline() == "forked\n"
+        for _ in range(20 * MAX_TICKS):
+            if collector.early_drains:
+                break
+            time.sleep(0.05)
+        assert collector.early_drains >= 1
+        drain = collector.drain()
+        assert drain.dropped_total.syscalls_lost == 0
+    finally:
+        if forker is not None:
+            forker.communicate(timeout=60)
+        collector.close()
+
+
+def test_close_wakes_a_waiting_pump() -> None:
+    """Waits of an hour are only a safety net: close returns as soon as the pump sees it."""
+    require_bcc()
+    collector = sc.SyscallCollector(watch_interval_s=3600)
+    collector.join_timeout_s = 60
+    try:
+        collector.start()
+    except sc.CollectorUnavailable as exc:
+        require(False, str(exc))
+    poller = collector._poller
+    assert poller is not None
+    collector.close()
+    assert not poller.is_alive() and not collector.running
+
+
 def test_nothing_is_lost_silently(binaries: dict[str, str]) -> None:
     """A tiny count map and a one-page ring buffer, overloaded: every syscall and event is
     either delivered (through the spare ring buffer too) or counted as dropped."""
@@ -1146,3 +1213,14 @@ def test_count_batches_are_parsed_as_the_kernel_packs_them() -> None:
     assert counts == {ProcessKey(7, 100): {39: 15}, ProcessKey(8, 5): {1: 2}}
     assert bigrams == {ProcessKey(7, 100): {(bs.FX_NR_START, 39): 1, (39, 39): 14},
                        ProcessKey(8, 5): {(0, 1): 2}}
+
+
+@pytest.mark.parametrize("entries,fill,cpus", [(131072, 0.5, 2), (4096, 0.25, 2),
+                                               (131072, 0.5, 64), (1024, 2.0, 1), (64, 0.05, 256)])
+def test_the_fill_wake_step_lets_all_cpus_add_at_most_a_quarter_of_the_fill_level_unseen(
+        entries: int, fill: float, cpus: int) -> None:
+    mask = sc.wake_mask(entries, fill, cpus)
+    step = mask + 1
+    assert step & mask == 0  # a power of two: the program tests it with one AND
+    assert step == 1 or cpus * step <= min(fill, 1.0) * entries / 4
+    assert cpus * step * 2 > min(fill, 1.0) * entries / 4 or step == 1  # the largest such

@@ -38,7 +38,7 @@ class Config(ct.Structure):
             "mount_mnt", "mount_mnt_parent", "mount_mnt_mountpoint", "vfsmount_mnt_root",
             "qstr_len", "task_thread_status", "compat_mask",
             "task_files", "files_fdt", "fdtable_fd", "fdtable_max_fds", "file_f_inode",
-            "inode_i_mode", "file_private_data", "socket_sk", "sock_family",
+            "inode_i_mode", "file_private_data", "socket_sk", "sock_family", "wake_mask",
         )
     ]
 

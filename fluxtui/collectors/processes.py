@@ -12,7 +12,12 @@ How that is known, per process and tick:
 - Memory a sleeping process cannot change itself (the kernel reclaiming or swapping its pages,
   another process writing into it with process_vm_writev or ptrace): every process is read
   again at least every `STAT_REFRESH_TICKS` ticks, spread over ticks.
-- New and exited processes: the listing of /proc each tick (one getdents pass).
+- New and exited processes: as root, the kernel's process events connector reports each new
+  process (a fork event whose child is a thread group leader) and a held schedstat fd reads
+  ESRCH once its process has exited, so the tick walks the known pids plus the new ones. /proc
+  is listed (one getdents pass) at the first sample, after the connector overflowed, every
+  `LISTING_REFRESH_TICKS` ticks, and on every tick without the connector or when fluxtui's
+  /proc is not the initial pid namespace's (the connector's pids are that namespace's).
 - Identity (user, executable, command line): read once per process life; again on exec and on
   a uid change, which the kernel's process events connector reports (root; collectors/
   proc_events.py), on a comm change, when a component asks (`forget_identity`), and, for a
@@ -30,6 +35,7 @@ from dataclasses import dataclass, replace
 
 from fluxtui.collectors.proc_events import (
     PROC_EVENT_EXEC,
+    PROC_EVENT_FORK,
     PROC_EVENT_UID,
     ProcEvents,
     ProcEventsLost,
@@ -44,6 +50,9 @@ STATE_NAMES = {
 }
 STAT_REFRESH_TICKS = 30
 IDENTITY_REFRESH_TICKS = 30
+LISTING_REFRESH_TICKS = 30
+# The initial pid namespace's inode number (include/linux/proc_ns.h: PROC_PID_INIT_INO)
+INIT_PID_NS_INODE = 0xEFFFFFFC
 # fds left for everything else when holding schedstat files open: the guard's waiting opens
 # (1,000 x 4, guard/limits.py), sockets, the audit database, /proc reads.
 FD_RESERVE = 8192
@@ -58,6 +67,15 @@ def display_name(stat: ProcStat, identity: Identity) -> str:
     if len(stat.comm) >= 15 and base.startswith(stat.comm):
         return base
     return stat.comm
+
+
+def in_initial_pid_namespace(proc: str = "/proc") -> bool:
+    """Whether the pids under `proc` are the initial namespace's (those the process events
+    connector reports)."""
+    try:
+        return os.stat(f"{proc}/self/ns/pid").st_ino == INIT_PID_NS_INODE
+    except OSError:
+        return False
 
 
 def held_fd_budget() -> int:
@@ -101,6 +119,7 @@ class TickCounts:
     listed: int = 0
     stat_reads: int = 0
     identity_reads: int = 0
+    listing: bool = False  # /proc was listed (else: known pids and the connector's new ones)
 
 
 class ProcessCollector:
@@ -120,6 +139,9 @@ class ProcessCollector:
         self._events: ProcEvents | None = None
         self._events_note = "process events off"
         self._events_lost = 0
+        self._new_pids: set[int] = set()  # forked since the last sample (connector)
+        self._fork_events = False  # new processes come from the connector, not a listing
+        self._listing_due = True
         self.last = TickCounts()
         # The processes whose row is another object than the last sample's (new ones included)
         self.changed: set[ProcessKey] = set()
@@ -128,8 +150,11 @@ class ProcessCollector:
             try:
                 # Room for a few thousand execs between two ticks; an overflow costs one
                 # re-read of every identity and is counted in the status's drops.
-                self._events = ProcEvents(rcvbuf=8 << 20,
-                                          wanted=PROC_EVENT_EXEC | PROC_EVENT_UID)
+                self._fork_events = in_initial_pid_namespace(proc)
+                wanted = PROC_EVENT_EXEC | PROC_EVENT_UID
+                self._events = ProcEvents(
+                    rcvbuf=8 << 20,
+                    wanted=wanted | PROC_EVENT_FORK if self._fork_events else wanted)
                 self._events_note = ""
             except OSError as exc:
                 self._events_note = f"process events unavailable ({exc.strerror or exc})"
@@ -165,15 +190,35 @@ class ProcessCollector:
             return
         try:
             for event in self._events.drain():
-                self._stale.add(event.tgid)
+                if event.what == PROC_EVENT_FORK:
+                    if event.arg1 == event.arg2:  # child pid == child tgid: a new process
+                        self._new_pids.add(event.arg2)
+                else:
+                    self._stale.add(event.tgid)
         except ProcEventsLost:
-            # Which processes exec'd is lost: every identity is read again once.
+            # Which processes exec'd or started is lost: every identity is read again once,
+            # and /proc is listed.
             self._events_lost += 1
             self._stale.update(self._tracked)
+            self._listing_due = True
         except OSError as exc:
             self._events_note = f"process events stopped ({exc.strerror or exc})"
             self._events.close()
             self._events = None
+            self._listing_due = True
+
+    def _pids(self) -> tuple[list[int] | dict[int, _Tracked], bool]:
+        """The pids to read this tick, and whether /proc was listed for them."""
+        new, self._new_pids = self._new_pids, set()
+        if (self._listing_due or self._events is None or not self._fork_events
+                or self._tick % LISTING_REFRESH_TICKS == 0):
+            self._listing_due = False
+            return list_pids(self._proc), True
+        if not new:
+            return self._tracked, False
+        # A new pid may also be a tracked one's number, reused: its held fd reads ESRCH and
+        # the path is opened afresh.
+        return [*self._tracked, *(pid for pid in new if pid not in self._tracked)], False
 
     def sample(self) -> dict[ProcessKey, ProcessRow]:
         now = time.monotonic()
@@ -192,7 +237,8 @@ class ProcessCollector:
         # run (a held fd's pread, one comparison) is kept inline, without method calls.
         held, pread, size = self._sched.held, os.pread, self._sched.size
         tracked_of, tick, refresh = self._tracked.get, self._tick, self._stat_refresh
-        for pid in list_pids(self._proc):
+        pids, counts.listing = self._pids()
+        for pid in pids:
             tracked = tracked_of(pid)
             sched = None
             if tracked is not None and (fd := held.get(pid)) is not None:

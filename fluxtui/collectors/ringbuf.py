@@ -86,6 +86,10 @@ class RingBuffer:
         """`wait` returns when `other` has records too."""
         self._epoll.register(other.fd, select.EPOLLIN)
 
+    def wake_also_on_fd(self, fd: int) -> None:
+        """`wait` returns when `fd` is readable too (e.g. an eventfd written to stop a reader)."""
+        self._epoll.register(fd, select.EPOLLIN)
+
     def wait(self, timeout_s: float) -> bool:
         """True when the kernel signalled new records within `timeout_s` seconds."""
         return bool(self._epoll.poll(timeout_s))

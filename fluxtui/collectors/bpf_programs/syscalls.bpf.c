@@ -17,7 +17,10 @@
  *
  * Fill level: every key inserted into a count map is counted in `inserted[gen]` (per CPU, off
  * the hot path: only a new key pays it). User space watches it and flips before the map fills,
- * not only once a tick, so a storm of new processes finds room.
+ * not only once a tick, so a storm of new processes finds room. It need not poll for that: each
+ * (config.wake_mask + 1)th key inserted on a CPU reserves and discards an empty ring buffer
+ * record with a forced wake-up, which wakes its reader like any record, so the map cannot gain
+ * more than (wake_mask + 1) keys per CPU unseen.
  *
  * Hot path: per syscall two helper calls (the BTF task, its task storage), two array lookups
  * the verifier inlines (config, syscall_desc) and, while a run continues, one compare and an
@@ -134,6 +137,15 @@ static __always_inline void *ring_reserve(u64 size)
     return rec;
 }
 
+/* Wakes the ring buffer's reader with no record (see "Fill level"). A full ring buffer has
+ * woken it already. */
+static __always_inline void wake_reader(void)
+{
+    void *rec = events.ringbuf_reserve(8);
+    if (rec)
+        events.ringbuf_discard(rec, BPF_RB_FORCE_WAKEUP);
+}
+
 /* Start time of the current process in clock ticks, as in field 22 of /proc/PID/stat. */
 static __always_inline u64 process_start_ticks(struct fx_config *cfg)
 {
@@ -181,8 +193,11 @@ static __always_inline void flush_run(struct fx_config *cfg, struct fx_thread *t
     }
     if (bpf_map_update_elem(map, &key, &n, BPF_NOEXIST) == 0) {
         u64 *ins = inserted.lookup(&gen);
-        if (ins)
+        if (ins) {
             *ins += 1;          /* per-CPU slot: no other writer */
+            if (cfg->wake_mask && !(*ins & cfg->wake_mask))
+                wake_reader();
+        }
         return;
     }
     v = bpf_map_lookup_elem(map, &key);     /* another CPU inserted it first */
