@@ -104,7 +104,7 @@ struct fx_config {
     __u32 socket_sk;
     __u32 sock_family;          /* sock.__sk_common.skc_family */
     __u32 wake_mask;            /* wake user space each (wake_mask + 1) count map keys inserted
-                                 * on a CPU; 0: never (syscalls.bpf.c, "Fill level") */
+                                 * on a CPU (syscalls.bpf.c, "Fill level") */
 };
 
 /* Key of the count maps: one entry per process and syscall bigram. Per-syscall counts are the

@@ -195,7 +195,7 @@ static __always_inline void flush_run(struct fx_config *cfg, struct fx_thread *t
         u64 *ins = inserted.lookup(&gen);
         if (ins) {
             *ins += 1;          /* per-CPU slot: no other writer */
-            if (cfg->wake_mask && !(*ins & cfg->wake_mask))
+            if (!(*ins & cfg->wake_mask))
                 wake_reader();
         }
         return;
