@@ -146,18 +146,21 @@ def steady_reads(processes: int) -> None:
     collector = ProcessCollector()
     try:
         collector.sample()
-        reads = []
+        reads, memory_reads, listings = [], [], 0
         for _ in range(5):
             time.sleep(1.0)
             collector.sample()
             reads.append(collector.last.stat_reads)
+            memory_reads.append(collector.last.memory_reads)
+            listings += collector.last.listing
         listed = collector.last.listed
         held = collector.held_fds()
     finally:
         collector.close()
-    print(f"[reads] {listed} processes listed ({processes} extra); stat+statm re-read per tick: "
-          f"{reads} (the rest: one pread of a held schedstat fd each; {held} fds held)",
-          flush=True)
+    print(f"[reads] {listed} processes ({processes} extra); stat+statm re-read per tick: "
+          f"{reads}, statm alone (memory rotation): {memory_reads} (the rest: one pread of a "
+          f"held schedstat fd each; {held} fds held); /proc listed at {listings} of 5 ticks "
+          f"(new processes from the kernel's fork events)", flush=True)
 
 
 def all_started(stream: Path) -> bool:

@@ -4,6 +4,7 @@ appear and exited ones leave (with their held fds)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -116,19 +117,109 @@ def test_a_process_that_did_not_run_is_not_read_again_one_that_ran_is(
         collector.close()
 
 
-def test_every_process_is_read_again_on_the_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Memory can change without the process running (reclaim, process_vm_writev): a sleeping
-    process is still read at least every `stat_refresh_ticks` ticks."""
-    spy = ReadSpy(monkeypatch)
-    collector = ProcessCollector(stat_refresh_ticks=3, identity_refresh_ticks=NEVER)
+# Maps a 16 MiB file and reads every page (resident), prints the mapping's address, then
+# blocks: its memory can now only change from outside.
+MAPPER = ("import mmap, sys, tempfile\n"
+          "f = tempfile.TemporaryFile()\nf.truncate(16 << 20)\n"
+          "m = mmap.mmap(f.fileno(), 16 << 20, mmap.MAP_PRIVATE, mmap.PROT_READ)\n"
+          "sum(m[i] for i in range(0, 16 << 20, 4096))\n"
+          "print('ready', flush=True)\nsys.stdin.read()\n")
+SYS_PROCESS_MADVISE = 440  # x86_64
+MADV_PAGEOUT = 21
+
+
+class ResidentSpy:
+    """Records the pids whose statm alone the collector reads."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.pids: list[int] = []
+        real = processes_module.read_resident
+
+        def spy(pid: int, proc: str = "/proc") -> int | None:
+            self.pids.append(pid)
+            return real(pid, proc)
+
+        monkeypatch.setattr(processes_module, "read_resident", spy)
+
+
+def file_mapping(pid: int, size: int) -> int:
+    """Start address of the process's mapping of `size` bytes of a deleted temporary file."""
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        span, *rest = line.split()
+        low, high = (int(x, 16) for x in span.split("-"))
+        if high - low == size and line.endswith("(deleted)"):
+            return low
+    raise AssertionError("mapping not found")
+
+
+def page_out(pid: int, address: int, size: int) -> None:
+    """process_madvise(MADV_PAGEOUT): the kernel drops the pages of a process that sleeps."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    iov = (ctypes.c_size_t * 2)(address, size)
+    pidfd = os.pidfd_open(pid)
     try:
-        with child(GROWER) as proc:
+        done = libc.syscall(SYS_PROCESS_MADVISE, pidfd, ctypes.byref(iov), 1, MADV_PAGEOUT, 0)
+        require(done == size, f"process_madvise: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(pidfd)
+
+
+@pytest.mark.kernel
+def test_memory_that_shrinks_while_the_process_sleeps_shows_on_the_rotation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory can change without the process running (here: the kernel pages its file pages out
+    on another process's request): a sleeping process's statm is read at least every
+    `stat_refresh_ticks` ticks, and its stat is not (nothing else of it can change)."""
+    require_root()
+    stats, residents = ReadSpy(monkeypatch), ResidentSpy(monkeypatch)
+    collector = ProcessCollector(stat_refresh_ticks=3, identity_refresh_ticks=NEVER)
+    size = 16 << 20
+    try:
+        with child(MAPPER) as proc:
+            assert proc.stdout is not None and proc.stdout.readline()
             wait_blocked(proc.pid)
-            collector.sample()
-            spy.pids.clear()
+            before = row_of(collector.sample(), proc.pid)
+            assert before is not None and before.memory_rss >= size
+            page_out(proc.pid, file_mapping(proc.pid, size), size)
+            stats.pids.clear()
             for _ in range(3):
-                collector.sample()
-            assert spy.pids.count(proc.pid) == 1
+                after = row_of(collector.sample(), proc.pid)
+            assert residents.pids.count(proc.pid) == 1 and proc.pid not in stats.pids
+            assert after is not None and after.memory_rss <= before.memory_rss - size // 2
+            assert after.memory_rss == int((Path(f"/proc/{proc.pid}/statm").read_text()
+                                            .split()[1])) * os.sysconf("SC_PAGE_SIZE")
+    finally:
+        collector.close()
+
+
+# Forks a child that sleeps, prints the child's pid, then exits when told: the child is given
+# to a reaper (ppid 1 or a subreaper) without running.
+ORPHANER = ("import os, sys, time\npid = os.fork()\n"
+            "if pid == 0:\n    os.close(0)\n    time.sleep(60)\n    os._exit(0)\n"
+            "print(pid, flush=True)\nsys.stdin.readline()\n")
+
+
+def test_a_sleeping_child_whose_parent_exits_gets_its_new_parent_at_the_next_tick() -> None:
+    collector = ProcessCollector(stat_refresh_ticks=NEVER, identity_refresh_ticks=NEVER)
+    try:
+        with child(ORPHANER) as proc:
+            assert proc.stdout is not None
+            orphan = int(proc.stdout.readline())
+            try:
+                wait_blocked(orphan)
+                row = row_of(collector.sample(), orphan)
+                assert row is not None and row.ppid == proc.pid
+                assert proc.stdin is not None
+                proc.stdin.write("exit\n")
+                proc.stdin.flush()
+                proc.wait(timeout=10)
+                collector.sample()  # the parent is gone
+                row = row_of(collector.sample(), orphan)
+                stat = read_stat(orphan)
+                assert stat is not None and stat.ppid != proc.pid
+                assert row is not None and row.ppid == stat.ppid
+            finally:
+                os.kill(orphan, 9)
     finally:
         collector.close()
 

@@ -10,8 +10,11 @@ How that is known, per process and tick:
   another thread runs on: schedstat shows the main thread only, so its stat is read every tick
   (a single-threaded process must run to start a thread or to exit its main thread).
 - Memory a sleeping process cannot change itself (the kernel reclaiming or swapping its pages,
-  another process writing into it with process_vm_writev or ptrace): every process is read
-  again at least every `STAT_REFRESH_TICKS` ticks, spread over ticks.
+  another process writing into it with process_vm_writev or ptrace): every process's statm is
+  read again at least every `STAT_REFRESH_TICKS` ticks, spread over ticks.
+- The parent a sleeping process cannot change itself: when its parent exits, it is given to a
+  reaper. A tick that sees a process exit (gone, or a zombie) reads the stat of its children at
+  the next tick.
 - New and exited processes: as root, the kernel's process events connector reports each new
   process (a fork event whose child is a thread group leader) and a held schedstat fd reads
   ESRCH once its process has exited, so the tick walks the known pids plus the new ones. /proc
@@ -41,7 +44,13 @@ from fluxtui.collectors.proc_events import (
     ProcEventsLost,
 )
 from fluxtui.collectors.proc_identity import Identity, read_identity
-from fluxtui.collectors.procstat import HeldReads, ProcStat, list_pids, read_stat
+from fluxtui.collectors.procstat import (
+    HeldReads,
+    ProcStat,
+    list_pids,
+    read_resident,
+    read_stat,
+)
 from fluxtui.events import ComponentState, ComponentStatus, ProcessKey, ProcessRow
 
 STATE_NAMES = {
@@ -118,6 +127,7 @@ class TickCounts:
 
     listed: int = 0
     stat_reads: int = 0
+    memory_reads: int = 0  # statm alone: the rotation of processes that did not run
     identity_reads: int = 0
     listing: bool = False  # /proc was listed (else: known pids and the connector's new ones)
 
@@ -136,6 +146,7 @@ class ProcessCollector:
         self._prev_time: float | None = None
         self._tick = 0
         self._stale: set[int] = set()  # pids whose identity is read again at the next sample
+        self._orphans: set[int] = set()  # pids whose parent exited: stat read at the next sample
         self._events: ProcEvents | None = None
         self._events_note = "process events off"
         self._events_lost = 0
@@ -227,11 +238,13 @@ class ProcessCollector:
         self._tick += 1
         self._drain_events()
         stale, self._stale = self._stale, set()
+        reread = stale | self._orphans if self._orphans else stale
         limit = held_fd_budget()
         counts = TickCounts()
         rows: dict[ProcessKey, ProcessRow] = {}
         tracked_now: dict[int, _Tracked] = {}
         changed: set[ProcessKey] = set()
+        exited: set[int] = set()  # turned zombie, or their pid reused
         sched_read = self._sched.read
         # The loop below runs for every process each tick: what it does for one that did not
         # run (a held fd's pread, one comparison) is kept inline, without method calls.
@@ -246,11 +259,19 @@ class ProcessCollector:
                     sched = pread(fd, size, 0)
                 except OSError:
                     self._sched.forget(pid)
+                    exited.add(pid)
                     tracked = None  # the one we held exited: the pid may be a new process's
                 else:
-                    if (sched == tracked.schedstat and tracked.quiet and pid not in stale
-                            and (pid + tick) % refresh):
+                    if sched == tracked.schedstat and tracked.quiet and pid not in reread:
                         row = tracked.row
+                        if (pid + tick) % refresh == 0:
+                            rss = read_resident(pid, self._proc)
+                            if rss is None:
+                                continue  # exited since the pread
+                            counts.memory_reads += 1
+                            if rss != row.memory_rss:
+                                row = tracked.row = replace(row, memory_rss=rss)
+                                changed.add(tracked.key)
                         if row.cpu_percent != 0.0 and elapsed:
                             row = tracked.row = replace(row, cpu_percent=0.0)
                             changed.add(tracked.key)
@@ -268,12 +289,24 @@ class ProcessCollector:
                 tracked_now[pid] = fresh
                 if tracked is None or fresh.row is not tracked.row:
                     changed.add(fresh.key)
+                if fresh.state == "Z" and tracked is not None and tracked.state != "Z":
+                    exited.add(pid)
         counts.listed = len(tracked_now)
         self._sched.retain(set(tracked_now))
+        self._orphans = self._children_of_exited(tracked_now, exited)
         self._tracked = tracked_now
         self.changed = changed
         self.last = counts
         return rows
+
+    def _children_of_exited(self, tracked_now: dict[int, _Tracked], exited: set[int]) -> set[int]:
+        """The processes whose parent left the table, or `exited` (became a zombie, its pid
+        taken by another), since the last sample: the kernel has given them to a reaper, a new
+        ppid they did not run to make."""
+        exited |= self._tracked.keys() - tracked_now.keys()
+        if not exited:
+            return set()
+        return {pid for pid, t in tracked_now.items() if t.row.ppid in exited}
 
     def _read(self, pid: int, sched: bytes, tracked: _Tracked | None, stale: set[int],
               elapsed: float | None, counts: TickCounts) -> _Tracked | None:

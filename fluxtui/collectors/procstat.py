@@ -71,6 +71,16 @@ def read_stat(pid: int, proc: str = "/proc", memory: bool = True) -> ProcStat | 
     return parse_stat(pid, raw, statm)
 
 
+def read_resident(pid: int, proc: str = "/proc") -> int | None:
+    """Resident bytes (statm, the exact figure), None when the process is gone."""
+    try:
+        statm = _read(f"{proc}/{pid}/statm")
+    except OSError:
+        return None
+    fields = statm.split()
+    return int(fields[1]) * PAGE_SIZE if len(fields) > 1 else None
+
+
 def read_start_ticks(pid: int, proc: str = "/proc") -> int | None:
     """The start time that, with the pid, identifies a process across PID reuse."""
     stat = read_stat(pid, proc, memory=False)
