@@ -145,7 +145,7 @@ class ResidentSpy:
 def file_mapping(pid: int, size: int) -> int:
     """Start address of the process's mapping of `size` bytes of a deleted temporary file."""
     for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-        span, *rest = line.split()
+        span = line.split(maxsplit=1)[0]
         low, high = (int(x, 16) for x in span.split("-"))
         if high - low == size and line.endswith("(deleted)"):
             return low
@@ -186,8 +186,8 @@ def test_memory_that_shrinks_while_the_process_sleeps_shows_on_the_rotation(
                 after = row_of(collector.sample(), proc.pid)
             assert residents.pids.count(proc.pid) == 1 and proc.pid not in stats.pids
             assert after is not None and after.memory_rss <= before.memory_rss - size // 2
-            assert after.memory_rss == int((Path(f"/proc/{proc.pid}/statm").read_text()
-                                            .split()[1])) * os.sysconf("SC_PAGE_SIZE")
+            assert after.memory_rss == int(Path(f"/proc/{proc.pid}/statm").read_text()
+                                            .split()[1]) * os.sysconf("SC_PAGE_SIZE")
     finally:
         collector.close()
 
