@@ -376,3 +376,13 @@ def test_core_pattern_written_from_a_container_but_not_read(watch: Watch,
     finally:
         if CORE_PATTERN.read_bytes() != before:
             CORE_PATTERN.write_bytes(before)
+
+
+def test_close_stops_the_poller_at_once() -> None:
+    """The poller waits for records without polling: close wakes it (an eventfd) and it ends
+    before close returns."""
+    require_bcc()
+    trace = ContainerTrace(lambda change: None)
+    poller = trace._poller
+    trace.close()
+    assert not poller.is_alive()
