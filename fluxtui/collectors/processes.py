@@ -292,7 +292,7 @@ class ProcessCollector:
                 if fresh.state == "Z" and tracked is not None and tracked.state != "Z":
                     exited.add(pid)
         counts.listed = len(tracked_now)
-        self._sched.retain(set(tracked_now))
+        self._sched.retain(tracked_now.keys())
         self._orphans = self._children_of_exited(tracked_now, exited)
         self._tracked = tracked_now
         self.changed = changed

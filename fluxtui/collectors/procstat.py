@@ -10,6 +10,7 @@ tests/test_procstat.py checks each field against psutil.
 from __future__ import annotations
 
 import os
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +155,7 @@ class HeldReads:
         if fd is not None:
             os.close(fd)
 
-    def retain(self, pids: set[int]) -> None:
+    def retain(self, pids: Container[int]) -> None:
         for pid in [p for p in self._fds if p not in pids]:
             self.forget(pid)
 
