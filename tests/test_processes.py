@@ -18,6 +18,7 @@ import pytest
 
 from fluxtui.collectors import processes as processes_module
 from fluxtui.collectors.proc_events import ProcEvent, ProcEventsLost
+from fluxtui.collectors.proc_identity import Identity
 from fluxtui.collectors.processes import (
     ProcessCollector,
     held_fd_budget,
@@ -475,3 +476,67 @@ def test_a_proc_of_another_pid_namespace_is_listed(tmp_path: Path) -> None:
     """The connector's pids are the initial namespace's: a /proc whose self/ns/pid is another
     namespace's (here: none at all) is never walked from its events."""
     assert not in_initial_pid_namespace(str(tmp_path))
+
+
+def test_a_process_that_ran_gets_its_identity_on_its_turn_even_asleep_by_then() -> None:
+    """It ran (an exec keeping its comm, no connector to tell) and fell asleep before its turn
+    of the identity rotation: the turn still reads it."""
+    collector = ProcessCollector(process_events=False, stat_refresh_ticks=NEVER,
+                                 identity_refresh_ticks=3)
+    try:
+        with child(EXECER) as proc:
+            wait_blocked(proc.pid)
+            collector.sample()
+            while (proc.pid + collector._tick + 1) % 3 == 0:
+                collector.sample()  # the next sample is not its turn
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            for _ in range(1000):
+                if b"after-exec-marker" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+                    break
+                time.sleep(0.01)
+            wait_blocked(proc.pid)
+            row = row_of(collector.sample(), proc.pid)
+            assert row is not None and "after-exec-marker" not in row.cmdline  # not its turn
+            for _ in range(3):
+                row = row_of(collector.sample(), proc.pid)
+            assert row is not None and "after-exec-marker" in row.cmdline
+    finally:
+        collector.close()
+
+
+def test_an_empty_command_line_is_read_once_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read in the middle of an exec, a command line is empty (the new comm and executable come
+    first): read again at the next tick, once (a process that emptied it stays empty)."""
+    collector = ProcessCollector(process_events=False, stat_refresh_ticks=NEVER,
+                                 identity_refresh_ticks=NEVER)
+    real = processes_module.read_identity
+    reads: dict[int, int] = {}
+    with child("import sys\nsys.stdin.read()\n") as midway, \
+            child("import sys\nsys.stdin.read()\n") as emptied:
+        targets = {midway.pid, emptied.pid}
+
+        def spy(pid: int, comm: str, proc: str = "/proc") -> Identity | None:
+            identity = real(pid, comm, proc)
+            if pid not in targets or identity is None:
+                return identity
+            reads[pid] = reads.get(pid, 0) + 1
+            if pid == emptied.pid or reads[pid] == 1:
+                return Identity(identity.comm, identity.user, identity.exe, ())
+            return identity
+
+        monkeypatch.setattr(processes_module, "read_identity", spy)
+        try:
+            wait_blocked(midway.pid)
+            wait_blocked(emptied.pid)
+            rows = collector.sample()
+            assert row_of(rows, midway.pid).cmdline == ()  # type: ignore[union-attr]
+            for _ in range(3):
+                rows = collector.sample()
+            assert row_of(rows, midway.pid).cmdline[1:] == (  # type: ignore[union-attr]
+                "-c", "import sys\nsys.stdin.read()\n")
+            assert row_of(rows, emptied.pid).cmdline == ()  # type: ignore[union-attr]
+            assert reads == {midway.pid: 2, emptied.pid: 2}
+        finally:
+            collector.close()

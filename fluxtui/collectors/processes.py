@@ -23,9 +23,11 @@ How that is known, per process and tick:
   /proc is not the initial pid namespace's (the connector's pids are that namespace's).
 - Identity (user, executable, command line): read once per process life; again on exec and on
   a uid change, which the kernel's process events connector reports (root; collectors/
-  proc_events.py), on a comm change, when a component asks (`forget_identity`), and, for a
-  process that ran since, every `IDENTITY_REFRESH_TICKS` ticks (a rewritten argv area).
-  Without the connector, exec shows as a comm change, a uid change within the rotation.
+  proc_events.py), on a comm change, when a component asks (`forget_identity`), for a
+  process that ran since, on its turn of a rotation of `IDENTITY_REFRESH_TICKS` ticks, be it
+  running or asleep by then (a rewritten argv area), and once more at the next tick when it was
+  read with an empty command line (in the middle of an exec). Without the connector, exec shows
+  as a comm change, a uid change within the rotation.
 """
 
 from __future__ import annotations
@@ -250,6 +252,7 @@ class ProcessCollector:
         # run (a held fd's pread, one comparison) is kept inline, without method calls.
         held, pread, size = self._sched.held, os.pread, self._sched.size
         tracked_of, tick, refresh = self._tracked.get, self._tick, self._stat_refresh
+        identity_refresh = self._identity_refresh
         pids, counts.listing = self._pids()
         for pid in pids:
             tracked = tracked_of(pid)
@@ -262,7 +265,9 @@ class ProcessCollector:
                     exited.add(pid)
                     tracked = None  # the one we held exited: the pid may be a new process's
                 else:
-                    if sched == tracked.schedstat and tracked.quiet and pid not in reread:
+                    if (sched == tracked.schedstat and tracked.quiet and pid not in reread
+                            and not (tracked.ran_since_identity
+                                     and (pid + tick) % identity_refresh == 0)):
                         row = tracked.row
                         if (pid + tick) % refresh == 0:
                             rss = read_resident(pid, self._proc)
@@ -323,10 +328,16 @@ class ProcessCollector:
         if (identity is None or identity.comm != stat.comm or pid in stale
                 or (ran_since and (pid + self._tick) % self._identity_refresh == 0)):
             counts.identity_reads += 1
+            before = identity
             identity = read_identity(pid, stat.comm, self._proc) or identity
             if identity is None:
                 return None
             ran_since = False
+            if identity.exe and not identity.cmdline and (before is None or before.cmdline):
+                # Read in the middle of an exec (the new comm and executable are set before
+                # the new argv): once more at the next tick. A process that emptied its argv
+                # itself is not read again for it.
+                self._stale.add(pid)
         cpu_percent = None
         if elapsed and tracked is not None:
             cpu_percent = max(0.0, 100.0 * (stat.cpu_seconds - tracked.cpu_seconds) / elapsed)
