@@ -265,7 +265,9 @@ class HeadlessRunner:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
-                wake.wait(0.1 if left is None else min(0.1, left))
+                # Every event and snapshot sets `wake` (offer), and so does a stop: the timeout
+                # is a safety net (each wake-up costs ~0.1 ms of CPU on a virtual machine).
+                wake.wait(1.0 if left is None else min(1.0, left))
                 wake.clear()
                 self.writer.drain()
         except BrokenPipeError:
@@ -303,7 +305,7 @@ class Recording:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.writer.wake.wait(0.25)
+            self.writer.wake.wait(1.0)  # set by every event and by close
             self.writer.wake.clear()
             self.writer.drain()
 
