@@ -380,3 +380,16 @@ def test_atomic_saves_are_not_ransomware(tmp_path: Path, watch_factory):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_stop_ends_the_reader_thread_at_once(tmp_path: Path, watch_factory):
+    """With no burst open the reader waits for events alone (no twice-a-second poll): a stop
+    wakes it (an eventfd) and the thread has ended when stop returns."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    place = PersistencePlace("~/.ssh/authorized_keys", "T1098.004", "authorized_keys")
+    watch, _published = watch_factory([place], [str(home)])
+    thread = watch.reader._thread
+    assert thread is not None and thread.is_alive()
+    watch.stop()
+    assert not thread.is_alive()
