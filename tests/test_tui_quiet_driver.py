@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pty
 import queue
+import resource
 import selectors
 import signal
 import threading
@@ -45,21 +46,28 @@ async def test_the_input_thread_blocks_without_timeout_delivers_keys_and_stops(
         monkeypatch) -> None:
     timeouts: list[float | None] = []
     blocked = threading.Event()
-    original = selectors.SelectSelector.select
+    original = selectors.PollSelector.select
 
     def select(self: Any, timeout: float | None = None) -> Any:
         timeouts.append(timeout)
         blocked.set()
         return original(self, timeout)
 
-    monkeypatch.setattr(selectors.SelectSelector, "select", select)
+    monkeypatch.setattr(selectors.PollSelector, "select", select)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTSTP, signal.SIGCONT)}
-    master, slave = pty.openpty()
-    tty.setraw(slave)  # keys as typed, not lines
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048 <= hard or hard == resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+    held: list[int] = []
     got: queue.Queue[object] = queue.Queue()
     driver = QuietLinuxDriver(object())  # type: ignore[arg-type]
     thread = None
     try:
+        # As the process collector does: descriptors past 1023, which select() cannot watch.
+        held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+        master, slave = pty.openpty()
+        held += [master, slave]
+        tty.setraw(slave)  # keys as typed, not lines
         driver.fileno = slave
         driver.process_message = got.put  # type: ignore[method-assign]
         thread = threading.Thread(target=driver.run_input_thread, daemon=True)
@@ -82,7 +90,8 @@ async def test_the_input_thread_blocks_without_timeout_delivers_keys_and_stops(
         if thread is not None:
             thread.join(10)
         driver.close()
-        os.close(master)
-        os.close(slave)
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         for sig, handler in handlers.items():
             signal.signal(sig, handler)

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from textual.screen import Screen
+from textual.scrollbar import ScrollBar
 from textual.visual import Visual
 
 from fluxtui.tui.app import FluxApp
@@ -193,3 +194,42 @@ async def test_a_tick_repaints_only_the_panel_lines_whose_text_changed(monkeypat
             width, height = panel.size
             whole = Visual.to_strips(panel, panel.render(), width, height, panel.visual_style)
             assert [panel.render_line(y) for y in range(height)] == whole, selector
+
+
+async def test_the_scrollbar_is_redrawn_only_when_its_thumb_moves(monkeypatch) -> None:
+    """Rows come and go every tick: past a few hundred rows the thumb does not move, and the
+    bar (every line of it) is not drawn again; its figures follow, and a change that moves the
+    thumb draws it."""
+    drawn = [0]
+    original = ScrollBar.render
+
+    def counted(self: ScrollBar) -> Any:
+        if self.vertical:
+            drawn[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(ScrollBar, "render", counted)
+    engine = StaticEngine(snapshot(rows_of(2000)))
+    app = FluxApp(engine, privileged=True, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.process_table.table
+        bar = table.vertical_scrollbar
+        await until(pilot, lambda: table.row_count == 2000 and table.show_vertical_scrollbar
+                    and drawn[0] > 0)
+        await pilot.pause()
+        drawn[0] = 0
+        for sequence, count in ((2, 2001), (3, 1990), (4, 2010)):
+            engine.current = snapshot(rows_of(count), sequence=sequence)
+            app.refresh_from_engine()
+            await pilot.pause()
+            assert table.row_count == count
+            assert bar.window_virtual_size == count + 1  # the header line
+        assert drawn[0] == 0
+        table.move_cursor_to(1000)  # the middle: the thumb is half way down
+        await until(pilot, lambda: table.scroll_y > 900 and drawn[0] > 0)
+        await pilot.pause()
+        drawn[0] = 0
+        engine.current = snapshot(rows_of(4000), sequence=5)  # twice the rows: a third down
+        app.refresh_from_engine()
+        await until(pilot, lambda: drawn[0] > 0)
+        assert bar.window_virtual_size == 4001

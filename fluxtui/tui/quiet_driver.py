@@ -55,7 +55,9 @@ class QuietLinuxDriver(LinuxDriver):
 
     def run_input_thread(self) -> None:
         """Textual's loop (linux_driver.py), with the select timeout from `parser_timeout`."""
-        selector = selectors.SelectSelector()
+        # poll, not Textual's select: the process collector holds thousands of descriptors,
+        # and select() cannot watch one numbered past 1023 (the wake pipe may well be)
+        selector = selectors.PollSelector()
         fileno, wake = self.fileno, self._wake_read
         selector.register(fileno, selectors.EVENT_READ)
         selector.register(wake, selectors.EVENT_READ)
