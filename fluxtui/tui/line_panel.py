@@ -86,13 +86,21 @@ class LinePanel(Static):
             return Strip.blank(width, self.visual_style.rich_style)
         strip = self._strips[y]
         if strip is None:
-            visual = visualize(self, self._lines[y], markup=False)
-            rendered = Visual.to_strips(self, visual, width, 1, self.visual_style)
-            if rendered:
-                # rendered alone, the line was stamped as line 0 (Textual's text selection
-                # reads these offsets)
-                strip = rendered[0].apply_offsets(0, y) if y else rendered[0]
-            else:
-                strip = Strip.blank(width, self.visual_style.rich_style)
-            self._strips[y] = strip
+            self._render_missing(width)
+            strip = self._strips[y]
+            assert strip is not None
         return strip
+
+    def _render_missing(self, width: int) -> None:
+        """Every line not rendered yet, in one pass of Textual's renderer (each call has a
+        fixed cost, larger than that of a line)."""
+        missing = [y for y, strip in enumerate(self._strips) if strip is None]
+        text = Text("\n").join(self._lines[y] for y in missing)
+        visual = visualize(self, text, markup=False)
+        rendered = Visual.to_strips(self, visual, width, len(missing), self.visual_style)
+        blank = Strip.blank(width, self.visual_style.rich_style)
+        for index, y in enumerate(missing):
+            strip = rendered[index] if index < len(rendered) else blank
+            # rendered as line `index` of the text above: Textual's text selection reads the
+            # line each character is on
+            self._strips[y] = strip.apply_offsets(0, y) if index != y else strip
