@@ -5,12 +5,16 @@ changes is laid out again."""
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
 from textual.screen import Screen
+from textual.scrollbar import ScrollBar
+from textual.visual import Visual
 
 from fluxtui.tui.app import FluxApp
 from fluxtui.tui.grid import FastTable
+from fluxtui.tui.line_panel import LinePanel
 from tests.fakes import StaticEngine, metrics, row, snapshot
 from tests.tui_support import until
 
@@ -140,3 +144,92 @@ async def test_end_pressed_before_the_layout_shows_the_scrollbar_still_scrolls()
             f"cursor {table.cursor_row}, scroll {table.scroll_y}/{table.max_scroll_y}"))
         assert table.cursor_row == 199
         assert table.scroll_y <= 199 < table.scroll_y + table.size.height - 1  # on screen
+
+
+def counting_rendered_lines(monkeypatch) -> Counter[str]:  # type: ignore[no-untyped-def]
+    """Content lines rendered by Textual (`Visual.to_strips`), by widget id."""
+    counts: Counter[str] = Counter()
+    original = Visual.to_strips.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: Any, widget: Any, *args: Any, **kwargs: Any) -> Any:
+        strips = original(cls, widget, *args, **kwargs)
+        counts[widget.id or type(widget).__name__] += len(strips)
+        return strips
+
+    monkeypatch.setattr(Visual, "to_strips", classmethod(counted))
+    return counts
+
+
+PANELS = ("#status-header", "#cpu-panel", "#memory-panel", "#io-panel")
+
+
+async def test_a_tick_repaints_only_the_panel_lines_whose_text_changed(monkeypatch) -> None:
+    """Only the CPU figures change from one tick to the next: the header, the memory panel and
+    the lines of the CPU panel that show the same text are not rendered again (Static.update
+    rendered every line of every panel each tick), and what is drawn is what Textual draws
+    for the whole text."""
+    rendered = counting_rendered_lines(monkeypatch)
+    engine = StaticEngine(snapshot())
+    app = FluxApp(engine, privileged=True, start_engine=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        cpu = app.query_one("#cpu-panel")
+        for sequence in (2, 3):
+            ticks(engine, sequence)
+            app.refresh_from_engine()
+            await pilot.pause()
+        await until(pilot, lambda: "23.0%" in str(cpu.render()) and cpu.size.height == 6)
+        await pilot.pause()
+        for sequence in range(4, 8):
+            rendered.clear()
+            ticks(engine, sequence)
+            app.refresh_from_engine()
+            await until(pilot, lambda s=sequence: rendered["cpu-panel"] > 0)
+            await pilot.pause()
+            assert f"{20.0 + sequence:.1f}%" in str(cpu.render())
+            # total and sparkline, and the two cores that follow the total (95% and 55% stay)
+            assert rendered["cpu-panel"] == 4, rendered
+            assert rendered["memory-panel"] == 0 and rendered["status-header"] == 0, rendered
+        for selector in PANELS:
+            panel = app.query_one(selector, LinePanel)
+            width, height = panel.size
+            whole = Visual.to_strips(panel, panel.render(), width, height, panel.visual_style)
+            assert [panel.render_line(y) for y in range(height)] == whole, selector
+
+
+async def test_the_scrollbar_is_redrawn_only_when_its_thumb_moves(monkeypatch) -> None:
+    """Rows come and go every tick: past a few hundred rows the thumb does not move, and the
+    bar (every line of it) is not drawn again; its figures follow, and a change that moves the
+    thumb draws it."""
+    drawn = [0]
+    original = ScrollBar.render
+
+    def counted(self: ScrollBar) -> Any:
+        if self.vertical:
+            drawn[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(ScrollBar, "render", counted)
+    engine = StaticEngine(snapshot(rows_of(2000)))
+    app = FluxApp(engine, privileged=True, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.process_table.table
+        bar = table.vertical_scrollbar
+        await until(pilot, lambda: table.row_count == 2000 and table.show_vertical_scrollbar
+                    and drawn[0] > 0)
+        await pilot.pause()
+        drawn[0] = 0
+        for sequence, count in ((2, 2001), (3, 1990), (4, 2010)):
+            engine.current = snapshot(rows_of(count), sequence=sequence)
+            app.refresh_from_engine()
+            await pilot.pause()
+            assert table.row_count == count
+            assert bar.window_virtual_size == count + 1  # the header line
+        assert drawn[0] == 0
+        table.move_cursor_to(1000)  # the middle: the thumb is half way down
+        await until(pilot, lambda: table.scroll_y > 900 and drawn[0] > 0)
+        await pilot.pause()
+        drawn[0] = 0
+        engine.current = snapshot(rows_of(4000), sequence=5)  # twice the rows: a third down
+        app.refresh_from_engine()
+        await until(pilot, lambda: drawn[0] > 0)
+        assert bar.window_virtual_size == 4001

@@ -1,7 +1,8 @@
 """The process table's tick costs what changed (issue 13): given the snapshot's change set
 (`Snapshot.changed`/`removed`, against the previous sequence), it walks no row that did not
 change, renders only changed rows on screen, and still shows exactly the order, filter and
-selection a full pass would. A skipped sequence or an unknown change set redoes every row."""
+selection a full pass would. A skipped sequence or an unknown change set is diffed against the
+rows shown (by identity: rows are immutable), never sorted afresh for a few changes."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from fluxtui.tui.app import FluxApp
 from fluxtui.tui.grid import FastTable
 from fluxtui.tui.process_order import SortSpec, matches, sort_rows
 from fluxtui.tui.process_table import row_key
+from fluxtui.tui.sorted_rows import SortedRows
 from tests.fakes import StaticEngine, row, snapshot
 from tests.test_tui_exited import exited, final_record
 from tests.tui_support import until
@@ -209,7 +211,19 @@ async def test_the_selection_stays_on_its_process_while_rows_move_around_it(
         assert table.keys == expected_keys(third, SortSpec("cpu", True))
 
 
-async def test_a_skipped_sequence_or_an_unknown_change_set_redoes_every_row() -> None:
+async def test_a_skipped_sequence_or_an_unknown_change_set_sorts_nothing_afresh(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UI timer can miss a sequence (two engine ticks between two of its polls): the rows
+    that differ from those shown are placed; sorting every row again cost the most of a busy
+    machine's ticks (issue 13)."""
+    rebuilds = [0]
+    original = SortedRows.rebuild
+
+    def counted(self: SortedRows, *args: Any, **kwargs: Any) -> Any:
+        rebuilds[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SortedRows, "rebuild", counted)
     first = snapshot(sleeping(300), sequence=1)
     engine = StaticEngine(first)
     app = FluxApp(engine, privileged=True, start_engine=False)
@@ -222,16 +236,28 @@ async def test_a_skipped_sequence_or_an_unknown_change_set_redoes_every_row() ->
         missed = following(first, [arrived])
         skipped = following(missed)
         assert skipped.sequence == 3 and not skipped.changed
+        rebuilds[0] = 0
         show(app, engine, skipped)
         assert table.keys[0] == row_key(arrived.key)
         assert table.keys == expected_keys(skipped, SortSpec("cpu", True))
+        assert rebuilds[0] == 0
+        # a row left and another changed its sort value, both in a sequence not seen
+        gone, busy = first.processes[ProcessKey(10_000, 11_000)], row(10_150, "sleep150", cpu=9.0)
+        fifth = following(following(skipped, [busy], [gone.key]), sequence=5)
+        show(app, engine, fifth)
+        assert table.keys == expected_keys(fifth, SortSpec("cpu", True))
+        assert row_key(gone.key) not in table.keys and rebuilds[0] == 0
         # a hand-made snapshot (changed None) with the next sequence: every row again
         other = row(98, "other", cpu=50.0)
-        unknown = following(skipped, sequence=4, known=False)
+        unknown = following(fifth, sequence=6, known=False)
         unknown = dataclasses.replace(unknown, processes={**unknown.processes, other.key: other})
+        rebuilds[0] = 0
+        rendered = counting_renders(monkeypatch)
         show(app, engine, unknown)
         assert table.keys[0] == row_key(other.key)
         assert table.keys == expected_keys(unknown, SortSpec("cpu", True))
+        assert rebuilds[0] == 0
+        assert [r.name for r in rendered] == ["other"]  # the rows below it moved, unchanged
 
 
 async def test_changes_through_a_filter_and_the_default_sort_turning_to_risk() -> None:

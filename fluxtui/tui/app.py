@@ -15,6 +15,8 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.message import Message
 from textual.widgets import Footer, TabbedContent, TabPane
 
@@ -31,6 +33,7 @@ from fluxtui.tui.inbox import BusReader, Inbox, SnapshotReader, dispatch
 from fluxtui.tui.panels import CpuPanel, History, IoPanel, MemoryPanel, StatusHeader
 from fluxtui.tui.process_detail import ProcessDetailScreen
 from fluxtui.tui.process_table import COLUMNS, ProcessTable
+from fluxtui.tui.quiet_driver import QuietLinuxDriver
 from fluxtui.tui.replay_bar import ReplayBar
 from fluxtui.tui.themes import bundled_themes
 from fluxtui.untrusted_text import visible
@@ -119,6 +122,12 @@ class FluxApp(App[int]):
         self._snapshot_widgets: list[tuple[SnapshotReader, TabPane | None]] = []
         self._event_widgets: list[BusReader] = []
         self.prompt = PromptState(source)
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's Linux driver with an input thread that waits for input instead of polling
+        (quiet_driver.py); any other (TEXTUAL_DRIVER, another platform) as Textual picks it."""
+        chosen = super().get_driver_class()
+        return QuietLinuxDriver if chosen is LinuxDriver else chosen
 
     @property
     def replay(self) -> ReplaySource | None:

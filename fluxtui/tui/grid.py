@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -18,6 +19,7 @@ from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.strip import Strip
 
 from fluxtui.tui.grid_parts import (
@@ -31,6 +33,10 @@ from fluxtui.tui.grid_parts import (
 )
 
 __all__ = ["Cell", "Column", "FastTable", "RowList", "RowSource"]
+
+# Two colours told apart: the comparison of two drawings of the scrollbar is about where its
+# thumb is, whatever the theme's colours.
+_BACK, _BAR = Color.parse("#000000"), Color.parse("#ffffff")
 
 class FastTable(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"fast-table--header", "fast-table--cursor"}
@@ -146,7 +152,12 @@ class FastTable(ScrollView, can_focus=True):
             # scrollbar stays and follows, without the layout of the whole screen that setting
             # `virtual_size` asks for.
             self.set_reactive(FastTable.virtual_size, size)
-            self._scroll_update(size)
+            if self._same_scrollbar(before.height, size.height):
+                # the bar looks the same (a thousand rows and one more): its figure follows,
+                # without redrawing it
+                self.vertical_scrollbar.set_reactive(ScrollBar.window_virtual_size, size.height)
+            else:
+                self._scroll_update(size)
         index = None if keep is None else source.index_of(keep)
         if index is not None:
             cursor = index if not at_top or index < page else 0
@@ -164,6 +175,28 @@ class FastTable(ScrollView, can_focus=True):
             self._refresh_changed(moved)
         self._cursor_key = self.cursor_key
         self._forget_strips()
+
+    def _same_scrollbar(self, before: int, after: int) -> bool:
+        """Would the vertical scrollbar be drawn the same for `after` rows as for `before`
+        (asked of Textual's own scrollbar drawing)? Rows come and go every tick on a busy
+        machine, and redrawing the bar, every line of it, on each tick was a good part of
+        the table's drawing cost; past a few hundred rows its thumb rarely moves."""
+        bar = self.vertical_scrollbar
+        renderer = bar.renderer
+        if (not self.show_vertical_scrollbar or bar.window_virtual_size != before
+                or not issubclass(renderer, ScrollBarRender)
+                or self.scroll_y != self.validate_scroll_y(self.scroll_y)):
+            return False
+        height, window, position = bar.size.height, bar.window_size, bar.position
+
+        def drawn(rows: int) -> list[Segment]:
+            shown = window if window < rows else 0
+            return list(renderer.render_bar(
+                size=height, virtual_size=rows, window_size=shown, position=position,
+                thickness=bar.thickness, vertical=True, back_color=_BACK, bar_color=_BAR
+            ).segments)
+
+        return drawn(before) == drawn(after)
 
     def _window(self) -> list[tuple[str | None, tuple[Cell, ...] | None]]:
         """(key, cells) of each visible line below the header; (None, None) past the rows."""

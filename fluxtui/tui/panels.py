@@ -14,10 +14,10 @@ from collections.abc import Mapping
 
 from rich.cells import cell_len
 from rich.text import Text
-from textual.widgets import Static
 
 from fluxtui.events import ComponentState, IoRate, Snapshot
 from fluxtui.tui.format import bar, duration, human_bytes, level_style, sparkline
+from fluxtui.tui.line_panel import LinePanel
 from fluxtui.tui.themes import level_colors
 from fluxtui.untrusted_text import visible
 from fluxtui.views import GUARD, GuardView, view_of
@@ -29,18 +29,18 @@ SHORT_NAMES = {"processes": "procs", "syscalls": "sysc", "connections": "conn",
 
 
 
-def show(panel: Static, text: Text) -> None:
-    """`Static.update`, with a layout of the screen only when the panel's size may change: the
-    panels are `height: auto`, and at 1 Hz a layout redraws the whole screen, the process table
-    included (issue 13: most of the dashboard's drawing cost). A layout is asked for when the
-    number of lines changes, when a line is wider than the panel, and whenever the panel's laid
-    out height is not its number of lines (not laid out yet, or laid out from other content:
+def show(panel: LinePanel, text: Text) -> None:
+    """The panel's new text, only its changed lines repainted, with a layout of the screen only
+    when the panel's size may change: the panels are `height: auto`, and at 1 Hz a layout
+    redraws the whole screen, the process table included (issue 13). A layout is asked for when
+    the number of lines changes, when a line is wider than the panel, and whenever the panel's
+    laid out height is not its number of lines (not laid out yet, or laid out from other content:
     a header laid out at zero height shows again at the next tick, whatever hid it)."""
     lines = text.plain.count("\n") + 1
     size = panel.size
     settled = (size.width > 0 and size.height == lines
                and all(cell_len(line) <= size.width for line in text.plain.split("\n")))
-    panel.update(text, layout=not settled)
+    panel.show_text(text, layout=not settled)
 
 
 class History:
@@ -96,25 +96,25 @@ class Line:
         return False
 
 
-def _width_of(widget: Static, fallback: int) -> int:
+def _width_of(widget: LinePanel, fallback: int) -> int:
     width = widget.content_region.width or widget.size.width
     return width if width > 0 else fallback
 
 
-def compact(widget: Static) -> bool:
+def compact(widget: LinePanel) -> bool:
     return widget.app.size.height < COMPACT_HEIGHT
 
 
-def colors(widget: Static) -> Mapping[str, str]:
+def colors(widget: LinePanel) -> Mapping[str, str]:
     return level_colors(widget.app.current_theme)
 
 
-class StatusHeader(Static):
+class StatusHeader(LinePanel):
     """Host, kernel, privilege mode and every collector's status (names abbreviated and details
     left out when narrow; a collector that is not running always shows with its ✗)."""
 
     def __init__(self, privileged: bool, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.privileged = privileged
         self.host, self.kernel = host_identity()
 
@@ -188,9 +188,9 @@ def first_clause(reason: str) -> str:
     return reason
 
 
-class CpuPanel(Static):
+class CpuPanel(LinePanel):
     def __init__(self, history: History, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.history = history
 
     def refresh_from(self, snapshot: Snapshot) -> None:
@@ -228,7 +228,7 @@ class CpuPanel(Static):
         show(self, text)
 
 
-class MemoryPanel(Static):
+class MemoryPanel(LinePanel):
     def refresh_from(self, snapshot: Snapshot) -> None:
         mem = snapshot.metrics.memory
         width = _width_of(self, 12)
@@ -276,9 +276,9 @@ def _io_lines(text: Text, rates: tuple[IoRate, ...], history: History, prefix: s
         text.append("\n")
 
 
-class IoPanel(Static):
+class IoPanel(LinePanel):
     def __init__(self, history: History, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.history = history
 
     def on_mount(self) -> None:

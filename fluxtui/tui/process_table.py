@@ -7,6 +7,8 @@ rows on screen are rendered (issue 13). A skipped snapshot, an unknown change se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import compress
+from operator import is_not
 
 from rich.cells import cell_len
 from textual import on
@@ -122,6 +124,17 @@ def _changes(snapshot: Snapshot, shown: dict[ProcessKey, ProcessRow], renamed: s
     return changed, snapshot.removed
 
 
+def _differences(old: dict[ProcessKey, ProcessRow], new: dict[ProcessKey, ProcessRow]
+                 ) -> tuple[list[ProcessKey], frozenset[ProcessKey]]:
+    """The changes between two shown snapshots when the engine's change set cannot say (a
+    sequence skipped by the UI timer, or a snapshot without one): rows are immutable and the
+    engine keeps an unchanged row as the same object, so a row is changed when it is not the
+    object shown last (compared in C: no Python code per row)."""
+    keys = list(new)
+    changed = list(compress(keys, map(is_not, map(old.get, keys), new.values())))
+    return changed, frozenset(old.keys() - new.keys())
+
+
 @dataclass
 class TableState:
     sort: SortSpec | None = None  # None: the default (risk, else CPU)
@@ -201,6 +214,8 @@ class ProcessTable(Vertical):
         if (before is not None and raw_before is not None and snapshot.changed is not None
                 and snapshot.sequence == raw_before.sequence + 1):
             changes = _changes(snapshot, current.processes, renamed)
+        elif before is not None:
+            changes = _differences(before.processes, current.processes)
         if changes is None:
             self._with_risk = sum(1 for r in current.processes.values() if r.risk is not None)
         else:

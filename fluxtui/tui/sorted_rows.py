@@ -6,7 +6,8 @@ of sleeping processes costs what changed, not a sort of every row. In the same o
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from typing import Any
 
 from fluxtui.events import ProcessKey, ProcessRow
@@ -102,9 +103,7 @@ class SortedRows:
         yield from (row for _, row in self._missing)
 
 
-def _first(item: tuple[SortKey, ProcessRow]) -> SortKey:
-    return item[0]
-
-
-def _first_m(item: tuple[MissingKey, ProcessRow]) -> MissingKey:
-    return item[0]
+# The key of a (key, row) pair: C code, called for every row by sort and at every step of a
+# bisection (a Python function here was a tenth of the UI thread on a busy machine).
+_first: Callable[[tuple[SortKey, ProcessRow]], SortKey] = itemgetter(0)
+_first_m: Callable[[tuple[MissingKey, ProcessRow]], MissingKey] = itemgetter(0)
