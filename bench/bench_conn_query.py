@@ -79,7 +79,9 @@ def run(component: ConnectionsComponent, seconds: float, only_dump: bool) -> flo
     buffer = bytearray(1 << 16)
     total = 0.0
     for second in range(int(seconds)):
-        component._tick_pids = tuple(list_pids())  # what on_tick hands the thread
+        pids = list_pids()  # what on_tick hands the thread: a new list when processes changed
+        if component._tick_pids is None or sorted(pids) != sorted(component._tick_pids):
+            component._tick_pids = pids
         for _ in range(per_second):
             started = time.thread_time()
             if only_dump:
@@ -113,7 +115,9 @@ def live(component: ConnectionsComponent, seconds: float) -> float:
     assert tid is not None
     before, start = task_cpu(tid), time.monotonic()
     while time.monotonic() - start < seconds:
-        component._tick_pids = list_pids()
+        pids = list_pids()
+        if sorted(pids) != sorted(component._tick_pids or ()):
+            component._tick_pids = pids
         time.sleep(1.0)
     return (task_cpu(tid) - before) / (time.monotonic() - start) * 1000
 

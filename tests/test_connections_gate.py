@@ -377,3 +377,25 @@ def test_what_no_counter_shows_is_listed_within_the_idle_interval(real, opened) 
     assert clock.now - 1000.0 <= comp.config.idle_listing_interval + comp.config.poll_interval
     assert os.getpid() in {o.pid for r in comp._table.values() if r.entry.local_port == port
                            for o in r.owners or ()}
+
+
+def test_the_engines_pids_are_handed_on_anew_only_when_processes_came_or_went() -> None:
+    """on_tick built a list of every pid at each tick, and the owner sweep compared it with its
+    own table each second: the same list object now says nobody came or went."""
+    comp = ConnectionsComponent(NetworkConfig(connect_trace=False))
+    rows = {r.key: r for r in (row(100, "server"), row(200, "client"))}
+
+    def tick(processes: dict, appeared: set) -> list[int] | None:  # type: ignore[type-arg]
+        ctx = TickContext(0.0, 1.0, metrics(), processes, EventBus(), appeared)
+        ctx.first_tick = False
+        comp.on_tick(ctx)
+        return comp._tick_pids
+
+    first = tick(dict(rows), set(rows))
+    assert first is not None and sorted(first) == [100, 200]
+    assert tick(dict(rows), set()) is first
+    newcomer = row(300, "new")
+    grown = tick({**rows, newcomer.key: newcomer}, {newcomer.key})
+    assert grown is not first and sorted(grown or []) == [100, 200, 300]
+    shrunk = tick(dict(rows), set())
+    assert shrunk is not grown and sorted(shrunk or []) == [100, 200]

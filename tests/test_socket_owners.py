@@ -482,3 +482,27 @@ def test_a_socket_received_by_fd_passing_names_its_receiver_at_its_turn() -> Non
         mine.close()
         child.kill()
         child.wait()
+
+
+def test_a_process_the_last_sweep_could_not_record_is_tried_again_with_the_same_list(
+        sleepers, monkeypatch) -> None:
+    """Handed the same pid list object as at the last sweep (the engine's, unchanged), a sweep
+    does not compare it with its table again, but still tries those it could not record."""
+    for p in sleepers:
+        _wait_sleeping(p.pid)
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    pids = [p.pid for p in sleepers]
+    missed = pids[0]
+    real = socket_owners.read_stat
+    try:
+        monkeypatch.setattr(socket_owners, "read_stat",
+                            lambda pid, *a, **k: None if pid == missed else real(pid, *a, **k))
+        owners.refresh([], pids=pids)
+        assert missed not in {k.pid for k in owners.readable()}
+        monkeypatch.setattr(socket_owners, "read_stat", real)
+        clock.now += SWEEP_S
+        owners.refresh([], pids=pids)
+        assert {k.pid for k in owners.readable()} == set(pids)
+    finally:
+        owners.close()

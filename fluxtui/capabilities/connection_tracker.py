@@ -168,7 +168,7 @@ class ConnectionsComponent:
         self._rates: dict[ProcessKey, tuple[float, float]] = {}
         self._poll_ms = 0.0
         # The engine's processes as of its last tick (pids): spares the owner sweep a listing of
-        # /proc. Replaced whole by on_tick, read by the worker.
+        # /proc. Replaced whole by on_tick when they changed, read by the worker.
         self._tick_pids: list[int] | None = None
         self._connecting: set[int] = set()  # pids the tracer saw connect since the last query
 
@@ -673,7 +673,11 @@ class ConnectionsComponent:
     # --- the engine tick ---------------------------------------------------------------------
 
     def on_tick(self, tick: TickContext) -> None:
-        if self._proc == "/proc":  # the engine lists the same /proc
+        pids = self._tick_pids
+        if self._proc == "/proc" and (pids is None or tick.appeared
+                                      or len(pids) != len(tick.processes)):
+            # The engine lists the same /proc. Nobody new and as many as before: nobody gone,
+            # the same list object (the owner sweep then skips comparing it with its own).
             self._tick_pids = [key.pid for key in tick.processes]
         moved: dict[ProcessKey, list[int]] = {}
         with self._lock:

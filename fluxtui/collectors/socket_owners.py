@@ -174,6 +174,8 @@ class SocketOwners:
         self._unresolvable: set[int] = set()
         self._round = 0
         self._last_sweep: float | None = None
+        self._swept_pids: Collection[int] | None = None  # the caller's pids at the last sweep
+        self._unrecorded: set[int] = set()  # of those, the ones it could not record
         self._sched = HeldReads("schedstat", proc, 128)
         self._self = os.getpid() if proc == "/proc" else -1
         self.fd_reads = 0  # /proc/PID/fd directories read since start (for the benchmark)
@@ -249,13 +251,20 @@ class SocketOwners:
             self.hunts += 1
         if unknown or pids is None:
             pids = list_pids(self._proc)
-        present = pids if isinstance(pids, (set, frozenset)) else set(pids)
-        for gone in self._procs.keys() - present:
-            self._drop(gone)
+        new: set[int] | frozenset[int]
+        if pids is self._swept_pids and not unknown:
+            # The caller's list as at the last sweep (nobody came or went, as it saw them):
+            # new are those it listed that the last sweep could not record.
+            new = self._unrecorded
+        else:
+            self._swept_pids = pids
+            present = pids if isinstance(pids, (set, frozenset)) else set(pids)
+            for gone in self._procs.keys() - present:
+                self._drop(gone)
+            new = present - self._procs.keys()
         rotation = self._round % ROTATION
         if not unknown:  # only new processes, holders, and those whose turn it is
-            pids = ((present - self._procs.keys()) | self._holders
-                    | self._turns.get(rotation, frozenset()))
+            pids = new | self._holders | self._turns.get(rotation, frozenset())
         # (fd count, pid, owner, schedstat now, threads) of processes not re-read yet:
         changed: list[_Candidate] = []  # ran, their fd count changed
         ran: list[_Candidate] = []  # ran, same fd count
@@ -319,6 +328,7 @@ class SocketOwners:
                 changed.append((fd_count, pid, owner, sched, stat_.threads))
             else:
                 ran.append((fd_count, pid, owner, sched, stat_.threads))
+        self._unrecorded = {pid for pid in new if pid not in self._procs}
         if not unknown:
             return
         # The creator is among the new processes and those that ran with a new fd count unless a
