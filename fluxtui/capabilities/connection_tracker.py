@@ -3,11 +3,14 @@ per-process connection counts and TCP byte rates, and network detections.
 
 A thread of its own ("fluxtui-connections") does the kernel work so the engine tick stays quick:
 - every `poll_interval` (never more than a fifth of its time: with many sockets the interval
-  grows) it dumps sock_diag, refreshes socket ownership and diffs the table against the previous
-  one: new sockets -> "opened"/"listening" events, vanished ones -> "closed". An unconnected UDP
-  socket is a client's (a DNS lookup with sendto) or a service's; which one is told by how long
-  it stays: still unconnected in UDP_LISTEN_LISTINGS listings in a row, it is "listening"
-  (whatever its port), and one that goes before that is not reported;
+  grows) it reads the kernel's TCP/UDP counters (collectors/socket_counters.py) and, when they
+  moved, a socket closed, or `idle_listing_interval` passed, dumps sock_diag; it refreshes socket
+  ownership (swept once a second even when nothing was listed) and diffs the table against the
+  previous one: new sockets -> "opened"/"listening" events, vanished ones -> "closed". An
+  unconnected UDP socket is a client's (a DNS lookup with sendto) or a service's; which one is
+  told by how long it stays: still unconnected in UDP_LISTEN_LISTINGS listings in a row, it is
+  "listening" (whatever its port), and one that goes before that is not reported (every poll
+  lists while one is being counted);
 - in between it reads the kernel's close notifications (sock_diag destroy groups), which report
   a socket's end at once with its final byte counters, including sockets opened and closed
   between two queries ("short_lived": their owner was never observed, it is left unknown);

@@ -2,7 +2,9 @@
 (`socket:[INODE]`), as `ss -p` does, but incremental: /proc is read when the kernel's listing
 says something is new, not on every listing.
 
-`refresh(inodes)` runs after every sock_diag listing (4 times a second). What it reads:
+`refresh(inodes)` runs at every poll of the connections thread (4 times a second, after a
+sock_diag listing or with the last one's inodes when the kernel's counters say nothing changed).
+What it reads:
 - Nothing, when every inode listed is already in the index (or known unresolvable) and the last
   sweep is less than `sweep_s` old: the common case on a quiet host.
 - A sweep, at most every `sweep_s` (1 s): /proc is listed (or the engine's table is taken);
@@ -17,7 +19,11 @@ says something is new, not on every listing.
   within a sweep. Processes that hold no socket are skipped, apart
   from the slow rotation (each has its turn once per ROTATION sweeps: renews co-holders that
   received a still-held socket by fd passing, the one case nothing else reveals, and a pid
-  reused by a process that inherited a socket).
+  reused by a process that inherited a socket). A turn is one pread for a process that had a
+  single thread when its fds were read and whose schedstat has not moved since: receiving a
+  socket takes a recvmsg, and a thread that could take it a clone, both by the main thread.
+  A sweep handed the same pid list object as the last one (the engine's, when no process came
+  or went) does not compare it with its table again.
 - A hunt, at once, when a listed inode is unknown. The hinted processes first (the connect
   tracer's connecting pids, the holders of the listener a new connection came in to): when they
   hold every unknown inode, that is all. Else every process's schedstat is read; those that
