@@ -181,7 +181,7 @@ class SocketOwners:
         self._round = 0
         self._last_sweep: float | None = None
         self._swept_pids: Collection[int] | None = None  # the caller's pids at the last sweep
-        self._unrecorded: set[int] = set()  # of those, the ones it could not record
+        self._unrecorded: set[int] = set()  # of those it looked at, the ones it could not record
         self._sched = HeldReads("schedstat", proc, 128)
         self._self = os.getpid() if proc == "/proc" else -1
         self.fd_reads = 0  # /proc/PID/fd directories read since start (for the benchmark)
@@ -334,8 +334,8 @@ class SocketOwners:
                 changed.append((fd_count, pid, owner, sched, stat_.threads))
             else:
                 ran.append((fd_count, pid, owner, sched, stat_.threads))
-        self._unrecorded = {pid for pid in new if pid not in self._procs}
         if not unknown:
+            self._unrecorded = {pid for pid in pids if pid not in self._procs}
             return
         # The creator is among the new processes and those that ran with a new fd count unless a
         # thread other than the main one opened it, or it closed one fd for another: in that
