@@ -340,6 +340,8 @@ class GuardConfig:
 class NetworkConfig:
     enabled: bool = True
     poll_interval: float = field(default=0.25, metadata=_range(0.05, 60))
+    # Seconds between two listings at most while the kernel's TCP/UDP counters do not move.
+    idle_listing_interval: float = field(default=1.0, metadata=_range(0.05, 60))
     connect_trace: bool = True
     max_events_per_s: int = field(default=500, metadata=_range(1, 100000))
     portscan_ports: int = field(default=30, metadata=_range(2, 65535))

@@ -484,6 +484,7 @@ class FakeOwners:
     def __init__(self) -> None:
         self.by_inode: dict[int, tuple[Owner, ...]] = {}
         self.denied = 0
+        self.generation = 0
         self.keys = frozenset({A.key, B.key, C.key})
 
     def unknown(self, inodes: object) -> set[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -377,5 +378,131 @@ def test_the_readable_set_is_kept_with_the_processes_not_rebuilt_per_query(sleep
         finally:
             newcomer.kill()
             newcomer.wait()
+    finally:
+        owners.close()
+
+
+TWO_THREADS = """
+import threading
+threading.Thread(target=threading.Event().wait, args=(60,), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait(60)
+"""
+
+
+def _turn(owners: SocketOwners, pid: int) -> None:
+    """Make the next sweep the one whose rotation turn is pid's."""
+    owners._round = (pid % ROTATION - 1) % ROTATION
+
+
+def test_a_single_threaded_process_that_slept_is_not_reread_on_its_turn(sleepers,
+                                                                       monkeypatch) -> None:
+    """Every process had its fds read on its rotation turn (a few a second at 2,000): one with
+    a single thread whose schedstat has not moved since cannot have received a socket, and costs
+    one pread; one with two threads is read (the other thread may have run)."""
+    sleeper = sleepers[0]
+    _wait_sleeping(sleeper.pid)
+    threaded = subprocess.Popen([sys.executable, "-c", TWO_THREADS], stdout=subprocess.PIPE)
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    try:
+        assert threaded.stdout is not None and threaded.stdout.readline() == b"ready\n"
+        for _ in range(500):  # bounded: until both threads wait
+            tasks = os.listdir(f"/proc/{threaded.pid}/task")
+            if len(tasks) == 2 and all(_state(threaded.pid, t) == "S" for t in tasks):
+                break
+            time.sleep(0.01)
+        owners.refresh([])
+        read: list[str] = []
+        real = socket_owners.socket_fds
+
+        def counting(fd_dir: str):  # type: ignore[no-untyped-def]
+            read.append(fd_dir)
+            return real(fd_dir)
+
+        monkeypatch.setattr(socket_owners, "socket_fds", counting)
+        for pid in (sleeper.pid, threaded.pid):
+            _turn(owners, pid)
+            clock.now += SWEEP_S
+            owners.refresh([])
+        assert f"/proc/{sleeper.pid}/fd" not in read
+        assert f"/proc/{threaded.pid}/fd" in read
+        assert {sleeper.pid, threaded.pid} <= {k.pid for k in owners.readable()}
+    finally:
+        owners.close()
+        threaded.kill()
+        threaded.wait()
+
+
+RECEIVER = """
+import socket, sys
+channel = socket.socket(fileno=int(sys.argv[1]))
+print("ready", flush=True)
+_msg, fds, _flags, _addr = socket.recv_fds(channel, 1, 1)
+print(len(fds), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_socket_received_by_fd_passing_names_its_receiver_at_its_turn() -> None:
+    """SCM_RIGHTS: a process that held no socket receives one its sender keeps. No new inode,
+    so no hunt; the receiver ran (recvmsg), so its turn reads it, and the socket names both.
+    Before its turn it is not named: the documented delay of a second holder (ROTATION)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    inode = os.fstat(listener.fileno()).st_ino
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child = subprocess.Popen([sys.executable, "-c", RECEIVER, str(theirs.fileno())],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             pass_fds=(theirs.fileno(),))
+    theirs.close()
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        owners.refresh([inode])  # the hunt: this process holds it
+        clock.now += SWEEP_S
+        owners.refresh([inode])  # a sweep: the child, new, read (holding none)
+        assert child.pid in {k.pid for k in owners.readable()}
+        assert [o.pid for o in owners.owners(inode) or ()] == [os.getpid()]
+        socket.send_fds(mine, [b"x"], [listener.fileno()])
+        assert child.stdout.readline() == b"1\n"
+        _turn(owners, child.pid + 1)  # not its turn
+        clock.now += SWEEP_S
+        owners.refresh([inode])
+        assert [o.pid for o in owners.owners(inode) or ()] == [os.getpid()]
+        _turn(owners, child.pid)
+        clock.now += SWEEP_S
+        owners.refresh([inode])
+        assert {o.pid for o in owners.owners(inode) or ()} == {os.getpid(), child.pid}
+    finally:
+        owners.close()
+        listener.close()
+        mine.close()
+        child.kill()
+        child.wait()
+
+
+def test_a_process_the_last_sweep_could_not_record_is_tried_again_with_the_same_list(
+        sleepers, monkeypatch) -> None:
+    """Handed the same pid list object as at the last sweep (the engine's, unchanged), a sweep
+    does not compare it with its table again, but still tries those it could not record."""
+    for p in sleepers:
+        _wait_sleeping(p.pid)
+    clock = Clock()
+    owners = SocketOwners(clock=clock)
+    pids = [p.pid for p in sleepers]
+    missed = pids[0]
+    real = socket_owners.read_stat
+    try:
+        monkeypatch.setattr(socket_owners, "read_stat",
+                            lambda pid, *a, **k: None if pid == missed else real(pid, *a, **k))
+        owners.refresh([], pids=pids)
+        assert missed not in {k.pid for k in owners.readable()}
+        monkeypatch.setattr(socket_owners, "read_stat", real)
+        clock.now += SWEEP_S
+        owners.refresh([], pids=pids)
+        assert {k.pid for k in owners.readable()} == set(pids)
     finally:
         owners.close()

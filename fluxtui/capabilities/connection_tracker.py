@@ -3,11 +3,14 @@ per-process connection counts and TCP byte rates, and network detections.
 
 A thread of its own ("fluxtui-connections") does the kernel work so the engine tick stays quick:
 - every `poll_interval` (never more than a fifth of its time: with many sockets the interval
-  grows) it dumps sock_diag, refreshes socket ownership and diffs the table against the previous
-  one: new sockets -> "opened"/"listening" events, vanished ones -> "closed". An unconnected UDP
-  socket is a client's (a DNS lookup with sendto) or a service's; which one is told by how long
-  it stays: still unconnected in UDP_LISTEN_LISTINGS listings in a row, it is "listening"
-  (whatever its port), and one that goes before that is not reported;
+  grows) it reads the kernel's TCP/UDP counters (collectors/socket_counters.py) and, when they
+  moved, a socket closed, or `idle_listing_interval` passed, dumps sock_diag; it refreshes socket
+  ownership (swept once a second even when nothing was listed) and diffs the table against the
+  previous one: new sockets -> "opened"/"listening" events, vanished ones -> "closed". An
+  unconnected UDP socket is a client's (a DNS lookup with sendto) or a service's; which one is
+  told by how long it stays: still unconnected in UDP_LISTEN_LISTINGS listings in a row, it is
+  "listening" (whatever its port), and one that goes before that is not reported (every poll
+  lists while one is being counted);
 - in between it reads the kernel's close notifications (sock_diag destroy groups), which report
   a socket's end at once with its final byte counters, including sockets opened and closed
   between two queries ("short_lived": their owner was never observed, it is left unknown);
@@ -44,6 +47,7 @@ from fluxtui.collectors.sock_diag import (
     SocketEntry,
     canonical_ip,
 )
+from fluxtui.collectors.socket_counters import SocketCounters
 from fluxtui.collectors.socket_owners import Owner, SocketOwners
 from fluxtui.component import RISK_INPUTS, Channel, TickContext
 from fluxtui.config import NetworkConfig, RulesConfig
@@ -84,6 +88,11 @@ POLL_NOTE = ("Sockets are listed every {interval:.2f} s; one opened and closed b
              "unknown")
 POLL_NOTE_NO_CLOSE = ("Sockets are listed every {interval:.2f} s; one opened and closed between "
                       "two listings is not seen")
+POLL_NOTE_GATED = ("Sockets are listed every {poll:.2f} s while the kernel's TCP/UDP counters "
+                   "move or a socket closes, else every {idle:.2f} s (a queue length an "
+                   "application's read shrank, or a bound UDP socket connecting, moves no "
+                   "counter); one opened and closed between two listings appears only when it "
+                   "closes (kernel close notification), with its owner unknown")
 CLOSING_STATES = frozenset({"TIME-WAIT", "UNCONN"})
 
 
@@ -133,7 +142,21 @@ class ConnectionsComponent:
         # (inode 0) in FIN-WAIT/TIME-WAIT, and its close event still names who had it.
         self._last_owners: dict[int, tuple[Owner, ...]] = {}
         self._first_query_done = False
-        self._last_query_at: float | None = None
+        self._last_query_at: float | None = None  # monotonic, of the last listing
+        self._interval = 0.0  # between the last two listings
+        # The listing gate (collectors/socket_counters.py): the kernel's counters read just
+        # before the last listing, when it was, and what came since that calls for another.
+        self._clock = time.monotonic
+        self._net_counters: SocketCounters | None = None
+        self._listed_counters: bytes | None = None
+        self._listed_at: float | None = None
+        self._closes_since_listing = False
+        self._lost_seen = 0  # the close notifications' lost count at the last listing
+        self._entries: list[SocketEntry] = []  # the last listing
+        self._inodes: list[int] = []
+        self._owners_seen: tuple[int, int] = (-1, -1)  # (generation, denied) of the last rows
+        self.listings = 0  # sock_diag listings since start
+        self.quiet_polls = 0  # polls that found the counters unchanged and did not list
         self._event_budget = (0, 0)  # (second, events published in it)
         # Handed to on_tick under the lock.
         self._lock = threading.Lock()
@@ -148,7 +171,7 @@ class ConnectionsComponent:
         self._rates: dict[ProcessKey, tuple[float, float]] = {}
         self._poll_ms = 0.0
         # The engine's processes as of its last tick (pids): spares the owner sweep a listing of
-        # /proc. Replaced whole by on_tick, read by the worker.
+        # /proc. Replaced whole by on_tick when they changed, read by the worker.
         self._tick_pids: list[int] | None = None
         self._connecting: set[int] = set()  # pids the tracer saw connect since the last query
 
@@ -166,6 +189,10 @@ class ConnectionsComponent:
         except OSError as exc:
             self._notes["close"] = (f"kernel close notifications unavailable ({exc.strerror}): "
                                     "closes are seen by the periodic listing only")
+        else:  # closes are told: unchanged counters can spare a listing (_quiet)
+            counters = SocketCounters()
+            if counters.available:
+                self._net_counters = counters
         if not self.config.connect_trace:
             self._notes["tracer"] = ("connect tracing off (network.connect_trace): detections "
                                      "see only connections a listing or close catches")
@@ -187,7 +214,7 @@ class ConnectionsComponent:
                 log.warning("connections thread did not stop within %g s; its sockets stay open",
                             self.stop_timeout)
                 return
-        for resource in (self._tracer, self._destroy, self._diag):
+        for resource in (self._tracer, self._destroy, self._diag, self._net_counters):
             if resource is not None:
                 with contextlib.suppress(Exception):
                     resource.close()
@@ -276,17 +303,42 @@ class ConnectionsComponent:
 
     def _query(self) -> None:
         assert self._diag is not None
-        started = time.monotonic()
+        started = self._clock()
         now = time.time()
-        entries, errors = self._diag.dump_all()
-        self._notes = {k: v for k, v in self._notes.items() if not k.startswith("dump-")}
-        for name, error in errors.items():
-            self._notes[f"dump-{name}"] = f"{name} sockets not listed: {error}"
-        inodes = [e.inode for e in entries]
-        unknown = self._owners.unknown(inodes)
-        hints = self._hints([e for e in entries if e.inode in unknown]) if unknown else ()
-        self._owners.refresh(inodes, self._tick_pids, hints)
-        self._connecting = set()
+        counters = None if self._net_counters is None else self._net_counters.read()
+        if self._quiet(counters, started):
+            # Nothing the kernel counts moved and no socket closed: the table is the last
+            # listing's (see collectors/socket_counters.py). Ownership is still swept (a socket
+            # passed on, a process gone) and no byte moved until now.
+            self.quiet_polls += 1
+            self._owners.refresh(self._inodes, self._tick_pids)
+            owners_seen = (self._owners.generation, self._owners.denied)
+            if owners_seen == self._owners_seen:
+                self._rules.expire(now)
+                with self._lock:
+                    first, _ = self._bytes_span
+                    self._bytes_span = (first if first is not None else started, started)
+                return
+            entries = self._entries  # the same sockets, other owners: the rows again
+        else:
+            self.listings += 1
+            self._closes_since_listing = False
+            self._lost_seen = 0 if self._destroy is None else self._destroy.lost
+            entries, errors = self._diag.dump_all()
+            self._listed_counters, self._listed_at = counters, started
+            self._notes = {k: v for k, v in self._notes.items() if not k.startswith("dump-")}
+            for name, error in errors.items():
+                self._notes[f"dump-{name}"] = f"{name} sockets not listed: {error}"
+            self._entries = entries
+            self._inodes = [e.inode for e in entries]
+            unknown = self._owners.unknown(self._inodes)
+            hints = self._hints([e for e in entries if e.inode in unknown]) if unknown else ()
+            self._owners.refresh(self._inodes, self._tick_pids, hints)
+            self._connecting = set()
+            self._interval = (0.0 if self._last_query_at is None
+                              else started - self._last_query_at)
+            self._last_query_at = started
+        self._owners_seen = (self._owners.generation, self._owners.denied)
         table, same = self._rows(entries)
         previous = self._shared
         if same and previous is not None and not self._udp_pending and not self._table_cut:
@@ -313,11 +365,9 @@ class ConnectionsComponent:
             self._first_query_done = True
             rows = tuple(table.values())
             counts, tcp_keys = self._counts(table)
-        finished = time.monotonic()
-        interval = 0.0 if self._last_query_at is None else started - self._last_query_at
-        self._last_query_at = started
-        poll_note = POLL_NOTE if self._destroy is not None else POLL_NOTE_NO_CLOSE
-        notes = [UDP_BYTES_NOTE, poll_note.format(interval=interval or self.config.poll_interval)]
+        finished = self._clock()
+        interval = self._interval
+        notes = [UDP_BYTES_NOTE, self._poll_note(interval)]
         notes += [self._notes[k] for k in sorted(self._notes)]
         denied = self._owners.denied
         if denied:
@@ -332,6 +382,25 @@ class ConnectionsComponent:
             first, _ = self._bytes_span
             self._bytes_span = (first if first is not None else started, started)
             self._poll_ms = view.query_ms
+
+    def _quiet(self, counters: bytes | None, now: float) -> bool:
+        """Whether the socket table is known to be the last listing's: the kernel's TCP/UDP
+        counters as they were just before it, no close notification since (nor one lost), no
+        unconnected UDP socket being counted towards "listening", and the last listing less
+        than idle_listing_interval old (for what no counter shows)."""
+        return (counters is not None and counters == self._listed_counters
+                and self._listed_at is not None
+                and 0 <= now - self._listed_at < self.config.idle_listing_interval
+                and not self._closes_since_listing and not self._udp_pending
+                and self._destroy is not None and self._destroy.lost == self._lost_seen)
+
+    def _poll_note(self, interval: float) -> str:
+        if self._destroy is None:
+            return POLL_NOTE_NO_CLOSE.format(interval=interval or self.config.poll_interval)
+        if self._net_counters is None:
+            return POLL_NOTE.format(interval=interval or self.config.poll_interval)
+        return POLL_NOTE_GATED.format(poll=self.config.poll_interval,
+                                      idle=self.config.idle_listing_interval)
 
     def _rows(self, entries: list[SocketEntry]) -> tuple[dict[int, SocketRow], bool]:
         """The table of this listing, and whether it is the last one's: the same entries (the
@@ -483,6 +552,8 @@ class ConnectionsComponent:
 
     def _on_destroyed(self, entries: list[SocketEntry]) -> None:
         now = time.time()
+        if entries:
+            self._closes_since_listing = True
         for entry in entries:
             cookie = entry.cookie
             if cookie in self._closed_set:
@@ -605,7 +676,11 @@ class ConnectionsComponent:
     # --- the engine tick ---------------------------------------------------------------------
 
     def on_tick(self, tick: TickContext) -> None:
-        if self._proc == "/proc":  # the engine lists the same /proc
+        pids = self._tick_pids
+        if self._proc == "/proc" and (pids is None or tick.appeared
+                                      or len(pids) != len(tick.processes)):
+            # The engine lists the same /proc. Nobody new and as many as before: nobody gone,
+            # the same list object (the owner sweep then skips comparing it with its own).
             self._tick_pids = [key.pid for key in tick.processes]
         moved: dict[ProcessKey, list[int]] = {}
         with self._lock:

@@ -2,7 +2,9 @@
 (`socket:[INODE]`), as `ss -p` does, but incremental: /proc is read when the kernel's listing
 says something is new, not on every listing.
 
-`refresh(inodes)` runs after every sock_diag listing (4 times a second). What it reads:
+`refresh(inodes)` runs at every poll of the connections thread (4 times a second, after a
+sock_diag listing or with the last one's inodes when the kernel's counters say nothing changed).
+What it reads:
 - Nothing, when every inode listed is already in the index (or known unresolvable) and the last
   sweep is less than `sweep_s` old: the common case on a quiet host.
 - A sweep, at most every `sweep_s` (1 s): /proc is listed (or the engine's table is taken);
@@ -17,7 +19,11 @@ says something is new, not on every listing.
   within a sweep. Processes that hold no socket are skipped, apart
   from the slow rotation (each has its turn once per ROTATION sweeps: renews co-holders that
   received a still-held socket by fd passing, the one case nothing else reveals, and a pid
-  reused by a process that inherited a socket).
+  reused by a process that inherited a socket). A turn is one pread for a process that had a
+  single thread when its fds were read and whose schedstat has not moved since: receiving a
+  socket takes a recvmsg, and a thread that could take it a clone, both by the main thread.
+  A sweep handed the same pid list object as the last one (the engine's, when no process came
+  or went) does not compare it with its table again.
 - A hunt, at once, when a listed inode is unknown. The hinted processes first (the connect
   tracer's connecting pids, the holders of the listener a new connection came in to): when they
   hold every unknown inode, that is all. Else every process's schedstat is read; those that
@@ -74,11 +80,16 @@ class _Process:
     fd_count: int
     inodes: dict[int, int] | None  # socket inode -> an fd holding it; None: fds not readable
     schedstat: bytes = b""  # when its fds were read: unchanged, the main thread has not run
+    threads: int = 0  # when its fds were read (0: not known)
     known_at: int = 0  # clock ticks since boot when its fds were read (or it started, inferred)
     key: ProcessKey = field(init=False)  # owner.key, built once
 
     def __post_init__(self) -> None:
         self.key = self.owner.key
+
+
+# (fd count, pid, owner, schedstat now, threads) of a process a hunt may read
+_Candidate = tuple[int, int, Owner, bytes, int]
 
 
 def _boot_ticks() -> int:
@@ -169,12 +180,17 @@ class SocketOwners:
         self._unresolvable: set[int] = set()
         self._round = 0
         self._last_sweep: float | None = None
+        self._swept_pids: Collection[int] | None = None  # the caller's pids at the last sweep
+        self._unrecorded: set[int] = set()  # of those it looked at, the ones it could not record
         self._sched = HeldReads("schedstat", proc, 128)
         self._self = os.getpid() if proc == "/proc" else -1
         self.fd_reads = 0  # /proc/PID/fd directories read since start (for the benchmark)
         self.hunts = 0  # refreshes that looked for an unknown inode in every process
         self.hinted = 0  # unknown inodes all found in the hinted processes
         self.inferred = 0  # new processes taken to hold no socket: their parent holds none
+        # Moves when what a query hands on can have changed: a process's sockets or name, a
+        # process added or dropped (readable, denied). Not when a re-read found the same.
+        self.generation = 0
 
     def close(self) -> None:
         self._sched.close()
@@ -241,17 +257,24 @@ class SocketOwners:
             self.hunts += 1
         if unknown or pids is None:
             pids = list_pids(self._proc)
-        present = pids if isinstance(pids, (set, frozenset)) else set(pids)
-        for gone in self._procs.keys() - present:
-            self._drop(gone)
+        new: set[int] | frozenset[int]
+        if pids is self._swept_pids and not unknown:
+            # The caller's list as at the last sweep (nobody came or went, as it saw them):
+            # new are those it listed that the last sweep could not record.
+            new = self._unrecorded
+        else:
+            self._swept_pids = pids
+            present = pids if isinstance(pids, (set, frozenset)) else set(pids)
+            for gone in self._procs.keys() - present:
+                self._drop(gone)
+            new = present - self._procs.keys()
         rotation = self._round % ROTATION
         if not unknown:  # only new processes, holders, and those whose turn it is
-            pids = ((present - self._procs.keys()) | self._holders
-                    | self._turns.get(rotation, frozenset()))
-        # (fd count, pid, owner, schedstat now) of processes not re-read yet:
-        changed: list[tuple[int, int, Owner, bytes]] = []  # ran, their fd count changed
-        ran: list[tuple[int, int, Owner, bytes]] = []  # ran, same fd count
-        idle: list[tuple[int, int, Owner, bytes]] = []  # not run since their fds were read
+            pids = new | self._holders | self._turns.get(rotation, frozenset())
+        # (fd count, pid, owner, schedstat now, threads) of processes not re-read yet:
+        changed: list[_Candidate] = []  # ran, their fd count changed
+        ran: list[_Candidate] = []  # ran, same fd count
+        idle: list[_Candidate] = []  # not run since their fds were read
         limit = held_fd_budget() // 2  # the process collector holds as many
         for pid in pids:
             cached = self._procs.get(pid)
@@ -280,8 +303,12 @@ class SocketOwners:
                 sched = self._sched.read(pid, limit)
             if sched is None:
                 continue
-            if cached is not None and sched == cached.schedstat and not due:
-                idle.append((cached.fd_count, pid, cached.owner, sched))
+            if cached is not None and sched == cached.schedstat and (
+                    not due or cached.threads == 1):
+                # Not run since its fds were read. Its turn comes to nothing when it has a
+                # single thread: it cannot have received a socket (recvmsg runs) nor made a
+                # thread that did (clone runs); a pid reused fails the held read above.
+                idle.append((cached.fd_count, pid, cached.owner, sched, cached.threads))
                 continue
             stat_ = fresh or read_stat(pid, self._proc, memory=False)  # identity and name
             if stat_ is None:
@@ -297,30 +324,32 @@ class SocketOwners:
                 self._drop(pid)
                 continue
             if cached is None and unknown and not due:
-                changed.append((fd_count, pid, owner, sched))  # new: read in order, below
+                changed.append((fd_count, pid, owner, sched, stat_.threads))  # new: below
             elif (cached is None or due or fd_count == 0 or cached.owner.name != owner.name
                     or (cached.inodes and not still_held(
                         f"{self._proc}/{pid}/fd", cached.inodes, pid == self._self))):
                 # New, its turn, exec'd, or a holder that closed or moved one of its sockets.
-                self._rescan(pid, owner, fd_count, sched)
+                self._rescan(pid, owner, fd_count, sched, stat_.threads)
             elif cached.fd_count != fd_count:
-                changed.append((fd_count, pid, owner, sched))
+                changed.append((fd_count, pid, owner, sched, stat_.threads))
             else:
-                ran.append((fd_count, pid, owner, sched))
+                ran.append((fd_count, pid, owner, sched, stat_.threads))
         if not unknown:
+            self._unrecorded = {pid for pid in pids if pid not in self._procs}
             return
         # The creator is among the new processes and those that ran with a new fd count unless a
         # thread other than the main one opened it, or it closed one fd for another: in that
         # order, fewest fds first,
         # processes with many fds (BIG_FDS) after all others, since reading them costs most.
         # Stops as soon as every inode is found.
-        order = sorted(((fd_count > BIG_FDS, rank, fd_count, pid, owner, sched)
+        order = sorted(((fd_count > BIG_FDS, rank, fd_count, pid, owner, sched, threads)
                         for rank, group in enumerate((changed, ran, idle))
-                        for fd_count, pid, owner, sched in group), key=lambda p: p[:4])
-        for _big, _rank, fd_count, pid, owner, sched in order:
+                        for fd_count, pid, owner, sched, threads in group),
+                       key=lambda p: p[:4])
+        for _big, _rank, fd_count, pid, owner, sched, threads in order:
             if not unknown - self._index.keys():
                 return
-            self._rescan(pid, owner, fd_count, sched)
+            self._rescan(pid, owner, fd_count, sched, threads)
         self._unresolvable |= unknown - self._index.keys()
 
     def _read_hinted(self, hints: Iterable[int]) -> None:
@@ -342,9 +371,11 @@ class SocketOwners:
             except OSError:
                 self._drop(pid)
                 continue
-            self._rescan(pid, Owner(pid, stat_.start_ticks, stat_.comm), fd_count, sched)
+            self._rescan(pid, Owner(pid, stat_.start_ticks, stat_.comm), fd_count, sched,
+                         stat_.threads)
 
-    def _rescan(self, pid: int, owner: Owner, fd_count: int, schedstat: bytes) -> None:
+    def _rescan(self, pid: int, owner: Owner, fd_count: int, schedstat: bytes,
+                threads: int) -> None:
         self.fd_reads += 1
         try:
             if pid == self._self:
@@ -354,7 +385,7 @@ class SocketOwners:
         except FileNotFoundError:
             self._drop(pid)
             return
-        self._put(pid, _Process(owner, fd_count, inodes, schedstat, _boot_ticks() - 1))
+        self._put(pid, _Process(owner, fd_count, inodes, schedstat, threads, _boot_ticks() - 1))
         for inode in inodes or ():
             self._index[inode] = (*self._index.get(inode, ()), owner)
 
@@ -362,7 +393,11 @@ class SocketOwners:
         """Record (or replace) a process, with everything kept alongside _procs."""
         old = self._procs.get(pid)
         frozen = self._readable_frozen
+        generation = self.generation
         self._remove(pid)
+        # A re-read that found the same: nothing a query hands on moved.
+        same = old is not None and old.owner == process.owner and old.inodes == process.inodes
+        self.generation = generation if same else generation + 1
         self._procs[pid] = process
         if process.inodes is None:
             self._denied += 1
@@ -379,6 +414,7 @@ class SocketOwners:
         process = self._procs.pop(pid, None)
         if process is None:
             return
+        self.generation += 1
         self._unindex(process)
         if process.inodes is None:
             self._denied -= 1
