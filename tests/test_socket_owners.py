@@ -310,14 +310,7 @@ def test_a_new_child_is_read_only_when_its_parent_holds_a_socket(monkeypatch) ->
         heir = int(holder.stdout.readline())
         other = int(plain.stdout.readline())
         forked += [heir, other]
-        read: list[str] = []
-        real = socket_owners.socket_fds
-
-        def counting(fd_dir: str):  # type: ignore[no-untyped-def]
-            read.append(fd_dir)
-            return real(fd_dir)
-
-        monkeypatch.setattr(socket_owners, "socket_fds", counting)
+        read = _count_fd_reads(monkeypatch)
         clock.now += SWEEP_S
         owners.refresh([inode])
         assert {o.pid for o in owners.owners(inode) or ()} == {holder.pid, heir}
@@ -332,6 +325,19 @@ def test_a_new_child_is_read_only_when_its_parent_holds_a_socket(monkeypatch) ->
         for proc in (holder, plain):
             proc.kill()
             proc.wait()
+
+
+def _count_fd_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The /proc/PID/fd directories the owners read from now on."""
+    read: list[str] = []
+    real = socket_owners.socket_fds
+
+    def counting(fd_dir: str):  # type: ignore[no-untyped-def]
+        read.append(fd_dir)
+        return real(fd_dir)
+
+    monkeypatch.setattr(socket_owners, "socket_fds", counting)
+    return read
 
 
 def _start_ticks(pid: int) -> int:
@@ -413,14 +419,7 @@ def test_a_single_threaded_process_that_slept_is_not_reread_on_its_turn(sleepers
                 break
             time.sleep(0.01)
         owners.refresh([])
-        read: list[str] = []
-        real = socket_owners.socket_fds
-
-        def counting(fd_dir: str):  # type: ignore[no-untyped-def]
-            read.append(fd_dir)
-            return real(fd_dir)
-
-        monkeypatch.setattr(socket_owners, "socket_fds", counting)
+        read = _count_fd_reads(monkeypatch)
         for pid in (sleeper.pid, threaded.pid):
             _turn(owners, pid)
             clock.now += SWEEP_S

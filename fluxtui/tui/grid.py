@@ -31,6 +31,7 @@ from fluxtui.tui.grid_parts import (
     layout_widths,
     resolve_style,
 )
+from fluxtui.tui.line_regions import line_runs
 
 __all__ = ["Cell", "Column", "FastTable", "RowList", "RowSource"]
 
@@ -226,16 +227,9 @@ class FastTable(ScrollView, can_focus=True):
             return
         width = self.size.width
         marked = {index - top + 1 for index in also}
-        # One refresh for all of them, a region per run of lines (each call costs Textual a
-        # walk of the widget's geometry).
-        runs: list[Region] = []
-        for y, (old, new) in enumerate(zip(drawn, window, strict=True), start=1):
-            if old[0] != new[0] or old[1] is not new[1] or y in marked:
-                last = runs[-1] if runs else None
-                if last is not None and last.bottom == y:
-                    runs[-1] = Region(0, last.y, width, last.height + 1)
-                else:
-                    runs.append(Region(0, y, width, 1))
+        runs = line_runs((y for y, (old, new) in enumerate(zip(drawn, window, strict=True),
+                                                           start=1)
+                          if old[0] != new[0] or old[1] is not new[1] or y in marked), width)
         if runs:
             self.refresh(*runs)
 

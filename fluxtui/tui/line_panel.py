@@ -18,6 +18,8 @@ from textual.strip import Strip
 from textual.visual import Visual, visualize
 from textual.widgets import Static
 
+from fluxtui.tui.line_regions import line_runs
+
 
 def _line_key(line: Text) -> Hashable:
     """What a line shows: its characters and their styles."""
@@ -55,16 +57,11 @@ class LinePanel(Static):
             self._strips = [None] * len(lines)
             self.refresh(layout=layout)
             return len(lines)
-        width = self.size.width
-        regions: list[Region] = []
-        for y, (before, now) in enumerate(zip(old, keys, strict=True)):
-            if before != now:
-                self._strips[y] = None
-                last = regions[-1] if regions else None
-                if last is not None and last.bottom == y:
-                    regions[-1] = Region(0, last.y, width, last.height + 1)
-                else:
-                    regions.append(Region(0, y, width, 1))
+        changed = [y for y, (before, now) in enumerate(zip(old, keys, strict=True))
+                   if before != now]
+        for y in changed:
+            self._strips[y] = None
+        regions = line_runs(changed, self.size.width)
         if regions:
             self.refresh(*regions)
         return sum(region.height for region in regions)
