@@ -95,3 +95,44 @@ async def test_the_input_thread_blocks_without_timeout_delivers_keys_and_stops(
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+async def test_the_input_thread_ends_when_the_terminal_hangs_up() -> None:
+    """tmux kill-session, a closed ssh connection: the terminal reads end-of-file for ever. The
+    thread must end, not spin on it (and keep the process alive after the app ended)."""
+    reads = 0
+    driver = QuietLinuxDriver(object())  # type: ignore[arg-type]
+    master, slave = pty.openpty()
+    thread = None
+    try:
+        tty.setraw(slave)
+        driver.fileno = slave
+        original = os.read
+
+        def counting_read(fd: int, n: int) -> bytes:
+            nonlocal reads
+            if fd == slave:
+                reads += 1
+            return original(fd, n)
+
+        driver.process_message = lambda _message: None  # type: ignore[method-assign]
+        thread = threading.Thread(target=driver.run_input_thread, daemon=True)
+        os.read = counting_read  # type: ignore[assignment]
+        try:
+            thread.start()
+            os.close(master)  # the terminal goes away
+            master = -1
+            thread.join(30)
+        finally:
+            os.read = original  # type: ignore[assignment]
+        assert not thread.is_alive()
+        assert not driver.exit_event.is_set()  # it ended by itself, nobody asked it to
+        assert reads <= 2
+    finally:
+        driver.exit_event.set()
+        if thread is not None:
+            thread.join(10)
+        driver.close()
+        for fd in (master, slave):
+            if fd >= 0:
+                os.close(fd)

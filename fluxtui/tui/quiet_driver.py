@@ -40,6 +40,10 @@ class _WakingEvent(Event):
         self._wake_fd = -1
 
 
+class _InputEnded(Exception):
+    """The terminal gave end-of-file: the input thread ends."""
+
+
 def parser_timeout(parser: XTermParser, now: float) -> float | None:
     """How long the input thread may wait for input: until the parser's pending sequence times
     out (a lone Escape), or for ever when nothing is pending."""
@@ -71,8 +75,11 @@ class QuietLinuxDriver(LinuxDriver):
                         os.read(wake, 512)
                 elif mask & selectors.EVENT_READ:
                     data = decode(os.read(fileno, 1024 * 4), final=final)
-                    if not data:  # stdin is a pipe at its end
-                        break
+                    if not data:
+                        # The terminal hung up (or stdin is a pipe at its end): no input can
+                        # come. Reading on would spin (it stays readable), and would keep the
+                        # process alive after the app ended (this thread is not a daemon).
+                        raise _InputEnded
                     for event in parser.feed(data):
                         self.process_message(event)
             for event in parser.tick():
@@ -83,6 +90,8 @@ class QuietLinuxDriver(LinuxDriver):
                 process(selector.select(parser_timeout(parser, get_time())))
             selector.unregister(fileno)
             process(selector.select(0.1), final=True)
+        except _InputEnded:
+            pass
         finally:
             selector.close()
 
