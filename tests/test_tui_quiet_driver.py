@@ -13,6 +13,7 @@ import threading
 import tty
 from typing import Any
 
+import pytest
 from textual import events
 from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
@@ -97,35 +98,47 @@ async def test_the_input_thread_blocks_without_timeout_delivers_keys_and_stops(
             signal.signal(sig, handler)
 
 
-async def test_the_input_thread_ends_when_the_terminal_hangs_up() -> None:
-    """tmux kill-session, a closed ssh connection: the terminal reads end-of-file for ever. The
-    thread must end, not spin on it (and keep the process alive after the app ended)."""
+@pytest.mark.parametrize("terminal", ["pty", "pipe"])
+async def test_the_input_thread_ends_when_the_terminal_hangs_up(terminal: str) -> None:
+    """tmux kill-session, a closed ssh connection: the terminal reads EIO (a pseudo-terminal
+    whose other side closed) or end-of-file for ever. The thread must end quietly, not spin on
+    it (and keep the process alive after the app ended)."""
     reads = 0
     driver = QuietLinuxDriver(object())  # type: ignore[arg-type]
-    master, slave = pty.openpty()
+    if terminal == "pty":
+        other, ours = pty.openpty()
+        tty.setraw(ours)
+    else:
+        ours, other = os.pipe()
     thread = None
+    failures: list[BaseException] = []
     try:
-        tty.setraw(slave)
-        driver.fileno = slave
+        driver.fileno = ours
         original = os.read
 
         def counting_read(fd: int, n: int) -> bytes:
             nonlocal reads
-            if fd == slave:
+            if fd == ours:
                 reads += 1
             return original(fd, n)
 
+        def run() -> None:
+            try:
+                driver.run_input_thread()
+            except BaseException as exc:  # what Textual would turn into a panic
+                failures.append(exc)
+
         driver.process_message = lambda _message: None  # type: ignore[method-assign]
-        thread = threading.Thread(target=driver.run_input_thread, daemon=True)
+        thread = threading.Thread(target=run, daemon=True)
         os.read = counting_read  # type: ignore[assignment]
         try:
             thread.start()
-            os.close(master)  # the terminal goes away
-            master = -1
+            os.close(other)  # the terminal goes away
+            other = -1
             thread.join(30)
         finally:
             os.read = original  # type: ignore[assignment]
-        assert not thread.is_alive()
+        assert not thread.is_alive() and failures == []
         assert not driver.exit_event.is_set()  # it ended by itself, nobody asked it to
         assert reads <= 2
     finally:
@@ -133,6 +146,6 @@ async def test_the_input_thread_ends_when_the_terminal_hangs_up() -> None:
         if thread is not None:
             thread.join(10)
         driver.close()
-        for fd in (master, slave):
+        for fd in (other, ours):
             if fd >= 0:
                 os.close(fd)

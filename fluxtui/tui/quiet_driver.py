@@ -10,6 +10,7 @@ deadline), and stopping wakes it through a pipe.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 from codecs import getincrementaldecoder
@@ -41,7 +42,8 @@ class _WakingEvent(Event):
 
 
 class _InputEnded(Exception):
-    """The terminal gave end-of-file: the input thread ends."""
+    """The terminal is gone (end-of-file, or EIO from a pseudo-terminal): the input thread
+    ends."""
 
 
 def parser_timeout(parser: XTermParser, now: float) -> float | None:
@@ -74,7 +76,12 @@ class QuietLinuxDriver(LinuxDriver):
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake, 512)
                 elif mask & selectors.EVENT_READ:
-                    data = decode(os.read(fileno, 1024 * 4), final=final)
+                    try:
+                        data = decode(os.read(fileno, 1024 * 4), final=final)
+                    except OSError as exc:  # EIO: a pseudo-terminal whose other side closed
+                        if exc.errno != errno.EIO:
+                            raise
+                        data = ""
                     if not data:
                         # The terminal hung up (or stdin is a pipe at its end): no input can
                         # come. Reading on would spin (it stays readable), and would keep the
