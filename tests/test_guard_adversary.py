@@ -209,7 +209,10 @@ def test_a_request_with_other_arguments_does_not_join_a_prompt(home: Home,
             shown.communicate(timeout=10)
             assert shown.returncode == 0
             assert other.poll() is None  # still waiting for its own answer
-            assert [p.requester.pid for p in guard.pending()] == [other.pid]
+            # The responder answers the kernel first, then updates what it shows: the list
+            # catches up a moment after `cat` has read (bounded wait).
+            wait_for(lambda: [p.requester.pid for p in guard.pending()] == [other.pid])
+            assert other.poll() is None
 
 
 def test_a_flood_of_waiting_readers_does_not_lock_out_an_allowed_one(home: Home,
