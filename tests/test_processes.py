@@ -472,9 +472,11 @@ def test_proc_is_listed_every_tick_without_process_events(
         collector.close()
 
 
-def test_a_proc_of_another_pid_namespace_is_listed(tmp_path: Path) -> None:
-    """The connector's pids are the initial namespace's: a /proc whose self/ns/pid is another
-    namespace's (here: none at all) is never walked from its events."""
+def test_a_proc_without_the_initial_pid_namespace_is_not_taken_for_it(tmp_path: Path) -> None:
+    """The connector's pids are the initial namespace's: only a /proc whose self/ns/pid is that
+    namespace may be walked from its events (the collector lists any other every tick). Here:
+    a directory with no ns/pid at all. The positive case is the fork-event test above, which
+    lists nothing after the first sample on this machine's /proc."""
     assert not in_initial_pid_namespace(str(tmp_path))
 
 
